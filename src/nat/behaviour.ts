@@ -1,0 +1,52 @@
+/**
+ * NAT behaviour, in RFC 4787 terms, plus the two behaviours from the SC2C paper
+ * (seeds/000, §2.3): Port Knocking Sensitive (PKS) and ICMP Packet Sensitive (IPS).
+ */
+
+export const MAPPING_BEHAVIOURS = [
+  'endpoint-independent',
+  'address-dependent',
+  'address-and-port-dependent',
+] as const;
+export type MappingBehaviour = (typeof MAPPING_BEHAVIOURS)[number];
+
+export const FILTERING_BEHAVIOURS = MAPPING_BEHAVIOURS;
+export type FilteringBehaviour = MappingBehaviour;
+
+export const ALLOCATION_TYPES = ['preserve-if-free', 'sequential', 'random'] as const;
+export type PortAllocation =
+  | { readonly type: 'preserve-if-free' }
+  /** Each new session takes the previous allocation + `delta` (paper Table 2: +1 and +2). */
+  | { readonly type: 'sequential'; readonly delta: number }
+  | { readonly type: 'random' };
+
+export const UNSOLICITED_REPLIES = ['drop', 'icmp-port-unreachable'] as const;
+export type UnsolicitedReply = (typeof UNSOLICITED_REPLIES)[number];
+
+export type Protocol = 'udp' | 'tcp';
+
+export interface NatBehaviour {
+  readonly mapping: MappingBehaviour;
+  readonly filtering: FilteringBehaviour;
+  readonly allocation: PortAllocation;
+  /** Public ports the NAT allocates from, inclusive. */
+  readonly portRange: { readonly min: number; readonly max: number };
+  /** UDP mapping idle lifetime. RFC 4787 REQ-5: at least 2 min, so the default is 120 000. */
+  readonly mappingLifetimeMs: number;
+  /** TCP mapping idle lifetime. RFC 5382 REQ-5: at least 2 h 4 min, so the default is 7 440 000. */
+  readonly tcpMappingLifetimeMs: number;
+  /** RFC 4787 REQ-6: outbound traffic always refreshes; inbound refreshes only when this is set. */
+  readonly refreshOnInbound: boolean;
+  /** RFC 4787 REQ-9: loop back traffic sent to the NAT's own public address. */
+  readonly hairpin: boolean;
+  /** What the NAT answers to an inbound packet it does not forward. */
+  readonly unsolicitedReply: UnsolicitedReply;
+  /** PKS: an unsolicited inbound packet to an unmapped public port blocks ("knocks") that port. */
+  readonly pks: boolean;
+  /** How long a knocked port stays blocked for inbound traffic and for allocation. */
+  readonly pksBlockMs: number;
+  /** IPS: an inbound ICMP error for an active mapping closes it. */
+  readonly ips: boolean;
+  /** How long the port of a mapping closed by ICMP is not reused. */
+  readonly ipsBurnMs: number;
+}

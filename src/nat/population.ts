@@ -1,0 +1,99 @@
+/** The paper's 134-model NAT population (`config/nat-population.yaml`), expanded to one entry a model. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { NatBehaviour, PortAllocation } from './behaviour.ts';
+import { formatZodError } from './profile-schema.ts';
+import { ConfigError, type ProfileCatalog } from './profiles.ts';
+
+export const DEFAULT_POPULATION_PATH = fileURLToPath(
+  new URL('../../config/nat-population.yaml', import.meta.url),
+);
+
+export const STUN_TYPES = ['full-cone', 'restricted-cone', 'port-restricted-cone', 'symmetric'] as const;
+export const PORT_RULES = ['+1', '+2', 'random'] as const;
+
+const groupSchema = z
+  .object({
+    count: z.number().int().min(1),
+    stunType: z.enum(STUN_TYPES),
+    portRule: z.enum(PORT_RULES),
+    pks: z.boolean().default(false),
+    ips: z.boolean().default(false),
+    brand: z.string().optional(),
+    model: z.string().optional(),
+  })
+  .strict()
+  .refine((g) => !(g.pks && g.ips), {
+    message: 'a model is PKS or IPS, not both (paper Table 3 is a partition)',
+  });
+
+const populationSchema = z.object({ groups: z.array(groupSchema).min(1) }).strict();
+
+export interface NatModel {
+  readonly id: string;
+  readonly brand?: string;
+  readonly model?: string;
+  readonly stunType: (typeof STUN_TYPES)[number];
+  readonly portRule: (typeof PORT_RULES)[number];
+  readonly pks: boolean;
+  readonly ips: boolean;
+}
+
+const BASE_PROFILE: Record<NatModel['stunType'], string> = {
+  'full-cone': 'full-cone',
+  'restricted-cone': 'restricted-cone',
+  'port-restricted-cone': 'port-restricted-cone',
+  symmetric: 'symmetric-seq1',
+};
+
+const ALLOCATION: Record<NatModel['portRule'], PortAllocation> = {
+  '+1': { type: 'sequential', delta: 1 },
+  '+2': { type: 'sequential', delta: 2 },
+  random: { type: 'random' },
+};
+
+export function parsePopulation(text: string, source: string): NatModel[] {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`${source}: YAML syntax error: ${(error as Error).message}`);
+  }
+  const result = populationSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(formatZodError(result.error, source));
+  const models: NatModel[] = [];
+  for (const group of result.data.groups) {
+    for (let i = 0; i < group.count; i++) {
+      models.push({
+        id: `nat-${String(models.length + 1).padStart(3, '0')}`,
+        brand: group.brand,
+        model: group.model,
+        stunType: group.stunType,
+        portRule: group.portRule,
+        pks: group.pks,
+        ips: group.ips,
+      });
+    }
+  }
+  return models;
+}
+
+export function loadPopulation(path: string = DEFAULT_POPULATION_PATH): NatModel[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      `cannot read population file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    );
+  }
+  return parsePopulation(text, path);
+}
+
+/** The behaviour of one population model, built from the named base profile. */
+export function modelBehaviour(model: NatModel, catalog: ProfileCatalog): NatBehaviour {
+  const base = catalog.resolve(BASE_PROFILE[model.stunType]);
+  return { ...base, allocation: ALLOCATION[model.portRule], pks: model.pks, ips: model.ips };
+}

@@ -1,0 +1,193 @@
+/**
+ * `Network` over Node's `dgram` and `net`. Only composition roots construct this.
+ *
+ * ICMP: Linux reports an ICMP error to a UDP socket only when the socket is connected (it surfaces
+ * as ECONNREFUSED) unless IP_RECVERR is set, which Node does not expose. So `icmp` events come from
+ * this implementation only for errors the kernel reports; the virtual network reports them all.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+import type { Endpoint } from './address.ts';
+import {
+  AddressInUseError,
+  type BindInit,
+  type ConnectInit,
+  ConnectionRefusedError,
+  type Network,
+  type StreamConnection,
+  type StreamConnectionEvents,
+  type StreamServer,
+  type StreamServerEvents,
+  type UdpSocket,
+  type UdpSocketEvents,
+} from './types.ts';
+
+class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
+  #closed = false;
+  constructor(
+    readonly socket: dgram.Socket,
+    readonly local: Endpoint,
+  ) {
+    super();
+    socket.on('message', (msg, rinfo) => {
+      this.emit('message', new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), {
+        address: rinfo.address,
+        port: rinfo.port,
+      });
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') this.emit('icmp', { type: 'port-unreachable' });
+      else if (error.code === 'EHOSTUNREACH') this.emit('icmp', { type: 'host-unreachable' });
+      else this.onListenerError(error, 'message');
+    });
+    socket.on('close', () => {
+      this.#closed = true;
+      this.emit('close');
+    });
+  }
+
+  send(data: Uint8Array, to: Endpoint): void {
+    if (this.#closed) return;
+    this.socket.send(data, to.port, to.address, (error) => {
+      if (error) this.socket.emit('error', error);
+    });
+  }
+
+  setTTL(ttl: number): void {
+    this.socket.setTTL(ttl);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.socket.close();
+  }
+}
+
+class NodeStreamConnection extends TypedEmitter<StreamConnectionEvents> implements StreamConnection {
+  #closed = false;
+  constructor(
+    readonly socket: net.Socket,
+    readonly local: Endpoint,
+    readonly remote: Endpoint,
+  ) {
+    super();
+    socket.on('data', (chunk) => this.emit('data', new Uint8Array(chunk)));
+    let failure: Error | undefined;
+    socket.on('error', (error) => {
+      failure = error;
+    });
+    socket.on('close', () => {
+      this.#closed = true;
+      this.emit('close', failure);
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  write(data: Uint8Array): void {
+    if (!this.#closed) this.socket.write(data);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.socket.end();
+    this.socket.destroySoon();
+  }
+}
+
+class NodeStreamServer extends TypedEmitter<StreamServerEvents> implements StreamServer {
+  #closed = false;
+  constructor(
+    readonly server: net.Server,
+    readonly local: Endpoint,
+  ) {
+    super();
+    server.on('connection', (socket) => {
+      this.emit('connection', wrapSocket(socket));
+    });
+    server.on('close', () => this.emit('close'));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.server.close();
+  }
+}
+
+function wrapSocket(socket: net.Socket): NodeStreamConnection {
+  return new NodeStreamConnection(
+    socket,
+    { address: socket.localAddress ?? '0.0.0.0', port: socket.localPort ?? 0 },
+    { address: socket.remoteAddress ?? '0.0.0.0', port: socket.remotePort ?? 0 },
+  );
+}
+
+export class NodeNetwork implements Network {
+  bindUdp(init: BindInit = {}): Promise<UdpSocket> {
+    return new Promise((resolve, reject) => {
+      const socket = dgram.createSocket('udp4');
+      const onError = (error: NodeJS.ErrnoException): void => {
+        socket.close();
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new AddressInUseError({ address: init.address ?? '0.0.0.0', port: init.port ?? 0 })
+            : error,
+        );
+      };
+      socket.once('error', onError);
+      socket.bind({ address: init.address, port: init.port ?? 0, exclusive: true }, () => {
+        socket.off('error', onError);
+        const address = socket.address();
+        resolve(new NodeUdpSocket(socket, { address: address.address, port: address.port }));
+      });
+    });
+  }
+
+  connect(to: Endpoint, init: ConnectInit = {}): Promise<StreamConnection> {
+    return new Promise((resolve, reject) => {
+      if (init.signal?.aborted) {
+        reject(init.signal.reason);
+        return;
+      }
+      const socket = net.connect({ host: to.address, port: to.port, localPort: init.localPort });
+      const onAbort = (): void => {
+        socket.destroy();
+        reject(init.signal?.reason);
+      };
+      init.signal?.addEventListener('abort', onAbort, { once: true });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        init.signal?.removeEventListener('abort', onAbort);
+        reject(error.code === 'ECONNREFUSED' ? new ConnectionRefusedError(to) : error);
+      });
+      socket.once('connect', () => {
+        init.signal?.removeEventListener('abort', onAbort);
+        socket.removeAllListeners('error');
+        socket.setNoDelay(true);
+        resolve(wrapSocket(socket));
+      });
+    });
+  }
+
+  listen(init: BindInit & { readonly port: number }): Promise<StreamServer> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', (error: NodeJS.ErrnoException) => {
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new AddressInUseError({ address: init.address ?? '0.0.0.0', port: init.port })
+            : error,
+        );
+      });
+      server.listen({ host: init.address ?? '0.0.0.0', port: init.port }, () => {
+        const address = server.address() as net.AddressInfo;
+        resolve(new NodeStreamServer(server, { address: address.address, port: address.port }));
+      });
+    });
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The network every protocol and traversal module is written against. Two implementations:
+ * `NodeNetwork` (real sockets, for composition roots) and `VirtualHost` (the in-memory network).
+ */
+import type { TypedEmitter } from '../util/typed-emitter.ts';
+import type { Endpoint } from './address.ts';
+
+export type { Endpoint } from './address.ts';
+
+/** ICMP error types the network reports to the socket that sent the offending packet. */
+export type IcmpErrorType = 'port-unreachable' | 'time-exceeded' | 'host-unreachable';
+
+export interface IcmpErrorEvent {
+  readonly type: IcmpErrorType;
+  /**
+   * The destination of the packet that caused the error, when known. The Node implementation only
+   * learns about ICMP on a connected socket (Linux reports ECONNREFUSED there) and knows it from
+   * the connection; the virtual network reads it from the ICMP payload.
+   */
+  readonly original?: Endpoint;
+  /** The router or host that generated the error, when known. */
+  readonly reporter?: string;
+}
+
+export type UdpSocketEvents = {
+  message: [data: Uint8Array, from: Endpoint];
+  icmp: [error: IcmpErrorEvent];
+  close: [];
+};
+
+export interface UdpSocket extends TypedEmitter<UdpSocketEvents> {
+  /** The bound local endpoint (address 0.0.0.0 when bound to all addresses). */
+  readonly local: Endpoint;
+  send(data: Uint8Array, to: Endpoint): void;
+  /** IP TTL for packets sent from now on (1..255); used for low-TTL hole punching. */
+  setTTL(ttl: number): void;
+  /** Idempotent. */
+  close(): void;
+}
+
+export interface BindInit {
+  /** Local address to bind; default all addresses. */
+  readonly address?: string;
+  /** Local port; default an ephemeral port chosen by the stack. */
+  readonly port?: number;
+}
+
+export type StreamConnectionEvents = {
+  data: [chunk: Uint8Array];
+  /** The peer closed its side or the connection was reset; no more data will arrive. */
+  close: [error?: Error];
+};
+
+/** An ordered, reliable byte stream (TCP-like). */
+export interface StreamConnection extends TypedEmitter<StreamConnectionEvents> {
+  readonly local: Endpoint;
+  readonly remote: Endpoint;
+  write(data: Uint8Array): void;
+  /** Idempotent. */
+  close(): void;
+  readonly closed: boolean;
+}
+
+export type StreamServerEvents = {
+  connection: [connection: StreamConnection];
+  close: [];
+};
+
+export interface StreamServer extends TypedEmitter<StreamServerEvents> {
+  readonly local: Endpoint;
+  /** Idempotent; open connections stay open. */
+  close(): void;
+}
+
+export interface ConnectInit {
+  readonly signal?: AbortSignal;
+  /** Local port to connect from; default ephemeral. */
+  readonly localPort?: number;
+}
+
+export interface Network {
+  bindUdp(init?: BindInit): Promise<UdpSocket>;
+  connect(to: Endpoint, init?: ConnectInit): Promise<StreamConnection>;
+  listen(init: BindInit & { readonly port: number }): Promise<StreamServer>;
+}
+
+/** Thrown by `connect` when the peer refuses (no listener). */
+export class ConnectionRefusedError extends Error {
+  readonly code = 'ECONNREFUSED';
+  constructor(to: Endpoint) {
+    super(`connection refused by ${to.address}:${to.port}`);
+    this.name = 'ConnectionRefusedError';
+  }
+}
+
+/** Thrown by `bindUdp`/`listen` when the port is taken. */
+export class AddressInUseError extends Error {
+  readonly code = 'EADDRINUSE';
+  constructor(local: Endpoint) {
+    super(`address in use: ${local.address}:${local.port}`);
+    this.name = 'AddressInUseError';
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * A point-to-point link with per-direction one-way latency, jitter and loss, drawn from a seeded
+ * RNG. Stream segments are never lost: the stream model stands for TCP after retransmission.
+ */
+
+import type { Rng } from '../../util/rng.ts';
+import type { Clock } from '../clock.ts';
+import { type Packet, packetSize } from './packet.ts';
+import type { TraceSink } from './trace.ts';
+
+export interface LinkDirectionInit {
+  /** One-way latency. Default 0. */
+  readonly latencyMs?: number;
+  /** Extra delay drawn uniformly from [0, jitterMs). Default 0. Jitter can reorder UDP. */
+  readonly jitterMs?: number;
+  /** Probability in [0, 1] that a UDP or ICMP packet is dropped. Default 0. */
+  readonly loss?: number;
+}
+
+export interface LinkInit extends LinkDirectionInit {
+  /** Overrides for the downstream -> upstream direction. */
+  readonly up?: LinkDirectionInit;
+  /** Overrides for the upstream -> downstream direction. */
+  readonly down?: LinkDirectionInit;
+}
+
+export interface LinkCounters {
+  packets: number;
+  bytes: number;
+  lostPackets: number;
+}
+
+/** Something a link delivers to. */
+export interface LinkEnd {
+  readonly name: string;
+  receive(packet: Packet, from: Link): void;
+}
+
+interface Direction {
+  readonly latencyMs: number;
+  readonly jitterMs: number;
+  readonly loss: number;
+  readonly counters: LinkCounters;
+}
+
+function direction(base: LinkDirectionInit, override: LinkDirectionInit | undefined): Direction {
+  const merged = { ...base, ...override };
+  const latencyMs = merged.latencyMs ?? 0;
+  const jitterMs = merged.jitterMs ?? 0;
+  const loss = merged.loss ?? 0;
+  if (!(latencyMs >= 0) || !(jitterMs >= 0)) throw new RangeError('link latencyMs and jitterMs must be >= 0');
+  if (!(loss >= 0 && loss <= 1)) throw new RangeError('link loss must be within [0, 1]');
+  return { latencyMs, jitterMs, loss, counters: { packets: 0, bytes: 0, lostPackets: 0 } };
+}
+
+export class Link {
+  readonly #up: Direction;
+  readonly #down: Direction;
+
+  constructor(
+    readonly downstream: LinkEnd,
+    readonly upstream: LinkEnd,
+    init: LinkInit,
+    private readonly clock: Clock,
+    private readonly rng: Rng,
+    private readonly trace?: TraceSink,
+  ) {
+    this.#up = direction(init, init.up);
+    this.#down = direction(init, init.down);
+  }
+
+  get name(): string {
+    return `${this.downstream.name}<->${this.upstream.name}`;
+  }
+
+  /** Counters for traffic going up (downstream -> upstream) and down. */
+  counters(): { up: Readonly<LinkCounters>; down: Readonly<LinkCounters> } {
+    return { up: { ...this.#up.counters }, down: { ...this.#down.counters } };
+  }
+
+  /** Sends `packet` from `from` to the other end. */
+  send(packet: Packet, from: LinkEnd): void {
+    const goingUp = from === this.downstream;
+    const dir = goingUp ? this.#up : this.#down;
+    const to = goingUp ? this.upstream : this.downstream;
+    dir.counters.packets++;
+    dir.counters.bytes += packetSize(packet);
+    // Always draw, so one packet's loss decision does not shift every later draw with the traffic mix.
+    const lossDraw = this.rng.next();
+    const jitterDraw = this.rng.next();
+    if (packet.kind !== 'tcp' && lossDraw < dir.loss) {
+      dir.counters.lostPackets++;
+      this.trace?.({ timeMs: this.clock.now(), node: this.name, event: 'loss', packet });
+      return;
+    }
+    const delayMs = dir.latencyMs + jitterDraw * dir.jitterMs;
+    this.clock.setTimeout(() => to.receive(packet, this), delayMs);
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Routers on the virtual network. `Router` forwards by longest prefix, decrements TTL and answers
+ * with ICMP time-exceeded. `NatRouter` puts a `Nat` (the pure behaviour model) between its inside
+ * links and its one outside link.
+ */
+
+import type { Nat } from '../../nat/nat.ts';
+import { type Cidr, cidrContains, type Endpoint, parseCidr } from '../address.ts';
+import type { Fabric } from './fabric.ts';
+import type { Link, LinkEnd } from './link.ts';
+import { DEFAULT_TTL, type IcmpPacket, type Packet, packetDstAddress, packetSrcAddress } from './packet.ts';
+
+interface Route {
+  readonly cidr: Cidr;
+  readonly link: Link;
+}
+
+export class Router implements LinkEnd {
+  readonly #routes: Route[] = [];
+  #defaultLink?: Link;
+
+  constructor(
+    readonly name: string,
+    /** The router's own addresses; the first is the source of the ICMP errors it generates. */
+    readonly addresses: readonly string[],
+    protected readonly fabric: Fabric,
+  ) {}
+
+  addRoute(cidr: string, link: Link): void {
+    this.#routes.push({ cidr: parseCidr(cidr), link });
+    this.#routes.sort((a, b) => b.cidr.prefixLength - a.cidr.prefixLength);
+  }
+
+  setDefaultRoute(link: Link): void {
+    this.#defaultLink = link;
+  }
+
+  routeFor(address: string): Link | undefined {
+    return this.#routes.find((r) => cidrContains(r.cidr, address))?.link ?? this.#defaultLink;
+  }
+
+  receive(packet: Packet, from: Link): void {
+    if (this.addresses.includes(packetDstAddress(packet))) {
+      this.#receiveLocal(packet);
+      return;
+    }
+    this.forward(packet, from);
+  }
+
+  /** Decrements TTL and sends toward the destination; answers time-exceeded when TTL runs out. */
+  protected forward(packet: Packet, _from: Link): void {
+    if (packet.ttl <= 1) {
+      this.fabric.trace(this.name, 'ttl-exceeded', packet);
+      if (packet.kind !== 'icmp')
+        this.sendIcmp('time-exceeded', this.addresses[0]!, packet.src.address, packet);
+      return;
+    }
+    this.sendToward({ ...packet, ttl: packet.ttl - 1 });
+  }
+
+  protected sendToward(packet: Packet): void {
+    const link = this.routeFor(packetDstAddress(packet));
+    if (!link) {
+      this.fabric.trace(this.name, 'drop', packet, 'no route');
+      return;
+    }
+    link.send(packet, this);
+  }
+
+  protected sendIcmp(
+    type: IcmpPacket['type'],
+    from: string,
+    to: string,
+    cause: { kind: 'udp' | 'tcp'; src: Endpoint; dst: Endpoint },
+  ): void {
+    const icmp: IcmpPacket = {
+      kind: 'icmp',
+      id: this.fabric.nextPacketId(),
+      srcAddress: from,
+      dstAddress: to,
+      ttl: DEFAULT_TTL,
+      type,
+      quoted: { proto: cause.kind, src: cause.src, dst: cause.dst },
+    };
+    this.fabric.trace(this.name, 'icmp', icmp);
+    this.sendToward(icmp);
+  }
+
+  #receiveLocal(packet: Packet): void {
+    // A router runs no services: UDP to it gets port-unreachable, like a Linux box with no listener.
+    this.fabric.trace(this.name, 'deliver', packet);
+    if (packet.kind === 'udp')
+      this.sendIcmp('port-unreachable', packetDstAddress(packet), packetSrcAddress(packet), packet);
+  }
+}
+
+export interface NatRouterInit {
+  /** Address on the public (outside) side; all mappings use it. */
+  readonly publicAddress: string;
+  /** The router's address on its inside LAN (gateway, source of its ICMP errors toward the LAN). */
+  readonly insideAddress: string;
+  readonly nat: Nat;
+}
+
+export class NatRouter extends Router {
+  readonly nat: Nat;
+  readonly publicAddress: string;
+  readonly insideAddress: string;
+  #outside?: Link;
+
+  constructor(name: string, init: NatRouterInit, fabric: Fabric) {
+    super(name, [init.publicAddress, init.insideAddress], fabric);
+    this.nat = init.nat;
+    this.publicAddress = init.publicAddress;
+    this.insideAddress = init.insideAddress;
+  }
+
+  setOutside(link: Link): void {
+    this.#outside = link;
+    this.setDefaultRoute(link);
+  }
+
+  override receive(packet: Packet, from: Link): void {
+    if (from === this.#outside) this.#fromOutside(packet);
+    else this.#fromInside(packet, from);
+  }
+
+  #fromInside(packet: Packet, from: Link): void {
+    const now = this.fabric.clock.now();
+    if (packet.ttl <= 1) {
+      this.fabric.trace(this.name, 'ttl-exceeded', packet);
+      if (packet.kind !== 'icmp')
+        this.sendIcmp('time-exceeded', this.insideAddress, packet.src.address, packet);
+      return;
+    }
+    const dstAddress = packetDstAddress(packet);
+    if (dstAddress === this.insideAddress) {
+      super.receive(packet, from);
+      return;
+    }
+    if (dstAddress === this.publicAddress) {
+      this.#hairpin(packet, now);
+      return;
+    }
+    if (this.routeFor(dstAddress) !== this.#outside) {
+      // LAN to LAN behind the same NAT: plain routing.
+      this.sendToward({ ...packet, ttl: packet.ttl - 1 });
+      return;
+    }
+    if (packet.kind === 'icmp') {
+      const q = packet.quoted;
+      const result = this.nat.outboundIcmp({ proto: q.proto, src: q.src, dst: q.dst }, now);
+      if (result.action === 'drop') {
+        this.fabric.trace(this.name, 'drop', packet, result.reason);
+        return;
+      }
+      const translated: IcmpPacket = {
+        ...packet,
+        srcAddress: this.publicAddress,
+        ttl: packet.ttl - 1,
+        quoted: { ...q, dst: result.external },
+      };
+      this.fabric.trace(this.name, 'nat-out', translated);
+      this.sendToward(translated);
+      return;
+    }
+    const result = this.nat.outbound({ proto: packet.kind, src: packet.src, dst: packet.dst }, now);
+    if (result.action === 'drop') {
+      this.fabric.trace(this.name, 'drop', packet, result.reason);
+      return;
+    }
+    const translated = { ...packet, src: result.src, ttl: packet.ttl - 1 };
+    this.fabric.trace(this.name, 'nat-out', translated, result.created ? 'new mapping' : undefined);
+    this.sendToward(translated);
+  }
+
+  #hairpin(packet: Packet, now: number): void {
+    if (packet.kind === 'icmp') {
+      this.fabric.trace(this.name, 'drop', packet, 'icmp hairpin not supported');
+      return;
+    }
+    const result = this.nat.hairpin({ proto: packet.kind, src: packet.src, dst: packet.dst }, now);
+    if (result.action === 'drop') {
+      this.fabric.trace(this.name, 'drop', packet, `hairpin ${result.reason}`);
+      if (result.replyIcmp && packet.kind === 'udp') {
+        this.sendIcmp('port-unreachable', this.publicAddress, packet.src.address, packet);
+      }
+      return;
+    }
+    const looped = { ...packet, src: result.src, dst: result.dst, ttl: packet.ttl - 1 };
+    this.fabric.trace(this.name, 'nat-hairpin', looped);
+    this.sendToward(looped);
+  }
+
+  #fromOutside(packet: Packet): void {
+    const now = this.fabric.clock.now();
+    if (packetDstAddress(packet) !== this.publicAddress) {
+      this.fabric.trace(this.name, 'drop', packet, 'not addressed to the public address');
+      return;
+    }
+    if (packet.ttl <= 1) {
+      this.fabric.trace(this.name, 'ttl-exceeded', packet);
+      if (packet.kind !== 'icmp')
+        this.sendIcmp('time-exceeded', this.publicAddress, packet.src.address, packet);
+      return;
+    }
+    if (packet.kind === 'icmp') {
+      const q = packet.quoted;
+      const result = this.nat.inboundIcmp({ proto: q.proto, src: q.src, dst: q.dst }, now);
+      if (result.action === 'drop') {
+        this.fabric.trace(this.name, 'drop', packet, result.reason);
+        return;
+      }
+      const translated: IcmpPacket = {
+        ...packet,
+        dstAddress: result.internal.address,
+        ttl: packet.ttl - 1,
+        quoted: { ...q, src: result.internal },
+      };
+      this.fabric.trace(
+        this.name,
+        'nat-in',
+        translated,
+        result.closedMapping ? 'IPS closed the mapping' : undefined,
+      );
+      this.sendToward(translated);
+      return;
+    }
+    const result = this.nat.inbound({ proto: packet.kind, src: packet.src, dst: packet.dst }, now);
+    if (result.action === 'drop') {
+      this.fabric.trace(this.name, 'drop', packet, result.reason);
+      if (result.replyIcmp && packet.kind === 'udp') {
+        this.sendIcmp('port-unreachable', this.publicAddress, packet.src.address, packet);
+      }
+      return;
+    }
+    const translated = { ...packet, dst: result.dst, ttl: packet.ttl - 1 };
+    this.fabric.trace(this.name, 'nat-in', translated);
+    this.sendToward(translated);
+  }
+}
