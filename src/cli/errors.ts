@@ -1,0 +1,23 @@
+/** Errors the CLI reports as a one-line message and exit code 2, without a stack trace. */
+import { ConfigError } from '../nat/profiles.ts';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function isUserError(error: unknown): error is Error {
+  return error instanceof UsageError || error instanceof ConfigError;
+}
+
+export function parseInteger(name: string, min: number, max: number): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new UsageError(`${name} must be an integer from ${min} to ${max}, got '${value}'`);
+    }
+    return n;
+  };
+}

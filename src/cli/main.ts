@@ -1,0 +1,33 @@
+/** The `sc2c` command line: the composition root for every subcommand. */
+import { Command, CommanderError } from 'commander';
+import { registerDemo } from './demo.ts';
+import { isUserError } from './errors.ts';
+import { registerSim } from './sim.ts';
+
+const program = new Command()
+  .name('sc2c')
+  .description(
+    'sc2c-gateway: camera and video-phone media directly across NATs (including PKS and IPS NATs) with the SC2C protocol',
+  )
+  .showHelpAfterError(true)
+  .exitOverride();
+
+registerSim(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Commander has already printed the message (and help, for misuse).
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (isUserError(error)) {
+    process.stderr.write(`sc2c: ${error.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(
+      `sc2c: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,309 @@
+/**
+ * Black-box NAT behaviour discovery, run from a host behind the NAT. Every finding comes from
+ * packets sent and received: STUN Binding tests (RFC 5780 §4.3-4.4) for mapping and filtering,
+ * fresh sockets for allocation, knocks from the helper for PKS and the unsolicited-packet reply,
+ * a looped-back exchange for hairpinning, and a closed helper port for IPS.
+ */
+import { type Endpoint, sameEndpoint } from '../../net/address.ts';
+import { type Clock, sleep } from '../../net/clock.ts';
+import type { Network, UdpSocket } from '../../net/types.ts';
+import type { Rng } from '../../util/rng.ts';
+import { type StunBindingResult, stunBinding } from '../stun-client.ts';
+import type { NatcheckHelperControl } from './control.ts';
+import type { NatcheckReport, NatObservation, ObservationKey } from './observation.ts';
+
+export interface NatcheckComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+  readonly control: NatcheckHelperControl;
+  /** Draws the ports knocked by the PKS test on a random-allocation NAT. */
+  readonly rng: Rng;
+  readonly transactionId?: () => Uint8Array;
+}
+
+export interface NatcheckInit {
+  /** STUN retransmission timeout; a little above the path RTT is enough. Default 500 ms (RFC 8489). */
+  readonly rtoMs?: number;
+  /** STUN attempts before a test counts as "no answer". Default 3. */
+  readonly attempts?: number;
+  /** Fresh sessions used to measure allocation. Default 6. */
+  readonly allocationSamples?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (step: string) => void;
+}
+
+/** Ports knocked, and sessions opened, for the statistical PKS test on a random NAT. With a 64 512-port
+ * range, 16 384 knocks and 64 sessions expect 16 hits without PKS: P(no hit) is about 1e-7. */
+const RANDOM_PKS_KNOCKS = 16_384;
+const RANDOM_PKS_SESSIONS = 64;
+
+export async function runNatcheck(
+  components: NatcheckComponents,
+  init: NatcheckInit = {},
+): Promise<NatcheckReport> {
+  return new Natcheck(components, init).run();
+}
+
+class Natcheck {
+  readonly #sockets: UdpSocket[] = [];
+  readonly #unobservable: Partial<Record<ObservationKey, string>> = {};
+  readonly #rtoMs: number;
+  readonly #attempts: number;
+
+  constructor(
+    private readonly c: NatcheckComponents,
+    private readonly init: NatcheckInit,
+  ) {
+    this.#rtoMs = init.rtoMs ?? 500;
+    this.#attempts = init.attempts ?? 3;
+  }
+
+  async run(): Promise<NatcheckReport> {
+    try {
+      this.#progress('mapping');
+      const { mapping, publicAddress } = await this.#mapping();
+      this.#progress('filtering');
+      const filtering = await this.#filtering();
+      this.#progress('allocation');
+      const alloc = await this.#allocation();
+      this.#progress('pks and unsolicited reply');
+      const knock = await this.#pks(alloc, publicAddress);
+      this.#progress('hairpin');
+      const hairpin = await this.#hairpin(mapping, { ...alloc, lastPort: knock.lastPort }, publicAddress);
+      this.#progress('ips');
+      const ips = await this.#ips();
+      const observed: NatObservation = {
+        mapping,
+        filtering,
+        allocation: alloc.allocation,
+        delta: alloc.delta,
+        preservation: alloc.preservation,
+        hairpin,
+        pks: knock.pks,
+        ips,
+        unsolicitedReply: knock.icmp ? 'icmp-port-unreachable' : 'drop',
+      };
+      return { observed, unobservable: this.#unobservable };
+    } finally {
+      for (const socket of this.#sockets) socket.close();
+    }
+  }
+
+  #progress(step: string): void {
+    this.init.onProgress?.(step);
+  }
+
+  async #fresh(port?: number): Promise<UdpSocket> {
+    const socket = await this.c.network.bindUdp(port === undefined ? {} : { port });
+    this.#sockets.push(socket);
+    return socket;
+  }
+
+  #retire(socket: UdpSocket): void {
+    socket.close();
+  }
+
+  async #binding(socket: UdpSocket, server: Endpoint, change?: { changeIp: boolean; changePort: boolean }) {
+    return stunBinding(
+      socket,
+      { clock: this.c.clock, transactionId: this.c.transactionId },
+      {
+        server,
+        changeRequest: change,
+        rtoMs: this.#rtoMs,
+        attempts: this.#attempts,
+        signal: this.init.signal,
+      },
+    );
+  }
+
+  async #mustBind(socket: UdpSocket, server: Endpoint): Promise<StunBindingResult> {
+    const result = await this.#binding(socket, server);
+    if (!result) {
+      throw new Error(
+        `no STUN answer from ${server.address}:${server.port} after ${this.#attempts} attempts: is UDP to the helper blocked?`,
+      );
+    }
+    return result;
+  }
+
+  /** RFC 5780 §4.3: same socket to A:p1, B:p1, B:p2. */
+  async #mapping(): Promise<{ mapping: NatObservation['mapping']; publicAddress: string }> {
+    const { primary, alternate } = this.c.control;
+    const socket = await this.#fresh();
+    const first = await this.#mustBind(socket, primary);
+    const second = await this.#mustBind(socket, { address: alternate.address, port: primary.port });
+    if (sameEndpoint(first.mapped, second.mapped)) {
+      this.#retire(socket);
+      return { mapping: 'endpoint-independent', publicAddress: first.mapped.address };
+    }
+    const third = await this.#mustBind(socket, alternate);
+    this.#retire(socket);
+    return {
+      mapping: sameEndpoint(second.mapped, third.mapped) ? 'address-dependent' : 'address-and-port-dependent',
+      publicAddress: first.mapped.address,
+    };
+  }
+
+  /** RFC 5780 §4.4: ask for answers from the other address and port, then the other port only. */
+  async #filtering(): Promise<NatObservation['filtering']> {
+    const socket = await this.#fresh();
+    await this.#mustBind(socket, this.c.control.primary);
+    const fromAnywhere = await this.#binding(socket, this.c.control.primary, {
+      changeIp: true,
+      changePort: true,
+    });
+    if (fromAnywhere) {
+      this.#retire(socket);
+      return 'endpoint-independent';
+    }
+    const fromOtherPort = await this.#binding(socket, this.c.control.primary, {
+      changeIp: false,
+      changePort: true,
+    });
+    this.#retire(socket);
+    return fromOtherPort ? 'address-dependent' : 'address-and-port-dependent';
+  }
+
+  /** Fresh sockets one after another; the public ports reveal preservation, the step, or randomness. */
+  async #allocation(): Promise<{
+    allocation: NatObservation['allocation'];
+    delta: number | null;
+    preservation: boolean;
+    lastPort: number;
+  }> {
+    const samples = this.init.allocationSamples ?? 6;
+    const pairs: { local: number; mapped: number }[] = [];
+    for (let i = 0; i < samples; i++) {
+      const socket = await this.#fresh();
+      const result = await this.#mustBind(socket, this.c.control.primary);
+      pairs.push({ local: socket.local.port, mapped: result.mapped.port });
+      this.#retire(socket);
+    }
+    const lastPort = pairs.at(-1)!.mapped;
+    if (pairs.every((p) => p.local === p.mapped)) {
+      return { allocation: 'preserve-if-free', delta: null, preservation: true, lastPort };
+    }
+    const deltas = pairs.slice(1).map((p, i) => p.mapped - pairs[i]!.mapped);
+    const step = deltas[0]!;
+    if (step > 0 && deltas.every((d) => d === step)) {
+      return { allocation: 'sequential', delta: step, preservation: false, lastPort };
+    }
+    return { allocation: 'random', delta: null, preservation: false, lastPort };
+  }
+
+  /**
+   * Knock on the port the NAT will hand out next, then open a session: a PKS NAT skips the knocked
+   * port. The same knock shows whether the NAT answers unsolicited packets with ICMP.
+   */
+  async #pks(
+    alloc: { allocation: NatObservation['allocation']; delta: number | null; lastPort: number },
+    publicAddress: string,
+  ): Promise<{ pks: boolean | null; icmp: boolean; lastPort: number }> {
+    const waitMs = 2 * this.#rtoMs;
+    if (alloc.allocation === 'sequential') {
+      const delta = alloc.delta!;
+      const target = alloc.lastPort + delta;
+      const { icmpReplies } = await this.c.control.knock([{ address: publicAddress, port: target }], waitMs);
+      const socket = await this.#fresh();
+      const got = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
+      this.#retire(socket);
+      if (got === target + delta) return { pks: true, icmp: icmpReplies > 0, lastPort: got };
+      if (got === target) return { pks: false, icmp: icmpReplies > 0, lastPort: got };
+      this.#unobservable.pks = `the next port moved unexpectedly (expected ${target} or ${target + delta}, got ${got}): other traffic on the NAT?`;
+      return { pks: null, icmp: icmpReplies > 0, lastPort: got };
+    }
+    if (alloc.allocation === 'preserve-if-free') {
+      const socket = await this.#fresh();
+      const local = socket.local.port;
+      const { icmpReplies } = await this.c.control.knock([{ address: publicAddress, port: local }], waitMs);
+      const got = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
+      this.#retire(socket);
+      return { pks: got !== local, icmp: icmpReplies > 0, lastPort: got };
+    }
+    // Random allocation: no port can be predicted, so knock many and count how often a new
+    // session lands on a knocked one.
+    const knocked = new Set<number>();
+    while (knocked.size < RANDOM_PKS_KNOCKS) knocked.add(this.c.rng.int(1024, 65535));
+    const targets = [...knocked].map((port) => ({ address: publicAddress, port }));
+    const { icmpReplies } = await this.c.control.knock(targets, waitMs);
+    let hits = 0;
+    let lastPort = alloc.lastPort;
+    for (let i = 0; i < RANDOM_PKS_SESSIONS; i++) {
+      const socket = await this.#fresh();
+      lastPort = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
+      if (knocked.has(lastPort)) hits++;
+      this.#retire(socket);
+    }
+    return { pks: hits === 0, icmp: icmpReplies > 0, lastPort };
+  }
+
+  /**
+   * Two sockets send to each other's public endpoint through the NAT's own address. With an
+   * endpoint-independent mapping the endpoints are known from STUN. Otherwise each new destination
+   * gets a new port, so the ports are predicted from the allocation step and both packets leave
+   * together. With random allocation nothing can be predicted, and address-and-port filtering
+   * then drops every looped-back packet: hairpinning cannot be observed.
+   */
+  async #hairpin(
+    mapping: NatObservation['mapping'],
+    alloc: { allocation: NatObservation['allocation']; delta: number | null; lastPort: number },
+    publicAddress: string,
+  ): Promise<boolean | null> {
+    const a = await this.#fresh();
+    const b = await this.#fresh();
+    let targetOfA: Endpoint;
+    let targetOfB: Endpoint;
+    if (mapping === 'endpoint-independent') {
+      targetOfB = (await this.#mustBind(a, this.c.control.primary)).mapped;
+      targetOfA = (await this.#mustBind(b, this.c.control.primary)).mapped;
+    } else if (alloc.allocation === 'sequential') {
+      targetOfB = { address: publicAddress, port: alloc.lastPort + alloc.delta! };
+      targetOfA = { address: publicAddress, port: alloc.lastPort + 2 * alloc.delta! };
+    } else {
+      this.#unobservable.hairpin =
+        'with a destination-dependent mapping and random allocation, no looped-back packet can be addressed to a known port';
+      return null;
+    }
+    let received = false;
+    const offA = a.on('message', (_data, from) => {
+      if (from.address === publicAddress) received = true;
+    });
+    const offB = b.on('message', (_data, from) => {
+      if (from.address === publicAddress) received = true;
+    });
+    const probe = new TextEncoder().encode('sc2c-natcheck-hairpin');
+    try {
+      for (let round = 0; round < this.#attempts && !received; round++) {
+        a.send(probe, targetOfA);
+        b.send(probe, targetOfB);
+        await sleep(this.c.clock, this.#rtoMs, this.init.signal);
+      }
+    } finally {
+      offA();
+      offB();
+    }
+    return received;
+  }
+
+  /**
+   * Open a mapping to the helper, have the helper close that port so its host answers our next
+   * packet with ICMP port-unreachable, reopen it and ask again. An IPS NAT closed the mapping on
+   * that ICMP, so the second answer shows a new public port.
+   */
+  async #ips(): Promise<boolean | null> {
+    const { primary } = this.c.control;
+    const socket = await this.#fresh();
+    const before = (await this.#mustBind(socket, primary)).mapped;
+    await this.c.control.setListening(primary, false);
+    try {
+      socket.send(new TextEncoder().encode('sc2c-natcheck-ips'), primary);
+      await sleep(this.c.clock, 2 * this.#rtoMs, this.init.signal);
+    } finally {
+      await this.c.control.setListening(primary, true);
+    }
+    const after = (await this.#mustBind(socket, primary)).mapped;
+    this.#retire(socket);
+    return !sameEndpoint(before, after);
+  }
+}
