@@ -51,8 +51,9 @@ export class ProfileCatalog {
     const [name, ...modifiers] = spec.trim().split('+');
     const base = name === undefined ? undefined : this.file.profiles[name];
     if (!name || !base) {
+      const where = modifiers.length > 0 ? ` in '${spec}'` : '';
       throw new ConfigError(
-        `unknown NAT profile '${name ?? ''}' in '${spec}'. Allowed: ${this.names().join(', ')}`,
+        `unknown NAT profile '${name ?? ''}'${where}. Allowed: ${this.names().join(', ')}`,
       );
     }
     let merged = { ...this.file.defaults, ...base };

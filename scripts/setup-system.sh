@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sc2c-gateway needs, only those that are missing, so that a fresh
+# machine (or CI) needs nothing installed by hand. Safe to run again.
+set -euo pipefail
+
+# One line per package: why it is needed.
+PACKAGES=(
+  iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-system: all system packages present (${PACKAGES[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-system: missing packages: ${missing[*]}; run this script as root (sudo $0)" >&2
+  exit 1
+fi
+
+echo "setup-system: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
