@@ -1,11 +1,9 @@
 /** The paper's 134-model NAT population (`config/nat-population.yaml`), expanded to one entry a model. */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseConfig, readConfigFile } from '../util/config-file.ts';
 import type { NatBehaviour, PortAllocation } from './behaviour.ts';
-import { formatZodError } from './profile-schema.ts';
-import { ConfigError, type ProfileCatalog } from './profiles.ts';
+import type { ProfileCatalog } from './profiles.ts';
 
 export const DEFAULT_POPULATION_PATH = fileURLToPath(
   new URL('../../config/nat-population.yaml', import.meta.url),
@@ -55,16 +53,9 @@ const ALLOCATION: Record<NatModel['portRule'], PortAllocation> = {
 };
 
 export function parsePopulation(text: string, source: string): NatModel[] {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: YAML syntax error: ${(error as Error).message}`);
-  }
-  const result = populationSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(formatZodError(result.error, source));
+  const { groups } = parseConfig(text, source, populationSchema);
   const models: NatModel[] = [];
-  for (const group of result.data.groups) {
+  for (const group of groups) {
     for (let i = 0; i < group.count; i++) {
       models.push({
         id: `nat-${String(models.length + 1).padStart(3, '0')}`,
@@ -81,15 +72,7 @@ export function parsePopulation(text: string, source: string): NatModel[] {
 }
 
 export function loadPopulation(path: string = DEFAULT_POPULATION_PATH): NatModel[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(
-      `cannot read population file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-    );
-  }
-  return parsePopulation(text, path);
+  return parsePopulation(readConfigFile(path, 'population file'), path);
 }
 
 /** The behaviour of one population model, built from the named base profile. */

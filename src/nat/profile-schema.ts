@@ -49,12 +49,3 @@ export const profileFileSchema = z
   .strict();
 
 export type ProfileFile = z.infer<typeof profileFileSchema>;
-
-/** Turns a zod error into lines like `profiles.full-cone.mapping: Invalid option: expected one of ...`. */
-export function formatZodError(error: z.ZodError, source: string): string {
-  const lines = error.issues.map((issue) => {
-    const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    return `  ${path}: ${issue.message}`;
-  });
-  return `${source} is not valid:\n${lines.join('\n')}`;
-}

@@ -1,28 +1,16 @@
 /**
  * Named NAT profiles (`config/nat-profiles.yaml`) and profile specs such as `symmetric-seq1+pks`.
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { ConfigError, formatZodError, parseConfig, readConfigFile } from '../util/config-file.ts';
 import type { NatBehaviour } from './behaviour.ts';
-import {
-  formatZodError,
-  fullBehaviourSchema,
-  type ProfileFile,
-  profileFileSchema,
-} from './profile-schema.ts';
+import { fullBehaviourSchema, type ProfileFile, profileFileSchema } from './profile-schema.ts';
+
+export { ConfigError };
 
 export const DEFAULT_PROFILES_PATH = fileURLToPath(
   new URL('../../config/nat-profiles.yaml', import.meta.url),
 );
-
-/** A configuration problem the user can fix; the CLI prints the message without a stack trace. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 export class ProfileCatalog {
   constructor(readonly file: ProfileFile) {}
@@ -75,28 +63,12 @@ export class ProfileCatalog {
 }
 
 export function parseProfileFile(text: string, source: string): ProfileCatalog {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: YAML syntax error: ${(error as Error).message}`);
-  }
-  const result = profileFileSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(formatZodError(result.error, source));
-  const catalog = new ProfileCatalog(result.data);
+  const catalog = new ProfileCatalog(parseConfig(text, source, profileFileSchema));
   // Resolve every profile once so an incomplete one fails at start-up, not mid-run.
   for (const spec of catalog.shippedSpecs()) catalog.resolve(spec);
   return catalog;
 }
 
 export function loadProfiles(path: string = DEFAULT_PROFILES_PATH): ProfileCatalog {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(
-      `cannot read NAT profile file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-    );
-  }
-  return parseProfileFile(text, path);
+  return parseProfileFile(readConfigFile(path, 'NAT profile file'), path);
 }

@@ -15,7 +15,14 @@ import {
 } from '../types.ts';
 import type { Fabric } from './fabric.ts';
 import type { Link, LinkEnd } from './link.ts';
-import { DEFAULT_TTL, type IcmpPacket, type Packet, type SegmentFlag, type StreamSegment } from './packet.ts';
+import {
+  DEFAULT_TTL,
+  type IcmpPacket,
+  icmpError,
+  type Packet,
+  type SegmentFlag,
+  type StreamSegment,
+} from './packet.ts';
 import { type SegmentSender, VirtualStreamConnection, VirtualStreamServer } from './stream.ts';
 
 const ANY = '0.0.0.0';
@@ -242,15 +249,7 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
 
   #sendIcmp(type: IcmpPacket['type'], from: string, to: string, cause: Packet): void {
     if (cause.kind === 'icmp') return;
-    this.#transmit({
-      kind: 'icmp',
-      id: this.fabric.nextPacketId(),
-      srcAddress: from,
-      dstAddress: to,
-      ttl: DEFAULT_TTL,
-      type,
-      quoted: { proto: cause.kind, src: cause.src, dst: cause.dst },
-    });
+    this.#transmit(icmpError(this.fabric.nextPacketId(), type, from, to, cause));
   }
 
   #transmit(packet: Packet): void {

@@ -77,3 +77,22 @@ export function describePacket(packet: Packet): string {
       return `icmp ${packet.type} ${packet.srcAddress} > ${packet.dstAddress} quoting ${packet.quoted.proto} ${formatEndpoint(packet.quoted.src)} > ${formatEndpoint(packet.quoted.dst)}`;
   }
 }
+
+/** An ICMP error from `from` to `to` quoting `cause` (RFC 792). */
+export function icmpError(
+  id: number,
+  type: IcmpErrorType,
+  from: string,
+  to: string,
+  cause: { readonly kind: 'udp' | 'tcp'; readonly src: Endpoint; readonly dst: Endpoint },
+): IcmpPacket {
+  return {
+    kind: 'icmp',
+    id,
+    srcAddress: from,
+    dstAddress: to,
+    ttl: DEFAULT_TTL,
+    type,
+    quoted: { proto: cause.kind, src: cause.src, dst: cause.dst },
+  };
+}

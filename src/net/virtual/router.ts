@@ -8,7 +8,7 @@ import type { Nat } from '../../nat/nat.ts';
 import { type Cidr, cidrContains, type Endpoint, parseCidr } from '../address.ts';
 import type { Fabric } from './fabric.ts';
 import type { Link, LinkEnd } from './link.ts';
-import { DEFAULT_TTL, type IcmpPacket, type Packet, packetDstAddress, packetSrcAddress } from './packet.ts';
+import { type IcmpPacket, icmpError, type Packet, packetDstAddress, packetSrcAddress } from './packet.ts';
 
 interface Route {
   readonly cidr: Cidr;
@@ -73,15 +73,7 @@ export class Router implements LinkEnd {
     to: string,
     cause: { kind: 'udp' | 'tcp'; src: Endpoint; dst: Endpoint },
   ): void {
-    const icmp: IcmpPacket = {
-      kind: 'icmp',
-      id: this.fabric.nextPacketId(),
-      srcAddress: from,
-      dstAddress: to,
-      ttl: DEFAULT_TTL,
-      type,
-      quoted: { proto: cause.kind, src: cause.src, dst: cause.dst },
-    };
+    const icmp = icmpError(this.fabric.nextPacketId(), type, from, to, cause);
     this.fabric.trace(this.name, 'icmp', icmp);
     this.sendToward(icmp);
   }
