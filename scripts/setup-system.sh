@@ -6,6 +6,7 @@ set -euo pipefail
 # One line per package: why it is needed.
 PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
+  nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
 )
 
 missing=()

@@ -1,15 +1,18 @@
 /** Errors the CLI reports as a one-line message and exit code 2, without a stack trace. */
-import { ConfigError } from '../nat/profiles.ts';
+import { LabError } from '../lab/instances.ts';
+import { LabPrerequisiteError } from '../lab/netns.ts';
+import { ConfigError } from '../util/config-file.ts';
+import { UsageError } from '../util/usage-error.ts';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
 export function isUserError(error: unknown): error is Error {
-  return error instanceof UsageError || error instanceof ConfigError;
+  return (
+    error instanceof UsageError ||
+    error instanceof ConfigError ||
+    error instanceof LabError ||
+    error instanceof LabPrerequisiteError
+  );
 }
 
 export function parseInteger(name: string, min: number, max: number): (value: string) => number {

@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
+import { registerLab } from './lab.ts';
 import { registerSim } from './sim.ts';
+import { registerUdp } from './udp.ts';
 
 const program = new Command()
   .name('sc2c')
@@ -13,6 +15,8 @@ const program = new Command()
   .exitOverride();
 
 registerSim(program);
+registerLab(program);
+registerUdp(program);
 registerDemo(program);
 
 try {

@@ -54,6 +54,8 @@ function direction(base: LinkDirectionInit, override: LinkDirectionInit | undefi
 }
 
 export class Link {
+  /** Sees every packet that enters the link and is not lost (the lab's pcap writer). */
+  tap?: (packet: Packet, direction: 'up' | 'down') => void;
   readonly #up: Direction;
   readonly #down: Direction;
 
@@ -94,6 +96,9 @@ export class Link {
       return;
     }
     const delayMs = dir.latencyMs + jitterDraw * dir.jitterMs;
-    this.clock.setTimeout(() => to.receive(packet, this), delayMs);
+    this.tap?.(packet, goingUp ? 'up' : 'down');
+    // A zero-delay hop (a LAN cable) should not cost a timer tick: on a real clock that is ~1 ms.
+    if (delayMs === 0) queueMicrotask(() => to.receive(packet, this));
+    else this.clock.setTimeout(() => to.receive(packet, this), delayMs);
   }
 }

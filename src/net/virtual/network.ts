@@ -10,7 +10,7 @@ import { createRng, type Rng } from '../../util/rng.ts';
 import type { Clock } from '../clock.ts';
 import { createFabric, type Fabric } from './fabric.ts';
 import { VirtualHost } from './host.ts';
-import { Link, type LinkInit } from './link.ts';
+import { Link, type LinkEnd, type LinkInit } from './link.ts';
 import { NatRouter, Router } from './router.ts';
 import type { TraceSink } from './trace.ts';
 
@@ -29,7 +29,13 @@ export interface AddNatInit {
   readonly firstPort?: number;
 }
 
-type Downstream = VirtualHost | NatRouter | Router;
+/** An end host on a link: a virtual host, or a TUN-backed host in the kernel lab. */
+export interface EndHost extends LinkEnd {
+  readonly addresses: readonly string[];
+  attach(link: Link): void;
+}
+
+type Downstream = EndHost | NatRouter | Router;
 
 export class VirtualNetwork {
   readonly clock: Clock;
@@ -69,6 +75,16 @@ export class VirtualNetwork {
     );
   }
 
+  /** Registers an end host built outside this class (the lab's TUN hosts). */
+  addEndHost<T extends EndHost>(host: T): T {
+    return this.#add(host);
+  }
+
+  /** Packet ids, clock and trace shared by every node. */
+  get fabric(): Fabric {
+    return this.#fabric;
+  }
+
   /** Links `downstream` to its upstream router. Returns the link (for counters). */
   connect(downstream: Downstream, upstream: Router, init: LinkInit = {}): Link {
     const link = new Link(
@@ -80,14 +96,14 @@ export class VirtualNetwork {
       (record) => this.#fabric.trace(record.node, record.event, record.packet, record.detail),
     );
     this.#links.push(link);
-    if (downstream instanceof VirtualHost) {
-      downstream.attach(link);
-      for (const address of downstream.addresses) upstream.addRoute(`${address}/32`, link);
-    } else if (downstream instanceof NatRouter) {
+    if (downstream instanceof NatRouter) {
       downstream.setOutside(link);
       upstream.addRoute(`${downstream.publicAddress}/32`, link);
-    } else {
+    } else if (downstream instanceof Router) {
       downstream.setDefaultRoute(link);
+      for (const address of downstream.addresses) upstream.addRoute(`${address}/32`, link);
+    } else {
+      downstream.attach(link);
       for (const address of downstream.addresses) upstream.addRoute(`${address}/32`, link);
     }
     return link;

@@ -26,6 +26,11 @@ export interface StreamSegment {
   /** Per-direction sequence number of this segment, so the receiver can restore order. */
   readonly seq: number;
   readonly payload?: Uint8Array;
+  /**
+   * The real TCP header and payload, when the segment came from a kernel (the lab). Routers and
+   * NATs only change addresses and ports; the lab re-encodes the header around them.
+   */
+  readonly wire?: Uint8Array;
 }
 
 /** The header of the packet an ICMP error quotes (RFC 792: IP header + first 8 bytes). */

@@ -33,9 +33,10 @@ export interface NatcheckInit {
 }
 
 /** Ports knocked, and sessions opened, for the statistical PKS test on a random NAT. With a 64 512-port
- * range, 16 384 knocks and 64 sessions expect 16 hits without PKS: P(no hit) is about 1e-7. */
-const RANDOM_PKS_KNOCKS = 16_384;
-const RANDOM_PKS_SESSIONS = 64;
+ * range, 4 096 knocks and 256 sessions expect 16 hits without PKS: P(no hit) is about 1e-7. Few
+ * knocks and many sessions, because a burst of knocks can overrun a real path's queues. */
+const RANDOM_PKS_KNOCKS = 4096;
+const RANDOM_PKS_SESSIONS = 256;
 
 export async function runNatcheck(
   components: NatcheckComponents,
