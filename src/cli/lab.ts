@@ -179,7 +179,16 @@ export function registerLab(program: Command): void {
         throw new UsageError(
           `lab '${state.name}' has no host '${host}' (hosts: ${Object.keys(state.hosts).join(', ')})`,
         );
-      process.exitCode = await waitExit(execInHost(namespace, command));
+      const child = execInHost(namespace, command);
+      // `ip netns exec` execs the command itself, so a signal to it reaches the command.
+      const forward = (signal: NodeJS.Signals): void => {
+        child.kill(signal);
+      };
+      process.on('SIGTERM', forward);
+      process.on('SIGINT', forward);
+      process.exitCode = await waitExit(child);
+      process.off('SIGTERM', forward);
+      process.off('SIGINT', forward);
     });
 
   lab

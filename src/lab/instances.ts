@@ -1,18 +1,10 @@
 /** Starting, finding and stopping lab processes. */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../util/usage-error.ts';
-import {
-  isAlive,
-  type LabState,
-  labDir,
-  listLabs,
-  readState,
-  removeState,
-  requestControl,
-} from './control.ts';
+import { isAlive, type LabState, labDir, listLabs, readState, requestControl } from './control.ts';
 import { deleteNamespace, listNamespaces } from './netns.ts';
 import type { Scenario } from './scenario.ts';
 
@@ -148,7 +140,7 @@ export async function stopLab(state: LabState): Promise<void> {
 export async function cleanupLab(state: LabState): Promise<void> {
   await Promise.all(state.namespaces.map((ns) => deleteNamespace(ns)));
   await sweepNamespaces(state.name);
-  removeState(state.name);
+  rmSync(labDir(state.name), { recursive: true, force: true });
 }
 
 /** Deletes any namespace of lab `name` left behind (e.g. after a SIGKILL during start-up). */

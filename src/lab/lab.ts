@@ -9,6 +9,7 @@
  *   [ns bob]   eth0 ~TUN~ ┘   (this process)         └ ...
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProfileCatalog } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
@@ -76,6 +77,7 @@ export class Lab {
   #deviceCount = 0;
 
   private constructor(readonly init: LabInit) {
+    if (init.pcapDir) mkdirSync(init.pcapDir, { recursive: true });
     this.#net = new VirtualNetwork({ clock: this.#clock, seed: init.seed ?? Date.now() & 0xffffffff });
   }
 
@@ -204,7 +206,10 @@ export class Lab {
   ): Link {
     const link = this.#net.connect(down, up, toLinkInit(spec));
     if (this.init.pcapDir) {
-      const pcap = new PcapWriter(join(this.init.pcapDir, `${link.name.replace(/[^a-z0-9-]+/gi, '_')}.pcap`));
+      const file = `${link.downstream.name}--${link.upstream.name}`.replace(/[^a-z0-9-]+/gi, '_');
+      const pcap = new PcapWriter(join(this.init.pcapDir, `${file}.pcap`), (error) =>
+        this.init.onError?.(new Error(`pcap ${file}: ${error.message}`)),
+      );
       this.#pcaps.push(pcap);
       link.tap = (packet) => {
         if (packet.kind !== 'tcp' || packet.wire) pcap.write(encodeIpv4(packet), Date.now());

@@ -71,7 +71,37 @@ export async function createNamespace(name: string): Promise<void> {
   await ip('-n', name, 'link', 'set', 'lo', 'up');
 }
 
+/**
+ * Stops every process still inside the namespace, deletes its interfaces (which wakes a reader
+ * blocked on a TUN device: libuv joins its pool threads at exit, so a stuck read would hang it),
+ * then deletes the namespace.
+ */
 export async function deleteNamespace(name: string): Promise<void> {
+  const pids = async (): Promise<number[]> =>
+    (await ip('netns', 'pids', name).catch(() => ''))
+      .split('\n')
+      .map(Number)
+      .filter((pid) => pid > 0 && pid !== process.pid);
+  for (const [signal, waitMs] of [
+    ['SIGTERM', 1000],
+    ['SIGKILL', 0],
+  ] as const) {
+    const left = await pids();
+    if (left.length === 0) break;
+    for (const pid of left) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline && (await pids()).length > 0) await new Promise((r) => setTimeout(r, 50));
+  }
+  const links = await ip('-n', name, '-o', 'link', 'show').catch(() => '');
+  for (const match of links.matchAll(/^\d+: ([^:@]+)[:@]/gm)) {
+    if (match[1] !== 'lo') await ip('-n', name, 'link', 'del', match[1]!).catch(() => {});
+  }
   await ip('netns', 'del', name).catch(() => {});
 }
 

@@ -11,8 +11,15 @@ export class PcapWriter {
   readonly #stream: WriteStream;
   #closed = false;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    onError: (error: Error) => void,
+  ) {
     this.#stream = createWriteStream(path);
+    this.#stream.on('error', (error) => {
+      this.#closed = true;
+      onError(error);
+    });
     const header = Buffer.alloc(24);
     header.writeUInt32LE(0xa1b2c3d4, 0);
     header.writeUInt16LE(2, 4);
