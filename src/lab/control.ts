@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { lineSplitter } from '../util/json-lines.ts';
 
 export const LAB_RUN_DIR = process.env.SC2C_LAB_RUN_DIR ?? '/run/sc2c-lab';
 
@@ -72,26 +73,21 @@ export function serveControl(
   mkdirSync(labDir(name), { recursive: true });
   rmSync(controlPath(name), { force: true });
   const server = net.createServer((socket) => {
-    let buffered = '';
     socket.on('error', () => {});
-    socket.on('data', async (chunk) => {
-      buffered += chunk.toString('utf8');
-      if (buffered.length > 65_536) {
-        socket.destroy();
-        return;
-      }
-      const newline = buffered.indexOf('\n');
-      if (newline < 0) return;
-      const line = buffered.slice(0, newline);
-      buffered = '';
-      let response: unknown;
-      try {
-        response = await handle(JSON.parse(line) as ControlRequest);
-      } catch (error) {
-        response = { error: (error as Error).message };
-      }
-      socket.end(`${JSON.stringify(response)}\n`);
-    });
+    const feed = lineSplitter(
+      async (line) => {
+        let response: unknown;
+        try {
+          response = await handle(JSON.parse(line) as ControlRequest);
+        } catch (error) {
+          response = { error: (error as Error).message };
+        }
+        socket.end(`${JSON.stringify(response)}\n`);
+      },
+      () => socket.destroy(),
+      65_536,
+    );
+    socket.on('data', feed);
   });
   server.listen(controlPath(name));
   return server;

@@ -212,7 +212,8 @@ export class Lab {
       );
       this.#pcaps.push(pcap);
       link.tap = (packet) => {
-        if (packet.kind !== 'tcp' || packet.wire) pcap.write(encodeIpv4(packet), Date.now());
+        if (packet.kind !== 'tcp' || packet.wire)
+          pcap.write(encodeIpv4(packet), performance.timeOrigin + performance.now());
       };
     }
     return link;

@@ -15,6 +15,7 @@ import { runNatcheck } from '../traversal/natcheck/client.ts';
 import type { NatcheckHelperControl } from '../traversal/natcheck/control.ts';
 import type { NatcheckReport } from '../traversal/natcheck/observation.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
+import { lineSplitter } from '../util/json-lines.ts';
 import { createRng } from '../util/rng.ts';
 
 type HelperRequest =
@@ -88,22 +89,22 @@ export async function runHelperAgent(init: HelperAgentInit, durationMs: number):
     return { ok: true };
   };
   const server = net.createServer((socket) => {
-    let buffered = '';
     socket.on('error', () => {});
-    socket.on('data', async (chunk) => {
-      buffered += chunk.toString('utf8');
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let response: unknown;
-        try {
-          response = await handle(JSON.parse(line) as HelperRequest);
-        } catch (error) {
-          response = { error: (error as Error).message };
-        }
-        socket.write(`${JSON.stringify(response)}\n`);
-      }
-    });
+    socket.on(
+      'data',
+      lineSplitter(
+        async (line) => {
+          let response: unknown;
+          try {
+            response = await handle(JSON.parse(line) as HelperRequest);
+          } catch (error) {
+            response = { error: (error as Error).message };
+          }
+          socket.write(`${JSON.stringify(response)}\n`);
+        },
+        () => socket.destroy(),
+      ),
+    );
   });
   await new Promise<void>((resolve) => server.listen(init.controlPort, init.primary.address, resolve));
   process.stderr.write(
@@ -123,21 +124,19 @@ export async function runHelperAgent(init: HelperAgentInit, durationMs: number):
 /** The client side's view of a helper agent, over its control connection. */
 export class RemoteHelperControl implements NatcheckHelperControl {
   readonly #pending: ((line: string) => void)[] = [];
-  #buffered = '';
 
   private constructor(
     private readonly connection: StreamConnection,
     readonly primary: Endpoint,
     readonly alternate: Endpoint,
   ) {
-    connection.on('data', (chunk) => {
-      this.#buffered += new TextDecoder().decode(chunk);
-      for (let nl = this.#buffered.indexOf('\n'); nl >= 0; nl = this.#buffered.indexOf('\n')) {
-        const line = this.#buffered.slice(0, nl);
-        this.#buffered = this.#buffered.slice(nl + 1);
-        this.#pending.shift()?.(line);
-      }
-    });
+    connection.on(
+      'data',
+      lineSplitter(
+        (line) => this.#pending.shift()?.(line),
+        () => connection.close(),
+      ),
+    );
   }
 
   static async connect(

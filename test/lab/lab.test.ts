@@ -29,6 +29,18 @@ afterAll(async () => {
   }
 });
 
+/** Starts a shipped scenario under `name`, runs `body`, and always stops it. */
+async function withShipped(file: string, name: string, body: () => Promise<void>): Promise<void> {
+  started.push(name);
+  const path = new URL(`../../config/lab/${file}`, import.meta.url).pathname;
+  const state = await startLab({ scenarioPath: path, scenario: loadScenario(path), name });
+  try {
+    await body();
+  } finally {
+    await stopLab(state);
+  }
+}
+
 async function up(name: string, yaml: string, extra: string[] = []): Promise<void> {
   started.push(name);
   const result = await sc2c('lab', 'up', scenarioFile(yaml), '--name', name, ...extra);
@@ -211,17 +223,26 @@ describe.skipIf(unavailable)('kernel lab (real namespaces)', () => {
     expect([...pcap.subarray(24 + 16 + 12, 24 + 16 + 16)].join('.')).toBe('198.18.1.1');
   });
 
-  it('passes traffic through a kernel nftables NAT, which the server sees as the NAT address', async () => {
+  it('passes traffic both ways through a kernel nftables NAT', async () => {
     const name = `${tag}k`;
-    started.push(name);
-    const path = new URL('../../config/lab/kernel-nat.yaml', import.meta.url).pathname;
-    const state = await startLab({ scenarioPath: path, scenario: loadScenario(path), name });
-    try {
+    await withShipped('kernel-nat.yaml', name, async () => {
       const result = await ping(name, 'dave', ['--count', '10', '--interval-ms', '5']);
       expect(result.received).toBe(10);
-    } finally {
-      await stopLab(state);
-    }
+    });
+  });
+
+  it('routes through a multi-level NAT, translated twice on the way out', async () => {
+    const name = `${tag}m`;
+    await withShipped('multilevel.yaml', name, async () => {
+      const viaBoth = await ping(name, 'alice', ['--count', '20', '--interval-ms', '5']);
+      expect(viaBoth.received).toBeGreaterThan(14);
+      const status = JSON.parse((await sc2c('lab', 'status', '--lab', name, '--json')).stdout);
+      const mappings = Object.fromEntries(
+        status.nats.map((n: { name: string; mappings: number }) => [n.name, n.mappings]),
+      );
+      expect(mappings.home).toBeGreaterThanOrEqual(1);
+      expect(mappings.carrier).toBeGreaterThanOrEqual(1);
+    });
   });
 
   it('lab natcheck: every shipped profile and both kernel NATs behave as declared, with real sockets', async () => {
