@@ -1,0 +1,235 @@
+/**
+ * SIP message codec (RFC 3261 §7): a start line, header fields, an empty line, and a body whose
+ * length is Content-Length (mandatory on stream transports, §18.3). Headers are kept in order as
+ * raw name/value pairs; unknown ones are never dropped. Compact header names (§7.3.3) are expanded.
+ *
+ *   INVITE sip:bob@sc2c.lab SIP/2.0          SIP/2.0 200 OK
+ *   Via: SIP/2.0/TCP 10.0.1.2;branch=...      Via: ...
+ *   ...                                       ...
+ *   Content-Length: 142                       Content-Length: 0
+ *
+ *   <body>
+ */
+import { DecodeError } from '../decode-error.ts';
+
+/** Largest header section we accept; real SIP headers are a few hundred bytes. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** Largest body we accept: an SDP offer with many candidates is a few KB. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export interface SipRequest {
+  readonly kind: 'request';
+  readonly method: string;
+  readonly uri: string;
+  readonly headers: readonly (readonly [string, string])[];
+  readonly body: string;
+}
+
+export interface SipResponse {
+  readonly kind: 'response';
+  readonly status: number;
+  readonly reason: string;
+  readonly headers: readonly (readonly [string, string])[];
+  readonly body: string;
+}
+
+export type SipMessage = SipRequest | SipResponse;
+
+const COMPACT: Record<string, string> = {
+  i: 'Call-ID',
+  m: 'Contact',
+  e: 'Content-Encoding',
+  l: 'Content-Length',
+  c: 'Content-Type',
+  f: 'From',
+  s: 'Subject',
+  k: 'Supported',
+  t: 'To',
+  v: 'Via',
+};
+
+const TOKEN = /^[A-Za-z0-9.!%*_+`'~-]+$/;
+
+/** First value of header `name` (case-insensitive), or undefined. */
+export function header(message: SipMessage, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  return message.headers.find(([n]) => n.toLowerCase() === lower)?.[1];
+}
+
+/** Every value of header `name`, with comma-separated lists split (not inside quotes or <>). */
+export function headers(message: SipMessage, name: string): string[] {
+  const lower = name.toLowerCase();
+  return message.headers.filter(([n]) => n.toLowerCase() === lower).flatMap(([, v]) => splitList(v));
+}
+
+function splitList(value: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i];
+    if (ch === '"' && value[i - 1] !== '\\') quoted = !quoted;
+    else if (!quoted && ch === '<') depth++;
+    else if (!quoted && ch === '>') depth--;
+    else if (!quoted && depth === 0 && ch === ',') {
+      parts.push(value.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  parts.push(value.slice(start).trim());
+  return parts.filter((p) => p.length > 0);
+}
+
+/** Decodes the header section (start line + headers, no blank line) of one message. */
+function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Omit<SipResponse, 'body'> {
+  // Unfold continuation lines (§7.3.1).
+  const lines = text.replace(/\r\n[ \t]+/g, ' ').split('\r\n');
+  const start = lines[0] ?? '';
+  const parsed: [string, string][] = [];
+  for (const [i, line] of lines.slice(1).entries()) {
+    const colon = line.indexOf(':');
+    if (colon <= 0)
+      throw new DecodeError('sip', offset, `header line ${i + 2} has no name: '${line.slice(0, 40)}'`);
+    const rawName = line.slice(0, colon).trim();
+    if (!TOKEN.test(rawName))
+      throw new DecodeError('sip', offset, `bad header name '${rawName.slice(0, 40)}'`);
+    parsed.push([COMPACT[rawName.toLowerCase()] ?? rawName, line.slice(colon + 1).trim()]);
+  }
+  const status = /^SIP\/2\.0 ([1-6]\d\d) (.*)$/.exec(start);
+  if (status) return { kind: 'response', status: Number(status[1]), reason: status[2]!, headers: parsed };
+  const request = /^([A-Za-z]+) (\S+) SIP\/2\.0$/.exec(start);
+  if (request)
+    return { kind: 'request', method: request[1]!.toUpperCase(), uri: request[2]!, headers: parsed };
+  throw new DecodeError('sip', offset, `bad start line '${start.slice(0, 60)}'`);
+}
+
+function contentLength(head: Omit<SipMessage, 'body'>, offset: number): number {
+  const value = head.headers.find(([n]) => n.toLowerCase() === 'content-length')?.[1];
+  if (value === undefined)
+    throw new DecodeError('sip', offset, 'Content-Length is required on a stream transport');
+  if (!/^\d{1,9}$/.test(value))
+    throw new DecodeError('sip', offset, `bad Content-Length '${value.slice(0, 20)}'`);
+  const length = Number(value);
+  if (length > MAX_BODY_BYTES)
+    throw new DecodeError('sip', offset, `body of ${length} bytes exceeds ${MAX_BODY_BYTES}`);
+  return length;
+}
+
+/** Decodes exactly one complete message. */
+export function decodeSip(bytes: Uint8Array): SipMessage {
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  const end = text.indexOf('\r\n\r\n');
+  if (end < 0) throw new DecodeError('sip', 0, 'no empty line after the headers');
+  if (end > MAX_HEADER_BYTES)
+    throw new DecodeError('sip', 0, `header section exceeds ${MAX_HEADER_BYTES} bytes`);
+  const head = decodeHead(text.slice(0, end), 0);
+  const length = contentLength(head, 0);
+  const bodyBytes = bytes.subarray(Buffer.byteLength(text.slice(0, end + 4)));
+  if (bodyBytes.byteLength !== length) {
+    throw new DecodeError(
+      'sip',
+      end + 4,
+      `Content-Length ${length} does not match ${bodyBytes.byteLength} body bytes`,
+    );
+  }
+  return { ...head, body: new TextDecoder().decode(bodyBytes) } as SipMessage;
+}
+
+/** Cheap sniff: does this look like the start of a SIP message? */
+export function isSip(bytes: Uint8Array): boolean {
+  const start = new TextDecoder().decode(bytes.subarray(0, 16));
+  return /^(SIP\/2\.0 |[A-Z]+ \S)/.test(start);
+}
+
+export function encodeSip(message: SipMessage): Uint8Array {
+  const body = new TextEncoder().encode(message.body);
+  const start =
+    message.kind === 'request'
+      ? `${message.method} ${message.uri} SIP/2.0`
+      : `SIP/2.0 ${message.status} ${message.reason}`;
+  const lines = [start];
+  for (const [name, value] of message.headers) {
+    if (name.toLowerCase() === 'content-length') continue;
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value))
+      throw new RangeError(`header ${name} contains a line break`);
+    lines.push(`${name}: ${value}`);
+  }
+  lines.push(`Content-Length: ${body.byteLength}`, '', '');
+  const head = new TextEncoder().encode(lines.join('\r\n'));
+  const out = new Uint8Array(head.byteLength + body.byteLength);
+  out.set(head);
+  out.set(body, head.byteLength);
+  return out;
+}
+
+export type StreamEvent =
+  | { readonly kind: 'message'; readonly message: SipMessage }
+  | { readonly kind: 'keepalive'; readonly ping: boolean };
+
+/**
+ * Splits a TCP byte stream into SIP messages and RFC 5626 keepalives (a double CRLF is a ping, a
+ * single CRLF a pong). Throws DecodeError on a malformed or oversized message; the connection is
+ * then unusable (framing is lost) and should be closed.
+ */
+export class SipStreamParser {
+  #buffer = new Uint8Array(0);
+  #consumed = 0;
+
+  /**
+   * @param role `server` (receives pings: a lone CRLF waits for a possible second one) or `client`
+   * (receives pongs: a CRLF is a pong at once). RFC 5626 §4.4.1.
+   */
+  constructor(private readonly role: 'server' | 'client' = 'server') {}
+
+  push(chunk: Uint8Array): StreamEvent[] {
+    const merged = new Uint8Array(this.#buffer.byteLength + chunk.byteLength);
+    merged.set(this.#buffer);
+    merged.set(chunk, this.#buffer.byteLength);
+    this.#buffer = merged;
+    const events: StreamEvent[] = [];
+    for (;;) {
+      const event = this.#next();
+      if (!event) break;
+      events.push(event);
+    }
+    return events;
+  }
+
+  #next(): StreamEvent | undefined {
+    const b = this.#buffer;
+    if (b.byteLength >= 1 && b[0] === 13) {
+      if (b.byteLength < 2) return undefined;
+      if (b[1] !== 10) throw new DecodeError('sip', this.#consumed, 'CR without LF');
+      const maybePing = b.byteLength < 3 || (b[2] === 13 && (b.byteLength < 4 || b[3] === 10));
+      if (this.role === 'server' && maybePing && b.byteLength < 4) return undefined;
+      const ping = b.byteLength >= 4 && b[2] === 13 && b[3] === 10;
+      this.#take(ping ? 4 : 2);
+      return { kind: 'keepalive', ping };
+    }
+    const limit = Math.min(b.byteLength, MAX_HEADER_BYTES + 4);
+    let end = -1;
+    for (let i = 0; i + 3 < limit; i++) {
+      if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
+        end = i;
+        break;
+      }
+    }
+    if (end < 0) {
+      if (b.byteLength > MAX_HEADER_BYTES)
+        throw new DecodeError('sip', this.#consumed, `header section exceeds ${MAX_HEADER_BYTES} bytes`);
+      return undefined;
+    }
+    const head = decodeHead(new TextDecoder().decode(b.subarray(0, end)), this.#consumed);
+    const length = contentLength(head, this.#consumed);
+    if (b.byteLength < end + 4 + length) return undefined;
+    const body = new TextDecoder().decode(b.subarray(end + 4, end + 4 + length));
+    this.#take(end + 4 + length);
+    return { kind: 'message', message: { ...head, body } as SipMessage };
+  }
+
+  #take(n: number): void {
+    this.#buffer = this.#buffer.slice(n);
+    this.#consumed += n;
+  }
+}
