@@ -6,9 +6,9 @@
  */
 import { type Endpoint, sameEndpoint } from '../../net/address.ts';
 import { type Clock, sleep } from '../../net/clock.ts';
-import type { Network, UdpSocket } from '../../net/types.ts';
+import type { Network } from '../../net/types.ts';
 import type { Rng } from '../../util/rng.ts';
-import { type StunBindingResult, stunBinding } from '../stun-client.ts';
+import { StunTests } from '../stun-tests.ts';
 import type { NatcheckHelperControl } from './control.ts';
 import type { NatcheckReport, NatObservation, ObservationKey } from './observation.ts';
 
@@ -46,27 +46,30 @@ export async function runNatcheck(
 }
 
 class Natcheck {
-  readonly #sockets: UdpSocket[] = [];
+  readonly #t: StunTests;
   readonly #unobservable: Partial<Record<ObservationKey, string>> = {};
-  readonly #rtoMs: number;
-  readonly #attempts: number;
 
   constructor(
     private readonly c: NatcheckComponents,
     private readonly init: NatcheckInit,
   ) {
-    this.#rtoMs = init.rtoMs ?? 500;
-    this.#attempts = init.attempts ?? 3;
+    this.#t = new StunTests(c, {
+      primary: c.control.primary,
+      alternate: c.control.alternate,
+      rtoMs: init.rtoMs ?? 500,
+      attempts: init.attempts ?? 3,
+      signal: init.signal,
+    });
   }
 
   async run(): Promise<NatcheckReport> {
     try {
       this.#progress('mapping');
-      const { mapping, publicAddress } = await this.#mapping();
+      const { mapping, publicAddress } = await this.#t.mapping();
       this.#progress('filtering');
-      const filtering = await this.#filtering();
+      const filtering = await this.#t.filtering();
       this.#progress('allocation');
-      const alloc = await this.#allocation();
+      const alloc = await this.#t.allocation(this.init.allocationSamples ?? 6);
       this.#progress('pks and unsolicited reply');
       const knock = await this.#pks(alloc, publicAddress);
       this.#progress('hairpin');
@@ -86,111 +89,12 @@ class Natcheck {
       };
       return { observed, unobservable: this.#unobservable };
     } finally {
-      for (const socket of this.#sockets) socket.close();
+      this.#t.close();
     }
   }
 
   #progress(step: string): void {
     this.init.onProgress?.(step);
-  }
-
-  async #fresh(port?: number): Promise<UdpSocket> {
-    const socket = await this.c.network.bindUdp(port === undefined ? {} : { port });
-    this.#sockets.push(socket);
-    return socket;
-  }
-
-  #retire(socket: UdpSocket): void {
-    socket.close();
-  }
-
-  async #binding(socket: UdpSocket, server: Endpoint, change?: { changeIp: boolean; changePort: boolean }) {
-    return stunBinding(
-      socket,
-      { clock: this.c.clock, transactionId: this.c.transactionId },
-      {
-        server,
-        changeRequest: change,
-        rtoMs: this.#rtoMs,
-        attempts: this.#attempts,
-        signal: this.init.signal,
-      },
-    );
-  }
-
-  async #mustBind(socket: UdpSocket, server: Endpoint): Promise<StunBindingResult> {
-    const result = await this.#binding(socket, server);
-    if (!result) {
-      throw new Error(
-        `no STUN answer from ${server.address}:${server.port} after ${this.#attempts} attempts: is UDP to the helper blocked?`,
-      );
-    }
-    return result;
-  }
-
-  /** RFC 5780 §4.3: same socket to A:p1, B:p1, B:p2. */
-  async #mapping(): Promise<{ mapping: NatObservation['mapping']; publicAddress: string }> {
-    const { primary, alternate } = this.c.control;
-    const socket = await this.#fresh();
-    const first = await this.#mustBind(socket, primary);
-    const second = await this.#mustBind(socket, { address: alternate.address, port: primary.port });
-    if (sameEndpoint(first.mapped, second.mapped)) {
-      this.#retire(socket);
-      return { mapping: 'endpoint-independent', publicAddress: first.mapped.address };
-    }
-    const third = await this.#mustBind(socket, alternate);
-    this.#retire(socket);
-    return {
-      mapping: sameEndpoint(second.mapped, third.mapped) ? 'address-dependent' : 'address-and-port-dependent',
-      publicAddress: first.mapped.address,
-    };
-  }
-
-  /** RFC 5780 §4.4: ask for answers from the other address and port, then the other port only. */
-  async #filtering(): Promise<NatObservation['filtering']> {
-    const socket = await this.#fresh();
-    await this.#mustBind(socket, this.c.control.primary);
-    const fromAnywhere = await this.#binding(socket, this.c.control.primary, {
-      changeIp: true,
-      changePort: true,
-    });
-    if (fromAnywhere) {
-      this.#retire(socket);
-      return 'endpoint-independent';
-    }
-    const fromOtherPort = await this.#binding(socket, this.c.control.primary, {
-      changeIp: false,
-      changePort: true,
-    });
-    this.#retire(socket);
-    return fromOtherPort ? 'address-dependent' : 'address-and-port-dependent';
-  }
-
-  /** Fresh sockets one after another; the public ports reveal preservation, the step, or randomness. */
-  async #allocation(): Promise<{
-    allocation: NatObservation['allocation'];
-    delta: number | null;
-    preservation: boolean;
-    lastPort: number;
-  }> {
-    const samples = this.init.allocationSamples ?? 6;
-    const pairs: { local: number; mapped: number }[] = [];
-    for (let i = 0; i < samples; i++) {
-      const socket = await this.#fresh();
-      const result = await this.#mustBind(socket, this.c.control.primary);
-      pairs.push({ local: socket.local.port, mapped: result.mapped.port });
-      this.#retire(socket);
-    }
-    const lastPort = pairs.at(-1)!.mapped;
-    if (pairs.every((p) => p.local === p.mapped)) {
-      return { allocation: 'preserve-if-free', delta: null, preservation: true, lastPort };
-    }
-    const deltas = pairs.slice(1).map((p, i) => p.mapped - pairs[i]!.mapped);
-    const step = deltas[0]!;
-    if (step > 0 && deltas.every((d) => d === step)) {
-      return { allocation: 'sequential', delta: step, preservation: false, lastPort };
-    }
-    return { allocation: 'random', delta: null, preservation: false, lastPort };
   }
 
   /**
@@ -201,25 +105,25 @@ class Natcheck {
     alloc: { allocation: NatObservation['allocation']; delta: number | null; lastPort: number },
     publicAddress: string,
   ): Promise<{ pks: boolean | null; icmp: boolean; lastPort: number }> {
-    const waitMs = 2 * this.#rtoMs;
+    const waitMs = 2 * this.#t.rtoMs;
     if (alloc.allocation === 'sequential') {
       const delta = alloc.delta!;
       const target = alloc.lastPort + delta;
       const { icmpReplies } = await this.c.control.knock([{ address: publicAddress, port: target }], waitMs);
-      const socket = await this.#fresh();
-      const got = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
-      this.#retire(socket);
+      const socket = await this.#t.fresh();
+      const got = (await this.#t.mustBind(socket, this.c.control.primary)).mapped.port;
+      this.#t.retire(socket);
       if (got === target + delta) return { pks: true, icmp: icmpReplies > 0, lastPort: got };
       if (got === target) return { pks: false, icmp: icmpReplies > 0, lastPort: got };
       this.#unobservable.pks = `the next port moved unexpectedly (expected ${target} or ${target + delta}, got ${got}): other traffic on the NAT?`;
       return { pks: null, icmp: icmpReplies > 0, lastPort: got };
     }
     if (alloc.allocation === 'preserve-if-free') {
-      const socket = await this.#fresh();
+      const socket = await this.#t.fresh();
       const local = socket.local.port;
       const { icmpReplies } = await this.c.control.knock([{ address: publicAddress, port: local }], waitMs);
-      const got = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
-      this.#retire(socket);
+      const got = (await this.#t.mustBind(socket, this.c.control.primary)).mapped.port;
+      this.#t.retire(socket);
       return { pks: got !== local, icmp: icmpReplies > 0, lastPort: got };
     }
     // Random allocation: no port can be predicted, so knock many and count how often a new
@@ -231,10 +135,10 @@ class Natcheck {
     let hits = 0;
     let lastPort = alloc.lastPort;
     for (let i = 0; i < RANDOM_PKS_SESSIONS; i++) {
-      const socket = await this.#fresh();
-      lastPort = (await this.#mustBind(socket, this.c.control.primary)).mapped.port;
+      const socket = await this.#t.fresh();
+      lastPort = (await this.#t.mustBind(socket, this.c.control.primary)).mapped.port;
       if (knocked.has(lastPort)) hits++;
-      this.#retire(socket);
+      this.#t.retire(socket);
     }
     return { pks: hits === 0, icmp: icmpReplies > 0, lastPort };
   }
@@ -251,13 +155,13 @@ class Natcheck {
     alloc: { allocation: NatObservation['allocation']; delta: number | null; lastPort: number },
     publicAddress: string,
   ): Promise<boolean | null> {
-    const a = await this.#fresh();
-    const b = await this.#fresh();
+    const a = await this.#t.fresh();
+    const b = await this.#t.fresh();
     let targetOfA: Endpoint;
     let targetOfB: Endpoint;
     if (mapping === 'endpoint-independent') {
-      targetOfB = (await this.#mustBind(a, this.c.control.primary)).mapped;
-      targetOfA = (await this.#mustBind(b, this.c.control.primary)).mapped;
+      targetOfB = (await this.#t.mustBind(a, this.c.control.primary)).mapped;
+      targetOfA = (await this.#t.mustBind(b, this.c.control.primary)).mapped;
     } else if (alloc.allocation === 'sequential') {
       targetOfB = { address: publicAddress, port: alloc.lastPort + alloc.delta! };
       targetOfA = { address: publicAddress, port: alloc.lastPort + 2 * alloc.delta! };
@@ -275,10 +179,10 @@ class Natcheck {
     });
     const probe = new TextEncoder().encode('sc2c-natcheck-hairpin');
     try {
-      for (let round = 0; round < this.#attempts && !received; round++) {
+      for (let round = 0; round < this.#t.attempts && !received; round++) {
         a.send(probe, targetOfA);
         b.send(probe, targetOfB);
-        await sleep(this.c.clock, this.#rtoMs, this.init.signal);
+        await sleep(this.c.clock, this.#t.rtoMs, this.init.signal);
       }
     } finally {
       offA();
@@ -294,17 +198,17 @@ class Natcheck {
    */
   async #ips(): Promise<boolean | null> {
     const { primary } = this.c.control;
-    const socket = await this.#fresh();
-    const before = (await this.#mustBind(socket, primary)).mapped;
+    const socket = await this.#t.fresh();
+    const before = (await this.#t.mustBind(socket, primary)).mapped;
     await this.c.control.setListening(primary, false);
     try {
       socket.send(new TextEncoder().encode('sc2c-natcheck-ips'), primary);
-      await sleep(this.c.clock, 2 * this.#rtoMs, this.init.signal);
+      await sleep(this.c.clock, 2 * this.#t.rtoMs, this.init.signal);
     } finally {
       await this.c.control.setListening(primary, true);
     }
-    const after = (await this.#mustBind(socket, primary)).mapped;
-    this.#retire(socket);
+    const after = (await this.#t.mustBind(socket, primary)).mapped;
+    this.#t.retire(socket);
     return !sameEndpoint(before, after);
   }
 }

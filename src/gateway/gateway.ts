@@ -1,0 +1,370 @@
+/**
+ * A camera or phone gateway: registers (paper steps 1-4), probes its NAT (steps 5-8), places and
+ * answers calls with predicted endpoints in SDP (steps 9-16), and punches (steps 20-21) when the
+ * mode says so:
+ * - `sc2c`: both wait for the server's go, which the server times to arrive together (steps 17-19);
+ * - `sc2c-naive`: the same, but the server sends both go messages at once, as the paper does;
+ * - `c2c`: no synchronization: the callee punches as soon as it has answered, the caller when the
+ *   answer arrives (the paper's C2C baseline);
+ * - `stun`: classic hole punching to the STUN-observed port of the media socket, no prediction.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Endpoint } from '../net/address.ts';
+import type { Clock } from '../net/clock.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
+import {
+  type CallDescription,
+  decodeSdp,
+  encodeSdp,
+  type PortSource,
+  type TraversalMode,
+} from '../protocol/sdp.ts';
+import { parseNameAddr } from '../protocol/sip/headers.ts';
+import { header, type SipRequest } from '../protocol/sip/message.ts';
+import { SignalingClient, type SignalingClientInit } from '../signaling/client.ts';
+import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
+import { planPort } from '../traversal/predict.ts';
+import { describeProbe, freshPort, type NatProbe, probeNat } from '../traversal/probe.ts';
+import { Puncher, type PunchInit } from '../traversal/punch.ts';
+import { stunBinding } from '../traversal/stun-client.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+
+export interface GatewayInit {
+  readonly sip: SignalingClientInit;
+  /** The STUN server (primary endpoint; its OTHER-ADDRESS gives the alternate). */
+  readonly stunServer: Endpoint;
+  /** Traversal mode for calls this gateway places. Default `sc2c`. */
+  readonly mode?: TraversalMode;
+  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>;
+  /** STUN retransmission timeout. Default 200 ms. */
+  readonly stunRtoMs?: number;
+  /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
+  readonly probe?: NatProbe;
+}
+
+export interface GatewayComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+  readonly transactionId?: () => Uint8Array;
+}
+
+export interface CallOutcome {
+  readonly callId: string;
+  readonly role: 'caller' | 'callee';
+  readonly peer: string;
+  readonly mode: TraversalMode;
+  readonly ok: boolean;
+  /** Why the call or its direct path failed, on failure. */
+  readonly reason?: string;
+  /** Clock time the call started here (INVITE sent or received) and the path was confirmed. */
+  readonly startedAtMs: number;
+  readonly confirmedAtMs?: number;
+  readonly local?: CallDescription;
+  readonly remote?: CallDescription;
+  /** The confirmed pair: our media socket and the peer endpoint that answered. */
+  readonly path?: { readonly socket: UdpSocket; readonly remote: Endpoint };
+  readonly checksSent: number;
+}
+
+export type GatewayEvents = {
+  /** A call this gateway answered has an outcome. */
+  call: [outcome: CallOutcome];
+};
+
+interface ActiveCall {
+  readonly socket: UdpSocket;
+  readonly puncher?: Puncher;
+  go?: () => void;
+  ended: boolean;
+}
+
+export class Gateway extends TypedEmitter<GatewayEvents> {
+  readonly #calls = new Map<string, ActiveCall>();
+
+  private constructor(
+    private readonly c: GatewayComponents,
+    readonly init: GatewayInit,
+    readonly signaling: SignalingClient,
+    public probe: NatProbe,
+  ) {
+    super();
+    signaling.on('request', (request, respond) => this.#onRequest(request, respond));
+  }
+
+  static async start(
+    components: GatewayComponents,
+    init: GatewayInit,
+    signal?: AbortSignal,
+  ): Promise<Gateway> {
+    const signaling = await SignalingClient.connect(components, init.sip, signal);
+    try {
+      await signaling.register();
+      const probe =
+        init.probe ??
+        (await probeNat(components, { server: init.stunServer, rtoMs: init.stunRtoMs ?? 200, signal }));
+      return new Gateway(components, init, signaling, probe);
+    } catch (error) {
+      signaling.close();
+      throw error;
+    }
+  }
+
+  /** Places a call; resolves when the direct path is confirmed or has failed. */
+  async call(user: string, options: { mode?: TraversalMode } = {}): Promise<CallOutcome> {
+    const mode = options.mode ?? this.init.mode ?? 'sc2c';
+    const startedAtMs = this.c.clock.now();
+    const callId = `${randomBytes(8).toString('hex')}@sc2c`;
+    const base = { callId, role: 'caller' as const, peer: user, mode, startedAtMs };
+    let prepared: Awaited<ReturnType<Gateway['prepare']>>;
+    try {
+      prepared = await this.prepare(mode);
+    } catch (error) {
+      return {
+        ...base,
+        ok: false,
+        reason: `could not prepare media: ${(error as Error).message}`,
+        checksSent: 0,
+      };
+    }
+    const { socket, description } = prepared;
+    const active: ActiveCall = { socket, ended: false };
+    this.#calls.set(callId, active);
+    const goArrived = new Promise<void>((resolve) => {
+      active.go = resolve;
+    });
+    const answer = await this.signaling
+      .request('INVITE', this.signaling.uri(user), [['Content-Type', 'application/sdp']], {
+        callId,
+        body: encodeSdp(description, Math.floor(this.c.clock.now())),
+      })
+      .catch((error: Error) => error);
+    if (answer instanceof Error || answer.status !== 200) {
+      this.#end(callId);
+      const reason = answer instanceof Error ? answer.message : `${answer.status} ${answer.reason}`;
+      return { ...base, ok: false, reason: `call refused: ${reason}`, local: description, checksSent: 0 };
+    }
+    let remote: CallDescription;
+    try {
+      remote = decodeSdp(answer.body);
+    } catch (error) {
+      this.#end(callId);
+      return {
+        ...base,
+        ok: false,
+        reason: `bad SDP answer: ${(error as Error).message}`,
+        local: description,
+        checksSent: 0,
+      };
+    }
+    const toTag = parseNameAddr(header(answer, 'To') ?? '').params.tag;
+    await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag });
+    if (mode === 'sc2c' || mode === 'sc2c-naive') {
+      await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
+        callId,
+        toTag,
+        body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
+      });
+      await goArrived;
+    }
+    return { ...(await this.#punch(callId, description, remote, base)), local: description, remote };
+  }
+
+  /** Ends a call: BYE is the peer's business; here the media socket and checks stop. */
+  hangup(callId: string): void {
+    this.#end(callId);
+  }
+
+  close(): void {
+    for (const callId of [...this.#calls.keys()]) this.#end(callId);
+    this.signaling.close();
+  }
+
+  /** Opens the media socket and works out the public endpoint to advertise. */
+  async prepare(mode: TraversalMode): Promise<{ socket: UdpSocket; description: CallDescription }> {
+    const socket = await this.c.network.bindUdp();
+    try {
+      const stun = { clock: this.c.clock, transactionId: this.c.transactionId };
+      const observe = async (): Promise<Endpoint> => {
+        const result = await stunBinding(socket, stun, {
+          server: this.init.stunServer,
+          rtoMs: this.init.stunRtoMs ?? 200,
+          attempts: 4,
+        });
+        if (!result) throw new Error('no STUN answer for the media socket');
+        return result.mapped;
+      };
+      let publicEndpoint: Endpoint;
+      let portSource: PortSource;
+      const plan = planPort(this.probe, 0);
+      if (mode === 'stun' || plan.kind === 'observe') {
+        publicEndpoint = await observe();
+        portSource = mode === 'stun' ? 'stun' : 'exact';
+      } else if (plan.kind === 'predict') {
+        // Steps 5-8 right before the call: the newest port, then the next one is the media socket's.
+        const last = await freshPort(
+          { network: this.c.network, ...stun },
+          { server: this.init.stunServer, rtoMs: this.init.stunRtoMs ?? 200 },
+        );
+        const next = planPort(this.probe, last);
+        publicEndpoint = {
+          address: this.probe.publicAddress,
+          port: next.kind === 'predict' ? next.port : last,
+        };
+        portSource = 'predicted';
+      } else {
+        publicEndpoint = await observe();
+        portSource = 'unpredictable';
+      }
+      const description: CallDescription = {
+        publicEndpoint,
+        hostEndpoint: { address: this.signaling.connection.stream.local.address, port: socket.local.port },
+        ufrag: randomBytes(6).toString('hex'),
+        pwd: randomBytes(18).toString('base64url'),
+        nat: describeProbe(this.probe),
+        mode,
+        portSource,
+        rtcpMux: true,
+      };
+      return { socket, description };
+    } catch (error) {
+      socket.close();
+      throw error;
+    }
+  }
+
+  async #punch(
+    callId: string,
+    local: CallDescription,
+    remote: CallDescription,
+    base: Omit<CallOutcome, 'ok' | 'checksSent'>,
+  ): Promise<CallOutcome> {
+    const active = this.#calls.get(callId);
+    if (!active || active.ended)
+      return { ...base, ok: false, reason: 'call ended before the punch', checksSent: 0 };
+    const puncher = new Puncher(
+      { socket: active.socket, clock: this.c.clock, transactionId: this.c.transactionId },
+      {
+        local,
+        remote,
+        ...this.init.punch,
+      },
+    );
+    this.#calls.set(callId, { ...active, puncher });
+    // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
+    const candidates =
+      remote.hostEndpoint && remote.publicEndpoint.address === this.probe.publicAddress
+        ? [remote.hostEndpoint, remote.publicEndpoint]
+        : [remote.publicEndpoint];
+    try {
+      const success = await puncher.punch(candidates);
+      return {
+        ...base,
+        ok: true,
+        confirmedAtMs: this.c.clock.now(),
+        path: { socket: active.socket, remote: success.remote },
+        checksSent: success.checksSent,
+      };
+    } catch (error) {
+      puncher.close();
+      return {
+        ...base,
+        ok: false,
+        reason: `no direct path: ${(error as Error).message}`,
+        checksSent: puncher.counters.checksSent,
+      };
+    }
+  }
+
+  #onRequest(
+    request: SipRequest,
+    respond: (status: number, extra?: [string, string][], body?: string) => void,
+  ): void {
+    const callId = header(request, 'Call-ID') ?? '';
+    switch (request.method) {
+      case 'INVITE':
+        void this.#answer(request, callId, respond);
+        return;
+      case 'INFO': {
+        respond(200);
+        if (header(request, 'Content-Type') === SC2C_CONTENT_TYPE && /"go"/.test(request.body))
+          this.#calls.get(callId)?.go?.();
+        return;
+      }
+      case 'BYE':
+        respond(200);
+        this.#end(callId);
+        return;
+      case 'CANCEL':
+        respond(200);
+        this.#end(callId);
+        return;
+      case 'ACK':
+        return;
+      default:
+        respond(405);
+    }
+  }
+
+  async #answer(
+    request: SipRequest,
+    callId: string,
+    respond: (status: number, extra?: [string, string][], body?: string) => void,
+  ): Promise<void> {
+    const startedAtMs = this.c.clock.now();
+    const peer = /sips?:([^@]+)@/.exec(header(request, 'From') ?? '')?.[1] ?? 'unknown';
+    let remote: CallDescription;
+    try {
+      remote = decodeSdp(request.body);
+    } catch (error) {
+      respond(488);
+      this.emit('call', {
+        callId,
+        role: 'callee',
+        peer,
+        mode: 'sc2c',
+        ok: false,
+        reason: `bad SDP offer: ${(error as Error).message}`,
+        startedAtMs,
+        checksSent: 0,
+      });
+      return;
+    }
+    const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
+    let prepared: Awaited<ReturnType<Gateway['prepare']>>;
+    try {
+      prepared = await this.prepare(remote.mode);
+    } catch (error) {
+      respond(500);
+      this.emit('call', {
+        ...base,
+        ok: false,
+        reason: `could not prepare media: ${(error as Error).message}`,
+        checksSent: 0,
+      });
+      return;
+    }
+    const active: ActiveCall = { socket: prepared.socket, ended: false };
+    this.#calls.set(callId, active);
+    const goArrived = new Promise<void>((resolve) => {
+      active.go = resolve;
+    });
+    respond(
+      200,
+      [['Content-Type', 'application/sdp']],
+      encodeSdp(prepared.description, Math.floor(this.c.clock.now())),
+    );
+    if (remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') await goArrived;
+    const outcome = await this.#punch(callId, prepared.description, remote, base);
+    this.emit('call', { ...outcome, local: prepared.description, remote });
+  }
+
+  #end(callId: string): void {
+    const active = this.#calls.get(callId);
+    if (!active || active.ended) return;
+    active.ended = true;
+    active.puncher?.close();
+    active.socket.close();
+    active.go?.();
+    this.#calls.delete(callId);
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * `sc2c server`'s signaling core: a SIP registrar and router over persistent connections (paper
+ * §2.1: registration stays open on TCP so it never disturbs UDP port prediction), and the SC2C
+ * coordinator (paper §2.3, steps 17-19, carried further: it measures each party's round trip on its
+ * own connection and sends the two go messages so that they arrive together).
+ */
+import type { Endpoint } from '../net/address.ts';
+import type { Clock } from '../net/clock.ts';
+import type { Network, StreamServer } from '../net/types.ts';
+import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
+import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
+import { DigestAuthenticator } from './registrar.ts';
+import { newBranch, SipConnection } from './sip-connection.ts';
+
+export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
+/** Longest registration we grant; clients re-register before it runs out. */
+const MAX_EXPIRES_S = 3600;
+/** How long the coordinator waits for an OPTIONS answer when measuring a party's round trip. */
+const RTT_PROBE_TIMEOUT_MS = 2000;
+
+export interface SignalingServerInit {
+  readonly listen: { readonly address?: string; readonly port: number };
+  readonly realm: string;
+  readonly users: Readonly<Record<string, string>>;
+  readonly log?: (line: string) => void;
+}
+
+export interface SignalingServerComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+}
+
+interface Registration {
+  readonly user: string;
+  readonly connection: SipConnection;
+  readonly contact: string;
+  expiresAtMs: number;
+}
+
+interface Dialog {
+  readonly callId: string;
+  readonly caller: SipConnection;
+  readonly callee: SipConnection;
+  readonly callerUser: string;
+  readonly calleeUser: string;
+  readonly startedAtMs: number;
+  state: 'inviting' | 'confirmed' | 'ended';
+}
+
+export interface SignalingCounters {
+  registrations: number;
+  authFailures: number;
+  invites: number;
+  notFound: number;
+  syncs: number;
+  malformed: number;
+}
+
+export interface GoSchedule {
+  readonly callId: string;
+  readonly rttMs: { readonly caller: number; readonly callee: number };
+  /** Delay before each go was sent; the nearer party waits for the farther one. */
+  readonly delayMs: { readonly caller: number; readonly callee: number };
+}
+
+export class SignalingServer {
+  readonly counters: SignalingCounters = {
+    registrations: 0,
+    authFailures: 0,
+    invites: 0,
+    notFound: 0,
+    syncs: 0,
+    malformed: 0,
+  };
+  readonly schedules: GoSchedule[] = [];
+  readonly #registrations = new Map<string, Registration>();
+  readonly #dialogs = new Map<string, Dialog>();
+  readonly #connections = new Set<SipConnection>();
+  /** Server-originated requests waiting for an answer, by Via branch. */
+  readonly #pending = new Map<string, (response: SipResponse) => void>();
+  readonly #auth: DigestAuthenticator;
+  #cseq = 1;
+  #listener?: StreamServer;
+
+  private constructor(
+    private readonly c: SignalingServerComponents,
+    private readonly init: SignalingServerInit,
+  ) {
+    this.#auth = new DigestAuthenticator(init.realm, init.users, () => c.clock.now());
+  }
+
+  static async start(
+    components: SignalingServerComponents,
+    init: SignalingServerInit,
+  ): Promise<SignalingServer> {
+    const server = new SignalingServer(components, init);
+    server.#listener = await components.network.listen({
+      address: init.listen.address,
+      port: init.listen.port,
+    });
+    server.#listener.on('connection', (stream) =>
+      server.#accept(new SipConnection(stream, 'server', (l) => server.#log(l))),
+    );
+    return server;
+  }
+
+  get local(): Endpoint {
+    return this.#listener!.local;
+  }
+
+  registrations(): { user: string; contact: string; expiresInS: number; remote: Endpoint }[] {
+    const now = this.c.clock.now();
+    return [...this.#registrations.values()]
+      .filter((r) => r.expiresAtMs > now)
+      .map((r) => ({
+        user: r.user,
+        contact: r.contact,
+        expiresInS: Math.round((r.expiresAtMs - now) / 1000),
+        remote: r.connection.stream.remote,
+      }));
+  }
+
+  calls(): { callId: string; caller: string; callee: string; state: string }[] {
+    return [...this.#dialogs.values()].map((d) => ({
+      callId: d.callId,
+      caller: d.callerUser,
+      callee: d.calleeUser,
+      state: d.state,
+    }));
+  }
+
+  /** Idempotent: stops listening and closes every connection. */
+  close(): void {
+    this.#listener?.close();
+    for (const connection of this.#connections) connection.close('server closing');
+    this.#connections.clear();
+  }
+
+  #log(line: string): void {
+    this.init.log?.(line);
+  }
+
+  #accept(connection: SipConnection): void {
+    this.#connections.add(connection);
+    connection.on('request', (request) => this.#onRequest(connection, request));
+    connection.on('response', (response) => this.#onResponse(connection, response));
+    connection.on('close', () => {
+      this.#connections.delete(connection);
+      this.counters.malformed += connection.malformed;
+      for (const [user, registration] of this.#registrations)
+        if (registration.connection === connection) this.#registrations.delete(user);
+      for (const [callId, dialog] of this.#dialogs) {
+        if (dialog.caller === connection || dialog.callee === connection) this.#dialogs.delete(callId);
+      }
+    });
+  }
+
+  #userOf(connection: SipConnection): string | undefined {
+    const now = this.c.clock.now();
+    for (const registration of this.#registrations.values()) {
+      if (registration.connection === connection && registration.expiresAtMs > now) return registration.user;
+    }
+    return undefined;
+  }
+
+  #onRequest(connection: SipConnection, request: SipRequest): void {
+    try {
+      switch (request.method) {
+        case 'REGISTER':
+          return this.#register(connection, request);
+        case 'INVITE':
+          return this.#invite(connection, request);
+        case 'OPTIONS':
+          return connection.respond(request, 200);
+        case 'ACK':
+        case 'BYE':
+        case 'CANCEL':
+        case 'INFO':
+          return this.#inDialog(connection, request);
+        default:
+          return connection.respond(request, 405, [
+            ['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS'],
+          ]);
+      }
+    } catch (error) {
+      this.counters.malformed++;
+      this.#log(`bad ${request.method}: ${(error as Error).message}`);
+      if (request.method !== 'ACK') connection.respond(request, 400);
+    }
+  }
+
+  #register(connection: SipConnection, request: SipRequest): void {
+    const auth = this.#auth.check(request);
+    if (!auth.ok) {
+      if (auth.status === 403) this.counters.authFailures++;
+      this.#log(`REGISTER refused (${auth.status}): ${auth.reason}`);
+      connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
+      return;
+    }
+    const to = uriUser(parseNameAddr(header(request, 'To') ?? '').uri);
+    if (to !== auth.user) {
+      connection.respond(request, 403);
+      return;
+    }
+    const contact = header(request, 'Contact') ?? `<sip:${auth.user}@${connection.stream.remote.address}>`;
+    const asked = Number(header(request, 'Expires') ?? /expires=(\d+)/.exec(contact)?.[1] ?? MAX_EXPIRES_S);
+    const expiresS = Number.isFinite(asked) ? Math.max(0, Math.min(MAX_EXPIRES_S, asked)) : MAX_EXPIRES_S;
+    if (expiresS === 0) this.#registrations.delete(auth.user);
+    else {
+      this.#registrations.set(auth.user, {
+        user: auth.user,
+        connection,
+        contact,
+        expiresAtMs: this.c.clock.now() + expiresS * 1000,
+      });
+      this.counters.registrations++;
+    }
+    connection.respond(request, 200, [
+      ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
+      ['Expires', String(expiresS)],
+    ]);
+  }
+
+  #invite(connection: SipConnection, request: SipRequest): void {
+    this.counters.invites++;
+    const callerUser = this.#userOf(connection);
+    if (!callerUser) {
+      connection.respond(request, 403);
+      return;
+    }
+    const calleeUser = uriUser(request.uri);
+    const callee = calleeUser ? this.#registrations.get(calleeUser) : undefined;
+    if (!callee || callee.expiresAtMs <= this.c.clock.now() || callee.connection.closed) {
+      this.counters.notFound++;
+      connection.respond(request, 404);
+      return;
+    }
+    const callId = header(request, 'Call-ID');
+    if (!callId) {
+      connection.respond(request, 400);
+      return;
+    }
+    this.#dialogs.set(callId, {
+      callId,
+      caller: connection,
+      callee: callee.connection,
+      callerUser,
+      calleeUser: calleeUser!,
+      startedAtMs: this.c.clock.now(),
+      state: 'inviting',
+    });
+    callee.connection.send(request);
+  }
+
+  #inDialog(connection: SipConnection, request: SipRequest): void {
+    const dialog = this.#dialogs.get(header(request, 'Call-ID') ?? '');
+    if (!dialog || (connection !== dialog.caller && connection !== dialog.callee)) {
+      if (request.method !== 'ACK') connection.respond(request, 481);
+      return;
+    }
+    if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
+      const body = JSON.parse(request.body) as { type?: string; schedule?: string };
+      if (body.type === 'sync') {
+        connection.respond(request, 200);
+        this.counters.syncs++;
+        void this.#sync(dialog, body.schedule === 'naive').catch((error) =>
+          this.#log(`sync ${dialog.callId} failed: ${(error as Error).message}`),
+        );
+        return;
+      }
+    }
+    if (request.method === 'ACK') dialog.state = 'confirmed';
+    if (request.method === 'BYE') dialog.state = 'ended';
+    (connection === dialog.caller ? dialog.callee : dialog.caller).send(request);
+  }
+
+  #onResponse(connection: SipConnection, response: SipResponse): void {
+    const branch = /branch=([^;,\s]+)/.exec(header(response, 'Via') ?? '')?.[1];
+    const pending = branch ? this.#pending.get(branch) : undefined;
+    if (pending) {
+      this.#pending.delete(branch!);
+      pending(response);
+      return;
+    }
+    const dialog = this.#dialogs.get(header(response, 'Call-ID') ?? '');
+    if (!dialog) return;
+    const cseq = header(response, 'CSeq') ?? '';
+    if (/INVITE$/.test(cseq) && response.status >= 300) this.#dialogs.delete(dialog.callId);
+    if (/BYE$/.test(cseq) && response.status >= 200) this.#dialogs.delete(dialog.callId);
+    (connection === dialog.caller ? dialog.callee : dialog.caller).send(response);
+  }
+
+  /** Sends a request of our own on `connection` and resolves with its final response. */
+  #request(
+    connection: SipConnection,
+    method: string,
+    callId: string,
+    extra: [string, string][] = [],
+    body = '',
+  ): Promise<SipResponse> {
+    const branch = newBranch();
+    const host = this.local.address;
+    connection.send({
+      kind: 'request',
+      method,
+      uri: `sip:${this.#userOf(connection) ?? 'peer'}@${this.init.realm}`,
+      headers: [
+        ['Via', `SIP/2.0/TCP ${host}:${this.local.port};branch=${branch}`],
+        ['From', `<sip:sc2c@${this.init.realm}>;tag=server`],
+        ['To', `<sip:${this.#userOf(connection) ?? 'peer'}@${this.init.realm}>`],
+        ['Call-ID', callId],
+        ['CSeq', `${this.#cseq++} ${method}`],
+        ['Max-Forwards', '70'],
+        ...extra,
+      ],
+      body,
+    });
+    return new Promise((resolve, reject) => {
+      const timer = this.c.clock.setTimeout(() => {
+        this.#pending.delete(branch);
+        reject(new Error(`${method} to ${connection.stream.remote.address} timed out`));
+      }, RTT_PROBE_TIMEOUT_MS);
+      this.#pending.set(branch, (response) => {
+        timer.clear();
+        resolve(response);
+      });
+    });
+  }
+
+  /** Round trip to a party over its own connection: the least of two OPTIONS exchanges. */
+  async #rtt(connection: SipConnection, callId: string): Promise<number> {
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 2; i++) {
+      const sent = this.c.clock.now();
+      await this.#request(connection, 'OPTIONS', `${callId}-rtt`);
+      best = Math.min(best, this.c.clock.now() - sent);
+    }
+    return best;
+  }
+
+  /**
+   * Steps 17-19. Each go should arrive when the other does, so the party with the shorter one-way
+   * delay (half its round trip) gets its go later, by the difference. `naive` sends both at once,
+   * as the paper does, for comparison.
+   */
+  async #sync(dialog: Dialog, naive: boolean): Promise<void> {
+    const [caller, callee] = await Promise.all([
+      this.#rtt(dialog.caller, dialog.callId),
+      this.#rtt(dialog.callee, dialog.callId),
+    ]);
+    const far = Math.max(caller, callee) / 2;
+    const delayMs = naive ? { caller: 0, callee: 0 } : { caller: far - caller / 2, callee: far - callee / 2 };
+    this.schedules.push({ callId: dialog.callId, rttMs: { caller, callee }, delayMs });
+    const go = (connection: SipConnection): void => {
+      void this.#request(
+        connection,
+        'INFO',
+        dialog.callId,
+        [['Content-Type', SC2C_CONTENT_TYPE]],
+        JSON.stringify({ type: 'go' }),
+      ).catch(() => {});
+    };
+    this.c.clock.setTimeout(() => go(dialog.caller), delayMs.caller);
+    this.c.clock.setTimeout(() => go(dialog.callee), delayMs.callee);
+  }
+}

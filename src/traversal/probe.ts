@@ -1,0 +1,91 @@
+/**
+ * The gateway's NAT probe (paper §2.2, steps 5-8): repeated STUN tests from fresh sockets give the
+ * public address, the mapping and filtering behaviour, and the allocation step. The result is
+ * cached by the caller and refreshed; `freshPort` gives the newest public port right before a call.
+ */
+
+import type { FilteringBehaviour, MappingBehaviour } from '../nat/behaviour.ts';
+import type { Endpoint } from '../net/address.ts';
+import { StunTests, type StunTestsComponents } from './stun-tests.ts';
+
+export interface NatProbe {
+  readonly publicAddress: string;
+  readonly mapping: MappingBehaviour;
+  readonly filtering: FilteringBehaviour;
+  readonly allocation: 'preserve-if-free' | 'sequential' | 'random';
+  readonly delta: number | null;
+  readonly lastPort: number;
+  readonly measuredAtMs: number;
+}
+
+export interface ProbeInit {
+  /** The STUN server's primary endpoint; its OTHER-ADDRESS gives the alternate. */
+  readonly server: Endpoint;
+  readonly rtoMs?: number;
+  readonly attempts?: number;
+  readonly samples?: number;
+  readonly signal?: AbortSignal;
+}
+
+async function alternateOf(components: StunTestsComponents, init: ProbeInit): Promise<Endpoint> {
+  const tests = new StunTests(components, {
+    primary: init.server,
+    alternate: init.server,
+    rtoMs: init.rtoMs,
+    attempts: init.attempts,
+    signal: init.signal,
+  });
+  try {
+    const socket = await tests.fresh();
+    const first = await tests.mustBind(socket, init.server);
+    if (!first.otherAddress) {
+      throw new Error(
+        `STUN server ${init.server.address}:${init.server.port} sends no OTHER-ADDRESS: it cannot run RFC 5780 tests`,
+      );
+    }
+    return first.otherAddress;
+  } finally {
+    tests.close();
+  }
+}
+
+export async function probeNat(components: StunTestsComponents, init: ProbeInit): Promise<NatProbe> {
+  const alternate = await alternateOf(components, init);
+  const tests = new StunTests(components, {
+    primary: init.server,
+    alternate,
+    rtoMs: init.rtoMs,
+    attempts: init.attempts,
+    signal: init.signal,
+  });
+  try {
+    const { mapping, publicAddress } = await tests.mapping();
+    const filtering = await tests.filtering();
+    const alloc = await tests.allocation(init.samples ?? 4);
+    return { publicAddress, mapping, filtering, ...alloc, measuredAtMs: components.clock.now() };
+  } finally {
+    tests.close();
+  }
+}
+
+/** One STUN test from a fresh socket: the public port the NAT handed out most recently. */
+export async function freshPort(components: StunTestsComponents, init: ProbeInit): Promise<number> {
+  const tests = new StunTests(components, {
+    primary: init.server,
+    alternate: init.server,
+    rtoMs: init.rtoMs,
+    attempts: init.attempts,
+    signal: init.signal,
+  });
+  try {
+    return (await tests.mustBind(await tests.fresh(), init.server)).mapped.port;
+  } finally {
+    tests.close();
+  }
+}
+
+/** `mapping/filtering/allocation` in one token for SDP and reports. */
+export function describeProbe(probe: NatProbe): string {
+  const alloc = probe.allocation === 'sequential' ? `sequential+${probe.delta}` : probe.allocation;
+  return `${probe.mapping}/${probe.filtering}/${alloc}`;
+}

@@ -1,0 +1,203 @@
+/**
+ * The punch (paper §2.4, steps 20-21) as authenticated connectivity checks: STUN Binding requests
+ * from the media socket to the peer's public endpoint, USERNAME `peer:local` and MESSAGE-INTEGRITY
+ * under the peer's password (the per-call token), as ICE does (RFC 8445 §7.2). A valid response
+ * proves both directions. Valid requests from the peer are answered. After that, a Binding
+ * indication every `keepaliveMs` keeps the NAT mappings open.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import { type Clock, sleep, type Timer } from '../net/clock.ts';
+import type { UdpSocket } from '../net/types.ts';
+import { decodeText, encodeText, encodeXorAddress } from '../protocol/stun/attributes.ts';
+import {
+  addFingerprint,
+  addMessageIntegrity,
+  verifyFingerprint,
+  verifyMessageIntegrity,
+} from '../protocol/stun/integrity.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  isStun,
+  StunClass,
+  StunMethod,
+} from '../protocol/stun/message.ts';
+
+export interface Credentials {
+  readonly ufrag: string;
+  readonly pwd: string;
+}
+
+export interface PunchInit {
+  readonly local: Credentials;
+  readonly remote: Credentials;
+  /** Gap between checks. RFC 8445 paces checks at Ta = 50 ms; a punch wants them closer. Default 20 ms. */
+  readonly intervalMs?: number;
+  /** Give up after this long. Default 3000 ms. */
+  readonly timeoutMs?: number;
+  /** Binding indications on the established pair. Mappings can expire after 20 s (seed 003), so 15 s. */
+  readonly keepaliveMs?: number;
+}
+
+export interface PunchComponents {
+  readonly socket: UdpSocket;
+  readonly clock: Clock;
+  readonly transactionId?: () => Uint8Array;
+}
+
+export interface PunchSuccess {
+  /** The peer endpoint that answered. */
+  readonly remote: Endpoint;
+  readonly checksSent: number;
+  readonly elapsedMs: number;
+}
+
+export class PunchError extends Error {
+  constructor(
+    message: string,
+    readonly checksSent: number,
+  ) {
+    super(message);
+    this.name = 'PunchError';
+  }
+}
+
+export interface PunchCounters {
+  checksSent: number;
+  checksAnswered: number;
+  /** Packets that looked like checks but failed USERNAME or MESSAGE-INTEGRITY. */
+  rejected: number;
+}
+
+export class Puncher {
+  readonly counters: PunchCounters = { checksSent: 0, checksAnswered: 0, rejected: 0 };
+  readonly #pending = new Set<string>();
+  readonly #offMessage: () => void;
+  #onSuccess?: (remote: Endpoint) => void;
+  #keepalive?: Timer;
+  #closed = false;
+  readonly #localKey: Uint8Array;
+  readonly #remoteKey: Uint8Array;
+
+  constructor(
+    private readonly c: PunchComponents,
+    private readonly init: PunchInit,
+  ) {
+    this.#localKey = encodeText(init.local.pwd);
+    this.#remoteKey = encodeText(init.remote.pwd);
+    // Answer the peer's checks from the start: in C2C the peer may punch first.
+    this.#offMessage = c.socket.on('message', (data, from) => this.#onMessage(data, from));
+  }
+
+  /** Sends checks to `candidates` until one is answered; resolves with the pair that works. */
+  async punch(candidates: readonly Endpoint[], signal?: AbortSignal): Promise<PunchSuccess> {
+    const started = this.c.clock.now();
+    const intervalMs = this.init.intervalMs ?? 20;
+    const deadline = started + (this.init.timeoutMs ?? 3000);
+    let answered: Endpoint | undefined;
+    this.#onSuccess = (remote) => {
+      answered ??= remote;
+    };
+    const username = encodeText(`${this.init.remote.ufrag}:${this.init.local.ufrag}`);
+    while (!answered && !this.#closed && this.c.clock.now() < deadline) {
+      for (const candidate of candidates) this.#sendCheck(candidate, username);
+      await sleep(this.c.clock, intervalMs, signal);
+    }
+    this.#onSuccess = undefined;
+    if (!answered) {
+      throw new PunchError(
+        `no answer from ${candidates.map(formatEndpoint).join(', ')} after ${this.counters.checksSent} checks in ${Math.round(this.c.clock.now() - started)} ms`,
+        this.counters.checksSent,
+      );
+    }
+    this.#startKeepalive(answered);
+    return {
+      remote: answered,
+      checksSent: this.counters.checksSent,
+      elapsedMs: this.c.clock.now() - started,
+    };
+  }
+
+  /** Idempotent. Stops answering checks and sending keepalives; the socket stays open. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#offMessage();
+    this.#keepalive?.clear();
+  }
+
+  #sendCheck(to: Endpoint, username: Uint8Array): void {
+    const transactionId = this.c.transactionId?.() ?? new Uint8Array(randomBytes(12));
+    this.#pending.add(Buffer.from(transactionId).toString('hex'));
+    const request = encodeStun({
+      method: StunMethod.binding,
+      cls: StunClass.request,
+      transactionId,
+      attributes: [{ type: AttributeType.USERNAME, value: username }],
+    });
+    this.counters.checksSent++;
+    this.c.socket.send(addFingerprint(addMessageIntegrity(request, this.#remoteKey)), to);
+  }
+
+  #startKeepalive(remote: Endpoint): void {
+    const keepaliveMs = this.init.keepaliveMs ?? 15_000;
+    const tick = (): void => {
+      if (this.#closed) return;
+      const indication = encodeStun({
+        method: StunMethod.binding,
+        cls: StunClass.indication,
+        transactionId: this.c.transactionId?.() ?? new Uint8Array(randomBytes(12)),
+        attributes: [],
+      });
+      this.c.socket.send(addFingerprint(indication), remote);
+      this.#keepalive = this.c.clock.setTimeout(tick, keepaliveMs);
+    };
+    this.#keepalive = this.c.clock.setTimeout(tick, keepaliveMs);
+  }
+
+  #onMessage(data: Uint8Array, from: Endpoint): void {
+    if (this.#closed || !isStun(data)) return;
+    let message: ReturnType<typeof decodeStun>;
+    try {
+      message = decodeStun(data);
+    } catch {
+      this.counters.rejected++;
+      return;
+    }
+    if (message.method !== StunMethod.binding || message.cls === StunClass.indication) return;
+    try {
+      if (!verifyFingerprint(data)) throw new Error('fingerprint');
+      if (message.cls === StunClass.request) {
+        const username = findAttribute(message, AttributeType.USERNAME);
+        const expected = `${this.init.local.ufrag}:${this.init.remote.ufrag}`;
+        if (
+          !username ||
+          decodeText(username.value) !== expected ||
+          !verifyMessageIntegrity(data, this.#localKey)
+        ) {
+          throw new Error('credentials');
+        }
+        const response = encodeStun({
+          method: StunMethod.binding,
+          cls: StunClass.success,
+          transactionId: message.transactionId,
+          attributes: [{ type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) }],
+        });
+        this.counters.checksAnswered++;
+        this.c.socket.send(addFingerprint(addMessageIntegrity(response, this.#localKey)), from);
+        return;
+      }
+      if (message.cls === StunClass.success) {
+        const id = Buffer.from(message.transactionId).toString('hex');
+        if (!this.#pending.has(id) || !verifyMessageIntegrity(data, this.#remoteKey))
+          throw new Error('unknown or unsigned');
+        this.#onSuccess?.(from);
+      }
+    } catch {
+      this.counters.rejected++;
+    }
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * RFC 5780 behaviour tests run from behind a NAT, shared by natcheck and the gateway's NAT probe
+ * (the paper's TEST/TEST_200, steps 5-8): mapping (§4.3), filtering (§4.4), and allocation from
+ * fresh sockets. Sockets it opens are closed by `close()`.
+ */
+
+import type { FilteringBehaviour, MappingBehaviour } from '../nat/behaviour.ts';
+import { type Endpoint, sameEndpoint } from '../net/address.ts';
+import type { Clock } from '../net/clock.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
+import { type StunBindingResult, stunBinding } from './stun-client.ts';
+
+export interface StunTestsComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+  readonly transactionId?: () => Uint8Array;
+}
+
+export interface StunTestsInit {
+  readonly primary: Endpoint;
+  readonly alternate: Endpoint;
+  /** STUN retransmission timeout. Default 500 ms (RFC 8489). */
+  readonly rtoMs?: number;
+  /** Attempts before a test counts as "no answer". Default 3. */
+  readonly attempts?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface AllocationObservation {
+  readonly allocation: 'preserve-if-free' | 'sequential' | 'random';
+  readonly delta: number | null;
+  readonly preservation: boolean;
+  /** The public port of the newest session: the base for predicting the next ones. */
+  readonly lastPort: number;
+}
+
+export class StunTests {
+  readonly #sockets = new Set<UdpSocket>();
+  readonly rtoMs: number;
+  readonly attempts: number;
+
+  constructor(
+    private readonly c: StunTestsComponents,
+    readonly init: StunTestsInit,
+  ) {
+    this.rtoMs = init.rtoMs ?? 500;
+    this.attempts = init.attempts ?? 3;
+  }
+
+  async fresh(port?: number): Promise<UdpSocket> {
+    const socket = await this.c.network.bindUdp(port === undefined ? {} : { port });
+    this.#sockets.add(socket);
+    return socket;
+  }
+
+  retire(socket: UdpSocket): void {
+    this.#sockets.delete(socket);
+    socket.close();
+  }
+
+  /** Stops tracking `socket` (the caller keeps it, e.g. as an RTP socket). */
+  adopt(socket: UdpSocket): UdpSocket {
+    this.#sockets.delete(socket);
+    return socket;
+  }
+
+  binding(socket: UdpSocket, server: Endpoint, change?: { changeIp: boolean; changePort: boolean }) {
+    return stunBinding(
+      socket,
+      { clock: this.c.clock, transactionId: this.c.transactionId },
+      { server, changeRequest: change, rtoMs: this.rtoMs, attempts: this.attempts, signal: this.init.signal },
+    );
+  }
+
+  async mustBind(socket: UdpSocket, server: Endpoint): Promise<StunBindingResult> {
+    const result = await this.binding(socket, server);
+    if (!result) {
+      throw new Error(
+        `no STUN answer from ${server.address}:${server.port} after ${this.attempts} attempts: is UDP to it blocked?`,
+      );
+    }
+    return result;
+  }
+
+  /** RFC 5780 §4.3: one socket to A:p1, B:p1, B:p2. */
+  async mapping(): Promise<{ mapping: MappingBehaviour; publicAddress: string }> {
+    const { primary, alternate } = this.init;
+    const socket = await this.fresh();
+    try {
+      const first = await this.mustBind(socket, primary);
+      const second = await this.mustBind(socket, { address: alternate.address, port: primary.port });
+      if (sameEndpoint(first.mapped, second.mapped))
+        return { mapping: 'endpoint-independent', publicAddress: first.mapped.address };
+      const third = await this.mustBind(socket, alternate);
+      return {
+        mapping: sameEndpoint(second.mapped, third.mapped)
+          ? 'address-dependent'
+          : 'address-and-port-dependent',
+        publicAddress: first.mapped.address,
+      };
+    } finally {
+      this.retire(socket);
+    }
+  }
+
+  /** RFC 5780 §4.4: ask for answers from the other address and port, then the other port only. */
+  async filtering(): Promise<FilteringBehaviour> {
+    const socket = await this.fresh();
+    try {
+      await this.mustBind(socket, this.init.primary);
+      if (await this.binding(socket, this.init.primary, { changeIp: true, changePort: true }))
+        return 'endpoint-independent';
+      const fromOtherPort = await this.binding(socket, this.init.primary, {
+        changeIp: false,
+        changePort: true,
+      });
+      return fromOtherPort ? 'address-dependent' : 'address-and-port-dependent';
+    } finally {
+      this.retire(socket);
+    }
+  }
+
+  /** Fresh sockets one after another; the public ports reveal preservation, the step, or randomness. */
+  async allocation(samples = 6): Promise<AllocationObservation> {
+    const pairs: { local: number; mapped: number }[] = [];
+    for (let i = 0; i < samples; i++) {
+      const socket = await this.fresh();
+      try {
+        const result = await this.mustBind(socket, this.init.primary);
+        pairs.push({ local: socket.local.port, mapped: result.mapped.port });
+      } finally {
+        this.retire(socket);
+      }
+    }
+    const lastPort = pairs.at(-1)!.mapped;
+    if (pairs.every((p) => p.local === p.mapped))
+      return { allocation: 'preserve-if-free', delta: null, preservation: true, lastPort };
+    const deltas = pairs.slice(1).map((p, i) => p.mapped - pairs[i]!.mapped);
+    const step = deltas[0]!;
+    if (step > 0 && deltas.every((d) => d === step))
+      return { allocation: 'sequential', delta: step, preservation: false, lastPort };
+    return { allocation: 'random', delta: null, preservation: false, lastPort };
+  }
+
+  close(): void {
+    for (const socket of this.#sockets) socket.close();
+    this.#sockets.clear();
+  }
+}
