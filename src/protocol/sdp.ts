@@ -95,7 +95,7 @@ export function decodeSdp(text: string): CallDescription {
   }
   const media = parsed.media?.[0];
   const address = media?.connection?.ip ?? parsed.connection?.ip;
-  if (!media || media.type !== 'video') throw new DecodeError('sdp', 0, 'no m=video line');
+  if (media?.type !== 'video') throw new DecodeError('sdp', 0, 'no m=video line');
   if (!address || !isIpv4(address)) throw new DecodeError('sdp', 0, 'no IPv4 c= address');
   if (!(media.port > 0 && media.port < 65536))
     throw new DecodeError('sdp', 0, `bad media port ${media.port}`);

@@ -167,20 +167,22 @@ export class SignalingServer {
     try {
       switch (request.method) {
         case 'REGISTER':
-          return this.#register(connection, request);
+          this.#register(connection, request);
+          return;
         case 'INVITE':
-          return this.#invite(connection, request);
+          this.#invite(connection, request);
+          return;
         case 'OPTIONS':
-          return connection.respond(request, 200);
+          connection.respond(request, 200);
+          return;
         case 'ACK':
         case 'BYE':
         case 'CANCEL':
         case 'INFO':
-          return this.#inDialog(connection, request);
+          this.#inDialog(connection, request);
+          return;
         default:
-          return connection.respond(request, 405, [
-            ['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS'],
-          ]);
+          connection.respond(request, 405, [['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS']]);
       }
     } catch (error) {
       this.counters.malformed++;
