@@ -1,10 +1,12 @@
 /**
  * Port prediction (paper §2.2): the public port the NAT will give the next new session. Pure.
  *
- * With an endpoint-independent mapping nothing needs predicting: the media socket's own STUN
- * answer is the port every peer will see. With a destination-dependent mapping and sequential
- * allocation, the media socket's first packet to the peer opens the next session: last + delta.
- * Random allocation cannot be predicted.
+ * The media socket sends nothing before the punch, so its first packet opens a new session on the
+ * NAT; with sequential allocation that session gets last + delta, whatever the mapping type (the
+ * paper predicts on every NAT, step 5). This keeps the comparison between SC2C and C2C down to
+ * steps 17-19 alone. Where allocation is not sequential but the mapping is endpoint-independent, the
+ * media socket's own STUN answer is the port every peer will see. Random allocation with a
+ * destination-dependent mapping cannot be predicted.
  */
 import type { NatProbe } from './probe.ts';
 
@@ -17,11 +19,11 @@ export function planPort(
   probe: Pick<NatProbe, 'mapping' | 'allocation' | 'delta'>,
   lastPort: number,
 ): PortPlan {
-  if (probe.mapping === 'endpoint-independent') return { kind: 'observe' };
   if (probe.allocation === 'sequential' && probe.delta !== null) {
     const next = lastPort + probe.delta;
     return { kind: 'predict', port: next > 65535 ? next - 65535 + 1023 : next };
   }
+  if (probe.mapping === 'endpoint-independent') return { kind: 'observe' };
   return {
     kind: 'unpredictable',
     reason: `the NAT maps per destination and allocates ports ${probe.allocation === 'random' ? 'at random' : 'by preservation'}: the next public port cannot be predicted`,

@@ -1,0 +1,306 @@
+import { describe, expect, it } from 'vitest';
+import { Gateway } from '../../src/gateway/gateway.ts';
+import { VirtualClock } from '../../src/net/clock.ts';
+import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { encodeSip, header } from '../../src/protocol/sip/message.ts';
+import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts';
+import { DigestAuthenticator } from '../../src/signaling/registrar.ts';
+import { SignalingServer } from '../../src/signaling/server.ts';
+import { StunResponder } from '../../src/traversal/stun-responder.ts';
+import { profiles } from '../net/world.ts';
+
+const USERS = { alice: 'alice-pass-1', bob: 'bob-pass-1' };
+const SIP = { address: '198.18.0.10', port: 5060 };
+const STUN = { address: '198.18.0.10', port: 3478 };
+
+async function setup(
+  natA = 'symmetric-seq1+pks',
+  natB = 'symmetric-seq1+ips',
+  oneWay: [number, number] = [10, 10],
+) {
+  const clock = new VirtualClock();
+  const net = new VirtualNetwork({ clock, seed: 11 });
+  const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+  const serverHost = net.addHost('server', { addresses: ['198.18.0.10', '198.18.0.11'] });
+  const a = net.addNat('nat-a', {
+    publicAddress: '198.18.1.1',
+    insideAddress: '10.0.1.1',
+    behaviour: profiles.resolve(natA),
+  });
+  const b = net.addNat('nat-b', {
+    publicAddress: '198.18.2.1',
+    insideAddress: '10.0.2.1',
+    behaviour: profiles.resolve(natB),
+  });
+  const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
+  const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
+  const stray = net.addHost('stray', { addresses: ['198.18.0.66'] });
+  net.connect(serverHost, internet, {});
+  net.connect(stray, internet, { latencyMs: 5 });
+  net.connect(a, internet, { latencyMs: oneWay[0] });
+  net.connect(b, internet, { latencyMs: oneWay[1] });
+  net.connect(alice, a, { latencyMs: 1 });
+  net.connect(bob, b, { latencyMs: 1 });
+  const logs: string[] = [];
+  const stun = await StunResponder.start(serverHost, {
+    primary: STUN,
+    alternate: { address: '198.18.0.11', port: 3479 },
+  });
+  const server = await SignalingServer.start(
+    { network: serverHost, clock },
+    { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS, log: (l) => logs.push(l) },
+  );
+  const gateway = (network: typeof alice, user: keyof typeof USERS, password = USERS[user]) =>
+    clock.run(
+      Gateway.start(
+        { network, clock },
+        { sip: { server: SIP, domain: 'sc2c.lab', user, password }, stunServer: STUN, stunRtoMs: 100 },
+      ),
+    );
+  return {
+    clock,
+    net,
+    server,
+    stun,
+    alice,
+    bob,
+    stray,
+    gateway,
+    logs,
+    close: () => (server.close(), stun.close()),
+  };
+}
+
+describe('signaling server', () => {
+  it('challenges, accepts the right password, and refuses a wrong one or an unknown user with 403', async () => {
+    const s = await setup();
+    const ok = await s.clock.run(
+      SignalingClient.connect(
+        { network: s.alice, clock: s.clock },
+        { server: SIP, domain: 'sc2c.lab', ...{ user: 'alice', password: USERS.alice } },
+      ),
+    );
+    expect(await s.clock.run(ok.register())).toBe(3600);
+    expect(s.server.registrations().map((r) => r.user)).toEqual(['alice']);
+    for (const [user, password] of [
+      ['bob', 'wrong'],
+      ['mallory', 'x'],
+    ]) {
+      const bad = await s.clock.run(
+        SignalingClient.connect(
+          { network: s.bob, clock: s.clock },
+          { server: SIP, domain: 'sc2c.lab', user: user!, password: password! },
+        ),
+      );
+      const error = await s.clock.run(bad.register().catch((e: unknown) => e));
+      expect(error).toBeInstanceOf(SipRequestError);
+      expect((error as SipRequestError).status).toBe(403);
+      bad.close();
+    }
+    expect(s.server.counters.authFailures).toBe(2);
+    ok.close();
+    s.close();
+  });
+
+  it('answers an unauthenticated REGISTER with 401 and a SHA-256 digest challenge', async () => {
+    const s = await setup();
+    const client = await s.clock.run(
+      SignalingClient.connect(
+        { network: s.alice, clock: s.clock },
+        { server: SIP, domain: 'sc2c.lab', user: 'alice', password: 'x' },
+      ),
+    );
+    const response = await s.clock.run(
+      client.request('REGISTER', 'sip:sc2c.lab', [], { to: 'sip:alice@sc2c.lab' }),
+    );
+    expect(response.status).toBe(401);
+    expect(header(response, 'WWW-Authenticate')).toMatch(
+      /^Digest realm="sc2c\.lab", nonce="[^"]+", algorithm=SHA-256, qop="auth"$/,
+    );
+    client.close();
+    s.close();
+  });
+
+  it('marks an old nonce stale', () => {
+    let now = 0;
+    const auth = new DigestAuthenticator('sc2c.lab', USERS, () => now);
+    const nonce = /nonce="([^"]+)"/.exec(auth.challenge())![1]!;
+    now = 301_000;
+    const request = {
+      kind: 'request' as const,
+      method: 'REGISTER',
+      uri: 'sip:sc2c.lab',
+      headers: [
+        [
+          'Authorization',
+          `Digest username="alice", realm="sc2c.lab", nonce="${nonce}", uri="sip:sc2c.lab", response="00"`,
+        ] as const,
+      ],
+      body: '',
+    };
+    expect(auth.check(request)).toMatchObject({ ok: false, status: 401, reason: 'stale nonce' });
+    expect((auth.check(request) as { challenge: string }).challenge).toMatch(/stale=true/);
+  });
+
+  it('answers keepalive pings with pongs (RFC 5626)', async () => {
+    const s = await setup();
+    const client = await s.clock.run(
+      SignalingClient.connect(
+        { network: s.alice, clock: s.clock },
+        { server: SIP, domain: 'sc2c.lab', user: 'alice', password: USERS.alice, keepaliveMs: 1000 },
+      ),
+    );
+    let pongs = 0;
+    client.connection.on('pong', () => pongs++);
+    await s.clock.advance(3500);
+    expect(pongs).toBe(3);
+    client.close();
+    s.close();
+  });
+
+  it('closes a connection that sends garbage, oversized or truncated SIP, counts it, and keeps serving', async () => {
+    const s = await setup();
+    for (const bytes of [
+      new Uint8Array([0, 1, 2, 3, 13, 10, 13, 10]),
+      new TextEncoder().encode(`INVITE sip:bob@sc2c.lab SIP/2.0\r\nContent-Length: 9999999\r\n\r\n`),
+      new Uint8Array(20_000).fill(65),
+    ]) {
+      const conn = await s.clock.run(s.stray.connect(SIP));
+      let closed = false;
+      conn.on('close', () => {
+        closed = true;
+      });
+      conn.write(bytes);
+      await s.clock.advance(200);
+      expect(closed).toBe(true);
+    }
+    expect(s.server.counters.malformed).toBe(3);
+    expect(s.logs.filter((l) => l.startsWith('malformed SIP'))).toHaveLength(3);
+    const fine = await s.gateway(s.alice, 'alice');
+    expect(s.server.registrations()).toHaveLength(1);
+    fine.close();
+    s.close();
+  });
+
+  it('drops garbage on the STUN ports and counts it', async () => {
+    const s = await setup();
+    const socket = await s.stray.bindUdp();
+    socket.send(new Uint8Array([1, 2, 3]), STUN);
+    const bad = encodeSip({ kind: 'request', method: 'OPTIONS', uri: 'sip:x@y', headers: [], body: '' });
+    socket.send(bad, STUN);
+    const truncatedStun = new Uint8Array(20);
+    new DataView(truncatedStun.buffer).setUint32(4, 0x2112a442);
+    new DataView(truncatedStun.buffer).setUint16(2, 8);
+    socket.send(truncatedStun, STUN);
+    await s.clock.advance(100);
+    expect(s.stun.counters).toMatchObject({ ignored: 2, malformed: 1, responses: 0 });
+    s.close();
+  });
+});
+
+describe('gateway calls on the virtual network', () => {
+  it('SC2C opens a direct path from a PKS caller to an IPS callee, confirmed on both sides', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    expect(alice.probe).toMatchObject({
+      mapping: 'address-and-port-dependent',
+      allocation: 'sequential',
+      delta: 1,
+    });
+    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
+      bob.on('call', resolve),
+    );
+    const outcome = await s.clock.run(alice.call('bob', { mode: 'sc2c' }));
+    const callee = await s.clock.run(answered);
+    expect(outcome).toMatchObject({ ok: true, mode: 'sc2c', local: { portSource: 'predicted' } });
+    expect(callee.ok).toBe(true);
+    // The predicted ports were the real ones: each side's confirmed peer is what the other advertised.
+    expect(outcome.path!.remote).toEqual(callee.local!.publicEndpoint);
+    expect(callee.path!.remote).toEqual(outcome.local!.publicEndpoint);
+    alice.hangup(outcome.callId);
+    bob.hangup(callee.callId);
+    alice.close();
+    bob.close();
+    s.close();
+    await s.clock.advance(60_000);
+    expect(s.clock.pendingTimers()).toBe(0);
+    expect(s.alice.openHandles() + s.bob.openHandles()).toBe(0);
+  });
+
+  it('C2C from a PKS caller fails with a clear reason on both sides', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
+      bob.on('call', resolve),
+    );
+    const outcome = await s.clock.run(alice.call('bob', { mode: 'c2c' }));
+    const callee = await s.clock.run(answered);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/^no direct path: no answer from 198\.18\.2\.1:\d+ after \d+ checks/);
+    expect(callee.ok).toBe(false);
+    expect(callee.reason).toMatch(/^no direct path/);
+    alice.close();
+    bob.close();
+    s.close();
+  });
+
+  it('a call to an unknown user ends with 404', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const outcome = await s.clock.run(alice.call('carol'));
+    expect(outcome).toMatchObject({ ok: false, reason: 'call refused: 404 Not Found' });
+    expect(s.server.counters.notFound).toBe(1);
+    alice.close();
+    s.close();
+  });
+
+  it('times the go messages from measured round trips (10 ms vs 150 ms one-way)', async () => {
+    const s = await setup('symmetric-seq1', 'symmetric-seq1', [10, 150]);
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
+      bob.on('call', resolve),
+    );
+    const outcome = await s.clock.run(alice.call('bob'));
+    await s.clock.run(answered);
+    expect(outcome.ok).toBe(true);
+    const [schedule] = s.server.schedules;
+    // Round trips include the 1 ms LAN hop each way: 2 * (10 + 1) and 2 * (150 + 1).
+    expect(schedule!.rttMs).toEqual({ caller: 22, callee: 302 });
+    expect(schedule!.delayMs).toEqual({ caller: 140, callee: 0 });
+    alice.close();
+    bob.close();
+    s.close();
+  });
+
+  it('ignores punch checks from a host without the call credentials', async () => {
+    const s = await setup('full-cone', 'full-cone');
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
+      bob.on('call', resolve),
+    );
+    const outcome = await s.clock.run(alice.call('bob', { mode: 'c2c' }));
+    const callee = await s.clock.run(answered);
+    expect(outcome.ok && callee.ok).toBe(true);
+    // A stray host sends a well-formed check with made-up credentials to Alice's media port.
+    const { Puncher } = await import('../../src/traversal/punch.ts');
+    const straySocket = await s.stray.bindUdp();
+    const fake = new Puncher(
+      { socket: straySocket, clock: s.clock },
+      {
+        local: { ufrag: 'evil', pwd: 'x'.repeat(24) },
+        remote: { ufrag: outcome.local!.ufrag, pwd: 'y'.repeat(24) },
+        timeoutMs: 200,
+      },
+    );
+    const attempt = await s.clock.run(fake.punch([outcome.local!.publicEndpoint]).catch((e: Error) => e));
+    expect(attempt).toBeInstanceOf(Error);
+    fake.close();
+    alice.close();
+    bob.close();
+    s.close();
+  });
+});
