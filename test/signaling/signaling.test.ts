@@ -67,7 +67,10 @@ async function setup(
     stray,
     gateway,
     logs,
-    close: () => (server.close(), stun.close()),
+    close: (): void => {
+      server.close();
+      stun.close();
+    },
   };
 }
 
