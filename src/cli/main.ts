@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
+import { registerGateway } from './gateway.ts';
 import { registerLab } from './lab.ts';
+import { registerServer } from './server.ts';
 import { registerSim } from './sim.ts';
 import { registerUdp } from './udp.ts';
 
@@ -17,6 +19,8 @@ const program = new Command()
 registerSim(program);
 registerLab(program);
 registerUdp(program);
+registerServer(program);
+registerGateway(program);
 registerDemo(program);
 
 try {

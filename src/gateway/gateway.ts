@@ -23,6 +23,7 @@ import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient, type SignalingClientInit } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
+import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { planPort } from '../traversal/predict.ts';
 import { describeProbe, freshPort, type NatProbe, probeNat } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
@@ -73,6 +74,8 @@ export type GatewayEvents = {
 
 interface ActiveCall {
   readonly socket: UdpSocket;
+  /** Set on calls we placed: what a BYE needs. */
+  dialog?: { readonly user: string; readonly toTag?: string };
   readonly puncher?: Puncher;
   go?: () => void;
   ended: boolean;
@@ -91,11 +94,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     signaling.on('request', (request, respond) => this.#onRequest(request, respond));
   }
 
-  static async start(
-    components: GatewayComponents,
-    init: GatewayInit,
-    signal?: AbortSignal,
-  ): Promise<Gateway> {
+  static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
+    // Every probe and media socket must open a new NAT session: never reuse a recently used port.
+    const components = { ...given, network: new FreshPortNetwork(given.network, given.clock) };
     const signaling = await SignalingClient.connect(components, init.sip, signal);
     try {
       await signaling.register();
@@ -157,6 +158,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       };
     }
     const toTag = parseNameAddr(header(answer, 'To') ?? '').params.tag;
+    active.dialog = { user, toTag };
     await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag });
     if (mode === 'sc2c' || mode === 'sc2c-naive') {
       await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
@@ -169,9 +171,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     return { ...(await this.#punch(callId, description, remote, base)), local: description, remote };
   }
 
-  /** Ends a call: BYE is the peer's business; here the media socket and checks stop. */
+  /** Ends a call: on a call we placed, sends BYE; either way stops checks and closes the media socket. */
   hangup(callId: string): void {
+    const dialog = this.#calls.get(callId)?.dialog;
     this.#end(callId);
+    if (dialog)
+      void this.signaling
+        .request('BYE', this.signaling.uri(dialog.user), [], { callId, toTag: dialog.toTag })
+        .catch(() => {});
   }
 
   close(): void {

@@ -194,8 +194,9 @@ export class SignalingServer {
   #register(connection: SipConnection, request: SipRequest): void {
     const auth = this.#auth.check(request);
     if (!auth.ok) {
+      // A 401 without credentials is the normal first half of digest authentication: not worth a line.
       if (auth.status === 403) this.counters.authFailures++;
-      this.#log(`REGISTER refused (${auth.status}): ${auth.reason}`);
+      if (auth.reason !== 'no credentials') this.#log(`REGISTER refused (${auth.status}): ${auth.reason}`);
       connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
       return;
     }

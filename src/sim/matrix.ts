@@ -10,7 +10,7 @@
  * a = b = RTT/4 (so caller-callee RTT is the given RTT), or a, b from --asymmetric.
  */
 
-import { Gateway } from '../gateway/gateway.ts';
+import { type CallOutcome, Gateway } from '../gateway/gateway.ts';
 import type { NatBehaviour } from '../nat/behaviour.ts';
 import { VirtualClock } from '../net/clock.ts';
 import { BackgroundTraffic } from '../net/virtual/background.ts';
@@ -41,6 +41,10 @@ export interface MatrixCellInit {
   /** New sessions per second opened by another host behind each NAT; 0 for none. */
   readonly backgroundPerSecond: number;
   readonly seed: number;
+  /** Also receives every trace record (for diagnosis). */
+  readonly trace?: (record: TraceRecord) => void;
+  /** Called with both outcomes of every failed trial (for diagnosis). */
+  readonly onFailure?: (trial: number, caller: CallOutcome, callee: CallOutcome | undefined) => void;
 }
 
 export interface MatrixCell {
@@ -100,6 +104,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   const firstOut = new Map<string, number>();
   let trialStart = 0;
   const trace = (record: TraceRecord): void => {
+    init.trace?.(record);
     // The first packet of this trial each NAT lets out toward the other NAT: the punch leaving.
     if (record.event !== 'nat-out' || record.packet.kind !== 'udp' || clock.now() < trialStart) return;
     const toward = record.packet.dst.address;
@@ -202,6 +207,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
         successes++;
         setups.push(Math.max(outcome.confirmedAtMs!, calleeOutcome.confirmedAtMs!) - outcome.startedAtMs);
       } else {
+        init.onFailure?.(trial, outcome, calleeOutcome);
         const reason = simplify(
           outcome.ok ? (calleeOutcome?.reason ?? 'callee never finished') : (outcome.reason ?? 'unknown'),
         );

@@ -1,0 +1,89 @@
+/** Server and gateway config files: validated at start-up, every error names the field. */
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { type Endpoint, isIpv4 } from '../net/address.ts';
+import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
+import { parseConfig, readConfigFile } from '../util/config-file.ts';
+import { UsageError } from '../util/usage-error.ts';
+
+const port = z.number().int().min(0).max(65535);
+const ipv4 = z.string().refine(isIpv4, { message: 'not an IPv4 address' });
+const listen = z.object({ address: ipv4.default('0.0.0.0'), port }).strict();
+const endpoint = z
+  .object({ address: ipv4, port: port.refine((p) => p > 0, 'port must be 1-65535') })
+  .strict();
+
+const serverSchema = z
+  .object({
+    sip: z
+      .object({
+        listen,
+        realm: z.string().min(1),
+        users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')).optional(),
+        usersFile: z.string().optional(),
+      })
+      .strict()
+      .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
+    stun: z.object({ primary: endpoint, alternate: endpoint }).strict(),
+    admin: z.object({ listen }).strict().optional(),
+  })
+  .strict();
+
+const usersSchema = z
+  .object({ users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')) })
+  .strict();
+
+export type ServerConfig = z.infer<typeof serverSchema> & { users: Record<string, string> };
+
+export function loadServerConfig(path: string): ServerConfig {
+  const config = parseConfig(readConfigFile(path, 'server config'), path, serverSchema);
+  let users = config.sip.users ?? {};
+  if (config.sip.usersFile) {
+    const usersPath = resolve(dirname(path), config.sip.usersFile);
+    users = {
+      ...users,
+      ...parseConfig(readConfigFile(usersPath, 'users file'), usersPath, usersSchema).users,
+    };
+  }
+  return { ...config, users };
+}
+
+const gatewaySchema = z
+  .object({
+    server: z.string(),
+    stun: z.string(),
+    domain: z.string().min(1),
+    mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
+    punch: z
+      .object({
+        intervalMs: z.number().int().min(1).max(1000),
+        timeoutMs: z.number().int().min(100).max(120_000),
+        keepaliveMs: z.number().int().min(1000).max(600_000),
+      })
+      .partial()
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type GatewayConfig = z.infer<typeof gatewaySchema>;
+
+export function loadGatewayConfig(path: string): GatewayConfig {
+  return parseConfig(readConfigFile(path, 'gateway config'), path, gatewaySchema);
+}
+
+export function parseEndpoint(text: string, what: string, defaultPort?: number): Endpoint {
+  const [address, portText] = text.split(':');
+  const portNumber = portText === undefined ? defaultPort : Number(portText);
+  if (
+    !address ||
+    !isIpv4(address) ||
+    portNumber === undefined ||
+    !Number.isInteger(portNumber) ||
+    portNumber < 1 ||
+    portNumber > 65535
+  ) {
+    throw new UsageError(`${what} must be IPv4[:port], e.g. 198.18.0.10:5060; got '${text}'`);
+  }
+  return { address, port: portNumber };
+}

@@ -1,0 +1,128 @@
+/** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
+import type { Server as HttpServer } from 'node:http';
+import type { Command } from 'commander';
+import express from 'express';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { SystemClock } from '../net/clock.ts';
+import { NodeNetwork } from '../net/node-network.ts';
+import { SignalingServer } from '../signaling/server.ts';
+import { StunResponder } from '../traversal/stun-responder.ts';
+import { UsageError } from '../util/usage-error.ts';
+import { loadServerConfig } from './configs.ts';
+
+function metrics(server: SignalingServer, stun: StunResponder): Registry {
+  const registry = new Registry();
+  const counter = (name: string, help: string, read: () => number): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+  new Gauge({
+    name: 'sc2c_registrations',
+    help: 'Live SIP registrations.',
+    registers: [registry],
+    collect() {
+      this.set(server.registrations().length);
+    },
+  });
+  new Gauge({
+    name: 'sc2c_calls',
+    help: 'Calls the server is routing.',
+    registers: [registry],
+    collect() {
+      this.set(server.calls().length);
+    },
+  });
+  counter('sc2c_sip_registrations_total', 'Successful REGISTERs.', () => server.counters.registrations);
+  counter('sc2c_sip_auth_failures_total', 'REGISTERs refused with 403.', () => server.counters.authFailures);
+  counter('sc2c_sip_invites_total', 'INVITEs received.', () => server.counters.invites);
+  counter(
+    'sc2c_sip_not_found_total',
+    'INVITEs to users who are not registered (404).',
+    () => server.counters.notFound,
+  );
+  counter(
+    'sc2c_sip_malformed_total',
+    'Malformed SIP messages (connection closed).',
+    () => server.counters.malformed,
+  );
+  counter('sc2c_syncs_total', 'SC2C synchronization requests (paper step 17).', () => server.counters.syncs);
+  counter('sc2c_stun_requests_total', 'STUN Binding requests answered.', () => stun.counters.requests);
+  counter('sc2c_stun_malformed_total', 'Malformed STUN messages dropped.', () => stun.counters.malformed);
+  counter(
+    'sc2c_stun_ignored_total',
+    'Non-STUN or non-request datagrams dropped on the STUN ports.',
+    () => stun.counters.ignored,
+  );
+  return registry;
+}
+
+export function registerServer(program: Command): void {
+  program
+    .command('server')
+    .description(
+      'run the SIP signaling server (registrar, call routing, SC2C coordinator), the RFC 5780 STUN server and the admin HTTP API',
+    )
+    .option('--config <file>', 'server config', 'config/server.yaml')
+    .action(async (options: { config: string }) => {
+      const config = loadServerConfig(options.config);
+      const network = new NodeNetwork();
+      const clock = new SystemClock();
+      const log = (line: string): void => {
+        process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      };
+      let stun: StunResponder;
+      try {
+        stun = await StunResponder.start(network, { ...config.stun, software: 'sc2c-gateway' });
+      } catch (error) {
+        throw new UsageError(
+          `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- sc2c server), or set stun.primary / stun.alternate in ${options.config}`,
+        );
+      }
+      const server = await SignalingServer.start(
+        { network, clock },
+        { listen: config.sip.listen, realm: config.sip.realm, users: config.users, log },
+      );
+      let http: HttpServer | undefined;
+      if (config.admin) {
+        const app = express();
+        const registry = metrics(server, stun);
+        app.get('/healthz', (_req, res) => {
+          res.json({ ok: true });
+        });
+        app.get('/registrations', (_req, res) => {
+          res.json(server.registrations());
+        });
+        app.get('/calls', (_req, res) => {
+          res.json(server.calls());
+        });
+        app.get('/metrics', async (_req, res) => {
+          res.type(registry.contentType).send(await registry.metrics());
+        });
+        const admin = config.admin.listen;
+        http = app.listen(admin.port, admin.address);
+      }
+      log(
+        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port} (realm ${config.sip.realm}, ${Object.keys(config.users).length} users), STUN on ${stun
+          .endpoints()
+          .map((e) => `${e.address}:${e.port}`)
+          .join(
+            ' ',
+          )}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}`,
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      log('stopping');
+      http?.close();
+      server.close();
+      stun.close();
+    });
+}
