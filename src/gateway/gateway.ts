@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
-import type { Clock } from '../net/clock.ts';
+import type { Clock, Timer } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import {
   type CallDescription,
@@ -41,6 +41,10 @@ export interface GatewayInit {
   readonly stunRtoMs?: number;
   /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
   readonly probe?: NatProbe;
+  /** Re-probe the NAT this often (a home router can be swapped or rebooted). Default 600 000 ms; 0 = never. */
+  readonly probeRefreshMs?: number;
+  /** Reconnect backoff after the signaling connection drops: first delay, doubled up to the maximum. */
+  readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
 }
 
 export interface GatewayComponents {
@@ -70,6 +74,10 @@ export interface CallOutcome {
 export type GatewayEvents = {
   /** A call this gateway answered has an outcome. */
   call: [outcome: CallOutcome];
+  /** The signaling connection dropped; `retryInMs` until the next attempt. */
+  disconnected: [reason: string, retryInMs: number];
+  /** Connected and registered again after a drop. */
+  reconnected: [];
 };
 
 interface ActiveCall {
@@ -83,15 +91,79 @@ interface ActiveCall {
 
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
+  #signaling: SignalingClient;
+  #closed = false;
+  #reconnectTimer?: Timer;
+  #probeTimer?: Timer;
 
   private constructor(
     private readonly c: GatewayComponents,
     readonly init: GatewayInit,
-    readonly signaling: SignalingClient,
+    signaling: SignalingClient,
     public probe: NatProbe,
   ) {
     super();
+    this.#signaling = signaling;
+    this.#attach(signaling);
+    this.#scheduleProbeRefresh();
+  }
+
+  get signaling(): SignalingClient {
+    return this.#signaling;
+  }
+
+  #attach(signaling: SignalingClient): void {
     signaling.on('request', (request, respond) => this.#onRequest(request, respond));
+    signaling.on('close', (reason) => {
+      if (!this.#closed && signaling === this.#signaling)
+        this.#reconnect(reason ?? 'connection closed', this.init.reconnect?.initialMs ?? 1000);
+    });
+  }
+
+  /** Reconnects and re-registers, doubling the delay after each failure (bounded by `maxMs`). */
+  #reconnect(reason: string, delayMs: number): void {
+    this.emit('disconnected', reason, delayMs);
+    this.#reconnectTimer = this.c.clock.setTimeout(async () => {
+      if (this.#closed) return;
+      try {
+        const signaling = await SignalingClient.connect(this.c, this.init.sip);
+        try {
+          await signaling.register();
+        } catch (error) {
+          signaling.close();
+          throw error;
+        }
+        if (this.#closed) {
+          signaling.close();
+          return;
+        }
+        this.#signaling = signaling;
+        this.#attach(signaling);
+        this.emit('reconnected');
+      } catch (error) {
+        this.#reconnect(
+          (error as Error).message,
+          Math.min(delayMs * 2, this.init.reconnect?.maxMs ?? 30_000),
+        );
+      }
+    }, delayMs);
+  }
+
+  #scheduleProbeRefresh(): void {
+    const every = this.init.probeRefreshMs ?? 600_000;
+    if (every <= 0) return;
+    this.#probeTimer = this.c.clock.setTimeout(async () => {
+      if (this.#closed) return;
+      try {
+        this.probe = await probeNat(this.c, {
+          server: this.init.stunServer,
+          rtoMs: this.init.stunRtoMs ?? 200,
+        });
+      } catch {
+        // Keep the last good probe; try again next period.
+      }
+      this.#scheduleProbeRefresh();
+    }, every);
   }
 
   static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
@@ -181,9 +253,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         .catch(() => {});
   }
 
+  /** Idempotent: ends every call, stops timers and closes the signaling connection. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reconnectTimer?.clear();
+    this.#probeTimer?.clear();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
-    this.signaling.close();
+    this.#signaling.close();
   }
 
   /** Opens the media socket and works out the public endpoint to advertise. */

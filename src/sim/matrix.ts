@@ -170,6 +170,8 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
           stunServer: { address: SERVER.address, port: SERVER.stun },
           mode: init.mode,
           probe,
+          // A background re-probe would move the NAT's counter mid-trial; the cached probe is exact here.
+          probeRefreshMs: 0,
           stunRtoMs: 100 + 4 * Math.max(...init.oneWayMs),
           punch: { timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs) },
         },
@@ -193,7 +195,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     for (let trial = 0; trial < init.trials; trial++) {
       firstOut.clear();
       trialStart = clock.now();
-      let calleeOutcome: Parameters<Parameters<Gateway['on']>[1]>[0] | undefined;
+      let calleeOutcome: CallOutcome | undefined;
       const off = callee.on('call', (outcome) => {
         calleeOutcome = outcome;
       });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Gateway } from '../../src/gateway/gateway.ts';
+import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import { encodeSip, header } from '../../src/protocol/sip/message.ts';
@@ -211,9 +211,7 @@ describe('gateway calls on the virtual network', () => {
       allocation: 'sequential',
       delta: 1,
     });
-    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
-      bob.on('call', resolve),
-    );
+    const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
     const outcome = await s.clock.run(alice.call('bob', { mode: 'sc2c' }));
     const callee = await s.clock.run(answered);
     expect(outcome).toMatchObject({ ok: true, mode: 'sc2c', local: { portSource: 'predicted' } });
@@ -235,9 +233,7 @@ describe('gateway calls on the virtual network', () => {
     const s = await setup();
     const alice = await s.gateway(s.alice, 'alice');
     const bob = await s.gateway(s.bob, 'bob');
-    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
-      bob.on('call', resolve),
-    );
+    const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
     const outcome = await s.clock.run(alice.call('bob', { mode: 'c2c' }));
     const callee = await s.clock.run(answered);
     expect(outcome.ok).toBe(false);
@@ -263,9 +259,7 @@ describe('gateway calls on the virtual network', () => {
     const s = await setup('symmetric-seq1', 'symmetric-seq1', [10, 150]);
     const alice = await s.gateway(s.alice, 'alice');
     const bob = await s.gateway(s.bob, 'bob');
-    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
-      bob.on('call', resolve),
-    );
+    const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
     const outcome = await s.clock.run(alice.call('bob'));
     await s.clock.run(answered);
     expect(outcome.ok).toBe(true);
@@ -282,9 +276,7 @@ describe('gateway calls on the virtual network', () => {
     const s = await setup('full-cone', 'full-cone');
     const alice = await s.gateway(s.alice, 'alice');
     const bob = await s.gateway(s.bob, 'bob');
-    const answered = new Promise<Parameters<Parameters<Gateway['on']>[1]>[0]>((resolve) =>
-      bob.on('call', resolve),
-    );
+    const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
     const outcome = await s.clock.run(alice.call('bob', { mode: 'c2c' }));
     const callee = await s.clock.run(answered);
     expect(outcome.ok && callee.ok).toBe(true);
@@ -305,5 +297,42 @@ describe('gateway calls on the virtual network', () => {
     alice.close();
     bob.close();
     s.close();
+  });
+});
+
+describe('gateway resilience', () => {
+  it('reconnects with backoff and re-registers after the server goes away and comes back', async () => {
+    const s = await setup();
+    const alice = await s.clock.run(
+      Gateway.start(
+        { network: s.alice, clock: s.clock },
+        {
+          sip: { server: SIP, domain: 'sc2c.lab', user: 'alice', password: USERS.alice },
+          stunServer: STUN,
+          stunRtoMs: 100,
+          reconnect: { initialMs: 1000, maxMs: 4000 },
+        },
+      ),
+    );
+    const delays: number[] = [];
+    alice.on('disconnected', (_reason, retryInMs) => delays.push(retryInMs));
+    let reconnected = false;
+    alice.on('reconnected', () => {
+      reconnected = true;
+    });
+    s.server.close();
+    await s.clock.advance(8000);
+    // Connection refused three times: 1 s, then 2 s, then 4 s (the maximum).
+    expect(delays.slice(0, 4)).toEqual([1000, 2000, 4000, 4000]);
+    const revived = await SignalingServer.start(
+      { network: s.net.node('server') as typeof s.alice, clock: s.clock },
+      { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS },
+    );
+    await s.clock.advance(5000);
+    expect(reconnected).toBe(true);
+    expect(revived.registrations().map((r) => r.user)).toEqual(['alice']);
+    alice.close();
+    revived.close();
+    s.stun.close();
   });
 });
