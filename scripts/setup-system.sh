@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
   nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
+  coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
 )
 
 missing=()
@@ -28,3 +29,5 @@ echo "setup-system: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Tests start their own turnserver where they need one; the distribution's service stays off.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
