@@ -21,6 +21,8 @@ const serverSchema = z
         realm: z.string().min(1),
         users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')).optional(),
         usersFile: z.string().optional(),
+        /** SIP over TLS: PEM files, relative to the config file. */
+        tls: z.object({ port, certFile: z.string(), keyFile: z.string() }).strict().optional(),
       })
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
@@ -33,7 +35,10 @@ const usersSchema = z
   .object({ users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')) })
   .strict();
 
-export type ServerConfig = z.infer<typeof serverSchema> & { users: Record<string, string> };
+export type ServerConfig = z.infer<typeof serverSchema> & {
+  users: Record<string, string>;
+  tls?: { port: number; cert: string; key: string };
+};
 
 export function loadServerConfig(path: string): ServerConfig {
   const config = parseConfig(readConfigFile(path, 'server config'), path, serverSchema);
@@ -45,7 +50,12 @@ export function loadServerConfig(path: string): ServerConfig {
       ...parseConfig(readConfigFile(usersPath, 'users file'), usersPath, usersSchema).users,
     };
   }
-  return { ...config, users };
+  const tls = config.sip.tls && {
+    port: config.sip.tls.port,
+    cert: readConfigFile(resolve(dirname(path), config.sip.tls.certFile), 'TLS certificate'),
+    key: readConfigFile(resolve(dirname(path), config.sip.tls.keyFile), 'TLS key'),
+  };
+  return { ...config, users, tls };
 }
 
 const gatewaySchema = z
@@ -54,6 +64,8 @@ const gatewaySchema = z
     stun: z.string(),
     domain: z.string().min(1),
     mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
+    /** Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. */
+    tls: z.object({ caFile: z.string().optional(), servername: z.string().optional() }).strict().optional(),
     punch: z
       .object({
         intervalMs: z.number().int().min(1).max(1000),
@@ -68,8 +80,17 @@ const gatewaySchema = z
 
 export type GatewayConfig = z.infer<typeof gatewaySchema>;
 
-export function loadGatewayConfig(path: string): GatewayConfig {
-  return parseConfig(readConfigFile(path, 'gateway config'), path, gatewaySchema);
+export function loadGatewayConfig(
+  path: string,
+): GatewayConfig & { tlsOptions?: { ca?: string; servername?: string } } {
+  const config = parseConfig(readConfigFile(path, 'gateway config'), path, gatewaySchema);
+  const tlsOptions = config.tls && {
+    ca: config.tls.caFile
+      ? readConfigFile(resolve(dirname(path), config.tls.caFile), 'TLS CA file')
+      : undefined,
+    servername: config.tls.servername,
+  };
+  return { ...config, tlsOptions };
 }
 
 export function parseEndpoint(text: string, what: string, defaultPort?: number): Endpoint {

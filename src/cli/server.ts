@@ -87,7 +87,7 @@ export function registerServer(program: Command): void {
       }
       const server = await SignalingServer.start(
         { network, clock },
-        { listen: config.sip.listen, realm: config.sip.realm, users: config.users, log },
+        { listen: config.sip.listen, realm: config.sip.realm, users: config.users, tls: config.tls, log },
       );
       let http: HttpServer | undefined;
       if (config.admin) {
@@ -109,7 +109,7 @@ export function registerServer(program: Command): void {
         http = app.listen(admin.port, admin.address);
       }
       log(
-        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port} (realm ${config.sip.realm}, ${Object.keys(config.users).length} users), STUN on ${stun
+        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port}` : ''} (realm ${config.sip.realm}, ${Object.keys(config.users).length} users), STUN on ${stun
           .endpoints()
           .map((e) => `${e.address}:${e.port}`)
           .join(

@@ -7,6 +7,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import tls from 'node:tls';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { Endpoint } from './address.ts';
 import {
@@ -14,6 +15,7 @@ import {
   type BindInit,
   type ConnectInit,
   ConnectionRefusedError,
+  type ListenInit,
   type Network,
   type StreamConnection,
   type StreamConnectionEvents,
@@ -107,7 +109,7 @@ class NodeStreamServer extends TypedEmitter<StreamServerEvents> implements Strea
     readonly local: Endpoint,
   ) {
     super();
-    server.on('connection', (socket) => {
+    server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
       this.emit('connection', wrapSocket(socket));
     });
     server.on('close', () => this.emit('close'));
@@ -155,7 +157,9 @@ export class NodeNetwork implements Network {
         reject(init.signal.reason);
         return;
       }
-      const socket = net.connect({ host: to.address, port: to.port, localPort: init.localPort });
+      const socket = init.tls
+        ? tls.connect({ host: to.address, port: to.port, ca: init.tls.ca, servername: init.tls.servername })
+        : net.connect({ host: to.address, port: to.port, localPort: init.localPort });
       const onAbort = (): void => {
         socket.destroy();
         reject(init.signal?.reason);
@@ -165,7 +169,7 @@ export class NodeNetwork implements Network {
         init.signal?.removeEventListener('abort', onAbort);
         reject(error.code === 'ECONNREFUSED' ? new ConnectionRefusedError(to) : error);
       });
-      socket.once('connect', () => {
+      socket.once(init.tls ? 'secureConnect' : 'connect', () => {
         init.signal?.removeEventListener('abort', onAbort);
         socket.removeAllListeners('error');
         socket.setNoDelay(true);
@@ -174,9 +178,11 @@ export class NodeNetwork implements Network {
     });
   }
 
-  listen(init: BindInit & { readonly port: number }): Promise<StreamServer> {
+  listen(init: ListenInit): Promise<StreamServer> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer();
+      const server = init.tls
+        ? tls.createServer({ cert: init.tls.cert, key: init.tls.key })
+        : net.createServer();
       server.once('error', (error: NodeJS.ErrnoException) => {
         reject(
           error.code === 'EADDRINUSE'

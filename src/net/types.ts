@@ -76,12 +76,20 @@ export interface ConnectInit {
   readonly signal?: AbortSignal;
   /** Local port to connect from; default ephemeral. */
   readonly localPort?: number;
+  /** Connect with TLS (SIP over TLS, RFC 3261 §26.2). The virtual network does not model TLS. */
+  readonly tls?: { readonly ca?: string; readonly servername?: string };
+}
+
+export interface ListenInit extends BindInit {
+  readonly port: number;
+  /** Accept TLS with this PEM certificate and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface Network {
   bindUdp(init?: BindInit): Promise<UdpSocket>;
   connect(to: Endpoint, init?: ConnectInit): Promise<StreamConnection>;
-  listen(init: BindInit & { readonly port: number }): Promise<StreamServer>;
+  listen(init: ListenInit): Promise<StreamServer>;
 }
 
 /** Thrown by `connect` when the peer refuses (no listener). */

@@ -24,6 +24,8 @@ export interface SignalingClientInit {
   readonly keepaliveMs?: number;
   /** How long a request waits for its final response. Default 8 s. */
   readonly timeoutMs?: number;
+  /** Use SIP over TLS; `ca` is the PEM the server certificate must chain to (default: system CAs). */
+  readonly tls?: { readonly ca?: string; readonly servername?: string };
 }
 
 export interface SignalingClientComponents {
@@ -88,7 +90,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     init: SignalingClientInit,
     signal?: AbortSignal,
   ): Promise<SignalingClient> {
-    const stream = await components.network.connect(init.server, { signal });
+    const stream = await components.network.connect(init.server, { signal, tls: init.tls });
     const client = new SignalingClient(new SipConnection(stream, 'client'), components, init);
     client.#scheduleKeepalive();
     return client;

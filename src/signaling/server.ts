@@ -20,6 +20,8 @@ const RTT_PROBE_TIMEOUT_MS = 2000;
 
 export interface SignalingServerInit {
   readonly listen: { readonly address?: string; readonly port: number };
+  /** Also listen for SIP over TLS (RFC 3261 §26.2) with this PEM certificate and key. */
+  readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
   readonly realm: string;
   readonly users: Readonly<Record<string, string>>;
   readonly log?: (line: string) => void;
@@ -81,6 +83,7 @@ export class SignalingServer {
   readonly #auth: DigestAuthenticator;
   #cseq = 1;
   #listener?: StreamServer;
+  #tlsListener?: StreamServer;
 
   private constructor(
     private readonly c: SignalingServerComponents,
@@ -101,11 +104,26 @@ export class SignalingServer {
     server.#listener.on('connection', (stream) =>
       server.#accept(new SipConnection(stream, 'server', (l) => server.#log(l))),
     );
+    if (init.tls) {
+      server.#tlsListener = await components.network.listen({
+        address: init.listen.address,
+        port: init.tls.port,
+        tls: init.tls,
+      });
+      server.#tlsListener.on('connection', (stream) =>
+        server.#accept(new SipConnection(stream, 'server', (l) => server.#log(l))),
+      );
+    }
     return server;
   }
 
   get local(): Endpoint {
     return this.#listener!.local;
+  }
+
+  /** The SIP-over-TLS listener, when TLS is configured. */
+  get tlsLocal(): Endpoint | undefined {
+    return this.#tlsListener?.local;
   }
 
   registrations(): { user: string; contact: string; expiresInS: number; remote: Endpoint }[] {
@@ -132,6 +150,7 @@ export class SignalingServer {
   /** Idempotent: stops listening and closes every connection. */
   close(): void {
     this.#listener?.close();
+    this.#tlsListener?.close();
     for (const connection of this.#connections) connection.close('server closing');
     this.#connections.clear();
   }

@@ -10,6 +10,7 @@ import type { Clock } from '../net/clock.ts';
 import type {
   BindInit,
   ConnectInit,
+  ListenInit,
   Network,
   StreamConnection,
   StreamServer,
@@ -51,7 +52,7 @@ export class FreshPortNetwork implements Network {
     return this.inner.connect(to, init);
   }
 
-  listen(init: BindInit & { readonly port: number }): Promise<StreamServer> {
+  listen(init: ListenInit): Promise<StreamServer> {
     return this.inner.listen(init);
   }
 

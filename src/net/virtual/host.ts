@@ -7,6 +7,7 @@ import {
   type BindInit,
   type ConnectInit,
   ConnectionRefusedError,
+  type ListenInit,
   type Network,
   type StreamConnection,
   type StreamServer,
@@ -144,7 +145,7 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
     }
   }
 
-  async listen(init: BindInit & { readonly port: number }): Promise<StreamServer> {
+  async listen(init: ListenInit): Promise<StreamServer> {
     const address = init.address ?? ANY;
     if (this.#tcpPorts.has(init.port)) throw new AddressInUseError({ address, port: init.port });
     const server = new VirtualStreamServer({ address, port: init.port }, (s) => {
