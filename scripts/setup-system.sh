@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
   nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
   coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
+  curl       # tests read the server's admin HTTP API from inside a lab namespace
 )
 
 missing=()

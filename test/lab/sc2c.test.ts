@@ -97,6 +97,22 @@ describe.skipIf(unavailable)('SC2C with real processes in the kernel lab', () =>
       expect(c2cOutcomes.filter((o) => !o.ok).length).toBeGreaterThanOrEqual(1);
       for (const o of c2cOutcomes.filter((x) => !x.ok))
         expect(o.reason).toMatch(/^no direct path: no answer from 198\.18\.2\.1:\d+/);
+      // The admin API (inside the server's namespace) reports what happened.
+      const admin = async (path: string): Promise<string> =>
+        (
+          await output(
+            spawn(
+              'ip',
+              ['netns', 'exec', state.hosts.server!, 'curl', '-s', `http://127.0.0.1:8080${path}`],
+              { stdio: ['ignore', 'pipe', 'pipe'] },
+            ),
+          )
+        ).stdout;
+      expect(JSON.parse(await admin('/healthz'))).toEqual({ ok: true });
+      expect(JSON.parse(await admin('/registrations')).map((r: { user: string }) => r.user)).toContain('bob');
+      const metrics = await admin('/metrics');
+      expect(metrics).toMatch(/^sc2c_syncs_total 3$/m);
+      expect(metrics).toMatch(/^sc2c_sip_invites_total 5$/m);
     } finally {
       for (const child of children) child.kill('SIGTERM');
       await stopLab(state);
