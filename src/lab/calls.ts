@@ -1,0 +1,149 @@
+/**
+ * Real calls between lab hosts: a lab with a caller NAT and a callee NAT, `sc2c server` in the
+ * server host, `sc2c gateway` for the callee, and `sc2c call --repeat` for each mode. Used by the
+ * demo and by `npm run bench:lab-sc2c`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { startLab, stopLab } from './instances.ts';
+import type { Scenario } from './scenario.ts';
+
+const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
+const CONFIG = fileURLToPath(new URL('../../config/', import.meta.url));
+
+export interface LabCallsInit {
+  readonly natA: string;
+  readonly natB: string;
+  /** Round trip between the two NATs; each NAT is RTT/4 one-way from the core. */
+  readonly rttMs: number;
+  readonly modes: readonly string[];
+  readonly callsPerMode: number;
+  readonly name: string;
+  readonly onLine?: (line: string) => void;
+}
+
+/** One `sc2c call --json` result line. */
+export interface CallSummary {
+  readonly ok: boolean;
+  readonly mode: string;
+  readonly reason?: string;
+  readonly setupMs: number | null;
+  readonly local?: { publicEndpoint: { address: string; port: number }; portSource: string; nat: string };
+  readonly remote?: { publicEndpoint: { address: string; port: number }; portSource: string; nat: string };
+  readonly path?: { local: { port: number }; remote: { address: string; port: number } };
+}
+
+export function twoNatScenario(natA: string, natB: string, rttMs: number): Scenario {
+  const link = { latencyMs: rttMs / 4 };
+  return {
+    description: `${natA} caller facing ${natB} callee, ${rttMs} ms RTT`,
+    server: { addresses: ['198.18.0.10', '198.18.0.11'] },
+    nats: [
+      {
+        name: 'nat-a',
+        profile: natA,
+        publicAddress: '198.18.1.1',
+        lan: '10.0.1.0/24',
+        link,
+        hosts: [{ name: 'alice', address: '10.0.1.2' }],
+      },
+      {
+        name: 'nat-b',
+        profile: natB,
+        publicAddress: '198.18.2.1',
+        lan: '10.0.2.0/24',
+        link,
+        hosts: [{ name: 'bob', address: '10.0.2.2' }],
+      },
+    ],
+    hosts: [],
+    run: [],
+  };
+}
+
+function inHost(namespace: string, command: string[]): ChildProcess {
+  return spawn('ip', ['netns', 'exec', namespace, process.execPath, BIN, ...command], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function ready(child: ChildProcess, pattern: RegExp, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const seen = (d: Buffer): void => {
+      text += d;
+      if (pattern.test(text)) resolve();
+    };
+    child.stdout!.on('data', seen);
+    child.stderr!.on('data', seen);
+    child.on('exit', (code) => reject(new Error(`${what} exited (${code}): ${text.trim()}`)));
+  });
+}
+
+export async function runLabCalls(init: LabCallsInit): Promise<Record<string, CallSummary[]>> {
+  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs);
+  const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
+  const scenarioPath = join(dir, 'calls.yaml');
+  writeFileSync(scenarioPath, stringify(scenario));
+  const state = await startLab({ scenarioPath, scenario, name: init.name });
+  const children: ChildProcess[] = [];
+  try {
+    const server = inHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
+    children.push(server);
+    await ready(server, /sc2c server:/, 'sc2c server');
+    const bob = inHost(state.hosts.bob!, [
+      'gateway',
+      '--config',
+      `${CONFIG}gateway.yaml`,
+      '--user',
+      'bob',
+      '--password',
+      'bob-lab-secret',
+    ]);
+    children.push(bob);
+    await ready(bob, /registered as bob/, 'the callee gateway');
+    const results: Record<string, CallSummary[]> = {};
+    for (const mode of init.modes) {
+      const caller = inHost(state.hosts.alice!, [
+        'call',
+        'bob',
+        '--config',
+        `${CONFIG}gateway.yaml`,
+        '--user',
+        'alice',
+        '--password',
+        'alice-lab-secret',
+        '--mode',
+        mode,
+        '--repeat',
+        String(init.callsPerMode),
+        '--gap-ms',
+        '500',
+        '--json',
+      ]);
+      children.push(caller);
+      let stdout = '';
+      let stderr = '';
+      caller.stdout!.on('data', (d) => {
+        stdout += d;
+        for (const line of String(d).trim().split('\n')) if (line) init.onLine?.(line);
+      });
+      caller.stderr!.on('data', (d) => {
+        stderr += d;
+      });
+      await new Promise((r) => caller.on('exit', r));
+      const lines = stdout.trim().split('\n').filter(Boolean);
+      if (lines.length === 0) throw new Error(`sc2c call (${mode}) printed nothing: ${stderr.trim()}`);
+      results[mode] = lines.map((l) => JSON.parse(l) as CallSummary);
+    }
+    return results;
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await stopLab(state);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
