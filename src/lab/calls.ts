@@ -24,6 +24,8 @@ export interface LabCallsInit {
   readonly callsPerMode: number;
   readonly name: string;
   readonly onLine?: (line: string) => void;
+  /** Runs after the calls, while the lab, the server and the callee are still up (host -> namespace). */
+  readonly inspect?: (hosts: Readonly<Record<string, string>>) => Promise<void>;
 }
 
 /** One `sc2c call --json` result line. */
@@ -140,6 +142,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
       if (lines.length === 0) throw new Error(`sc2c call (${mode}) printed nothing: ${stderr.trim()}`);
       results[mode] = lines.map((l) => JSON.parse(l) as CallSummary);
     }
+    await init.inspect?.(state.hosts);
     return results;
   } finally {
     for (const child of children) child.kill('SIGTERM');

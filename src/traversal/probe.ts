@@ -27,14 +27,22 @@ export interface ProbeInit {
   readonly signal?: AbortSignal;
 }
 
-async function alternateOf(components: StunTestsComponents, init: ProbeInit): Promise<Endpoint> {
-  const tests = new StunTests(components, {
+function stunTests(
+  components: StunTestsComponents,
+  init: ProbeInit,
+  alternate: Endpoint = init.server,
+): StunTests {
+  return new StunTests(components, {
     primary: init.server,
-    alternate: init.server,
+    alternate,
     rtoMs: init.rtoMs,
     attempts: init.attempts,
     signal: init.signal,
   });
+}
+
+async function alternateOf(components: StunTestsComponents, init: ProbeInit): Promise<Endpoint> {
+  const tests = stunTests(components, init);
   try {
     const socket = await tests.fresh();
     const first = await tests.mustBind(socket, init.server);
@@ -51,13 +59,7 @@ async function alternateOf(components: StunTestsComponents, init: ProbeInit): Pr
 
 export async function probeNat(components: StunTestsComponents, init: ProbeInit): Promise<NatProbe> {
   const alternate = await alternateOf(components, init);
-  const tests = new StunTests(components, {
-    primary: init.server,
-    alternate,
-    rtoMs: init.rtoMs,
-    attempts: init.attempts,
-    signal: init.signal,
-  });
+  const tests = stunTests(components, init, alternate);
   try {
     const { mapping, publicAddress } = await tests.mapping();
     const filtering = await tests.filtering();
@@ -70,13 +72,7 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
 
 /** One STUN test from a fresh socket: the public port the NAT handed out most recently. */
 export async function freshPort(components: StunTestsComponents, init: ProbeInit): Promise<number> {
-  const tests = new StunTests(components, {
-    primary: init.server,
-    alternate: init.server,
-    rtoMs: init.rtoMs,
-    attempts: init.attempts,
-    signal: init.signal,
-  });
+  const tests = stunTests(components, init);
   try {
     return (await tests.mustBind(await tests.fresh(), init.server)).mapped.port;
   } finally {
