@@ -64,6 +64,7 @@ const gatewaySchema = z
     stun: z.string(),
     domain: z.string().min(1),
     mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
+    rtcpMux: z.boolean().default(true),
     /** Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. */
     tls: z.object({ caFile: z.string().optional(), servername: z.string().optional() }).strict().optional(),
     punch: z

@@ -36,6 +36,7 @@ function gatewayInit(options: CommonOptions): GatewayInit {
     stunServer: parseEndpoint(options.stun ?? config.stun, '--stun', 3478),
     mode,
     punch: config.punch,
+    rtcpMux: config.rtcpMux,
   };
 }
 
@@ -59,7 +60,11 @@ function summarize(outcome: CallOutcome) {
       portSource: outcome.remote.portSource,
       nat: outcome.remote.nat,
     },
-    path: outcome.path && { local: outcome.path.socket.local, remote: outcome.path.remote },
+    path: outcome.path && {
+      local: outcome.path.socket.local,
+      remote: outcome.path.remote,
+      rtcp: outcome.path.rtcp && { local: outcome.path.rtcp.socket.local, remote: outcome.path.rtcp.remote },
+    },
     checksSent: outcome.checksSent,
   };
 }

@@ -39,6 +39,8 @@ export interface GatewayInit {
   readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>;
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;
+  /** Offer RTCP on the RTP port (RFC 5761). Default true; false offers and uses a separate RTCP port. */
+  readonly rtcpMux?: boolean;
   /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
   readonly probe?: NatProbe;
   /** Re-probe the NAT this often (a home router can be swapped or rebooted). Default 600 000 ms; 0 = never. */
@@ -67,7 +69,12 @@ export interface CallOutcome {
   readonly local?: CallDescription;
   readonly remote?: CallDescription;
   /** The confirmed pair: our media socket and the peer endpoint that answered. */
-  readonly path?: { readonly socket: UdpSocket; readonly remote: Endpoint };
+  readonly path?: {
+    readonly socket: UdpSocket;
+    readonly remote: Endpoint;
+    /** The RTCP pair, when RTCP does not share the RTP port. */
+    readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
+  };
   readonly checksSent: number;
 }
 
@@ -82,6 +89,8 @@ export type GatewayEvents = {
 
 interface ActiveCall {
   readonly socket: UdpSocket;
+  rtcpSocket?: UdpSocket;
+  rtcpPuncher?: Puncher;
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };
   readonly puncher?: Puncher;
@@ -190,7 +199,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const base = { callId, role: 'caller' as const, peer: user, mode, startedAtMs };
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     try {
-      prepared = await this.prepare(mode);
+      prepared = await this.prepare(mode, this.init.rtcpMux === false ? 'separate' : 'offer-both');
     } catch (error) {
       return {
         ...base,
@@ -200,7 +209,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       };
     }
     const { socket, description } = prepared;
-    const active: ActiveCall = { socket, ended: false };
+    const active: ActiveCall = { socket, rtcpSocket: prepared.rtcpSocket, ended: false };
     this.#calls.set(callId, active);
     const goArrived = new Promise<void>((resolve) => {
       active.go = resolve;
@@ -263,13 +272,23 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#signaling.close();
   }
 
-  /** Opens the media socket and works out the public endpoint to advertise. */
-  async prepare(mode: TraversalMode): Promise<{ socket: UdpSocket; description: CallDescription }> {
+  /**
+   * Opens the media socket(s) and works out the public endpoints to advertise. `offer-both` (an
+   * offerer that can mux) advertises rtcp-mux and a separate RTCP port, as RFC 5761 §5.1.1 asks; the
+   * RTCP socket is only used if the answer declines mux. The RTP socket's first packet goes out
+   * first, so a predicted RTCP port is the one after the RTP port.
+   */
+  async prepare(
+    mode: TraversalMode,
+    rtcp: 'mux' | 'offer-both' | 'separate' = 'mux',
+  ): Promise<{ socket: UdpSocket; rtcpSocket?: UdpSocket; description: CallDescription }> {
     const socket = await this.c.network.bindUdp();
+    let rtcpSocket: UdpSocket | undefined;
     try {
+      if (rtcp !== 'mux') rtcpSocket = await this.c.network.bindUdp();
       const stun = { clock: this.c.clock, transactionId: this.c.transactionId };
-      const observe = async (): Promise<Endpoint> => {
-        const result = await stunBinding(socket, stun, {
+      const observe = async (on: UdpSocket = socket): Promise<Endpoint> => {
+        const result = await stunBinding(on, stun, {
           server: this.init.stunServer,
           rtoMs: this.init.stunRtoMs ?? 200,
           attempts: 4,
@@ -278,10 +297,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         return result.mapped;
       };
       let publicEndpoint: Endpoint;
+      let rtcpEndpoint: Endpoint | undefined;
       let portSource: PortSource;
       const plan = planPort(this.probe, 0);
       if (mode === 'stun' || plan.kind === 'observe') {
         publicEndpoint = await observe();
+        if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
         portSource = mode === 'stun' ? 'stun' : 'exact';
       } else if (plan.kind === 'predict') {
         // Steps 5-8 right before the call: the newest port, then the next one is the media socket's.
@@ -294,9 +315,17 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           address: this.probe.publicAddress,
           port: next.kind === 'predict' ? next.port : last,
         };
+        if (rtcpSocket) {
+          const after = planPort(this.probe, publicEndpoint.port);
+          rtcpEndpoint = {
+            address: this.probe.publicAddress,
+            port: after.kind === 'predict' ? after.port : publicEndpoint.port,
+          };
+        }
         portSource = 'predicted';
       } else {
         publicEndpoint = await observe();
+        if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
         portSource = 'unpredictable';
       }
       const description: CallDescription = {
@@ -307,11 +336,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         nat: describeProbe(this.probe),
         mode,
         portSource,
-        rtcpMux: true,
+        rtcpMux: rtcp !== 'separate',
+        rtcpEndpoint,
       };
-      return { socket, description };
+      return { socket, rtcpSocket, description };
     } catch (error) {
       socket.close();
+      rtcpSocket?.close();
       throw error;
     }
   }
@@ -333,6 +364,28 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         ...this.init.punch,
       },
     );
+    // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
+    // so it opened no NAT session.
+    const mux = local.rtcpMux && remote.rtcpMux;
+    if (mux && active.rtcpSocket) {
+      active.rtcpSocket.close();
+      active.rtcpSocket = undefined;
+    }
+    const rtcpPuncher =
+      !mux && active.rtcpSocket && remote.rtcpEndpoint
+        ? new Puncher(
+            { socket: active.rtcpSocket, clock: this.c.clock, transactionId: this.c.transactionId },
+            { local, remote, ...this.init.punch },
+          )
+        : undefined;
+    if (!mux && !rtcpPuncher)
+      return {
+        ...base,
+        ok: false,
+        reason: 'no RTCP port to punch: the peer declined rtcp-mux without an a=rtcp port',
+        checksSent: 0,
+      };
+    active.rtcpPuncher = rtcpPuncher;
     this.#calls.set(callId, { ...active, puncher });
     // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
     const candidates =
@@ -340,16 +393,28 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         ? [remote.hostEndpoint, remote.publicEndpoint]
         : [remote.publicEndpoint];
     try {
-      const success = await puncher.punch(candidates);
+      // RTP's first check leaves before RTCP's: the order the ports were predicted in.
+      const [success, rtcpSuccess] = await Promise.all([
+        puncher.punch(candidates),
+        rtcpPuncher?.punch([remote.rtcpEndpoint!]),
+      ]);
       return {
         ...base,
         ok: true,
         confirmedAtMs: this.c.clock.now(),
-        path: { socket: active.socket, remote: success.remote },
-        checksSent: success.checksSent,
+        path: {
+          socket: active.socket,
+          remote: success.remote,
+          rtcp:
+            rtcpSuccess && active.rtcpSocket
+              ? { socket: active.rtcpSocket, remote: rtcpSuccess.remote }
+              : undefined,
+        },
+        checksSent: success.checksSent + (rtcpSuccess?.checksSent ?? 0),
       };
     } catch (error) {
       puncher.close();
+      rtcpPuncher?.close();
       return {
         ...base,
         ok: false,
@@ -416,7 +481,10 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     try {
-      prepared = await this.prepare(remote.mode);
+      const rtcp = remote.rtcpMux && this.init.rtcpMux !== false ? 'mux' : 'separate';
+      if (rtcp === 'separate' && !remote.rtcpEndpoint)
+        throw new Error('the offer has neither rtcp-mux nor an RTCP port');
+      prepared = await this.prepare(remote.mode, rtcp);
     } catch (error) {
       respond(500);
       this.emit('call', {
@@ -427,7 +495,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       });
       return;
     }
-    const active: ActiveCall = { socket: prepared.socket, ended: false };
+    const active: ActiveCall = { socket: prepared.socket, rtcpSocket: prepared.rtcpSocket, ended: false };
     this.#calls.set(callId, active);
     const goArrived = new Promise<void>((resolve) => {
       active.go = resolve;
@@ -448,6 +516,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.ended = true;
     active.puncher?.close();
     active.socket.close();
+    active.rtcpPuncher?.close();
+    active.rtcpSocket?.close();
     active.go?.();
     this.#calls.delete(callId);
   }

@@ -23,7 +23,10 @@ export interface CallDescription {
   readonly nat: string;
   readonly mode: TraversalMode;
   readonly portSource: PortSource;
+  /** True when RTCP shares the RTP port (RFC 5761). */
   readonly rtcpMux: boolean;
+  /** The public RTCP endpoint (a=rtcp), when a separate RTCP port is offered or used. */
+  readonly rtcpEndpoint?: Endpoint;
 }
 
 export function encodeSdp(description: CallDescription, sessionId: number): string {
@@ -79,6 +82,9 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
         rtp: [{ payload: 96, codec: 'H264', rate: 90000 }],
         fmtp: [{ payload: 96, config: 'packetization-mode=1' }],
         ...(d.rtcpMux ? { rtcpMux: 'rtcp-mux' as const } : {}),
+        ...(d.rtcpEndpoint
+          ? { rtcp: { port: d.rtcpEndpoint.port, netType: 'IN', ipVer: 4, address: d.rtcpEndpoint.address } }
+          : {}),
         candidates,
       },
     ],
@@ -121,5 +127,12 @@ export function decodeSdp(text: string): CallDescription {
     mode: mode as TraversalMode,
     portSource: (extra.get('x-sc2c-port') as PortSource | undefined) ?? 'exact',
     rtcpMux: media.rtcpMux === 'rtcp-mux',
+    rtcpEndpoint:
+      media.rtcp && media.rtcp.port > 0 && media.rtcp.port < 65536
+        ? {
+            address: media.rtcp.address && isIpv4(media.rtcp.address) ? media.rtcp.address : address,
+            port: media.rtcp.port,
+          }
+        : undefined,
   };
 }

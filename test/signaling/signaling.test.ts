@@ -50,11 +50,16 @@ async function setup(
     { network: serverHost, clock },
     { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS, log: (l) => logs.push(l) },
   );
-  const gateway = (network: typeof alice, user: keyof typeof USERS, password = USERS[user]) =>
+  const gateway = (network: typeof alice, user: keyof typeof USERS, password = USERS[user], rtcpMux = true) =>
     clock.run(
       Gateway.start(
         { network, clock },
-        { sip: { server: SIP, domain: 'sc2c.lab', user, password }, stunServer: STUN, stunRtoMs: 100 },
+        {
+          sip: { server: SIP, domain: 'sc2c.lab', user, password },
+          stunServer: STUN,
+          stunRtoMs: 100,
+          rtcpMux,
+        },
       ),
     );
   return {
@@ -227,6 +232,45 @@ describe('gateway calls on the virtual network', () => {
     await s.clock.advance(60_000);
     expect(s.clock.pendingTimers()).toBe(0);
     expect(s.alice.openHandles() + s.bob.openHandles()).toBe(0);
+  });
+
+  for (const [callerMux, calleeMux] of [
+    [false, false],
+    [true, false],
+  ] as const) {
+    it(`punches a separate RTCP pair when rtcp-mux is declined (caller mux ${callerMux}, callee mux ${calleeMux})`, async () => {
+      const s = await setup();
+      const alice = await s.gateway(s.alice, 'alice', USERS.alice, callerMux);
+      const bob = await s.gateway(s.bob, 'bob', USERS.bob, calleeMux);
+      const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
+      const outcome = await s.clock.run(alice.call('bob'));
+      const callee = await s.clock.run(answered);
+      expect(outcome.ok && callee.ok).toBe(true);
+      expect(outcome.local!.rtcpEndpoint!.port).toBe(outcome.local!.publicEndpoint.port + 1);
+      expect(callee.local!.rtcpMux).toBe(false);
+      // Each side's RTCP check was answered from the RTCP port the other predicted.
+      expect(outcome.path!.rtcp!.remote).toEqual(callee.local!.rtcpEndpoint);
+      expect(callee.path!.rtcp!.remote).toEqual(outcome.local!.rtcpEndpoint);
+      expect(outcome.path!.rtcp!.socket.local.port).not.toBe(outcome.path!.socket.local.port);
+      alice.close();
+      bob.close();
+      s.close();
+    });
+  }
+
+  it('uses one muxed pair when both sides can mux, leaving the offered RTCP port unused', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
+    const outcome = await s.clock.run(alice.call('bob'));
+    await s.clock.run(answered);
+    expect(outcome.local!.rtcpEndpoint).toBeDefined();
+    expect(outcome.remote!.rtcpMux).toBe(true);
+    expect(outcome.path!.rtcp).toBeUndefined();
+    alice.close();
+    bob.close();
+    s.close();
   });
 
   it('C2C from a PKS caller fails with a clear reason on both sides', async () => {
