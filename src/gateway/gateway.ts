@@ -431,7 +431,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const callId = header(request, 'Call-ID') ?? '';
     switch (request.method) {
       case 'INVITE':
-        void this.#answer(request, callId, respond);
+        // A re-INVITE (new candidates mid-call) is not supported yet: refuse it rather than leak the call's sockets.
+        if (this.#calls.has(callId)) respond(488);
+        else void this.#answer(request, callId, respond);
         return;
       case 'INFO': {
         respond(200);

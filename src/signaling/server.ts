@@ -15,6 +15,8 @@ import { newBranch, SipConnection } from './sip-connection.ts';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
+/** Go schedules kept for inspection; older ones are dropped so a long-running server stays bounded. */
+const MAX_SCHEDULES = 1000;
 /** How long the coordinator waits for an OPTIONS answer when measuring a party's round trip. */
 const RTT_PROBE_TIMEOUT_MS = 2000;
 
@@ -373,6 +375,8 @@ export class SignalingServer {
     const far = Math.max(caller, callee) / 2;
     const delayMs = naive ? { caller: 0, callee: 0 } : { caller: far - caller / 2, callee: far - callee / 2 };
     this.schedules.push({ callId: dialog.callId, rttMs: { caller, callee }, delayMs });
+    if (this.schedules.length > MAX_SCHEDULES)
+      this.schedules.splice(0, this.schedules.length - MAX_SCHEDULES);
     const go = (connection: SipConnection): void => {
       void this.#request(
         connection,
