@@ -5,7 +5,7 @@
  * own connection and sends the two go messages so that they arrive together).
  */
 import type { Endpoint } from '../net/address.ts';
-import type { Clock } from '../net/clock.ts';
+import type { Clock, Timer } from '../net/clock.ts';
 import type { Network, StreamServer } from '../net/types.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
@@ -26,6 +26,12 @@ export interface SignalingServerInit {
   readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
   readonly realm: string;
   readonly users: Readonly<Record<string, string>>;
+  /**
+   * Re-measure each registered party's round trip this often, so a sync can use a fresh figure
+   * instead of measuring while both parties wait (which gives ports more time to move). Default
+   * 20 000 ms; figures older than 3 periods are measured again at sync time.
+   */
+  readonly rttRefreshMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -83,6 +89,8 @@ export class SignalingServer {
   /** Server-originated requests waiting for an answer, by Via branch. */
   readonly #pending = new Map<string, (response: SipResponse) => void>();
   readonly #auth: DigestAuthenticator;
+  /** Latest round trip per connection, kept fresh in the background. */
+  readonly #rtts = new Map<SipConnection, { rttMs?: number; atMs: number; timer?: Timer }>();
   #cseq = 1;
   #listener?: StreamServer;
   #tlsListener?: StreamServer;
@@ -151,6 +159,8 @@ export class SignalingServer {
 
   /** Idempotent: stops listening and closes every connection. */
   close(): void {
+    for (const entry of this.#rtts.values()) entry.timer?.clear();
+    this.#rtts.clear();
     this.#listener?.close();
     this.#tlsListener?.close();
     for (const connection of this.#connections) connection.close('server closing');
@@ -166,6 +176,8 @@ export class SignalingServer {
     connection.on('request', (request) => this.#onRequest(connection, request));
     connection.on('response', (response) => this.#onResponse(connection, response));
     connection.on('close', () => {
+      this.#rtts.get(connection)?.timer?.clear();
+      this.#rtts.delete(connection);
       this.#connections.delete(connection);
       this.counters.malformed += connection.malformed;
       for (const [user, registration] of this.#registrations)
@@ -238,6 +250,7 @@ export class SignalingServer {
         expiresAtMs: this.c.clock.now() + expiresS * 1000,
       });
       this.counters.registrations++;
+      if (!this.#rtts.has(connection)) this.#trackRtt(connection);
     }
     connection.respond(request, 200, [
       ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
@@ -351,6 +364,34 @@ export class SignalingServer {
     });
   }
 
+  /** Measures a registered connection's round trip now and then every `rttRefreshMs`. */
+  #trackRtt(connection: SipConnection): void {
+    const entry: { rttMs?: number; atMs: number; timer?: Timer } = { atMs: 0 };
+    this.#rtts.set(connection, entry);
+    const measure = (): void => {
+      if (connection.closed || this.#rtts.get(connection) !== entry) return;
+      this.#rtt(connection, `rtt-${newBranch()}`)
+        .then((rttMs) => {
+          entry.rttMs = rttMs;
+          entry.atMs = this.c.clock.now();
+        })
+        .catch(() => {})
+        .finally(() => {
+          if (this.#rtts.get(connection) === entry)
+            entry.timer = this.c.clock.setTimeout(measure, this.init.rttRefreshMs ?? 20_000);
+        });
+    };
+    measure();
+  }
+
+  /** A recent round trip for `connection`, measuring it now only when none is fresh enough. */
+  async #recentRtt(connection: SipConnection, callId: string): Promise<number> {
+    const entry = this.#rtts.get(connection);
+    const maxAgeMs = 3 * (this.init.rttRefreshMs ?? 20_000);
+    if (entry?.rttMs !== undefined && this.c.clock.now() - entry.atMs <= maxAgeMs) return entry.rttMs;
+    return this.#rtt(connection, callId);
+  }
+
   /** Round trip to a party over its own connection: the least of two OPTIONS exchanges. */
   async #rtt(connection: SipConnection, callId: string): Promise<number> {
     let best = Number.POSITIVE_INFINITY;
@@ -369,8 +410,8 @@ export class SignalingServer {
    */
   async #sync(dialog: Dialog, naive: boolean): Promise<void> {
     const [caller, callee] = await Promise.all([
-      this.#rtt(dialog.caller, dialog.callId),
-      this.#rtt(dialog.callee, dialog.callId),
+      this.#recentRtt(dialog.caller, dialog.callId),
+      this.#recentRtt(dialog.callee, dialog.callId),
     ]);
     const far = Math.max(caller, callee) / 2;
     const delayMs = naive ? { caller: 0, callee: 0 } : { caller: far - caller / 2, callee: far - callee / 2 };
