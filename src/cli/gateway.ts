@@ -66,6 +66,7 @@ function summarize(outcome: CallOutcome) {
       rtcp: outcome.path.rtcp && { local: outcome.path.rtcp.socket.local, remote: outcome.path.rtcp.remote },
     },
     checksSent: outcome.checksSent,
+    attempts: outcome.attempts ?? 1,
   };
 }
 

@@ -39,6 +39,8 @@ export interface GatewayInit {
   readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>;
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;
+  /** Punch attempts per SC2C call, each with a fresh prediction (re-INVITE). Default 3. */
+  readonly maxAttempts?: number;
   /** Offer RTCP on the RTP port (RFC 5761). Default true; false offers and uses a separate RTCP port. */
   readonly rtcpMux?: boolean;
   /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
@@ -76,6 +78,8 @@ export interface CallOutcome {
     readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
   };
   readonly checksSent: number;
+  /** Offer/answer and punch rounds this call took (a failed SC2C punch is retried with a fresh prediction). */
+  readonly attempts?: number;
 }
 
 export type GatewayEvents = {
@@ -93,13 +97,15 @@ interface ActiveCall {
   rtcpPuncher?: Puncher;
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };
-  readonly puncher?: Puncher;
+  puncher?: Puncher;
   go?: () => void;
   ended: boolean;
 }
 
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
+  /** INVITEs received per call (the callee's attempt count); dropped when the call ends. */
+  readonly #attempts = new Map<string, number>();
   #signaling: SignalingClient;
   #closed = false;
   #reconnectTimer?: Timer;
@@ -191,39 +197,95 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }
   }
 
-  /** Places a call; resolves when the direct path is confirmed or has failed. */
+  /**
+   * Places a call; resolves when the direct path is confirmed or has failed. In the SC2C modes a
+   * failed punch is retried with a fresh prediction in a re-INVITE (up to `maxAttempts`): ports that
+   * moved since the prediction (another host's traffic on the NAT) get a new chance. C2C and STUN
+   * keep one attempt, as the baselines they stand for.
+   */
   async call(user: string, options: { mode?: TraversalMode } = {}): Promise<CallOutcome> {
     const mode = options.mode ?? this.init.mode ?? 'sc2c';
     const startedAtMs = this.c.clock.now();
     const callId = `${randomBytes(8).toString('hex')}@sc2c`;
     const base = { callId, role: 'caller' as const, peer: user, mode, startedAtMs };
+    const synchronized = mode === 'sc2c' || mode === 'sc2c-naive';
+    const maxAttempts = synchronized ? (this.init.maxAttempts ?? 3) : 1;
+    let toTag: string | undefined;
+    let outcome: CallOutcome | undefined;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const offered = await this.#offer(callId, user, mode, toTag);
+      if ('failure' in offered)
+        return { ...base, ...offered.failure, attempts: attempt, checksSent: outcome?.checksSent ?? 0 };
+      const { active, description, remote } = offered;
+      toTag = offered.toTag;
+      if (synchronized) {
+        const goArrived = new Promise<void>((resolve) => {
+          active.go = resolve;
+        });
+        await this.signaling.request(
+          'INFO',
+          this.signaling.uri(user),
+          [['Content-Type', SC2C_CONTENT_TYPE]],
+          {
+            callId,
+            toTag,
+            body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
+          },
+        );
+        await goArrived;
+      }
+      outcome = {
+        ...(await this.#punch(callId, description, remote, base)),
+        local: description,
+        remote,
+        attempts: attempt,
+      };
+      if (outcome.ok || active.ended) return outcome;
+    }
+    return outcome!;
+  }
+
+  /**
+   * Opens fresh media sockets with a fresh prediction and sends the offer: an INVITE, or a
+   * re-INVITE in the same dialog when `toTag` is known. Then ACK.
+   */
+  async #offer(
+    callId: string,
+    user: string,
+    mode: TraversalMode,
+    toTag: string | undefined,
+  ): Promise<
+    | { active: ActiveCall; description: CallDescription; remote: CallDescription; toTag?: string }
+    | { failure: { ok: false; reason: string; local?: CallDescription } }
+  > {
+    const previous = this.#calls.get(callId);
+    if (previous) this.#closeMedia(previous);
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     try {
       prepared = await this.prepare(mode, this.init.rtcpMux === false ? 'separate' : 'offer-both');
     } catch (error) {
-      return {
-        ...base,
-        ok: false,
-        reason: `could not prepare media: ${(error as Error).message}`,
-        checksSent: 0,
-      };
+      this.#end(callId);
+      return { failure: { ok: false, reason: `could not prepare media: ${(error as Error).message}` } };
     }
     const { socket, description } = prepared;
-    const active: ActiveCall = { socket, rtcpSocket: prepared.rtcpSocket, ended: false };
+    const active: ActiveCall = {
+      socket,
+      rtcpSocket: prepared.rtcpSocket,
+      ended: false,
+      dialog: previous?.dialog,
+    };
     this.#calls.set(callId, active);
-    const goArrived = new Promise<void>((resolve) => {
-      active.go = resolve;
-    });
     const answer = await this.signaling
       .request('INVITE', this.signaling.uri(user), [['Content-Type', 'application/sdp']], {
         callId,
+        toTag,
         body: encodeSdp(description, Math.floor(this.c.clock.now())),
       })
       .catch((error: Error) => error);
     if (answer instanceof Error || answer.status !== 200) {
       this.#end(callId);
       const reason = answer instanceof Error ? answer.message : `${answer.status} ${answer.reason}`;
-      return { ...base, ok: false, reason: `call refused: ${reason}`, local: description, checksSent: 0 };
+      return { failure: { ok: false, reason: `call refused: ${reason}`, local: description } };
     }
     let remote: CallDescription;
     try {
@@ -231,25 +293,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     } catch (error) {
       this.#end(callId);
       return {
-        ...base,
-        ok: false,
-        reason: `bad SDP answer: ${(error as Error).message}`,
-        local: description,
-        checksSent: 0,
+        failure: { ok: false, reason: `bad SDP answer: ${(error as Error).message}`, local: description },
       };
     }
-    const toTag = parseNameAddr(header(answer, 'To') ?? '').params.tag;
-    active.dialog = { user, toTag };
-    await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag });
-    if (mode === 'sc2c' || mode === 'sc2c-naive') {
-      await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
-        callId,
-        toTag,
-        body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
-      });
-      await goArrived;
-    }
-    return { ...(await this.#punch(callId, description, remote, base)), local: description, remote };
+    const tag = toTag ?? parseNameAddr(header(answer, 'To') ?? '').params.tag;
+    active.dialog = { user, toTag: tag };
+    await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag: tag });
+    return { active, description, remote, toTag: tag };
   }
 
   /** Ends a call: on a call we placed, sends BYE; either way stops checks and closes the media socket. */
@@ -386,7 +436,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         checksSent: 0,
       };
     active.rtcpPuncher = rtcpPuncher;
-    this.#calls.set(callId, { ...active, puncher });
+    active.puncher = puncher;
     // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
     const candidates =
       remote.hostEndpoint && remote.publicEndpoint.address === this.probe.publicAddress
@@ -431,9 +481,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const callId = header(request, 'Call-ID') ?? '';
     switch (request.method) {
       case 'INVITE':
-        // A re-INVITE (new candidates mid-call) is not supported yet: refuse it rather than leak the call's sockets.
-        if (this.#calls.has(callId)) respond(488);
-        else void this.#answer(request, callId, respond);
+        // A re-INVITE brings a fresh prediction after a failed punch: new media, same call.
+        {
+          const previous = this.#calls.get(callId);
+          if (previous) this.#closeMedia(previous);
+          this.#attempts.set(callId, (this.#attempts.get(callId) ?? 0) + 1);
+          void this.#answer(request, callId, respond);
+        }
         return;
       case 'INFO': {
         respond(200);
@@ -509,10 +563,25 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     );
     if (remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') await goArrived;
     const outcome = await this.#punch(callId, prepared.description, remote, base);
-    this.emit('call', { ...outcome, local: prepared.description, remote });
+    this.emit('call', {
+      ...outcome,
+      local: prepared.description,
+      remote,
+      attempts: this.#attempts.get(callId) ?? 1,
+    });
+  }
+
+  /** Closes one attempt's media (sockets and checks) and releases anyone waiting for its go. */
+  #closeMedia(active: ActiveCall): void {
+    active.puncher?.close();
+    active.rtcpPuncher?.close();
+    active.socket.close();
+    active.rtcpSocket?.close();
+    active.go?.();
   }
 
   #end(callId: string): void {
+    this.#attempts.delete(callId);
     const active = this.#calls.get(callId);
     if (!active || active.ended) return;
     active.ended = true;

@@ -195,13 +195,18 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     for (let trial = 0; trial < init.trials; trial++) {
       firstOut.clear();
       trialStart = clock.now();
-      let calleeOutcome: CallOutcome | undefined;
-      const off = callee.on('call', (outcome) => {
-        calleeOutcome = outcome;
+      // The callee reports once per attempt; the call's result is its report for the caller's last attempt.
+      const calleeOutcomes: CallOutcome[] = [];
+      const off = callee.on('call', (o) => {
+        calleeOutcomes.push(o);
       });
       const outcome = await clock.run(caller.call('callee', { mode: init.mode }));
-      await clock.runUntil(() => calleeOutcome !== undefined, 10_000);
+      await clock.runUntil(
+        () => calleeOutcomes.some((o) => (o.attempts ?? 1) >= (outcome.attempts ?? 1)),
+        10_000,
+      );
       off();
+      const calleeOutcome = calleeOutcomes.at(-1);
       const tA = firstOut.get('nat-a');
       const tB = firstOut.get('nat-b');
       if (tA !== undefined && tB !== undefined) skews.push(Math.abs(tA - tB));

@@ -35,11 +35,13 @@ async function setup(
   const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
   const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
   const stray = net.addHost('stray', { addresses: ['198.18.0.66'] });
+  const neighbour = net.addHost('neighbour', { addresses: ['10.0.1.3'] });
   net.connect(serverHost, internet, {});
   net.connect(stray, internet, { latencyMs: 5 });
   net.connect(a, internet, { latencyMs: oneWay[0] });
   net.connect(b, internet, { latencyMs: oneWay[1] });
   net.connect(alice, a, { latencyMs: 1 });
+  net.connect(neighbour, a, { latencyMs: 1 });
   net.connect(bob, b, { latencyMs: 1 });
   const logs: string[] = [];
   const stun = await StunResponder.start(serverHost, {
@@ -70,6 +72,7 @@ async function setup(
     alice,
     bob,
     stray,
+    neighbour,
     gateway,
     logs,
     close: (): void => {
@@ -268,6 +271,32 @@ describe('gateway calls on the virtual network', () => {
     expect(outcome.local!.rtcpEndpoint).toBeDefined();
     expect(outcome.remote!.rtcpMux).toBe(true);
     expect(outcome.path!.rtcp).toBeUndefined();
+    alice.close();
+    bob.close();
+    s.close();
+  });
+
+  it('retries with a fresh prediction when another host moves the port between prediction and punch', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const outcomes: CallOutcome[] = [];
+    bob.on('call', (o) => outcomes.push(o));
+    const calling = alice.call('bob');
+    // While the INVITE is in flight, a neighbour behind Alice's NAT opens one session: the NAT's
+    // counter moves past the port Alice predicted.
+    s.clock.setTimeout(() => {
+      void s.neighbour
+        .bindUdp()
+        .then((socket) => socket.send(new Uint8Array([1]), { address: '198.18.0.10', port: 9 }));
+    }, 30);
+    const outcome = await s.clock.run(calling);
+    await s.clock.runUntil(() => outcomes.length >= 2, 10_000);
+    expect(outcome).toMatchObject({ ok: true, attempts: 2 });
+    expect(outcomes.map((o) => [o.attempts, o.ok])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
     alice.close();
     bob.close();
     s.close();
