@@ -12,23 +12,17 @@ import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock, Timer } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
-import {
-  type CallDescription,
-  decodeSdp,
-  encodeSdp,
-  type PortSource,
-  type TraversalMode,
-} from '../protocol/sdp.ts';
+import { type CallDescription, decodeSdp, encodeSdp, type TraversalMode } from '../protocol/sdp.ts';
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient, type SignalingClientInit } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
-import { planPort } from '../traversal/predict.ts';
-import { describeProbe, freshPort, type NatProbe, probeNat } from '../traversal/probe.ts';
-import { Puncher, type PunchInit } from '../traversal/punch.ts';
-import { stunBinding } from '../traversal/stun-client.ts';
+import { type NatProbe, probeNat } from '../traversal/probe.ts';
+import type { Puncher, PunchInit } from '../traversal/punch.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
+import { punchPair } from './pair-punch.ts';
 
 export interface GatewayInit {
   readonly sip: SignalingClientInit;
@@ -322,79 +316,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#signaling.close();
   }
 
-  /**
-   * Opens the media socket(s) and works out the public endpoints to advertise. `offer-both` (an
-   * offerer that can mux) advertises rtcp-mux and a separate RTCP port, as RFC 5761 §5.1.1 asks; the
-   * RTCP socket is only used if the answer declines mux. The RTP socket's first packet goes out
-   * first, so a predicted RTCP port is the one after the RTP port.
-   */
-  async prepare(
-    mode: TraversalMode,
-    rtcp: 'mux' | 'offer-both' | 'separate' = 'mux',
-  ): Promise<{ socket: UdpSocket; rtcpSocket?: UdpSocket; description: CallDescription }> {
-    const socket = await this.c.network.bindUdp();
-    let rtcpSocket: UdpSocket | undefined;
-    try {
-      if (rtcp !== 'mux') rtcpSocket = await this.c.network.bindUdp();
-      const stun = { clock: this.c.clock, transactionId: this.c.transactionId };
-      const observe = async (on: UdpSocket = socket): Promise<Endpoint> => {
-        const result = await stunBinding(on, stun, {
-          server: this.init.stunServer,
-          rtoMs: this.init.stunRtoMs ?? 200,
-          attempts: 4,
-        });
-        if (!result) throw new Error('no STUN answer for the media socket');
-        return result.mapped;
-      };
-      let publicEndpoint: Endpoint;
-      let rtcpEndpoint: Endpoint | undefined;
-      let portSource: PortSource;
-      const plan = planPort(this.probe, 0);
-      if (mode === 'stun' || plan.kind === 'observe') {
-        publicEndpoint = await observe();
-        if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
-        portSource = mode === 'stun' ? 'stun' : 'exact';
-      } else if (plan.kind === 'predict') {
-        // Steps 5-8 right before the call: the newest port, then the next one is the media socket's.
-        const last = await freshPort(
-          { network: this.c.network, ...stun },
-          { server: this.init.stunServer, rtoMs: this.init.stunRtoMs ?? 200 },
-        );
-        const next = planPort(this.probe, last);
-        publicEndpoint = {
-          address: this.probe.publicAddress,
-          port: next.kind === 'predict' ? next.port : last,
-        };
-        if (rtcpSocket) {
-          const after = planPort(this.probe, publicEndpoint.port);
-          rtcpEndpoint = {
-            address: this.probe.publicAddress,
-            port: after.kind === 'predict' ? after.port : publicEndpoint.port,
-          };
-        }
-        portSource = 'predicted';
-      } else {
-        publicEndpoint = await observe();
-        if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
-        portSource = 'unpredictable';
-      }
-      const description: CallDescription = {
-        publicEndpoint,
-        hostEndpoint: { address: this.signaling.connection.stream.local.address, port: socket.local.port },
-        ufrag: randomBytes(6).toString('hex'),
-        pwd: randomBytes(18).toString('base64url'),
-        nat: describeProbe(this.probe),
-        mode,
-        portSource,
-        rtcpMux: rtcp !== 'separate',
-        rtcpEndpoint,
-      };
-      return { socket, rtcpSocket, description };
-    } catch (error) {
-      socket.close();
-      rtcpSocket?.close();
-      throw error;
-    }
+  /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
+  prepare(mode: TraversalMode, rtcp: RtcpPlan = 'mux'): Promise<MediaSetup> {
+    return setUpMedia(this.c, {
+      stunServer: this.init.stunServer,
+      stunRtoMs: this.init.stunRtoMs ?? 200,
+      probe: this.probe,
+      hostAddress: this.signaling.connection.stream.local.address,
+      mode,
+      rtcp,
+    });
   }
 
   async #punch(
@@ -406,72 +337,23 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const active = this.#calls.get(callId);
     if (!active || active.ended)
       return { ...base, ok: false, reason: 'call ended before the punch', checksSent: 0 };
-    const puncher = new Puncher(
-      { socket: active.socket, clock: this.c.clock, transactionId: this.c.transactionId },
-      {
-        local,
-        remote,
-        ...this.init.punch,
-      },
+    const result = await punchPair(
+      this.c,
+      active,
+      local,
+      remote,
+      this.init.punch ?? {},
+      this.probe.publicAddress,
     );
-    // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
-    // so it opened no NAT session.
-    const mux = local.rtcpMux && remote.rtcpMux;
-    if (mux && active.rtcpSocket) {
-      active.rtcpSocket.close();
-      active.rtcpSocket = undefined;
-    }
-    const rtcpPuncher =
-      !mux && active.rtcpSocket && remote.rtcpEndpoint
-        ? new Puncher(
-            { socket: active.rtcpSocket, clock: this.c.clock, transactionId: this.c.transactionId },
-            { local, remote, ...this.init.punch },
-          )
-        : undefined;
-    if (!mux && !rtcpPuncher)
-      return {
-        ...base,
-        ok: false,
-        reason: 'no RTCP port to punch: the peer declined rtcp-mux without an a=rtcp port',
-        checksSent: 0,
-      };
-    active.rtcpPuncher = rtcpPuncher;
-    active.puncher = puncher;
-    // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
-    const candidates =
-      remote.hostEndpoint && remote.publicEndpoint.address === this.probe.publicAddress
-        ? [remote.hostEndpoint, remote.publicEndpoint]
-        : [remote.publicEndpoint];
-    try {
-      // RTP's first check leaves before RTCP's: the order the ports were predicted in.
-      const [success, rtcpSuccess] = await Promise.all([
-        puncher.punch(candidates),
-        rtcpPuncher?.punch([remote.rtcpEndpoint!]),
-      ]);
-      return {
-        ...base,
-        ok: true,
-        confirmedAtMs: this.c.clock.now(),
-        path: {
-          socket: active.socket,
-          remote: success.remote,
-          rtcp:
-            rtcpSuccess && active.rtcpSocket
-              ? { socket: active.rtcpSocket, remote: rtcpSuccess.remote }
-              : undefined,
-        },
-        checksSent: success.checksSent + (rtcpSuccess?.checksSent ?? 0),
-      };
-    } catch (error) {
-      puncher.close();
-      rtcpPuncher?.close();
-      return {
-        ...base,
-        ok: false,
-        reason: `no direct path: ${(error as Error).message}`,
-        checksSent: puncher.counters.checksSent,
-      };
-    }
+    return result.ok
+      ? {
+          ...base,
+          ok: true,
+          confirmedAtMs: this.c.clock.now(),
+          path: result.path,
+          checksSent: result.checksSent,
+        }
+      : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent };
   }
 
   #onRequest(

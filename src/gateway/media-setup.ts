@@ -1,0 +1,108 @@
+/**
+ * Media setup for one call attempt: opens the RTP socket (and an RTCP socket unless RTCP is muxed)
+ * and works out the public endpoints to advertise: observed with STUN, or predicted from the NAT's
+ * allocation step right before the call (paper steps 5-8), per `planPort`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Endpoint } from '../net/address.ts';
+import type { Clock } from '../net/clock.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
+import type { CallDescription, PortSource, TraversalMode } from '../protocol/sdp.ts';
+import { planPort } from '../traversal/predict.ts';
+import { describeProbe, freshPort, type NatProbe } from '../traversal/probe.ts';
+import { stunBinding } from '../traversal/stun-client.ts';
+
+/**
+ * `mux`: RTCP shares the RTP port. `offer-both` (an offerer that can mux) advertises rtcp-mux and a
+ * separate RTCP port, as RFC 5761 §5.1.1 asks; the RTCP socket is only used if the answer declines
+ * mux. `separate`: RTCP has its own port.
+ */
+export type RtcpPlan = 'mux' | 'offer-both' | 'separate';
+
+export interface MediaSetupComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+  readonly transactionId?: () => Uint8Array;
+}
+
+export interface MediaSetupInit {
+  readonly stunServer: Endpoint;
+  readonly stunRtoMs: number;
+  readonly probe: NatProbe;
+  /** Our address on the LAN, advertised as the host candidate. */
+  readonly hostAddress: string;
+  readonly mode: TraversalMode;
+  readonly rtcp: RtcpPlan;
+}
+
+export interface MediaSetup {
+  readonly socket: UdpSocket;
+  readonly rtcpSocket?: UdpSocket;
+  readonly description: CallDescription;
+}
+
+/**
+ * The RTP socket's first packet goes out first, so a predicted RTCP port is the one after the RTP
+ * port. On failure every socket opened here is closed.
+ */
+export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit): Promise<MediaSetup> {
+  const socket = await c.network.bindUdp();
+  let rtcpSocket: UdpSocket | undefined;
+  try {
+    if (init.rtcp !== 'mux') rtcpSocket = await c.network.bindUdp();
+    const stun = { clock: c.clock, transactionId: c.transactionId };
+    const observe = async (on: UdpSocket): Promise<Endpoint> => {
+      const result = await stunBinding(on, stun, {
+        server: init.stunServer,
+        rtoMs: init.stunRtoMs,
+        attempts: 4,
+      });
+      if (!result) throw new Error('no STUN answer for the media socket');
+      return result.mapped;
+    };
+    let publicEndpoint: Endpoint;
+    let rtcpEndpoint: Endpoint | undefined;
+    let portSource: PortSource;
+    const plan = planPort(init.probe, 0);
+    if (init.mode === 'stun' || plan.kind !== 'predict') {
+      publicEndpoint = await observe(socket);
+      if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
+      portSource = init.mode === 'stun' ? 'stun' : plan.kind === 'observe' ? 'exact' : 'unpredictable';
+    } else {
+      // Steps 5-8 right before the call: the newest port; the media socket's first packet takes the next.
+      const last = await freshPort(
+        { network: c.network, ...stun },
+        { server: init.stunServer, rtoMs: init.stunRtoMs },
+      );
+      const next = planPort(init.probe, last);
+      publicEndpoint = {
+        address: init.probe.publicAddress,
+        port: next.kind === 'predict' ? next.port : last,
+      };
+      if (rtcpSocket) {
+        const after = planPort(init.probe, publicEndpoint.port);
+        rtcpEndpoint = {
+          address: init.probe.publicAddress,
+          port: after.kind === 'predict' ? after.port : publicEndpoint.port,
+        };
+      }
+      portSource = 'predicted';
+    }
+    const description: CallDescription = {
+      publicEndpoint,
+      hostEndpoint: { address: init.hostAddress, port: socket.local.port },
+      ufrag: randomBytes(6).toString('hex'),
+      pwd: randomBytes(18).toString('base64url'),
+      nat: describeProbe(init.probe),
+      mode: init.mode,
+      portSource,
+      rtcpMux: init.rtcp !== 'separate',
+      rtcpEndpoint,
+    };
+    return { socket, rtcpSocket, description };
+  } catch (error) {
+    socket.close();
+    rtcpSocket?.close();
+    throw error;
+  }
+}

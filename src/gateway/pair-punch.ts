@@ -1,0 +1,90 @@
+/**
+ * The punch for one call attempt's media pair (paper steps 20-21): connectivity checks from the RTP
+ * socket, and from the RTCP socket when either side declined rtcp-mux. Both must be confirmed.
+ */
+import type { Endpoint } from '../net/address.ts';
+import type { Clock } from '../net/clock.ts';
+import type { UdpSocket } from '../net/types.ts';
+import type { CallDescription } from '../protocol/sdp.ts';
+import { Puncher, type PunchInit } from '../traversal/punch.ts';
+
+/** A call attempt's sockets and checkers; `punchPair` fills in the checkers and may close `rtcpSocket`. */
+export interface MediaPair {
+  readonly socket: UdpSocket;
+  rtcpSocket?: UdpSocket;
+  puncher?: Puncher;
+  rtcpPuncher?: Puncher;
+}
+
+export type PairResult =
+  | {
+      readonly ok: true;
+      readonly path: {
+        readonly socket: UdpSocket;
+        readonly remote: Endpoint;
+        readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
+      };
+      readonly checksSent: number;
+    }
+  | { readonly ok: false; readonly reason: string; readonly checksSent: number };
+
+export async function punchPair(
+  c: { readonly clock: Clock; readonly transactionId?: () => Uint8Array },
+  pair: MediaPair,
+  local: CallDescription,
+  remote: CallDescription,
+  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>,
+  ownPublicAddress: string,
+): Promise<PairResult> {
+  // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
+  // so it opened no NAT session.
+  const mux = local.rtcpMux && remote.rtcpMux;
+  if (mux && pair.rtcpSocket) {
+    pair.rtcpSocket.close();
+    pair.rtcpSocket = undefined;
+  }
+  if (!mux && !(pair.rtcpSocket && remote.rtcpEndpoint)) {
+    return {
+      ok: false,
+      reason: 'no RTCP port to punch: the peer declined rtcp-mux without an a=rtcp port',
+      checksSent: 0,
+    };
+  }
+  const components = (socket: UdpSocket) => ({ socket, clock: c.clock, transactionId: c.transactionId });
+  const puncher = new Puncher(components(pair.socket), { local, remote, ...init });
+  const rtcpPuncher = mux ? undefined : new Puncher(components(pair.rtcpSocket!), { local, remote, ...init });
+  pair.puncher = puncher;
+  pair.rtcpPuncher = rtcpPuncher;
+  // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
+  const candidates =
+    remote.hostEndpoint && remote.publicEndpoint.address === ownPublicAddress
+      ? [remote.hostEndpoint, remote.publicEndpoint]
+      : [remote.publicEndpoint];
+  try {
+    // RTP's first check leaves before RTCP's: the order the ports were predicted in.
+    const [success, rtcpSuccess] = await Promise.all([
+      puncher.punch(candidates),
+      rtcpPuncher?.punch([remote.rtcpEndpoint!]),
+    ]);
+    return {
+      ok: true,
+      path: {
+        socket: pair.socket,
+        remote: success.remote,
+        rtcp:
+          rtcpSuccess && pair.rtcpSocket
+            ? { socket: pair.rtcpSocket, remote: rtcpSuccess.remote }
+            : undefined,
+      },
+      checksSent: success.checksSent + (rtcpSuccess?.checksSent ?? 0),
+    };
+  } catch (error) {
+    puncher.close();
+    rtcpPuncher?.close();
+    return {
+      ok: false,
+      reason: `no direct path: ${(error as Error).message}`,
+      checksSent: puncher.counters.checksSent,
+    };
+  }
+}
