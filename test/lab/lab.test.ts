@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readState } from '../../src/lab/control.ts';
+import { labDir, readState } from '../../src/lab/control.ts';
 import { cleanupLab, startLab, stopLab, sweepNamespaces } from '../../src/lab/instances.ts';
 import { loadScenario } from '../../src/lab/scenario.ts';
 import {
@@ -26,6 +26,8 @@ afterAll(async () => {
     const state = readState(name);
     if (state) await cleanupLab(state);
     else await sweepNamespaces(name);
+    // A crashed lab keeps its log on purpose; the test has read it by now.
+    rmSync(labDir(name), { recursive: true, force: true });
   }
 });
 
