@@ -5,11 +5,12 @@
  *   3. Throughput of 1200-byte UDP through a NAT with a 20 ms one-way delay: target ≥ 20 Mbit/s.
  * Every load is bounded in count and time. Needs root (namespaces, /dev/net/tun).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { spawnInHost } from '../src/lab/host-process.ts';
 import { startLab, stopLab } from '../src/lab/instances.ts';
 import { checkLabPrerequisites } from '../src/lab/netns.ts';
 import { loadScenario } from '../src/lab/scenario.ts';
@@ -55,12 +56,6 @@ async function withLab<T>(
   }
 }
 
-function inHost(namespace: string, tool: string[]): ChildProcess {
-  return spawn('ip', ['netns', 'exec', namespace, process.execPath, BIN, ...tool], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-}
-
 async function output(namespace: string, tool: string[]): Promise<Record<string, unknown>> {
   const { stdout } = await run('ip', ['netns', 'exec', namespace, process.execPath, BIN, ...tool], {
     timeout: 120_000,
@@ -69,7 +64,7 @@ async function output(namespace: string, tool: string[]): Promise<Record<string,
 }
 
 async function pingThrough(hosts: Record<string, string>, count: number, intervalMs: number) {
-  const echo = inHost(hosts.server!, ['udp', 'echo', '--port', '7', '--duration-s', '120']);
+  const echo = spawnInHost(hosts.server!, ['udp', 'echo', '--port', '7', '--duration-s', '120']);
   await new Promise((r) => setTimeout(r, 1500));
   try {
     return (await output(hosts.client!, [
@@ -109,7 +104,7 @@ async function main(): Promise<void> {
   const throughput = await withLab('bench-tput', '{ latencyMs: 20 }', async (h) => {
     const rows = [];
     for (const rateMbps of [20, 50, 100, 200]) {
-      const sink = inHost(h.server!, [
+      const sink = spawnInHost(h.server!, [
         'udp',
         'sink',
         '--port',

@@ -3,16 +3,15 @@
  * server host, `sc2c gateway` for the callee, and `sc2c call --repeat` for each mode. Used by the
  * demo and by `npm run bench:lab-sc2c`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { type HostProcess, spawnInHost, waitForOutput } from './host-process.ts';
 import { startLab, stopLab } from './instances.ts';
 import type { Scenario } from './scenario.ts';
 
-const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
 const CONFIG = fileURLToPath(new URL('../../config/', import.meta.url));
 
 export interface LabCallsInit {
@@ -67,37 +66,18 @@ export function twoNatScenario(natA: string, natB: string, rttMs: number): Scena
   };
 }
 
-function inHost(namespace: string, command: string[]): ChildProcess {
-  return spawn('ip', ['netns', 'exec', namespace, process.execPath, BIN, ...command], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
-function ready(child: ChildProcess, pattern: RegExp, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const seen = (d: Buffer): void => {
-      text += d;
-      if (pattern.test(text)) resolve();
-    };
-    child.stdout!.on('data', seen);
-    child.stderr!.on('data', seen);
-    child.on('exit', (code) => reject(new Error(`${what} exited (${code}): ${text.trim()}`)));
-  });
-}
-
 export async function runLabCalls(init: LabCallsInit): Promise<Record<string, CallSummary[]>> {
   const scenario = twoNatScenario(init.natA, init.natB, init.rttMs);
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
   const scenarioPath = join(dir, 'calls.yaml');
   writeFileSync(scenarioPath, stringify(scenario));
   const state = await startLab({ scenarioPath, scenario, name: init.name });
-  const children: ChildProcess[] = [];
+  const children: HostProcess[] = [];
   try {
-    const server = inHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
+    const server = spawnInHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
     children.push(server);
-    await ready(server, /sc2c server:/, 'sc2c server');
-    const bob = inHost(state.hosts.bob!, [
+    await waitForOutput(server, /sc2c server:/, 'sc2c server');
+    const bob = spawnInHost(state.hosts.bob!, [
       'gateway',
       '--config',
       `${CONFIG}gateway.yaml`,
@@ -107,10 +87,10 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
       'bob-lab-secret',
     ]);
     children.push(bob);
-    await ready(bob, /registered as bob/, 'the callee gateway');
+    await waitForOutput(bob, /registered as bob/, 'the callee gateway');
     const results: Record<string, CallSummary[]> = {};
     for (const mode of init.modes) {
-      const caller = inHost(state.hosts.alice!, [
+      const caller = spawnInHost(state.hosts.alice!, [
         'call',
         'bob',
         '--config',

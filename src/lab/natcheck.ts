@@ -1,13 +1,6 @@
-/**
- * `sc2c lab natcheck`: one lab with a NAT box per profile (and, with `kernel`, the kernel's own
- * masquerade NATs), a helper agent in the server namespace, and a client agent run in each NATed
- * host in turn. Results have the same schema as `sc2c sim natcheck`.
- */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { ProfileCatalog } from '../nat/profiles.ts';
 import {
@@ -17,10 +10,10 @@ import {
   type NatcheckResult,
   type NatObservation,
 } from '../traversal/natcheck/observation.ts';
+import { spawnInHost, waitForOutput } from './host-process.ts';
 import { startLab, stopLab } from './instances.ts';
 import type { Scenario } from './scenario.ts';
 
-const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
 const PRIMARY = { address: '198.18.0.10', port: 3478 };
 const ALTERNATE = { address: '198.18.0.11', port: 3479 };
 const CONTROL = { address: '198.18.0.10', port: 4000 };
@@ -72,13 +65,7 @@ interface Target {
 
 function runAgent(namespace: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      'ip',
-      ['netns', 'exec', namespace, process.execPath, BIN, 'lab', 'natcheck-agent', ...args],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const child = spawnInHost(namespace, ['lab', 'natcheck-agent', ...args]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => {
@@ -132,35 +119,19 @@ export async function labNatcheck(init: LabNatcheckInit): Promise<NatcheckResult
   const name = `nc${process.pid % 100_000}`;
   init.onProgress?.(`bringing up lab '${name}' with ${targets.length} NAT boxes...`);
   const state = await startLab({ scenarioPath, scenario, name });
-  const helper = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      state.hosts.server!,
-      process.execPath,
-      BIN,
-      'lab',
-      'natcheck-agent',
-      'helper',
-      '--primary',
-      `${PRIMARY.address}:${PRIMARY.port}`,
-      '--alternate',
-      `${ALTERNATE.address}:${ALTERNATE.port}`,
-      '--control-port',
-      String(CONTROL.port),
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const helper = spawnInHost(state.hosts.server!, [
+    'lab',
+    'natcheck-agent',
+    'helper',
+    '--primary',
+    `${PRIMARY.address}:${PRIMARY.port}`,
+    '--alternate',
+    `${ALTERNATE.address}:${ALTERNATE.port}`,
+    '--control-port',
+    String(CONTROL.port),
+  ]);
   try {
-    await new Promise<void>((resolve, reject) => {
-      let text = '';
-      helper.stderr.on('data', (d) => {
-        text += d;
-        if (text.includes('natcheck helper:')) resolve();
-      });
-      helper.on('exit', (code) => reject(new Error(`natcheck helper exited (${code}): ${text.trim()}`)));
-    });
+    await waitForOutput(helper, /natcheck helper:/, 'natcheck helper');
     const results: NatcheckResult[] = [];
     for (const [i, target] of targets.entries()) {
       init.onProgress?.(

@@ -1,6 +1,7 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { type HostProcess, spawnInHost, waitForOutput } from '../../src/lab/host-process.ts';
 import { startLab, stopLab } from '../../src/lab/instances.ts';
 import { parseScenario } from '../../src/lab/scenario.ts';
 import { BIN, labUnavailable, scenarioFile } from './support.ts';
@@ -35,30 +36,10 @@ describe.skipIf(lab ?? coturn)('coturn interop: turnutils_natdiscovery against o
       scenario: parseScenario(SCENARIO, path),
       name: `nd${process.pid % 10_000}`,
     });
-    let server: ChildProcess | undefined;
+    let server: HostProcess | undefined;
     try {
-      server = spawn(
-        'ip',
-        [
-          'netns',
-          'exec',
-          state.hosts.server!,
-          process.execPath,
-          BIN,
-          'server',
-          '--config',
-          `${CONFIG}server.yaml`,
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      await new Promise<void>((resolve, reject) => {
-        let text = '';
-        server!.stderr!.on('data', (d) => {
-          text += d;
-          if (text.includes('sc2c server:')) resolve();
-        });
-        server!.on('exit', (code) => reject(new Error(`server exited ${code}: ${text}`)));
-      });
+      server = spawnInHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
+      await waitForOutput(server, /sc2c server:/, 'sc2c server');
       for (const [host, expected] of [
         ['pc', 'endpoint-independent'],
         ['sym', 'address-and-port-dependent'],

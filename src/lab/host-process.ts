@@ -1,0 +1,29 @@
+/** Our own CLI run inside a lab host (its network namespace), and waiting for it to say it is ready. */
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
+
+export type HostProcess = ChildProcessByStdio<null, Readable, Readable>;
+
+/** `sc2c <args>` inside `namespace`, with stdout and stderr piped. */
+export function spawnInHost(namespace: string, args: readonly string[]): HostProcess {
+  return spawn('ip', ['netns', 'exec', namespace, process.execPath, BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Resolves when `pattern` appears on the child's stdout or stderr; rejects if it exits first. */
+export function waitForOutput(child: HostProcess, pattern: RegExp, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const seen = (d: Buffer): void => {
+      text += d;
+      if (pattern.test(text)) resolve();
+    };
+    child.stdout.on('data', seen);
+    child.stderr.on('data', seen);
+    child.on('exit', (code) => reject(new Error(`${what} exited (${code}): ${text.trim()}`)));
+  });
+}
