@@ -82,7 +82,7 @@ export function registerServer(program: Command): void {
         stun = await StunResponder.start(network, { ...config.stun, software: 'sc2c-gateway' });
       } catch (error) {
         throw new UsageError(
-          `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- sc2c server), or set stun.primary / stun.alternate in ${options.config}`,
+          `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- npx sc2c server), or set stun.primary / stun.alternate in ${options.config}`,
         );
       }
       const server = await SignalingServer.start(

@@ -44,7 +44,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export function registerUdp(program: Command): void {
   const udp = program
     .command('udp')
-    .description('UDP measurement tools to run inside lab hosts (sc2c lab exec HOST -- sc2c udp ...)');
+    .description('UDP measurement tools to run inside lab hosts (sc2c lab exec HOST -- npx sc2c udp ...)');
 
   udp
     .command('echo')
