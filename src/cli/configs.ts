@@ -72,6 +72,7 @@ const gatewaySchema = z
         intervalMs: z.number().int().min(1).max(1000),
         timeoutMs: z.number().int().min(100).max(120_000),
         keepaliveMs: z.number().int().min(1000).max(600_000),
+        window: z.number().int().min(1).max(16),
       })
       .partial()
       .strict()

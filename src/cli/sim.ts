@@ -81,6 +81,7 @@ interface MatrixOptions {
   asymmetric?: string;
   modes: string;
   background: number;
+  window: number;
   profile?: string[];
   profiles: string;
   seed: number;
@@ -127,6 +128,12 @@ export function registerMatrix(sim: Command): void {
       parseInteger('--background', 0, 1000),
       0,
     )
+    .option(
+      '--window <n>',
+      "candidates a gateway covers on the peer's predicted port (1 = the prediction only)",
+      parseInteger('--window', 1, 16),
+      3,
+    )
     .option('-p, --profile <spec...>', `NAT profiles to cross (default: ${MATRIX_PROFILES.join(' ')})`)
     .option('--profiles <file>', 'NAT profile file', DEFAULT_PROFILES_PATH)
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
@@ -156,6 +163,7 @@ export function registerMatrix(sim: Command): void {
               trials: options.trials,
               oneWayMs,
               backgroundPerSecond: options.background,
+              window: options.window,
               seed: cellSeed(options.seed, calling, called, mode),
             });
             pairs.push(cell);
@@ -175,6 +183,7 @@ export function registerMatrix(sim: Command): void {
         rttMs: 2 * (oneWayMs[0] + oneWayMs[1]),
         modes,
         background: options.background,
+        window: options.window,
         seed: options.seed,
       };
       if (options.json) process.stdout.write(`${JSON.stringify({ config, pairs }, null, 2)}\n`);

@@ -9,10 +9,18 @@
  * - `stun`: classic hole punching to the STUN-observed port of the media socket, no prediction.
  */
 import { randomBytes } from 'node:crypto';
+import { answerFor, type MediaRole, offerFor } from '../media/negotiate.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock, Timer } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
-import { type CallDescription, decodeSdp, encodeSdp, type TraversalMode } from '../protocol/sdp.ts';
+import {
+  type CallDescription,
+  DEFAULT_MEDIA,
+  decodeSdp,
+  encodeSdp,
+  type MediaLine,
+  type TraversalMode,
+} from '../protocol/sdp.ts';
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient, type SignalingClientInit } from '../signaling/client.ts';
@@ -30,13 +38,16 @@ export interface GatewayInit {
   readonly stunServer: Endpoint;
   /** Traversal mode for calls this gateway places. Default `sc2c`. */
   readonly mode?: TraversalMode;
-  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>;
+  /** Punch timings, and `window`: how many forward candidates to cover on a peer's predicted port. Default 3. */
+  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & { readonly window?: number };
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;
   /** Punch attempts per SC2C call, each with a fresh prediction (re-INVITE). Default 3. */
   readonly maxAttempts?: number;
   /** Offer RTCP on the RTP port (RFC 5761). Default true; false offers and uses a separate RTCP port. */
   readonly rtcpMux?: boolean;
+  /** What this endpoint does with media (offer and answer); default: H.264 both ways, no checks. */
+  readonly media?: MediaRole;
   /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
   readonly probe?: NatProbe;
   /** Re-probe the NAT this often (a home router can be swapped or rebooted). Default 600 000 ms; 0 = never. */
@@ -83,6 +94,8 @@ export type GatewayEvents = {
   disconnected: [reason: string, retryInMs: number];
   /** Connected and registered again after a drop. */
   reconnected: [];
+  /** The peer ended a call (BYE or CANCEL). */
+  ended: [callId: string, reason: string];
 };
 
 interface ActiveCall {
@@ -256,7 +269,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     if (previous) this.#closeMedia(previous);
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     try {
-      prepared = await this.prepare(mode, this.init.rtcpMux === false ? 'separate' : 'offer-both');
+      prepared = await this.prepare(
+        mode,
+        this.init.rtcpMux === false ? 'separate' : 'offer-both',
+        this.init.media ? offerFor(this.init.media) : undefined,
+      );
     } catch (error) {
       this.#end(callId);
       return { failure: { ok: false, reason: `could not prepare media: ${(error as Error).message}` } };
@@ -278,7 +295,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       .catch((error: Error) => error);
     if (answer instanceof Error || answer.status !== 200) {
       this.#end(callId);
-      const reason = answer instanceof Error ? answer.message : `${answer.status} ${answer.reason}`;
+      const warning =
+        answer instanceof Error ? undefined : /"(.*)"/.exec(header(answer, 'Warning') ?? '')?.[1];
+      const reason =
+        answer instanceof Error
+          ? answer.message
+          : `${answer.status} ${answer.reason}${warning ? ` (${warning})` : ''}`;
       return { failure: { ok: false, reason: `call refused: ${reason}`, local: description } };
     }
     let remote: CallDescription;
@@ -317,7 +339,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
-  prepare(mode: TraversalMode, rtcp: RtcpPlan = 'mux'): Promise<MediaSetup> {
+  prepare(mode: TraversalMode, rtcp: RtcpPlan = 'mux', media?: readonly MediaLine[]): Promise<MediaSetup> {
     return setUpMedia(this.c, {
       stunServer: this.init.stunServer,
       stunRtoMs: this.init.stunRtoMs ?? 200,
@@ -325,6 +347,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       hostAddress: this.signaling.connection.stream.local.address,
       mode,
       rtcp,
+      media,
     });
   }
 
@@ -343,7 +366,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       local,
       remote,
       this.init.punch ?? {},
-      this.probe.publicAddress,
+      this.probe,
+      // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
+      local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,
     );
     return result.ok
       ? {
@@ -378,12 +403,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         return;
       }
       case 'BYE':
-        respond(200);
-        this.#end(callId);
-        return;
       case 'CANCEL':
         respond(200);
-        this.#end(callId);
+        if (this.#calls.has(callId)) {
+          this.#end(callId);
+          this.emit('ended', callId, request.method === 'BYE' ? 'the peer hung up' : 'the peer cancelled');
+        }
         return;
       case 'ACK':
         return;
@@ -417,12 +442,25 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       return;
     }
     const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
+    const media = this.init.media ? answerFor(remote.media ?? DEFAULT_MEDIA, this.init.media) : remote.media;
+    if (media && 'reason' in media) {
+      // RFC 3261 §20.43: a Warning says why, so the caller can tell its user.
+      respond(488, [['Warning', `399 sc2c "${media.reason.replace(/"/g, "'")}"`]]);
+      this.emit('call', {
+        ...base,
+        ok: false,
+        reason: `media refused: ${media.reason}`,
+        remote,
+        checksSent: 0,
+      });
+      return;
+    }
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     try {
       const rtcp = remote.rtcpMux && this.init.rtcpMux !== false ? 'mux' : 'separate';
       if (rtcp === 'separate' && !remote.rtcpEndpoint)
         throw new Error('the offer has neither rtcp-mux nor an RTCP port');
-      prepared = await this.prepare(remote.mode, rtcp);
+      prepared = await this.prepare(remote.mode, rtcp, media);
     } catch (error) {
       respond(500);
       this.emit('call', {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
-import type { CallDescription, PortSource, TraversalMode } from '../protocol/sdp.ts';
+import type { CallDescription, MediaLine, PortSource, TraversalMode } from '../protocol/sdp.ts';
 import { planPort } from '../traversal/predict.ts';
 import { describeProbe, freshPort, type NatProbe } from '../traversal/probe.ts';
 import { stunBinding } from '../traversal/stun-client.ts';
@@ -33,6 +33,8 @@ export interface MediaSetupInit {
   readonly hostAddress: string;
   readonly mode: TraversalMode;
   readonly rtcp: RtcpPlan;
+  /** The m= lines to advertise. */
+  readonly media?: readonly MediaLine[];
 }
 
 export interface MediaSetup {
@@ -95,6 +97,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       pwd: randomBytes(18).toString('base64url'),
       nat: describeProbe(init.probe),
       mode: init.mode,
+      media: init.media,
       portSource,
       rtcpMux: init.rtcp !== 'separate',
       rtcpEndpoint,

@@ -6,6 +6,8 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
+import { candidateWindow, windowSize } from '../traversal/predict.ts';
+import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
 
 /** A call attempt's sockets and checkers; `punchPair` fills in the checkers and may close `rtcpSocket`. */
@@ -34,7 +36,8 @@ export async function punchPair(
   local: CallDescription,
   remote: CallDescription,
   init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>,
-  ownPublicAddress: string,
+  own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'ips'>,
+  window = 1,
 ): Promise<PairResult> {
   // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
   // so it opened no NAT session.
@@ -56,15 +59,19 @@ export async function punchPair(
   pair.puncher = puncher;
   pair.rtcpPuncher = rtcpPuncher;
   // A host candidate only helps behind the same public address (same LAN or hairpin, Ford et al. §3).
+  // Where the peer's port may have moved on (background traffic), cover a few steps past it.
+  const step = advertisedStep(remote.nat);
+  const size = windowSize(own, step, remote.portSource, window);
+  const around = (endpoint: Endpoint) => candidateWindow(endpoint, step ?? 1, size);
   const candidates =
-    remote.hostEndpoint && remote.publicEndpoint.address === ownPublicAddress
-      ? [remote.hostEndpoint, remote.publicEndpoint]
-      : [remote.publicEndpoint];
+    remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
+      ? [remote.hostEndpoint, ...around(remote.publicEndpoint)]
+      : around(remote.publicEndpoint);
   try {
     // RTP's first check leaves before RTCP's: the order the ports were predicted in.
     const [success, rtcpSuccess] = await Promise.all([
       puncher.punch(candidates),
-      rtcpPuncher?.punch([remote.rtcpEndpoint!]),
+      rtcpPuncher?.punch(around(remote.rtcpEndpoint!)),
     ]);
     return {
       ok: true,

@@ -177,3 +177,21 @@ function heapPop(heap: PendingTimer[]): PendingTimer | undefined {
   }
   return top;
 }
+
+/** Calls `fn` every `periodMs` until the returned timer is cleared. */
+export function every(clock: Clock, periodMs: number, fn: () => void): Timer {
+  let timer: Timer;
+  let cleared = false;
+  const tick = (): void => {
+    if (cleared) return;
+    fn();
+    if (!cleared) timer = clock.setTimeout(tick, periodMs);
+  };
+  timer = clock.setTimeout(tick, periodMs);
+  return {
+    clear: () => {
+      cleared = true;
+      timer.clear();
+    },
+  };
+}

@@ -14,6 +14,29 @@ export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
 export type PortSource = 'exact' | 'predicted' | 'stun' | 'unpredictable';
 
+export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
+
+export interface Codec {
+  readonly payloadType: number;
+  /** The rtpmap encoding name, e.g. `H264`, `opus`, `PCMU`. */
+  readonly name: string;
+  readonly clockRate: number;
+  readonly channels?: number;
+}
+
+/** One m= line. Video and audio share the punched port (bundled, RFC 8843 style). */
+export interface MediaLine {
+  readonly kind: 'video' | 'audio';
+  readonly codecs: readonly Codec[];
+  readonly direction: MediaDirection;
+}
+
+/** What a description without media lines means: H.264 video both ways (traversal-only calls). */
+export const DEFAULT_MEDIA: readonly MediaLine[] = [
+  { kind: 'video', codecs: [{ payloadType: 96, name: 'H264', clockRate: 90_000 }], direction: 'sendrecv' },
+];
+
 export interface CallDescription {
   readonly publicEndpoint: Endpoint;
   readonly hostEndpoint?: Endpoint;
@@ -27,6 +50,8 @@ export interface CallDescription {
   readonly rtcpMux: boolean;
   /** The public RTCP endpoint (a=rtcp), when a separate RTCP port is offered or used. */
   readonly rtcpEndpoint?: Endpoint;
+  /** The m= lines; `DEFAULT_MEDIA` when omitted. */
+  readonly media?: readonly MediaLine[];
 }
 
 export function encodeSdp(description: CallDescription, sessionId: number): string {
@@ -53,6 +78,7 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       type: 'host',
     });
   }
+  const lines = d.media ?? DEFAULT_MEDIA;
   return sdpTransform.write({
     version: 0,
     origin: {
@@ -73,21 +99,30 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       { value: `x-sc2c-mode:${d.mode}` },
       { value: `x-sc2c-port:${d.portSource}` },
     ],
-    media: [
-      {
-        type: 'video',
-        port: d.publicEndpoint.port,
-        protocol: 'RTP/AVP',
-        payloads: '96',
-        rtp: [{ payload: 96, codec: 'H264', rate: 90000 }],
-        fmtp: [{ payload: 96, config: 'packetization-mode=1' }],
-        ...(d.rtcpMux ? { rtcpMux: 'rtcp-mux' as const } : {}),
-        ...(d.rtcpEndpoint
-          ? { rtcp: { port: d.rtcpEndpoint.port, netType: 'IN', ipVer: 4, address: d.rtcpEndpoint.address } }
-          : {}),
-        candidates,
-      },
-    ],
+    ...(lines.length > 1 ? { groups: [{ type: 'BUNDLE', mids: lines.map((l) => l.kind).join(' ') }] } : {}),
+    media: lines.map((line, index) => ({
+      type: line.kind,
+      port: d.publicEndpoint.port,
+      protocol: 'RTP/AVP',
+      payloads: line.codecs.map((c) => c.payloadType).join(' '),
+      rtp: line.codecs.map((c) => ({
+        payload: c.payloadType,
+        codec: c.name,
+        rate: c.clockRate,
+        ...(c.channels ? { encoding: c.channels } : {}),
+      })),
+      fmtp: line.codecs
+        .filter((c) => c.name.toUpperCase() === 'H264')
+        .map((c) => ({ payload: c.payloadType, config: 'packetization-mode=1' })),
+      direction: line.direction,
+      mid: line.kind,
+      ...(d.rtcpMux ? { rtcpMux: 'rtcp-mux' as const } : {}),
+      ...(d.rtcpEndpoint
+        ? { rtcp: { port: d.rtcpEndpoint.port, netType: 'IN', ipVer: 4, address: d.rtcpEndpoint.address } }
+        : {}),
+      // Candidates once: every line shares the port.
+      ...(index === 0 ? { candidates } : {}),
+    })),
   } as sdpTransform.SessionDescription);
 }
 
@@ -118,6 +153,19 @@ export function decodeSdp(text: string): CallDescription {
   if (!(TRAVERSAL_MODES as readonly string[]).includes(mode))
     throw new DecodeError('sdp', 0, `unknown x-sc2c-mode '${mode}'`);
   const host = media.candidates?.find((c) => c.type === 'host' && isIpv4(c.ip));
+  const lines = parsed.media.slice(0, 8).flatMap((m): MediaLine[] => {
+    if (m.type !== 'video' && m.type !== 'audio') return [];
+    const codecs = (m.rtp ?? []).slice(0, 32).map((r) => ({
+      payloadType: r.payload,
+      name: r.codec,
+      clockRate: r.rate ?? 0,
+      ...(r.encoding ? { channels: Number(r.encoding) } : {}),
+    }));
+    const direction = DIRECTIONS.includes(m.direction as MediaDirection)
+      ? (m.direction as MediaDirection)
+      : 'sendrecv';
+    return [{ kind: m.type, codecs, direction }];
+  });
   return {
     publicEndpoint: { address, port: media.port },
     hostEndpoint: host ? { address: host.ip, port: host.port } : undefined,
@@ -134,5 +182,6 @@ export function decodeSdp(text: string): CallDescription {
             port: media.rtcp.port,
           }
         : undefined,
+    media: lines,
   };
 }

@@ -40,6 +40,8 @@ export interface MatrixCellInit {
   readonly oneWayMs: readonly [number, number];
   /** New sessions per second opened by another host behind each NAT; 0 for none. */
   readonly backgroundPerSecond: number;
+  /** Candidates each gateway may cover on the peer's predicted port (see `windowSize`). Default 3. */
+  readonly window?: number;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -173,7 +175,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
           // A background re-probe would move the NAT's counter mid-trial; the cached probe is exact here.
           probeRefreshMs: 0,
           stunRtoMs: 100 + 4 * Math.max(...init.oneWayMs),
-          punch: { timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs) },
+          punch: { timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs), window: init.window },
         },
       ),
     );

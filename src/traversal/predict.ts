@@ -8,6 +8,7 @@
  * media socket's own STUN answer is the port every peer will see. Random allocation with a
  * destination-dependent mapping cannot be predicted.
  */
+import type { Endpoint } from '../net/address.ts';
 import type { NatProbe } from './probe.ts';
 
 export type PortPlan =
@@ -28,4 +29,35 @@ export function planPort(
     kind: 'unpredictable',
     reason: `the NAT maps per destination and allocates ports ${probe.allocation === 'random' ? 'at random' : 'by preservation'}: the next public port cannot be predicted`,
   };
+}
+
+/**
+ * Candidates around a predicted endpoint: the prediction, then the next `size - 1` ports on the
+ * step. Other hosts' sessions (background traffic) can only push a sequential NAT's port forward,
+ * so the window looks forward only. Pure.
+ */
+export function candidateWindow(predicted: Endpoint, step: number, size: number): Endpoint[] {
+  const candidates: Endpoint[] = [];
+  for (let k = 0; k < Math.max(1, size); k++) {
+    const port = predicted.port + k * step;
+    if (port > 65535) break;
+    candidates.push({ address: predicted.address, port });
+  }
+  return candidates;
+}
+
+/**
+ * How many candidates we may cover on the peer. Every extra destination costs nothing only when
+ * our own NAT keeps one mapping for all of them (endpoint-independent), and the ICMP errors that
+ * wrong guesses draw must not close that mapping: a NAT we could not show to be IPS-free gets one.
+ */
+export function windowSize(
+  own: Pick<NatProbe, 'mapping' | 'ips'>,
+  peerStep: number | null,
+  peerPortSource: string,
+  configured: number,
+): number {
+  if (peerStep === null || peerPortSource !== 'predicted') return 1;
+  if (own.mapping !== 'endpoint-independent' || own.ips !== false) return 1;
+  return Math.max(1, Math.floor(configured));
 }

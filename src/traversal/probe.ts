@@ -15,6 +15,8 @@ export interface NatProbe {
   readonly allocation: 'preserve-if-free' | 'sequential' | 'random';
   readonly delta: number | null;
   readonly lastPort: number;
+  /** An ICMP error closes the mapping (IPS); `null` where the probe cannot see it. */
+  readonly ips: boolean | null;
   readonly measuredAtMs: number;
 }
 
@@ -63,8 +65,10 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
   try {
     const { mapping, publicAddress } = await tests.mapping();
     const filtering = await tests.filtering();
+    // Before the allocation samples: a burned port must not fall between them.
+    const ips = await tests.icmpSensitive(mapping);
     const alloc = await tests.allocation(init.samples ?? 4);
-    return { publicAddress, mapping, filtering, ...alloc, measuredAtMs: components.clock.now() };
+    return { publicAddress, mapping, filtering, ...alloc, ips, measuredAtMs: components.clock.now() };
   } finally {
     tests.close();
   }
@@ -83,5 +87,13 @@ export async function freshPort(components: StunTestsComponents, init: ProbeInit
 /** `mapping/filtering/allocation` in one token for SDP and reports. */
 export function describeProbe(probe: NatProbe): string {
   const alloc = probe.allocation === 'sequential' ? `sequential+${probe.delta}` : probe.allocation;
-  return `${probe.mapping}/${probe.filtering}/${alloc}`;
+  const ips = probe.ips === null ? '' : probe.ips ? '/ips' : '/no-ips';
+  return `${probe.mapping}/${probe.filtering}/${alloc}${ips}`;
+}
+
+/** The allocation step a peer's `describeProbe` token advertises, or `null` when not sequential. */
+export function advertisedStep(nat: string): number | null {
+  const match = /(?:^|\/)sequential\+(\d{1,5})(?:\/|$)/.exec(nat);
+  const step = match ? Number(match[1]) : 0;
+  return step > 0 && step < 65536 ? step : null;
 }

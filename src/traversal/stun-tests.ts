@@ -6,7 +6,7 @@
 
 import type { FilteringBehaviour, MappingBehaviour } from '../nat/behaviour.ts';
 import { type Endpoint, sameEndpoint } from '../net/address.ts';
-import type { Clock } from '../net/clock.ts';
+import { type Clock, sleep } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import { type StunBindingResult, stunBinding } from './stun-client.ts';
 
@@ -135,11 +135,31 @@ export class StunTests {
     const lastPort = pairs.at(-1)!.mapped;
     if (pairs.every((p) => p.local === p.mapped))
       return { allocation: 'preserve-if-free', delta: null, preservation: true, lastPort };
-    const deltas = pairs.slice(1).map((p, i) => p.mapped - pairs[i]!.mapped);
-    const step = deltas[0]!;
-    if (step > 0 && deltas.every((d) => d === step))
-      return { allocation: 'sequential', delta: step, preservation: false, lastPort };
+    const step = sequentialStep(pairs.slice(1).map((p, i) => p.mapped - pairs[i]!.mapped));
+    if (step !== null) return { allocation: 'sequential', delta: step, preservation: false, lastPort };
     return { allocation: 'random', delta: null, preservation: false, lastPort };
+  }
+
+  /**
+   * Does an ICMP error close this NAT's mapping (IPS)? A datagram to a closed port on the STUN
+   * server's host draws port-unreachable; if the next Binding from the same socket maps to a new
+   * port, the NAT dropped the mapping. Only a mapping the closed port shares can be seen: `null` on
+   * an address-and-port-dependent NAT, or when the first mapping could not be re-read.
+   */
+  async icmpSensitive(mapping: MappingBehaviour, closedPort = 9): Promise<boolean | null> {
+    if (mapping === 'address-and-port-dependent') return null;
+    const socket = await this.fresh();
+    try {
+      const before = await this.mustBind(socket, this.init.primary);
+      socket.send(new Uint8Array(4), { address: this.init.primary.address, port: closedPort });
+      // Time for the error to come back: a round trip plus slack.
+      await sleep(this.c.clock, 2 * before.rttMs + 50, this.init.signal);
+      const after = await this.binding(socket, this.init.primary);
+      if (!after) return null;
+      return !sameEndpoint(before.mapped, after.mapped);
+    } finally {
+      this.retire(socket);
+    }
   }
 
   close(): void {
@@ -147,3 +167,18 @@ export class StunTests {
     this.#sockets.clear();
   }
 }
+
+/**
+ * The allocation step from consecutive deltas: all equal, or (when other hosts' sessions took
+ * ports in between, as background traffic does) all positive multiples of the smallest, within
+ * a few steps of it. Anything else is not sequential. Pure.
+ */
+export function sequentialStep(deltas: readonly number[]): number | null {
+  if (deltas.length === 0) return null;
+  const step = Math.min(...deltas);
+  if (step <= 0) return null;
+  return deltas.every((d) => d % step === 0 && d <= MAX_SKIPPED_STEPS * step) ? step : null;
+}
+
+/** A delta above this many steps is not read as sessions taken in between. */
+const MAX_SKIPPED_STEPS = 4;

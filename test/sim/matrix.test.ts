@@ -12,8 +12,10 @@ const cell = (
   trials: number,
   oneWayMs: [number, number] = [10, 10],
   backgroundPerSecond = 0,
+  window?: number,
 ) =>
   runMatrixCell({
+    window,
     calling: { name: calling, behaviour: catalog.resolve(calling) },
     called: { name: called, behaviour: catalog.resolve(called) },
     mode,
@@ -69,5 +71,13 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     expect(quiet.successes).toBe(5);
     expect(busy.trials).toBe(20);
     expect(busy.successes + Object.values(busy.failures).reduce((a, b) => a + b, 0)).toBe(20);
+  });
+
+  it('a candidate window behind a cone NAT recovers calls whose peer port moved on', async () => {
+    // The same seeds, so the same background sessions: only the window differs.
+    const narrow = await cell('port-restricted-cone', 'port-restricted-cone', 'sc2c', 20, [10, 10], 5, 1);
+    const wide = await cell('port-restricted-cone', 'port-restricted-cone', 'sc2c', 20, [10, 10], 5, 3);
+    expect(narrow.successes).toBeLessThan(20);
+    expect(wide.successes).toBeGreaterThan(narrow.successes);
   });
 });

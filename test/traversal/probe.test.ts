@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { candidateWindow, windowSize } from '../../src/traversal/predict.ts';
+import { advertisedStep, describeProbe, type NatProbe, probeNat } from '../../src/traversal/probe.ts';
+import { StunResponder } from '../../src/traversal/stun-responder.ts';
+import { sequentialStep } from '../../src/traversal/stun-tests.ts';
+import { profiles, world } from '../net/world.ts';
+
+async function probeBehind(spec: string): Promise<NatProbe> {
+  const w = world({ natA: profiles.resolve(spec) });
+  const responder = await StunResponder.start(w.server, {
+    primary: { address: '198.18.0.10', port: 3478 },
+    alternate: { address: '198.18.0.11', port: 3479 },
+  });
+  try {
+    return await w.clock.run(
+      probeNat(
+        { network: w.alice, clock: w.clock },
+        { server: { address: '198.18.0.10', port: 3478 }, rtoMs: 100 },
+      ),
+    );
+  } finally {
+    responder.close();
+  }
+}
+
+describe('NAT probe: ICMP sensitivity', () => {
+  it('sees an IPS NAT close its mapping after a port-unreachable', async () => {
+    expect((await probeBehind('port-restricted-cone+ips')).ips).toBe(true);
+  });
+
+  it('sees that a plain cone NAT keeps its mapping', async () => {
+    expect((await probeBehind('port-restricted-cone')).ips).toBe(false);
+  });
+
+  it('says it cannot tell on a per-destination mapping', async () => {
+    const probe = await probeBehind('symmetric-seq2+ips');
+    expect(probe.ips).toBeNull();
+    expect(probe.allocation).toBe('sequential');
+    expect(probe.delta).toBe(2);
+  });
+});
+
+describe('sequentialStep', () => {
+  it('reads an even step', () => {
+    expect(sequentialStep([2, 2, 2])).toBe(2);
+  });
+
+  it('reads the step when other sessions took ports in between', () => {
+    expect(sequentialStep([2, 4, 2, 6])).toBe(2);
+    expect(sequentialStep([1, 3, 1])).toBe(1);
+  });
+
+  it('rejects steps that are not multiples, go backwards or jump far', () => {
+    expect(sequentialStep([2, 3, 2])).toBeNull();
+    expect(sequentialStep([2, -2, 2])).toBeNull();
+    expect(sequentialStep([1, 40])).toBeNull();
+    expect(sequentialStep([])).toBeNull();
+  });
+});
+
+describe('candidate window', () => {
+  const cone = { mapping: 'endpoint-independent', ips: false } as const;
+
+  it('looks forward along the step and stops at the last port', () => {
+    expect(candidateWindow({ address: '198.18.2.1', port: 30_010 }, 2, 3).map((e) => e.port)).toEqual([
+      30_010, 30_012, 30_014,
+    ]);
+    expect(candidateWindow({ address: '198.18.2.1', port: 65_534 }, 1, 4).map((e) => e.port)).toEqual([
+      65_534, 65_535,
+    ]);
+  });
+
+  it('is used only behind an IPS-free endpoint-independent NAT, toward a predicted port', () => {
+    expect(windowSize(cone, 2, 'predicted', 3)).toBe(3);
+    expect(windowSize({ ...cone, ips: true }, 2, 'predicted', 3)).toBe(1);
+    expect(windowSize({ ...cone, ips: null }, 2, 'predicted', 3)).toBe(1);
+    expect(windowSize({ mapping: 'address-and-port-dependent', ips: null }, 2, 'predicted', 3)).toBe(1);
+    expect(windowSize(cone, null, 'predicted', 3)).toBe(1);
+    expect(windowSize(cone, 2, 'exact', 3)).toBe(1);
+  });
+
+  it('reads the step a peer advertises, and only a sane one', () => {
+    const probe: NatProbe = {
+      publicAddress: '198.18.1.1',
+      mapping: 'address-and-port-dependent',
+      filtering: 'address-and-port-dependent',
+      allocation: 'sequential',
+      delta: 2,
+      lastPort: 20_000,
+      ips: null,
+      measuredAtMs: 0,
+    };
+    expect(advertisedStep(describeProbe(probe))).toBe(2);
+    expect(advertisedStep(describeProbe({ ...probe, ips: true }))).toBe(2);
+    expect(advertisedStep(describeProbe({ ...probe, allocation: 'random', delta: null }))).toBeNull();
+    expect(advertisedStep('x/y/sequential+0')).toBeNull();
+    expect(advertisedStep('x/y/sequential+99999')).toBeNull();
+    expect(advertisedStep('garbage')).toBeNull();
+  });
+});
