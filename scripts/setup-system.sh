@@ -9,6 +9,7 @@ PACKAGES=(
   nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
   coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
   curl       # tests read the server's admin HTTP API from inside a lab namespace
+  ffmpeg     # media: H.264/Opus encoding, MP4 recording, ffprobe checks (FFMPEG_PATH overrides)
 )
 
 missing=()

@@ -77,6 +77,20 @@ const gatewaySchema = z
       .partial()
       .strict()
       .default({}),
+    media: z
+      .object({
+        source: z.string().default('testsrc'),
+        width: z.number().int().min(16).max(3840).default(640),
+        height: z.number().int().min(16).max(2160).default(360),
+        fps: z.number().int().min(1).max(120).default(30),
+        videoBitrateKbps: z.number().int().min(50).max(50_000).default(1000),
+        keyframeIntervalS: z.number().min(0.1).max(60).default(2),
+        audio: z.enum(['opus', 'pcmu', 'none']).default('opus'),
+        jitterMs: z.number().int().min(0).max(2000).default(60),
+        peerTimeoutMs: z.number().int().min(500).max(600_000).default(5000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

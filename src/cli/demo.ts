@@ -1,44 +1,148 @@
 /**
- * `sc2c demo` (`npm run demo`): the product's main job, as far as it is built. It brings up the
- * kernel lab (a symmetric-seq1+pks NAT facing a symmetric-seq1+ips NAT, 40 ms RTT, the server on
- * the public side), runs `sc2c server`, a callee gateway and a caller, and places one SC2C call and,
- * for contrast, one call with the paper's unsynchronized C2C. Where namespaces cannot be created it
- * runs the same server and gateway code on the virtual network and says so. Media (ffmpeg, the
- * recording and out/demo.json) is not built yet, and the demo says that too.
+ * `sc2c demo` (`npm run demo`): the product's main job. It brings up the kernel lab (by default a
+ * symmetric-seq1+pks NAT facing a symmetric-seq1+ips NAT, 40 ms RTT, the server on the public side),
+ * runs `sc2c server`, a camera gateway sending the test pattern and a viewer that places an SC2C
+ * call and records it, then writes out/demo.mp4, a PNG of one decoded frame and out/demo.json. For
+ * contrast it also places one C2C call (no media). Where namespaces cannot be created it runs the
+ * media over a loopback-only call with no NAT, and says so.
  */
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type CallSummary, runLabCalls } from '../lab/calls.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
+import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
+import { probeRecording, type RecordingInfo, snapshot } from '../media/inspect.ts';
+import { H264, OPUS } from '../media/negotiate.ts';
+import { MediaSession } from '../media/session.ts';
 import { loadProfiles } from '../nat/profiles.ts';
-import { cellSeed, runMatrixCell } from '../sim/matrix.ts';
+import { SystemClock } from '../net/clock.ts';
+import { NodeNetwork } from '../net/node-network.ts';
+import { loadGatewayConfig } from './configs.ts';
 import { parseInteger } from './errors.ts';
+import { encodeInit, summarizeMedia } from './media.ts';
 
 interface DemoOptions {
   natA: string;
   natB: string;
   rttMs: number;
-  virtual?: boolean;
+  duration: number;
+  out: string;
   json?: boolean;
 }
 
-interface DemoCall {
-  readonly mode: string;
-  readonly ok: boolean;
-  readonly setupMs: number | null;
-  readonly reason?: string;
-  readonly path?: string;
+interface DemoResult {
+  path: 'direct' | 'none';
+  setupMs: number | null;
+  framesSent: number | null;
+  framesReceived: number | null;
+  bytesDirect: number;
+  bytesRelay: number;
+  where: string;
+  natA: string;
+  natB: string;
+  rttMs: number;
+  reason?: string;
+  recording?: RecordingInfo & { path: string; snapshot: string | null };
+  media?: unknown;
+  c2c?: { ok: boolean; setupMs: number | null; reason?: string };
 }
 
-function fromLab(summary: CallSummary): DemoCall {
+/** The lab: camera gateway (bob) behind NAT B, viewer (alice) behind NAT A. */
+async function labDemo(options: DemoOptions, mp4: string, say: (line: string) => void): Promise<DemoResult> {
+  let calleeEnded: Record<string, unknown> | undefined;
+  const runs = await runLabCalls({
+    natA: options.natA,
+    natB: options.natB,
+    rttMs: options.rttMs,
+    modes: ['sc2c', 'c2c'],
+    callsPerMode: 1,
+    name: `demo${process.pid % 10_000}`,
+    callArgs: (mode) =>
+      mode === 'sc2c' ? ['--record', mp4, '--duration', String(options.duration)] : ['--no-media'],
+    onLine: (line) => {
+      if (line.includes('"mode":"sc2c"')) say('call finished; placing the C2C contrast call (no media)...');
+    },
+    // The camera reports its totals once the viewer's BYE reached it: wait for that line.
+    inspect: async () => {
+      for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
+    },
+    onCalleeEvent: (event) => {
+      if (event.event === 'media-started') say(`media flowing: recording ${options.duration} s...`);
+      if (event.event === 'media-ended' && !calleeEnded) calleeEnded = event;
+    },
+  });
+  const sc2c = runs.sc2c![0]! as CallSummary & { media?: ReturnType<typeof summarizeMedia> };
+  const c2c = runs.c2c![0]!;
+  const sent = (calleeEnded as { sent?: { frames: number; bytes: number } } | undefined)?.sent;
   return {
-    mode: summary.mode,
-    ok: summary.ok,
-    setupMs: summary.setupMs,
-    reason: summary.reason,
-    path:
-      summary.path && summary.local
-        ? `${summary.local.publicEndpoint.address}:${summary.local.publicEndpoint.port} <-> ${summary.path.remote.address}:${summary.path.remote.port}`
-        : undefined,
+    path: sc2c.ok ? 'direct' : 'none',
+    setupMs: sc2c.setupMs,
+    framesSent: sent?.frames ?? null,
+    framesReceived: sc2c.media?.received?.frames ?? null,
+    bytesDirect: sent?.bytes ?? 0,
+    bytesRelay: 0,
+    where: 'kernel lab: real processes in network namespaces, real sockets',
+    natA: options.natA,
+    natB: options.natB,
+    rttMs: options.rttMs,
+    reason: sc2c.reason,
+    media: sc2c.media,
+    c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
+  };
+}
+
+/** No namespaces: the same media code over two loopback sockets, no NAT, no signaling. */
+async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Promise<DemoResult> {
+  const clock = new SystemClock();
+  const network = new NodeNetwork();
+  const ffmpeg = { spawn, binary: locateFfmpeg() };
+  const config = loadGatewayConfig('config/gateway.yaml').media;
+  const a = await network.bindUdp({ address: '127.0.0.1' });
+  const b = await network.bindUdp({ address: '127.0.0.1' });
+  const started = clock.now();
+  const audio = { codec: OPUS, send: true, receive: false };
+  const camera = await MediaSession.start(
+    { clock, network, ffmpeg },
+    {
+      path: { socket: a, remote: b.local },
+      agreed: { sendVideo: true, receiveVideo: false, video: H264, audio },
+      encode: encodeInit(config),
+    },
+  );
+  const viewer = await MediaSession.start(
+    { clock, network, ffmpeg },
+    {
+      path: { socket: b, remote: a.local },
+      agreed: {
+        sendVideo: false,
+        receiveVideo: true,
+        video: H264,
+        audio: { ...audio, send: false, receive: true },
+      },
+      recordPath: mp4,
+    },
+  );
+  await new Promise((r) => setTimeout(r, options.duration * 1000));
+  await viewer.close();
+  await camera.close();
+  a.close();
+  b.close();
+  const sent = summarizeMedia(camera.stats()).sent!;
+  const received = summarizeMedia(viewer.stats());
+  return {
+    path: 'direct',
+    setupMs: Math.round(clock.now() - started - options.duration * 1000),
+    framesSent: sent.frames,
+    framesReceived: received.received?.frames ?? 0,
+    bytesDirect: sent.bytes,
+    bytesRelay: 0,
+    where: `loopback only, no NAT and no signaling, because the kernel lab cannot run here (${why})`,
+    natA: 'none',
+    natB: 'none',
+    rttMs: 0,
+    media: received,
   };
 }
 
@@ -46,90 +150,81 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description(
-      'place a real SC2C call (and a C2C call for contrast) between two NATs in the kernel lab; media is not built yet',
+      'camera -> viewer over SC2C between two NATs in the kernel lab: records out/demo.mp4, a PNG snapshot and out/demo.json',
     )
-    .option('--nat-a <profile>', 'the caller NAT', 'symmetric-seq1+pks')
-    .option('--nat-b <profile>', 'the callee NAT', 'symmetric-seq1+ips')
+    .option('--nat-a <profile>', 'the viewer (caller) NAT', 'symmetric-seq1+pks')
+    .option('--nat-b <profile>', 'the camera (callee) NAT', 'symmetric-seq1+ips')
     .option('--rtt-ms <n>', 'round trip between the two NATs', parseInteger('--rtt-ms', 0, 2000), 40)
-    .option('--virtual', 'use the virtual network even where the kernel lab is available')
-    .option('--json', 'print machine-readable results')
+    .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
+    .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
+    .option('--json', 'print out/demo.json to stdout instead of the summary')
     .action(async (options: DemoOptions) => {
       const catalog = loadProfiles();
       catalog.resolve(options.natA);
       catalog.resolve(options.natB);
-      let whyVirtual: string | undefined = options.virtual ? '--virtual was given' : undefined;
-      if (!whyVirtual) {
-        try {
-          await checkLabPrerequisites();
-        } catch (error) {
-          whyVirtual = (error as Error).message;
-        }
-      }
+      const binary = locateFfmpeg();
+      const out = resolve(options.out);
+      mkdirSync(out, { recursive: true });
+      const mp4 = resolve(out, 'demo.mp4');
+      const png = resolve(out, 'demo.png');
+      rmSync(mp4, { force: true });
+      rmSync(png, { force: true });
       const say = (line: string): void => {
         if (!options.json) process.stderr.write(`${line}\n`);
       };
-      const calls: DemoCall[] = [];
-      let where: string;
-      if (!whyVirtual) {
-        where = 'kernel lab: real processes in network namespaces, real sockets';
-        say(
-          `bringing up the lab: ${options.natA} (caller) facing ${options.natB} (callee), ${options.rttMs} ms RTT...`,
-        );
-        const runs = await runLabCalls({
-          natA: options.natA,
-          natB: options.natB,
-          rttMs: options.rttMs,
-          modes: ['sc2c', 'c2c'],
-          callsPerMode: 1,
-          name: `demo${process.pid % 10_000}`,
-        });
-        for (const mode of ['sc2c', 'c2c']) calls.push(fromLab(runs[mode]![0]!));
-      } else {
-        where = `virtual network, because the kernel lab cannot run here (${whyVirtual})`;
-        for (const mode of ['sc2c', 'c2c'] as const) {
-          let reason: string | undefined;
-          const cell = await runMatrixCell({
-            calling: { name: options.natA, behaviour: catalog.resolve(options.natA) },
-            called: { name: options.natB, behaviour: catalog.resolve(options.natB) },
-            mode,
-            trials: 1,
-            oneWayMs: [options.rttMs / 4, options.rttMs / 4],
-            backgroundPerSecond: 0,
-            seed: cellSeed(1, options.natA, options.natB, mode),
-            onFailure: (_t, caller, callee) => {
-              reason = caller.reason ?? callee?.reason;
-            },
-          });
-          calls.push({ mode, ok: cell.successes === 1, setupMs: cell.setupMsP50, reason });
+      let why: string | undefined;
+      try {
+        await checkLabPrerequisites();
+      } catch (error) {
+        why = (error as Error).message;
+      }
+      say(
+        why
+          ? `the kernel lab cannot run here (${why}): running a loopback-only call with no NAT instead`
+          : `bringing up the lab: ${options.natA} (viewer) facing ${options.natB} (camera), ${options.rttMs} ms RTT...`,
+      );
+      const result = why ? await loopbackDemo(options, mp4, why) : await labDemo(options, mp4, say);
+      const ffprobe = locateFfprobe(binary);
+      if (result.path === 'direct' && ffprobe) {
+        try {
+          const info = await probeRecording(ffprobe, mp4);
+          await snapshot(binary.path, mp4, png, Math.min(1, options.duration / 2));
+          result.recording = { ...info, path: mp4, snapshot: png };
+        } catch (error) {
+          result.reason = `the recording does not decode: ${(error as Error).message.split('\n')[0]}`;
         }
       }
-      if (options.json) {
-        process.stdout.write(
-          `${JSON.stringify({ where, natA: options.natA, natB: options.natB, rttMs: options.rttMs, calls, notBuilt: ['media (ffmpeg H.264 over RTP/RTCP, recording)', 'relay fallback (TURN)'] }, null, 2)}\n`,
-        );
-      } else {
-        const lines = [
-          `sc2c demo on the ${where}`,
-          `${options.natA} (caller) -> ${options.natB} (callee), ${options.rttMs} ms RTT`,
-          '',
-        ];
-        for (const call of calls) {
-          const label =
-            call.mode === 'sc2c' ? 'SC2C (synchronized)' : "C2C (the paper's unsynchronized baseline)";
-          lines.push(
-            call.ok
-              ? `  ${label}: direct path ${call.path ? `${call.path} ` : ''}confirmed in ${call.setupMs} ms`
-              : `  ${label}: no direct path: ${call.reason?.replace(/^no direct path: /, '')}`,
-          );
-        }
-        lines.push(
-          '',
-          'Not built yet: media (ffmpeg H.264 over the punched RTP/RTCP pair, out/demo.mp4, out/demo.json)',
-          'and the relay fallback; the calls hang up once the direct path is confirmed.',
-          '',
-        );
-        process.stdout.write(lines.join('\n'));
-      }
-      if (!calls[0]?.ok) process.exitCode = 1;
+      writeFileSync(resolve(out, 'demo.json'), `${JSON.stringify(result, null, 2)}\n`);
+      if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else process.stdout.write(formatDemo(result));
+      if (result.path !== 'direct' || !result.recording || result.recording.videoFrames === 0)
+        process.exitCode = 1;
     });
+}
+
+function formatDemo(r: DemoResult): string {
+  const lines = [`sc2c demo on the ${r.where}`];
+  if (r.natA !== 'none') lines.push(`viewer behind ${r.natA}, camera behind ${r.natB}, ${r.rttMs} ms RTT`);
+  lines.push('');
+  if (r.path === 'direct') {
+    lines.push(
+      `  SC2C: direct path in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
+    );
+    lines.push(`  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed`);
+    if (r.recording) {
+      lines.push(
+        `  recording: ${r.recording.path} (${r.recording.videoCodec} ${r.recording.width}x${r.recording.height}, ${r.recording.videoFrames} frames${r.recording.audioCodec ? `, ${r.recording.audioCodec} audio` : ''})`,
+        `  snapshot:  ${r.recording.snapshot}`,
+      );
+    }
+  } else lines.push(`  SC2C: no direct path: ${r.reason}`);
+  if (r.c2c) {
+    lines.push(
+      r.c2c.ok
+        ? `  C2C (the paper's unsynchronized baseline): direct path in ${r.c2c.setupMs} ms`
+        : `  C2C (the paper's unsynchronized baseline): no direct path: ${r.c2c.reason?.replace(/^no direct path: /, '')}`,
+    );
+  }
+  lines.push('', 'Not built yet: the relay fallback (TURN); a pair with no direct path gets no media.', '');
+  return lines.join('\n');
 }

@@ -8,6 +8,15 @@ import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadGatewayConfig, parseEndpoint } from './configs.ts';
 import { parseInteger } from './errors.ts';
+import {
+  ffmpegComponents,
+  type MediaComponents,
+  mediaRole,
+  progressLine,
+  serveMedia,
+  startCallMedia,
+  summarizeMedia,
+} from './media.ts';
 
 interface CommonOptions {
   config: string;
@@ -19,7 +28,7 @@ interface CommonOptions {
   json?: boolean;
 }
 
-function gatewayInit(options: CommonOptions): GatewayInit {
+function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
   const config = loadGatewayConfig(options.config);
   const password = options.password ?? process.env.SC2C_PASSWORD;
   if (!password) throw new UsageError('give --password or set SC2C_PASSWORD');
@@ -37,6 +46,7 @@ function gatewayInit(options: CommonOptions): GatewayInit {
     mode,
     punch: config.punch,
     rtcpMux: config.rtcpMux,
+    media: role && mediaRole(config.media, role.send, role.receive),
   };
 }
 
@@ -100,37 +110,60 @@ export function registerGateway(program: Command): void {
     program
       .command('gateway')
       .description('register with the server and answer calls until Ctrl-C; prints each call outcome'),
-  ).action(async (options: CommonOptions) => {
-    const gateway = await Gateway.start(
-      { network: new NodeNetwork(), clock: new SystemClock() },
-      gatewayInit(options),
-    );
-    const print = (line: string, data: unknown): void => {
-      process.stdout.write(options.json ? `${JSON.stringify(data)}\n` : `${line}\n`);
-    };
-    print(
-      `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
-      {
-        event: 'registered',
-        user: options.user,
-        probe: gateway.probe,
+  )
+    .option(
+      '--source <spec>',
+      'media to send: testsrc, file:PATH, rtsp://…, v4l2:/dev/videoN (default from the config)',
+    )
+    .option('--phone', "video-phone: also receive the caller's media (records with --record)")
+    .option('--record <pattern>', 'record what callers send to this MP4 path; {call} becomes the call id')
+    .option('--no-send', 'send no media (a viewer that answers calls)')
+    .action(
+      async (
+        options: CommonOptions & { source?: string; phone?: boolean; record?: string; send: boolean },
+      ) => {
+        const receive = Boolean(options.phone || options.record);
+        const network = new NodeNetwork();
+        const clock = new SystemClock();
+        const gateway = await Gateway.start(
+          { network, clock },
+          gatewayInit(options, { send: options.send, receive }),
+        );
+        const print = (line: string, data: unknown): void => {
+          process.stdout.write(options.json ? `${JSON.stringify(data)}\n` : `${line}\n`);
+        };
+        print(
+          `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
+          {
+            event: 'registered',
+            user: options.user,
+            probe: gateway.probe,
+          },
+        );
+        gateway.on('call', (outcome) => {
+          const s = summarize(outcome);
+          print(
+            s.ok
+              ? `call ${s.callId} from ${s.peer}: direct path ${s.path!.remote.address}:${s.path!.remote.port} in ${s.setupMs} ms (${s.mode})`
+              : `call ${s.callId} from ${s.peer} failed: ${s.reason}`,
+            { event: 'call', ...s },
+          );
+        });
+        const media = serveMedia(
+          { clock, network, ffmpeg: ffmpegComponents },
+          gateway,
+          loadGatewayConfig(options.config).media,
+          { source: options.source, recordPattern: options.record },
+          (event, line) => print(line, event),
+        );
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await media.close();
+        gateway.close();
       },
     );
-    gateway.on('call', (outcome) => {
-      const s = summarize(outcome);
-      print(
-        s.ok
-          ? `call ${s.callId} from ${s.peer}: direct path ${s.path!.remote.address}:${s.path!.remote.port} in ${s.setupMs} ms (${s.mode})`
-          : `call ${s.callId} from ${s.peer} failed: ${s.reason}`,
-        { event: 'call', ...s },
-      );
-    });
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-    gateway.close();
-  });
 
   withCommon(
     program
@@ -140,10 +173,13 @@ export function registerGateway(program: Command): void {
     .argument('<callee>', 'user to call')
     .option(
       '--duration <s>',
-      'keep each call up this many seconds before hanging up',
+      'keep each call up this many seconds before hanging up (default 10 with media, 0 with --no-media)',
       parseInteger('--duration', 0, 86_400),
-      0,
     )
+    .option('--record <file>', 'record the media the callee sends to this MP4 file')
+    .option('--phone', 'video-phone: send our own source too (--source), both ways')
+    .option('--source <spec>', 'media to send with --phone (default from the config)')
+    .option('--no-media', 'open the direct path only (traversal QA runs): no ffmpeg at either end')
     .option(
       '--repeat <n>',
       'place this many calls one after another (QA runs), then print a summary',
@@ -151,42 +187,52 @@ export function registerGateway(program: Command): void {
       1,
     )
     .option('--gap-ms <n>', 'pause between repeated calls', parseInteger('--gap-ms', 0, 600_000), 1000)
-    .action(
-      async (
-        callee: string,
-        options: CommonOptions & { duration: number; repeat: number; gapMs: number },
-      ) => {
-        const clock = new SystemClock();
-        const gateway = await Gateway.start({ network: new NodeNetwork(), clock }, gatewayInit(options));
-        const results: ReturnType<typeof summarize>[] = [];
-        try {
-          for (let i = 0; i < options.repeat; i++) {
-            const outcome = await gateway.call(callee);
-            const s = summarize(outcome);
-            results.push(s);
-            if (options.json) process.stdout.write(`${JSON.stringify(s)}\n`);
-            else {
-              const prefix = options.repeat > 1 ? `[${i + 1}/${options.repeat}] ` : '';
-              process.stdout.write(
-                s.ok
-                  ? `${prefix}direct path to ${callee}: ${s.path!.local.port} -> ${s.path!.remote.address}:${s.path!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})\n`
-                  : `${prefix}call to ${callee} failed: ${s.reason}\n`,
-              );
-            }
-            if (outcome.ok && options.duration > 0)
-              await new Promise((r) => setTimeout(r, options.duration * 1000));
-            gateway.hangup(outcome.callId);
-            await new Promise((r) => setTimeout(r, i + 1 < options.repeat ? options.gapMs : 200));
+    .action(async (callee: string, options: CallOptions) => {
+      const clock = new SystemClock();
+      const network = new NodeNetwork();
+      const role = options.media
+        ? { send: Boolean(options.phone), receive: true }
+        : { send: false, receive: false };
+      const gateway = await Gateway.start({ network, clock }, gatewayInit(options, role));
+      const media: MediaComponents = { clock, network, ffmpeg: ffmpegComponents };
+      const mediaConfig = loadGatewayConfig(options.config).media;
+      const results: Record<string, unknown>[] = [];
+      try {
+        for (let i = 0; i < options.repeat; i++) {
+          const outcome = await gateway.call(callee);
+          const s = summarize(outcome);
+          const prefix = options.repeat > 1 ? `[${i + 1}/${options.repeat}] ` : '';
+          if (!options.json) {
+            process.stdout.write(
+              s.ok
+                ? `${prefix}direct path to ${callee}: ${s.path!.local.port} -> ${s.path!.remote.address}:${s.path!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})\n`
+                : `${prefix}call to ${callee} failed: ${s.reason}\n`,
+            );
           }
-          const ok = results.filter((r) => r.ok).length;
-          if (options.repeat > 1 && !options.json)
-            process.stdout.write(`${ok} of ${options.repeat} calls opened a direct path\n`);
-          process.exitCode = ok === results.length ? 0 : 1;
-        } finally {
-          gateway.close();
+          const durationS = options.duration ?? (options.media ? 10 : 0);
+          const held = outcome.ok
+            ? await holdCall(media, gateway, outcome, mediaConfig, options, durationS)
+            : { ok: false, reason: s.reason };
+          gateway.hangup(outcome.callId, held.ok ? undefined : held.reason);
+          const result = {
+            ...s,
+            ok: s.ok && held.ok,
+            reason: held.ok ? s.reason : held.reason,
+            media: held.media,
+          };
+          results.push(result);
+          if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+          else if (outcome.ok && !held.ok) process.stdout.write(`${prefix}call ended: ${held.reason}\n`);
+          await new Promise((r) => setTimeout(r, i + 1 < options.repeat ? options.gapMs : 200));
         }
-      },
-    );
+        const ok = results.filter((r) => r.ok).length;
+        if (options.repeat > 1 && !options.json)
+          process.stdout.write(`${ok} of ${options.repeat} calls opened a direct path\n`);
+        process.exitCode = ok === results.length ? 0 : 1;
+      } finally {
+        gateway.close();
+      }
+    });
 
   program
     .command('probe')
@@ -210,4 +256,74 @@ export function registerGateway(program: Command): void {
         );
       }
     });
+}
+
+interface CallOptions extends CommonOptions {
+  duration?: number;
+  repeat: number;
+  gapMs: number;
+  record?: string;
+  phone?: boolean;
+  source?: string;
+  media: boolean;
+}
+
+/**
+ * Keeps an established call up for `durationS` with its media running, printing a progress line
+ * each second; ends early when the peer hangs up or the media fails. Never throws.
+ */
+async function holdCall(
+  c: MediaComponents,
+  gateway: Gateway,
+  outcome: CallOutcome,
+  config: ReturnType<typeof loadGatewayConfig>['media'],
+  options: CallOptions,
+  durationS: number,
+): Promise<{ ok: boolean; reason?: string; media?: ReturnType<typeof summarizeMedia> }> {
+  let session: Awaited<ReturnType<typeof startCallMedia>>;
+  try {
+    session = options.media
+      ? await startCallMedia(c, outcome, config, { source: options.source, recordPath: options.record })
+      : undefined;
+  } catch (error) {
+    return { ok: false, reason: `media failed to start: ${(error as Error).message}` };
+  }
+  let ended: string | undefined;
+  const stop = new AbortController();
+  const offEnded = gateway.on('ended', (callId, reason) => {
+    if (callId !== outcome.callId) return;
+    ended = reason;
+    stop.abort();
+  });
+  session?.on('failed', (reason) => {
+    ended = reason;
+    stop.abort();
+  });
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  const started = Date.now();
+  const live = session && !options.json && process.stderr.isTTY !== undefined;
+  const progress = live
+    ? setInterval(
+        () => process.stderr.write(`${progressLine(session!.stats(), (Date.now() - started) / 1000)}\n`),
+        1000,
+      )
+    : undefined;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, durationS * 1000);
+    stop.signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  clearInterval(progress);
+  process.off('SIGINT', onSignal);
+  offEnded();
+  // BYE first, so the peer stops sending while our recorder finishes its file.
+  gateway.hangup(outcome.callId, ended);
+  await session?.close();
+  const media = session && summarizeMedia(session.stats());
+  if (media && !options.json)
+    process.stdout.write(`media: ${progressLine(session!.stats(), (Date.now() - started) / 1000)}\n`);
+  return ended ? { ok: false, reason: ended, media } : { ok: true, media };
 }

@@ -319,12 +319,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /** Ends a call: on a call we placed, sends BYE; either way stops checks and closes the media socket. */
-  hangup(callId: string): void {
+  hangup(callId: string, reason?: string): void {
     const dialog = this.#calls.get(callId)?.dialog;
     this.#end(callId);
+    // RFC 3326: the Reason header tells the peer why (a failed encoder, a silent path).
+    const extra: [string, string][] = reason
+      ? [['Reason', `SIP;cause=500;text="${reason.replace(/["\r\n]/g, "'").slice(0, 200)}"`]]
+      : [];
     if (dialog)
       void this.signaling
-        .request('BYE', this.signaling.uri(dialog.user), [], { callId, toTag: dialog.toTag })
+        .request('BYE', this.signaling.uri(dialog.user), extra, { callId, toTag: dialog.toTag })
         .catch(() => {});
   }
 
@@ -407,7 +411,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         respond(200);
         if (this.#calls.has(callId)) {
           this.#end(callId);
-          this.emit('ended', callId, request.method === 'BYE' ? 'the peer hung up' : 'the peer cancelled');
+          const why = /text="([^"]*)"/.exec(header(request, 'Reason') ?? '')?.[1];
+          this.emit(
+            'ended',
+            callId,
+            request.method === 'CANCEL'
+              ? 'the peer cancelled'
+              : why
+                ? `the peer ended the call: ${why}`
+                : 'the peer hung up',
+          );
         }
         return;
       case 'ACK':
@@ -471,7 +484,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       });
       return;
     }
-    const active: ActiveCall = { socket: prepared.socket, rtcpSocket: prepared.rtcpSocket, ended: false };
+    const active: ActiveCall = {
+      socket: prepared.socket,
+      rtcpSocket: prepared.rtcpSocket,
+      ended: false,
+      // The callee can end the call too (a failed camera source): BYE goes to the caller.
+      dialog: { user: peer },
+    };
     this.#calls.set(callId, active);
     const goArrived = new Promise<void>((resolve) => {
       active.go = resolve;

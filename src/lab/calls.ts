@@ -25,6 +25,12 @@ export interface LabCallsInit {
   readonly onLine?: (line: string) => void;
   /** Runs after the calls, while the lab, the server and the callee are still up (host -> namespace). */
   readonly inspect?: (hosts: Readonly<Record<string, string>>) => Promise<void>;
+  /** Extra `sc2c call` arguments per mode; default `--no-media` (traversal only). */
+  readonly callArgs?: (mode: string) => readonly string[];
+  /** Extra `sc2c gateway` arguments for the callee (e.g. `--phone --record FILE`). */
+  readonly calleeArgs?: readonly string[];
+  /** Every JSON event the callee gateway prints (call outcomes, media-started, media-ended). */
+  readonly onCalleeEvent?: (event: Record<string, unknown>) => void;
 }
 
 /** One `sc2c call --json` result line. */
@@ -85,9 +91,23 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
       'bob',
       '--password',
       'bob-lab-secret',
+      '--json',
+      ...(init.calleeArgs ?? []),
     ]);
     children.push(bob);
-    await waitForOutput(bob, /registered as bob/, 'the callee gateway');
+    let partial = '';
+    bob.stdout.on('data', (d) => {
+      const lines = (partial + String(d)).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          init.onCalleeEvent?.(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // Not a JSON line.
+        }
+      }
+    });
+    await waitForOutput(bob, /"event":"registered"/, 'the callee gateway');
     const results: Record<string, CallSummary[]> = {};
     for (const mode of init.modes) {
       const caller = spawnInHost(state.hosts.alice!, [
@@ -106,6 +126,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
         '--gap-ms',
         '500',
         '--json',
+        ...(init.callArgs?.(mode) ?? ['--no-media']),
       ]);
       children.push(caller);
       let stdout = '';
@@ -125,7 +146,21 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
     await init.inspect?.(state.hosts);
     return results;
   } finally {
+    // SIGTERM lets the callee finish its media (and its ffmpeg) before the lab goes away.
     for (const child of children) child.kill('SIGTERM');
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise((r) => {
+            if (child.exitCode !== null || child.signalCode !== null) return r(undefined);
+            const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+            child.once('exit', () => {
+              clearTimeout(kill);
+              r(undefined);
+            });
+          }),
+      ),
+    );
     await stopLab(state);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -54,6 +54,8 @@ export function answerFor(offer: readonly MediaLine[], role: MediaRole): MediaLi
       reason: `no common video codec: the offer has ${video.codecs.map((c) => c.name).join(', ') || 'none'}, we do H264`,
     };
   }
+  // A traversal-only call (QA runs) offers inactive media: accept it, nothing flows.
+  if (video.direction === 'inactive') return [{ kind: 'video', codecs: [codec], direction: 'inactive' }];
   const videoDirection = answerDirection(video.direction, role);
   if (videoDirection === 'inactive') {
     return {

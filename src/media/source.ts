@@ -136,7 +136,7 @@ export function encoderArgs(init: EncodeInit): string[] {
     '-f',
     'rtp',
     // connect=1: once the gateway's port is gone, sends fail and ffmpeg exits instead of lingering.
-    `rtp://127.0.0.1:${init.videoPort}?pkt_size=1200&connect=1`,
+    `rtp://127.0.0.1:${init.videoPort}?pkt_size=1200&connect=1&rtcpport=${init.videoPort}`,
   );
   if (init.audio && init.audioPort !== undefined && input.hasAudioInput) {
     args.push('-map', `${input.audioIndex}:a:0?`);
@@ -147,7 +147,7 @@ export function encoderArgs(init: EncodeInit): string[] {
       String(PAYLOAD_TYPES[init.audio]),
       '-f',
       'rtp',
-      `rtp://127.0.0.1:${init.audioPort}?pkt_size=1200&connect=1`,
+      `rtp://127.0.0.1:${init.audioPort}?pkt_size=1200&connect=1&rtcpport=${init.audioPort}`,
     );
   }
   return args;

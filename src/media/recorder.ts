@@ -1,0 +1,200 @@
+/**
+ * Recording: the receiver's ordered RTP goes over loopback to ffmpeg, which reads it through an SDP
+ * file and writes MP4 with `-c copy` (H.264 untouched; Opus copied, PCMU converted to AAC because
+ * MP4 has no G.711). Packets are held until ffmpeg has bound its ports, so the first keyframe is
+ * not lost while ffmpeg starts.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Clock } from '../net/clock.ts';
+import { sleep } from '../net/clock.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
+import type { Codec } from '../protocol/sdp.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+import { type FfmpegComponents, FfmpegProcess } from './ffmpeg.ts';
+import type { MediaKind } from './receiver.ts';
+
+export interface RecorderComponents {
+  readonly clock: Clock;
+  readonly network: Network;
+  readonly ffmpeg: FfmpegComponents;
+}
+
+export interface RecorderInit {
+  readonly path: string;
+  readonly video: Codec;
+  readonly audio?: Codec;
+}
+
+/** The SDP ffmpeg reads: where on loopback each stream arrives and how it is encoded. */
+export function recorderSdp(init: RecorderInit, ports: { video: number; audio?: number }): string {
+  const line = (kind: MediaKind, port: number, c: Codec): string[] => [
+    `m=${kind} ${port} RTP/AVP ${c.payloadType}`,
+    `a=rtpmap:${c.payloadType} ${c.name}/${c.clockRate}${c.channels ? `/${c.channels}` : ''}`,
+    ...(c.name.toUpperCase() === 'H264' ? [`a=fmtp:${c.payloadType} packetization-mode=1`] : []),
+  ];
+  return [
+    'v=0',
+    'o=- 0 0 IN IP4 127.0.0.1',
+    's=sc2c recording',
+    'c=IN IP4 127.0.0.1',
+    't=0 0',
+    ...line('video', ports.video, init.video),
+    ...(init.audio && ports.audio ? line('audio', ports.audio, init.audio) : []),
+    '',
+  ].join('\r\n');
+}
+
+/** Loopback UDP ports bound by anyone on this host, from /proc/net/udp (Linux). */
+function boundUdpPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const file of ['/proc/net/udp']) {
+    try {
+      for (const row of readFileSync(file, 'utf8').split('\n').slice(1)) {
+        const local = row.trim().split(/\s+/)[1];
+        if (local) ports.add(Number.parseInt(local.split(':')[1] ?? '0', 16));
+      }
+    } catch {
+      // No procfs: fall back to a fixed wait below.
+    }
+  }
+  return ports;
+}
+
+/** An even port whose odd neighbour is free too (ffmpeg binds RTP and RTP+1 for RTCP). */
+async function freePortPair(network: Network): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const probe = await network.bindUdp({ address: '127.0.0.1' });
+    const port = probe.local.port & ~1;
+    probe.close();
+    const taken = boundUdpPorts();
+    if (port >= 1024 && !taken.has(port) && !taken.has(port + 1)) return port;
+  }
+  throw new Error('no free loopback port pair for the recorder');
+}
+
+export type RecorderEvents = { failed: [reason: string] };
+
+/**
+ * ffmpeg starts with the first packet written (the receiver writes from the first keyframe on), so
+ * the only silence its input sees is the end of the call.
+ */
+export class Recorder extends TypedEmitter<RecorderEvents> {
+  readonly #queue: [MediaKind, Uint8Array][] = [];
+  #ffmpeg?: FfmpegProcess;
+  #ready = false;
+  #closed = false;
+  packetsWritten = 0;
+
+  private constructor(
+    private readonly c: RecorderComponents,
+    private readonly args: readonly string[],
+    private readonly socket: UdpSocket,
+    private readonly ports: { video: number; audio?: number },
+    private readonly dir: string,
+  ) {
+    super();
+  }
+
+  static async start(c: RecorderComponents, init: RecorderInit): Promise<Recorder> {
+    const video = await freePortPair(c.network);
+    let audio: number | undefined;
+    if (init.audio) {
+      do audio = await freePortPair(c.network);
+      while (audio === video);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-rec-'));
+    const sdpPath = join(dir, 'in.sdp');
+    writeFileSync(sdpPath, recorderSdp(init, { video, audio }));
+    const audioCopy =
+      init.audio && init.audio.name.toUpperCase() === 'PCMU' ? ['-c:a', 'aac'] : ['-c:a', 'copy'];
+    const args = [
+      '-y',
+      '-protocol_whitelist',
+      'file,udp,rtp',
+      // Our jitter buffer already ordered the packets.
+      '-reorder_queue_size',
+      '0',
+      '-analyzeduration',
+      '2000000',
+      '-fflags',
+      '+genpts',
+      // Once packets stop (the call ended) the read gives up after this many seconds, ffmpeg sees
+      // the end of its input and writes the MP4 index.
+      '-listen_timeout',
+      '2',
+      '-i',
+      sdpPath,
+      '-map',
+      '0',
+      '-c:v',
+      'copy',
+      ...audioCopy,
+      '-f',
+      'mp4',
+      init.path,
+    ];
+    const socket = await c.network.bindUdp({ address: '127.0.0.1' });
+    return new Recorder(c, args, socket, { video, audio }, dir);
+  }
+
+  /** The ffmpeg process, once the first packet started it. */
+  get process(): FfmpegProcess | undefined {
+    return this.#ffmpeg;
+  }
+
+  /** Hands one ordered RTP packet to ffmpeg (queued until ffmpeg listens). */
+  write(kind: MediaKind, data: Uint8Array): void {
+    if (this.#closed) return;
+    if (!this.#ffmpeg) this.#spawn();
+    if (!this.#ready) {
+      if (this.#queue.length < 20_000) this.#queue.push([kind, Uint8Array.from(data)]);
+      return;
+    }
+    this.#send(kind, data);
+  }
+
+  /** Finishes the MP4 and removes the SDP. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#ffmpeg?.stop(4000);
+    this.socket.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #spawn(): void {
+    const ffmpeg = new FfmpegProcess(this.c.ffmpeg, this.args);
+    this.#ffmpeg = ffmpeg;
+    ffmpeg.on('exit', (code, _signal, expected) => {
+      if (!expected && !this.#closed)
+        this.emit('failed', `the recorder (ffmpeg) exited with code ${code}: ${ffmpeg.lastLines}`);
+    });
+    void this.#waitReady(ffmpeg);
+  }
+
+  #send(kind: MediaKind, data: Uint8Array): void {
+    const port = kind === 'video' ? this.ports.video : this.ports.audio;
+    if (port === undefined) return;
+    this.packetsWritten++;
+    this.socket.send(data, { address: '127.0.0.1', port });
+  }
+
+  async #waitReady(ffmpeg: FfmpegProcess): Promise<void> {
+    const clock = this.c.clock;
+    const deadline = clock.now() + 10_000;
+    while (!this.#closed && ffmpeg.running && clock.now() < deadline) {
+      const bound = boundUdpPorts();
+      if (bound.has(this.ports.video) && (this.ports.audio === undefined || bound.has(this.ports.audio)))
+        break;
+      await sleep(clock, 20);
+    }
+    // Paced, so a burst does not overflow ffmpeg's socket buffer; new packets queue behind these.
+    while (this.#queue.length > 0 && !this.#closed) {
+      for (const [kind, data] of this.#queue.splice(0, 64)) this.#send(kind, data);
+      await sleep(clock, 2);
+    }
+    this.#ready = true;
+  }
+}

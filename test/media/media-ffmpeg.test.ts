@@ -1,0 +1,113 @@
+/**
+ * Real ffmpeg over loopback: a camera session sends the test pattern, a viewer session records it.
+ * Skipped, with the reason printed, only where no ffmpeg exists (CI installs Debian's).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  FfmpegMissingError,
+  locateFfmpeg,
+  locateFfprobe,
+  runningFfmpegCount,
+} from '../../src/media/ffmpeg.ts';
+import { probeRecording } from '../../src/media/inspect.ts';
+import { H264, OPUS } from '../../src/media/negotiate.ts';
+import { MediaSession } from '../../src/media/session.ts';
+import { SystemClock } from '../../src/net/clock.ts';
+import { NodeNetwork } from '../../src/net/node-network.ts';
+
+let why: string | undefined;
+try {
+  locateFfmpeg();
+} catch (error) {
+  why = (error as Error).message;
+  console.warn(`media ffmpeg tests skipped: ${why}`);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'sc2c-media-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const encode = {
+  source: { kind: 'testsrc' as const },
+  width: 320,
+  height: 180,
+  fps: 25,
+  videoBitrateKbps: 500,
+  keyframeInterval: 50,
+};
+
+async function pair(recordPath?: string, peerTimeoutMs = 5000) {
+  const clock = new SystemClock();
+  const network = new NodeNetwork();
+  const c = { clock, network, ffmpeg: { spawn, binary: locateFfmpeg() } };
+  const a = await network.bindUdp({ address: '127.0.0.1' });
+  const b = await network.bindUdp({ address: '127.0.0.1' });
+  const audio = { codec: OPUS, send: true, receive: false };
+  const camera = await MediaSession.start(c, {
+    path: { socket: a, remote: b.local },
+    agreed: { sendVideo: true, receiveVideo: false, video: H264, audio },
+    encode,
+    peerTimeoutMs,
+  });
+  const viewer = await MediaSession.start(c, {
+    path: { socket: b, remote: a.local },
+    agreed: {
+      sendVideo: false,
+      receiveVideo: true,
+      video: H264,
+      audio: { ...audio, send: false, receive: true },
+    },
+    recordPath,
+    peerTimeoutMs,
+  });
+  return { camera, viewer, close: () => (a.close(), b.close()) };
+}
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.skipIf(why !== undefined)('media with real ffmpeg (loopback)', () => {
+  it('records H.264 holding at least 95 % of the frames sent, with RTT from RTCP, and leaves no ffmpeg', async () => {
+    const mp4 = join(dir, 'call.mp4');
+    const { camera, viewer, close } = await pair(mp4);
+    await wait(4000);
+    // The camera stops first, as when it hangs up; what is in flight still arrives.
+    await camera.close();
+    const sent = camera.stats().sent!;
+    await wait(300);
+    const received = viewer.stats().received!;
+    expect(received.rttMs).not.toBeNull();
+    expect(received.video.lost).toBe(0);
+    await viewer.close();
+    close();
+    const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
+    expect(info.videoCodec).toBe('h264');
+    expect(info.audioCodec).toBe('opus');
+    expect(info.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * received.video.frames));
+    // ffmpeg's first frame is a keyframe, so the viewer records from the camera's first frame.
+    expect(received.video.frames).toBeGreaterThanOrEqual(Math.floor(0.95 * sent.video.frames));
+    expect(runningFfmpegCount()).toBe(0);
+  }, 30_000);
+
+  it('reports an encoder that crashes mid-call, and a peer that goes silent', async () => {
+    const { camera, viewer, close } = await pair(undefined, 1500);
+    const cameraFailed = new Promise<string>((r) => camera.on('failed', r));
+    const viewerFailed = new Promise<string>((r) => viewer.on('failed', r));
+    await wait(1500);
+    // Kill the encoder outright, as a crash would.
+    process.kill(camera.sender!.encoderPid!, 'SIGKILL');
+    expect(await cameraFailed).toMatch(/encoder \(ffmpeg\) exited on SIGKILL/);
+    expect(await viewerFailed).toMatch(/nothing from the peer/);
+    await viewer.close();
+    await camera.close();
+    close();
+    expect(runningFfmpegCount()).toBe(0);
+  }, 30_000);
+
+  it('says plainly when ffmpeg is missing', () => {
+    expect(() => locateFfmpeg({ FFMPEG_PATH: '/nonexistent/ffmpeg' })).toThrow(FfmpegMissingError);
+    expect(() => locateFfmpeg({ FFMPEG_PATH: '/nonexistent/ffmpeg' })).toThrow(/FFMPEG_PATH=\/nonexistent/);
+  });
+});
