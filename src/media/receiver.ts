@@ -163,7 +163,10 @@ export class MediaReceiver {
 
   #onPacket(data: Uint8Array): void {
     if (this.#closed) return;
-    if (isRtcp(data)) return this.#onRtcp(data);
+    if (isRtcp(data)) {
+      this.#onRtcp(data);
+      return;
+    }
     if (!isRtp(data)) return; // STUN checks and keepalives belong to the puncher
     let header: ReturnType<typeof decodeRtpHeader>;
     try {

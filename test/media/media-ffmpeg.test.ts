@@ -63,7 +63,14 @@ async function pair(recordPath?: string, peerTimeoutMs = 5000) {
     recordPath,
     peerTimeoutMs,
   });
-  return { camera, viewer, close: () => (a.close(), b.close()) };
+  return {
+    camera,
+    viewer,
+    close: () => {
+      a.close();
+      b.close();
+    },
+  };
 }
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
