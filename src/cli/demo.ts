@@ -14,8 +14,7 @@ import { type CallSummary, runLabCalls } from '../lab/calls.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
 import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
 import { probeRecording, type RecordingInfo, snapshot } from '../media/inspect.ts';
-import { H264, OPUS } from '../media/negotiate.ts';
-import { MediaSession } from '../media/session.ts';
+import { startLoopbackCall } from '../media/loopback.ts';
 import { loadProfiles } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
@@ -99,36 +98,15 @@ async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Pro
   const network = new NodeNetwork();
   const ffmpeg = { spawn, binary: locateFfmpeg() };
   const config = loadGatewayConfig('config/gateway.yaml').media;
-  const a = await network.bindUdp({ address: '127.0.0.1' });
-  const b = await network.bindUdp({ address: '127.0.0.1' });
   const started = clock.now();
-  const audio = { codec: OPUS, send: true, receive: false };
-  const camera = await MediaSession.start(
+  const { camera, viewer, close } = await startLoopbackCall(
     { clock, network, ffmpeg },
-    {
-      path: { socket: a, remote: b.local },
-      agreed: { sendVideo: true, receiveVideo: false, video: H264, audio },
-      encode: encodeInit(config),
-    },
-  );
-  const viewer = await MediaSession.start(
-    { clock, network, ffmpeg },
-    {
-      path: { socket: b, remote: a.local },
-      agreed: {
-        sendVideo: false,
-        receiveVideo: true,
-        video: H264,
-        audio: { ...audio, send: false, receive: true },
-      },
-      recordPath: mp4,
-    },
+    { encode: encodeInit(config), recordPath: mp4 },
   );
   await new Promise((r) => setTimeout(r, options.duration * 1000));
   await viewer.close();
   await camera.close();
-  a.close();
-  b.close();
+  close();
   const sent = summarizeMedia(camera.stats()).sent!;
   const received = summarizeMedia(viewer.stats());
   return {

@@ -302,7 +302,8 @@ async function holdCall(
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
   const started = Date.now();
-  const live = session && !options.json && process.stderr.isTTY !== undefined;
+  // The live line is for a person at a terminal; --json and pipes get the summary only.
+  const live = session && !options.json && process.stderr.isTTY === true;
   const progress = live
     ? setInterval(
         () => process.stderr.write(`${progressLine(session!.stats(), (Date.now() - started) / 1000)}\n`),

@@ -9,10 +9,9 @@
  * - `stun`: classic hole punching to the STUN-observed port of the media socket, no prediction.
  */
 import { randomBytes } from 'node:crypto';
-import { answerFor, type MediaRole, offerFor } from '../media/negotiate.ts';
-import type { Endpoint } from '../net/address.ts';
-import type { Clock, Timer } from '../net/clock.ts';
-import type { Network, UdpSocket } from '../net/types.ts';
+import { answerFor, offerFor } from '../media/negotiate.ts';
+import type { Timer } from '../net/clock.ts';
+import type { UdpSocket } from '../net/types.ts';
 import {
   type CallDescription,
   DEFAULT_MEDIA,
@@ -23,80 +22,17 @@ import {
 } from '../protocol/sdp.ts';
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
-import { SignalingClient, type SignalingClientInit } from '../signaling/client.ts';
+import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
-import type { Puncher, PunchInit } from '../traversal/punch.ts';
+import type { Puncher } from '../traversal/punch.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
+import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
-export interface GatewayInit {
-  readonly sip: SignalingClientInit;
-  /** The STUN server (primary endpoint; its OTHER-ADDRESS gives the alternate). */
-  readonly stunServer: Endpoint;
-  /** Traversal mode for calls this gateway places. Default `sc2c`. */
-  readonly mode?: TraversalMode;
-  /** Punch timings, and `window`: how many forward candidates to cover on a peer's predicted port. Default 3. */
-  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & { readonly window?: number };
-  /** STUN retransmission timeout. Default 200 ms. */
-  readonly stunRtoMs?: number;
-  /** Punch attempts per SC2C call, each with a fresh prediction (re-INVITE). Default 3. */
-  readonly maxAttempts?: number;
-  /** Offer RTCP on the RTP port (RFC 5761). Default true; false offers and uses a separate RTCP port. */
-  readonly rtcpMux?: boolean;
-  /** What this endpoint does with media (offer and answer); default: H.264 both ways, no checks. */
-  readonly media?: MediaRole;
-  /** A NAT probe measured earlier (the gateway caches its probe); default: probe at start. */
-  readonly probe?: NatProbe;
-  /** Re-probe the NAT this often (a home router can be swapped or rebooted). Default 600 000 ms; 0 = never. */
-  readonly probeRefreshMs?: number;
-  /** Reconnect backoff after the signaling connection drops: first delay, doubled up to the maximum. */
-  readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
-}
-
-export interface GatewayComponents {
-  readonly network: Network;
-  readonly clock: Clock;
-  readonly transactionId?: () => Uint8Array;
-}
-
-export interface CallOutcome {
-  readonly callId: string;
-  readonly role: 'caller' | 'callee';
-  readonly peer: string;
-  readonly mode: TraversalMode;
-  readonly ok: boolean;
-  /** Why the call or its direct path failed, on failure. */
-  readonly reason?: string;
-  /** Clock time the call started here (INVITE sent or received) and the path was confirmed. */
-  readonly startedAtMs: number;
-  readonly confirmedAtMs?: number;
-  readonly local?: CallDescription;
-  readonly remote?: CallDescription;
-  /** The confirmed pair: our media socket and the peer endpoint that answered. */
-  readonly path?: {
-    readonly socket: UdpSocket;
-    readonly remote: Endpoint;
-    /** The RTCP pair, when RTCP does not share the RTP port. */
-    readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
-  };
-  readonly checksSent: number;
-  /** Offer/answer and punch rounds this call took (a failed SC2C punch is retried with a fresh prediction). */
-  readonly attempts?: number;
-}
-
-export type GatewayEvents = {
-  /** A call this gateway answered has an outcome. */
-  call: [outcome: CallOutcome];
-  /** The signaling connection dropped; `retryInMs` until the next attempt. */
-  disconnected: [reason: string, retryInMs: number];
-  /** Connected and registered again after a drop. */
-  reconnected: [];
-  /** The peer ended a call (BYE or CANCEL). */
-  ended: [callId: string, reason: string];
-};
+export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 interface ActiveCall {
   readonly socket: UdpSocket;

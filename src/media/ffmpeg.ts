@@ -94,11 +94,7 @@ function installExitHook(): void {
   });
 }
 
-const PDEATHSIG = executableOnPath('setpriv');
-
-function executableOnPath(name: string): string | undefined {
-  return onPath(name, process.env);
-}
+const PDEATHSIG = onPath('setpriv', process.env);
 
 /** The number of ffmpeg children this process has running (tests check it drops to 0). */
 export function runningFfmpegCount(): number {

@@ -22,15 +22,16 @@ export interface JitterBufferCounters {
 /** More than this many packets ahead of the expected one means the sender restarted its numbering. */
 const MAX_GAP = 3000;
 
-export class JitterBuffer {
+/** `P` carries whatever the owner decoded on arrival, so nothing is decoded twice. */
+export class JitterBuffer<P extends BufferedPacket = BufferedPacket> {
   readonly counters: JitterBufferCounters = { lost: 0, late: 0, reordered: 0 };
-  readonly #held = new Map<number, BufferedPacket>();
+  readonly #held = new Map<number, P>();
   #next?: number;
 
   constructor(readonly delayMs: number) {}
 
   /** Adds a packet; returns the packets that can leave now, in order. */
-  push(packet: BufferedPacket): BufferedPacket[] {
+  push(packet: P): P[] {
     if (this.#next === undefined) this.#next = packet.sequenceNumber;
     const ahead = seqDiff(packet.sequenceNumber, this.#next);
     if (ahead < 0 || this.#held.has(packet.sequenceNumber)) {
@@ -50,8 +51,8 @@ export class JitterBuffer {
   }
 
   /** Gives up on gaps older than `delayMs`; returns what can leave after that. */
-  release(nowMs: number): BufferedPacket[] {
-    const out: BufferedPacket[] = [];
+  release(nowMs: number): P[] {
+    const out: P[] = [];
     while (this.#held.size > 0 && this.#next !== undefined) {
       if (this.#held.has(this.#next)) {
         out.push(...this.#drainContiguous());
@@ -71,8 +72,8 @@ export class JitterBuffer {
     return this.#held.size;
   }
 
-  #drainContiguous(): BufferedPacket[] {
-    const out: BufferedPacket[] = [];
+  #drainContiguous(): P[] {
+    const out: P[] = [];
     while (this.#next !== undefined && this.#held.has(this.#next)) {
       out.push(this.#held.get(this.#next)!);
       this.#held.delete(this.#next);
@@ -81,7 +82,7 @@ export class JitterBuffer {
     return out;
   }
 
-  #drainAll(): BufferedPacket[] {
+  #drainAll(): P[] {
     const sorted = [...this.#held.values()].sort((a, b) => seqDiff(a.sequenceNumber, b.sequenceNumber));
     this.#held.clear();
     return sorted;

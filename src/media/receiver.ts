@@ -17,9 +17,9 @@ import {
   type ReportBlock,
   roundTripMs,
 } from '../protocol/rtcp.ts';
-import { decodeRtpHeader, isRtcp, isRtp, seqDiff } from '../protocol/rtp.ts';
+import { decodeRtpHeader, isRtcp, isRtp, type RtpHeaderView, seqDiff } from '../protocol/rtp.ts';
 import type { Codec } from '../protocol/sdp.ts';
-import { JitterBuffer } from './jitter-buffer.ts';
+import { type BufferedPacket, JitterBuffer } from './jitter-buffer.ts';
 import { emptyCounters, type MediaPath, randomSsrc, rtcpOf, type StreamCounters } from './path.ts';
 
 export type MediaKind = 'video' | 'audio';
@@ -57,10 +57,15 @@ export interface ReceiverStats {
   readonly started: boolean;
 }
 
+/** A buffered packet with the header decoded on arrival. */
+interface ArrivedPacket extends BufferedPacket {
+  readonly header: RtpHeaderView;
+}
+
 interface Inbound {
   readonly kind: MediaKind;
   readonly clockRate: number;
-  readonly buffer: JitterBuffer;
+  readonly buffer: JitterBuffer<ArrivedPacket>;
   readonly counters: StreamCounters;
   ssrc?: number;
   baseSeq?: number;
@@ -83,7 +88,7 @@ interface Inbound {
 const inbound = (kind: MediaKind, codec: Codec, jitterMs: number): Inbound => ({
   kind,
   clockRate: codec.clockRate,
-  buffer: new JitterBuffer(jitterMs),
+  buffer: new JitterBuffer<ArrivedPacket>(jitterMs),
   counters: emptyCounters(),
   cycles: 0,
   jitter: 0,
@@ -198,7 +203,7 @@ export class MediaReceiver {
     const copy = Uint8Array.from(data);
     this.#deliver(
       stream,
-      stream.buffer.push({ sequenceNumber: header.sequenceNumber, data: copy, arrivedAtMs: now }),
+      stream.buffer.push({ sequenceNumber: header.sequenceNumber, data: copy, arrivedAtMs: now, header }),
     );
   }
 
@@ -223,12 +228,11 @@ export class MediaReceiver {
     return s.cycles + s.maxSeq - s.baseSeq + 1;
   }
 
-  #deliver(stream: Inbound, packets: { data: Uint8Array }[]): void {
+  #deliver(stream: Inbound, packets: readonly ArrivedPacket[]): void {
     // Lost video means broken references until the next keyframe: ask for one.
     if (stream.kind === 'video' && stream.buffer.counters.lost > stream.lostSeen) this.#pli(stream);
     stream.lostSeen = stream.buffer.counters.lost;
-    for (const { data } of packets) {
-      const header = decodeRtpHeader(data);
+    for (const { data, header } of packets) {
       if (stream.kind === 'video') {
         const payload = data.subarray(header.payloadOffset, header.payloadEnd);
         if (startsKeyframe(payload)) {

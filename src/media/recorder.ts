@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../net/clock.ts';
 import { sleep } from '../net/clock.ts';
-import type { Network, UdpSocket } from '../net/types.ts';
+import type { Endpoint, Network, UdpSocket } from '../net/types.ts';
 import type { Codec } from '../protocol/sdp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import { type FfmpegComponents, FfmpegProcess } from './ffmpeg.ts';
@@ -46,18 +46,18 @@ export function recorderSdp(init: RecorderInit, ports: { video: number; audio?: 
   ].join('\r\n');
 }
 
-/** Loopback UDP ports bound by anyone on this host, from /proc/net/udp (Linux). */
-function boundUdpPorts(): Set<number> {
+/** UDP ports bound in this network namespace, from /proc/net/udp (Linux); `null` without procfs. */
+function boundUdpPorts(): Set<number> | null {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/udp', 'utf8');
+  } catch {
+    return null;
+  }
   const ports = new Set<number>();
-  for (const file of ['/proc/net/udp']) {
-    try {
-      for (const row of readFileSync(file, 'utf8').split('\n').slice(1)) {
-        const local = row.trim().split(/\s+/)[1];
-        if (local) ports.add(Number.parseInt(local.split(':')[1] ?? '0', 16));
-      }
-    } catch {
-      // No procfs: fall back to a fixed wait below.
-    }
+  for (const row of table.split('\n').slice(1)) {
+    const local = row.trim().split(/\s+/)[1];
+    if (local) ports.add(Number.parseInt(local.split(':')[1] ?? '0', 16));
   }
   return ports;
 }
@@ -69,7 +69,7 @@ async function freePortPair(network: Network): Promise<number> {
     const port = probe.local.port & ~1;
     probe.close();
     const taken = boundUdpPorts();
-    if (port >= 1024 && !taken.has(port) && !taken.has(port + 1)) return port;
+    if (port >= 1024 && !taken?.has(port) && !taken?.has(port + 1)) return port;
   }
   throw new Error('no free loopback port pair for the recorder');
 }
@@ -86,6 +86,9 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
   #ready = false;
   #closed = false;
   packetsWritten = 0;
+  /** Where each stream goes, built once rather than per packet. */
+  readonly #videoTo: Endpoint;
+  readonly #audioTo?: Endpoint;
 
   private constructor(
     private readonly c: RecorderComponents,
@@ -95,6 +98,8 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
     private readonly dir: string,
   ) {
     super();
+    this.#videoTo = { address: '127.0.0.1', port: ports.video };
+    if (ports.audio !== undefined) this.#audioTo = { address: '127.0.0.1', port: ports.audio };
   }
 
   static async start(c: RecorderComponents, init: RecorderInit): Promise<Recorder> {
@@ -175,10 +180,10 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
   }
 
   #send(kind: MediaKind, data: Uint8Array): void {
-    const port = kind === 'video' ? this.ports.video : this.ports.audio;
-    if (port === undefined) return;
+    const to = kind === 'video' ? this.#videoTo : this.#audioTo;
+    if (!to) return;
     this.packetsWritten++;
-    this.socket.send(data, { address: '127.0.0.1', port });
+    this.socket.send(data, to);
   }
 
   async #waitReady(ffmpeg: FfmpegProcess): Promise<void> {
@@ -186,6 +191,11 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
     const deadline = clock.now() + 10_000;
     while (!this.#closed && ffmpeg.running && clock.now() < deadline) {
       const bound = boundUdpPorts();
+      if (bound === null) {
+        // No procfs to watch: ffmpeg binds well within this on an idle machine.
+        await sleep(clock, 1000);
+        break;
+      }
       if (bound.has(this.ports.video) && (this.ports.audio === undefined || bound.has(this.ports.audio)))
         break;
       await sleep(clock, 20);

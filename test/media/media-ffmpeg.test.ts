@@ -14,8 +14,7 @@ import {
   runningFfmpegCount,
 } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
-import { H264, OPUS } from '../../src/media/negotiate.ts';
-import { MediaSession } from '../../src/media/session.ts';
+import { startLoopbackCall } from '../../src/media/loopback.ts';
 import { SystemClock } from '../../src/net/clock.ts';
 import { NodeNetwork } from '../../src/net/node-network.ts';
 
@@ -39,38 +38,13 @@ const encode = {
   keyframeInterval: 50,
 };
 
-async function pair(recordPath?: string, peerTimeoutMs = 5000) {
-  const clock = new SystemClock();
-  const network = new NodeNetwork();
-  const c = { clock, network, ffmpeg: { spawn, binary: locateFfmpeg() } };
-  const a = await network.bindUdp({ address: '127.0.0.1' });
-  const b = await network.bindUdp({ address: '127.0.0.1' });
-  const audio = { codec: OPUS, send: true, receive: false };
-  const camera = await MediaSession.start(c, {
-    path: { socket: a, remote: b.local },
-    agreed: { sendVideo: true, receiveVideo: false, video: H264, audio },
-    encode,
-    peerTimeoutMs,
-  });
-  const viewer = await MediaSession.start(c, {
-    path: { socket: b, remote: a.local },
-    agreed: {
-      sendVideo: false,
-      receiveVideo: true,
-      video: H264,
-      audio: { ...audio, send: false, receive: true },
-    },
-    recordPath,
-    peerTimeoutMs,
-  });
-  return {
-    camera,
-    viewer,
-    close: () => {
-      a.close();
-      b.close();
-    },
+function pair(recordPath?: string, peerTimeoutMs = 5000) {
+  const c = {
+    clock: new SystemClock(),
+    network: new NodeNetwork(),
+    ffmpeg: { spawn, binary: locateFfmpeg() },
   };
+  return startLoopbackCall(c, { encode, recordPath, peerTimeoutMs });
 }
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
