@@ -1,6 +1,8 @@
 /** Errors the CLI reports as a one-line message and exit code 2, without a stack trace. */
+
 import { LabError } from '../lab/instances.ts';
 import { LabPrerequisiteError } from '../lab/netns.ts';
+import { FfmpegMissingError } from '../media/ffmpeg.ts';
 import { ConfigError } from '../util/config-file.ts';
 import { UsageError } from '../util/usage-error.ts';
 
@@ -11,7 +13,8 @@ export function isUserError(error: unknown): error is Error {
     error instanceof UsageError ||
     error instanceof ConfigError ||
     error instanceof LabError ||
-    error instanceof LabPrerequisiteError
+    error instanceof LabPrerequisiteError ||
+    error instanceof FfmpegMissingError
   );
 }
 
@@ -20,6 +23,16 @@ export function parseInteger(name: string, min: number, max: number): (value: st
     const n = Number(value);
     if (!Number.isInteger(n) || n < min || n > max) {
       throw new UsageError(`${name} must be an integer from ${min} to ${max}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+export function parseFloatIn(name: string, min: number, max: number): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new UsageError(`${name} must be a number from ${min} to ${max}, got '${value}'`);
     }
     return n;
   };

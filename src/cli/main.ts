@@ -1,5 +1,6 @@
 /** The `sc2c` command line: the composition root for every subcommand. */
 import { Command, CommanderError } from 'commander';
+import { registerClip } from './clip.ts';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
 import { registerGateway } from './gateway.ts';
@@ -22,6 +23,7 @@ registerUdp(program);
 registerServer(program);
 registerGateway(program);
 registerDemo(program);
+registerClip(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -44,6 +44,8 @@ export interface ReceiverStreamStats extends StreamCounters {
   /** Over the last second. */
   readonly bitrateKbps: number;
   readonly fps: number;
+  /** From the first packet to the last: the basis of call averages. */
+  readonly activeMs: number;
 }
 
 export interface ReceiverStats {
@@ -83,6 +85,8 @@ interface Inbound {
   /** Buffer losses already answered with a PLI. */
   lostSeen: number;
   keyframeTs?: number;
+  firstAtMs?: number;
+  lastAtMs?: number;
 }
 
 const inbound = (kind: MediaKind, codec: Codec, jitterMs: number): Inbound => ({
@@ -135,7 +139,8 @@ export class MediaReceiver {
     const now = this.c.clock.now();
     const of = (kind: MediaKind): ReceiverStreamStats => {
       const s = [...this.#streams.values()].find((x) => x.kind === kind);
-      if (!s) return { ...emptyCounters(), lost: 0, late: 0, jitterMs: 0, bitrateKbps: 0, fps: 0 };
+      if (!s)
+        return { ...emptyCounters(), lost: 0, late: 0, jitterMs: 0, bitrateKbps: 0, fps: 0, activeMs: 0 };
       const bytes = s.recent.filter(([at]) => now - at <= 1000).reduce((a, [, b]) => a + b, 0);
       return {
         ...s.counters,
@@ -144,6 +149,7 @@ export class MediaReceiver {
         jitterMs: (s.jitter * 1000) / s.clockRate,
         bitrateKbps: (bytes * 8) / 1000,
         fps: s.frameTimes.filter((at) => now - at <= 1000).length,
+        activeMs: s.firstAtMs === undefined ? 0 : (s.lastAtMs ?? s.firstAtMs) - s.firstAtMs,
       };
     };
     return {
@@ -198,6 +204,8 @@ export class MediaReceiver {
     stream.counters.packets++;
     stream.counters.bytes += data.byteLength;
     stream.recent.push([now, data.byteLength]);
+    stream.firstAtMs ??= now;
+    stream.lastAtMs = now;
     if (stream.recent.length > 4000) stream.recent.splice(0, 2000);
     // The socket may reuse its buffer: keep a copy while it waits in the buffer.
     const copy = Uint8Array.from(data);
