@@ -1,6 +1,7 @@
 /** `sc2c gateway`, `sc2c call` and `sc2c probe`: the gateway on real sockets. */
 import type { Command } from 'commander';
 import { type CallOutcome, Gateway, type GatewayInit } from '../gateway/gateway.ts';
+import { LiveView } from '../media/live-view.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
@@ -10,6 +11,7 @@ import { loadGatewayConfig, parseEndpoint } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import {
   ffmpegComponents,
+  livePort,
   type MediaComponents,
   mediaRole,
   progressLine,
@@ -118,11 +120,19 @@ export function registerGateway(program: Command): void {
     .option('--phone', "video-phone: also receive the caller's media (records with --record)")
     .option('--record <pattern>', 'record what callers send to this MP4 path; {call} becomes the call id')
     .option('--no-send', 'send no media (a viewer that answers calls)')
+    .option('--live [port]', 'show what callers send as MJPEG at http://127.0.0.1:PORT/ (default 8090)')
     .action(
       async (
-        options: CommonOptions & { source?: string; phone?: boolean; record?: string; send: boolean },
+        options: CommonOptions & {
+          source?: string;
+          phone?: boolean;
+          record?: string;
+          send: boolean;
+          live?: string | boolean;
+        },
       ) => {
-        const receive = Boolean(options.phone || options.record);
+        const port = livePort(options.live);
+        const receive = Boolean(options.phone || options.record || port !== undefined);
         const network = new NodeNetwork();
         const clock = new SystemClock();
         const gateway = await Gateway.start(
@@ -149,11 +159,12 @@ export function registerGateway(program: Command): void {
             { event: 'call', ...s },
           );
         });
+        const live = await startLive(port, `sc2c gateway ${options.user}`, options.json);
         const media = serveMedia(
           { clock, network, ffmpeg: ffmpegComponents },
           gateway,
           loadGatewayConfig(options.config).media,
-          { source: options.source, recordPattern: options.record },
+          { source: options.source, recordPattern: options.record, live },
           (event, line) => print(line, event),
         );
         await new Promise<void>((resolve) => {
@@ -161,6 +172,7 @@ export function registerGateway(program: Command): void {
           process.once('SIGTERM', resolve);
         });
         await media.close();
+        await live?.close();
         gateway.close();
       },
     );
@@ -180,6 +192,7 @@ export function registerGateway(program: Command): void {
     .option('--phone', 'video-phone: send our own source too (--source), both ways')
     .option('--source <spec>', 'media to send with --phone (default from the config)')
     .option('--no-media', 'open the direct path only (traversal QA runs): no ffmpeg at either end')
+    .option('--live [port]', 'show the video live as MJPEG at http://127.0.0.1:PORT/ (default 8090)')
     .option(
       '--repeat <n>',
       'place this many calls one after another (QA runs), then print a summary',
@@ -193,7 +206,13 @@ export function registerGateway(program: Command): void {
       const role = options.media
         ? { send: Boolean(options.phone), receive: true }
         : { send: false, receive: false };
+      const port = livePort(options.live);
+      if (port !== undefined && !options.media) throw new UsageError('--live needs media; drop --no-media');
       const gateway = await Gateway.start({ network, clock }, gatewayInit(options, role));
+      const live = await startLive(port, `sc2c call ${callee}`, options.json).catch((error: Error) => {
+        gateway.close();
+        throw new UsageError(error.message);
+      });
       const media: MediaComponents = { clock, network, ffmpeg: ffmpegComponents };
       const mediaConfig = loadGatewayConfig(options.config).media;
       const results: Record<string, unknown>[] = [];
@@ -211,7 +230,7 @@ export function registerGateway(program: Command): void {
           }
           const durationS = options.duration ?? (options.media ? 10 : 0);
           const held = outcome.ok
-            ? await holdCall(media, gateway, outcome, mediaConfig, options, durationS)
+            ? await holdCall(media, gateway, outcome, mediaConfig, options, durationS, live)
             : { ok: false, reason: s.reason };
           gateway.hangup(outcome.callId, held.ok ? undefined : held.reason);
           const result = {
@@ -230,6 +249,7 @@ export function registerGateway(program: Command): void {
           process.stdout.write(`${ok} of ${options.repeat} calls opened a direct path\n`);
         process.exitCode = ok === results.length ? 0 : 1;
       } finally {
+        await live?.close();
         gateway.close();
       }
     });
@@ -266,6 +286,21 @@ interface CallOptions extends CommonOptions {
   phone?: boolean;
   source?: string;
   media: boolean;
+  live?: string | boolean;
+}
+
+/** The live view when `--live` asked for one; its URL goes to stderr (or a JSON event). */
+async function startLive(
+  port: number | undefined,
+  title: string,
+  json?: boolean,
+): Promise<LiveView | undefined> {
+  if (port === undefined) return undefined;
+  const live = await LiveView.start({ port, title });
+  process.stderr.write(
+    json ? `${JSON.stringify({ event: 'live', url: live.url })}\n` : `live view: ${live.url}\n`,
+  );
+  return live;
 }
 
 /**
@@ -279,11 +314,12 @@ async function holdCall(
   config: ReturnType<typeof loadGatewayConfig>['media'],
   options: CallOptions,
   durationS: number,
+  live?: LiveView,
 ): Promise<{ ok: boolean; reason?: string; media?: ReturnType<typeof summarizeMedia> }> {
   let session: Awaited<ReturnType<typeof startCallMedia>>;
   try {
     session = options.media
-      ? await startCallMedia(c, outcome, config, { source: options.source, recordPath: options.record })
+      ? await startCallMedia(c, outcome, config, { source: options.source, recordPath: options.record, live })
       : undefined;
   } catch (error) {
     return { ok: false, reason: `media failed to start: ${(error as Error).message}` };
@@ -303,8 +339,8 @@ async function holdCall(
   process.once('SIGINT', onSignal);
   const started = Date.now();
   // The live line is for a person at a terminal; --json and pipes get the summary only.
-  const live = session && !options.json && process.stderr.isTTY === true;
-  const progress = live
+  const tty = session && !options.json && process.stderr.isTTY === true;
+  const progress = tty
     ? setInterval(
         () => process.stderr.write(`${progressLine(session!.stats(), (Date.now() - started) / 1000)}\n`),
         1000,
@@ -325,6 +361,6 @@ async function holdCall(
   await session?.close();
   const media = session && summarizeMedia(session.stats());
   if (media && !options.json)
-    process.stdout.write(`media: ${progressLine(session!.stats(), (Date.now() - started) / 1000)}\n`);
+    process.stdout.write(`media: ${progressLine(session!.stats(), (Date.now() - started) / 1000, true)}\n`);
   return ended ? { ok: false, reason: ended, media } : { ok: true, media };
 }

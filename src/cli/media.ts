@@ -1,15 +1,18 @@
 /** Media for `sc2c gateway` and `sc2c call`: roles, the session of each established call, stats lines. */
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
+import { CLIP_PATH, ensureClip } from '../media/clip.ts';
 import { type FfmpegComponents, locateFfmpeg } from '../media/ffmpeg.ts';
+import type { LiveView } from '../media/live-view.ts';
 import { agreed, type MediaRole, OPUS, PCMU } from '../media/negotiate.ts';
 import { MediaSession, type SessionStats } from '../media/session.ts';
 import { parseSource } from '../media/source.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
 import { DEFAULT_MEDIA } from '../protocol/sdp.ts';
+import { UsageError } from '../util/usage-error.ts';
 import type { GatewayConfig } from './configs.ts';
 
 export type MediaConfig = GatewayConfig['media'];
@@ -47,7 +50,7 @@ export async function startCallMedia(
   c: MediaComponents,
   outcome: CallOutcome,
   config: MediaConfig,
-  options: { source?: string; recordPath?: string },
+  options: { source?: string; recordPath?: string; live?: LiveView },
 ): Promise<MediaSession | undefined> {
   if (!outcome.ok || !outcome.path) throw new Error('no direct path to carry media');
   const weAnswered = outcome.role === 'callee';
@@ -55,13 +58,17 @@ export async function startCallMedia(
   const media = agreed(answer, weAnswered);
   if (!media.sendVideo && !media.receiveVideo) return undefined;
   if (options.recordPath && media.receiveVideo) mkdirSync(dirname(options.recordPath), { recursive: true });
+  const encode = encodeInit(config, options.source);
+  if (media.sendVideo && encode.source.kind === 'file' && resolve(encode.source.path) === CLIP_PATH)
+    await ensureClip(c.ffmpeg().binary);
   return MediaSession.start(
     { clock: c.clock, network: c.network, ffmpeg: c.ffmpeg() },
     {
       path: outcome.path,
       agreed: media,
-      encode: encodeInit(config, options.source),
+      encode,
       recordPath: options.recordPath,
+      live: media.receiveVideo ? options.live : undefined,
       peerTimeoutMs: config.peerTimeoutMs,
       jitterMs: config.jitterMs,
     },
@@ -95,6 +102,11 @@ export function summarizeMedia(stats: SessionStats) {
       jitterMs: round(r.video.jitterMs),
       bitrateKbps: round(r.video.bitrateKbps + r.audio.bitrateKbps),
       fps: r.video.fps,
+      averageBitrateKbps: round(
+        perSecond(r.video.bytes * 8, r.video.activeMs) / 1000 +
+          perSecond(r.audio.bytes * 8, r.audio.activeMs) / 1000,
+      ),
+      averageFps: round(perSecond(r.video.frames, r.video.activeMs)),
       rttMs: r.rttMs === null ? null : round(r.rttMs),
       plisSent: r.plisSent,
     },
@@ -103,14 +115,19 @@ export function summarizeMedia(stats: SessionStats) {
 }
 
 const round = (v: number): number => Math.round(v * 10) / 10;
+const perSecond = (count: number, ms: number): number => (ms > 0 ? (count * 1000) / ms : 0);
 
-/** One live progress line. */
-export function progressLine(stats: SessionStats, elapsedS: number): string {
+/** One progress line: the last second's rates while live, the call's averages when `final`. */
+export function progressLine(stats: SessionStats, elapsedS: number, final = false): string {
   const m = summarizeMedia(stats);
   const parts = [`${elapsedS.toFixed(0)} s`];
   if (m.received) {
+    const r = m.received;
+    const rates = final
+      ? `avg ${r.averageFps} fps ${r.averageBitrateKbps} kbit/s`
+      : `${r.fps} fps ${r.bitrateKbps} kbit/s`;
     parts.push(
-      `rx ${m.received.fps} fps ${m.received.bitrateKbps} kbit/s, ${m.received.frames} frames, loss ${m.received.lossPercent} %, jitter ${m.received.jitterMs} ms, rtt ${m.received.rttMs ?? '-'} ms`,
+      `rx ${rates}, ${r.frames} frames, loss ${r.lossPercent} %, jitter ${r.jitterMs} ms, rtt ${r.rttMs ?? '-'} ms`,
     );
   }
   if (m.sent) {
@@ -129,7 +146,7 @@ export function serveMedia(
   c: MediaComponents,
   gateway: Gateway,
   config: MediaConfig,
-  options: { source?: string; recordPattern?: string },
+  options: { source?: string; recordPattern?: string; live?: LiveView },
   report: (event: Record<string, unknown>, line: string) => void,
 ): { close(): Promise<void> } {
   const sessions = new Map<string, MediaSession>();
@@ -146,7 +163,7 @@ export function serveMedia(
   gateway.on('call', (outcome) => {
     if (!outcome.ok) return;
     const recordPath = options.recordPattern?.replace('{call}', outcome.callId.replace(/[^\w-]/g, ''));
-    startCallMedia(c, outcome, config, { source: options.source, recordPath })
+    startCallMedia(c, outcome, config, { source: options.source, recordPath, live: options.live })
       .then((session) => {
         if (!session) return;
         sessions.set(outcome.callId, session);
@@ -170,4 +187,14 @@ export function serveMedia(
       await Promise.all([...sessions.keys()].map((id) => finish(id, 'gateway stopped')));
     },
   };
+}
+
+/** `--live [port]`: commander gives `true` when no port follows. */
+export function livePort(value: string | boolean | undefined): number | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return 8090;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new UsageError(`--live takes a TCP port (0-65535), not '${value}'`);
+  return port;
 }

@@ -14,7 +14,7 @@ export interface LoopbackCall {
 
 export async function startLoopbackCall(
   c: SessionComponents,
-  init: Pick<SessionInit, 'recordPath' | 'peerTimeoutMs'> & {
+  init: Pick<SessionInit, 'recordPath' | 'peerTimeoutMs' | 'live'> & {
     readonly encode: NonNullable<SessionInit['encode']>;
   },
 ): Promise<LoopbackCall> {
@@ -41,6 +41,7 @@ export async function startLoopbackCall(
         audio: { ...audio, send: false, receive: true },
       },
       recordPath: init.recordPath,
+      live: init.live,
       peerTimeoutMs: init.peerTimeoutMs,
     }).catch(async (error: unknown) => {
       await camera.close();

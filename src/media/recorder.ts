@@ -1,8 +1,9 @@
 /**
- * Recording: the receiver's ordered RTP goes over loopback to ffmpeg, which reads it through an SDP
- * file and writes MP4 with `-c copy` (H.264 untouched; Opus copied, PCMU converted to AAC because
- * MP4 has no G.711). Packets are held until ffmpeg has bound its ports, so the first keyframe is
- * not lost while ffmpeg starts.
+ * Recording and live view: the receiver's ordered RTP goes over loopback to one ffmpeg, which reads
+ * it through an SDP file. It writes MP4 with `-c copy` (H.264 untouched; Opus copied, PCMU converted
+ * to AAC because MP4 has no G.711), and for the live view also decodes the video to JPEG frames on
+ * its stdout. Packets are held until ffmpeg has bound its ports, so the first keyframe is not lost
+ * while ffmpeg starts.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,10 @@ export interface RecorderComponents {
 }
 
 export interface RecorderInit {
-  readonly path: string;
+  /** MP4 to write; omit for a live view only. */
+  readonly path?: string;
+  /** Decode video to JPEG frames (the `frame` event) at this rate, for a live view. */
+  readonly liveFps?: number;
   readonly video: Codec;
   readonly audio?: Codec;
 }
@@ -74,7 +78,39 @@ async function freePortPair(network: Network): Promise<number> {
   throw new Error('no free loopback port pair for the recorder');
 }
 
-export type RecorderEvents = { failed: [reason: string] };
+export type RecorderEvents = { failed: [reason: string]; frame: [jpeg: Uint8Array] };
+
+/**
+ * Cuts ffmpeg's `image2pipe` MJPEG stream into whole JPEGs. Entropy-coded data stuffs every 0xFF
+ * with 0x00, so FF D9 appears only as an end-of-image marker.
+ */
+export class JpegSplitter {
+  #pending = Buffer.alloc(0);
+  constructor(private readonly onFrame: (jpeg: Uint8Array) => void) {}
+
+  push(chunk: Uint8Array): void {
+    this.#pending = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : Buffer.from(chunk);
+    for (;;) {
+      const start = this.#pending.indexOf(SOI);
+      if (start < 0) {
+        // Keep a trailing 0xFF: it may be the first half of the next start marker.
+        this.#pending = this.#pending.at(-1) === 0xff ? this.#pending.subarray(-1) : Buffer.alloc(0);
+        return;
+      }
+      const end = this.#pending.indexOf(EOI, start + 2);
+      if (end < 0) {
+        this.#pending = this.#pending.subarray(start);
+        // A frame this large is not a frame: drop it rather than grow without bound.
+        if (this.#pending.length > 8 << 20) this.#pending = Buffer.alloc(0);
+        return;
+      }
+      this.onFrame(Uint8Array.from(this.#pending.subarray(start, end + 2)));
+      this.#pending = this.#pending.subarray(end + 2);
+    }
+  }
+}
+const SOI = Buffer.from([0xff, 0xd8]);
+const EOI = Buffer.from([0xff, 0xd9]);
 
 /**
  * ffmpeg starts with the first packet written (the receiver writes from the first keyframe on), so
@@ -114,6 +150,23 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
     writeFileSync(sdpPath, recorderSdp(init, { video, audio }));
     const audioCopy =
       init.audio && init.audio.name.toUpperCase() === 'PCMU' ? ['-c:a', 'aac'] : ['-c:a', 'copy'];
+    const mp4 = init.path ? ['-map', '0', '-c:v', 'copy', ...audioCopy, '-f', 'mp4', init.path] : [];
+    const live = init.liveFps
+      ? [
+          '-map',
+          '0:v',
+          '-r',
+          String(init.liveFps),
+          '-c:v',
+          'mjpeg',
+          '-q:v',
+          '5',
+          '-f',
+          'image2pipe',
+          'pipe:1',
+        ]
+      : [];
+    if (mp4.length + live.length === 0) throw new Error('the recorder needs a path or a live view');
     const args = [
       '-y',
       '-protocol_whitelist',
@@ -131,14 +184,8 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
       '2',
       '-i',
       sdpPath,
-      '-map',
-      '0',
-      '-c:v',
-      'copy',
-      ...audioCopy,
-      '-f',
-      'mp4',
-      init.path,
+      ...mp4,
+      ...live,
     ];
     const socket = await c.network.bindUdp({ address: '127.0.0.1' });
     return new Recorder(c, args, socket, { video, audio }, dir);
@@ -172,6 +219,8 @@ export class Recorder extends TypedEmitter<RecorderEvents> {
   #spawn(): void {
     const ffmpeg = new FfmpegProcess(this.c.ffmpeg, this.args);
     this.#ffmpeg = ffmpeg;
+    const splitter = new JpegSplitter((jpeg) => this.emit('frame', jpeg));
+    ffmpeg.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
     ffmpeg.on('exit', (code, _signal, expected) => {
       if (!expected && !this.#closed)
         this.emit('failed', `the recorder (ffmpeg) exited with code ${code}: ${ffmpeg.lastLines}`);

@@ -8,6 +8,7 @@ import { type Clock, every, type Timer } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { FfmpegComponents } from './ffmpeg.ts';
+import type { LiveView } from './live-view.ts';
 import type { AgreedMedia } from './negotiate.ts';
 import type { MediaPath } from './path.ts';
 import { MediaReceiver, type ReceiverStats } from './receiver.ts';
@@ -27,6 +28,10 @@ export interface SessionInit {
   readonly encode?: SenderInit['encode'];
   /** MP4 to record what we receive; omit to receive without recording. */
   readonly recordPath?: string;
+  /** Where decoded frames go for a live view (MJPEG over HTTP). */
+  readonly live?: Pick<LiveView, 'push'>;
+  /** Frames per second decoded for the live view. Default 10. */
+  readonly liveFps?: number;
   /** No RTP (receiving) or RTCP (sending) from the peer for this long ends the call. Default 5000 ms. */
   readonly peerTimeoutMs?: number;
   readonly jitterMs?: number;
@@ -68,8 +73,15 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
     try {
       const audioIn = agreed.audio?.receive ? agreed.audio.codec : undefined;
       if (agreed.receiveVideo) {
-        if (init.recordPath) {
-          recorder = await Recorder.start(c, { path: init.recordPath, video: agreed.video, audio: audioIn });
+        if (init.recordPath || init.live) {
+          recorder = await Recorder.start(c, {
+            path: init.recordPath,
+            liveFps: init.live ? (init.liveFps ?? 10) : undefined,
+            video: agreed.video,
+            audio: audioIn,
+          });
+          const live = init.live;
+          if (live) recorder.on('frame', (jpeg) => live.push(jpeg));
         }
         const sink = recorder;
         receiver = new MediaReceiver(c, {
