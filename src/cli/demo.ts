@@ -19,13 +19,14 @@ import { loadProfiles } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { loadGatewayConfig } from './configs.ts';
-import { parseInteger } from './errors.ts';
+import { parseFloatIn, parseInteger } from './errors.ts';
 import { encodeInit, summarizeMedia } from './media.ts';
 
 interface DemoOptions {
   natA: string;
   natB: string;
   rttMs: number;
+  lossPercent: number;
   duration: number;
   out: string;
   json?: boolean;
@@ -42,6 +43,7 @@ interface DemoResult {
   natA: string;
   natB: string;
   rttMs: number;
+  lossPercent: number;
   reason?: string;
   recording?: RecordingInfo & { path: string; snapshot: string | null };
   media?: unknown;
@@ -55,6 +57,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     natA: options.natA,
     natB: options.natB,
     rttMs: options.rttMs,
+    lossPercent: options.lossPercent,
     modes: ['sc2c', 'c2c'],
     callsPerMode: 1,
     name: `demo${process.pid % 10_000}`,
@@ -86,6 +89,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     natA: options.natA,
     natB: options.natB,
     rttMs: options.rttMs,
+    lossPercent: options.lossPercent,
     reason: sc2c.reason,
     media: sc2c.media,
     c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
@@ -120,6 +124,7 @@ async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Pro
     natA: 'none',
     natB: 'none',
     rttMs: 0,
+    lossPercent: 0,
     media: received,
   };
 }
@@ -133,6 +138,12 @@ export function registerDemo(program: Command): void {
     .option('--nat-a <profile>', 'the viewer (caller) NAT', 'symmetric-seq1+pks')
     .option('--nat-b <profile>', 'the camera (callee) NAT', 'symmetric-seq1+ips')
     .option('--rtt-ms <n>', 'round trip between the two NATs', parseInteger('--rtt-ms', 0, 2000), 40)
+    .option(
+      '--loss-percent <n>',
+      "packet loss on the camera NAT's link, each direction",
+      parseFloatIn('--loss-percent', 0, 50),
+      0,
+    )
     .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
@@ -159,7 +170,7 @@ export function registerDemo(program: Command): void {
       say(
         why
           ? `the kernel lab cannot run here (${why}): running a loopback-only call with no NAT instead`
-          : `bringing up the lab: ${options.natA} (viewer) facing ${options.natB} (camera), ${options.rttMs} ms RTT...`,
+          : `bringing up the lab: ${options.natA} (viewer) facing ${options.natB} (camera), ${options.rttMs} ms RTT${options.lossPercent ? `, ${options.lossPercent} % loss` : ''}...`,
       );
       const result = why ? await loopbackDemo(options, mp4, why) : await labDemo(options, mp4, say);
       const ffprobe = locateFfprobe(binary);
@@ -182,7 +193,10 @@ export function registerDemo(program: Command): void {
 
 function formatDemo(r: DemoResult): string {
   const lines = [`sc2c demo on the ${r.where}`];
-  if (r.natA !== 'none') lines.push(`viewer behind ${r.natA}, camera behind ${r.natB}, ${r.rttMs} ms RTT`);
+  if (r.natA !== 'none')
+    lines.push(
+      `viewer behind ${r.natA}, camera behind ${r.natB}, ${r.rttMs} ms RTT${r.lossPercent ? `, ${r.lossPercent} % link loss` : ''}`,
+    );
   lines.push('');
   if (r.path === 'direct') {
     lines.push(

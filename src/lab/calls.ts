@@ -19,6 +19,8 @@ export interface LabCallsInit {
   readonly natB: string;
   /** Round trip between the two NATs; each NAT is RTT/4 one-way from the core. */
   readonly rttMs: number;
+  /** Packet loss on the callee NAT's WAN link, each direction, in percent. Default 0. */
+  readonly lossPercent?: number;
   readonly modes: readonly string[];
   readonly callsPerMode: number;
   readonly name: string;
@@ -44,10 +46,11 @@ export interface CallSummary {
   readonly path?: { local: { port: number }; remote: { address: string; port: number } };
 }
 
-export function twoNatScenario(natA: string, natB: string, rttMs: number): Scenario {
+export function twoNatScenario(natA: string, natB: string, rttMs: number, lossPercent = 0): Scenario {
   const link = { latencyMs: rttMs / 4 };
+  const lossy = lossPercent > 0 ? { ...link, loss: lossPercent / 100 } : link;
   return {
-    description: `${natA} caller facing ${natB} callee, ${rttMs} ms RTT`,
+    description: `${natA} caller facing ${natB} callee, ${rttMs} ms RTT${lossPercent ? `, ${lossPercent} % loss at the callee` : ''}`,
     server: { addresses: ['198.18.0.10', '198.18.0.11'] },
     nats: [
       {
@@ -63,7 +66,7 @@ export function twoNatScenario(natA: string, natB: string, rttMs: number): Scena
         profile: natB,
         publicAddress: '198.18.2.1',
         lan: '10.0.2.0/24',
-        link,
+        link: lossy,
         hosts: [{ name: 'bob', address: '10.0.2.2' }],
       },
     ],
@@ -73,7 +76,7 @@ export function twoNatScenario(natA: string, natB: string, rttMs: number): Scena
 }
 
 export async function runLabCalls(init: LabCallsInit): Promise<Record<string, CallSummary[]>> {
-  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs);
+  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs, init.lossPercent);
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
   const scenarioPath = join(dir, 'calls.yaml');
   writeFileSync(scenarioPath, stringify(scenario));

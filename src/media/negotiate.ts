@@ -15,6 +15,8 @@ export interface MediaRole {
   readonly receive: boolean;
   /** Audio codecs in preference order; empty for video only. */
   readonly audio: readonly Codec[];
+  /** Video codecs offered, in preference order. Default H.264, the only one this gateway encodes. */
+  readonly video?: readonly Codec[];
 }
 
 function direction(role: MediaRole): MediaDirection {
@@ -25,7 +27,9 @@ function direction(role: MediaRole): MediaDirection {
 }
 
 export function offerFor(role: MediaRole): MediaLine[] {
-  const lines: MediaLine[] = [{ kind: 'video', codecs: [H264], direction: direction(role) }];
+  const lines: MediaLine[] = [
+    { kind: 'video', codecs: [...(role.video ?? [H264])], direction: direction(role) },
+  ];
   if (role.audio.length > 0)
     lines.push({ kind: 'audio', codecs: [...role.audio], direction: direction(role) });
   return lines;

@@ -36,6 +36,11 @@ export interface SenderInit {
   readonly rtcpIntervalMs?: number;
   /** Ignore keyframe requests this soon after a keyframe. Default 1000 ms. */
   readonly keyframeMinGapMs?: number;
+  /**
+   * No ffmpeg: an external encoder (a hardware encoder, a benchmark's generator) sends RTP to
+   * `inputPorts`. Keyframe requests are then only counted.
+   */
+  readonly externalEncoder?: boolean;
 }
 
 export interface SenderStats {
@@ -121,7 +126,7 @@ export class MediaSender extends TypedEmitter<SenderEvents> {
     const video = await outbound(init.video);
     const audio = init.audio ? await outbound(init.audio.codec) : undefined;
     const sender = new MediaSender(c, init, video, audio);
-    sender.#spawn();
+    if (!init.externalEncoder) sender.#spawn();
     sender.#timer = every(c.clock, init.rtcpIntervalMs ?? 1000, () => sender.#sendReports());
     return sender;
   }
@@ -129,6 +134,11 @@ export class MediaSender extends TypedEmitter<SenderEvents> {
   /** The running encoder's process id. */
   get encoderPid(): number | undefined {
     return this.#ffmpeg?.pid;
+  }
+
+  /** The loopback ports the encoder sends its RTP to. */
+  get inputPorts(): { video: number; audio?: number } {
+    return { video: this.video.socket.local.port, audio: this.audio?.socket.local.port };
   }
 
   get ssrcs(): { video: number; audio?: number } {
@@ -152,7 +162,7 @@ export class MediaSender extends TypedEmitter<SenderEvents> {
   /** A PLI/FIR arrived (or the caller wants one): restart the encoder unless a keyframe just left. */
   requestKeyframe(): void {
     this.#keyframeRequests++;
-    if (this.#closed || this.#restarting) return;
+    if (this.#closed || this.#restarting || this.init.externalEncoder) return;
     if (this.c.clock.now() - this.#lastKeyframeAtMs < (this.init.keyframeMinGapMs ?? 1000)) return;
     this.#restarting = true;
     this.#restarts++;

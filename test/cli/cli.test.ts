@@ -48,11 +48,31 @@ describe('sc2c CLI', () => {
     expect(stderr).toMatch(/Usage: sc2c sim natcheck/);
   });
 
-  it('has --help on every command', async () => {
-    for (const args of [[], ['sim'], ['sim', 'natcheck'], ['demo']]) {
-      const { code, stdout } = await sc2c(...args, '--help');
-      expect(code).toBe(0);
+  it('has --help on every command, found by walking the help itself', async () => {
+    const seen: string[] = [];
+    const walk = async (path: string[]): Promise<void> => {
+      const { code, stdout } = await sc2c(...path, '--help');
+      expect(code, `sc2c ${path.join(' ')} --help`).toBe(0);
       expect(stdout).toMatch(/Usage: sc2c/);
-    }
+      seen.push(path.join(' '));
+      const commands = stdout.split(/\nCommands:\n/)[1];
+      if (!commands) return;
+      for (const line of commands.split('\n')) {
+        const name = /^ {2}([a-z][\w-]*)/.exec(line)?.[1];
+        if (name && name !== 'help') await walk([...path, name]);
+      }
+    };
+    await walk([]);
+    for (const command of ['sim matrix', 'lab up', 'server', 'gateway', 'call', 'probe', 'demo', 'clip'])
+      expect(seen).toContain(command);
+  }, 120_000);
+
+  it('rejects a bad --live port and a bad --loss-percent with a clear message', async () => {
+    const live = await sc2c('call', 'bob', '--user', 'alice', '--password', 'x', '--live', 'abc');
+    expect(live.code).toBe(2);
+    expect(live.stderr).toMatch(/--live takes a TCP port \(0-65535\), not 'abc'/);
+    const loss = await sc2c('demo', '--loss-percent', '80');
+    expect(loss.code).toBe(2);
+    expect(loss.stderr).toMatch(/--loss-percent must be a number from 0 to 50, got '80'/);
   });
 });

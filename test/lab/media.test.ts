@@ -45,4 +45,85 @@ describe.skipIf(unavailable)('media over the punched pair in the kernel lab', ()
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('at 2 % link loss the recording still decodes; the frame count is reported', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-lab-loss-'));
+    const mp4 = join(dir, 'lossy.mp4');
+    let cameraSent: { frames: number } | undefined;
+    try {
+      const runs = await runLabCalls({
+        natA: 'symmetric-seq1+pks',
+        natB: 'symmetric-seq1+ips',
+        rttMs: 40,
+        lossPercent: 2,
+        modes: ['sc2c'],
+        callsPerMode: 1,
+        name: `ml${process.pid % 10_000}`,
+        callArgs: () => ['--record', mp4, '--duration', '5'],
+        onCalleeEvent: (event) => {
+          if (event.event === 'media-ended') cameraSent = (event as { sent?: { frames: number } }).sent;
+        },
+        inspect: async () => {
+          for (let i = 0; i < 100 && !cameraSent; i++) await new Promise((r) => setTimeout(r, 100));
+        },
+      });
+      const call = runs.sc2c![0]! as {
+        ok: boolean;
+        media?: { received?: { frames: number; lossPercent: number; plisSent: number } };
+      };
+      expect(call.ok).toBe(true);
+      const received = call.media!.received!;
+      // The loss is real: RTCP sees it (2 % each way on the camera's link), and the viewer asks for
+      // keyframes to repair it.
+      expect(received.lossPercent).toBeGreaterThan(0.3);
+      const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
+      expect(info.videoCodec).toBe('h264');
+      expect(info.videoFrames).toBeGreaterThan(0);
+      console.info(
+        `2 % link loss: camera sent ${cameraSent?.frames} frames, viewer decoded ${received.frames}, the MP4 holds ${info.videoFrames}; RTCP loss ${received.lossPercent} %, ${received.plisSent} PLIs`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('a two-way video-phone call records both directions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-lab-phone-'));
+    const atAlice = join(dir, 'alice-sees-bob.mp4');
+    const atBob = join(dir, 'bob-sees-{call}.mp4');
+    let bobEnded: { sent?: { frames: number }; recording?: { path: string } } | undefined;
+    try {
+      const runs = await runLabCalls({
+        natA: 'symmetric-seq1+pks',
+        natB: 'symmetric-seq1+ips',
+        rttMs: 40,
+        modes: ['sc2c'],
+        callsPerMode: 1,
+        name: `mp${process.pid % 10_000}`,
+        callArgs: () => ['--phone', '--record', atAlice, '--duration', '5'],
+        calleeArgs: ['--phone', '--record', atBob],
+        onCalleeEvent: (event) => {
+          if (event.event === 'media-ended') bobEnded = event as typeof bobEnded;
+        },
+        inspect: async () => {
+          for (let i = 0; i < 100 && !bobEnded; i++) await new Promise((r) => setTimeout(r, 100));
+        },
+      });
+      const call = runs.sc2c![0]! as {
+        ok: boolean;
+        media?: { sent?: { frames: number }; received?: { frames: number } };
+      };
+      expect(call.ok).toBe(true);
+      const ffprobe = locateFfprobe(locateFfmpeg())!;
+      const aliceSaw = await probeRecording(ffprobe, atAlice);
+      expect(bobEnded?.recording?.path).toMatch(/bob-sees-.+\.mp4$/);
+      const bobSaw = await probeRecording(ffprobe, bobEnded!.recording!.path);
+      expect(aliceSaw.videoCodec).toBe('h264');
+      expect(bobSaw.videoCodec).toBe('h264');
+      expect(aliceSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * bobEnded!.sent!.frames));
+      expect(bobSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * call.media!.sent!.frames));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

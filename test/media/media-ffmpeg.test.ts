@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ensureClip } from '../../src/media/clip.ts';
 import {
   FfmpegMissingError,
   locateFfmpeg,
@@ -14,6 +15,7 @@ import {
   runningFfmpegCount,
 } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
+import { LiveView } from '../../src/media/live-view.ts';
 import { startLoopbackCall } from '../../src/media/loopback.ts';
 import { SystemClock } from '../../src/net/clock.ts';
 import { NodeNetwork } from '../../src/net/node-network.ts';
@@ -83,6 +85,66 @@ describe.skipIf(why !== undefined)('media with real ffmpeg (loopback)', () => {
     expect(await viewerFailed).toMatch(/nothing from the peer/);
     await viewer.close();
     await camera.close();
+    close();
+    expect(runningFfmpegCount()).toBe(0);
+  }, 30_000);
+
+  it('loops the generated clip and shows it live as MJPEG over local HTTP', async () => {
+    const clip = join(dir, 'clip.mp4');
+    expect(await ensureClip(locateFfmpeg(), clip)).toEqual({ made: true });
+    expect(await ensureClip(locateFfmpeg(), clip)).toEqual({ made: false });
+    const live = await LiveView.start();
+    const c = {
+      clock: new SystemClock(),
+      network: new NodeNetwork(),
+      ffmpeg: { spawn, binary: locateFfmpeg() },
+    };
+    const call = await startLoopbackCall(c, {
+      encode: { ...encode, source: { kind: 'file', path: clip } },
+      live,
+    });
+    const before = await fetch(`${live.url}snapshot.jpg`);
+    const stream = await fetch(`${live.url}stream.mjpg`);
+    expect(stream.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=sc2cframe');
+    // Read the stream until two whole parts have come through.
+    const reader = stream.body!.getReader();
+    let text = '';
+    for (let i = 0; i < 400 && (text.match(/--sc2cframe/g) ?? []).length < 3; i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString('latin1');
+    }
+    await reader.cancel();
+    expect((text.match(/Content-Type: image\/jpeg/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    const snapshot = await fetch(`${live.url}snapshot.jpg`);
+    expect(snapshot.status).toBe(200);
+    const jpeg = new Uint8Array(await snapshot.arrayBuffer());
+    expect([jpeg[0], jpeg[1], jpeg.at(-2), jpeg.at(-1)]).toEqual([0xff, 0xd8, 0xff, 0xd9]);
+    // Before the first keyframe was decoded there was nothing to show yet, or already a frame.
+    expect([200, 503]).toContain(before.status);
+    expect(call.viewer.stats().received!.video.frames).toBeGreaterThan(0);
+    await call.camera.close();
+    await call.viewer.close();
+    call.close();
+    await live.close();
+    expect(runningFfmpegCount()).toBe(0);
+  }, 30_000);
+
+  it('fails an unreachable RTSP camera with a clear reason and leaves no ffmpeg', async () => {
+    // Port 9 (discard) on loopback: nothing listens, so the connection is refused at once.
+    const c = {
+      clock: new SystemClock(),
+      network: new NodeNetwork(),
+      ffmpeg: { spawn, binary: locateFfmpeg() },
+    };
+    const rtsp = { ...encode, source: { kind: 'rtsp' as const, url: 'rtsp://127.0.0.1:9/stream' } };
+    const { camera, viewer, close } = await startLoopbackCall(c, { encode: rtsp, peerTimeoutMs: 3000 });
+    const cameraFailed = new Promise<string>((r) => camera.on('failed', r));
+    const viewerFailed = new Promise<string>((r) => viewer.on('failed', r));
+    expect(await cameraFailed).toMatch(/encoder \(ffmpeg\) exited with code \d+: .*(refused|rtsp)/i);
+    expect(await viewerFailed).toMatch(/nothing from the peer/);
+    await camera.close();
+    await viewer.close();
     close();
     expect(runningFfmpegCount()).toBe(0);
   }, 30_000);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { JitterBuffer } from '../../src/media/jitter-buffer.ts';
+import { LiveView } from '../../src/media/live-view.ts';
 import { agreed, answerFor, H264, OPUS, offerFor, PCMU } from '../../src/media/negotiate.ts';
+import { JpegSplitter } from '../../src/media/recorder.ts';
 import { startsKeyframe } from '../../src/protocol/h264.ts';
 import {
   decodeRtcp,
@@ -165,5 +167,55 @@ describe('media offer/answer', () => {
     expect(answerFor([{ kind: 'video', codecs: [H264], direction: 'inactive' }], camera)).toEqual([
       { kind: 'video', codecs: [H264], direction: 'inactive' },
     ]);
+  });
+});
+
+describe('live view', () => {
+  const jpeg = (fill: number, size = 50): Uint8Array =>
+    Uint8Array.from([0xff, 0xd8, ...new Array<number>(size).fill(fill), 0xff, 0x00, 0xff, 0xd9]);
+
+  it('cuts an MJPEG byte stream into whole JPEGs however it is chunked, skipping garbage', () => {
+    const frames = [jpeg(1), jpeg(2, 300), jpeg(3, 7)];
+    const stream = Buffer.concat([Buffer.from([9, 9, 9]), ...frames.map((f) => Buffer.from(f))]);
+    for (const chunk of [1, 5, 64, stream.length]) {
+      const out: Uint8Array[] = [];
+      const splitter = new JpegSplitter((f) => out.push(f));
+      for (let i = 0; i < stream.length; i += chunk) splitter.push(stream.subarray(i, i + chunk));
+      expect(out).toEqual(frames);
+    }
+  });
+
+  it('serves a page, the latest snapshot and a multipart stream on loopback, and refuses the rest', async () => {
+    const view = await LiveView.start({ title: 'cam <1>' });
+    expect(view.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await (await fetch(view.url)).text();
+    expect(page).toContain('cam &lt;1&gt;');
+    expect(page).toContain('/stream.mjpg');
+    expect((await fetch(`${view.url}snapshot.jpg`)).status).toBe(503);
+    expect((await fetch(`${view.url}nope`)).status).toBe(404);
+    expect((await fetch(view.url, { method: 'POST' })).status).toBe(405);
+    const stream = await fetch(`${view.url}stream.mjpg`);
+    for (let i = 0; i < 50 && view.watchers === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    view.push(jpeg(7));
+    view.push(jpeg(8));
+    const reader = stream.body!.getReader();
+    let bytes = Buffer.alloc(0);
+    while ((bytes.toString('latin1').match(/--sc2cframe/g) ?? []).length < 2) {
+      const { value } = await reader.read();
+      bytes = Buffer.concat([bytes, value!]);
+    }
+    await reader.cancel();
+    expect(bytes.toString('latin1')).toContain(`Content-Length: ${jpeg(7).byteLength}`);
+    const snapshot = new Uint8Array(await (await fetch(`${view.url}snapshot.jpg`)).arrayBuffer());
+    expect(snapshot).toEqual(jpeg(8));
+    expect(view.framesShown).toBe(2);
+    await view.close();
+  });
+
+  it('says which port is taken', async () => {
+    const first = await LiveView.start();
+    const port = Number(new URL(first.url).port);
+    await expect(LiveView.start({ port })).rejects.toThrow(`port ${port} is in use`);
+    await first.close();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
+import { type MediaRole, OPUS } from '../../src/media/negotiate.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import { encodeSip, header } from '../../src/protocol/sip/message.ts';
@@ -52,7 +53,13 @@ async function setup(
     { network: serverHost, clock },
     { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS, log: (l) => logs.push(l) },
   );
-  const gateway = (network: typeof alice, user: keyof typeof USERS, password = USERS[user], rtcpMux = true) =>
+  const gateway = (
+    network: typeof alice,
+    user: keyof typeof USERS,
+    password = USERS[user],
+    rtcpMux = true,
+    media?: MediaRole,
+  ) =>
     clock.run(
       Gateway.start(
         { network, clock },
@@ -61,6 +68,7 @@ async function setup(
           stunServer: STUN,
           stunRtoMs: 100,
           rtcpMux,
+          media,
         },
       ),
     );
@@ -316,6 +324,32 @@ describe('gateway calls on the virtual network', () => {
     alice.close();
     bob.close();
     s.close();
+  });
+
+  it('a call offering a video codec the camera lacks ends with 488 and the reason at both ends', async () => {
+    const s = await setup();
+    const VP8 = { payloadType: 97, name: 'VP8', clockRate: 90_000 };
+    const alice = await s.gateway(s.alice, 'alice', undefined, true, {
+      send: false,
+      receive: true,
+      audio: [OPUS],
+      video: [VP8],
+    });
+    const bob = await s.gateway(s.bob, 'bob', undefined, true, { send: true, receive: false, audio: [OPUS] });
+    const refused = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
+    const outcome = await s.clock.run(alice.call('bob'));
+    const callee = await s.clock.run(refused);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/488/);
+    expect(outcome.reason).toMatch(/no common video codec: the offer has VP8, we do H264/);
+    expect(callee).toMatchObject({ ok: false, role: 'callee' });
+    expect(callee.reason).toMatch(/no common video codec/);
+    // Nothing was punched for a refused call: no media sockets stay open on either side.
+    alice.close();
+    bob.close();
+    s.close();
+    await s.clock.advance(60_000);
+    expect(s.alice.openHandles() + s.bob.openHandles()).toBe(0);
   });
 
   it('a call to an unknown user ends with 404', async () => {
