@@ -1,0 +1,135 @@
+/**
+ * TURN over UDP (RFC 8656): methods, attributes and the ChannelData framing, on top of the STUN
+ * codec. Long-term credentials (RFC 8489 §9.2): key = MD5(username ":" realm ":" password).
+ *
+ * ChannelData (RFC 8656 §12.4):
+ *   0                   1                   2                   3
+ *  |         Channel Number        |            Length             |
+ *  |                       Application Data ...                    |
+ * Channel numbers 0x4000-0x4FFF; the first two bits 01 tell it from STUN (00) and RTP/RTCP (10).
+ */
+import { createHash } from 'node:crypto';
+import { DecodeError } from '../decode-error.ts';
+import { readU16, readU32 } from './message.ts';
+
+export const TurnMethod = {
+  allocate: 0x003,
+  refresh: 0x004,
+  send: 0x006,
+  data: 0x007,
+  createPermission: 0x008,
+  channelBind: 0x009,
+} as const;
+
+/** RFC 8656 §18, RFC 8489 §18.3. */
+export const TurnAttribute = {
+  CHANNEL_NUMBER: 0x000c,
+  LIFETIME: 0x000d,
+  XOR_PEER_ADDRESS: 0x0012,
+  DATA: 0x0013,
+  REALM: 0x0014,
+  NONCE: 0x0015,
+  XOR_RELAYED_ADDRESS: 0x0016,
+  REQUESTED_ADDRESS_FAMILY: 0x0017,
+  EVEN_PORT: 0x0018,
+  REQUESTED_TRANSPORT: 0x0019,
+  DONT_FRAGMENT: 0x001a,
+  RESERVATION_TOKEN: 0x0022,
+} as const;
+
+/** Comprehension-required attributes (below 0x8000) this server understands; others get 420. */
+export const KNOWN_REQUIRED_ATTRIBUTES: ReadonlySet<number> = new Set([
+  0x0001, 0x0006, 0x0008, 0x0009, 0x0014, 0x0015, 0x0020, 0x001c, 0x001d, 0x001e, 0x000c, 0x000d, 0x0012,
+  0x0013, 0x0016, 0x0017, 0x0018, 0x0019, 0x001a, 0x0022,
+]);
+
+/** RFC 8656 §3.7 and §7-11: the lifetimes the RFC sets, in seconds. */
+export const TURN_LIFETIMES = {
+  allocationDefaultS: 600,
+  allocationMaxS: 3600,
+  permissionS: 300,
+  channelS: 600,
+} as const;
+
+export const PROTOCOL_UDP = 17;
+export const CHANNEL_MIN = 0x4000;
+export const CHANNEL_MAX = 0x4fff;
+
+export function longTermKey(username: string, realm: string, password: string): Uint8Array {
+  return new Uint8Array(createHash('md5').update(`${username}:${realm}:${password}`).digest());
+}
+
+export function encodeU32(value: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, value >>> 0);
+  return out;
+}
+
+export function decodeU32(value: Uint8Array, what: string): number {
+  if (value.byteLength !== 4)
+    throw new DecodeError('turn', 0, `${what} must be 4 bytes, got ${value.byteLength}`);
+  return readU32(value, 0);
+}
+
+/** REQUESTED-TRANSPORT: the protocol number, then 3 bytes RFFU. */
+export function encodeRequestedTransport(protocol: number): Uint8Array {
+  return Uint8Array.of(protocol, 0, 0, 0);
+}
+
+export function decodeRequestedTransport(value: Uint8Array): number {
+  if (value.byteLength !== 4)
+    throw new DecodeError('turn', 0, `REQUESTED-TRANSPORT must be 4 bytes, got ${value.byteLength}`);
+  return value[0]!;
+}
+
+/** CHANNEL-NUMBER: the number, then 2 bytes RFFU. */
+export function encodeChannelNumber(channel: number): Uint8Array {
+  return Uint8Array.of(channel >> 8, channel & 0xff, 0, 0);
+}
+
+export function decodeChannelNumber(value: Uint8Array): number {
+  if (value.byteLength !== 4)
+    throw new DecodeError('turn', 0, `CHANNEL-NUMBER must be 4 bytes, got ${value.byteLength}`);
+  return readU16(value, 0);
+}
+
+export function isChannelData(bytes: Uint8Array): boolean {
+  return bytes.byteLength >= 4 && (bytes[0]! & 0xc0) === 0x40;
+}
+
+export interface ChannelData {
+  readonly channel: number;
+  readonly data: Uint8Array;
+}
+
+/** Over UDP the padding is optional (RFC 8656 §12.5): none is sent, any is accepted. */
+export function encodeChannelData(channel: number, data: Uint8Array): Uint8Array {
+  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
+    throw new RangeError(`channel 0x${channel.toString(16)}`);
+  if (data.byteLength > 0xffff) throw new RangeError('ChannelData longer than 65535 bytes');
+  const out = new Uint8Array(4 + data.byteLength);
+  out[0] = channel >> 8;
+  out[1] = channel & 0xff;
+  out[2] = data.byteLength >> 8;
+  out[3] = data.byteLength & 0xff;
+  out.set(data, 4);
+  return out;
+}
+
+/** A view on the datagram's bytes, not a copy. */
+export function decodeChannelData(bytes: Uint8Array): ChannelData {
+  if (bytes.byteLength < 4) throw new DecodeError('turn', 0, 'ChannelData shorter than its 4-byte header');
+  const channel = readU16(bytes, 0);
+  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
+    throw new DecodeError('turn', 0, `channel number 0x${channel.toString(16)} outside 0x4000-0x4FFF`);
+  const length = readU16(bytes, 2);
+  if (4 + length > bytes.byteLength)
+    throw new DecodeError(
+      'turn',
+      2,
+      `ChannelData length ${length} runs past the ${bytes.byteLength}-byte datagram`,
+    );
+  if (bytes.byteLength - 4 - length > 3)
+    throw new DecodeError('turn', 2, `ChannelData has ${bytes.byteLength - 4 - length} bytes after its data`);
+  return { channel, data: bytes.subarray(4, 4 + length) };
+}

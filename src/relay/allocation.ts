@@ -1,0 +1,88 @@
+/**
+ * One TURN allocation (RFC 8656 §2.2): the relayed socket, its lifetime, the permissions (by peer
+ * IP, §9) and the channels (§12) of one client 5-tuple. Pure bookkeeping; the server does the I/O.
+ */
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import type { UdpSocket } from '../net/types.ts';
+import { TURN_LIFETIMES } from '../protocol/stun/turn.ts';
+
+export interface AllocationCounters {
+  /** Client -> peer, through the relay. */
+  packetsToPeers: number;
+  bytesToPeers: number;
+  /** Peer -> client. */
+  packetsToClient: number;
+  bytesToClient: number;
+}
+
+export class Allocation {
+  readonly permissions = new Map<string, number>();
+  readonly #channelPeer = new Map<number, { peer: Endpoint; expiresAtMs: number }>();
+  readonly #peerChannel = new Map<string, number>();
+  readonly counters: AllocationCounters = {
+    packetsToPeers: 0,
+    bytesToPeers: 0,
+    packetsToClient: 0,
+    bytesToClient: 0,
+  };
+
+  constructor(
+    readonly client: Endpoint,
+    readonly username: string,
+    /** The long-term key every later request of this allocation must be signed with. */
+    readonly key: Uint8Array,
+    readonly relay: UdpSocket,
+    readonly relayed: Endpoint,
+    public expiresAtMs: number,
+    /** The Allocate that created it, so a retransmission gets the same answer (RFC 8656 §7.2). */
+    readonly transactionId: Uint8Array,
+    readonly createdAtMs: number,
+  ) {}
+
+  permit(peerIp: string, nowMs: number): void {
+    this.permissions.set(peerIp, nowMs + TURN_LIFETIMES.permissionS * 1000);
+  }
+
+  permitted(peerIp: string, nowMs: number): boolean {
+    return (this.permissions.get(peerIp) ?? 0) > nowMs;
+  }
+
+  /**
+   * Binds or refreshes `channel` to `peer` (and its permission). Refuses a channel bound to another
+   * peer, or a peer bound to another channel (§12.2).
+   */
+  bind(channel: number, peer: Endpoint, nowMs: number): boolean {
+    const key = formatEndpoint(peer);
+    const current = this.#channelPeer.get(channel);
+    if (current && formatEndpoint(current.peer) !== key) return false;
+    const existing = this.#peerChannel.get(key);
+    if (existing !== undefined && existing !== channel) return false;
+    this.#channelPeer.set(channel, { peer, expiresAtMs: nowMs + TURN_LIFETIMES.channelS * 1000 });
+    this.#peerChannel.set(key, channel);
+    this.permit(peer.address, nowMs);
+    return true;
+  }
+
+  peerOf(channel: number, nowMs: number): Endpoint | undefined {
+    const bound = this.#channelPeer.get(channel);
+    return bound && bound.expiresAtMs > nowMs ? bound.peer : undefined;
+  }
+
+  channelOf(peer: Endpoint): number | undefined {
+    return this.#peerChannel.get(formatEndpoint(peer));
+  }
+
+  get channels(): number {
+    return this.#channelPeer.size;
+  }
+
+  /** Drops expired permissions and channels. */
+  expire(nowMs: number): void {
+    for (const [ip, until] of this.permissions) if (until <= nowMs) this.permissions.delete(ip);
+    for (const [channel, bound] of this.#channelPeer) {
+      if (bound.expiresAtMs > nowMs) continue;
+      this.#channelPeer.delete(channel);
+      this.#peerChannel.delete(formatEndpoint(bound.peer));
+    }
+  }
+}

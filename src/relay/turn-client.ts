@@ -1,0 +1,354 @@
+/**
+ * TURN client (RFC 8656, UDP) on one of the gateway's sockets: allocates a relayed address, keeps
+ * it, its permissions and its channels alive, and carries data both ways. It talks to any RFC 8656
+ * server: the embedded one in `sc2c server`, and coturn. Everything else arriving on the socket
+ * (direct media, punch checks) is left to the socket's other listeners.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
+import { type Clock, every, sleep, type Timer } from '../net/clock.ts';
+import type { UdpSocket } from '../net/types.ts';
+import {
+  decodeErrorCode,
+  decodeXorAddress,
+  encodeText,
+  encodeXorAddress,
+} from '../protocol/stun/attributes.ts';
+import { addFingerprint, addMessageIntegrity } from '../protocol/stun/integrity.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  isStun,
+  type StunAttribute,
+  StunClass,
+  type StunMessage,
+} from '../protocol/stun/message.ts';
+import {
+  CHANNEL_MIN,
+  decodeChannelData,
+  decodeU32,
+  encodeChannelData,
+  encodeChannelNumber,
+  encodeRequestedTransport,
+  encodeU32,
+  isChannelData,
+  longTermKey,
+  PROTOCOL_UDP,
+  TURN_LIFETIMES,
+  TurnAttribute,
+  TurnMethod,
+} from '../protocol/stun/turn.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+
+export interface TurnClientInit {
+  readonly server: Endpoint;
+  readonly username: string;
+  readonly password: string;
+  /** Requested allocation lifetime. Default 600 s. */
+  readonly lifetimeS?: number;
+  /** First retransmission timeout; doubles per retry (RFC 8489 §6.2.1). Default 250 ms. */
+  readonly rtoMs?: number;
+  /** Requests sent per transaction before giving up. Default 6. */
+  readonly attempts?: number;
+}
+
+export class TurnError extends Error {
+  constructor(
+    readonly code: number | null,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TurnError';
+  }
+}
+
+export type TurnClientEvents = {
+  /** Data a peer sent to our relayed address. */
+  data: [data: Uint8Array, peer: Endpoint];
+  /** The allocation is gone (refresh refused or unanswered): the relay path is dead. */
+  failed: [reason: string];
+};
+
+export interface TurnClientCounters {
+  packetsSent: number;
+  bytesSent: number;
+  packetsReceived: number;
+  bytesReceived: number;
+}
+
+export class TurnClient extends TypedEmitter<TurnClientEvents> {
+  readonly counters: TurnClientCounters = {
+    packetsSent: 0,
+    bytesSent: 0,
+    packetsReceived: 0,
+    bytesReceived: 0,
+  };
+  readonly #pending = new Map<string, (message: StunMessage) => void>();
+  readonly #channels = new Map<string, number>();
+  readonly #permissions = new Set<string>();
+  #nextChannel = CHANNEL_MIN;
+  #realm = '';
+  #nonce = '';
+  #key?: Uint8Array;
+  #refreshTimer?: Timer;
+  #permissionTimer?: Timer;
+  #closed = false;
+  readonly #off: () => void;
+  relayed: Endpoint = { address: '0.0.0.0', port: 0 };
+  mapped: Endpoint = { address: '0.0.0.0', port: 0 };
+  lifetimeS = 0;
+
+  private constructor(
+    private readonly c: { readonly clock: Clock },
+    private readonly socket: UdpSocket,
+    private readonly init: TurnClientInit,
+  ) {
+    super();
+    this.#off = socket.on('message', (data, from) => this.#onMessage(data, from));
+  }
+
+  /** Allocates on `init.server`; rejects with a `TurnError` saying why when it cannot. */
+  static async allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
+    const client = new TurnClient(c, socket, init);
+    try {
+      const response = await client.#request(TurnMethod.allocate, [
+        { type: TurnAttribute.REQUESTED_TRANSPORT, value: encodeRequestedTransport(PROTOCOL_UDP) },
+        {
+          type: TurnAttribute.LIFETIME,
+          value: encodeU32(init.lifetimeS ?? TURN_LIFETIMES.allocationDefaultS),
+        },
+      ]);
+      const relayed = findAttribute(response, TurnAttribute.XOR_RELAYED_ADDRESS);
+      const mapped = findAttribute(response, AttributeType.XOR_MAPPED_ADDRESS);
+      const lifetime = findAttribute(response, TurnAttribute.LIFETIME);
+      if (!relayed) throw new TurnError(null, 'Allocate succeeded without XOR-RELAYED-ADDRESS');
+      client.relayed = decodeXorAddress(relayed.value);
+      if (mapped) client.mapped = decodeXorAddress(mapped.value);
+      client.lifetimeS = lifetime ? decodeU32(lifetime.value, 'LIFETIME') : TURN_LIFETIMES.allocationDefaultS;
+    } catch (error) {
+      client.#stop();
+      throw error;
+    }
+    // Refresh at 80 % of the lifetime; permissions (300 s) and channels (600 s) every 4 minutes.
+    client.#refreshTimer = every(
+      c.clock,
+      Math.max(5, client.lifetimeS * 0.8) * 1000,
+      () => void client.#keepAlive(),
+    );
+    client.#permissionTimer = every(c.clock, 240_000, () => void client.#renewPermissions());
+    return client;
+  }
+
+  get server(): Endpoint {
+    return this.init.server;
+  }
+
+  /** Lets `peers` (IP addresses) send to the relayed address. */
+  async createPermission(peers: readonly string[]): Promise<void> {
+    await this.#request(
+      TurnMethod.createPermission,
+      peers.map((address) => ({
+        type: TurnAttribute.XOR_PEER_ADDRESS,
+        value: encodeXorAddress({ address, port: 0 }),
+      })),
+    );
+    for (const address of peers) this.#permissions.add(address);
+  }
+
+  /** Binds a channel to `peer`, so data to and from it carries 4 bytes of overhead instead of 36. */
+  async bindChannel(peer: Endpoint): Promise<number> {
+    const key = formatEndpoint(peer);
+    const channel = this.#channels.get(key) ?? this.#nextChannel++;
+    await this.#request(TurnMethod.channelBind, [
+      { type: TurnAttribute.CHANNEL_NUMBER, value: encodeChannelNumber(channel) },
+      { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
+    ]);
+    this.#channels.set(key, channel);
+    this.#permissions.add(peer.address);
+    return channel;
+  }
+
+  /** Sends `data` to `peer` through the relay: ChannelData when a channel is bound, else a Send indication. */
+  send(data: Uint8Array, peer: Endpoint): void {
+    if (this.#closed) return;
+    const channel = this.#channels.get(formatEndpoint(peer));
+    const out =
+      channel !== undefined
+        ? encodeChannelData(channel, data)
+        : addFingerprint(
+            encodeStun({
+              method: TurnMethod.send,
+              cls: StunClass.indication,
+              transactionId: new Uint8Array(randomBytes(12)),
+              attributes: [
+                { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
+                { type: TurnAttribute.DATA, value: data },
+              ],
+            }),
+          );
+    this.counters.packetsSent++;
+    this.counters.bytesSent += data.byteLength;
+    this.socket.send(out, this.init.server);
+  }
+
+  /** Releases the allocation (Refresh with lifetime 0), best effort. Idempotent; the socket stays open. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#request(TurnMethod.refresh, [{ type: TurnAttribute.LIFETIME, value: encodeU32(0) }], 2);
+    } catch {
+      // The server forgets the allocation at its lifetime's end anyway.
+    }
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.#closed = true;
+    this.#refreshTimer?.clear();
+    this.#permissionTimer?.clear();
+    this.#off();
+  }
+
+  async #keepAlive(): Promise<void> {
+    try {
+      await this.#request(TurnMethod.refresh, [
+        {
+          type: TurnAttribute.LIFETIME,
+          value: encodeU32(this.init.lifetimeS ?? TURN_LIFETIMES.allocationDefaultS),
+        },
+      ]);
+    } catch (error) {
+      if (this.#closed) return;
+      this.#stop();
+      this.emit('failed', `the relay allocation was lost: ${(error as Error).message}`);
+    }
+  }
+
+  async #renewPermissions(): Promise<void> {
+    try {
+      const loose = [...this.#permissions].filter(
+        (ip) => ![...this.#channels.keys()].some((k) => k.startsWith(`${ip}:`)),
+      );
+      if (loose.length > 0) await this.createPermission(loose);
+      for (const key of this.#channels.keys()) {
+        const [address, port] = key.split(':');
+        await this.bindChannel({ address: address!, port: Number(port) });
+      }
+    } catch {
+      // The next refresh reports a dead allocation; a failed renewal alone is retried in 4 minutes.
+    }
+  }
+
+  /**
+   * One authenticated transaction: retransmits with a doubling RTO, answers a 401 with the realm
+   * and nonce it carries, and a 438 with the fresh nonce, once each.
+   */
+  async #request(
+    method: number,
+    attributes: StunAttribute[],
+    attempts = this.init.attempts ?? 6,
+  ): Promise<StunMessage> {
+    for (let round = 0; round < 3; round++) {
+      const response = await this.#transaction(method, attributes, attempts);
+      if (response.cls === StunClass.success) return response;
+      const errorAttribute = findAttribute(response, AttributeType.ERROR_CODE);
+      const error = errorAttribute
+        ? decodeErrorCode(errorAttribute.value)
+        : { code: 0, reason: 'no ERROR-CODE' };
+      const realm = findAttribute(response, TurnAttribute.REALM);
+      const nonce = findAttribute(response, TurnAttribute.NONCE);
+      const retryable = (error.code === 401 && !this.#key) || error.code === 438;
+      if (retryable && nonce) {
+        if (realm) this.#realm = new TextDecoder().decode(realm.value);
+        this.#nonce = new TextDecoder().decode(nonce.value);
+        this.#key = longTermKey(this.init.username, this.#realm, this.init.password);
+        continue;
+      }
+      throw new TurnError(error.code, `TURN ${error.code} ${error.reason}`);
+    }
+    throw new TurnError(null, 'the TURN server kept refusing the credentials');
+  }
+
+  async #transaction(method: number, attributes: StunAttribute[], attempts: number): Promise<StunMessage> {
+    const transactionId = new Uint8Array(randomBytes(12));
+    const id = Buffer.from(transactionId).toString('hex');
+    const signed = this.#key
+      ? [
+          ...attributes,
+          { type: AttributeType.USERNAME, value: encodeText(this.init.username) },
+          { type: TurnAttribute.REALM, value: encodeText(this.#realm) },
+          { type: TurnAttribute.NONCE, value: encodeText(this.#nonce) },
+        ]
+      : attributes;
+    let encoded = encodeStun({ method, cls: StunClass.request, transactionId, attributes: signed });
+    if (this.#key) encoded = addMessageIntegrity(encoded, this.#key);
+    const request = addFingerprint(encoded);
+    const wake = new AbortController();
+    let response: StunMessage | undefined;
+    this.#pending.set(id, (message) => {
+      response = message;
+      wake.abort();
+    });
+    try {
+      let rtoMs = this.init.rtoMs ?? 250;
+      for (let i = 0; i < attempts && !response; i++) {
+        this.socket.send(request, this.init.server);
+        try {
+          await sleep(this.c.clock, rtoMs, wake.signal);
+        } catch {
+          // Woken by the response.
+        }
+        rtoMs *= 2;
+      }
+    } finally {
+      this.#pending.delete(id);
+    }
+    if (!response)
+      throw new TurnError(null, `no answer from the TURN server ${formatEndpoint(this.init.server)}`);
+    return response;
+  }
+
+  #onMessage(data: Uint8Array, from: Endpoint): void {
+    if (!sameEndpoint(from, this.init.server)) return;
+    if (isChannelData(data)) {
+      try {
+        const frame = decodeChannelData(data);
+        const peer = [...this.#channels].find(([, channel]) => channel === frame.channel)?.[0];
+        if (!peer) return;
+        const [address, port] = peer.split(':');
+        this.#deliver(frame.data, { address: address!, port: Number(port) });
+      } catch {
+        // Malformed ChannelData: dropped.
+      }
+      return;
+    }
+    if (!isStun(data)) return;
+    let message: StunMessage;
+    try {
+      message = decodeStun(data);
+    } catch {
+      return;
+    }
+    if (message.cls === StunClass.indication && message.method === TurnMethod.data) {
+      const peer = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
+      const payload = findAttribute(message, TurnAttribute.DATA);
+      if (!peer || !payload) return;
+      try {
+        this.#deliver(payload.value, decodeXorAddress(peer.value));
+      } catch {
+        // A peer address we cannot read: dropped.
+      }
+      return;
+    }
+    if (message.cls === StunClass.success || message.cls === StunClass.error)
+      this.#pending.get(Buffer.from(message.transactionId).toString('hex'))?.(message);
+  }
+
+  #deliver(data: Uint8Array, peer: Endpoint): void {
+    this.counters.packetsReceived++;
+    this.counters.bytesReceived += data.byteLength;
+    this.emit('data', data, peer);
+  }
+}

@@ -1,0 +1,608 @@
+/**
+ * The embedded TURN server (RFC 8656, UDP): Allocate, Refresh, CreatePermission, ChannelBind,
+ * Send/Data indications and ChannelData, with long-term or short-lived credentials, stateless
+ * nonces, per-user allocation quotas, a rate limit on unauthenticated requests and denied peer
+ * ranges. It also answers STUN Binding, as every TURN server does. Malformed or oversized input is
+ * dropped and counted, never thrown.
+ */
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import { type Clock, every, type Timer } from '../net/clock.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
+import { DecodeError } from '../protocol/decode-error.ts';
+import {
+  decodeXorAddress,
+  encodeErrorCode,
+  encodeText,
+  encodeXorAddress,
+} from '../protocol/stun/attributes.ts';
+import { addFingerprint, addMessageIntegrity, verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  isStun,
+  type StunAttribute,
+  StunClass,
+  type StunMessage,
+  StunMethod,
+} from '../protocol/stun/message.ts';
+import {
+  CHANNEL_MAX,
+  CHANNEL_MIN,
+  decodeChannelData,
+  decodeChannelNumber,
+  decodeRequestedTransport,
+  decodeU32,
+  encodeChannelData,
+  encodeU32,
+  isChannelData,
+  KNOWN_REQUIRED_ATTRIBUTES,
+  longTermKey,
+  PROTOCOL_UDP,
+  TURN_LIFETIMES,
+  TurnAttribute,
+  TurnMethod,
+} from '../protocol/stun/turn.ts';
+import { Allocation } from './allocation.ts';
+import { type CredentialStore, Nonces, PeerPolicy, passwordFor, RateLimiter } from './credentials.ts';
+
+export interface TurnServerInit extends CredentialStore {
+  /** Where clients reach the server, e.g. 198.18.0.10:3478. */
+  readonly listen: Endpoint;
+  /** The address relayed sockets bind to and advertise (default: the listen address). */
+  readonly relayAddress?: string;
+  readonly realm: string;
+  /** Allocations one user may hold at once (486 beyond). Default 10. */
+  readonly userQuota?: number;
+  /** Allocations in total (508 beyond). Default 1000. */
+  readonly capacity?: number;
+  /** Nonce lifetime; an older nonce gets 438. Default 10 min. */
+  readonly nonceLifetimeMs?: number;
+  /** Unauthenticated requests per second per source address (burst twice that). Default 20. */
+  readonly unauthenticatedPerSecond?: number;
+  /** Peer ranges refused with 403 (CIDR). Default `DEFAULT_DENIED_PEERS`. */
+  readonly deniedPeers?: readonly string[];
+  /** Exceptions to `deniedPeers` (the lab's own ranges). */
+  readonly allowedPeers?: readonly string[];
+  /** Datagrams from clients larger than this are dropped and counted. Default 2048. */
+  readonly maxDatagramBytes?: number;
+  readonly software?: string;
+}
+
+export interface TurnCounters {
+  requests: number;
+  allocations: number;
+  unauthorized: number;
+  staleNonce: number;
+  forbidden: number;
+  quotaExceeded: number;
+  badRequest: number;
+  mismatch: number;
+  malformed: number;
+  oversized: number;
+  rateLimited: number;
+  /** Relayed traffic, client -> peer and peer -> client. */
+  packetsToPeers: number;
+  bytesToPeers: number;
+  packetsToClients: number;
+  bytesToClients: number;
+  /** Data a permission or channel did not cover (dropped, RFC 8656 §9). */
+  unpermitted: number;
+}
+
+const ERRORS: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  420: 'Unknown Attribute',
+  437: 'Allocation Mismatch',
+  438: 'Stale Nonce',
+  440: 'Address Family not Supported',
+  441: 'Wrong Credentials',
+  442: 'Unsupported Transport Protocol',
+  443: 'Peer Address Family Mismatch',
+  486: 'Allocation Quota Reached',
+  508: 'Insufficient Capacity',
+};
+
+/** A request turned down: the error code and why. */
+class Refusal extends Error {
+  constructor(
+    readonly code: number,
+    readonly why: string,
+  ) {
+    super(why);
+  }
+}
+
+export class TurnServer {
+  readonly counters: TurnCounters = {
+    requests: 0,
+    allocations: 0,
+    unauthorized: 0,
+    staleNonce: 0,
+    forbidden: 0,
+    quotaExceeded: 0,
+    badRequest: 0,
+    mismatch: 0,
+    malformed: 0,
+    oversized: 0,
+    rateLimited: 0,
+    packetsToPeers: 0,
+    bytesToPeers: 0,
+    packetsToClients: 0,
+    bytesToClients: 0,
+    unpermitted: 0,
+  };
+  readonly #allocations = new Map<string, Allocation>();
+  readonly #nonces: Nonces;
+  readonly #limiter: RateLimiter;
+  readonly #peers: PeerPolicy;
+  readonly #sweep: Timer;
+  #closed = false;
+
+  private constructor(
+    private readonly c: { readonly network: Network; readonly clock: Clock },
+    private readonly init: TurnServerInit,
+    private readonly socket: UdpSocket,
+  ) {
+    this.#nonces = new Nonces(init.nonceLifetimeMs ?? 10 * 60_000);
+    const rate = init.unauthenticatedPerSecond ?? 20;
+    this.#limiter = new RateLimiter(rate, rate * 2);
+    this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
+    socket.on('message', (data, from) => this.#onClient(data, from));
+    this.#sweep = every(c.clock, 1000, () => this.#expire());
+  }
+
+  static async start(c: { network: Network; clock: Clock }, init: TurnServerInit): Promise<TurnServer> {
+    const socket = await c.network.bindUdp({ address: init.listen.address, port: init.listen.port });
+    return new TurnServer(c, init, socket);
+  }
+
+  get local(): Endpoint {
+    return this.socket.local;
+  }
+
+  /** Live allocations, for the admin API and metrics. */
+  allocations(): { client: string; user: string; relayed: string; expiresInS: number; channels: number }[] {
+    const now = this.c.clock.now();
+    return [...this.#allocations.values()].map((a) => ({
+      client: formatEndpoint(a.client),
+      user: a.username,
+      relayed: formatEndpoint(a.relayed),
+      expiresInS: Math.round((a.expiresAtMs - now) / 1000),
+      channels: a.channels,
+    }));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#sweep.clear();
+    for (const allocation of this.#allocations.values()) allocation.relay.close();
+    this.#allocations.clear();
+    this.socket.close();
+  }
+
+  #onClient(data: Uint8Array, from: Endpoint): void {
+    if (this.#closed) return;
+    if (data.byteLength > (this.init.maxDatagramBytes ?? 2048)) {
+      this.counters.oversized++;
+      return;
+    }
+    if (isChannelData(data)) {
+      this.#onChannelData(data, from);
+      return;
+    }
+    if (!isStun(data)) {
+      this.counters.malformed++;
+      return;
+    }
+    let message: StunMessage;
+    try {
+      message = decodeStun(data);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    if (message.cls === StunClass.indication) {
+      if (message.method === TurnMethod.send) this.#onSend(message, from);
+      return;
+    }
+    if (message.cls !== StunClass.request) return;
+    this.counters.requests++;
+    if (message.method === StunMethod.binding) {
+      this.#reply(from, message, StunClass.success, [
+        { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
+      ]);
+      return;
+    }
+    this.#onRequest(data, message, from).catch((error: unknown) => {
+      // Every path answers; this is a bug or a closed socket, and the server carries on.
+      this.counters.malformed++;
+      void error;
+    });
+  }
+
+  async #onRequest(raw: Uint8Array, message: StunMessage, from: Endpoint): Promise<void> {
+    const key = formatEndpoint(from);
+    let signingKey: Uint8Array | undefined;
+    try {
+      const unknown = message.attributes.filter(
+        (a) => a.type < 0x8000 && !KNOWN_REQUIRED_ATTRIBUTES.has(a.type),
+      );
+      if (unknown.length > 0) {
+        const value = new Uint8Array(unknown.length * 2);
+        unknown.forEach((a, i) => {
+          value[i * 2] = a.type >> 8;
+          value[i * 2 + 1] = a.type & 0xff;
+        });
+        this.#replyError(from, message, 420, 'unknown comprehension-required attribute', undefined, [
+          { type: AttributeType.UNKNOWN_ATTRIBUTES, value },
+        ]);
+        return;
+      }
+      const auth = this.#authenticate(raw, message, from);
+      if (!auth) return;
+      signingKey = auth.key;
+      const existing = this.#allocations.get(key);
+      switch (message.method) {
+        case TurnMethod.allocate:
+          await this.#allocate(message, from, auth, existing);
+          return;
+        case TurnMethod.refresh:
+          this.#refresh(message, from, auth.key, this.#own(existing, auth.username));
+          return;
+        case TurnMethod.createPermission:
+          this.#createPermission(message, from, auth.key, this.#own(existing, auth.username));
+          return;
+        case TurnMethod.channelBind:
+          this.#channelBind(message, from, auth.key, this.#own(existing, auth.username));
+          return;
+        default:
+          throw new Refusal(400, `method 0x${message.method.toString(16)} is not a TURN request`);
+      }
+    } catch (error) {
+      if (error instanceof Refusal) {
+        this.#count(error.code);
+        this.#replyError(from, message, error.code, error.why, signingKey);
+      } else if (error instanceof DecodeError) {
+        this.counters.badRequest++;
+        this.#replyError(from, message, 400, error.reason, signingKey);
+      } else throw error;
+    }
+  }
+
+  /** RFC 8489 §9.2.4: 401 with a nonce, 438 for a stale one, then the key the request was signed with. */
+  #authenticate(
+    raw: Uint8Array,
+    message: StunMessage,
+    from: Endpoint,
+  ): { username: string; key: Uint8Array } | undefined {
+    const now = this.c.clock.now();
+    const client = formatEndpoint(from);
+    const challenge = (code: 401 | 438, why: string): undefined => {
+      if (!this.#limiter.allow(from.address, now)) {
+        this.counters.rateLimited++;
+        return undefined;
+      }
+      this.#count(code);
+      this.#replyError(from, message, code, why, undefined, [
+        { type: TurnAttribute.REALM, value: encodeText(this.init.realm) },
+        { type: TurnAttribute.NONCE, value: encodeText(this.#nonces.issue(client, now)) },
+      ]);
+      return undefined;
+    };
+    const text = (type: number): string | undefined => {
+      const attribute = findAttribute(message, type);
+      return attribute && new TextDecoder().decode(attribute.value);
+    };
+    if (!findAttribute(message, AttributeType.MESSAGE_INTEGRITY))
+      return challenge(401, 'credentials required');
+    const username = text(AttributeType.USERNAME);
+    const realm = text(TurnAttribute.REALM);
+    const nonce = text(TurnAttribute.NONCE);
+    if (username === undefined || realm === undefined || nonce === undefined)
+      throw new Refusal(400, 'MESSAGE-INTEGRITY without USERNAME, REALM and NONCE');
+    const freshness = this.#nonces.check(nonce, client, now);
+    if (freshness !== 'ok') return challenge(438, freshness === 'stale' ? 'nonce expired' : 'nonce not ours');
+    if (realm !== this.init.realm) return challenge(401, `realm must be ${this.init.realm}`);
+    const password = passwordFor(this.init, username, now / 1000);
+    if (password === undefined) return challenge(401, 'unknown or expired username');
+    const key = longTermKey(username, realm, password);
+    let valid = false;
+    try {
+      valid = verifyMessageIntegrity(raw, key);
+    } catch {
+      valid = false;
+    }
+    if (!valid) return challenge(401, 'wrong credentials');
+    return { username, key };
+  }
+
+  /** The allocation of this 5-tuple, which must exist and belong to `username`. */
+  #own(existing: Allocation | undefined, username: string): Allocation {
+    if (!existing) throw new Refusal(437, 'no allocation for this 5-tuple');
+    if (existing.username !== username) throw new Refusal(441, 'the allocation belongs to another user');
+    return existing;
+  }
+
+  async #allocate(
+    message: StunMessage,
+    from: Endpoint,
+    auth: { username: string; key: Uint8Array },
+    existing: Allocation | undefined,
+  ): Promise<void> {
+    const now = this.c.clock.now();
+    if (existing) {
+      if (!sameBytes(existing.transactionId, message.transactionId))
+        throw new Refusal(437, 'this 5-tuple already has an allocation');
+      this.#allocated(from, message, auth.key, existing); // a retransmission
+      return;
+    }
+    const transport = findAttribute(message, TurnAttribute.REQUESTED_TRANSPORT);
+    if (!transport) throw new Refusal(400, 'REQUESTED-TRANSPORT missing');
+    if (decodeRequestedTransport(transport.value) !== PROTOCOL_UDP)
+      throw new Refusal(442, 'only UDP relaying is offered');
+    const family = findAttribute(message, TurnAttribute.REQUESTED_ADDRESS_FAMILY);
+    if (family && family.value[0] !== 0x01) throw new Refusal(440, 'only IPv4 relayed addresses');
+    if (findAttribute(message, TurnAttribute.RESERVATION_TOKEN))
+      throw new Refusal(508, 'reservations are not offered');
+    const held = [...this.#allocations.values()].filter((a) => a.username === auth.username).length;
+    if (held >= (this.init.userQuota ?? 10))
+      throw new Refusal(486, `${auth.username} already holds ${held} allocations`);
+    if (this.#allocations.size >= (this.init.capacity ?? 1000))
+      throw new Refusal(508, 'the server holds as many allocations as it may');
+    const relay = await this.#bindRelay(Boolean(findAttribute(message, TurnAttribute.EVEN_PORT)));
+    const relayed = { address: this.init.relayAddress ?? this.init.listen.address, port: relay.local.port };
+    const allocation = new Allocation(
+      from,
+      auth.username,
+      auth.key,
+      relay,
+      relayed,
+      now + this.#lifetimeS(message) * 1000,
+      message.transactionId,
+      now,
+    );
+    relay.on('message', (data, peer) => this.#fromPeer(allocation, data, peer));
+    this.#allocations.set(formatEndpoint(from), allocation);
+    this.counters.allocations++;
+    this.#allocated(from, message, auth.key, allocation);
+  }
+
+  #allocated(from: Endpoint, message: StunMessage, key: Uint8Array, allocation: Allocation): void {
+    const lifetimeS = Math.max(0, Math.round((allocation.expiresAtMs - this.c.clock.now()) / 1000));
+    this.#reply(
+      from,
+      message,
+      StunClass.success,
+      [
+        { type: TurnAttribute.XOR_RELAYED_ADDRESS, value: encodeXorAddress(allocation.relayed) },
+        { type: TurnAttribute.LIFETIME, value: encodeU32(lifetimeS) },
+        { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
+      ],
+      key,
+    );
+  }
+
+  async #bindRelay(even: boolean): Promise<UdpSocket> {
+    const address = this.init.relayAddress ?? this.init.listen.address;
+    for (let i = 0; i < 20; i++) {
+      const socket = await this.c.network.bindUdp({ address });
+      if (!even || socket.local.port % 2 === 0) return socket;
+      socket.close();
+    }
+    throw new Refusal(508, 'no even relay port free');
+  }
+
+  /** RFC 8656 §7.2: the requested lifetime, at least the default and at most the maximum. */
+  #lifetimeS(message: StunMessage): number {
+    const requested = findAttribute(message, TurnAttribute.LIFETIME);
+    const wanted = requested ? decodeU32(requested.value, 'LIFETIME') : TURN_LIFETIMES.allocationDefaultS;
+    return Math.min(TURN_LIFETIMES.allocationMaxS, Math.max(TURN_LIFETIMES.allocationDefaultS, wanted));
+  }
+
+  #refresh(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+    const requested = findAttribute(message, TurnAttribute.LIFETIME);
+    const zero = requested !== undefined && decodeU32(requested.value, 'LIFETIME') === 0;
+    let lifetimeS = 0;
+    if (zero) this.#delete(allocation);
+    else {
+      lifetimeS = this.#lifetimeS(message);
+      allocation.expiresAtMs = this.c.clock.now() + lifetimeS * 1000;
+    }
+    this.#reply(
+      from,
+      message,
+      StunClass.success,
+      [{ type: TurnAttribute.LIFETIME, value: encodeU32(lifetimeS) }],
+      key,
+    );
+  }
+
+  #createPermission(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+    const peers = message.attributes
+      .filter((a) => a.type === TurnAttribute.XOR_PEER_ADDRESS)
+      .map((a) => this.#peer(a));
+    if (peers.length === 0) throw new Refusal(400, 'XOR-PEER-ADDRESS missing');
+    // All or nothing (§9.2): check every peer before installing any.
+    for (const peer of peers) this.#checkPeer(peer);
+    const now = this.c.clock.now();
+    for (const peer of peers) allocation.permit(peer.address, now);
+    this.#reply(from, message, StunClass.success, [], key);
+  }
+
+  #channelBind(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+    const number = findAttribute(message, TurnAttribute.CHANNEL_NUMBER);
+    const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
+    if (!number || !peerAttribute) throw new Refusal(400, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
+    const channel = decodeChannelNumber(number.value);
+    if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
+      throw new Refusal(400, `channel 0x${channel.toString(16)} outside 0x4000-0x4FFF`);
+    const peer = this.#peer(peerAttribute);
+    this.#checkPeer(peer);
+    if (!allocation.bind(channel, peer, this.c.clock.now()))
+      throw new Refusal(400, 'the channel or the peer is bound to something else');
+    this.#reply(from, message, StunClass.success, [], key);
+  }
+
+  #peer(attribute: StunAttribute): Endpoint {
+    try {
+      return decodeXorAddress(attribute.value);
+    } catch (error) {
+      if (error instanceof DecodeError && /family/.test(error.reason))
+        throw new Refusal(443, 'the relay is IPv4 only');
+      throw error;
+    }
+  }
+
+  #checkPeer(peer: Endpoint): void {
+    if (!this.#peers.permits(peer.address))
+      throw new Refusal(403, `peer ${peer.address} is in a denied range`);
+  }
+
+  #onSend(message: StunMessage, from: Endpoint): void {
+    const allocation = this.#allocations.get(formatEndpoint(from));
+    const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
+    const data = findAttribute(message, TurnAttribute.DATA);
+    if (!allocation || !peerAttribute || !data) {
+      this.counters.malformed++;
+      return;
+    }
+    let peer: Endpoint;
+    try {
+      peer = decodeXorAddress(peerAttribute.value);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    this.#toPeer(allocation, peer, data.value);
+  }
+
+  #onChannelData(bytes: Uint8Array, from: Endpoint): void {
+    const allocation = this.#allocations.get(formatEndpoint(from));
+    let frame: ReturnType<typeof decodeChannelData>;
+    try {
+      frame = decodeChannelData(bytes);
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    const peer = allocation?.peerOf(frame.channel, this.c.clock.now());
+    if (!allocation || !peer) {
+      this.counters.unpermitted++;
+      return;
+    }
+    this.#toPeer(allocation, peer, frame.data);
+  }
+
+  #toPeer(allocation: Allocation, peer: Endpoint, data: Uint8Array): void {
+    if (!allocation.permitted(peer.address, this.c.clock.now()) || !this.#peers.permits(peer.address)) {
+      this.counters.unpermitted++;
+      return;
+    }
+    allocation.relay.send(data, peer);
+    allocation.counters.packetsToPeers++;
+    allocation.counters.bytesToPeers += data.byteLength;
+    this.counters.packetsToPeers++;
+    this.counters.bytesToPeers += data.byteLength;
+  }
+
+  #fromPeer(allocation: Allocation, data: Uint8Array, peer: Endpoint): void {
+    if (this.#closed || !allocation.permitted(peer.address, this.c.clock.now())) {
+      this.counters.unpermitted++;
+      return;
+    }
+    const channel = allocation.channelOf(peer);
+    const out =
+      channel !== undefined && allocation.peerOf(channel, this.c.clock.now())
+        ? encodeChannelData(channel, data)
+        : addFingerprint(
+            encodeStun({
+              method: TurnMethod.data,
+              cls: StunClass.indication,
+              transactionId: randomTransactionId(),
+              attributes: [
+                { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
+                { type: TurnAttribute.DATA, value: data },
+              ],
+            }),
+          );
+    this.socket.send(out, allocation.client);
+    allocation.counters.packetsToClient++;
+    allocation.counters.bytesToClient += data.byteLength;
+    this.counters.packetsToClients++;
+    this.counters.bytesToClients += data.byteLength;
+  }
+
+  #expire(): void {
+    const now = this.c.clock.now();
+    for (const allocation of this.#allocations.values()) {
+      if (allocation.expiresAtMs <= now) this.#delete(allocation);
+      else allocation.expire(now);
+    }
+    this.#limiter.prune(now);
+  }
+
+  #delete(allocation: Allocation): void {
+    allocation.relay.close();
+    this.#allocations.delete(formatEndpoint(allocation.client));
+  }
+
+  #count(code: number): void {
+    if (code === 401) this.counters.unauthorized++;
+    else if (code === 438) this.counters.staleNonce++;
+    else if (code === 403) this.counters.forbidden++;
+    else if (code === 486) this.counters.quotaExceeded++;
+    else if (code === 437 || code === 441) this.counters.mismatch++;
+    else this.counters.badRequest++;
+  }
+
+  #reply(
+    to: Endpoint,
+    request: StunMessage,
+    cls: StunClass,
+    attributes: StunAttribute[],
+    key?: Uint8Array,
+  ): void {
+    const software = this.init.software ?? 'sc2c-gateway turn';
+    let encoded = encodeStun({
+      method: request.method,
+      cls,
+      transactionId: request.transactionId,
+      attributes: [...attributes, { type: AttributeType.SOFTWARE, value: encodeText(software) }],
+    });
+    if (key) encoded = addMessageIntegrity(encoded, key);
+    this.socket.send(addFingerprint(encoded), to);
+  }
+
+  #replyError(
+    to: Endpoint,
+    request: StunMessage,
+    code: number,
+    why: string,
+    key?: Uint8Array,
+    extra: StunAttribute[] = [],
+  ): void {
+    const reason = `${ERRORS[code] ?? 'Error'}: ${why}`;
+    this.#reply(
+      to,
+      request,
+      StunClass.error,
+      [{ type: AttributeType.ERROR_CODE, value: encodeErrorCode({ code, reason }) }, ...extra],
+      key,
+    );
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
+}
+
+function randomTransactionId(): Uint8Array {
+  const id = new Uint8Array(12);
+  crypto.getRandomValues(id);
+  return id;
+}

@@ -1,0 +1,343 @@
+/**
+ * The embedded TURN server and our TURN client on the virtual network: alice behind a symmetric
+ * NAT allocates on the server, bob (behind another) is the peer. Each RFC 8656 error the issue
+ * names is provoked on purpose.
+ */
+import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../src/net/clock.ts';
+import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { decodeErrorCode, encodeText, encodeXorAddress } from '../../src/protocol/stun/attributes.ts';
+import { addFingerprint, addMessageIntegrity } from '../../src/protocol/stun/integrity.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  type StunAttribute,
+  StunClass,
+} from '../../src/protocol/stun/message.ts';
+import {
+  decodeChannelData,
+  encodeChannelData,
+  encodeRequestedTransport,
+  encodeU32,
+  longTermKey,
+  TurnAttribute,
+  TurnMethod,
+} from '../../src/protocol/stun/turn.ts';
+import { issueCredentials } from '../../src/relay/credentials.ts';
+import { TurnClient, TurnError } from '../../src/relay/turn-client.ts';
+import { TurnServer, type TurnServerInit } from '../../src/relay/turn-server.ts';
+import { profiles } from '../net/world.ts';
+
+const TURN = { address: '198.18.0.10', port: 3478 };
+const USERS = { alice: 'alice-pass', bob: 'bob-pass' };
+
+async function setup(init: Partial<TurnServerInit> = {}) {
+  const clock = new VirtualClock();
+  const net = new VirtualNetwork({ clock, seed: 3 });
+  const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+  const serverHost = net.addHost('server', { addresses: ['198.18.0.10'] });
+  const natA = net.addNat('nat-a', {
+    publicAddress: '198.18.1.1',
+    insideAddress: '10.0.1.1',
+    behaviour: profiles.resolve('symmetric-random'),
+  });
+  const natB = net.addNat('nat-b', {
+    publicAddress: '198.18.2.1',
+    insideAddress: '10.0.2.1',
+    behaviour: profiles.resolve('symmetric-random'),
+  });
+  const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
+  const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
+  const peer = net.addHost('peer', { addresses: ['198.18.0.66'] });
+  net.connect(serverHost, internet, { latencyMs: 5 });
+  net.connect(peer, internet, { latencyMs: 5 });
+  net.connect(natA, internet, { latencyMs: 10 });
+  net.connect(natB, internet, { latencyMs: 10 });
+  net.connect(alice, natA, { latencyMs: 1 });
+  net.connect(bob, natB, { latencyMs: 1 });
+  const server = await TurnServer.start(
+    { network: serverHost, clock },
+    { listen: TURN, realm: 'sc2c.lab', users: USERS, secret: 'per-call-secret', ...init },
+  );
+  const allocate = async (host = alice, username = 'alice', password = USERS.alice) => {
+    const socket = await host.bindUdp();
+    const client = await clock.run(
+      TurnClient.allocate({ clock }, socket, { server: TURN, username, password, rtoMs: 100 }),
+    );
+    return { socket, client };
+  };
+  return { clock, net, server, alice, bob, peer, allocate };
+}
+
+/** A raw request from `socket`, for the cases a well-behaved client never produces. */
+function raw(
+  method: number,
+  attributes: StunAttribute[],
+  sign?: { user: string; password: string; nonce: string },
+) {
+  const transactionId = crypto.getRandomValues(new Uint8Array(12));
+  const all = sign
+    ? [
+        ...attributes,
+        { type: AttributeType.USERNAME, value: encodeText(sign.user) },
+        { type: TurnAttribute.REALM, value: encodeText('sc2c.lab') },
+        { type: TurnAttribute.NONCE, value: encodeText(sign.nonce) },
+      ]
+    : attributes;
+  let encoded = encodeStun({ method, cls: StunClass.request, transactionId, attributes: all });
+  if (sign) encoded = addMessageIntegrity(encoded, longTermKey(sign.user, 'sc2c.lab', sign.password));
+  return addFingerprint(encoded);
+}
+
+const UDP = { type: TurnAttribute.REQUESTED_TRANSPORT, value: encodeRequestedTransport(17) };
+
+describe('embedded TURN server with our TURN client', () => {
+  it('allocates behind a symmetric NAT and relays both ways: Send/Data indications, then ChannelData', async () => {
+    const s = await setup();
+    const { client } = await s.allocate();
+    expect(client.relayed).toEqual({ address: '198.18.0.10', port: expect.any(Number) });
+    expect(client.mapped.address).toBe('198.18.1.1');
+    expect(client.lifetimeS).toBe(600);
+    const peerSocket = await s.peer.bindUdp({ address: '198.18.0.66', port: 4000 });
+    const atPeer: string[] = [];
+    peerSocket.on('message', (data, from) => {
+      atPeer.push(`${new TextDecoder().decode(data)} from ${from.address}:${from.port}`);
+    });
+    const atClient: string[] = [];
+    client.on('data', (data, from) =>
+      atClient.push(`${new TextDecoder().decode(data)} from ${from.address}`),
+    );
+
+    // Without a permission the relay drops both directions.
+    client.send(encodeText('too early'), peerSocket.local);
+    peerSocket.send(encodeText('knock'), client.relayed);
+    await s.clock.advance(100);
+    expect(atPeer).toEqual([]);
+    expect(atClient).toEqual([]);
+    expect(s.server.counters.unpermitted).toBe(2);
+
+    await s.clock.run(client.createPermission(['198.18.0.66']));
+    client.send(encodeText('hello'), peerSocket.local);
+    peerSocket.send(encodeText('hi'), client.relayed);
+    await s.clock.advance(100);
+    expect(atPeer).toEqual([`hello from 198.18.0.10:${client.relayed.port}`]);
+    expect(atClient).toEqual(['hi from 198.18.0.66']);
+
+    const channel = await s.clock.run(client.bindChannel(peerSocket.local));
+    expect(channel).toBe(0x4000);
+    client.send(encodeText('over a channel'), peerSocket.local);
+    peerSocket.send(encodeText('back on it'), client.relayed);
+    await s.clock.advance(100);
+    expect(atPeer.at(-1)).toBe(`over a channel from 198.18.0.10:${client.relayed.port}`);
+    expect(atClient.at(-1)).toBe('back on it from 198.18.0.66');
+    expect(s.server.counters).toMatchObject({ packetsToPeers: 2, packetsToClients: 2, unauthorized: 1 });
+    expect(s.server.allocations()).toEqual([
+      expect.objectContaining({ user: 'alice', channels: 1, relayed: `198.18.0.10:${client.relayed.port}` }),
+    ]);
+    await s.clock.run(client.close());
+    expect(s.server.allocations()).toEqual([]);
+    s.server.close();
+  });
+
+  it('two clients behind symmetric-random NATs reach each other through their relayed addresses', async () => {
+    const s = await setup({ allowedPeers: [] });
+    const a = await s.allocate(s.alice, 'alice', USERS.alice);
+    const b = await s.allocate(s.bob, 'bob', USERS.bob);
+    // Each lets the other's relayed address (the server's own IP) in, and binds a channel to it.
+    await s.clock.run(a.client.bindChannel(b.client.relayed));
+    await s.clock.run(b.client.bindChannel(a.client.relayed));
+    const got: string[] = [];
+    b.client.on('data', (d) => got.push(new TextDecoder().decode(d)));
+    for (let i = 0; i < 5; i++) a.client.send(encodeText(`frame ${i}`), b.client.relayed);
+    await s.clock.advance(200);
+    expect(got).toEqual(['frame 0', 'frame 1', 'frame 2', 'frame 3', 'frame 4']);
+    s.server.close();
+  });
+
+  it('answers a stale nonce with 438 and the client retries with the fresh one', async () => {
+    const s = await setup({ nonceLifetimeMs: 30_000 });
+    const { client } = await s.allocate();
+    await s.clock.advance(31_000);
+    await s.clock.run(client.createPermission(['198.18.0.66']));
+    expect(s.server.counters.staleNonce).toBe(1);
+    s.server.close();
+  });
+
+  it('refuses an unauthenticated Allocate with 401 and a nonce, and a wrong password with 401', async () => {
+    const s = await setup();
+    const socket = await s.alice.bindUdp();
+    const answers: ReturnType<typeof decodeStun>[] = [];
+    socket.on('message', (d) => answers.push(decodeStun(d)));
+    socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
+    await s.clock.advance(100);
+    const challenge = answers[0]!;
+    expect(challenge.cls).toBe(StunClass.error);
+    expect(decodeErrorCode(findAttribute(challenge, AttributeType.ERROR_CODE)!.value).code).toBe(401);
+    expect(new TextDecoder().decode(findAttribute(challenge, TurnAttribute.REALM)!.value)).toBe('sc2c.lab');
+    expect(findAttribute(challenge, TurnAttribute.NONCE)!.value.byteLength).toBeGreaterThan(8);
+    const wrong = s.clock.run(
+      TurnClient.allocate({ clock: s.clock }, await s.alice.bindUdp(), {
+        server: TURN,
+        username: 'alice',
+        password: 'not-it',
+        rtoMs: 100,
+      }),
+    );
+    await expect(wrong).rejects.toThrow(/TURN 401/);
+    s.server.close();
+  });
+
+  it('refuses peers in denied ranges with 403: loopback, 0.0.0.0/8, private, link-local, multicast', async () => {
+    const s = await setup();
+    const { client } = await s.allocate();
+    for (const peer of [
+      '127.0.0.1',
+      '0.0.0.1',
+      '10.0.2.2',
+      '192.168.1.1',
+      '172.20.0.1',
+      '169.254.1.1',
+      '224.0.0.251',
+    ]) {
+      const error = await s.clock.run(client.createPermission([peer])).catch((e: unknown) => e);
+      expect(error, peer).toBeInstanceOf(TurnError);
+      expect((error as TurnError).code, peer).toBe(403);
+    }
+    // A denied peer is refused for channels too, and one bad peer fails the whole request.
+    await expect(s.clock.run(client.bindChannel({ address: '127.0.0.1', port: 9 }))).rejects.toThrow(
+      /TURN 403/,
+    );
+    await expect(s.clock.run(client.createPermission(['198.18.0.66', '10.1.1.1']))).rejects.toThrow(
+      /TURN 403/,
+    );
+    expect(s.server.counters.forbidden).toBe(9);
+    s.server.close();
+    // The lab can allow its own private ranges.
+    const lab = await setup({ allowedPeers: ['10.0.0.0/8'] });
+    const { client: labClient } = await lab.allocate();
+    await lab.clock.run(labClient.createPermission(['10.0.2.2']));
+    lab.server.close();
+  });
+
+  it('enforces the per-user quota with 486, and 437 for a second Allocate on one 5-tuple', async () => {
+    const s = await setup({ userQuota: 1 });
+    const first = await s.allocate();
+    await expect(s.allocate()).rejects.toThrow(/TURN 486/);
+    expect(s.server.counters.quotaExceeded).toBe(1);
+    // Another user still gets one.
+    await s.allocate(s.bob, 'bob', USERS.bob);
+    // A new Allocate transaction from the same socket: 437 Allocation Mismatch.
+    const again = TurnClient.allocate({ clock: s.clock }, first.socket, {
+      server: TURN,
+      username: 'alice',
+      password: USERS.alice,
+      rtoMs: 100,
+    });
+    await expect(s.clock.run(again)).rejects.toThrow(/TURN 437/);
+    s.server.close();
+  });
+
+  it('accepts short-lived per-call credentials until they expire', async () => {
+    const s = await setup();
+    const nowS = s.clock.now() / 1000;
+    const fresh = issueCredentials('per-call-secret', 'alice', nowS, 60);
+    const { client } = await s.allocate(s.alice, fresh.username, fresh.password);
+    expect(client.relayed.port).toBeGreaterThan(0);
+    const expired = issueCredentials('per-call-secret', 'alice', nowS, -1);
+    await expect(s.allocate(s.alice, expired.username, expired.password)).rejects.toThrow(/TURN 401/);
+    const forged = issueCredentials('wrong-secret', 'alice', nowS, 60);
+    await expect(s.allocate(s.alice, forged.username, forged.password)).rejects.toThrow(/TURN 401/);
+    s.server.close();
+  });
+
+  it('expires allocations, permissions and channels at the RFC lifetimes unless refreshed', async () => {
+    const s = await setup();
+    const socket = await s.alice.bindUdp();
+    const answers: ReturnType<typeof decodeStun>[] = [];
+    socket.on('message', (d) => answers.push(decodeStun(d)));
+    socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
+    await s.clock.advance(100);
+    const nonce = new TextDecoder().decode(findAttribute(answers[0]!, TurnAttribute.NONCE)!.value);
+    const sign = { user: 'alice', password: USERS.alice, nonce };
+    socket.send(
+      raw(TurnMethod.allocate, [UDP, { type: TurnAttribute.LIFETIME, value: encodeU32(30) }], sign),
+      TURN,
+    );
+    await s.clock.advance(100);
+    // Asking for 30 s gets the 600 s default (RFC 8656 §7.2).
+    expect(answers[1]!.cls).toBe(StunClass.success);
+    const lifetime = findAttribute(answers[1]!, TurnAttribute.LIFETIME)!.value;
+    expect(new DataView(lifetime.buffer, lifetime.byteOffset).getUint32(0)).toBe(600);
+    socket.send(
+      raw(
+        TurnMethod.createPermission,
+        [
+          {
+            type: TurnAttribute.XOR_PEER_ADDRESS,
+            value: encodeXorAddress({ address: '198.18.0.66', port: 0 }),
+          },
+        ],
+        sign,
+      ),
+      TURN,
+    );
+    await s.clock.advance(100);
+    expect(answers[2]!.cls).toBe(StunClass.success);
+    const relayedPort = s.server.allocations()[0]!.relayed.split(':')[1];
+    const peer = await s.peer.bindUdp();
+    const relayed = { address: '198.18.0.10', port: Number(relayedPort) };
+    peer.send(encodeText('within 300 s'), relayed);
+    await s.clock.advance(100);
+    expect(answers).toHaveLength(4);
+    await s.clock.advance(300_000);
+    peer.send(encodeText('after the permission expired'), relayed);
+    await s.clock.advance(100);
+    expect(answers).toHaveLength(4);
+    expect(s.server.allocations()).toHaveLength(1);
+    // The sweep runs each second: by 2 s past the 600 s lifetime the allocation is gone.
+    await s.clock.advance(302_000);
+    expect(s.server.allocations()).toEqual([]);
+    s.server.close();
+  });
+
+  it('drops malformed, oversized and unbound traffic, counts it, and keeps serving', async () => {
+    const s = await setup({ unauthenticatedPerSecond: 1000 });
+    const socket = await s.peer.bindUdp();
+    const before = { ...s.server.counters };
+    socket.send(new Uint8Array(3000), TURN); // oversized
+    socket.send(Uint8Array.of(0x40, 0x00, 0x00, 0x20, 1, 2), TURN); // ChannelData shorter than its length
+    socket.send(encodeChannelData(0x4001, encodeText('no allocation')), TURN);
+    socket.send(Uint8Array.of(0x00, 0x01, 0x00, 0x05, 0x21, 0x12, 0xa4, 0x42), TURN); // broken STUN
+    socket.send(encodeText('plain garbage'), TURN);
+    const bad = raw(TurnMethod.allocate, [UDP]);
+    bad[3] = 0xff; // header length past the datagram
+    socket.send(bad, TURN);
+    await s.clock.advance(100);
+    expect(s.server.counters.oversized - before.oversized).toBe(1);
+    expect(s.server.counters.malformed - before.malformed).toBe(4);
+    expect(s.server.counters.unpermitted - before.unpermitted).toBe(1);
+    expect(() => decodeChannelData(Uint8Array.of(0x40, 0x00, 0x00, 0x20, 1, 2))).toThrow(/runs past/);
+    // Still serving.
+    const { client } = await s.allocate();
+    expect(client.relayed.port).toBeGreaterThan(0);
+    s.server.close();
+  });
+
+  it('rate-limits unauthenticated requests per source address', async () => {
+    const s = await setup({ unauthenticatedPerSecond: 10 });
+    const socket = await s.peer.bindUdp();
+    let answered = 0;
+    socket.on('message', () => answered++);
+    for (let i = 0; i < 100; i++) socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
+    await s.clock.advance(100);
+    // A burst of twice the rate is answered, the rest dropped.
+    expect(answered).toBe(20);
+    expect(s.server.counters.rateLimited).toBe(80);
+    // Another source is not affected.
+    const { client } = await s.allocate();
+    expect(client.relayed.port).toBeGreaterThan(0);
+    s.server.close();
+  });
+});
