@@ -27,6 +27,22 @@ const serverSchema = z
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
     stun: z.object({ primary: endpoint, alternate: endpoint }).strict(),
+    /** The embedded TURN server, on the STUN primary port (RFC 8656 over UDP). Omit to run none. */
+    turn: z
+      .object({
+        realm: z.string().min(1).optional(),
+        relayAddress: ipv4.optional(),
+        /** Shared secret for short-lived per-call credentials (TURN REST API form). */
+        secret: z.string().min(16, 'the TURN secret needs at least 16 characters').optional(),
+        credentialTtlS: z.number().int().min(60).max(86_400).default(3600),
+        userQuota: z.number().int().min(1).max(1000).default(10),
+        capacity: z.number().int().min(1).max(100_000).default(1000),
+        unauthenticatedPerSecond: z.number().min(1).max(10_000).default(20),
+        deniedPeers: z.array(z.string()).optional(),
+        allowedPeers: z.array(z.string()).default([]),
+      })
+      .strict()
+      .optional(),
     admin: z.object({ listen }).strict().optional(),
   })
   .strict();

@@ -5,12 +5,13 @@ import express from 'express';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { TurnServer } from '../relay/turn-server.ts';
 import { SignalingServer } from '../signaling/server.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig } from './configs.ts';
 
-function metrics(server: SignalingServer, stun: StunResponder): Registry {
+function metrics(server: SignalingServer, stun: StunResponder, turn?: TurnServer): Registry {
   const registry = new Registry();
   const counter = (name: string, help: string, read: () => number): void => {
     new Counter({
@@ -60,6 +61,47 @@ function metrics(server: SignalingServer, stun: StunResponder): Registry {
     'Non-STUN or non-request datagrams dropped on the STUN ports.',
     () => stun.counters.ignored,
   );
+  if (turn) {
+    new Gauge({
+      name: 'sc2c_turn_allocations',
+      help: 'Live TURN allocations.',
+      registers: [registry],
+      collect() {
+        this.set(turn.allocations().length);
+      },
+    });
+    const t = turn.counters;
+    counter('sc2c_turn_requests_total', 'TURN requests received.', () => t.requests);
+    counter('sc2c_turn_allocations_total', 'TURN allocations made.', () => t.allocations);
+    counter('sc2c_turn_unauthorized_total', '401 challenges and refusals.', () => t.unauthorized);
+    counter('sc2c_turn_stale_nonce_total', '438 Stale Nonce.', () => t.staleNonce);
+    counter('sc2c_turn_forbidden_total', '403: peers in denied ranges.', () => t.forbidden);
+    counter('sc2c_turn_quota_total', '486: per-user quota reached.', () => t.quotaExceeded);
+    counter('sc2c_turn_malformed_total', 'Malformed TURN/ChannelData dropped.', () => t.malformed);
+    counter('sc2c_turn_oversized_total', 'Oversized datagrams dropped.', () => t.oversized);
+    counter(
+      'sc2c_turn_rate_limited_total',
+      'Unauthenticated requests dropped by the rate limit.',
+      () => t.rateLimited,
+    );
+    counter('sc2c_turn_unpermitted_total', 'Relay data without a permission, dropped.', () => t.unpermitted);
+    counter('sc2c_turn_relayed_to_peers_bytes_total', 'Bytes relayed client -> peer.', () => t.bytesToPeers);
+    counter(
+      'sc2c_turn_relayed_to_clients_bytes_total',
+      'Bytes relayed peer -> client.',
+      () => t.bytesToClients,
+    );
+    counter(
+      'sc2c_turn_relayed_to_peers_packets_total',
+      'Packets relayed client -> peer.',
+      () => t.packetsToPeers,
+    );
+    counter(
+      'sc2c_turn_relayed_to_clients_packets_total',
+      'Packets relayed peer -> client.',
+      () => t.packetsToClients,
+    );
+  }
   return registry;
 }
 
@@ -85,6 +127,29 @@ export function registerServer(program: Command): void {
           `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- npx sc2c server), or set stun.primary / stun.alternate in ${options.config}`,
         );
       }
+      let turn: TurnServer | undefined;
+      if (config.turn) {
+        const t = config.turn;
+        turn = TurnServer.attach(
+          { network, clock },
+          {
+            listen: config.stun.primary,
+            relayAddress: t.relayAddress ?? config.stun.primary.address,
+            realm: t.realm ?? config.sip.realm,
+            users: config.users,
+            secret: process.env.SC2C_TURN_SECRET ?? t.secret,
+            userQuota: t.userQuota,
+            capacity: t.capacity,
+            unauthenticatedPerSecond: t.unauthenticatedPerSecond,
+            deniedPeers: t.deniedPeers,
+            allowedPeers: t.allowedPeers,
+            software: 'sc2c-gateway',
+          },
+          stun.socketAt(config.stun.primary)!,
+        );
+        const relay = turn;
+        stun.delegate = (data, from) => relay.handle(data, from);
+      }
       const server = await SignalingServer.start(
         { network, clock },
         { listen: config.sip.listen, realm: config.sip.realm, users: config.users, tls: config.tls, log },
@@ -92,7 +157,7 @@ export function registerServer(program: Command): void {
       let http: HttpServer | undefined;
       if (config.admin) {
         const app = express();
-        const registry = metrics(server, stun);
+        const registry = metrics(server, stun, turn);
         app.get('/healthz', (_req, res) => {
           res.json({ ok: true });
         });
@@ -101,6 +166,9 @@ export function registerServer(program: Command): void {
         });
         app.get('/calls', (_req, res) => {
           res.json(server.calls());
+        });
+        app.get('/allocations', (_req, res) => {
+          res.json(turn?.allocations() ?? []);
         });
         app.get('/metrics', async (_req, res) => {
           res.type(registry.contentType).send(await registry.metrics());
@@ -114,7 +182,7 @@ export function registerServer(program: Command): void {
           .map((e) => `${e.address}:${e.port}`)
           .join(
             ' ',
-          )}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}`,
+          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
@@ -123,6 +191,7 @@ export function registerServer(program: Command): void {
       log('stopping');
       http?.close();
       server.close();
+      turn?.close();
       stun.close();
     });
 }

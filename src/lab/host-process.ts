@@ -15,15 +15,29 @@ export function spawnInHost(namespace: string, args: readonly string[]): HostPro
 }
 
 /** Resolves when `pattern` appears on the child's stdout or stderr; rejects if it exits first. */
-export function waitForOutput(child: HostProcess, pattern: RegExp, what: string): Promise<void> {
+export function waitForOutput(
+  child: Pick<HostProcess, 'stdout' | 'stderr' | 'on'>,
+  pattern: RegExp,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let text = '';
+    const timer = setTimeout(
+      () => reject(new Error(`${what} did not print ${pattern} within ${timeoutMs} ms: ${text.trim()}`)),
+      timeoutMs,
+    );
     const seen = (d: Buffer): void => {
       text += d;
-      if (pattern.test(text)) resolve();
+      if (!pattern.test(text)) return;
+      clearTimeout(timer);
+      resolve();
     };
     child.stdout.on('data', seen);
     child.stderr.on('data', seen);
-    child.on('exit', (code) => reject(new Error(`${what} exited (${code}): ${text.trim()}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}): ${text.trim()}`));
+    });
   });
 }

@@ -28,7 +28,7 @@ import {
   StunMethod,
 } from '../protocol/stun/message.ts';
 import {
-  CHANNEL_MAX,
+  CHANNEL_MAX_ACCEPTED,
   CHANNEL_MIN,
   decodeChannelData,
   decodeChannelNumber,
@@ -146,18 +146,35 @@ export class TurnServer {
     private readonly c: { readonly network: Network; readonly clock: Clock },
     private readonly init: TurnServerInit,
     private readonly socket: UdpSocket,
+    private readonly ownsSocket: boolean,
   ) {
     this.#nonces = new Nonces(init.nonceLifetimeMs ?? 10 * 60_000);
     const rate = init.unauthenticatedPerSecond ?? 20;
     this.#limiter = new RateLimiter(rate, rate * 2);
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
-    socket.on('message', (data, from) => this.#onClient(data, from));
+    if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
     this.#sweep = every(c.clock, 1000, () => this.#expire());
   }
 
+  /** A TURN server on its own socket at `init.listen`. */
   static async start(c: { network: Network; clock: Clock }, init: TurnServerInit): Promise<TurnServer> {
     const socket = await c.network.bindUdp({ address: init.listen.address, port: init.listen.port });
-    return new TurnServer(c, init, socket);
+    return new TurnServer(c, init, socket, true);
+  }
+
+  /**
+   * A TURN server on a socket it shares (the STUN responder's primary port): the owner passes each
+   * datagram to `handle`, and keeps Binding requests for itself.
+   */
+  static attach(c: { network: Network; clock: Clock }, init: TurnServerInit, socket: UdpSocket): TurnServer {
+    return new TurnServer(c, init, socket, false);
+  }
+
+  /** True when `data` is TURN (taken and handled); false leaves it to the socket's owner. */
+  handle(data: Uint8Array, from: Endpoint): boolean {
+    if (isStun(data) && data[0] === 0x00 && data[1] === 0x01) return false; // Binding request
+    this.#onClient(data, from);
+    return true;
   }
 
   get local(): Endpoint {
@@ -182,7 +199,7 @@ export class TurnServer {
     this.#sweep.clear();
     for (const allocation of this.#allocations.values()) allocation.relay.close();
     this.#allocations.clear();
-    this.socket.close();
+    if (this.ownsSocket) this.socket.close();
   }
 
   #onClient(data: Uint8Array, from: Endpoint): void {
@@ -439,8 +456,8 @@ export class TurnServer {
     const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
     if (!number || !peerAttribute) throw new Refusal(400, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
     const channel = decodeChannelNumber(number.value);
-    if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
-      throw new Refusal(400, `channel 0x${channel.toString(16)} outside 0x4000-0x4FFF`);
+    if (channel < CHANNEL_MIN || channel > CHANNEL_MAX_ACCEPTED)
+      throw new Refusal(400, `channel 0x${channel.toString(16)} outside 0x4000-0x7FFF`);
     const peer = this.#peer(peerAttribute);
     this.#checkPeer(peer);
     if (!allocation.bind(channel, peer, this.c.clock.now()))

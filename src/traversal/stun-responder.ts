@@ -55,6 +55,11 @@ export class StunResponder {
   /** Sockets by role: [primary address][primary port] etc. */
   readonly #sockets = new Map<string, UdpSocket>();
   #closed = false;
+  /**
+   * Sees each datagram on the primary endpoint first and returns true when it took it: the TURN
+   * server shares that port (3478), as TURN servers do, and leaves Binding requests to us.
+   */
+  delegate?: (data: Uint8Array, from: Endpoint, socket: UdpSocket) => boolean;
 
   private constructor(
     private readonly network: Network,
@@ -111,6 +116,8 @@ export class StunResponder {
   }
 
   #onMessage(socket: UdpSocket, data: Uint8Array, from: Endpoint): void {
+    if (this.delegate && socket === this.socketAt(this.init.primary) && this.delegate(data, from, socket))
+      return;
     if (!isStun(data)) {
       this.counters.ignored++;
       return;

@@ -6,7 +6,7 @@
  *   0                   1                   2                   3
  *  |         Channel Number        |            Length             |
  *  |                       Application Data ...                    |
- * Channel numbers 0x4000-0x4FFF; the first two bits 01 tell it from STUN (00) and RTP/RTCP (10).
+ * Channel numbers 0x4000-0x4FFF (0x7FFF accepted, RFC 5766); the first two bits 01 tell it from STUN (00) and RTP/RTCP (10).
  */
 import { createHash } from 'node:crypto';
 import { DecodeError } from '../decode-error.ts';
@@ -53,7 +53,13 @@ export const TURN_LIFETIMES = {
 
 export const PROTOCOL_UDP = 17;
 export const CHANNEL_MIN = 0x4000;
+/** RFC 8656 §12 allots 0x4000-0x4FFF; our client binds only these. */
 export const CHANNEL_MAX = 0x4fff;
+/**
+ * RFC 5766 allowed 0x4000-0x7FFF, and RFC 5766 clients still use the upper part (coturn's
+ * turnutils_uclient binds 0x7Exx): the server and the decoder accept the old range.
+ */
+export const CHANNEL_MAX_ACCEPTED = 0x7fff;
 
 export function longTermKey(username: string, realm: string, password: string): Uint8Array {
   return new Uint8Array(createHash('md5').update(`${username}:${realm}:${password}`).digest());
@@ -104,7 +110,7 @@ export interface ChannelData {
 
 /** Over UDP the padding is optional (RFC 8656 §12.5): none is sent, any is accepted. */
 export function encodeChannelData(channel: number, data: Uint8Array): Uint8Array {
-  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
+  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX_ACCEPTED)
     throw new RangeError(`channel 0x${channel.toString(16)}`);
   if (data.byteLength > 0xffff) throw new RangeError('ChannelData longer than 65535 bytes');
   const out = new Uint8Array(4 + data.byteLength);
@@ -120,8 +126,8 @@ export function encodeChannelData(channel: number, data: Uint8Array): Uint8Array
 export function decodeChannelData(bytes: Uint8Array): ChannelData {
   if (bytes.byteLength < 4) throw new DecodeError('turn', 0, 'ChannelData shorter than its 4-byte header');
   const channel = readU16(bytes, 0);
-  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX)
-    throw new DecodeError('turn', 0, `channel number 0x${channel.toString(16)} outside 0x4000-0x4FFF`);
+  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX_ACCEPTED)
+    throw new DecodeError('turn', 0, `channel number 0x${channel.toString(16)} outside 0x4000-0x7FFF`);
   const length = readU16(bytes, 2);
   if (4 + length > bytes.byteLength)
     throw new DecodeError(

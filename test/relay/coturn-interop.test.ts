@@ -1,0 +1,213 @@
+/**
+ * TURN interop with coturn, both ways, on loopback (real sockets, real processes):
+ *   - our TURN client allocates on coturn's `turnserver` and relays to a peer and back, with
+ *     long-term credentials and with short-lived (TURN REST API) credentials;
+ *   - coturn's `turnutils_uclient` allocates on `sc2c server` and relays through it to
+ *     `turnutils_peer`, which echoes.
+ * Skipped, with the reason printed, only where coturn is not installed (CI installs it).
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { waitForOutput } from '../../src/lab/host-process.ts';
+import { SystemClock } from '../../src/net/clock.ts';
+import { NodeNetwork } from '../../src/net/node-network.ts';
+import { issueCredentials } from '../../src/relay/credentials.ts';
+import { TurnClient } from '../../src/relay/turn-client.ts';
+import { stunBinding } from '../../src/traversal/stun-client.ts';
+import { BIN } from '../lab/support.ts';
+
+const run = promisify(execFile);
+const missing = await run('which', ['turnserver', 'turnutils_uclient', 'turnutils_peer']).then(
+  () => undefined,
+  () =>
+    'coturn (turnserver, turnutils_uclient, turnutils_peer) is not installed: run scripts/setup-system.sh',
+);
+if (missing) console.warn(`SKIPPING coturn TURN interop: ${missing}`);
+
+const dir = mkdtempSync(join(tmpdir(), 'sc2c-coturn-'));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of children) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A port block per test process, so parallel runs do not collide. */
+const base = 20_000 + (process.pid % 400) * 100;
+
+async function startCoturn(port: number, auth: string[]): Promise<void> {
+  const child = spawn(
+    'turnserver',
+    [
+      '-n',
+      '--listening-ip=127.0.0.1',
+      `--listening-port=${port}`,
+      '--relay-ip=127.0.0.1',
+      `--min-port=${port + 10}`,
+      `--max-port=${port + 60}`,
+      '--realm=sc2c.lab',
+      '--allow-loopback-peers',
+      '--no-tls',
+      '--no-dtls',
+      '--no-cli',
+      `--pidfile=${join(dir, `turnserver-${port}.pid`)}`,
+      `--userdb=${join(dir, `turndb-${port}`)}`,
+      '--no-stdout-log',
+      ...auth,
+    ],
+    { stdio: 'ignore' },
+  );
+  children.push(child);
+  // coturn buffers its log when it is not on a terminal: ask it a STUN Binding until it answers.
+  const clock = new SystemClock();
+  const socket = await new NodeNetwork().bindUdp({ address: '127.0.0.1' });
+  try {
+    for (let i = 0; i < 50; i++) {
+      if (child.exitCode !== null) throw new Error(`turnserver exited with ${child.exitCode}`);
+      const answer = await stunBinding(
+        socket,
+        { clock },
+        { server: { address: '127.0.0.1', port }, rtoMs: 100, attempts: 2 },
+      );
+      if (answer) return;
+    }
+    throw new Error('turnserver did not answer STUN within 15 s');
+  } finally {
+    socket.close();
+  }
+}
+
+async function relayThrough(server: { address: string; port: number }, username: string, password: string) {
+  const clock = new SystemClock();
+  const network = new NodeNetwork();
+  const socket = await network.bindUdp({ address: '127.0.0.1' });
+  const peer = await network.bindUdp({ address: '127.0.0.1' });
+  const peerGot: string[] = [];
+  // The peer echoes, as turnutils_peer does.
+  peer.on('message', (data, from) => {
+    peerGot.push(new TextDecoder().decode(data));
+    peer.send(data, from);
+  });
+  const client = await TurnClient.allocate({ clock }, socket, { server, username, password, rtoMs: 200 });
+  const echoed: string[] = [];
+  client.on('data', (data) => echoed.push(new TextDecoder().decode(data)));
+  await client.createPermission(['127.0.0.1']);
+  for (let i = 0; i < 5; i++) client.send(new TextEncoder().encode(`indication ${i}`), peer.local);
+  await client.bindChannel(peer.local);
+  for (let i = 0; i < 5; i++) client.send(new TextEncoder().encode(`channel ${i}`), peer.local);
+  for (let i = 0; i < 50 && echoed.length < 10; i++) await new Promise((r) => setTimeout(r, 50));
+  const relayed = client.relayed;
+  await client.close();
+  socket.close();
+  peer.close();
+  return { relayed, peerGot, echoed };
+}
+
+describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
+  it('our client allocates on coturn with long-term credentials and relays both ways', async () => {
+    const port = base + 1;
+    await startCoturn(port, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
+    const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret');
+    expect(result.relayed.address).toBe('127.0.0.1');
+    expect(result.relayed.port).toBeGreaterThanOrEqual(port + 10);
+    expect(result.peerGot).toHaveLength(10);
+    expect(result.echoed.sort()).toEqual(
+      [
+        ...[0, 1, 2, 3, 4].map((i) => `indication ${i}`),
+        ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
+      ].sort(),
+    );
+  }, 30_000);
+
+  it('our per-call credentials work on coturn (use-auth-secret)', async () => {
+    const port = base + 2 + 70;
+    await startCoturn(port, ['--use-auth-secret', '--static-auth-secret=lab-only-turn-secret-change-me']);
+    const credentials = issueCredentials('lab-only-turn-secret-change-me', 'alice', Date.now() / 1000, 600);
+    const result = await relayThrough(
+      { address: '127.0.0.1', port },
+      credentials.username,
+      credentials.password,
+    );
+    expect(result.echoed).toHaveLength(10);
+  }, 30_000);
+
+  it('turnutils_uclient allocates on sc2c server and relays through it to turnutils_peer', async () => {
+    const sip = base + 80;
+    const stun = base + 81;
+    const peerPort = base + 83;
+    const config = join(dir, 'server.yaml');
+    writeFileSync(
+      config,
+      `sip:
+  listen: { address: 127.0.0.1, port: ${sip} }
+  realm: sc2c.lab
+  users: { alice: alice-lab-secret }
+stun:
+  primary: { address: 127.0.0.1, port: ${stun} }
+  alternate: { address: 127.0.0.2, port: ${stun + 1} }
+turn:
+  allowedPeers: [127.0.0.0/8]
+`,
+    );
+    const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(server);
+    await waitForOutput(server, /TURN on 127\.0\.0\.1/, 'sc2c server', 20_000);
+    const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
+    children.push(peer);
+    await new Promise((r) => setTimeout(r, 300));
+    // -c: no RTCP allocation (that needs RESERVATION-TOKEN, which we do not offer).
+    const { stdout, stderr } = await run(
+      'turnutils_uclient',
+      [
+        '-c',
+        '-u',
+        'alice',
+        '-w',
+        'alice-lab-secret',
+        '-e',
+        '127.0.0.1',
+        '-r',
+        String(peerPort),
+        '-p',
+        String(stun),
+      ].concat(['-n', '50', '-l', '200', '127.0.0.1']),
+      { timeout: 30_000 },
+    );
+    const output = stdout + stderr;
+    expect(output).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
+    expect(output).toMatch(/Total lost packets 0 \(0\.0+%\)/);
+    // With -s the client uses Send indications instead of channels: also relayed.
+    const viaSend = await run(
+      'turnutils_uclient',
+      ['-c', '-s', '-u', 'alice', '-w', 'alice-lab-secret', '-e', '127.0.0.1', '-r', String(peerPort)].concat(
+        ['-p', String(stun), '-n', '20', '127.0.0.1'],
+      ),
+      { timeout: 30_000 },
+    );
+    expect(viaSend.stdout + viaSend.stderr).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
+    // A wrong password is refused, and uclient says so.
+    const wrong = await run(
+      'turnutils_uclient',
+      [
+        '-c',
+        '-u',
+        'alice',
+        '-w',
+        'wrong-password',
+        '-e',
+        '127.0.0.1',
+        '-r',
+        String(peerPort),
+        '-p',
+        String(stun),
+      ].concat(['-n', '5', '127.0.0.1']),
+      { timeout: 30_000 },
+    ).catch((error: { stdout: string; stderr: string }) => error);
+    expect(wrong.stdout + wrong.stderr).toMatch(/401|Unauthorized|Cannot complete Allocation/);
+  }, 60_000);
+});
