@@ -196,10 +196,15 @@ export function registerLab(program: Command): void {
     .description('expire every mapping of a userspace NAT at once (to test failover)')
     .argument('<nat>', 'NAT name from the scenario')
     .option('--lab <name>', 'which lab (default: the only one running)')
+    .option('--udp', 'only UDP mappings (a media timeout); established TCP, like SIP, survives')
     .option('--json', 'print the result as JSON')
-    .action(async (nat: string, options: { lab?: string; json?: boolean }) => {
+    .action(async (nat: string, options: { lab?: string; udp?: boolean; json?: boolean }) => {
       const state = resolveLab(options.lab);
-      const result = (await requestControl(state.name, { cmd: 'flush', nat })) as { flushed: number };
+      const result = (await requestControl(state.name, {
+        cmd: 'flush',
+        nat,
+        ...(options.udp ? { proto: 'udp' as const } : {}),
+      })) as { flushed: number };
       if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       else process.stdout.write(`flushed ${result.flushed} mappings on ${nat}\n`);
     });

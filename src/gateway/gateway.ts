@@ -10,7 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { answerFor, offerFor } from '../media/negotiate.ts';
-import type { Timer } from '../net/clock.ts';
+import { type Endpoint, isIpv4, isValidPort } from '../net/address.ts';
+import { sleep, type Timer } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
 import {
   type CallDescription,
@@ -22,14 +23,17 @@ import {
 } from '../protocol/sdp.ts';
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
+import type { Route, RoutedPath } from '../relay/routed-path.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { CallRelay } from './call-relay.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
+import { type Settled, settlePath, straightToRelay } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -42,7 +46,18 @@ interface ActiveCall {
   dialog?: { readonly user: string; readonly toTag?: string };
   puncher?: Puncher;
   go?: () => void;
+  /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */
+  acked?: () => void;
   ended: boolean;
+  /** The call's relay leg, kept across attempts. */
+  relay?: CallRelay;
+  /** The peer's relayed address, as last advertised. */
+  peerRelayed?: Endpoint;
+  /** Set once media may flow: later attempts only re-punch the direct path. */
+  routed?: RoutedPath;
+  /** True for a pair that cannot be punched (no background direct attempts). */
+  relayOnly?: boolean;
+  retrying?: boolean;
 }
 
 export class Gateway extends TypedEmitter<GatewayEvents> {
@@ -155,13 +170,15 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const maxAttempts = synchronized ? (this.init.maxAttempts ?? 3) : 1;
     let toTag: string | undefined;
     let outcome: CallOutcome | undefined;
+    const relayReady = this.#allocateRelay();
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      const offered = await this.#offer(callId, user, mode, toTag);
+      const offered = await this.#offer(callId, user, mode, toTag, relayReady);
       if ('failure' in offered)
         return { ...base, ...offered.failure, attempts: attempt, checksSent: outcome?.checksSent ?? 0 };
       const { active, description, remote } = offered;
       toTag = offered.toTag;
-      if (synchronized) {
+      const straight = straightToRelay(description, remote);
+      if (synchronized && !straight) {
         const goArrived = new Promise<void>((resolve) => {
           active.go = resolve;
         });
@@ -177,15 +194,149 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         );
         await goArrived;
       }
-      outcome = {
-        ...(await this.#punch(callId, description, remote, base)),
-        local: description,
-        remote,
-        attempts: attempt,
-      };
+      const punched = straight ? undefined : this.#punch(callId, description, remote, base);
+      const settled = await settlePath(this.c, punched, this.#settleInit(active, description, remote));
+      if (settled.kind !== 'plain') {
+        const established = this.#established(callId, active, settled, base, straight);
+        if (settled.kind === 'relay' && !straight) this.#retryDirect(callId, user, mode, toTag);
+        return { ...established, local: description, remote, attempts: attempt };
+      }
+      outcome = { ...(await punched!), local: description, remote, attempts: attempt };
       if (outcome.ok || active.ended) return outcome;
     }
     return outcome!;
+  }
+
+  #settleInit(active: ActiveCall, local: CallDescription, remote: CallDescription) {
+    return {
+      relay: active.relay,
+      local,
+      remote,
+      budgetMs: this.init.relay?.budgetMs ?? 1000,
+      deadAfterMs: this.init.relay?.deadAfterMs ?? 500,
+    };
+  }
+
+  /** The relay leg for a new call, or undefined (no relay configured, or the allocation failed). */
+  #allocateRelay(): Promise<CallRelay | undefined> {
+    const relay = this.init.relay;
+    if (!relay || this.init.rtcpMux === false) return Promise.resolve(undefined);
+    return CallRelay.allocate(this.c, relay).catch((error: Error) => {
+      this.emit('relay-error', error.message);
+      return undefined;
+    });
+  }
+
+  /** A call whose media may now flow, directly or relayed: watch its route from here on. */
+  #established(
+    callId: string,
+    active: ActiveCall,
+    settled: Exclude<Settled, { kind: 'plain' }>,
+    base: Omit<CallOutcome, 'ok' | 'checksSent'>,
+    straight: boolean,
+  ): CallOutcome {
+    const routed = settled.routed;
+    active.routed = routed;
+    active.relayOnly = straight;
+    routed.on('route', (route, why) => this.#onRoute(callId, route, why));
+    const budgetMs = this.init.relay?.budgetMs ?? 1000;
+    return {
+      ...base,
+      ok: true,
+      confirmedAtMs: settled.kind === 'direct' ? settled.punched.confirmedAtMs : this.c.clock.now(),
+      path: routed,
+      routed,
+      route: routed.route,
+      checksSent: settled.punched?.checksSent ?? 0,
+      directReason:
+        settled.kind === 'direct'
+          ? undefined
+          : straight
+            ? 'both NATs allocate ports at random: there is no port to predict'
+            : (settled.punched?.reason ?? `no direct path confirmed within ${budgetMs} ms`),
+    };
+  }
+
+  /** Media moved: tell listeners; on a move to the relay, make sure our allocation survived. */
+  #onRoute(callId: string, route: Route, why: string): void {
+    const active = this.#calls.get(callId);
+    if (!active || active.ended) return;
+    this.emit('route', callId, route, why);
+    if (route !== 'relay' || !active.relay) return;
+    void (async () => {
+      try {
+        if (!(await active.relay!.ensureAlive()) || active.ended) return;
+        // Our NAT dropped its mappings: a new relayed address, which the peer must learn. In band
+        // first (the relay path works; our signaling connection may have died with the mappings),
+        // and over signaling too.
+        const peerRelayed = active.routed?.peerRelayed ?? active.peerRelayed;
+        if (peerRelayed) active.routed?.setRelay(active.relay!.leg(peerRelayed));
+        const relayed = active.relay!.relayed;
+        active.routed?.announceRelay(relayed);
+        const to = active.dialog?.user;
+        if (to)
+          void this.signaling
+            .request('INFO', this.signaling.uri(to), [['Content-Type', SC2C_CONTENT_TYPE]], {
+              callId,
+              toTag: active.dialog?.toTag,
+              body: JSON.stringify({ type: 'relay', address: relayed.address, port: relayed.port }),
+            })
+            .catch(() => undefined);
+      } catch (error) {
+        this.emit('relay-error', `the relay could not be renewed: ${(error as Error).message}`);
+      }
+      if (active.dialog?.toTag !== undefined && !active.relayOnly && active.dialog)
+        this.#retryDirect(callId, active.dialog.user, this.init.mode ?? 'sc2c', active.dialog.toTag);
+    })();
+  }
+
+  /**
+   * While media is on the relay, tries a fresh direct path now and then (a re-INVITE with a new
+   * prediction, synchronized by the server); media moves back when one confirms. Callers only.
+   */
+  #retryDirect(callId: string, user: string, mode: TraversalMode, toTag: string | undefined): void {
+    const first = this.#calls.get(callId);
+    if (!first || first.retrying) return;
+    first.retrying = true;
+    const attempts = this.init.relay?.retryDirectAttempts ?? 5;
+    const gapMs = this.init.relay?.retryDirectMs ?? 3000;
+    void (async () => {
+      for (let i = 0; i < attempts; i++) {
+        await sleep(this.c.clock, gapMs);
+        const current = this.#calls.get(callId);
+        if (!current || current.ended || current.routed?.route !== 'relay') break;
+        const offered = await this.#offer(callId, user, mode, toTag, Promise.resolve(current.relay));
+        if ('failure' in offered) break;
+        const { active, description, remote } = offered;
+        if (mode === 'sc2c' || mode === 'sc2c-naive') {
+          const goArrived = new Promise<void>((resolve) => {
+            active.go = resolve;
+          });
+          await this.signaling
+            .request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
+              callId,
+              toTag,
+              body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
+            })
+            .catch(() => undefined);
+          await goArrived;
+        }
+        const result = await this.#punch(callId, description, remote, {
+          callId,
+          role: 'caller',
+          peer: user,
+          mode,
+          startedAtMs: this.c.clock.now(),
+        });
+        if (result.ok && result.path && active.routed && !active.ended) {
+          active.routed.setDirect(result.path.socket, result.path.remote);
+          active.routed.use('direct', 'a fresh direct path confirmed');
+          break;
+        }
+      }
+      const current = this.#calls.get(callId);
+      if (current) current.retrying = false;
+    })();
   }
 
   /**
@@ -197,29 +348,49 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     user: string,
     mode: TraversalMode,
     toTag: string | undefined,
+    relayReady: Promise<CallRelay | undefined>,
   ): Promise<
     | { active: ActiveCall; description: CallDescription; remote: CallDescription; toTag?: string }
     | { failure: { ok: false; reason: string; local?: CallDescription } }
   > {
     const previous = this.#calls.get(callId);
     if (previous) this.#closeMedia(previous);
+    // A background attempt on an established call fails alone; the call goes on over the relay.
+    const fail = (): void => {
+      const current = this.#calls.get(callId);
+      if (!previous?.routed) this.#end(callId);
+      else if (current && current !== previous) this.#closeMedia(current);
+    };
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
+    let relay: CallRelay | undefined;
     try {
-      prepared = await this.prepare(
-        mode,
-        this.init.rtcpMux === false ? 'separate' : 'offer-both',
-        this.init.media ? offerFor(this.init.media) : undefined,
-      );
+      [prepared, relay] = await Promise.all([
+        this.prepare(
+          mode,
+          this.init.rtcpMux === false ? 'separate' : 'offer-both',
+          this.init.media ? offerFor(this.init.media) : undefined,
+        ),
+        relayReady,
+      ]);
     } catch (error) {
-      this.#end(callId);
+      if (!previous?.relay) void (await relayReady)?.close();
+      fail();
       return { failure: { ok: false, reason: `could not prepare media: ${(error as Error).message}` } };
     }
-    const { socket, description } = prepared;
+    const { socket } = prepared;
+    const description = relay
+      ? { ...prepared.description, relayEndpoint: relay.relayed }
+      : prepared.description;
     const active: ActiveCall = {
       socket,
       rtcpSocket: prepared.rtcpSocket,
       ended: false,
       dialog: previous?.dialog,
+      relay,
+      peerRelayed: previous?.peerRelayed,
+      routed: previous?.routed,
+      relayOnly: previous?.relayOnly,
+      retrying: previous?.retrying,
     };
     this.#calls.set(callId, active);
     const answer = await this.signaling
@@ -230,7 +401,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       })
       .catch((error: Error) => error);
     if (answer instanceof Error || answer.status !== 200) {
-      this.#end(callId);
+      fail();
       const warning =
         answer instanceof Error ? undefined : /"(.*)"/.exec(header(answer, 'Warning') ?? '')?.[1];
       const reason =
@@ -243,13 +414,20 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     try {
       remote = decodeSdp(answer.body);
     } catch (error) {
-      this.#end(callId);
+      fail();
       return {
         failure: { ok: false, reason: `bad SDP answer: ${(error as Error).message}`, local: description },
       };
     }
     const tag = toTag ?? parseNameAddr(header(answer, 'To') ?? '').params.tag;
     active.dialog = { user, toTag: tag };
+    if (relay && remote.relayEndpoint) {
+      active.peerRelayed = remote.relayEndpoint;
+      // Before the ACK: the callee may start relayed media as soon as it has it.
+      await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
+        this.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+      });
+    }
     await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag: tag });
     return { active, description, remote, toTag: tag };
   }
@@ -333,13 +511,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           const previous = this.#calls.get(callId);
           if (previous) this.#closeMedia(previous);
           this.#attempts.set(callId, (this.#attempts.get(callId) ?? 0) + 1);
-          void this.#answer(request, callId, respond);
+          void this.#answer(request, callId, respond, previous);
         }
         return;
       case 'INFO': {
         respond(200);
-        if (header(request, 'Content-Type') === SC2C_CONTENT_TYPE && /"go"/.test(request.body))
-          this.#calls.get(callId)?.go?.();
+        if (header(request, 'Content-Type') !== SC2C_CONTENT_TYPE) return;
+        if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.();
+        else if (/"relay"/.test(request.body)) this.#peerRelayMoved(callId, request.body);
         return;
       }
       case 'BYE':
@@ -360,16 +539,33 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         }
         return;
       case 'ACK':
+        this.#calls.get(callId)?.acked?.();
         return;
       default:
         respond(405);
     }
   }
 
+  /** The peer re-allocated (its NAT dropped its mappings): relayed media now goes to its new address. */
+  #peerRelayMoved(callId: string, body: string): void {
+    const active = this.#calls.get(callId);
+    let moved: { address?: unknown; port?: unknown };
+    try {
+      moved = JSON.parse(body) as typeof moved;
+    } catch {
+      return;
+    }
+    if (!active?.relay || typeof moved.address !== 'string' || !isIpv4(moved.address)) return;
+    if (typeof moved.port !== 'number' || !isValidPort(moved.port) || moved.port === 0) return;
+    active.peerRelayed = { address: moved.address, port: moved.port };
+    active.routed?.setRelay(active.relay.leg(active.peerRelayed));
+  }
+
   async #answer(
     request: SipRequest,
     callId: string,
     respond: (status: number, extra?: [string, string][], body?: string) => void,
+    previous?: ActiveCall,
   ): Promise<void> {
     const startedAtMs = this.c.clock.now();
     const peer = /sips?:([^@]+)@/.exec(header(request, 'From') ?? '')?.[1] ?? 'unknown';
@@ -405,12 +601,18 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       return;
     }
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
+    let relay: CallRelay | undefined;
+    const rtcp = remote.rtcpMux && this.init.rtcpMux !== false ? 'mux' : 'separate';
+    const relayReady =
+      previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
+        ? Promise.resolve(previous?.relay)
+        : this.#allocateRelay();
     try {
-      const rtcp = remote.rtcpMux && this.init.rtcpMux !== false ? 'mux' : 'separate';
       if (rtcp === 'separate' && !remote.rtcpEndpoint)
         throw new Error('the offer has neither rtcp-mux nor an RTCP port');
-      prepared = await this.prepare(remote.mode, rtcp, media);
+      [prepared, relay] = await Promise.all([this.prepare(remote.mode, rtcp, media), relayReady]);
     } catch (error) {
+      if (!previous?.relay) void (await relayReady)?.close();
       respond(500);
       this.emit('call', {
         ...base,
@@ -420,29 +622,63 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       });
       return;
     }
+    const description =
+      relay && remote.relayEndpoint
+        ? { ...prepared.description, relayEndpoint: relay.relayed }
+        : prepared.description;
     const active: ActiveCall = {
       socket: prepared.socket,
       rtcpSocket: prepared.rtcpSocket,
       ended: false,
       // The callee can end the call too (a failed camera source): BYE goes to the caller.
       dialog: { user: peer },
+      relay,
+      peerRelayed: remote.relayEndpoint,
+      routed: previous?.routed,
+      relayOnly: previous?.relayOnly,
     };
     this.#calls.set(callId, active);
+    if (relay && remote.relayEndpoint) {
+      // Before answering: the caller may send relayed media as soon as it has the answer.
+      await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
+        this.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+      });
+    }
     const goArrived = new Promise<void>((resolve) => {
       active.go = resolve;
+    });
+    const ackArrived = new Promise<void>((resolve) => {
+      active.acked = resolve;
     });
     respond(
       200,
       [['Content-Type', 'application/sdp']],
-      encodeSdp(prepared.description, Math.floor(this.c.clock.now())),
+      encodeSdp(description, Math.floor(this.c.clock.now())),
     );
-    if (remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') await goArrived;
-    const outcome = await this.#punch(callId, prepared.description, remote, base);
+    const straight = straightToRelay(description, remote);
+    if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) await goArrived;
+    else if (straight) await ackArrived; // the caller permitted us before its ACK
+    const punched = straight ? undefined : this.#punch(callId, description, remote, base);
+    if (previous?.routed) {
+      // A background attempt on an established call: only the direct path may change.
+      const result = await punched;
+      if (result?.ok && result.path && !active.ended) {
+        previous.routed.setDirect(result.path.socket, result.path.remote);
+        previous.routed.use('direct', 'a fresh direct path confirmed');
+      }
+      return;
+    }
+    const settled = await settlePath(this.c, punched, this.#settleInit(active, description, remote));
+    const attempts = this.#attempts.get(callId) ?? 1;
+    if (settled.kind === 'plain') {
+      this.emit('call', { ...(await punched!), local: description, remote, attempts });
+      return;
+    }
     this.emit('call', {
-      ...outcome,
-      local: prepared.description,
+      ...this.#established(callId, active, settled, base, straight),
+      local: description,
       remote,
-      attempts: this.#attempts.get(callId) ?? 1,
+      attempts,
     });
   }
 
@@ -465,6 +701,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpPuncher?.close();
     active.rtcpSocket?.close();
     active.go?.();
+    active.acked?.();
+    active.routed?.close();
+    void active.relay?.close();
     this.#calls.delete(callId);
   }
 }

@@ -4,9 +4,11 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
+import type { Route, RoutedPath } from '../relay/routed-path.ts';
 import type { SignalingClientInit } from '../signaling/client.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';
+import type { RelayConfig } from './call-relay.ts';
 
 export interface GatewayInit {
   readonly sip: SignalingClientInit;
@@ -30,6 +32,8 @@ export interface GatewayInit {
   readonly probeRefreshMs?: number;
   /** Reconnect backoff after the signaling connection drops: first delay, doubled up to the maximum. */
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** A TURN relay for calls no direct path serves (issue 6); omit for direct only. Needs rtcp-mux. */
+  readonly relay?: RelayConfig;
 }
 
 export interface GatewayComponents {
@@ -59,6 +63,12 @@ export interface CallOutcome {
     readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
   };
   readonly checksSent: number;
+  /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
+  readonly route?: Route;
+  /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */
+  readonly routed?: RoutedPath;
+  /** Why the direct path did not open, when the call went to the relay. */
+  readonly directReason?: string;
   /** Offer/answer and punch rounds this call took (a failed SC2C punch is retried with a fresh prediction). */
   readonly attempts?: number;
 }
@@ -72,4 +82,8 @@ export type GatewayEvents = {
   reconnected: [];
   /** The peer ended a call (BYE or CANCEL). */
   ended: [callId: string, reason: string];
+  /** Media of an established call moved between the direct path and the relay. */
+  route: [callId: string, route: Route, why: string];
+  /** The relay could not be used (allocation, permission or renewal failed); calls go on without it. */
+  'relay-error': [reason: string];
 };

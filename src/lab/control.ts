@@ -20,7 +20,10 @@ export interface LabState {
   readonly startedAt: string;
 }
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'down' } | { cmd: 'flush'; nat: string };
+export type ControlRequest =
+  | { cmd: 'status' }
+  | { cmd: 'down' }
+  | { cmd: 'flush'; nat: string; proto?: 'udp' | 'tcp' };
 
 export function labDir(name: string): string {
   return join(LAB_RUN_DIR, name);

@@ -66,7 +66,7 @@ export async function runLabDaemon(init: DaemonInit): Promise<void> {
       case 'status':
         return lab!.status();
       case 'flush':
-        return { nat: request.nat, flushed: lab!.flush(request.nat) };
+        return { nat: request.nat, flushed: lab!.flush(request.nat, request.proto) };
       case 'down':
         setImmediate(() => void shutdown(0, 'down requested'));
         return { ok: true };

@@ -126,7 +126,7 @@ export class Lab {
   }
 
   /** Expires every mapping of a userspace NAT at once. Returns how many there were. */
-  flush(natName: string): number {
+  flush(natName: string, proto?: 'udp' | 'tcp'): number {
     const entry = this.#natRouters.get(natName);
     if (!entry)
       throw new Error(`no NAT named '${natName}' (NATs: ${[...this.#natRouters.keys()].join(', ')})`);
@@ -134,8 +134,10 @@ export class Lab {
       throw new Error(
         `'${natName}' is a kernel NAT; flush its conntrack with: sc2c lab exec ${natName} -- conntrack -F`,
       );
-    const count = entry.router.nat.mappings(this.#clock.now()).length;
-    entry.router.nat.flush();
+    const count = entry.router.nat
+      .mappings(this.#clock.now())
+      .filter((m) => !proto || m.proto === proto).length;
+    entry.router.nat.flush(proto);
     return count;
   }
 

@@ -211,10 +211,22 @@ export class Nat {
     return (this.#blockedUntil.get(portKey(proto, port)) ?? 0) > nowMs;
   }
 
-  /** Expires every mapping at once (the lab's `flush`). Blocks and the allocation counter stay. */
-  flush(): void {
-    this.#byKey.clear();
-    this.#byPort.clear();
+  /**
+   * Expires every mapping at once (the lab's `flush`), or only those of `proto`: a NAT keeps
+   * established TCP sessions for hours (RFC 5382) but UDP mappings for minutes (RFC 4787), so a
+   * UDP-only flush is what a media path meets after a timeout. Blocks and the allocation counter stay.
+   */
+  flush(proto?: Protocol): void {
+    if (!proto) {
+      this.#byKey.clear();
+      this.#byPort.clear();
+      return;
+    }
+    for (const [key, mapping] of this.#byKey) {
+      if (mapping.proto !== proto) continue;
+      this.#byKey.delete(key);
+      this.#byPort.delete(portKey(mapping.proto, mapping.externalPort));
+    }
   }
 
   #mappingKey(flow: Flow): string {

@@ -207,3 +207,37 @@ export function decodeRtcp(data: Uint8Array): RtcpSummary {
     throw new DecodeError('rtcp', offset, 'trailing bytes after the last packet');
   return { sr, reports, keyframeRequests, rrtr: xr.rrtr, dlrr: xr.dlrr };
 }
+
+/**
+ * RTCP APP (RFC 3550 §6.7) named `SC2R`: "my relayed address is now this". A gateway whose NAT
+ * dropped its mappings re-allocates on the relay and says so in band, over the relay path that
+ * still works, because its signaling connection may have died with the same mappings.
+ *   |V=2|P| subtype |   PT=204    |          length = 4           |
+ *   |                           SSRC                              |
+ *   |                       name 'SC2R'                           |
+ *   |                   IPv4 relayed address                      |
+ *   |         relayed port          |           (zero)            |
+ */
+export function encodeRelayMoved(ssrc: number, relayed: { address: string; port: number }): Uint8Array {
+  const out = new Uint8Array(20);
+  const view = new DataView(out.buffer);
+  out[0] = 0x80;
+  out[1] = 204;
+  view.setUint16(2, 4);
+  view.setUint32(4, ssrc >>> 0);
+  out.set(new TextEncoder().encode('SC2R'), 8);
+  relayed.address.split('.').forEach((octet, i) => {
+    out[12 + i] = Number(octet);
+  });
+  view.setUint16(16, relayed.port);
+  return out;
+}
+
+/** The relayed address in an `SC2R` APP packet, or undefined for any other packet. */
+export function decodeRelayMoved(data: Uint8Array): { address: string; port: number } | undefined {
+  if (data.byteLength !== 20 || data[1] !== 204 || (data[0]! & 0xc0) !== 0x80) return undefined;
+  if (new TextDecoder().decode(data.subarray(8, 12)) !== 'SC2R') return undefined;
+  const port = (data[16]! << 8) | data[17]!;
+  if (port === 0) return undefined;
+  return { address: [...data.subarray(12, 16)].join('.'), port };
+}

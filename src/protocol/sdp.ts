@@ -52,6 +52,8 @@ export interface CallDescription {
   readonly rtcpEndpoint?: Endpoint;
   /** The m= lines; `DEFAULT_MEDIA` when omitted. */
   readonly media?: readonly MediaLine[];
+  /** Our TURN relayed address (an ICE `typ relay` candidate): where the peer sends when no direct path opens. */
+  readonly relayEndpoint?: Endpoint;
 }
 
 export function encodeSdp(description: CallDescription, sessionId: number): string {
@@ -76,6 +78,17 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       ip: d.hostEndpoint.address,
       port: d.hostEndpoint.port,
       type: 'host',
+    });
+  }
+  if (d.relayEndpoint) {
+    candidates.push({
+      foundation: '3',
+      component: 1,
+      transport: 'UDP',
+      priority: 16777215,
+      ip: d.relayEndpoint.address,
+      port: d.relayEndpoint.port,
+      type: 'relay',
     });
   }
   const lines = d.media ?? DEFAULT_MEDIA;
@@ -153,6 +166,9 @@ export function decodeSdp(text: string): CallDescription {
   if (!(TRAVERSAL_MODES as readonly string[]).includes(mode))
     throw new DecodeError('sdp', 0, `unknown x-sc2c-mode '${mode}'`);
   const host = media.candidates?.find((c) => c.type === 'host' && isIpv4(c.ip));
+  const relay = media.candidates?.find(
+    (c) => c.type === 'relay' && isIpv4(c.ip) && c.port > 0 && c.port < 65536,
+  );
   const lines = parsed.media.slice(0, 8).flatMap((m): MediaLine[] => {
     if (m.type !== 'video' && m.type !== 'audio') return [];
     const codecs = (m.rtp ?? []).slice(0, 32).map((r) => ({
@@ -183,5 +199,6 @@ export function decodeSdp(text: string): CallDescription {
           }
         : undefined,
     media: lines,
+    ...(relay ? { relayEndpoint: { address: relay.ip, port: relay.port } } : {}),
   };
 }

@@ -193,6 +193,20 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     this.socket.send(out, this.init.server);
   }
 
+  /** Refreshes the allocation now; rejects when the server refuses or does not answer. */
+  async refresh(attempts = 2): Promise<void> {
+    await this.#request(
+      TurnMethod.refresh,
+      [
+        {
+          type: TurnAttribute.LIFETIME,
+          value: encodeU32(this.init.lifetimeS ?? TURN_LIFETIMES.allocationDefaultS),
+        },
+      ],
+      attempts,
+    );
+  }
+
   /** Releases the allocation (Refresh with lifetime 0), best effort. Idempotent; the socket stays open. */
   async close(): Promise<void> {
     if (this.#closed) return;

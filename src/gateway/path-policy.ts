@@ -1,0 +1,78 @@
+/**
+ * Direct or relay, per call (issue 6's path policy):
+ * - a pair neither side can predict (random allocation on both) goes straight to the relay;
+ * - otherwise SC2C punches; if no direct path is confirmed within the budget, media starts on the
+ *   relay and the punch goes on, moving media to the direct path if it confirms later;
+ * - without a relay on both sides, the punch alone decides, as before.
+ */
+import type { Clock } from '../net/clock.ts';
+import { sleep } from '../net/clock.ts';
+import type { CallDescription } from '../protocol/sdp.ts';
+import { RoutedPath } from '../relay/routed-path.ts';
+import type { CallRelay } from './call-relay.ts';
+import type { CallOutcome } from './types.ts';
+
+/** Both sides advertise a relay and neither port can be predicted: punching cannot work. */
+export function straightToRelay(local: CallDescription, remote: CallDescription): boolean {
+  return (
+    local.relayEndpoint !== undefined &&
+    remote.relayEndpoint !== undefined &&
+    local.portSource === 'unpredictable' &&
+    remote.portSource === 'unpredictable'
+  );
+}
+
+export interface SettleInit {
+  readonly relay?: CallRelay;
+  readonly local: CallDescription;
+  readonly remote: CallDescription;
+  readonly budgetMs: number;
+  readonly deadAfterMs: number;
+}
+
+export type Settled =
+  /** No relay on both sides: the punch alone decides. */
+  | { readonly kind: 'plain' }
+  | { readonly kind: 'direct'; readonly routed: RoutedPath; readonly punched: CallOutcome }
+  /** On the relay: `punched` is the punch's failure when it failed within the budget. */
+  | { readonly kind: 'relay'; readonly routed: RoutedPath; readonly punched?: CallOutcome };
+
+/**
+ * Waits for the punch or the budget, whichever decides first. `punch` is undefined for a pair that
+ * goes straight to the relay; it is left running when the budget runs out first.
+ */
+export async function settlePath(
+  c: { readonly clock: Clock },
+  punch: Promise<CallOutcome> | undefined,
+  init: SettleInit,
+): Promise<Settled> {
+  const peerRelayed = init.remote.relayEndpoint;
+  if (!init.relay || !init.local.relayEndpoint || !peerRelayed) return { kind: 'plain' };
+  const leg = init.relay.leg(peerRelayed);
+  const deadAfterMs = init.deadAfterMs;
+  if (!punch)
+    return { kind: 'relay', routed: new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs }) };
+  const budget = new AbortController();
+  const decided = await Promise.race([
+    punch,
+    sleep(c.clock, init.budgetMs, budget.signal).then(
+      () => undefined,
+      () => undefined,
+    ),
+  ]);
+  budget.abort();
+  if (decided?.ok && decided.path) {
+    const routed = new RoutedPath(c, { direct: decided.path, relay: leg, route: 'direct', deadAfterMs });
+    return { kind: 'direct', routed, punched: decided };
+  }
+  const routed = new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs });
+  if (!decided) {
+    // The punch goes on: a late confirmation moves media to the direct path.
+    void punch.then((late) => {
+      if (!late.ok || !late.path) return;
+      routed.setDirect(late.path.socket, late.path.remote);
+      routed.use('direct', 'the direct path confirmed after media started on the relay');
+    });
+  }
+  return { kind: 'relay', routed, punched: decided };
+}

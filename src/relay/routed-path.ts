@@ -1,0 +1,260 @@
+/**
+ * The media path of one call, over the direct pair SC2C punched or over the TURN relay, switchable
+ * while media flows: the sender and receiver see one socket and one remote, and never restart.
+ *
+ * Relay route: we send from our relay socket straight to the peer's relayed address (the peer's
+ * allocation permits our public IP), and receive what peers send to our relayed address through
+ * our TURN client. Each direction crosses the relay once.
+ *
+ * The path follows the peer: media arriving over the other route means the peer moved (it saw the
+ * direct path die, or a new direct path confirmed), so we move too. A watchdog moves to the relay
+ * when the direct route goes silent for longer than its usual gaps.
+ */
+import type { Endpoint } from '../net/address.ts';
+import { type Clock, every, type Timer } from '../net/clock.ts';
+import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { decodeRelayMoved, encodeRelayMoved } from '../protocol/rtcp.ts';
+import { isRtcp, isRtp } from '../protocol/rtp.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+
+export type Route = 'direct' | 'relay';
+
+export interface RouteCounters {
+  packetsSent: number;
+  bytesSent: number;
+  packetsReceived: number;
+  bytesReceived: number;
+}
+
+/** Where relayed media comes from: a TURN client's data events. */
+export interface RelayInbound {
+  on(event: 'data', listener: (data: Uint8Array, peer: Endpoint) => void): () => void;
+}
+
+export interface RelayLeg {
+  /** Receives what the peer sends to our relayed address. */
+  readonly inbound: RelayInbound;
+  /** The socket we send relayed media from (the TURN client's socket). */
+  readonly socket: UdpSocket;
+  /** The peer's relayed address. */
+  readonly peerRelayed: Endpoint;
+}
+
+export interface RoutedPathInit {
+  readonly direct?: { readonly socket: UdpSocket; readonly remote: Endpoint };
+  readonly relay?: RelayLeg;
+  readonly route: Route;
+  /** Silence on the direct route that counts as dead, at the least. Default 500 ms. */
+  readonly deadAfterMs?: number;
+}
+
+export type RoutedPathEvents = { route: [route: Route, why: string] };
+
+const emptyRoute = (): RouteCounters => ({
+  packetsSent: 0,
+  bytesSent: 0,
+  packetsReceived: 0,
+  bytesReceived: 0,
+});
+
+export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
+  readonly counters: Record<Route, RouteCounters> = { direct: emptyRoute(), relay: emptyRoute() };
+  readonly socket: UdpSocket;
+  #route: Route;
+  #direct?: { socket: UdpSocket; remote: Endpoint; off: () => void };
+  #relay?: RelayLeg & { off: () => void };
+  #lastDirectAtMs: number | null = null;
+  #switchedAtMs = Number.NEGATIVE_INFINITY;
+  /** Media packets heard on the current direct leg: the watchdog arms after a few. */
+  #directHeard = 0;
+  /** Smoothed gap between media packets on the direct route. */
+  #gapMs = 0;
+  readonly #watch: Timer;
+  readonly #facade: FacadeSocket;
+  #closed = false;
+  switches = 0;
+
+  constructor(
+    private readonly c: { readonly clock: Clock },
+    init: RoutedPathInit,
+  ) {
+    super();
+    this.#route = init.route;
+    this.#facade = new FacadeSocket(this);
+    this.socket = this.#facade;
+    if (init.direct) this.setDirect(init.direct.socket, init.direct.remote);
+    if (init.relay) this.setRelay(init.relay);
+    const deadAfterMs = init.deadAfterMs ?? 500;
+    this.#watch = every(c.clock, 100, () => this.#checkDirect(deadAfterMs));
+  }
+
+  get route(): Route {
+    return this.#route;
+  }
+
+  get remote(): Endpoint {
+    return this.#route === 'relay' && this.#relay ? this.#relay.peerRelayed : (this.#direct?.remote ?? ZERO);
+  }
+
+  /** The socket media leaves from on the current route. */
+  get local(): Endpoint {
+    const socket = this.#route === 'relay' ? this.#relay?.socket : this.#direct?.socket;
+    return socket?.local ?? ZERO;
+  }
+
+  get hasRelay(): boolean {
+    return this.#relay !== undefined;
+  }
+
+  get hasDirect(): boolean {
+    return this.#direct !== undefined;
+  }
+
+  /** A (new) direct pair: after the first punch, or a background re-punch. */
+  setDirect(socket: UdpSocket, remote: Endpoint): void {
+    this.#direct?.off();
+    const off = socket.on('message', (data, from) => {
+      if (from.address !== remote.address || from.port !== remote.port) {
+        // Punch checks from other candidates still reach the puncher on the raw socket.
+        return;
+      }
+      this.#received('direct', data, from);
+    });
+    this.#direct = { socket, remote, off };
+    this.#lastDirectAtMs = this.c.clock.now();
+    this.#directHeard = 0;
+    this.#gapMs = 0;
+  }
+
+  /** The peer's relayed address as we last heard it. */
+  get peerRelayed(): Endpoint | undefined {
+    return this.#relay?.peerRelayed;
+  }
+
+  /** A (new) relay leg: at call set-up, or after re-allocating. */
+  setRelay(relay: RelayLeg): void {
+    this.#relay?.off();
+    const off = relay.inbound.on('data', (data, from) => this.#received('relay', data, from));
+    this.#relay = { ...relay, off };
+  }
+
+  /** Moves media to `route`; a no-op when already there or when that route has no leg. */
+  use(route: Route, why: string): void {
+    if (this.#closed || route === this.#route) return;
+    if (route === 'relay' && !this.#relay) return;
+    if (route === 'direct' && !this.#direct) return;
+    this.#route = route;
+    this.#switchedAtMs = this.c.clock.now();
+    this.switches++;
+    if (route === 'direct') this.#lastDirectAtMs = this.c.clock.now();
+    this.emit('route', route, why);
+  }
+
+  send(data: Uint8Array): void {
+    if (this.#closed) return;
+    const route = this.#route;
+    if (route === 'relay' && this.#relay) this.#relay.socket.send(data, this.#relay.peerRelayed);
+    else if (this.#direct) this.#direct.socket.send(data, this.#direct.remote);
+    else return;
+    const counters = this.counters[route];
+    counters.packetsSent++;
+    counters.bytesSent += data.byteLength;
+  }
+
+  /** Stops listening; the sockets belong to the gateway. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#watch.clear();
+    this.#direct?.off();
+    this.#relay?.off();
+    this.#facade.emit('close');
+  }
+
+  /**
+   * Tells the peer in band that our relayed address changed (our NAT dropped its mappings, so the
+   * allocation was made again): a few RTCP APP `SC2R` packets over the relay.
+   */
+  announceRelay(relayed: Endpoint): void {
+    const packet = encodeRelayMoved(0, relayed);
+    for (let i = 0; i < 3; i++) this.c.clock.setTimeout(() => this.send(packet), i * 100);
+  }
+
+  #received(route: Route, data: Uint8Array, from: Endpoint): void {
+    if (this.#closed) return;
+    const media = isRtp(data) || isRtcp(data);
+    if (!media) return;
+    const moved = isRtcp(data) ? decodeRelayMoved(data) : undefined;
+    if (moved) {
+      if (
+        this.#relay &&
+        (moved.address !== this.#relay.peerRelayed.address || moved.port !== this.#relay.peerRelayed.port)
+      )
+        this.setRelay({ inbound: this.#relay.inbound, socket: this.#relay.socket, peerRelayed: moved });
+      if (route === 'relay' && this.#route !== 'relay' && this.#settled())
+        this.use('relay', 'the peer moved to the relay');
+      return;
+    }
+    const counters = this.counters[route];
+    counters.packetsReceived++;
+    counters.bytesReceived += data.byteLength;
+    if (route === 'direct') {
+      const now = this.c.clock.now();
+      const gap = now - (this.#lastDirectAtMs ?? now);
+      this.#gapMs = this.#directHeard <= 1 ? gap : 0.9 * this.#gapMs + 0.1 * gap;
+      this.#directHeard++;
+      this.#lastDirectAtMs = now;
+    }
+    // Media on the other route: the peer moved, so follow it. Not right after a switch: packets
+    // already on their way over the old route would bounce us back.
+    if (route !== this.#route && this.#settled())
+      this.use(
+        route,
+        route === 'relay' ? 'the peer moved to the relay' : 'the peer is back on the direct path',
+      );
+    this.#facade.emit('message', data, from);
+  }
+
+  /** Long enough since the last switch that traffic on the other route means a move, not stragglers. */
+  #settled(): boolean {
+    return this.c.clock.now() - this.#switchedAtMs > HOLD_MS;
+  }
+
+  #checkDirect(deadAfterMs: number): void {
+    // Armed once the direct leg has carried media: a side that only sends hears nothing to time,
+    // and follows its peer instead.
+    if (this.#route !== 'direct' || !this.#relay || this.#lastDirectAtMs === null || this.#directHeard < 3)
+      return;
+    const silentMs = this.c.clock.now() - this.#lastDirectAtMs;
+    // A receive-only side hears RTCP once a second: its usual gap is long, so is its patience.
+    const limit = Math.max(deadAfterMs, 4 * this.#gapMs);
+    if (silentMs > limit) this.use('relay', `nothing on the direct path for ${Math.round(silentMs)} ms`);
+  }
+}
+
+const ZERO: Endpoint = { address: '0.0.0.0', port: 0 };
+/** After a switch, how long packets on the old route are taken for stragglers. */
+const HOLD_MS = 500;
+
+/** What media code holds: sends go by the current route, messages come from both. */
+class FacadeSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
+  constructor(private readonly path: RoutedPath) {
+    super();
+  }
+
+  get local(): Endpoint {
+    return this.path.local;
+  }
+
+  send(data: Uint8Array, _to: Endpoint): void {
+    this.path.send(data);
+  }
+
+  setTTL(): void {
+    // The route decides; TTL tricks belong to the puncher's raw socket.
+  }
+
+  close(): void {
+    this.path.close();
+  }
+}

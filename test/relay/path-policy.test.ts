@@ -1,0 +1,199 @@
+/**
+ * The path policy on the virtual network: signaling, STUN and the embedded TURN server on one
+ * server host (as `sc2c server` runs them), two gateways with a relay configured.
+ */
+import { describe, expect, it } from 'vitest';
+import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
+import { every, VirtualClock } from '../../src/net/clock.ts';
+import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import type { TraversalMode } from '../../src/protocol/sdp.ts';
+import type { Route, RoutedPath } from '../../src/relay/routed-path.ts';
+import { TurnServer } from '../../src/relay/turn-server.ts';
+import { SignalingServer } from '../../src/signaling/server.ts';
+import { StunResponder } from '../../src/traversal/stun-responder.ts';
+import { profiles } from '../net/world.ts';
+
+const USERS = { alice: 'alice-pass-1', bob: 'bob-pass-1' };
+const SIP = { address: '198.18.0.10', port: 5060 };
+const STUN = { address: '198.18.0.10', port: 3478 };
+
+async function setup(natA: string, natB: string) {
+  const clock = new VirtualClock();
+  const net = new VirtualNetwork({ clock, seed: 5 });
+  const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+  const serverHost = net.addHost('server', { addresses: ['198.18.0.10', '198.18.0.11'] });
+  const a = net.addNat('nat-a', {
+    publicAddress: '198.18.1.1',
+    insideAddress: '10.0.1.1',
+    behaviour: profiles.resolve(natA),
+  });
+  const b = net.addNat('nat-b', {
+    publicAddress: '198.18.2.1',
+    insideAddress: '10.0.2.1',
+    behaviour: profiles.resolve(natB),
+  });
+  const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
+  const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
+  net.connect(serverHost, internet, {});
+  net.connect(a, internet, { latencyMs: 10 });
+  net.connect(b, internet, { latencyMs: 10 });
+  net.connect(alice, a, { latencyMs: 1 });
+  net.connect(bob, b, { latencyMs: 1 });
+  const stun = await StunResponder.start(serverHost, {
+    primary: STUN,
+    alternate: { address: '198.18.0.11', port: 3479 },
+  });
+  const turn = TurnServer.attach(
+    { network: serverHost, clock },
+    { listen: STUN, realm: 'sc2c.lab', users: USERS },
+    stun.socketAt(STUN)!,
+  );
+  stun.delegate = (data, from) => turn.handle(data, from);
+  const server = await SignalingServer.start(
+    { network: serverHost, clock },
+    { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS },
+  );
+  const gateway = (network: typeof alice, user: keyof typeof USERS, relay = true) =>
+    clock.run(
+      Gateway.start(
+        { network, clock },
+        {
+          sip: { server: SIP, domain: 'sc2c.lab', user, password: USERS[user] },
+          stunServer: STUN,
+          stunRtoMs: 100,
+          relay: relay
+            ? { server: STUN, username: user, password: USERS[user], retryDirectMs: 2000 }
+            : undefined,
+        },
+      ),
+    );
+  const call = async (mode: TraversalMode = 'sc2c') => {
+    const caller = await gateway(alice, 'alice');
+    const callee = await gateway(bob, 'bob');
+    const answered = new Promise<CallOutcome>((resolve) => callee.on('call', resolve));
+    const outcome = await clock.run(caller.call('bob', { mode }));
+    const other = await clock.run(answered);
+    return { caller, callee, outcome, other };
+  };
+  return {
+    clock,
+    a,
+    b,
+    turn,
+    call,
+    close: () => {
+      server.close();
+      turn.close();
+      stun.close();
+    },
+  };
+}
+
+/** RTP-shaped packets, 50 per second each way, and who got what when. */
+function stream(clock: VirtualClock, from: RoutedPath, to: RoutedPath) {
+  const arrivals: number[] = [];
+  to.socket.on('message', (data) => {
+    if (data[1] === 96) arrivals.push(clock.now());
+  });
+  let seq = 0;
+  const timer = every(clock, 20, () => {
+    const packet = new Uint8Array(172);
+    packet[0] = 0x80;
+    packet[1] = 96;
+    packet[2] = (seq >> 8) & 0xff;
+    packet[3] = seq++ & 0xff;
+    from.socket.send(packet, from.remote);
+  });
+  return { arrivals, stop: () => timer.clear() };
+}
+
+const maxGap = (times: number[]): number => times.slice(1).reduce((m, t, i) => Math.max(m, t - times[i]!), 0);
+
+describe('path policy: direct when SC2C can, the relay when it cannot', () => {
+  it('sends a random-allocation pair straight to the relay, and media flows both ways through it', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random');
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay', checksSent: 0 });
+    expect(outcome.directReason).toMatch(/random/);
+    expect(other).toMatchObject({ ok: true, route: 'relay' });
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    const back = stream(s.clock, other.routed!, outcome.routed!);
+    await s.clock.advance(2000);
+    there.stop();
+    back.stop();
+    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
+    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
+    expect(outcome.routed!.counters.relay.packetsSent).toBe(100);
+    expect(outcome.routed!.counters.direct.packetsSent).toBe(0);
+    expect(s.turn.counters.packetsToClients).toBeGreaterThanOrEqual(190);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('keeps a PKS caller and an IPS callee direct, with the relay standing by', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips');
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'direct' });
+    expect(other).toMatchObject({ ok: true, route: 'direct' });
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    await s.clock.advance(1000);
+    there.stop();
+    expect(there.arrivals.length).toBeGreaterThanOrEqual(45);
+    expect(outcome.routed!.counters.relay.packetsSent).toBe(0);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('starts media on the relay when the punch fails within the budget (C2C from a PKS caller)', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips');
+    const { caller, callee, outcome, other } = await s.call('c2c');
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(outcome.directReason).toMatch(/no direct path/);
+    expect(other.route).toBe('relay');
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('moves to the relay within a second when the NAT drops its mappings, then back to direct', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips');
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome.route).toBe('direct');
+    const routes: [string, Route, string][] = [];
+    caller.on('route', (_id, route, why) => routes.push(['caller', route, why]));
+    callee.on('route', (_id, route, why) => routes.push(['callee', route, why]));
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    const back = stream(s.clock, other.routed!, outcome.routed!);
+    await s.clock.advance(1000);
+    const flushedAt = s.clock.now();
+    s.a.nat.flush('udp'); // the caller's NAT forgets every UDP mapping: direct path and relay allocation
+    await s.clock.advance(1500);
+    expect(outcome.routed!.route).toBe('relay');
+    expect(other.routed!.route).toBe('relay');
+    // Both directions resume through the relay within a second.
+    const afterThere = there.arrivals.filter((t) => t >= flushedAt - 20);
+    const afterBack = back.arrivals.filter((t) => t >= flushedAt - 20);
+    expect(maxGap(afterThere)).toBeLessThan(1000);
+    expect(maxGap(afterBack)).toBeLessThan(1000);
+    expect(afterThere.at(-1)!).toBeGreaterThan(s.clock.now() - 100);
+    expect(afterBack.at(-1)!).toBeGreaterThan(s.clock.now() - 100);
+    // The caller tries a fresh direct path in the background and media moves back to it.
+    await s.clock.advance(6000);
+    expect(outcome.routed!.route).toBe('direct');
+    expect(other.routed!.route).toBe('direct');
+    const sentDirectBefore = outcome.routed!.counters.direct.packetsSent;
+    await s.clock.advance(1000);
+    expect(outcome.routed!.counters.direct.packetsSent).toBeGreaterThan(sentDirectBefore + 40);
+    expect(maxGap(there.arrivals.filter((t) => t >= flushedAt))).toBeLessThan(1000);
+    there.stop();
+    back.stop();
+    expect(routes.map(([who, route]) => `${who}:${route}`)).toEqual(
+      expect.arrayContaining(['caller:relay', 'callee:relay', 'caller:direct', 'callee:direct']),
+    );
+    caller.close();
+    callee.close();
+    s.close();
+  });
+});
