@@ -10,9 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { answerFor, offerFor } from '../media/negotiate.ts';
-import { type Endpoint, isIpv4, isValidPort } from '../net/address.ts';
-import { sleep, type Timer } from '../net/clock.ts';
-import type { UdpSocket } from '../net/types.ts';
+import type { Timer } from '../net/clock.ts';
 import {
   type CallDescription,
   DEFAULT_MEDIA,
@@ -23,45 +21,24 @@ import {
 } from '../protocol/sdp.ts';
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
-import type { Route, RoutedPath } from '../relay/routed-path.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
-import type { Puncher } from '../traversal/punch.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
-import { CallRelay } from './call-relay.ts';
+import type { ActiveCall } from './active-call.ts';
+import type { CallRelay } from './call-relay.ts';
+import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
-import { type Settled, settlePath, straightToRelay } from './path-policy.ts';
+import { settlePath, straightToRelay } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
-interface ActiveCall {
-  readonly socket: UdpSocket;
-  rtcpSocket?: UdpSocket;
-  rtcpPuncher?: Puncher;
-  /** Set on calls we placed: what a BYE needs. */
-  dialog?: { readonly user: string; readonly toTag?: string };
-  puncher?: Puncher;
-  go?: () => void;
-  /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */
-  acked?: () => void;
-  ended: boolean;
-  /** The call's relay leg, kept across attempts. */
-  relay?: CallRelay;
-  /** The peer's relayed address, as last advertised. */
-  peerRelayed?: Endpoint;
-  /** Set once media may flow: later attempts only re-punch the direct path. */
-  routed?: RoutedPath;
-  /** True for a pair that cannot be punched (no background direct attempts). */
-  relayOnly?: boolean;
-  retrying?: boolean;
-}
-
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
+  readonly #routes: CallRoutes;
   /** INVITEs received per call (the callee's attempt count); dropped when the call ends. */
   readonly #attempts = new Map<string, number>();
   #signaling: SignalingClient;
@@ -76,6 +53,17 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     public probe: NatProbe,
   ) {
     super();
+    this.#routes = new CallRoutes({
+      c,
+      init,
+      signaling: () => this.signaling,
+      active: (callId) => this.#calls.get(callId),
+      emit: (event, ...args) => this.emit(event, ...args),
+      offer: (callId, user, mode, toTag, relay) => this.#offer(callId, user, mode, toTag, relay),
+      synchronize: (callId, user, mode, toTag, active) =>
+        this.#synchronize(callId, user, mode, toTag, active),
+      punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
+    });
     this.#signaling = signaling;
     this.#attach(signaling);
     this.#scheduleProbeRefresh();
@@ -170,7 +158,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const maxAttempts = synchronized ? (this.init.maxAttempts ?? 3) : 1;
     let toTag: string | undefined;
     let outcome: CallOutcome | undefined;
-    const relayReady = this.#allocateRelay();
+    const relayReady = this.#routes.allocateRelay();
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       const offered = await this.#offer(callId, user, mode, toTag, relayReady);
       if ('failure' in offered)
@@ -178,27 +166,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       const { active, description, remote } = offered;
       toTag = offered.toTag;
       const straight = straightToRelay(description, remote);
-      if (synchronized && !straight) {
-        const goArrived = new Promise<void>((resolve) => {
-          active.go = resolve;
-        });
-        await this.signaling.request(
-          'INFO',
-          this.signaling.uri(user),
-          [['Content-Type', SC2C_CONTENT_TYPE]],
-          {
-            callId,
-            toTag,
-            body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
-          },
-        );
-        await goArrived;
-      }
+      if (synchronized && !straight) await this.#synchronize(callId, user, mode, toTag, active);
       const punched = straight ? undefined : this.#punch(callId, description, remote, base);
-      const settled = await settlePath(this.c, punched, this.#settleInit(active, description, remote));
+      const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
       if (settled.kind !== 'plain') {
-        const established = this.#established(callId, active, settled, base, straight);
-        if (settled.kind === 'relay' && !straight) this.#retryDirect(callId, user, mode, toTag);
+        const established = this.#routes.established(callId, active, settled, base, straight);
+        if (settled.kind === 'relay' && !straight) this.#routes.retryDirect(callId, user, mode, toTag);
         return { ...established, local: description, remote, attempts: attempt };
       }
       outcome = { ...(await punched!), local: description, remote, attempts: attempt };
@@ -207,136 +180,23 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     return outcome!;
   }
 
-  #settleInit(active: ActiveCall, local: CallDescription, remote: CallDescription) {
-    return {
-      relay: active.relay,
-      local,
-      remote,
-      budgetMs: this.init.relay?.budgetMs ?? 1000,
-      deadAfterMs: this.init.relay?.deadAfterMs ?? 500,
-    };
-  }
-
-  /** The relay leg for a new call, or undefined (no relay configured, or the allocation failed). */
-  #allocateRelay(): Promise<CallRelay | undefined> {
-    const relay = this.init.relay;
-    if (!relay || this.init.rtcpMux === false) return Promise.resolve(undefined);
-    return CallRelay.allocate(this.c, relay).catch((error: Error) => {
-      this.emit('relay-error', error.message);
-      return undefined;
-    });
-  }
-
-  /** A call whose media may now flow, directly or relayed: watch its route from here on. */
-  #established(
+  /** Asks the server for the synchronized go (paper step 17) and waits for it. */
+  async #synchronize(
     callId: string,
+    user: string,
+    mode: TraversalMode,
+    toTag: string | undefined,
     active: ActiveCall,
-    settled: Exclude<Settled, { kind: 'plain' }>,
-    base: Omit<CallOutcome, 'ok' | 'checksSent'>,
-    straight: boolean,
-  ): CallOutcome {
-    const routed = settled.routed;
-    active.routed = routed;
-    active.relayOnly = straight;
-    routed.on('route', (route, why) => this.#onRoute(callId, route, why));
-    const budgetMs = this.init.relay?.budgetMs ?? 1000;
-    return {
-      ...base,
-      ok: true,
-      confirmedAtMs: settled.kind === 'direct' ? settled.punched.confirmedAtMs : this.c.clock.now(),
-      path: routed,
-      routed,
-      route: routed.route,
-      checksSent: settled.punched?.checksSent ?? 0,
-      directReason:
-        settled.kind === 'direct'
-          ? undefined
-          : straight
-            ? 'both NATs allocate ports at random: there is no port to predict'
-            : (settled.punched?.reason ?? `no direct path confirmed within ${budgetMs} ms`),
-    };
-  }
-
-  /** Media moved: tell listeners; on a move to the relay, make sure our allocation survived. */
-  #onRoute(callId: string, route: Route, why: string): void {
-    const active = this.#calls.get(callId);
-    if (!active || active.ended) return;
-    this.emit('route', callId, route, why);
-    if (route !== 'relay' || !active.relay) return;
-    void (async () => {
-      try {
-        if (!(await active.relay!.ensureAlive()) || active.ended) return;
-        // Our NAT dropped its mappings: a new relayed address, which the peer must learn. In band
-        // first (the relay path works; our signaling connection may have died with the mappings),
-        // and over signaling too.
-        const peerRelayed = active.routed?.peerRelayed ?? active.peerRelayed;
-        if (peerRelayed) active.routed?.setRelay(active.relay!.leg(peerRelayed));
-        const relayed = active.relay!.relayed;
-        active.routed?.announceRelay(relayed);
-        const to = active.dialog?.user;
-        if (to)
-          void this.signaling
-            .request('INFO', this.signaling.uri(to), [['Content-Type', SC2C_CONTENT_TYPE]], {
-              callId,
-              toTag: active.dialog?.toTag,
-              body: JSON.stringify({ type: 'relay', address: relayed.address, port: relayed.port }),
-            })
-            .catch(() => undefined);
-      } catch (error) {
-        this.emit('relay-error', `the relay could not be renewed: ${(error as Error).message}`);
-      }
-      if (active.dialog?.toTag !== undefined && !active.relayOnly && active.dialog)
-        this.#retryDirect(callId, active.dialog.user, this.init.mode ?? 'sc2c', active.dialog.toTag);
-    })();
-  }
-
-  /**
-   * While media is on the relay, tries a fresh direct path now and then (a re-INVITE with a new
-   * prediction, synchronized by the server); media moves back when one confirms. Callers only.
-   */
-  #retryDirect(callId: string, user: string, mode: TraversalMode, toTag: string | undefined): void {
-    const first = this.#calls.get(callId);
-    if (!first || first.retrying) return;
-    first.retrying = true;
-    const attempts = this.init.relay?.retryDirectAttempts ?? 5;
-    const gapMs = this.init.relay?.retryDirectMs ?? 3000;
-    void (async () => {
-      for (let i = 0; i < attempts; i++) {
-        await sleep(this.c.clock, gapMs);
-        const current = this.#calls.get(callId);
-        if (!current || current.ended || current.routed?.route !== 'relay') break;
-        const offered = await this.#offer(callId, user, mode, toTag, Promise.resolve(current.relay));
-        if ('failure' in offered) break;
-        const { active, description, remote } = offered;
-        if (mode === 'sc2c' || mode === 'sc2c-naive') {
-          const goArrived = new Promise<void>((resolve) => {
-            active.go = resolve;
-          });
-          await this.signaling
-            .request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
-              callId,
-              toTag,
-              body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
-            })
-            .catch(() => undefined);
-          await goArrived;
-        }
-        const result = await this.#punch(callId, description, remote, {
-          callId,
-          role: 'caller',
-          peer: user,
-          mode,
-          startedAtMs: this.c.clock.now(),
-        });
-        if (result.ok && result.path && active.routed && !active.ended) {
-          active.routed.setDirect(result.path.socket, result.path.remote);
-          active.routed.use('direct', 'a fresh direct path confirmed');
-          break;
-        }
-      }
-      const current = this.#calls.get(callId);
-      if (current) current.retrying = false;
-    })();
+  ): Promise<void> {
+    const goArrived = new Promise<void>((resolve) => {
+      active.go = resolve;
+    });
+    await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
+      callId,
+      toTag,
+      body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
+    });
+    await goArrived;
   }
 
   /**
@@ -518,7 +378,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         respond(200);
         if (header(request, 'Content-Type') !== SC2C_CONTENT_TYPE) return;
         if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.();
-        else if (/"relay"/.test(request.body)) this.#peerRelayMoved(callId, request.body);
+        else if (/"relay"/.test(request.body)) this.#routes.peerRelayMoved(callId, request.body);
         return;
       }
       case 'BYE':
@@ -544,21 +404,6 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       default:
         respond(405);
     }
-  }
-
-  /** The peer re-allocated (its NAT dropped its mappings): relayed media now goes to its new address. */
-  #peerRelayMoved(callId: string, body: string): void {
-    const active = this.#calls.get(callId);
-    let moved: { address?: unknown; port?: unknown };
-    try {
-      moved = JSON.parse(body) as typeof moved;
-    } catch {
-      return;
-    }
-    if (!active?.relay || typeof moved.address !== 'string' || !isIpv4(moved.address)) return;
-    if (typeof moved.port !== 'number' || !isValidPort(moved.port) || moved.port === 0) return;
-    active.peerRelayed = { address: moved.address, port: moved.port };
-    active.routed?.setRelay(active.relay.leg(active.peerRelayed));
   }
 
   async #answer(
@@ -606,7 +451,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const relayReady =
       previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
         ? Promise.resolve(previous?.relay)
-        : this.#allocateRelay();
+        : this.#routes.allocateRelay();
     try {
       if (rtcp === 'separate' && !remote.rtcpEndpoint)
         throw new Error('the offer has neither rtcp-mux nor an RTCP port');
@@ -668,14 +513,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       }
       return;
     }
-    const settled = await settlePath(this.c, punched, this.#settleInit(active, description, remote));
+    const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
     const attempts = this.#attempts.get(callId) ?? 1;
     if (settled.kind === 'plain') {
       this.emit('call', { ...(await punched!), local: description, remote, attempts });
       return;
     }
     this.emit('call', {
-      ...this.#established(callId, active, settled, base, straight),
+      ...this.#routes.established(callId, active, settled, base, straight),
       local: description,
       remote,
       attempts,

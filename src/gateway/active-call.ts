@@ -1,0 +1,28 @@
+/** What the gateway holds for each call in progress; shared by the gateway and its route keeper. */
+import type { Endpoint } from '../net/address.ts';
+import type { UdpSocket } from '../net/types.ts';
+import type { RoutedPath } from '../relay/routed-path.ts';
+import type { Puncher } from '../traversal/punch.ts';
+import type { CallRelay } from './call-relay.ts';
+
+export interface ActiveCall {
+  readonly socket: UdpSocket;
+  rtcpSocket?: UdpSocket;
+  rtcpPuncher?: Puncher;
+  /** Set on calls we placed: what a BYE needs. */
+  dialog?: { readonly user: string; readonly toTag?: string };
+  puncher?: Puncher;
+  go?: () => void;
+  /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */
+  acked?: () => void;
+  ended: boolean;
+  /** The call's relay leg, kept across attempts. */
+  relay?: CallRelay;
+  /** The peer's relayed address, as last advertised. */
+  peerRelayed?: Endpoint;
+  /** Set once media may flow: later attempts only re-punch the direct path. */
+  routed?: RoutedPath;
+  /** True for a pair that cannot be punched (no background direct attempts). */
+  relayOnly?: boolean;
+  retrying?: boolean;
+}
