@@ -93,6 +93,20 @@ const gatewaySchema = z
       .partial()
       .strict()
       .default({}),
+    /** TURN relay fallback (issue 6). Credentials default to the SIP user and password. */
+    relay: z
+      .object({
+        enabled: z.boolean().default(true),
+        server: z.string(),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        budgetMs: z.number().int().min(50).max(30_000).default(1000),
+        deadAfterMs: z.number().int().min(100).max(30_000).default(500),
+        retryDirectMs: z.number().int().min(500).max(600_000).default(3000),
+        retryDirectAttempts: z.number().int().min(0).max(100).default(5),
+      })
+      .strict()
+      .optional(),
     media: z
       .object({
         source: z.string().default('testsrc'),

@@ -28,12 +28,13 @@ interface DemoOptions {
   rttMs: number;
   lossPercent: number;
   duration: number;
+  relay?: boolean;
   out: string;
   json?: boolean;
 }
 
 interface DemoResult {
-  path: 'direct' | 'none';
+  path: 'direct' | 'relay' | 'none';
   setupMs: number | null;
   framesSent: number | null;
   framesReceived: number | null;
@@ -45,6 +46,7 @@ interface DemoResult {
   rttMs: number;
   lossPercent: number;
   reason?: string;
+  directReason?: string;
   recording?: RecordingInfo & { path: string; snapshot: string | null };
   media?: unknown;
   c2c?: { ok: boolean; setupMs: number | null; reason?: string };
@@ -53,7 +55,10 @@ interface DemoResult {
 /** The lab: camera gateway (bob) behind NAT B, viewer (alice) behind NAT A. */
 async function labDemo(options: DemoOptions, mp4: string, say: (line: string) => void): Promise<DemoResult> {
   let calleeEnded: Record<string, unknown> | undefined;
+  // The lab's sc2c server runs the embedded TURN relay on the STUN port.
+  const relayArgs = options.relay ? ['--relay', '198.18.0.10:3478'] : [];
   const runs = await runLabCalls({
+    calleeArgs: relayArgs,
     natA: options.natA,
     natB: options.natB,
     rttMs: options.rttMs,
@@ -62,7 +67,10 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     callsPerMode: 1,
     name: `demo${process.pid % 10_000}`,
     callArgs: (mode) =>
-      mode === 'sc2c' ? ['--record', mp4, '--duration', String(options.duration)] : ['--no-media'],
+      mode === 'sc2c'
+        ? ['--record', mp4, '--duration', String(options.duration), ...relayArgs]
+        : // The contrast is about traversal: no media, and no relay to hide a failed punch.
+          ['--no-media', '--no-relay'],
     onLine: (line) => {
       if (line.includes('"mode":"sc2c"')) say('call finished; placing the C2C contrast call (no media)...');
     },
@@ -78,19 +86,23 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   const sc2c = runs.sc2c![0]! as CallSummary & { media?: ReturnType<typeof summarizeMedia> };
   const c2c = runs.c2c![0]!;
   const sent = (calleeEnded as { sent?: { frames: number; bytes: number } } | undefined)?.sent;
+  const bytes = (sc2c as { bytes?: { direct: { bytes: number }; relay: { bytes: number } } }).bytes;
+  const route = (sc2c as { route?: 'direct' | 'relay' | null }).route;
   return {
-    path: sc2c.ok ? 'direct' : 'none',
+    path: sc2c.ok ? (route ?? 'direct') : 'none',
     setupMs: sc2c.setupMs,
     framesSent: sent?.frames ?? null,
     framesReceived: sc2c.media?.received?.frames ?? null,
-    bytesDirect: sent?.bytes ?? 0,
-    bytesRelay: 0,
+    // The viewer's own count of what crossed each route, both directions (media and RTCP).
+    bytesDirect: bytes?.direct.bytes ?? sent?.bytes ?? 0,
+    bytesRelay: bytes?.relay.bytes ?? 0,
     where: 'kernel lab: real processes in network namespaces, real sockets',
     natA: options.natA,
     natB: options.natB,
     rttMs: options.rttMs,
     lossPercent: options.lossPercent,
     reason: sc2c.reason,
+    directReason: (sc2c as { directReason?: string }).directReason,
     media: sc2c.media,
     c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
   };
@@ -144,6 +156,7 @@ export function registerDemo(program: Command): void {
       parseFloatIn('--loss-percent', 0, 50),
       0,
     )
+    .option('--relay', "allow the TURN relay (sc2c server's) when no direct path opens")
     .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
@@ -174,7 +187,7 @@ export function registerDemo(program: Command): void {
       );
       const result = why ? await loopbackDemo(options, mp4, why) : await labDemo(options, mp4, say);
       const ffprobe = locateFfprobe(binary);
-      if (result.path === 'direct' && ffprobe) {
+      if (result.path !== 'none' && ffprobe) {
         try {
           const info = await probeRecording(ffprobe, mp4);
           await snapshot(binary.path, mp4, png, Math.min(1, options.duration / 2));
@@ -186,7 +199,7 @@ export function registerDemo(program: Command): void {
       writeFileSync(resolve(out, 'demo.json'), `${JSON.stringify(result, null, 2)}\n`);
       if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else process.stdout.write(formatDemo(result));
-      if (result.path !== 'direct' || !result.recording || result.recording.videoFrames === 0)
+      if (result.path === 'none' || !result.recording || result.recording.videoFrames === 0)
         process.exitCode = 1;
     });
 }
@@ -198,9 +211,10 @@ function formatDemo(r: DemoResult): string {
       `viewer behind ${r.natA}, camera behind ${r.natB}, ${r.rttMs} ms RTT${r.lossPercent ? `, ${r.lossPercent} % link loss` : ''}`,
     );
   lines.push('');
-  if (r.path === 'direct') {
+  if (r.path !== 'none') {
+    const how = r.path === 'relay' ? `the relay (${r.directReason ?? 'no direct path'})` : 'a direct path';
     lines.push(
-      `  SC2C: direct path in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
+      `  SC2C: media over ${how}, set up in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
     );
     lines.push(`  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed`);
     if (r.recording) {
@@ -209,7 +223,7 @@ function formatDemo(r: DemoResult): string {
         `  snapshot:  ${r.recording.snapshot}`,
       );
     }
-  } else lines.push(`  SC2C: no direct path: ${r.reason}`);
+  } else lines.push(`  SC2C: no path: ${r.reason}`);
   if (r.c2c) {
     lines.push(
       r.c2c.ok

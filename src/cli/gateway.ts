@@ -28,6 +28,7 @@ interface CommonOptions {
   password?: string;
   mode?: string;
   json?: boolean;
+  relay?: string | boolean;
 }
 
 function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
@@ -49,6 +50,28 @@ function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: bo
     punch: config.punch,
     rtcpMux: config.rtcpMux,
     media: role && mediaRole(config.media, role.send, role.receive),
+    relay: relayConfig(config.relay, options, password),
+  };
+}
+
+/** The relay from the config, `--relay <ip:port>` to override it, `--no-relay` to go without. */
+function relayConfig(
+  relay: ReturnType<typeof loadGatewayConfig>['relay'],
+  options: CommonOptions,
+  password: string,
+): GatewayInit['relay'] {
+  if (options.relay === false) return undefined;
+  const server =
+    typeof options.relay === 'string' ? options.relay : relay?.enabled ? relay.server : undefined;
+  if (!server) return undefined;
+  return {
+    server: parseEndpoint(server, '--relay', 3478),
+    username: relay?.username ?? options.user,
+    password: relay?.password ?? password,
+    budgetMs: relay?.budgetMs,
+    deadAfterMs: relay?.deadAfterMs,
+    retryDirectMs: relay?.retryDirectMs,
+    retryDirectAttempts: relay?.retryDirectAttempts,
   };
 }
 
@@ -79,6 +102,25 @@ function summarize(outcome: CallOutcome) {
     },
     checksSent: outcome.checksSent,
     attempts: outcome.attempts ?? 1,
+    route: outcome.route ?? (outcome.ok ? 'direct' : null),
+    directReason: outcome.directReason,
+  };
+}
+
+/** Bytes and packets per route of a call, both directions, for the JSON result and the report. */
+export function routeBytes(outcome: CallOutcome) {
+  const c = outcome.routed?.counters;
+  if (!c) return undefined;
+  return {
+    direct: {
+      bytes: c.direct.bytesSent + c.direct.bytesReceived,
+      packets: c.direct.packetsSent + c.direct.packetsReceived,
+    },
+    relay: {
+      bytes: c.relay.bytesSent + c.relay.bytesReceived,
+      packets: c.relay.packetsSent + c.relay.packetsReceived,
+    },
+    switches: outcome.routed!.switches,
   };
 }
 
@@ -104,6 +146,8 @@ function withCommon(command: Command): Command {
     .requiredOption('--user <name>', 'SIP user to register as')
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
     .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
+    .option('--relay <ip[:port]>', 'TURN relay for calls no direct path serves (default from the config)')
+    .option('--no-relay', 'direct paths only: no TURN allocation')
     .option('--json', 'print machine-readable JSON');
 }
 
@@ -154,11 +198,20 @@ export function registerGateway(program: Command): void {
           const s = summarize(outcome);
           print(
             s.ok
-              ? `call ${s.callId} from ${s.peer}: direct path ${s.path!.remote.address}:${s.path!.remote.port} in ${s.setupMs} ms (${s.mode})`
+              ? `call ${s.callId} from ${s.peer}: ${s.route} path ${s.path!.remote.address}:${s.path!.remote.port} in ${s.setupMs} ms (${s.mode})${s.directReason ? `; ${s.directReason}` : ''}`
               : `call ${s.callId} from ${s.peer} failed: ${s.reason}`,
             { event: 'call', ...s },
           );
         });
+        gateway.on('route', (callId, route, why) =>
+          print(`call ${callId}: media moved to the ${route} path (${why})`, {
+            event: 'route',
+            callId,
+            route,
+            why,
+          }),
+        );
+        gateway.on('relay-error', (reason) => print(`relay: ${reason}`, { event: 'relay-error', reason }));
         const live = await startLive(port, `sc2c gateway ${options.user}`, options.json);
         const media = serveMedia(
           { clock, network, ffmpeg: ffmpegComponents },
@@ -221,10 +274,16 @@ export function registerGateway(program: Command): void {
           const outcome = await gateway.call(callee);
           const s = summarize(outcome);
           const prefix = options.repeat > 1 ? `[${i + 1}/${options.repeat}] ` : '';
+          const routes: { atMs: number; route: string; why: string }[] = [];
+          const offRoute = gateway.on('route', (callId, route, why) => {
+            if (callId !== outcome.callId) return;
+            routes.push({ atMs: Math.round(clock.now() - outcome.startedAtMs), route, why });
+            if (!options.json) process.stdout.write(`${prefix}media moved to the ${route} path (${why})\n`);
+          });
           if (!options.json) {
             process.stdout.write(
               s.ok
-                ? `${prefix}direct path to ${callee}: ${s.path!.local.port} -> ${s.path!.remote.address}:${s.path!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})\n`
+                ? `${prefix}${s.route} path to ${callee}: ${s.path!.local.port} -> ${s.path!.remote.address}:${s.path!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})${s.directReason ? `; ${s.directReason}` : ''}\n`
                 : `${prefix}call to ${callee} failed: ${s.reason}\n`,
             );
           }
@@ -232,12 +291,16 @@ export function registerGateway(program: Command): void {
           const held = outcome.ok
             ? await holdCall(media, gateway, outcome, mediaConfig, options, durationS, live)
             : { ok: false, reason: s.reason };
+          const bytes = routeBytes(outcome);
+          offRoute();
           gateway.hangup(outcome.callId, held.ok ? undefined : held.reason);
           const result = {
             ...s,
             ok: s.ok && held.ok,
             reason: held.ok ? s.reason : held.reason,
             media: held.media,
+            bytes,
+            routes,
           };
           results.push(result);
           if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -245,8 +308,11 @@ export function registerGateway(program: Command): void {
           await new Promise((r) => setTimeout(r, i + 1 < options.repeat ? options.gapMs : 200));
         }
         const ok = results.filter((r) => r.ok).length;
+        const relayed = results.filter((r) => r.ok && r.route === 'relay').length;
         if (options.repeat > 1 && !options.json)
-          process.stdout.write(`${ok} of ${options.repeat} calls opened a direct path\n`);
+          process.stdout.write(
+            `${ok - relayed} of ${options.repeat} calls opened a direct path${relayed ? `, ${relayed} went through the relay` : ''}\n`,
+          );
         process.exitCode = ok === results.length ? 0 : 1;
       } finally {
         await live?.close();

@@ -224,14 +224,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     let prepared: Awaited<ReturnType<Gateway['prepare']>>;
     let relay: CallRelay | undefined;
     try {
-      [prepared, relay] = await Promise.all([
-        this.prepare(
-          mode,
-          this.init.rtcpMux === false ? 'separate' : 'offer-both',
-          this.init.media ? offerFor(this.init.media) : undefined,
-        ),
-        relayReady,
-      ]);
+      // The allocation first: its packets open a NAT session, which must not take the port the
+      // prediction below hands to the media socket.
+      relay = await relayReady;
+      prepared = await this.prepare(
+        mode,
+        this.init.rtcpMux === false ? 'separate' : 'offer-both',
+        this.init.media ? offerFor(this.init.media) : undefined,
+      );
     } catch (error) {
       if (!previous?.relay) void (await relayReady)?.close();
       fail();
@@ -455,7 +455,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     try {
       if (rtcp === 'separate' && !remote.rtcpEndpoint)
         throw new Error('the offer has neither rtcp-mux nor an RTCP port');
-      [prepared, relay] = await Promise.all([this.prepare(remote.mode, rtcp, media), relayReady]);
+      // Allocate before predicting: the allocation's NAT session must not take the predicted port.
+      relay = await relayReady;
+      prepared = await this.prepare(remote.mode, rtcp, media);
     } catch (error) {
       if (!previous?.relay) void (await relayReady)?.close();
       respond(500);

@@ -25,9 +25,11 @@ export interface LabCallsInit {
   readonly callsPerMode: number;
   readonly name: string;
   readonly onLine?: (line: string) => void;
+  /** Runs once the lab and the server are up, before the callee starts (e.g. a coturn in the server host). */
+  readonly beforeCalls?: (hosts: Readonly<Record<string, string>>) => Promise<void>;
   /** Runs after the calls, while the lab, the server and the callee are still up (host -> namespace). */
   readonly inspect?: (hosts: Readonly<Record<string, string>>) => Promise<void>;
-  /** Extra `sc2c call` arguments per mode; default `--no-media` (traversal only). */
+  /** Extra `sc2c call` arguments per mode; default `--no-media --no-relay` (traversal only). */
   readonly callArgs?: (mode: string) => readonly string[];
   /** Extra `sc2c gateway` arguments for the callee (e.g. `--phone --record FILE`). */
   readonly calleeArgs?: readonly string[];
@@ -86,6 +88,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
     const server = spawnInHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
     children.push(server);
     await waitForOutput(server, /sc2c server:/, 'sc2c server');
+    await init.beforeCalls?.(state.hosts);
     const bob = spawnInHost(state.hosts.bob!, [
       'gateway',
       '--config',
@@ -129,7 +132,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
         '--gap-ms',
         '500',
         '--json',
-        ...(init.callArgs?.(mode) ?? ['--no-media']),
+        ...(init.callArgs?.(mode) ?? ['--no-media', '--no-relay']),
       ]);
       children.push(caller);
       let stdout = '';

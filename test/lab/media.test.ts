@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,4 +127,70 @@ describe.skipIf(unavailable)('media over the punched pair in the kernel lab', ()
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
+  const coturn = spawnSync('which', ['turnserver']).status === 0;
+  if (!coturn) console.warn('SKIPPING the coturn relay run: turnserver (coturn) is not installed');
+
+  for (const relay of ['embedded', ...(coturn ? ['coturn'] : [])] as const) {
+    it(`a symmetric-random pair gets decodable media through the ${relay} relay`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), `sc2c-lab-relay-${relay}-`));
+      const mp4 = join(dir, 'relayed.mp4');
+      // coturn runs in the server host beside sc2c server, on its own port, with the lab's users.
+      const relayArgs = ['--relay', relay === 'coturn' ? '198.18.0.10:3480' : '198.18.0.10:3478'];
+      let turnserver: ChildProcess | undefined;
+      try {
+        const runs = await runLabCalls({
+          natA: 'symmetric-random',
+          natB: 'symmetric-random',
+          rttMs: 40,
+          modes: ['sc2c'],
+          callsPerMode: 1,
+          name: `rl${relay[0]}${process.pid % 1000}`,
+          callArgs: () => ['--record', mp4, '--duration', '4', ...relayArgs],
+          calleeArgs: relayArgs,
+          beforeCalls: async (hosts) => {
+            if (relay !== 'coturn') return;
+            turnserver = spawn(
+              'ip',
+              ['netns', 'exec', hosts.server!, 'turnserver', '-n', '--listening-ip=198.18.0.10']
+                .concat([
+                  '--listening-port=3480',
+                  '--relay-ip=198.18.0.10',
+                  '--realm=sc2c.lab',
+                  '--lt-cred-mech',
+                ])
+                .concat([
+                  '--user=alice:alice-lab-secret',
+                  '--user=bob:bob-lab-secret',
+                  '--no-tls',
+                  '--no-dtls',
+                ])
+                .concat(['--no-cli', '--no-stdout-log', `--pidfile=${join(dir, 'turn.pid')}`])
+                .concat([`--userdb=${join(dir, 'turndb')}`]),
+              { stdio: 'ignore' },
+            );
+            await new Promise((r) => setTimeout(r, 1500));
+          },
+        });
+        const call = runs.sc2c![0]! as {
+          ok: boolean;
+          route?: string;
+          bytes?: { direct: { bytes: number }; relay: { bytes: number } };
+          media?: { received?: { frames: number } };
+        };
+        expect(call.ok).toBe(true);
+        expect(call.route).toBe('relay');
+        expect(call.bytes!.relay.bytes).toBeGreaterThan(100_000);
+        expect(call.bytes!.direct.bytes).toBe(0);
+        const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
+        expect(info.videoCodec).toBe('h264');
+        expect(info.videoFrames).toBeGreaterThan(0.9 * call.media!.received!.frames);
+      } finally {
+        turnserver?.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+  }
 });
