@@ -87,6 +87,8 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   };
   readonly #pending = new Map<string, (message: StunMessage) => void>();
   readonly #channels = new Map<string, number>();
+  /** The same bindings by channel number: the lookup each inbound ChannelData needs. */
+  readonly #channelPeers = new Map<number, Endpoint>();
   readonly #permissions = new Set<string>();
   #nextChannel = CHANNEL_MIN;
   #realm = '';
@@ -166,6 +168,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
       { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
     ]);
     this.#channels.set(key, channel);
+    this.#channelPeers.set(channel, peer);
     this.#permissions.add(peer.address);
     return channel;
   }
@@ -242,14 +245,11 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
 
   async #renewPermissions(): Promise<void> {
     try {
-      const loose = [...this.#permissions].filter(
-        (ip) => ![...this.#channels.keys()].some((k) => k.startsWith(`${ip}:`)),
-      );
+      // A channel binding refreshes its peer's permission too (RFC 8656 §12).
+      const bound = [...this.#channelPeers.values()];
+      const loose = [...this.#permissions].filter((ip) => !bound.some((peer) => peer.address === ip));
       if (loose.length > 0) await this.createPermission(loose);
-      for (const key of this.#channels.keys()) {
-        const [address, port] = key.split(':');
-        await this.bindChannel({ address: address!, port: Number(port) });
-      }
+      for (const peer of bound) await this.bindChannel(peer);
     } catch {
       // The next refresh reports a dead allocation; a failed renewal alone is retried in 4 minutes.
     }
@@ -329,10 +329,8 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     if (isChannelData(data)) {
       try {
         const frame = decodeChannelData(data);
-        const peer = [...this.#channels].find(([, channel]) => channel === frame.channel)?.[0];
-        if (!peer) return;
-        const [address, port] = peer.split(':');
-        this.#deliver(frame.data, { address: address!, port: Number(port) });
+        const peer = this.#channelPeers.get(frame.channel);
+        if (peer) this.#deliver(frame.data, peer);
       } catch {
         // Malformed ChannelData: dropped.
       }

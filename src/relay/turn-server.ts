@@ -13,13 +13,15 @@ import {
   decodeXorAddress,
   encodeErrorCode,
   encodeText,
+  encodeUnknownAttributes,
   encodeXorAddress,
 } from '../protocol/stun/attributes.ts';
-import { addFingerprint, addMessageIntegrity, verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
+import { addFingerprint, addMessageIntegrity } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
   encodeStun,
+  equalBytes,
   findAttribute,
   isStun,
   type StunAttribute,
@@ -38,106 +40,22 @@ import {
   encodeU32,
   isChannelData,
   KNOWN_REQUIRED_ATTRIBUTES,
-  longTermKey,
   PROTOCOL_UDP,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
-import { type CredentialStore, Nonces, PeerPolicy, passwordFor, RateLimiter } from './credentials.ts';
+import { PeerPolicy } from './credentials.ts';
+import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
+import { emptyTurnCounters, type TurnCounters, type TurnServerInit } from './turn-types.ts';
 
-export interface TurnServerInit extends CredentialStore {
-  /** Where clients reach the server, e.g. 198.18.0.10:3478. */
-  readonly listen: Endpoint;
-  /** The address relayed sockets bind to and advertise (default: the listen address). */
-  readonly relayAddress?: string;
-  readonly realm: string;
-  /** Allocations one user may hold at once (486 beyond). Default 10. */
-  readonly userQuota?: number;
-  /** Allocations in total (508 beyond). Default 1000. */
-  readonly capacity?: number;
-  /** Nonce lifetime; an older nonce gets 438. Default 10 min. */
-  readonly nonceLifetimeMs?: number;
-  /** Unauthenticated requests per second per source address (burst twice that). Default 20. */
-  readonly unauthenticatedPerSecond?: number;
-  /** Peer ranges refused with 403 (CIDR). Default `DEFAULT_DENIED_PEERS`. */
-  readonly deniedPeers?: readonly string[];
-  /** Exceptions to `deniedPeers` (the lab's own ranges). */
-  readonly allowedPeers?: readonly string[];
-  /** Datagrams from clients larger than this are dropped and counted. Default 2048. */
-  readonly maxDatagramBytes?: number;
-  readonly software?: string;
-}
-
-export interface TurnCounters {
-  requests: number;
-  allocations: number;
-  unauthorized: number;
-  staleNonce: number;
-  forbidden: number;
-  quotaExceeded: number;
-  badRequest: number;
-  mismatch: number;
-  malformed: number;
-  oversized: number;
-  rateLimited: number;
-  /** Relayed traffic, client -> peer and peer -> client. */
-  packetsToPeers: number;
-  bytesToPeers: number;
-  packetsToClients: number;
-  bytesToClients: number;
-  /** Data a permission or channel did not cover (dropped, RFC 8656 §9). */
-  unpermitted: number;
-}
-
-const ERRORS: Readonly<Record<number, string>> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  420: 'Unknown Attribute',
-  437: 'Allocation Mismatch',
-  438: 'Stale Nonce',
-  440: 'Address Family not Supported',
-  441: 'Wrong Credentials',
-  442: 'Unsupported Transport Protocol',
-  443: 'Peer Address Family Mismatch',
-  486: 'Allocation Quota Reached',
-  508: 'Insufficient Capacity',
-};
-
-/** A request turned down: the error code and why. */
-class Refusal extends Error {
-  constructor(
-    readonly code: number,
-    readonly why: string,
-  ) {
-    super(why);
-  }
-}
+export type { TurnCounters, TurnServerInit } from './turn-types.ts';
 
 export class TurnServer {
-  readonly counters: TurnCounters = {
-    requests: 0,
-    allocations: 0,
-    unauthorized: 0,
-    staleNonce: 0,
-    forbidden: 0,
-    quotaExceeded: 0,
-    badRequest: 0,
-    mismatch: 0,
-    malformed: 0,
-    oversized: 0,
-    rateLimited: 0,
-    packetsToPeers: 0,
-    bytesToPeers: 0,
-    packetsToClients: 0,
-    bytesToClients: 0,
-    unpermitted: 0,
-  };
+  readonly counters: TurnCounters = emptyTurnCounters();
   readonly #allocations = new Map<string, Allocation>();
-  readonly #nonces: Nonces;
-  readonly #limiter: RateLimiter;
+  readonly #auth: TurnAuthenticator;
   readonly #peers: PeerPolicy;
   readonly #sweep: Timer;
   #closed = false;
@@ -148,9 +66,11 @@ export class TurnServer {
     private readonly socket: UdpSocket,
     private readonly ownsSocket: boolean,
   ) {
-    this.#nonces = new Nonces(init.nonceLifetimeMs ?? 10 * 60_000);
-    const rate = init.unauthenticatedPerSecond ?? 20;
-    this.#limiter = new RateLimiter(rate, rate * 2);
+    this.#auth = new TurnAuthenticator({
+      ...init,
+      nonceLifetimeMs: init.nonceLifetimeMs ?? 10 * 60_000,
+      unauthenticatedPerSecond: init.unauthenticatedPerSecond ?? 20,
+    });
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
     if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
     this.#sweep = every(c.clock, 1000, () => this.#expire());
@@ -246,22 +166,28 @@ export class TurnServer {
     const key = formatEndpoint(from);
     let signingKey: Uint8Array | undefined;
     try {
-      const unknown = message.attributes.filter(
-        (a) => a.type < 0x8000 && !KNOWN_REQUIRED_ATTRIBUTES.has(a.type),
-      );
+      const unknown = message.attributes
+        .filter((a) => a.type < 0x8000 && !KNOWN_REQUIRED_ATTRIBUTES.has(a.type))
+        .map((a) => a.type);
       if (unknown.length > 0) {
-        const value = new Uint8Array(unknown.length * 2);
-        unknown.forEach((a, i) => {
-          value[i * 2] = a.type >> 8;
-          value[i * 2 + 1] = a.type & 0xff;
-        });
         this.#replyError(from, message, 420, 'unknown comprehension-required attribute', undefined, [
-          { type: AttributeType.UNKNOWN_ATTRIBUTES, value },
+          { type: AttributeType.UNKNOWN_ATTRIBUTES, value: encodeUnknownAttributes(unknown) },
         ]);
         return;
       }
-      const auth = this.#authenticate(raw, message, from);
-      if (!auth) return;
+      const auth = this.#auth.check(raw, message, from, this.c.clock.now());
+      if (!auth.ok) {
+        if ('rateLimited' in auth) {
+          this.counters.rateLimited++;
+          return;
+        }
+        this.#count(auth.code);
+        this.#replyError(from, message, auth.code, auth.why, undefined, [
+          { type: TurnAttribute.REALM, value: encodeText(this.init.realm) },
+          { type: TurnAttribute.NONCE, value: encodeText(auth.nonce) },
+        ]);
+        return;
+      }
       signingKey = auth.key;
       const existing = this.#allocations.get(key);
       switch (message.method) {
@@ -291,53 +217,6 @@ export class TurnServer {
     }
   }
 
-  /** RFC 8489 §9.2.4: 401 with a nonce, 438 for a stale one, then the key the request was signed with. */
-  #authenticate(
-    raw: Uint8Array,
-    message: StunMessage,
-    from: Endpoint,
-  ): { username: string; key: Uint8Array } | undefined {
-    const now = this.c.clock.now();
-    const client = formatEndpoint(from);
-    const challenge = (code: 401 | 438, why: string): undefined => {
-      if (!this.#limiter.allow(from.address, now)) {
-        this.counters.rateLimited++;
-        return undefined;
-      }
-      this.#count(code);
-      this.#replyError(from, message, code, why, undefined, [
-        { type: TurnAttribute.REALM, value: encodeText(this.init.realm) },
-        { type: TurnAttribute.NONCE, value: encodeText(this.#nonces.issue(client, now)) },
-      ]);
-      return undefined;
-    };
-    const text = (type: number): string | undefined => {
-      const attribute = findAttribute(message, type);
-      return attribute && new TextDecoder().decode(attribute.value);
-    };
-    if (!findAttribute(message, AttributeType.MESSAGE_INTEGRITY))
-      return challenge(401, 'credentials required');
-    const username = text(AttributeType.USERNAME);
-    const realm = text(TurnAttribute.REALM);
-    const nonce = text(TurnAttribute.NONCE);
-    if (username === undefined || realm === undefined || nonce === undefined)
-      throw new Refusal(400, 'MESSAGE-INTEGRITY without USERNAME, REALM and NONCE');
-    const freshness = this.#nonces.check(nonce, client, now);
-    if (freshness !== 'ok') return challenge(438, freshness === 'stale' ? 'nonce expired' : 'nonce not ours');
-    if (realm !== this.init.realm) return challenge(401, `realm must be ${this.init.realm}`);
-    const password = passwordFor(this.init, username, now / 1000);
-    if (password === undefined) return challenge(401, 'unknown or expired username');
-    const key = longTermKey(username, realm, password);
-    let valid = false;
-    try {
-      valid = verifyMessageIntegrity(raw, key);
-    } catch {
-      valid = false;
-    }
-    if (!valid) return challenge(401, 'wrong credentials');
-    return { username, key };
-  }
-
   /** The allocation of this 5-tuple, which must exist and belong to `username`. */
   #own(existing: Allocation | undefined, username: string): Allocation {
     if (!existing) throw new Refusal(437, 'no allocation for this 5-tuple');
@@ -353,7 +232,7 @@ export class TurnServer {
   ): Promise<void> {
     const now = this.c.clock.now();
     if (existing) {
-      if (!sameBytes(existing.transactionId, message.transactionId))
+      if (!equalBytes(existing.transactionId, message.transactionId))
         throw new Refusal(437, 'this 5-tuple already has an allocation');
       this.#allocated(from, message, auth.key, existing); // a retransmission
       return;
@@ -560,7 +439,7 @@ export class TurnServer {
       if (allocation.expiresAtMs <= now) this.#delete(allocation);
       else allocation.expire(now);
     }
-    this.#limiter.prune(now);
+    this.#auth.prune(now);
   }
 
   #delete(allocation: Allocation): void {
@@ -603,7 +482,7 @@ export class TurnServer {
     key?: Uint8Array,
     extra: StunAttribute[] = [],
   ): void {
-    const reason = `${ERRORS[code] ?? 'Error'}: ${why}`;
+    const reason = `${TURN_ERRORS[code] ?? 'Error'}: ${why}`;
     this.#reply(
       to,
       request,
@@ -612,10 +491,6 @@ export class TurnServer {
       key,
     );
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
 }
 
 function randomTransactionId(): Uint8Array {

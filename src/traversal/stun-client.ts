@@ -17,6 +17,7 @@ import {
   AttributeType,
   decodeStun,
   encodeStun,
+  equalBytes,
   findAttribute,
   isStun,
   type StunAttribute,
@@ -109,8 +110,4 @@ export async function stunBinding(
     off();
     init.signal?.removeEventListener('abort', onAbort);
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
 }

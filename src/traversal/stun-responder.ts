@@ -10,6 +10,7 @@ import {
   encodeAddress,
   encodeErrorCode,
   encodeText,
+  encodeUnknownAttributes,
   encodeXorAddress,
 } from '../protocol/stun/attributes.ts';
 import { addFingerprint } from '../protocol/stun/integrity.ts';
@@ -138,15 +139,12 @@ export class StunResponder {
       .filter((a) => a.type < 0x8000 && !UNDERSTOOD.has(a.type))
       .map((a) => a.type);
     if (unknown.length > 0) {
-      const list = new Uint8Array(unknown.length * 2);
-      const view = new DataView(list.buffer);
-      for (const [i, type] of unknown.entries()) view.setUint16(i * 2, type);
       this.#reply(socket, from, request, StunClass.error, [
         {
           type: AttributeType.ERROR_CODE,
           value: encodeErrorCode({ code: 420, reason: 'Unknown Attribute' }),
         },
-        { type: AttributeType.UNKNOWN_ATTRIBUTES, value: list },
+        { type: AttributeType.UNKNOWN_ATTRIBUTES, value: encodeUnknownAttributes(unknown) },
       ]);
       return;
     }

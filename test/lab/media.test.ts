@@ -3,129 +3,126 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runLabCalls } from '../../src/lab/calls.ts';
+import { type LabCallsInit, runLabCalls } from '../../src/lab/calls.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { labUnavailable } from './support.ts';
 
 const unavailable = await labUnavailable();
 
+/** What `sc2c call --json` reports for one call, as far as these tests read it. */
+interface CallResult {
+  ok: boolean;
+  route?: string;
+  bytes?: { direct: { bytes: number }; relay: { bytes: number } };
+  media?: {
+    sent?: { frames: number };
+    received?: { frames: number; lossPercent: number; rttMs: number | null; plisSent: number };
+  };
+}
+
+/** The callee's `media-ended` event: what the camera (or the callee phone) sent and recorded. */
+interface CalleeEnded {
+  sent?: { frames: number };
+  recording?: { path: string };
+}
+
+/**
+ * One SC2C call between lab hosts: by default a PKS caller and an IPS callee at 40 ms RTT. `setup`
+ * gets a temporary directory and adds or overrides `runLabCalls` options; `check` runs on the
+ * caller's result and the callee's `media-ended` event, before the directory goes away.
+ */
+async function labCall(
+  name: string,
+  setup: (dir: string) => Partial<LabCallsInit>,
+  check: (call: CallResult, callee: CalleeEnded | undefined, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), `sc2c-lab-${name}-`));
+  let calleeEnded: CalleeEnded | undefined;
+  try {
+    const runs = await runLabCalls({
+      natA: 'symmetric-seq1+pks',
+      natB: 'symmetric-seq1+ips',
+      rttMs: 40,
+      modes: ['sc2c'],
+      callsPerMode: 1,
+      // Distinct per test (relay-embedded: re, relay-coturn: rc), short enough for namespace names.
+      name: `${name
+        .split('-')
+        .map((w) => w[0])
+        .join('')}${process.pid % 10_000}`,
+      ...setup(dir),
+      onCalleeEvent: (event) => {
+        if (event.event === 'media-ended') calleeEnded = event as CalleeEnded;
+      },
+      // The callee reports its totals once the caller's BYE reached it: wait for that line.
+      inspect: async () => {
+        for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
+      },
+    });
+    await check(runs.sc2c![0]! as CallResult, calleeEnded, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const probe = (path: string) => probeRecording(locateFfprobe(locateFfmpeg())!, path);
+
 describe.skipIf(unavailable)('media over the punched pair in the kernel lab', () => {
   it('a camera behind an IPS NAT streams to a viewer behind a PKS NAT; the MP4 holds >= 95 % of the frames', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sc2c-lab-media-'));
-    const mp4 = join(dir, 'call.mp4');
-    let cameraSent: { frames: number } | undefined;
-    try {
-      const runs = await runLabCalls({
-        natA: 'symmetric-seq1+pks',
-        natB: 'symmetric-seq1+ips',
-        rttMs: 40,
-        modes: ['sc2c'],
-        callsPerMode: 1,
-        name: `md${process.pid % 10_000}`,
-        callArgs: () => ['--record', mp4, '--duration', '5'],
-        onCalleeEvent: (event) => {
-          if (event.event === 'media-ended') cameraSent = (event as { sent?: { frames: number } }).sent;
-        },
-        inspect: async () => {
-          for (let i = 0; i < 100 && !cameraSent; i++) await new Promise((r) => setTimeout(r, 100));
-        },
-      });
-      const call = runs.sc2c![0]! as {
-        ok: boolean;
-        media?: { received?: { frames: number; lossPercent: number; rttMs: number | null } };
-      };
-      expect(call.ok).toBe(true);
-      expect(call.media?.received?.lossPercent).toBeLessThan(1);
-      expect(call.media?.received?.rttMs).toBeGreaterThan(30);
-      const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
-      expect(info.videoCodec).toBe('h264');
-      expect(cameraSent).toBeDefined();
-      expect(info.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * cameraSent!.frames));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await labCall(
+      'media',
+      (dir) => ({ callArgs: () => ['--record', join(dir, 'call.mp4'), '--duration', '5'] }),
+      async (call, camera, dir) => {
+        expect(call.ok).toBe(true);
+        expect(call.media?.received?.lossPercent).toBeLessThan(1);
+        expect(call.media?.received?.rttMs).toBeGreaterThan(30);
+        const info = await probe(join(dir, 'call.mp4'));
+        expect(info.videoCodec).toBe('h264');
+        expect(camera?.sent).toBeDefined();
+        expect(info.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * camera!.sent!.frames));
+      },
+    );
   }, 120_000);
 
   it('at 2 % link loss the recording still decodes; the frame count is reported', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sc2c-lab-loss-'));
-    const mp4 = join(dir, 'lossy.mp4');
-    let cameraSent: { frames: number } | undefined;
-    try {
-      const runs = await runLabCalls({
-        natA: 'symmetric-seq1+pks',
-        natB: 'symmetric-seq1+ips',
-        rttMs: 40,
-        lossPercent: 2,
-        modes: ['sc2c'],
-        callsPerMode: 1,
-        name: `ml${process.pid % 10_000}`,
-        callArgs: () => ['--record', mp4, '--duration', '5'],
-        onCalleeEvent: (event) => {
-          if (event.event === 'media-ended') cameraSent = (event as { sent?: { frames: number } }).sent;
-        },
-        inspect: async () => {
-          for (let i = 0; i < 100 && !cameraSent; i++) await new Promise((r) => setTimeout(r, 100));
-        },
-      });
-      const call = runs.sc2c![0]! as {
-        ok: boolean;
-        media?: { received?: { frames: number; lossPercent: number; plisSent: number } };
-      };
-      expect(call.ok).toBe(true);
-      const received = call.media!.received!;
-      // The loss is real: RTCP sees it (2 % each way on the camera's link), and the viewer asks for
-      // keyframes to repair it.
-      expect(received.lossPercent).toBeGreaterThan(0.3);
-      const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
-      expect(info.videoCodec).toBe('h264');
-      expect(info.videoFrames).toBeGreaterThan(0);
-      console.info(
-        `2 % link loss: camera sent ${cameraSent?.frames} frames, viewer decoded ${received.frames}, the MP4 holds ${info.videoFrames}; RTCP loss ${received.lossPercent} %, ${received.plisSent} PLIs`,
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await labCall(
+      'loss',
+      (dir) => ({ lossPercent: 2, callArgs: () => ['--record', join(dir, 'lossy.mp4'), '--duration', '5'] }),
+      async (call, camera, dir) => {
+        expect(call.ok).toBe(true);
+        const received = call.media!.received!;
+        // The loss is real: RTCP sees it (2 % each way on the camera's link), and the viewer asks for
+        // keyframes to repair it.
+        expect(received.lossPercent).toBeGreaterThan(0.3);
+        const info = await probe(join(dir, 'lossy.mp4'));
+        expect(info.videoCodec).toBe('h264');
+        expect(info.videoFrames).toBeGreaterThan(0);
+        console.info(
+          `2 % link loss: camera sent ${camera?.sent?.frames} frames, viewer decoded ${received.frames}, the MP4 holds ${info.videoFrames}; RTCP loss ${received.lossPercent} %, ${received.plisSent} PLIs`,
+        );
+      },
+    );
   }, 120_000);
 
   it('a two-way video-phone call records both directions', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sc2c-lab-phone-'));
-    const atAlice = join(dir, 'alice-sees-bob.mp4');
-    const atBob = join(dir, 'bob-sees-{call}.mp4');
-    let bobEnded: { sent?: { frames: number }; recording?: { path: string } } | undefined;
-    try {
-      const runs = await runLabCalls({
-        natA: 'symmetric-seq1+pks',
-        natB: 'symmetric-seq1+ips',
-        rttMs: 40,
-        modes: ['sc2c'],
-        callsPerMode: 1,
-        name: `mp${process.pid % 10_000}`,
-        callArgs: () => ['--phone', '--record', atAlice, '--duration', '5'],
-        calleeArgs: ['--phone', '--record', atBob],
-        onCalleeEvent: (event) => {
-          if (event.event === 'media-ended') bobEnded = event as typeof bobEnded;
-        },
-        inspect: async () => {
-          for (let i = 0; i < 100 && !bobEnded; i++) await new Promise((r) => setTimeout(r, 100));
-        },
-      });
-      const call = runs.sc2c![0]! as {
-        ok: boolean;
-        media?: { sent?: { frames: number }; received?: { frames: number } };
-      };
-      expect(call.ok).toBe(true);
-      const ffprobe = locateFfprobe(locateFfmpeg())!;
-      const aliceSaw = await probeRecording(ffprobe, atAlice);
-      expect(bobEnded?.recording?.path).toMatch(/bob-sees-.+\.mp4$/);
-      const bobSaw = await probeRecording(ffprobe, bobEnded!.recording!.path);
-      expect(aliceSaw.videoCodec).toBe('h264');
-      expect(bobSaw.videoCodec).toBe('h264');
-      expect(aliceSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * bobEnded!.sent!.frames));
-      expect(bobSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * call.media!.sent!.frames));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await labCall(
+      'phone',
+      (dir) => ({
+        callArgs: () => ['--phone', '--record', join(dir, 'alice-sees-bob.mp4'), '--duration', '5'],
+        calleeArgs: ['--phone', '--record', join(dir, 'bob-sees-{call}.mp4')],
+      }),
+      async (call, bob, dir) => {
+        expect(call.ok).toBe(true);
+        const aliceSaw = await probe(join(dir, 'alice-sees-bob.mp4'));
+        expect(bob?.recording?.path).toMatch(/bob-sees-.+\.mp4$/);
+        const bobSaw = await probe(bob!.recording!.path);
+        expect(aliceSaw.videoCodec).toBe('h264');
+        expect(bobSaw.videoCodec).toBe('h264');
+        expect(aliceSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * bob!.sent!.frames));
+        expect(bobSaw.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * call.media!.sent!.frames));
+      },
+    );
   }, 120_000);
 });
 
@@ -135,61 +132,53 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
 
   for (const relay of ['embedded', ...(coturn ? ['coturn'] : [])] as const) {
     it(`a symmetric-random pair gets decodable media through the ${relay} relay`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), `sc2c-lab-relay-${relay}-`));
-      const mp4 = join(dir, 'relayed.mp4');
       // coturn runs in the server host beside sc2c server, on its own port, with the lab's users.
       const relayArgs = ['--relay', relay === 'coturn' ? '198.18.0.10:3480' : '198.18.0.10:3478'];
       let turnserver: ChildProcess | undefined;
       try {
-        const runs = await runLabCalls({
-          natA: 'symmetric-random',
-          natB: 'symmetric-random',
-          rttMs: 40,
-          modes: ['sc2c'],
-          callsPerMode: 1,
-          name: `rl${relay[0]}${process.pid % 1000}`,
-          callArgs: () => ['--record', mp4, '--duration', '4', ...relayArgs],
-          calleeArgs: relayArgs,
-          beforeCalls: async (hosts) => {
-            if (relay !== 'coturn') return;
-            turnserver = spawn(
-              'ip',
-              ['netns', 'exec', hosts.server!, 'turnserver', '-n', '--listening-ip=198.18.0.10']
-                .concat([
-                  '--listening-port=3480',
-                  '--relay-ip=198.18.0.10',
-                  '--realm=sc2c.lab',
-                  '--lt-cred-mech',
-                ])
-                .concat([
-                  '--user=alice:alice-lab-secret',
-                  '--user=bob:bob-lab-secret',
-                  '--no-tls',
-                  '--no-dtls',
-                ])
-                .concat(['--no-cli', '--no-stdout-log', `--pidfile=${join(dir, 'turn.pid')}`])
-                .concat([`--userdb=${join(dir, 'turndb')}`]),
-              { stdio: 'ignore' },
-            );
-            await new Promise((r) => setTimeout(r, 1500));
+        await labCall(
+          `relay-${relay}`,
+          (dir) => ({
+            natA: 'symmetric-random',
+            natB: 'symmetric-random',
+            callArgs: () => ['--record', join(dir, 'relayed.mp4'), '--duration', '4', ...relayArgs],
+            calleeArgs: relayArgs,
+            beforeCalls: async (hosts) => {
+              if (relay !== 'coturn') return;
+              turnserver = spawn(
+                'ip',
+                ['netns', 'exec', hosts.server!, 'turnserver', '-n', '--listening-ip=198.18.0.10']
+                  .concat([
+                    '--listening-port=3480',
+                    '--relay-ip=198.18.0.10',
+                    '--realm=sc2c.lab',
+                    '--lt-cred-mech',
+                  ])
+                  .concat([
+                    '--user=alice:alice-lab-secret',
+                    '--user=bob:bob-lab-secret',
+                    '--no-tls',
+                    '--no-dtls',
+                  ])
+                  .concat(['--no-cli', '--no-stdout-log', `--pidfile=${join(dir, 'turn.pid')}`])
+                  .concat([`--userdb=${join(dir, 'turndb')}`]),
+                { stdio: 'ignore' },
+              );
+              await new Promise((r) => setTimeout(r, 1500));
+            },
+          }),
+          async (call, _callee, dir) => {
+            expect(call.ok).toBe(true);
+            expect(call.route).toBe('relay');
+            expect(call.bytes!.relay.bytes).toBeGreaterThan(100_000);
+            expect(call.bytes!.direct.bytes).toBe(0);
+            const info = await probe(join(dir, 'relayed.mp4'));
+            expect(info.videoCodec).toBe('h264');
+            expect(info.videoFrames).toBeGreaterThan(0.9 * call.media!.received!.frames);
           },
-        });
-        const call = runs.sc2c![0]! as {
-          ok: boolean;
-          route?: string;
-          bytes?: { direct: { bytes: number }; relay: { bytes: number } };
-          media?: { received?: { frames: number } };
-        };
-        expect(call.ok).toBe(true);
-        expect(call.route).toBe('relay');
-        expect(call.bytes!.relay.bytes).toBeGreaterThan(100_000);
-        expect(call.bytes!.direct.bytes).toBe(0);
-        const info = await probeRecording(locateFfprobe(locateFfmpeg())!, mp4);
-        expect(info.videoCodec).toBe('h264');
-        expect(info.videoFrames).toBeGreaterThan(0.9 * call.media!.received!.frames);
+        );
       } finally {
         turnserver?.kill('SIGKILL');
-        rmSync(dir, { recursive: true, force: true });
       }
     }, 120_000);
   }

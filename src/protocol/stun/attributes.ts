@@ -96,3 +96,11 @@ export function encodeText(text: string): Uint8Array {
 export function decodeText(value: Uint8Array): string {
   return new TextDecoder('utf-8', { fatal: false }).decode(value);
 }
+
+/** UNKNOWN-ATTRIBUTES (RFC 8489 §14.9): the 16-bit types a 420 answer names. */
+export function encodeUnknownAttributes(types: readonly number[]): Uint8Array {
+  const out = new Uint8Array(types.length * 2);
+  const view = new DataView(out.buffer);
+  for (const [i, type] of types.entries()) view.setUint16(i * 2, type);
+  return out;
+}

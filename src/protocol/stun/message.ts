@@ -158,3 +158,8 @@ export function readU32(bytes: Uint8Array, offset: number): number {
     0
   );
 }
+
+/** Byte-for-byte equality (transaction ids). */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,68 @@
+/** The TURN server's options and counters. */
+import type { Endpoint } from '../net/address.ts';
+import type { CredentialStore } from './credentials.ts';
+
+export interface TurnServerInit extends CredentialStore {
+  /** Where clients reach the server, e.g. 198.18.0.10:3478. */
+  readonly listen: Endpoint;
+  /** The address relayed sockets bind to and advertise (default: the listen address). */
+  readonly relayAddress?: string;
+  readonly realm: string;
+  /** Allocations one user may hold at once (486 beyond). Default 10. */
+  readonly userQuota?: number;
+  /** Allocations in total (508 beyond). Default 1000. */
+  readonly capacity?: number;
+  /** Nonce lifetime; an older nonce gets 438. Default 10 min. */
+  readonly nonceLifetimeMs?: number;
+  /** Unauthenticated requests per second per source address (burst twice that). Default 20. */
+  readonly unauthenticatedPerSecond?: number;
+  /** Peer ranges refused with 403 (CIDR). Default `DEFAULT_DENIED_PEERS`. */
+  readonly deniedPeers?: readonly string[];
+  /** Exceptions to `deniedPeers` (the lab's own ranges). */
+  readonly allowedPeers?: readonly string[];
+  /** Datagrams from clients larger than this are dropped and counted. Default 2048. */
+  readonly maxDatagramBytes?: number;
+  readonly software?: string;
+}
+
+export interface TurnCounters {
+  requests: number;
+  allocations: number;
+  unauthorized: number;
+  staleNonce: number;
+  forbidden: number;
+  quotaExceeded: number;
+  badRequest: number;
+  mismatch: number;
+  malformed: number;
+  oversized: number;
+  rateLimited: number;
+  /** Relayed traffic, client -> peer and peer -> client. */
+  packetsToPeers: number;
+  bytesToPeers: number;
+  packetsToClients: number;
+  bytesToClients: number;
+  /** Data a permission or channel did not cover (dropped, RFC 8656 §9). */
+  unpermitted: number;
+}
+
+export function emptyTurnCounters(): TurnCounters {
+  return {
+    requests: 0,
+    allocations: 0,
+    unauthorized: 0,
+    staleNonce: 0,
+    forbidden: 0,
+    quotaExceeded: 0,
+    badRequest: 0,
+    mismatch: 0,
+    malformed: 0,
+    oversized: 0,
+    rateLimited: 0,
+    packetsToPeers: 0,
+    bytesToPeers: 0,
+    packetsToClients: 0,
+    bytesToClients: 0,
+    unpermitted: 0,
+  };
+}
