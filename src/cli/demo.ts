@@ -56,7 +56,7 @@ interface DemoResult {
 async function labDemo(options: DemoOptions, mp4: string, say: (line: string) => void): Promise<DemoResult> {
   let calleeEnded: Record<string, unknown> | undefined;
   // The lab's sc2c server runs the embedded TURN relay on the STUN port.
-  const relayArgs = options.relay ? ['--relay', '198.18.0.10:3478'] : [];
+  const relayArgs = options.relay === false ? ['--no-relay'] : ['--relay', '198.18.0.10:3478'];
   const runs = await runLabCalls({
     calleeArgs: relayArgs,
     natA: options.natA,
@@ -156,7 +156,8 @@ export function registerDemo(program: Command): void {
       parseFloatIn('--loss-percent', 0, 50),
       0,
     )
-    .option('--relay', "allow the TURN relay (sc2c server's) when no direct path opens")
+    .option('--relay', "use the TURN relay (sc2c server's) when no direct path opens (the default)")
+    .option('--no-relay', 'direct paths only: a call no punch serves gets no media')
     .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
@@ -198,13 +199,13 @@ export function registerDemo(program: Command): void {
       }
       writeFileSync(resolve(out, 'demo.json'), `${JSON.stringify(result, null, 2)}\n`);
       if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      else process.stdout.write(formatDemo(result));
+      else process.stdout.write(formatDemo(result, resolve(out, 'demo.json')));
       if (result.path === 'none' || !result.recording || result.recording.videoFrames === 0)
         process.exitCode = 1;
     });
 }
 
-function formatDemo(r: DemoResult): string {
+function formatDemo(r: DemoResult, json: string): string {
   const lines = [`sc2c demo on the ${r.where}`];
   if (r.natA !== 'none')
     lines.push(
@@ -231,6 +232,6 @@ function formatDemo(r: DemoResult): string {
         : `  C2C (the paper's unsynchronized baseline): no direct path: ${r.c2c.reason?.replace(/^no direct path: /, '')}`,
     );
   }
-  lines.push('', 'Not built yet: the relay fallback (TURN); a pair with no direct path gets no media.', '');
+  lines.push('', `details: ${json}`, '');
   return lines.join('\n');
 }

@@ -35,6 +35,8 @@ export interface LabCallsInit {
   readonly calleeArgs?: readonly string[];
   /** Every JSON event the callee gateway prints (call outcomes, media-started, media-ended). */
   readonly onCalleeEvent?: (event: Record<string, unknown>) => void;
+  /** Write one pcap per lab link into this directory (for tracing a failed punch). */
+  readonly pcapDir?: string;
 }
 
 /** One `sc2c call --json` result line. */
@@ -82,7 +84,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
   const scenarioPath = join(dir, 'calls.yaml');
   writeFileSync(scenarioPath, stringify(scenario));
-  const state = await startLab({ scenarioPath, scenario, name: init.name });
+  const state = await startLab({ scenarioPath, scenario, name: init.name, pcapDir: init.pcapDir });
   const children: HostProcess[] = [];
   try {
     const server = spawnInHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);

@@ -50,3 +50,23 @@ export async function snapshot(ffmpeg: string, path: string, pngPath: string, at
     },
   );
 }
+
+/**
+ * The longest gap between consecutive video frames of a recording, in seconds, from the packet
+ * timestamps (the recorder copies RTP timestamps, so frames lost on the way leave a gap).
+ */
+export async function longestVideoGap(ffprobe: string, path: string): Promise<number> {
+  const { stdout } = await run(
+    ffprobe,
+    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', path],
+    { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+  );
+  const times = stdout
+    .split('\n')
+    .map((line) => Number.parseFloat(line))
+    .filter((t) => Number.isFinite(t))
+    .sort((a, b) => a - b);
+  let longest = 0;
+  for (let i = 1; i < times.length; i++) longest = Math.max(longest, times[i]! - times[i - 1]!);
+  return longest;
+}

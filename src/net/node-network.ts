@@ -110,6 +110,9 @@ class NodeStreamServer extends TypedEmitter<StreamServerEvents> implements Strea
   ) {
     super();
     server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+      // Signaling is small messages in both directions: with Nagle on, a go that follows a 200 OK
+      // waits for the peer's delayed ACK (up to 40 ms), and the synchronized punch falls apart.
+      socket.setNoDelay(true);
       this.emit('connection', wrapSocket(socket));
     });
     server.on('close', () => this.emit('close'));

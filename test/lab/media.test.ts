@@ -2,10 +2,11 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type LabCallsInit, runLabCalls } from '../../src/lab/calls.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
-import { probeRecording } from '../../src/media/inspect.ts';
+import { longestVideoGap, probeRecording } from '../../src/media/inspect.ts';
 import { labUnavailable } from './support.ts';
 
 const unavailable = await labUnavailable();
@@ -14,6 +15,7 @@ const unavailable = await labUnavailable();
 interface CallResult {
   ok: boolean;
   route?: string;
+  routes?: { atMs: number; route: string; why: string }[];
   bytes?: { direct: { bytes: number }; relay: { bytes: number } };
   media?: {
     sent?: { frames: number };
@@ -34,25 +36,28 @@ interface CalleeEnded {
  */
 async function labCall(
   name: string,
-  setup: (dir: string) => Partial<LabCallsInit>,
+  setup: (dir: string, lab: string) => Partial<LabCallsInit>,
   check: (call: CallResult, callee: CalleeEnded | undefined, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `sc2c-lab-${name}-`));
   let calleeEnded: CalleeEnded | undefined;
+  // Distinct per test (relay-embedded: re, relay-coturn: rc), short enough for namespace names.
+  const lab = `${name
+    .split('-')
+    .map((w) => w[0])
+    .join('')}${process.pid % 10_000}`;
   try {
+    const extra = setup(dir, lab);
     const runs = await runLabCalls({
       natA: 'symmetric-seq1+pks',
       natB: 'symmetric-seq1+ips',
       rttMs: 40,
       modes: ['sc2c'],
       callsPerMode: 1,
-      // Distinct per test (relay-embedded: re, relay-coturn: rc), short enough for namespace names.
-      name: `${name
-        .split('-')
-        .map((w) => w[0])
-        .join('')}${process.pid % 10_000}`,
-      ...setup(dir),
+      name: lab,
+      ...extra,
       onCalleeEvent: (event) => {
+        extra.onCalleeEvent?.(event);
         if (event.event === 'media-ended') calleeEnded = event as CalleeEnded;
       },
       // The callee reports its totals once the caller's BYE reached it: wait for that line.
@@ -75,6 +80,8 @@ describe.skipIf(unavailable)('media over the punched pair in the kernel lab', ()
       (dir) => ({ callArgs: () => ['--record', join(dir, 'call.mp4'), '--duration', '5'] }),
       async (call, camera, dir) => {
         expect(call.ok).toBe(true);
+        // Both sides hold a relay allocation (the default): the punch must still open the direct path.
+        expect(call.route).toBe('direct');
         expect(call.media?.received?.lossPercent).toBeLessThan(1);
         expect(call.media?.received?.rttMs).toBeGreaterThan(30);
         const info = await probe(join(dir, 'call.mp4'));
@@ -182,4 +189,49 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
       }
     }, 120_000);
   }
+
+  it('sc2c lab flush mid-call moves media to the relay and back to direct; the recording has no gap over 1 s', async () => {
+    const bin = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
+    let flushed: { flushed: number } | undefined;
+    let flushError: string | undefined;
+    await labCall(
+      'flush',
+      (dir, lab) => ({
+        callArgs: () => ['--record', join(dir, 'flush.mp4'), '--duration', '10'],
+        onCalleeEvent: (event) => {
+          if (event.event !== 'media-started') return;
+          // Three seconds into the media, every UDP mapping of the viewer's NAT expires at once.
+          setTimeout(() => {
+            const run = spawnSync(
+              process.execPath,
+              [bin, 'lab', 'flush', 'nat-a', '--udp', '--lab', lab, '--json'],
+              {
+                encoding: 'utf8',
+              },
+            );
+            if (run.status === 0) flushed = JSON.parse(run.stdout) as { flushed: number };
+            else flushError = run.stderr;
+          }, 3000);
+        },
+      }),
+      async (call, _camera, dir) => {
+        expect(flushError).toBeUndefined();
+        expect(flushed!.flushed).toBeGreaterThan(0);
+        expect(call.ok).toBe(true);
+        const moves = (call.routes ?? []).map((r) => r.route);
+        expect(moves).toContain('relay');
+        expect(moves.at(-1)).toBe('direct');
+        expect(call.route).toBe('direct');
+        expect(call.bytes!.relay.bytes).toBeGreaterThan(0);
+        expect(call.bytes!.direct.bytes).toBeGreaterThan(call.bytes!.relay.bytes);
+        const ffprobe = locateFfprobe(locateFfmpeg())!;
+        const gap = await longestVideoGap(ffprobe, join(dir, 'flush.mp4'));
+        console.info(
+          `lab flush mid-call: routes ${JSON.stringify(call.routes)}, longest gap in the MP4 ${gap.toFixed(3)} s`,
+        );
+        expect(gap).toBeLessThan(1);
+        expect((await probe(join(dir, 'flush.mp4'))).videoFrames).toBeGreaterThan(200);
+      },
+    );
+  }, 150_000);
 });
