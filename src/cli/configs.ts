@@ -44,6 +44,11 @@ const serverSchema = z
       .strict()
       .optional(),
     admin: z.object({ listen }).strict().optional(),
+    /** Call records from gateways (PUBLISH): an append-only, fsynced JSON-lines file, relative to this file. */
+    accounting: z
+      .object({ file: z.string().min(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -71,7 +76,8 @@ export function loadServerConfig(path: string): ServerConfig {
     cert: readConfigFile(resolve(dirname(path), config.sip.tls.certFile), 'TLS certificate'),
     key: readConfigFile(resolve(dirname(path), config.sip.tls.keyFile), 'TLS key'),
   };
-  return { ...config, users, tls };
+  const accounting = config.accounting && { file: resolve(dirname(path), config.accounting.file) };
+  return { ...config, users, tls, accounting };
 }
 
 const gatewaySchema = z
@@ -121,6 +127,18 @@ const gatewaySchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Call records: sent to the server at the end of each call (PUBLISH). One the server does not
+     * take is kept in `spoolFile` (relative to this file; `{user}` is replaced) and sent again at
+     * the next start.
+     */
+    accounting: z
+      .object({
+        publish: z.boolean().default(true),
+        spoolFile: z.string().min(1).default('../var/spool-{user}.jsonl'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -136,7 +154,8 @@ export function loadGatewayConfig(
       : undefined,
     servername: config.tls.servername,
   };
-  return { ...config, tlsOptions };
+  const spoolFile = resolve(dirname(path), config.accounting.spoolFile);
+  return { ...config, accounting: { ...config.accounting, spoolFile }, tlsOptions };
 }
 
 export function parseEndpoint(text: string, what: string, defaultPort?: number): Endpoint {

@@ -7,6 +7,7 @@ import { NodeNetwork } from '../net/node-network.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
+import { GatewayAccounting, serveGatewayMetrics } from './accounting.ts';
 import { loadGatewayConfig, parseEndpoint } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import {
@@ -165,6 +166,11 @@ export function registerGateway(program: Command): void {
     .option('--record <pattern>', 'record what callers send to this MP4 path; {call} becomes the call id')
     .option('--no-send', 'send no media (a viewer that answers calls)')
     .option('--live [port]', 'show what callers send as MJPEG at http://127.0.0.1:PORT/ (default 8090)')
+    .option(
+      '--metrics <port>',
+      'serve Prometheus /metrics on 127.0.0.1:PORT',
+      parseInteger('--metrics', 1, 65_535),
+    )
     .action(
       async (
         options: CommonOptions & {
@@ -173,6 +179,7 @@ export function registerGateway(program: Command): void {
           record?: string;
           send: boolean;
           live?: string | boolean;
+          metrics?: number;
         },
       ) => {
         const port = livePort(options.live);
@@ -186,6 +193,15 @@ export function registerGateway(program: Command): void {
         const print = (line: string, data: unknown): void => {
           process.stdout.write(options.json ? `${JSON.stringify(data)}\n` : `${line}\n`);
         };
+        const accounting = new GatewayAccounting(
+          gateway,
+          clock,
+          loadGatewayConfig(options.config).accounting,
+          (m) => print(m, { event: 'accounting-error', reason: m }),
+        );
+        accounting.followAnsweredCalls();
+        const metrics =
+          options.metrics === undefined ? undefined : await serveGatewayMetrics(options.metrics, accounting);
         print(
           `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
           {
@@ -227,6 +243,8 @@ export function registerGateway(program: Command): void {
         await media.close();
         await live?.close();
         gateway.close();
+        await accounting.drain();
+        metrics?.close();
       },
     );
 
@@ -262,6 +280,12 @@ export function registerGateway(program: Command): void {
       const port = livePort(options.live);
       if (port !== undefined && !options.media) throw new UsageError('--live needs media; drop --no-media');
       const gateway = await Gateway.start({ network, clock }, gatewayInit(options, role));
+      const accounting = new GatewayAccounting(
+        gateway,
+        clock,
+        loadGatewayConfig(options.config).accounting,
+        (m) => process.stderr.write(`${m}\n`),
+      );
       const live = await startLive(port, `sc2c call ${callee}`, options.json).catch((error: Error) => {
         gateway.close();
         throw new UsageError(error.message);
@@ -294,6 +318,7 @@ export function registerGateway(program: Command): void {
           const bytes = routeBytes(outcome);
           offRoute();
           gateway.hangup(outcome.callId, held.ok ? undefined : held.reason);
+          await accounting.record(outcome, outcome.ok && !held.ok ? held.reason : undefined);
           const result = {
             ...s,
             ok: s.ok && held.ok,
@@ -317,6 +342,7 @@ export function registerGateway(program: Command): void {
       } finally {
         await live?.close();
         gateway.close();
+        await accounting.drain();
       }
     });
 

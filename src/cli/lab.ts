@@ -62,7 +62,7 @@ export function formatStatus(status: LabStatus): string {
   lines.push('', 'links (up = toward the internet):');
   for (const l of status.links) {
     lines.push(
-      `  ${l.name.padEnd(26)} up ${l.up.packets} pkt / ${l.up.bytes} B (lost ${l.up.lostPackets})   down ${l.down.packets} pkt / ${l.down.bytes} B (lost ${l.down.lostPackets})`,
+      `  ${l.name.padEnd(26)} up ${l.up.packets} pkt / ${l.up.bytes} B (lost ${l.up.lostPackets}; media ${l.up.rtpBytes} B direct, ${l.up.channelDataBytes} B relayed)   down ${l.down.packets} pkt / ${l.down.bytes} B (lost ${l.down.lostPackets}; media ${l.down.rtpBytes} B direct, ${l.down.channelDataBytes} B relayed)`,
     );
   }
   lines.push('', 'nats:');

@@ -1,5 +1,6 @@
 /** The `sc2c` command line: the composition root for every subcommand. */
 import { Command, CommanderError } from 'commander';
+import { registerReport } from './accounting.ts';
 import { registerClip } from './clip.ts';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
@@ -24,6 +25,7 @@ registerServer(program);
 registerGateway(program);
 registerDemo(program);
 registerClip(program);
+registerReport(program);
 
 try {
   await program.parseAsync(process.argv);

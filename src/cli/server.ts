@@ -5,13 +5,19 @@ import express from 'express';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { type CallRecord, CallRecordStore, parseCallRecord } from '../relay/call-records.ts';
 import { TurnServer } from '../relay/turn-server.ts';
 import { SignalingServer } from '../signaling/server.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig } from './configs.ts';
 
-function metrics(server: SignalingServer, stun: StunResponder, turn?: TurnServer): Registry {
+function metrics(
+  server: SignalingServer,
+  stun: StunResponder,
+  turn?: TurnServer,
+  records?: RecordIntake,
+): Registry {
   const registry = new Registry();
   const counter = (name: string, help: string, read: () => number): void => {
     new Counter({
@@ -102,7 +108,46 @@ function metrics(server: SignalingServer, stun: StunResponder, turn?: TurnServer
       () => t.packetsToClients,
     );
   }
+  if (records) {
+    counter('sc2c_call_records_total', 'Call records stored (PUBLISH from gateways).', () => records.stored);
+    counter('sc2c_call_records_refused_total', 'Call records refused (400).', () => records.refused);
+    new Counter({
+      name: 'sc2c_call_media_bytes_total',
+      help: 'Media bytes (RTP/RTCP payload) in stored call records, by route, counted at the sender.',
+      labelNames: ['route'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ route: 'direct' }, records.bytes.direct);
+        this.inc({ route: 'relay' }, records.bytes.relay);
+      },
+    });
+  }
   return registry;
+}
+
+/** Takes call records from gateways: validated, the user checked, stored (fsynced) before the 200. */
+class RecordIntake {
+  stored = 0;
+  refused = 0;
+  readonly bytes = { direct: 0, relay: 0 };
+
+  constructor(private readonly store: CallRecordStore) {}
+
+  async take(body: string, user: string): Promise<void> {
+    let record: CallRecord;
+    try {
+      record = parseCallRecord(JSON.parse(body));
+      if (record.user !== user) throw new Error(`record for user '${record.user}' published by '${user}'`);
+    } catch (error) {
+      this.refused++;
+      throw error;
+    }
+    this.store.append(record);
+    this.stored++;
+    this.bytes.direct += record.sent.direct.bytes;
+    this.bytes.relay += record.sent.relay.bytes;
+  }
 }
 
 export function registerServer(program: Command): void {
@@ -150,14 +195,22 @@ export function registerServer(program: Command): void {
         const relay = turn;
         stun.delegate = (data, from) => relay.handle(data, from);
       }
+      const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
       const server = await SignalingServer.start(
         { network, clock },
-        { listen: config.sip.listen, realm: config.sip.realm, users: config.users, tls: config.tls, log },
+        {
+          listen: config.sip.listen,
+          realm: config.sip.realm,
+          users: config.users,
+          tls: config.tls,
+          log,
+          onCallRecord: records && ((body, user) => records.take(body, user)),
+        },
       );
       let http: HttpServer | undefined;
       if (config.admin) {
         const app = express();
-        const registry = metrics(server, stun, turn);
+        const registry = metrics(server, stun, turn, records);
         app.get('/healthz', (_req, res) => {
           res.json({ ok: true });
         });
@@ -182,7 +235,7 @@ export function registerServer(program: Command): void {
           .map((e) => `${e.address}:${e.port}`)
           .join(
             ' ',
-          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}`,
+          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

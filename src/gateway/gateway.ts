@@ -31,7 +31,7 @@ import type { CallRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
-import { settlePath, straightToRelay } from './path-policy.ts';
+import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -174,7 +174,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         if (settled.kind === 'relay' && !straight) this.#routes.retryDirect(callId, user, mode, toTag);
         return { ...established, local: description, remote, attempts: attempt };
       }
-      outcome = { ...(await punched!), local: description, remote, attempts: attempt };
+      outcome = { ...this.#counted(active, await punched!), local: description, remote, attempts: attempt };
       if (outcome.ok || active.ended) return outcome;
     }
     return outcome!;
@@ -518,7 +518,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
     const attempts = this.#attempts.get(callId) ?? 1;
     if (settled.kind === 'plain') {
-      this.emit('call', { ...(await punched!), local: description, remote, attempts });
+      this.emit('call', { ...this.#counted(active, await punched!), local: description, remote, attempts });
       return;
     }
     this.emit('call', {
@@ -527,6 +527,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       remote,
       attempts,
     });
+  }
+
+  /** A direct call with no relay in play: counted through a `RoutedPath` all the same. */
+  #counted(active: ActiveCall, outcome: CallOutcome): CallOutcome {
+    const counted = countedDirect(this.c, outcome);
+    if (counted.routed && !active.ended) active.routed = counted.routed;
+    else if (counted.routed) counted.routed.close();
+    return counted;
   }
 
   /** Closes one attempt's media (sockets and checks) and releases anyone waiting for its go. */
@@ -552,5 +560,6 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.routed?.close();
     void active.relay?.close();
     this.#calls.delete(callId);
+    this.emit('closed', callId);
   }
 }

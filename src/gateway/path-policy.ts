@@ -76,3 +76,14 @@ export async function settlePath(
   }
   return { kind: 'relay', routed, punched: decided };
 }
+
+/**
+ * A direct call without a relay still goes through a `RoutedPath`, so its media is counted the
+ * same way as a relayed call's (the call record's bytes). Not for a separate RTCP port: that pair
+ * stays as the punch left it.
+ */
+export function countedDirect(c: { readonly clock: Clock }, outcome: CallOutcome): CallOutcome {
+  if (!outcome.ok || !outcome.path || outcome.routed || outcome.path.rtcp) return outcome;
+  const routed = new RoutedPath(c, { direct: outcome.path, route: 'direct' });
+  return { ...outcome, path: routed, routed, route: 'direct' };
+}

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProfileCatalog } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
-import type { Link } from '../net/virtual/link.ts';
+import type { Link, LinkCounters } from '../net/virtual/link.ts';
 import { VirtualNetwork } from '../net/virtual/network.ts';
 import type { NatRouter, Router } from '../net/virtual/router.ts';
 import { encodeIpv4 } from '../protocol/ipv4.ts';
@@ -49,8 +49,8 @@ export interface LabStatus {
   }[];
   readonly links: readonly {
     name: string;
-    up: { packets: number; bytes: number; lostPackets: number };
-    down: { packets: number; bytes: number; lostPackets: number };
+    up: LinkCounters;
+    down: LinkCounters;
   }[];
   readonly nats: readonly {
     name: string;

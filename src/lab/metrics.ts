@@ -39,6 +39,18 @@ export function labStatusToPrometheus(status: LabStatus): string {
     dirs((d) => d.bytes),
   );
   metric(
+    'sc2c_lab_link_rtp_bytes_total',
+    'IP bytes of RTP/RTCP datagrams (media sent direct) that entered a link, by direction.',
+    'counter',
+    dirs((d) => d.rtpBytes),
+  );
+  metric(
+    'sc2c_lab_link_channel_data_bytes_total',
+    'IP bytes of TURN ChannelData datagrams (relayed media) that entered a link, by direction.',
+    'counter',
+    dirs((d) => d.channelDataBytes),
+  );
+  metric(
     'sc2c_lab_link_lost_packets_total',
     'Packets the link dropped (configured loss).',
     'counter',

@@ -12,6 +12,9 @@ import { header, type SipRequest, type SipResponse } from '../protocol/sip/messa
 import { DigestAuthenticator } from './registrar.ts';
 import { newBranch, SipConnection } from './sip-connection.ts';
 
+/** SIP `Event` of the PUBLISH that carries a call record from a gateway to the server (issue 6). */
+export const CALL_RECORD_EVENT = 'sc2c-call-record';
+export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
@@ -33,6 +36,12 @@ export interface SignalingServerInit {
    */
   readonly rttRefreshMs?: number;
   readonly log?: (line: string) => void;
+  /**
+   * Where a registered gateway's PUBLISH with `Event: sc2c-call-record` goes (its body and the
+   * publishing user). Resolves once the record is stored (the 200 promises durability); throws to
+   * refuse it (400 with the reason). Without it, such a PUBLISH gets 489 Bad Event.
+   */
+  readonly onCallRecord?: (body: string, user: string) => Promise<void>;
 }
 
 export interface SignalingServerComponents {
@@ -208,6 +217,9 @@ export class SignalingServer {
         case 'OPTIONS':
           connection.respond(request, 200);
           return;
+        case 'PUBLISH':
+          this.#publish(connection, request);
+          return;
         case 'ACK':
         case 'BYE':
         case 'CANCEL':
@@ -215,7 +227,9 @@ export class SignalingServer {
           this.#inDialog(connection, request);
           return;
         default:
-          connection.respond(request, 405, [['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS']]);
+          connection.respond(request, 405, [
+            ['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS, PUBLISH'],
+          ]);
       }
     } catch (error) {
       this.counters.malformed++;
@@ -256,6 +270,28 @@ export class SignalingServer {
       ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
       ['Expires', String(expiresS)],
     ]);
+  }
+
+  /** A call record from a registered gateway (RFC 3903 PUBLISH, our event package). */
+  #publish(connection: SipConnection, request: SipRequest): void {
+    const user = this.#userOf(connection);
+    if (!user) {
+      connection.respond(request, 403);
+      return;
+    }
+    if (header(request, 'Event') !== CALL_RECORD_EVENT || !this.init.onCallRecord) {
+      connection.respond(request, 489);
+      return;
+    }
+    this.init.onCallRecord(request.body, user).then(
+      () => connection.respond(request, 200),
+      (error: Error) => {
+        this.#log(`call record from ${user} refused: ${error.message}`);
+        connection.respond(request, 400, [
+          ['Warning', `399 sc2c "${error.message.replace(/["\r\n]/g, "'")}"`],
+        ]);
+      },
+    );
   }
 
   #invite(connection: SipConnection, request: SipRequest): void {

@@ -28,7 +28,26 @@ export interface LinkCounters {
   packets: number;
   bytes: number;
   lostPackets: number;
+  /**
+   * Of `packets`/`bytes` (IP bytes), the UDP datagrams that look like RTP or RTCP (version 2, RFC
+   * 3550) and those that look like TURN ChannelData (first byte 0x40-0x4F, RFC 8656 §12): media
+   * direct and media through a relay, classified the way a monitoring probe on the wire would.
+   */
+  rtpPackets: number;
+  rtpBytes: number;
+  channelDataPackets: number;
+  channelDataBytes: number;
 }
+
+const emptyCounters = (): LinkCounters => ({
+  packets: 0,
+  bytes: 0,
+  lostPackets: 0,
+  rtpPackets: 0,
+  rtpBytes: 0,
+  channelDataPackets: 0,
+  channelDataBytes: 0,
+});
 
 /** Something a link delivers to. */
 export interface LinkEnd {
@@ -50,7 +69,7 @@ function direction(base: LinkDirectionInit, override: LinkDirectionInit | undefi
   const loss = merged.loss ?? 0;
   if (!(latencyMs >= 0) || !(jitterMs >= 0)) throw new RangeError('link latencyMs and jitterMs must be >= 0');
   if (!(loss >= 0 && loss <= 1)) throw new RangeError('link loss must be within [0, 1]');
-  return { latencyMs, jitterMs, loss, counters: { packets: 0, bytes: 0, lostPackets: 0 } };
+  return { latencyMs, jitterMs, loss, counters: emptyCounters() };
 }
 
 export class Link {
@@ -85,8 +104,19 @@ export class Link {
     const goingUp = from === this.downstream;
     const dir = goingUp ? this.#up : this.#down;
     const to = goingUp ? this.upstream : this.downstream;
+    const size = packetSize(packet);
     dir.counters.packets++;
-    dir.counters.bytes += packetSize(packet);
+    dir.counters.bytes += size;
+    if (packet.kind === 'udp' && packet.payload.byteLength >= 4) {
+      const first = packet.payload[0]!;
+      if ((first & 0xc0) === 0x80) {
+        dir.counters.rtpPackets++;
+        dir.counters.rtpBytes += size;
+      } else if (first >= 0x40 && first <= 0x4f) {
+        dir.counters.channelDataPackets++;
+        dir.counters.channelDataBytes += size;
+      }
+    }
     // Always draw, so one packet's loss decision does not shift every later draw with the traffic mix.
     const lossDraw = this.rng.next();
     const jitterDraw = this.rng.next();

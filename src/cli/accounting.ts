@@ -1,0 +1,254 @@
+/**
+ * Call records on the command line: the gateways' side (`sc2c gateway` and `sc2c call` send a record
+ * at the end of every call) and `sc2c report`, which reads the server's record file.
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { Command } from 'commander';
+import { Counter, Registry } from 'prom-client';
+import { callRecord, RecordPublisher } from '../gateway/call-accounting.ts';
+import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
+import type { Clock } from '../net/clock.ts';
+import { CallRecordStore, type CallsReport, parseSince, summarizeCalls } from '../relay/call-records.ts';
+import { UsageError } from '../util/usage-error.ts';
+import { type loadGatewayConfig, loadServerConfig } from './configs.ts';
+
+type AccountingConfig = ReturnType<typeof loadGatewayConfig>['accounting'];
+
+/** Per-gateway record keeping: publishes each finished call, spooling what the server does not take. */
+export class GatewayAccounting {
+  readonly #publisher: RecordPublisher;
+  /** Established calls we answered, until they close. */
+  readonly #open = new Map<string, CallOutcome>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /** Totals for `/metrics`: calls by final route, media bytes and packets by route, counted at the sender. */
+  readonly totals = {
+    calls: { direct: 0, relay: 0, failed: 0 },
+    sent: { direct: { bytes: 0, packets: 0 }, relay: { bytes: 0, packets: 0 } },
+    received: { direct: { bytes: 0, packets: 0 }, relay: { bytes: 0, packets: 0 } },
+    switches: 0,
+    spooled: 0,
+  };
+
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly clock: Clock,
+    config: AccountingConfig,
+    private readonly onError: (message: string) => void,
+  ) {
+    this.#publisher = new RecordPublisher(() => gateway.signaling, {
+      publish: config.publish,
+      spoolFile: config.spoolFile.replaceAll('{user}', gateway.init.sip.user),
+    });
+    this.#track(this.#publisher.flushSpool());
+    gateway.on('reconnected', () => this.#track(this.#publisher.flushSpool()));
+  }
+
+  /** Answers calls (`sc2c gateway`): every outcome is recorded, an established call once it closes. */
+  followAnsweredCalls(): void {
+    this.gateway.on('call', (outcome) => {
+      if (outcome.ok) this.#open.set(outcome.callId, outcome);
+      else this.record(outcome);
+    });
+    this.gateway.on('closed', (callId) => {
+      const outcome = this.#open.get(callId);
+      if (!outcome) return;
+      this.#open.delete(callId);
+      this.record(outcome);
+    });
+  }
+
+  /** Records a finished call (`reason` when it ended badly); resolves once delivered or spooled. */
+  record(outcome: CallOutcome, reason?: string): Promise<unknown> {
+    const record = callRecord(outcome, {
+      user: this.gateway.init.sip.user,
+      endedAtMs: this.clock.now(),
+      wallNowMs: Date.now(),
+      reason,
+    });
+    const t = this.totals;
+    t.calls[record.ok && record.route ? record.route : 'failed']++;
+    for (const route of ['direct', 'relay'] as const) {
+      t.sent[route].bytes += record.sent[route].bytes;
+      t.sent[route].packets += record.sent[route].packets;
+      t.received[route].bytes += record.received[route].bytes;
+      t.received[route].packets += record.received[route].packets;
+    }
+    t.switches += record.switches;
+    return this.#track(
+      this.#publisher.publish(record).then((where) => {
+        if (where === 'spool') t.spooled++;
+      }),
+    );
+  }
+
+  /** Waits for every record in flight (before the process exits). */
+  async drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
+  }
+
+  #track(work: Promise<unknown>): Promise<unknown> {
+    const tracked = work.catch((error: Error) => this.onError(`call record: ${error.message}`));
+    this.#inFlight.add(tracked);
+    void tracked.finally(() => this.#inFlight.delete(tracked));
+    return tracked;
+  }
+}
+
+/**
+ * `/metrics` for a gateway (Prometheus text format) on 127.0.0.1:`port`: its calls and media bytes
+ * per route, from the same records it sends to the server.
+ */
+export async function serveGatewayMetrics(port: number, accounting: GatewayAccounting): Promise<HttpServer> {
+  const registry = new Registry();
+  const t = accounting.totals;
+  const counter = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    read: () => [Record<string, string>, number][],
+  ) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.inc(labels, value);
+      },
+    });
+  const routes = ['direct', 'relay'] as const;
+  counter(
+    'sc2c_gateway_calls_total',
+    'Finished calls by final route (failed: no media path).',
+    ['route'],
+    () => (['direct', 'relay', 'failed'] as const).map((route) => [{ route }, t.calls[route]]),
+  );
+  counter(
+    'sc2c_gateway_media_bytes_total',
+    'Media bytes (RTP/RTCP payload) of finished calls.',
+    ['route', 'direction'],
+    () =>
+      routes.flatMap((route) => [
+        [{ route, direction: 'sent' }, t.sent[route].bytes],
+        [{ route, direction: 'received' }, t.received[route].bytes],
+      ]),
+  );
+  counter(
+    'sc2c_gateway_media_packets_total',
+    'Media packets of finished calls.',
+    ['route', 'direction'],
+    () =>
+      routes.flatMap((route) => [
+        [{ route, direction: 'sent' }, t.sent[route].packets],
+        [{ route, direction: 'received' }, t.received[route].packets],
+      ]),
+  );
+  counter('sc2c_gateway_route_switches_total', 'Moves between the direct path and the relay.', [], () => [
+    [{}, t.switches],
+  ]);
+  counter(
+    'sc2c_gateway_records_spooled_total',
+    'Call records the server did not take (kept in the spool).',
+    [],
+    () => [[{}, t.spooled]],
+  );
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+      (error: Error) => res.writeHead(500).end(error.message),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new UsageError(`cannot serve metrics on 127.0.0.1:${port}: ${error.code ?? error.message}`)),
+    );
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return server;
+}
+
+const percent = (ratio: number | null): string => (ratio === null ? '-' : `${(ratio * 100).toFixed(1)} %`);
+const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(2)} MB`;
+
+/** A probe's NAT class, short enough for a table: `APD/APD/sequential+1` for the full RFC 4787 names. */
+const shortNat = (nat: string): string =>
+  nat
+    .replaceAll('address-and-port-dependent', 'APD')
+    .replaceAll('address-dependent', 'AD')
+    .replaceAll('endpoint-independent', 'EI');
+
+export function formatReport(report: CallsReport, file: string): string {
+  const lines = [
+    `call records: ${file}${report.since ? ` (calls since ${report.since})` : ''}: ${report.total.calls} calls`,
+    '',
+  ];
+  const rows = [
+    ['caller NAT', 'callee NAT', 'calls', 'relayed', 'direct', 'relay', 'saved'],
+    ...report.pairs.map((p) => [
+      shortNat(p.callerNat),
+      shortNat(p.calleeNat),
+      String(p.calls),
+      String(p.relayedCalls),
+      mb(p.direct.bytes),
+      mb(p.relay.bytes),
+      percent(p.savedRatio),
+    ]),
+    [
+      'total',
+      '',
+      String(report.total.calls),
+      String(report.total.relayedCalls),
+      mb(report.total.direct.bytes),
+      mb(report.total.relay.bytes),
+      percent(report.total.savedRatio),
+    ],
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
+  lines.push(
+    '',
+    'NAT: mapping/filtering/allocation as each gateway probed it (EI endpoint-independent, AD address-dependent, APD address-and-port-dependent)',
+    'saved = media bytes that went direct / all media bytes (RTP and RTCP payload; --json adds wire bytes)',
+    '',
+  );
+  return lines.join('\n');
+}
+
+export function registerReport(program: Command): void {
+  program
+    .command('report')
+    .description(
+      'relay bandwidth saved, per NAT pair and in total, from the call records the gateways sent to sc2c server',
+    )
+    .option('--config <file>', 'server config (its accounting.file is read)', 'config/server.yaml')
+    .option('--file <path>', 'read this call-record file instead of the one in the config')
+    .option('--since <time>', 'only calls that started at or after: ISO time, or 90s / 30m / 12h / 7d ago')
+    .option('--json', 'print the report as JSON')
+    .action((options: { config: string; file?: string; since?: string; json?: boolean }) => {
+      let file = options.file;
+      if (!file) {
+        const config = loadServerConfig(options.config);
+        if (!config.accounting)
+          throw new UsageError(`${options.config} has no accounting.file: give --file or add one`);
+        file = config.accounting.file;
+      }
+      let sinceMs: number | undefined;
+      if (options.since !== undefined) {
+        try {
+          sinceMs = parseSince(options.since, Date.now());
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      }
+      const { records, skipped } = new CallRecordStore(file).read();
+      const report = summarizeCalls(records, sinceMs);
+      if (skipped > 0) process.stderr.write(`skipped ${skipped} unreadable lines in ${file}\n`);
+      if (options.json) process.stdout.write(`${JSON.stringify({ file, skipped, ...report }, null, 2)}\n`);
+      else process.stdout.write(formatReport(report, file));
+    });
+}
