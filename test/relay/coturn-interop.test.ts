@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startCoturn as startCoturn_ } from '../../src/lab/coturn.ts';
 import { waitForOutput } from '../../src/lab/host-process.ts';
 import { SystemClock } from '../../src/net/clock.ts';
 import { NodeNetwork } from '../../src/net/node-network.ts';
 import { issueCredentials } from '../../src/relay/credentials.ts';
 import { TurnClient } from '../../src/relay/turn-client.ts';
-import { stunBinding } from '../../src/traversal/stun-client.ts';
 import { BIN } from '../lab/support.ts';
 
 const run = promisify(execFile);
@@ -39,45 +39,7 @@ afterAll(() => {
 const base = 20_000 + (process.pid % 400) * 100;
 
 async function startCoturn(port: number, auth: string[]): Promise<void> {
-  const child = spawn(
-    'turnserver',
-    [
-      '-n',
-      '--listening-ip=127.0.0.1',
-      `--listening-port=${port}`,
-      '--relay-ip=127.0.0.1',
-      `--min-port=${port + 10}`,
-      `--max-port=${port + 60}`,
-      '--realm=sc2c.lab',
-      '--allow-loopback-peers',
-      '--no-tls',
-      '--no-dtls',
-      '--no-cli',
-      `--pidfile=${join(dir, `turnserver-${port}.pid`)}`,
-      `--userdb=${join(dir, `turndb-${port}`)}`,
-      '--no-stdout-log',
-      ...auth,
-    ],
-    { stdio: 'ignore' },
-  );
-  children.push(child);
-  // coturn buffers its log when it is not on a terminal: ask it a STUN Binding until it answers.
-  const clock = new SystemClock();
-  const socket = await new NodeNetwork().bindUdp({ address: '127.0.0.1' });
-  try {
-    for (let i = 0; i < 50; i++) {
-      if (child.exitCode !== null) throw new Error(`turnserver exited with ${child.exitCode}`);
-      const answer = await stunBinding(
-        socket,
-        { clock },
-        { server: { address: '127.0.0.1', port }, rtoMs: 100, attempts: 2 },
-      );
-      if (answer) return;
-    }
-    throw new Error('turnserver did not answer STUN within 15 s');
-  } finally {
-    socket.close();
-  }
+  children.push(await startCoturn_({ address: '127.0.0.1', port, dir, auth }));
 }
 
 async function relayThrough(server: { address: string; port: number }, username: string, password: string) {
