@@ -6,8 +6,9 @@
  * For each relay and payload the generator offers a rising ladder of packet rates (each step a few
  * seconds), paced from the monotonic clock; a sink in a worker thread counts what the relay delivered.
  * Per step: offered and delivered packets/s, payload Mbit/s, loss, and the relay process's CPU
- * (from /proc). The relay's capacity is the highest delivered rate with at most 1 % loss. The ladder
- * stops at the first step that loses more than 10 %, or when the generator itself cannot keep up.
+ * (from /proc). Rates double until a step loses more than 1 % (or the generator cannot keep up),
+ * then two bisection steps narrow the edge. The relay's capacity is the highest delivered rate with
+ * at most 1 % loss. The generator, the sink and the relay share this machine's cores.
  *
  * Usage: npm run bench:relay -- [--step-s 3] [--max-pps 160000] [--coturn-threads N] [--json] [--out FILE]
  */
@@ -148,33 +149,51 @@ async function measure(
   const datagram = encodeChannelData(channel, new Uint8Array(payloadBytes).fill(0x80));
   const send = (data: Uint8Array): void => socket.send(data, server);
   const steps: Step[] = [];
+  const step = async (pps: number): Promise<Step> => {
+    const before = await sink.count();
+    const cpuBefore = cpuTicks(pid);
+    const startedAt = performance.now();
+    const sent = await offer(send, datagram, pps, options.stepS);
+    await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
+    const elapsedS = (performance.now() - startedAt) / 1000;
+    const delivered = (await sink.count()) - before;
+    const cpu = ((cpuTicks(pid) - cpuBefore) / CLK_TCK / elapsedS) * 100;
+    const result: Step = {
+      offeredPps: pps,
+      sentPps: Math.round(sent / options.stepS),
+      deliveredPps: Math.round(delivered / options.stepS),
+      deliveredMbps: Math.round(((delivered * payloadBytes * 8) / options.stepS / 1e6) * 100) / 100,
+      lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
+      relayCpuPercent: Math.round(cpu),
+    };
+    steps.push(result);
+    say(
+      `  ${relay} ${payloadBytes} B: offered ${pps} pps, sent ${result.sentPps}, delivered ${result.deliveredPps} (${result.deliveredMbps} Mbit/s, loss ${result.lossPercent} %), relay CPU ${result.relayCpuPercent} %`,
+    );
+    return result;
+  };
   try {
+    // Double until a step loses more than 1 %, then bisect twice between the last clean rate and it.
+    let clean = 0;
+    let lossy: number | undefined;
     for (let pps = 5000; pps <= options.maxPps; pps *= 2) {
-      const before = await sink.count();
-      const cpuBefore = cpuTicks(pid);
-      const startedAt = performance.now();
-      const sent = await offer(send, datagram, pps, options.stepS);
-      await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
-      const elapsedS = (performance.now() - startedAt) / 1000;
-      const delivered = (await sink.count()) - before;
-      const cpu = ((cpuTicks(pid) - cpuBefore) / CLK_TCK / elapsedS) * 100;
-      const step: Step = {
-        offeredPps: pps,
-        sentPps: Math.round(sent / options.stepS),
-        deliveredPps: Math.round(delivered / options.stepS),
-        deliveredMbps: Math.round(((delivered * payloadBytes * 8) / options.stepS / 1e6) * 100) / 100,
-        lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
-        relayCpuPercent: Math.round(cpu),
-      };
-      steps.push(step);
-      say(
-        `  ${relay} ${payloadBytes} B: offered ${pps} pps, sent ${step.sentPps}, delivered ${step.deliveredPps} (${step.deliveredMbps} Mbit/s, loss ${step.lossPercent} %), relay CPU ${step.relayCpuPercent} %`,
-      );
-      if (step.lossPercent > 10) break;
-      if (step.sentPps < 0.9 * pps) {
+      const result = await step(pps);
+      if (result.sentPps < 0.9 * pps) {
         say('  the generator cannot offer more: stopping this ladder');
+        lossy = pps;
         break;
       }
+      if (result.lossPercent > 1) {
+        lossy = pps;
+        break;
+      }
+      clean = pps;
+    }
+    for (let i = 0; i < 2 && lossy !== undefined && clean > 0; i++) {
+      const mid = Math.round((clean + lossy) / 2);
+      const result = await step(mid);
+      if (result.lossPercent <= 1 && result.sentPps >= 0.9 * mid) clean = mid;
+      else lossy = mid;
     }
   } finally {
     await client.close();

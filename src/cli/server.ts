@@ -6,7 +6,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { type CallRecord, CallRecordStore, parseCallRecord } from '../relay/call-records.ts';
-import { TurnServer } from '../relay/turn-server.ts';
+import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { SignalingServer } from '../signaling/server.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
@@ -166,7 +166,12 @@ export function registerServer(program: Command): void {
       };
       let stun: StunResponder;
       try {
-        stun = await StunResponder.start(network, { ...config.stun, software: 'sc2c-gateway' });
+        stun = await StunResponder.start(network, {
+          ...config.stun,
+          software: 'sc2c-gateway',
+          // The primary socket carries TURN too: every client's relayed media arrives on it.
+          receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
+        });
       } catch (error) {
         throw new UsageError(
           `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- npx sc2c server), or set stun.primary / stun.alternate in ${options.config}`,

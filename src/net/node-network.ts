@@ -136,7 +136,7 @@ function wrapSocket(socket: net.Socket): NodeStreamConnection {
 export class NodeNetwork implements Network {
   bindUdp(init: BindInit = {}): Promise<UdpSocket> {
     return new Promise((resolve, reject) => {
-      const socket = dgram.createSocket('udp4');
+      const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: init.receiveBufferBytes });
       const onError = (error: NodeJS.ErrnoException): void => {
         socket.close();
         reject(

@@ -43,6 +43,11 @@ export interface BindInit {
   readonly address?: string;
   /** Local port; default an ephemeral port chosen by the stack. */
   readonly port?: number;
+  /**
+   * Kernel receive buffer (SO_RCVBUF), for sockets that take bursts from many senders (a relay).
+   * Capped by net.core.rmem_max; default the system's (about 208 KiB on Linux).
+   */
+  readonly receiveBufferBytes?: number;
 }
 
 export type StreamConnectionEvents = {

@@ -50,6 +50,9 @@ import { PeerPolicy } from './credentials.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
 import { emptyTurnCounters, type TurnCounters, type TurnServerInit } from './turn-types.ts';
 
+/** SO_RCVBUF of relay sockets: 4 MiB holds about 3500 full-size media packets of a burst. */
+export const RELAY_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export type { TurnCounters, TurnServerInit } from './turn-types.ts';
 
 export class TurnServer {
@@ -286,7 +289,8 @@ export class TurnServer {
   async #bindRelay(even: boolean): Promise<UdpSocket> {
     const address = this.init.relayAddress ?? this.init.listen.address;
     for (let i = 0; i < 20; i++) {
-      const socket = await this.c.network.bindUdp({ address });
+      // Relayed sockets take a peer's media in bursts (a keyframe is dozens of packets at once).
+      const socket = await this.c.network.bindUdp({ address, receiveBufferBytes: RELAY_SOCKET_BUFFER_BYTES });
       if (!even || socket.local.port % 2 === 0) return socket;
       socket.close();
     }

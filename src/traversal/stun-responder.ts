@@ -31,6 +31,8 @@ export interface StunResponderInit {
   /** Alternate address and port, advertised in OTHER-ADDRESS. */
   readonly alternate: Endpoint;
   readonly software?: string;
+  /** SO_RCVBUF of the sockets; default the system's. A TURN server on the primary port wants more. */
+  readonly receiveBufferBytes?: number;
 }
 
 export interface StunResponderCounters {
@@ -100,7 +102,10 @@ export class StunResponder {
   async open(endpoint: Endpoint): Promise<void> {
     const key = formatEndpoint(endpoint);
     if (this.#closed || this.#sockets.has(key)) return;
-    const socket = await this.network.bindUdp(endpoint);
+    const socket = await this.network.bindUdp({
+      ...endpoint,
+      receiveBufferBytes: this.init.receiveBufferBytes,
+    });
     socket.on('message', (data, from) => this.#onMessage(socket, data, from));
     this.#sockets.set(key, socket);
   }
