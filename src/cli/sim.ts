@@ -9,6 +9,7 @@ import { simulateNatcheck } from '../sim/natcheck.ts';
 import type { NatcheckResult } from '../traversal/natcheck/observation.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { parseInteger } from './errors.ts';
+import { registerPopulation } from './sim-population.ts';
 
 interface NatcheckOptions {
   profile?: string[];
@@ -24,6 +25,7 @@ export function registerSim(program: Command): void {
     .command('sim')
     .description('run the gateway protocols on the deterministic virtual network');
   registerMatrix(sim);
+  registerPopulation(sim);
   sim
     .command('natcheck')
     .description(
@@ -89,7 +91,7 @@ interface MatrixOptions {
   quiet?: boolean;
 }
 
-function parseModes(text: string): TraversalMode[] {
+export function parseModes(text: string): TraversalMode[] {
   const modes = text.split(',').map((m) => m.trim());
   for (const mode of modes) {
     if (!(TRAVERSAL_MODES as readonly string[]).includes(mode)) {

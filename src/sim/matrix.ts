@@ -45,6 +45,8 @@ export interface MatrixCellInit {
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
+  /** Return every successful trial's setup time too (`setupsMs`). Default false. */
+  readonly keepSetups?: boolean;
   /** Called with both outcomes of every failed trial (for diagnosis). */
   readonly onFailure?: (trial: number, caller: CallOutcome, callee: CallOutcome | undefined) => void;
 }
@@ -60,6 +62,8 @@ export interface MatrixCell {
   readonly skewMsP95: number | null;
   /** Why trials failed, with counts. */
   readonly failures: Readonly<Record<string, number>>;
+  /** Every successful trial's setup time, when `keepSetups` asked for them. */
+  readonly setupsMs?: readonly number[];
 }
 
 /** Probes each NAT behaviour once with the real probe code; gateways cache the result, as they would. */
@@ -245,6 +249,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     setupMsP95: setups.length ? round(percentile(sorted(setups), 95)) : null,
     skewMsP95: skews.length ? round(percentile(sorted(skews), 95)) : null,
     failures,
+    ...(init.keepSetups ? { setupsMs: setups } : {}),
   };
 }
 

@@ -1,0 +1,71 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { loadPopulation } from '../../src/nat/population.ts';
+import { natClass, planPopulation, summarizeMode } from '../../src/sim/population.ts';
+import { BIN } from '../lab/support.ts';
+
+const run = promisify(execFile);
+const models = loadPopulation();
+
+describe('sim population', () => {
+  it('draws pairs from the 134 models and plans one job per class pair and mode, covering every pair once', () => {
+    const { jobs } = planPopulation(models, 2000, ['sc2c', 'c2c'], 7);
+    for (const mode of ['sc2c', 'c2c'] as const)
+      expect(jobs.filter((j) => j.mode === mode).reduce((n, j) => n + j.trials, 0)).toBe(2000);
+    const keys = jobs.map((j) => `${natClass(j.calling)}|${natClass(j.called)}|${j.mode}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    // Port-restricted cone +1 is 57 of 134 models: about 18 % of callers and callees each.
+    const prc = jobs
+      .filter((j) => j.mode === 'sc2c' && natClass(j.calling) === 'port-restricted-cone/+1')
+      .reduce((n, j) => n + j.trials, 0);
+    expect(prc / 2000).toBeGreaterThan(0.36);
+    expect(prc / 2000).toBeLessThan(0.49);
+    expect(planPopulation(models, 2000, ['sc2c'], 7).jobs.length).toBe(jobs.length / 2);
+  });
+
+  it('models relay time from failures and late setups', () => {
+    const summary = summarizeMode(
+      'sc2c',
+      [
+        { successes: 2, trials: 3, setupsMs: [500, 3000], failures: { 'no direct path': 1 } },
+        { successes: 1, trials: 1, setupsMs: [200], failures: {} },
+      ],
+      { callS: 10, budgetMs: 1000 },
+    );
+    expect(summary).toMatchObject({ pairs: 4, direct: 3, directRate: 0.75, relayShare: 0.25 });
+    // One call relayed for 10 s, one for 2 s (confirmed at 3 s, budget 1 s), of 40 s of calls.
+    expect(summary.relayBandwidthSaved).toBe(0.7);
+    expect(summary.failures).toEqual({ 'no direct path': 1 });
+  });
+
+  it('sc2c sim population --json: real calls for every drawn pair; SC2C beats C2C and plain STUN', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [BIN, 'sim', 'population', '--trials', '300', '--json', '-q', '--workers', '2'],
+      { timeout: 120_000 },
+    );
+    const report = JSON.parse(stdout) as {
+      config: { pairs: number; models: number; classes: number };
+      modes: {
+        mode: string;
+        pairs: number;
+        directRate: number;
+        relayShare: number;
+        relayBandwidthSaved: number;
+      }[];
+      cells: { successes: number; trials: number; mode: string; calling: string; called: string }[];
+    };
+    expect(report.config).toMatchObject({ pairs: 300, models: 134, classes: 16 });
+    const by = Object.fromEntries(report.modes.map((m) => [m.mode, m]));
+    for (const m of report.modes) {
+      expect(m.pairs).toBe(300);
+      expect(m.directRate + m.relayShare).toBeCloseTo(1, 6);
+    }
+    expect(by.sc2c!.directRate).toBeGreaterThan(by.stun!.directRate);
+    expect(by.stun!.directRate).toBeGreaterThan(by.c2c!.directRate);
+    // SC2C fails only where a NAT allocates at random: there is no port to predict.
+    for (const cell of report.cells.filter((c) => c.mode === 'sc2c' && c.successes < c.trials))
+      expect(`${cell.calling} ${cell.called}`).toMatch(/random/);
+  }, 130_000);
+});
