@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { type HostProcess, spawnInHost, waitForOutput } from './host-process.ts';
+import { type HostProcess, spawnInHost, stopHostProcesses, waitForOutput } from './host-process.ts';
 import { startLab, stopLab } from './instances.ts';
 import type { Scenario } from './scenario.ts';
 
@@ -155,20 +155,7 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
     return results;
   } finally {
     // SIGTERM lets the callee finish its media (and its ffmpeg) before the lab goes away.
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise((r) => {
-            if (child.exitCode !== null || child.signalCode !== null) return r(undefined);
-            const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-            child.once('exit', () => {
-              clearTimeout(kill);
-              r(undefined);
-            });
-          }),
-      ),
-    );
+    await stopHostProcesses(children);
     await stopLab(state);
     rmSync(dir, { recursive: true, force: true });
   }

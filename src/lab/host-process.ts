@@ -41,3 +41,21 @@ export function waitForOutput(
     });
   });
 }
+
+/** SIGTERM to every child, SIGKILL to any still running 5 s later; resolves when all have exited. */
+export async function stopHostProcesses(children: readonly HostProcess[]): Promise<void> {
+  for (const child of children) child.kill('SIGTERM');
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve(undefined);
+          const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+          child.once('exit', () => {
+            clearTimeout(kill);
+            resolve(undefined);
+          });
+        }),
+    ),
+  );
+}

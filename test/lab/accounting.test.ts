@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type HostProcess, spawnInHost, waitForOutput } from '../../src/lab/host-process.ts';
+import {
+  type HostProcess,
+  spawnInHost,
+  stopHostProcesses,
+  waitForOutput,
+} from '../../src/lab/host-process.ts';
 import { startLab, stopLab } from '../../src/lab/instances.ts';
 import type { Scenario } from '../../src/lab/scenario.ts';
 import { labUnavailable, sc2c } from './support.ts';
@@ -152,20 +157,7 @@ describe.skipIf(unavailable)('relay-bandwidth accounting in the kernel lab', () 
       expect(report.total.savedRatio).toBeGreaterThan(0);
       expect(report.total.savedRatio).toBeLessThan(1);
     } finally {
-      for (const child of children) child.kill('SIGTERM');
-      await Promise.all(
-        children.map(
-          (child) =>
-            new Promise((r) => {
-              if (child.exitCode !== null || child.signalCode !== null) return r(undefined);
-              const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-              child.once('exit', () => {
-                clearTimeout(kill);
-                r(undefined);
-              });
-            }),
-        ),
-      );
+      await stopHostProcesses(children);
       await stopLab(state);
       rmSync(dir, { recursive: true, force: true });
     }
