@@ -106,6 +106,7 @@ const gatewaySchema = z
         server: z.string(),
         username: z.string().optional(),
         password: z.string().optional(),
+        credentials: z.enum(['issued', 'static']).optional(),
         budgetMs: z.number().int().min(50).max(30_000).default(1000),
         deadAfterMs: z.number().int().min(100).max(30_000).default(500),
         retryDirectMs: z.number().int().min(500).max(600_000).default(3000),

@@ -69,6 +69,8 @@ function relayConfig(
     server: parseEndpoint(server, '--relay', 3478),
     username: relay?.username ?? options.user,
     password: relay?.password ?? password,
+    // An account of its own on the relay (relay.username) is meant to be used as it is.
+    credentials: relay?.credentials ?? (relay?.username ? 'static' : 'issued'),
     budgetMs: relay?.budgetMs,
     deadAfterMs: relay?.deadAfterMs,
     retryDirectMs: relay?.retryDirectMs,

@@ -178,6 +178,7 @@ export function registerServer(program: Command): void {
         );
       }
       let turn: TurnServer | undefined;
+      const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
       if (config.turn) {
         const t = config.turn;
         turn = TurnServer.attach(
@@ -187,7 +188,7 @@ export function registerServer(program: Command): void {
             relayAddress: t.relayAddress ?? config.stun.primary.address,
             realm: t.realm ?? config.sip.realm,
             users: config.users,
-            secret: process.env.SC2C_TURN_SECRET ?? t.secret,
+            secret: turnSecret,
             userQuota: t.userQuota,
             capacity: t.capacity,
             unauthenticatedPerSecond: t.unauthenticatedPerSecond,
@@ -210,6 +211,7 @@ export function registerServer(program: Command): void {
           tls: config.tls,
           log,
           onCallRecord: records && ((body, user) => records.take(body, user)),
+          turnCredentials: turnSecret ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS } : undefined,
         },
       );
       let http: HttpServer | undefined;

@@ -6,14 +6,21 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import type { ShortLivedCredentials } from '../relay/credentials.ts';
 import type { RelayLeg } from '../relay/routed-path.ts';
 import { TurnClient } from '../relay/turn-client.ts';
 
 export interface RelayConfig {
   /** The TURN server (the embedded one in `sc2c server`, or coturn). */
   readonly server: Endpoint;
+  /** Long-term credentials: used when the signaling server issued none (or with `static`). */
   readonly username: string;
   readonly password: string;
+  /**
+   * 'issued' (default): the short-lived credential the signaling server issued (in the INVITE, or
+   * with the registration) while it is valid, else username/password. 'static': always those.
+   */
+  readonly credentials?: 'issued' | 'static';
   /** No direct path confirmed within this long after the go: media starts on the relay. Default 1000 ms. */
   readonly budgetMs?: number;
   /** Silence on the direct path that moves media to the relay, at the least. Default 500 ms. */
@@ -24,32 +31,66 @@ export interface RelayConfig {
   readonly retryDirectAttempts?: number;
 }
 
+/** Username and password for one allocation. */
+export interface TurnCredential {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** An issued credential must outlive the allocation request by this much to be used. */
+const CREDENTIAL_MARGIN_S = 30;
+
+/**
+ * The credential to allocate with: the first issued one still valid (the INVITE's, then the
+ * registration's), else the configured long-term one.
+ */
+export function pickCredential(
+  config: RelayConfig,
+  issued: readonly (ShortLivedCredentials | undefined)[],
+  epochMs: number,
+): TurnCredential {
+  if (config.credentials !== 'static') {
+    const valid = issued.find((c) => c && c.expiresAtS > epochMs / 1000 + CREDENTIAL_MARGIN_S);
+    if (valid) return valid;
+  }
+  return { username: config.username, password: config.password };
+}
+
 export class CallRelay {
   #peerAddress?: string;
 
   private constructor(
     private readonly c: { readonly network: Network; readonly clock: Clock },
     private readonly config: RelayConfig,
+    private readonly credential: () => TurnCredential,
     public client: TurnClient,
     public socket: UdpSocket,
   ) {}
 
-  /** Allocates; rejects with the TURN error (the call then goes on without a relay). */
-  static async allocate(c: { network: Network; clock: Clock }, config: RelayConfig): Promise<CallRelay> {
-    const { client, socket } = await CallRelay.#open(c, config);
-    return new CallRelay(c, config, client, socket);
+  /**
+   * Allocates with `credential()` (asked again when the allocation has to be made anew); rejects
+   * with the TURN error (the call then goes on without a relay).
+   */
+  static async allocate(
+    c: { network: Network; clock: Clock },
+    config: RelayConfig,
+    credential: () => TurnCredential,
+  ): Promise<CallRelay> {
+    const { client, socket } = await CallRelay.#open(c, config, credential());
+    return new CallRelay(c, config, credential, client, socket);
   }
 
   static async #open(
     c: { network: Network; clock: Clock },
     config: RelayConfig,
+    credential: TurnCredential,
   ): Promise<{ client: TurnClient; socket: UdpSocket }> {
     const socket = await c.network.bindUdp();
     try {
       const client = await TurnClient.allocate({ clock: c.clock }, socket, {
         server: config.server,
-        username: config.username,
-        password: config.password,
+        username: credential.username,
+        password: credential.password,
         rtoMs: 200,
         attempts: 4,
       });
@@ -89,7 +130,7 @@ export class CallRelay {
     )
       return false;
     const old = { client: this.client, socket: this.socket };
-    const fresh = await CallRelay.#open(this.c, this.config);
+    const fresh = await CallRelay.#open(this.c, this.config, this.credential());
     this.client = fresh.client;
     this.socket = fresh.socket;
     void old.client.close().finally(() => old.socket.close());

@@ -8,11 +8,12 @@ import type { Endpoint } from '../net/address.ts';
 import { isIpv4, isValidPort } from '../net/address.ts';
 import { sleep } from '../net/clock.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
+import type { ShortLivedCredentials } from '../relay/credentials.ts';
 import type { Route } from '../relay/routed-path.ts';
 import type { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import type { ActiveCall } from './active-call.ts';
-import { CallRelay } from './call-relay.ts';
+import { CallRelay, pickCredential, type TurnCredential } from './call-relay.ts';
 import type { Settled, SettleInit } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -62,11 +63,16 @@ export class CallRoutes {
     };
   }
 
-  /** The relay leg for a new call, or undefined (no relay configured, or the allocation failed). */
-  allocateRelay(): Promise<CallRelay | undefined> {
+  /**
+   * The relay leg for a new call, or undefined (no relay configured, or the allocation failed).
+   * `issued`: the TURN credential the server put in this call's INVITE, if any.
+   */
+  allocateRelay(issued?: ShortLivedCredentials): Promise<CallRelay | undefined> {
     const relay = this.host.init.relay;
     if (!relay || this.host.init.rtcpMux === false) return Promise.resolve(undefined);
-    return CallRelay.allocate(this.host.c, relay).catch((error: Error) => {
+    const credential = (): TurnCredential =>
+      pickCredential(relay, [issued, this.host.signaling().turnCredential], this.host.c.clock.epochMs());
+    return CallRelay.allocate(this.host.c, relay, credential).catch((error: Error) => {
       this.host.emit('relay-error', `no relay for this call: ${error.message}`);
       return undefined;
     });

@@ -23,6 +23,7 @@ import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
+import { readCredential } from '../signaling/turn-credentials.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
@@ -451,7 +452,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const relayReady =
       previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
         ? Promise.resolve(previous?.relay)
-        : this.#routes.allocateRelay();
+        : this.#routes.allocateRelay(readCredential(request));
     try {
       if (rtcp === 'separate' && !remote.rtcpEndpoint)
         throw new Error('the offer has neither rtcp-mux nor an RTCP port');

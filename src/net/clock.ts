@@ -9,6 +9,11 @@ export interface Timer {
 export interface Clock {
   /** Monotonic milliseconds. */
   now(): number;
+  /**
+   * Wall-clock milliseconds since the Unix epoch, for times another party reads (the expiry in a
+   * TURN REST username). Never for measuring intervals: it can jump.
+   */
+  epochMs(): number;
   setTimeout(fn: () => void, delayMs: number): Timer;
 }
 
@@ -34,6 +39,10 @@ export function sleep(clock: Clock, delayMs: number, signal?: AbortSignal): Prom
 export class SystemClock implements Clock {
   now(): number {
     return performance.now();
+  }
+
+  epochMs(): number {
+    return Date.now();
   }
 
   setTimeout(fn: () => void, delayMs: number): Timer {
@@ -68,12 +77,20 @@ export class VirtualClock implements Clock {
     console.error('virtual timer threw:', error);
   };
 
-  constructor(startMs = 0) {
+  /** `epochStartMs`: the wall-clock time at virtual 0 (default 2026-01-01T00:00Z). */
+  constructor(
+    startMs = 0,
+    private readonly epochStartMs = Date.UTC(2026, 0, 1),
+  ) {
     this.#nowMs = startMs;
   }
 
   now(): number {
     return this.#nowMs;
+  }
+
+  epochMs(): number {
+    return this.epochStartMs + this.#nowMs;
   }
 
   setTimeout(fn: () => void, delayMs: number): Timer {

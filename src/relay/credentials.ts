@@ -32,6 +32,11 @@ export function restPassword(secret: string, username: string): string {
   return createHmac('sha1', secret).update(username).digest('base64');
 }
 
+/** The user a username stands for: `<expiry>:<user>` (REST form) is `<user>`. */
+export function quotaUser(username: string): string {
+  return /^\d{1,12}:(.+)$/.exec(username)?.[1] ?? username;
+}
+
 export interface CredentialStore {
   /** Long-term users and passwords. */
   readonly users?: Readonly<Record<string, string>>;

@@ -57,7 +57,8 @@ export class TurnAuthenticator {
   }
 
   /** Checks one request; throws `Refusal(400)` for integrity without the attributes it needs. */
-  check(raw: Uint8Array, message: StunMessage, from: Endpoint, nowMs: number): AuthResult {
+  /** `nowMs` is monotonic (nonces, rate limit); `epochMs` is wall-clock (REST credential expiry). */
+  check(raw: Uint8Array, message: StunMessage, from: Endpoint, nowMs: number, epochMs: number): AuthResult {
     const client = formatEndpoint(from);
     const challenge = (code: 401 | 438, why: string): AuthResult =>
       this.#limiter.allow(from.address, nowMs)
@@ -77,7 +78,7 @@ export class TurnAuthenticator {
     const freshness = this.#nonces.check(nonce, client, nowMs);
     if (freshness !== 'ok') return challenge(438, freshness === 'stale' ? 'nonce expired' : 'nonce not ours');
     if (realm !== this.init.realm) return challenge(401, `realm must be ${this.init.realm}`);
-    const password = passwordFor(this.init, username, nowMs / 1000);
+    const password = passwordFor(this.init, username, epochMs / 1000);
     if (password === undefined) return challenge(401, 'unknown or expired username');
     const key = longTermKey(username, realm, password);
     let valid = false;

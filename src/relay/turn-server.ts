@@ -46,7 +46,7 @@ import {
   TurnMethod,
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
-import { PeerPolicy } from './credentials.ts';
+import { PeerPolicy, quotaUser } from './credentials.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
 import { emptyTurnCounters, type TurnCounters, type TurnServerInit } from './turn-types.ts';
 
@@ -178,7 +178,7 @@ export class TurnServer {
         ]);
         return;
       }
-      const auth = this.#auth.check(raw, message, from, this.c.clock.now());
+      const auth = this.#auth.check(raw, message, from, this.c.clock.now(), this.c.clock.epochMs());
       if (!auth.ok) {
         if ('rateLimited' in auth) {
           this.counters.rateLimited++;
@@ -248,9 +248,11 @@ export class TurnServer {
     if (family && family.value[0] !== 0x01) throw new Refusal(440, 'only IPv4 relayed addresses');
     if (findAttribute(message, TurnAttribute.RESERVATION_TOKEN))
       throw new Refusal(508, 'reservations are not offered');
-    const held = [...this.#allocations.values()].filter((a) => a.username === auth.username).length;
+    // The quota is per user: every short-lived username of one user counts against the same one.
+    const user = quotaUser(auth.username);
+    const held = [...this.#allocations.values()].filter((a) => quotaUser(a.username) === user).length;
     if (held >= (this.init.userQuota ?? 10))
-      throw new Refusal(486, `${auth.username} already holds ${held} allocations`);
+      throw new Refusal(486, `${user} already holds ${held} allocations`);
     if (this.#allocations.size >= (this.init.capacity ?? 1000))
       throw new Refusal(508, 'the server holds as many allocations as it may');
     const relay = await this.#bindRelay(Boolean(findAttribute(message, TurnAttribute.EVEN_PORT)));

@@ -10,8 +10,10 @@ import type { Network } from '../net/types.ts';
 import { digestResponse } from '../protocol/sip/digest.ts';
 import { formatAuthParams, parseAuthParams } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
+import type { ShortLivedCredentials } from '../relay/credentials.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import { newBranch, newTag, SipConnection } from './sip-connection.ts';
+import { readCredential } from './turn-credentials.ts';
 
 export interface SignalingClientInit {
   readonly server: Endpoint;
@@ -57,6 +59,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #keepalive?: Timer;
   #reregister?: Timer;
   readonly #registerCallId = `${randomBytes(8).toString('hex')}@sc2c`;
+  /** The short-lived TURN credential the server issued with the last registration, if any. */
+  turnCredential?: ShortLivedCredentials;
   readonly #tag = newTag();
   #closed = false;
 
@@ -164,11 +168,19 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (response.status !== 200)
       throw new SipRequestError(response.status, `REGISTER refused: ${response.status} ${response.reason}`);
     const granted = Number(header(response, 'Expires') ?? expires);
+    this.turnCredential = readCredential(response);
     this.#reregister?.clear();
     if (granted > 0) {
-      this.#reregister = this.c.clock.setTimeout(() => {
-        this.register().catch(() => this.connection.close('re-registration failed'));
-      }, granted * 800);
+      // Re-register at 80 % of the registration or of the TURN credential, whichever ends first.
+      const credentialS = this.turnCredential
+        ? this.turnCredential.expiresAtS - this.c.clock.epochMs() / 1000
+        : granted;
+      this.#reregister = this.c.clock.setTimeout(
+        () => {
+          this.register().catch(() => this.connection.close('re-registration failed'));
+        },
+        Math.max(1, Math.min(granted, credentialS)) * 800,
+      );
     }
     return granted;
   }

@@ -11,6 +11,7 @@ import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { DigestAuthenticator } from './registrar.ts';
 import { newBranch, SipConnection } from './sip-connection.ts';
+import { type CredentialIssuer, credentialHeader, withoutCredential } from './turn-credentials.ts';
 
 /** SIP `Event` of the PUBLISH that carries a call record from a gateway to the server (issue 6). */
 export const CALL_RECORD_EVENT = 'sc2c-call-record';
@@ -42,6 +43,12 @@ export interface SignalingServerInit {
    * refuse it (400 with the reason). Without it, such a PUBLISH gets 489 Bad Event.
    */
   readonly onCallRecord?: (body: string, user: string) => Promise<void>;
+  /**
+   * Issue short-lived TURN credentials (REST form) under this secret: one in the 200 to each
+   * REGISTER, one in each INVITE forwarded to the called party. Without it, none are issued and
+   * gateways use their long-term credentials.
+   */
+  readonly turnCredentials?: CredentialIssuer;
 }
 
 export interface SignalingServerComponents {
@@ -266,9 +273,11 @@ export class SignalingServer {
       this.counters.registrations++;
       if (!this.#rtts.has(connection)) this.#trackRtt(connection);
     }
+    const issuer = this.init.turnCredentials;
     connection.respond(request, 200, [
       ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
       ['Expires', String(expiresS)],
+      ...(issuer && expiresS > 0 ? [credentialHeader(issuer, auth.user, this.c.clock.epochMs())] : []),
     ]);
   }
 
@@ -322,7 +331,16 @@ export class SignalingServer {
       startedAtMs: this.c.clock.now(),
       state: 'inviting',
     });
-    callee.connection.send(request);
+    const issuer = this.init.turnCredentials;
+    const forwarded = withoutCredential(request);
+    callee.connection.send(
+      issuer
+        ? {
+            ...forwarded,
+            headers: [...forwarded.headers, credentialHeader(issuer, callee.user, this.c.clock.epochMs())],
+          }
+        : forwarded,
+    );
   }
 
   #inDialog(connection: SipConnection, request: SipRequest): void {

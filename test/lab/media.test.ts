@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { loadServerConfig } from '../../src/cli/configs.ts';
 import { type LabCallsInit, runLabCalls } from '../../src/lab/calls.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { longestVideoGap, probeRecording } from '../../src/media/inspect.ts';
@@ -134,12 +135,14 @@ describe.skipIf(unavailable)('media over the punched pair in the kernel lab', ()
 });
 
 describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
+  const labTurnSecret = loadServerConfig(fileURLToPath(new URL('../../config/server.yaml', import.meta.url)))
+    .turn!.secret!;
   const coturn = spawnSync('which', ['turnserver']).status === 0;
   if (!coturn) console.warn('SKIPPING the coturn relay run: turnserver (coturn) is not installed');
 
   for (const relay of ['embedded', ...(coturn ? ['coturn'] : [])] as const) {
     it(`a symmetric-random pair gets decodable media through the ${relay} relay`, async () => {
-      // coturn runs in the server host beside sc2c server, on its own port, with the lab's users.
+      // coturn runs in the server host beside sc2c server, on its own port, sharing its TURN secret.
       const relayArgs = ['--relay', relay === 'coturn' ? '198.18.0.10:3480' : '198.18.0.10:3478'];
       let turnserver: ChildProcess | undefined;
       try {
@@ -159,14 +162,11 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
                     '--listening-port=3480',
                     '--relay-ip=198.18.0.10',
                     '--realm=sc2c.lab',
-                    '--lt-cred-mech',
+                    // No user table: only the short-lived credentials sc2c server issues pass.
+                    '--use-auth-secret',
+                    `--static-auth-secret=${labTurnSecret}`,
                   ])
-                  .concat([
-                    '--user=alice:alice-lab-secret',
-                    '--user=bob:bob-lab-secret',
-                    '--no-tls',
-                    '--no-dtls',
-                  ])
+                  .concat(['--no-tls', '--no-dtls'])
                   .concat(['--no-cli', '--no-stdout-log', `--pidfile=${join(dir, 'turn.pid')}`])
                   .concat([`--userdb=${join(dir, 'turndb')}`]),
                 { stdio: 'ignore' },

@@ -16,8 +16,13 @@ import { profiles } from '../net/world.ts';
 const USERS = { alice: 'alice-pass-1', bob: 'bob-pass-1' };
 const SIP = { address: '198.18.0.10', port: 5060 };
 const STUN = { address: '198.18.0.10', port: 3478 };
+const TURN_SECRET = 'path-policy-turn-secret';
 
-async function setup(natA: string, natB: string) {
+/**
+ * `issuedOnly`: the relay knows no users, only the secret the signaling server issues short-lived
+ * credentials under (as a coturn with use-auth-secret), so a call relays only if they are used.
+ */
+async function setup(natA: string, natB: string, { issuedOnly = false } = {}) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 5 });
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
@@ -45,13 +50,20 @@ async function setup(natA: string, natB: string) {
   });
   const turn = TurnServer.attach(
     { network: serverHost, clock },
-    { listen: STUN, realm: 'sc2c.lab', users: USERS },
+    issuedOnly
+      ? { listen: STUN, realm: 'sc2c.lab', users: {}, secret: TURN_SECRET }
+      : { listen: STUN, realm: 'sc2c.lab', users: USERS },
     stun.socketAt(STUN)!,
   );
   stun.delegate = (data, from) => turn.handle(data, from);
   const server = await SignalingServer.start(
     { network: serverHost, clock },
-    { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS },
+    {
+      listen: { port: 5060 },
+      realm: 'sc2c.lab',
+      users: USERS,
+      turnCredentials: issuedOnly ? { secret: TURN_SECRET, ttlS: 600 } : undefined,
+    },
   );
   const gateway = (network: typeof alice, user: keyof typeof USERS, relay = true) =>
     clock.run(
@@ -126,6 +138,28 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     expect(outcome.routed!.counters.relay.packetsSent).toBe(100);
     expect(outcome.routed!.counters.direct.packetsSent).toBe(0);
     expect(s.turn.counters.packetsToClients).toBeGreaterThanOrEqual(190);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('relays with the short-lived credentials the signaling server issued, caller and callee each its own', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random', { issuedOnly: true });
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(other).toMatchObject({ ok: true, route: 'relay' });
+    const users = s.turn.allocations().map((a) => a.user);
+    expect(users).toHaveLength(2);
+    expect(users).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^\d{10}:alice$/),
+        expect.stringMatching(/^\d{10}:bob$/),
+      ]),
+    );
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    await s.clock.advance(1000);
+    there.stop();
+    expect(there.arrivals.length).toBeGreaterThanOrEqual(45);
     caller.close();
     callee.close();
     s.close();

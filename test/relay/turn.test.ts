@@ -226,6 +226,9 @@ describe('embedded TURN server with our TURN client', () => {
     const first = await s.allocate();
     await expect(s.allocate()).rejects.toThrow(/TURN 486/);
     expect(s.server.counters.quotaExceeded).toBe(1);
+    // A short-lived username of the same user counts against the same quota.
+    const issued = issueCredentials('per-call-secret', 'alice', s.clock.epochMs() / 1000, 600);
+    await expect(s.allocate(s.alice, issued.username, issued.password)).rejects.toThrow(/TURN 486/);
     // Another user still gets one.
     await s.allocate(s.bob, 'bob', USERS.bob);
     // A new Allocate transaction from the same socket: 437 Allocation Mismatch.
@@ -241,12 +244,18 @@ describe('embedded TURN server with our TURN client', () => {
 
   it('accepts short-lived per-call credentials until they expire', async () => {
     const s = await setup();
-    const nowS = s.clock.now() / 1000;
+    // REST usernames carry a Unix time: the server must read the wall clock, not the monotonic one.
+    const nowS = s.clock.epochMs() / 1000;
+    expect(nowS).toBeGreaterThan(1.7e9);
     const fresh = issueCredentials('per-call-secret', 'alice', nowS, 60);
     const { client } = await s.allocate(s.alice, fresh.username, fresh.password);
     expect(client.relayed.port).toBeGreaterThan(0);
     const expired = issueCredentials('per-call-secret', 'alice', nowS, -1);
+    expect(expired.username).toMatch(/^\d{10}:alice$/);
     await expect(s.allocate(s.alice, expired.username, expired.password)).rejects.toThrow(/TURN 401/);
+    // The fresh one runs out 60 s later.
+    await s.clock.advance(61_000);
+    await expect(s.allocate(s.alice, fresh.username, fresh.password)).rejects.toThrow(/TURN 401/);
     const forged = issueCredentials('wrong-secret', 'alice', nowS, 60);
     await expect(s.allocate(s.alice, forged.username, forged.password)).rejects.toThrow(/TURN 401/);
     s.server.close();

@@ -3,10 +3,14 @@ import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
 import { type MediaRole, OPUS } from '../../src/media/negotiate.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { formatAuthParams } from '../../src/protocol/sip/headers.ts';
+import type { SipRequest } from '../../src/protocol/sip/message.ts';
 import { encodeSip, header } from '../../src/protocol/sip/message.ts';
+import { restPassword } from '../../src/relay/credentials.ts';
 import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts';
 import { DigestAuthenticator } from '../../src/signaling/registrar.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
+import { readCredential, TURN_CREDENTIAL_HEADER } from '../../src/signaling/turn-credentials.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { profiles } from '../net/world.ts';
 
@@ -76,6 +80,7 @@ async function setup(
     clock,
     net,
     server,
+    serverHost,
     stun,
     alice,
     bob,
@@ -118,6 +123,66 @@ describe('signaling server', () => {
     }
     expect(s.server.counters.authFailures).toBe(2);
     ok.close();
+    s.close();
+  });
+
+  it('issues short-lived TURN credentials with each registration and in each forwarded INVITE', async () => {
+    const s = await setup();
+    const secret = 'signaling-turn-secret';
+    const issuing = await SignalingServer.start(
+      { network: s.serverHost, clock: s.clock },
+      { listen: { port: 5061 }, realm: 'sc2c.lab', users: USERS, turnCredentials: { secret, ttlS: 120 } },
+    );
+    const connect = (network: typeof s.alice, user: 'alice' | 'bob', port = 5061) =>
+      s.clock.run(
+        SignalingClient.connect(
+          { network, clock: s.clock },
+          { server: { ...SIP, port }, domain: 'sc2c.lab', user, password: USERS[user] },
+        ),
+      );
+    // A server without a secret issues none.
+    const plain = await connect(s.alice, 'alice', 5060);
+    await s.clock.run(plain.register());
+    expect(plain.turnCredential).toBeUndefined();
+    plain.close();
+
+    const alice = await connect(s.alice, 'alice');
+    const bob = await connect(s.bob, 'bob');
+    await s.clock.run(alice.register());
+    await s.clock.run(bob.register());
+    const nowS = s.clock.epochMs() / 1000;
+    const first = alice.turnCredential!;
+    expect(first.username).toMatch(/^\d{10}:alice$/);
+    expect(first.password).toBe(restPassword(secret, first.username));
+    expect(first.expiresAtS).toBeCloseTo(nowS + 120, -1);
+
+    // The callee gets its own credential in the INVITE; one the caller slipped in is dropped.
+    const invites: SipRequest[] = [];
+    bob.on('request', (request, respond) => {
+      invites.push(request);
+      respond(486);
+    });
+    const forged = formatAuthParams(
+      'REST',
+      { username: '9999999999:bob', password: 'x', expires: '9999999999' },
+      ['expires'],
+    );
+    await s.clock.run(
+      alice.request('INVITE', alice.uri('bob'), [[TURN_CREDENTIAL_HEADER, forged]], { body: 'v=0' }),
+    );
+    expect(invites).toHaveLength(1);
+    const carried = invites[0]!.headers.filter(([n]) => n === TURN_CREDENTIAL_HEADER);
+    expect(carried).toHaveLength(1);
+    const forBob = readCredential(invites[0]!)!;
+    expect(forBob.username).toMatch(/^\d{10}:bob$/);
+    expect(forBob.password).toBe(restPassword(secret, forBob.username));
+
+    // The gateway re-registers before its credential runs out, and gets a new one.
+    await s.clock.advance(100_000);
+    expect(alice.turnCredential!.expiresAtS).toBeGreaterThan(first.expiresAtS + 60);
+    alice.close();
+    bob.close();
+    issuing.close();
     s.close();
   });
 
