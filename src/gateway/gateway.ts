@@ -9,11 +9,10 @@
  * - `stun`: classic hole punching to the STUN-observed port of the media socket, no prediction.
  */
 import { randomBytes } from 'node:crypto';
-import { answerFor, offerFor } from '../media/negotiate.ts';
+import { offerFor } from '../media/negotiate.ts';
 import type { Timer } from '../net/clock.ts';
 import {
   type CallDescription,
-  DEFAULT_MEDIA,
   decodeSdp,
   encodeSdp,
   type MediaLine,
@@ -23,11 +22,11 @@ import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
-import { readCredential } from '../signaling/turn-credentials.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
+import { type AnswerHost, answerCall } from './answer.ts';
 import type { CallRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
@@ -40,6 +39,7 @@ export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from 
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
   readonly #routes: CallRoutes;
+  readonly #answerHost: AnswerHost;
   /** INVITEs received per call (the callee's attempt count); dropped when the call ends. */
   readonly #attempts = new Map<string, number>();
   #signaling: SignalingClient;
@@ -65,6 +65,17 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         this.#synchronize(callId, user, mode, toTag, active),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
     });
+    this.#answerHost = {
+      c,
+      init,
+      routes: this.#routes,
+      emit: (event, ...args) => this.emit(event, ...args),
+      punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
+      prepare: (mode, rtcp, media) => this.prepare(mode, rtcp, media),
+      register: (callId, active) => this.#calls.set(callId, active),
+      attempts: (callId) => this.#attempts.get(callId) ?? 1,
+      counted: (active, outcome) => this.#counted(active, outcome),
+    };
     this.#signaling = signaling;
     this.#attach(signaling);
     this.#scheduleProbeRefresh();
@@ -372,7 +383,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           const previous = this.#calls.get(callId);
           if (previous) this.#closeMedia(previous);
           this.#attempts.set(callId, (this.#attempts.get(callId) ?? 0) + 1);
-          void this.#answer(request, callId, respond, previous);
+          void answerCall(this.#answerHost, request, callId, respond, previous);
         }
         return;
       case 'INFO': {
@@ -405,129 +416,6 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       default:
         respond(405);
     }
-  }
-
-  async #answer(
-    request: SipRequest,
-    callId: string,
-    respond: (status: number, extra?: [string, string][], body?: string) => void,
-    previous?: ActiveCall,
-  ): Promise<void> {
-    const startedAtMs = this.c.clock.now();
-    const peer = /sips?:([^@]+)@/.exec(header(request, 'From') ?? '')?.[1] ?? 'unknown';
-    let remote: CallDescription;
-    try {
-      remote = decodeSdp(request.body);
-    } catch (error) {
-      respond(488);
-      this.emit('call', {
-        callId,
-        role: 'callee',
-        peer,
-        mode: 'sc2c',
-        ok: false,
-        reason: `bad SDP offer: ${(error as Error).message}`,
-        startedAtMs,
-        checksSent: 0,
-      });
-      return;
-    }
-    const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
-    const media = this.init.media ? answerFor(remote.media ?? DEFAULT_MEDIA, this.init.media) : remote.media;
-    if (media && 'reason' in media) {
-      // RFC 3261 §20.43: a Warning says why, so the caller can tell its user.
-      respond(488, [['Warning', `399 sc2c "${media.reason.replace(/"/g, "'")}"`]]);
-      this.emit('call', {
-        ...base,
-        ok: false,
-        reason: `media refused: ${media.reason}`,
-        remote,
-        checksSent: 0,
-      });
-      return;
-    }
-    let prepared: Awaited<ReturnType<Gateway['prepare']>>;
-    let relay: CallRelay | undefined;
-    const rtcp = remote.rtcpMux && this.init.rtcpMux !== false ? 'mux' : 'separate';
-    const relayReady =
-      previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
-        ? Promise.resolve(previous?.relay)
-        : this.#routes.allocateRelay(readCredential(request));
-    try {
-      if (rtcp === 'separate' && !remote.rtcpEndpoint)
-        throw new Error('the offer has neither rtcp-mux nor an RTCP port');
-      // Allocate before predicting: the allocation's NAT session must not take the predicted port.
-      relay = await relayReady;
-      prepared = await this.prepare(remote.mode, rtcp, media);
-    } catch (error) {
-      if (!previous?.relay) void (await relayReady)?.close();
-      respond(500);
-      this.emit('call', {
-        ...base,
-        ok: false,
-        reason: `could not prepare media: ${(error as Error).message}`,
-        checksSent: 0,
-      });
-      return;
-    }
-    const description =
-      relay && remote.relayEndpoint
-        ? { ...prepared.description, relayEndpoint: relay.relayed }
-        : prepared.description;
-    const active: ActiveCall = {
-      socket: prepared.socket,
-      rtcpSocket: prepared.rtcpSocket,
-      ended: false,
-      // The callee can end the call too (a failed camera source): BYE goes to the caller.
-      dialog: { user: peer },
-      relay,
-      peerRelayed: remote.relayEndpoint,
-      routed: previous?.routed,
-      relayOnly: previous?.relayOnly,
-    };
-    this.#calls.set(callId, active);
-    if (relay && remote.relayEndpoint) {
-      // Before answering: the caller may send relayed media as soon as it has the answer.
-      await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
-        this.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
-      });
-    }
-    const goArrived = new Promise<void>((resolve) => {
-      active.go = resolve;
-    });
-    const ackArrived = new Promise<void>((resolve) => {
-      active.acked = resolve;
-    });
-    respond(
-      200,
-      [['Content-Type', 'application/sdp']],
-      encodeSdp(description, Math.floor(this.c.clock.now())),
-    );
-    const straight = straightToRelay(description, remote);
-    if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) await goArrived;
-    else if (straight) await ackArrived; // the caller permitted us before its ACK
-    const punched = straight ? undefined : this.#punch(callId, description, remote, base);
-    if (previous?.routed) {
-      // A background attempt on an established call: only the direct path may change.
-      const result = await punched;
-      if (result?.ok && result.path && !active.ended) {
-        previous.routed.setDirect(result.path.socket, result.path.remote);
-        previous.routed.use('direct', 'a fresh direct path confirmed');
-      }
-      return;
-    }
-    const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
-    const attempts = this.#attempts.get(callId) ?? 1;
-    if (settled.kind === 'plain') {
-      this.emit('call', { ...this.#counted(active, await punched!), local: description, remote, attempts });
-      return;
-    }
-    this.emit('call', {
-      ...this.#routes.established(callId, active, settled, base, straight),
-      local: description,
-      remote,
-      attempts,
-    });
   }
 
   /** A direct call with no relay in play: counted through a `RoutedPath` all the same. */

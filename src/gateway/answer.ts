@@ -1,0 +1,155 @@
+/**
+ * The called side of a call (paper steps 13-16, 20-21): read the offer, agree on media, allocate the
+ * relay leg before predicting (its NAT session must not take the predicted port), answer with our
+ * prediction, wait for the go (SC2C) or the ACK (straight to the relay), punch, and settle the route.
+ * A re-INVITE on an established call is a background direct attempt: only the direct path changes.
+ */
+import { answerFor } from '../media/negotiate.ts';
+import type { MediaLine, TraversalMode } from '../protocol/sdp.ts';
+import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../protocol/sdp.ts';
+import { header, type SipRequest } from '../protocol/sip/message.ts';
+import { readCredential } from '../signaling/turn-credentials.ts';
+import type { ActiveCall } from './active-call.ts';
+import type { CallRelay } from './call-relay.ts';
+import type { CallRoutes, RoutesHost } from './call-routes.ts';
+import type { MediaSetup, RtcpPlan } from './media-setup.ts';
+import { settlePath, straightToRelay } from './path-policy.ts';
+import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
+
+export type Respond = (status: number, extra?: [string, string][], body?: string) => void;
+
+/** What answering needs from its gateway. */
+export interface AnswerHost {
+  readonly c: GatewayComponents;
+  readonly init: GatewayInit;
+  readonly routes: CallRoutes;
+  emit: RoutesHost['emit'];
+  punch: RoutesHost['punch'];
+  prepare(mode: TraversalMode, rtcp: RtcpPlan, media?: readonly MediaLine[]): Promise<MediaSetup>;
+  /** Makes `active` the call's current attempt. */
+  register(callId: string, active: ActiveCall): void;
+  /** INVITEs received for this call so far. */
+  attempts(callId: string): number;
+  /** A direct outcome with no relay in play, counted all the same. */
+  counted(active: ActiveCall, outcome: CallOutcome): CallOutcome;
+}
+
+export async function answerCall(
+  host: AnswerHost,
+  request: SipRequest,
+  callId: string,
+  respond: Respond,
+  previous?: ActiveCall,
+): Promise<void> {
+  const startedAtMs = host.c.clock.now();
+  const peer = /sips?:([^@]+)@/.exec(header(request, 'From') ?? '')?.[1] ?? 'unknown';
+  let remote: CallDescription;
+  try {
+    remote = decodeSdp(request.body);
+  } catch (error) {
+    respond(488);
+    host.emit('call', {
+      callId,
+      role: 'callee',
+      peer,
+      mode: 'sc2c',
+      ok: false,
+      reason: `bad SDP offer: ${(error as Error).message}`,
+      startedAtMs,
+      checksSent: 0,
+    });
+    return;
+  }
+  const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
+  const media = host.init.media ? answerFor(remote.media ?? DEFAULT_MEDIA, host.init.media) : remote.media;
+  if (media && 'reason' in media) {
+    // RFC 3261 §20.43: a Warning says why, so the caller can tell its user.
+    respond(488, [['Warning', `399 sc2c "${media.reason.replace(/"/g, "'")}"`]]);
+    host.emit('call', {
+      ...base,
+      ok: false,
+      reason: `media refused: ${media.reason}`,
+      remote,
+      checksSent: 0,
+    });
+    return;
+  }
+  let prepared: MediaSetup;
+  let relay: CallRelay | undefined;
+  const rtcp = remote.rtcpMux && host.init.rtcpMux !== false ? 'mux' : 'separate';
+  const relayReady =
+    previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
+      ? Promise.resolve(previous?.relay)
+      : host.routes.allocateRelay(readCredential(request));
+  try {
+    if (rtcp === 'separate' && !remote.rtcpEndpoint)
+      throw new Error('the offer has neither rtcp-mux nor an RTCP port');
+    // Allocate before predicting: the allocation's NAT session must not take the predicted port.
+    relay = await relayReady;
+    prepared = await host.prepare(remote.mode, rtcp, media);
+  } catch (error) {
+    if (!previous?.relay) void (await relayReady)?.close();
+    respond(500);
+    host.emit('call', {
+      ...base,
+      ok: false,
+      reason: `could not prepare media: ${(error as Error).message}`,
+      checksSent: 0,
+    });
+    return;
+  }
+  const description =
+    relay && remote.relayEndpoint
+      ? { ...prepared.description, relayEndpoint: relay.relayed }
+      : prepared.description;
+  const active: ActiveCall = {
+    socket: prepared.socket,
+    rtcpSocket: prepared.rtcpSocket,
+    ended: false,
+    // The callee can end the call too (a failed camera source): BYE goes to the caller.
+    dialog: { user: peer },
+    relay,
+    peerRelayed: remote.relayEndpoint,
+    routed: previous?.routed,
+    relayOnly: previous?.relayOnly,
+  };
+  host.register(callId, active);
+  if (relay && remote.relayEndpoint) {
+    // Before answering: the caller may send relayed media as soon as it has the answer.
+    await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
+      host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+    });
+  }
+  const goArrived = new Promise<void>((resolve) => {
+    active.go = resolve;
+  });
+  const ackArrived = new Promise<void>((resolve) => {
+    active.acked = resolve;
+  });
+  respond(200, [['Content-Type', 'application/sdp']], encodeSdp(description, Math.floor(host.c.clock.now())));
+  const straight = straightToRelay(description, remote);
+  if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) await goArrived;
+  else if (straight) await ackArrived; // the caller permitted us before its ACK
+  const punched = straight ? undefined : host.punch(callId, description, remote, base);
+  if (previous?.routed) {
+    // A background attempt on an established call: only the direct path may change.
+    const result = await punched;
+    if (result?.ok && result.path && !active.ended) {
+      previous.routed.setDirect(result.path.socket, result.path.remote);
+      previous.routed.use('direct', 'a fresh direct path confirmed');
+    }
+    return;
+  }
+  const settled = await settlePath(host.c, punched, host.routes.settleInit(active, description, remote));
+  const attempts = host.attempts(callId);
+  if (settled.kind === 'plain') {
+    host.emit('call', { ...host.counted(active, await punched!), local: description, remote, attempts });
+    return;
+  }
+  host.emit('call', {
+    ...host.routes.established(callId, active, settled, base, straight),
+    local: description,
+    remote,
+    attempts,
+  });
+}
