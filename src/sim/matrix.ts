@@ -51,6 +51,9 @@ export interface MatrixCellInit {
   readonly onFailure?: (trial: number, caller: CallOutcome, callee: CallOutcome | undefined) => void;
 }
 
+/** A cell as plain data: what a worker thread can be sent (no callbacks). */
+export type CellJob = Omit<MatrixCellInit, 'trace' | 'onFailure'>;
+
 export interface MatrixCell {
   readonly calling: string;
   readonly called: string;

@@ -13,10 +13,12 @@
  * budget (`budgetMs`, the gateway's default 1000 ms) spent the difference on the relay, as the path
  * policy does. Saved = 1 - relayed time / all call time (media at a constant bitrate).
  */
-import type { NatModel } from '../nat/population.ts';
+import { modelBehaviour, type NatModel } from '../nat/population.ts';
+import { loadProfiles } from '../nat/profiles.ts';
 import type { TraversalMode } from '../protocol/sdp.ts';
 import { createRng, hashString } from '../util/rng.ts';
 import { percentile } from '../util/stats.ts';
+import { poolSize, runCells } from './cell-pool.ts';
 
 /** Models that behave the same in the NAT model share a class. */
 export function natClass(model: NatModel): string {
@@ -156,49 +158,35 @@ export interface PopulationReport {
 
 /** Plans the draw, runs every job in worker threads and summarizes per mode. */
 export async function runPopulation(init: PopulationInit): Promise<PopulationReport> {
-  const { Worker } = await import('node:worker_threads');
   const started = performance.now();
   const { jobs } = planPopulation(init.models, init.pairs, init.modes, init.seed);
-  const results: JobResult[] = new Array(jobs.length);
-  const workers = Array.from(
-    { length: Math.max(1, Math.min(init.workers, jobs.length)) },
-    () => new Worker(new URL('./population-worker.js', import.meta.url)),
-  );
-  let next = 0;
-  let done = 0;
+  const catalog = loadProfiles();
   let trialsDone = 0;
-  try {
-    await Promise.all(
-      workers.map(
-        (worker) =>
-          new Promise<void>((resolve, reject) => {
-            const dispatch = (): void => {
-              if (next >= jobs.length) {
-                resolve();
-                return;
-              }
-              const index = next++;
-              worker.postMessage({ index, job: jobs[index], oneWayMs: init.oneWayMs });
-            };
-            worker.on('message', (message: { index: number; result?: JobResult; error?: string }) => {
-              if (message.error) {
-                reject(new Error(`population job ${message.index} failed: ${message.error}`));
-                return;
-              }
-              results[message.index] = message.result!;
-              done++;
-              trialsDone += message.result!.trials;
-              init.onProgress?.(done, jobs.length, trialsDone);
-              dispatch();
-            });
-            worker.on('error', reject);
-            dispatch();
-          }),
-      ),
-    );
-  } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
+  const cells = await runCells(
+    jobs.map((job) => ({
+      calling: { name: natClass(job.calling), behaviour: modelBehaviour(job.calling, catalog) },
+      called: { name: natClass(job.called), behaviour: modelBehaviour(job.called, catalog) },
+      mode: job.mode,
+      trials: job.trials,
+      oneWayMs: init.oneWayMs,
+      backgroundPerSecond: 0,
+      seed: job.seed,
+      keepSetups: true,
+    })),
+    {
+      workers: init.workers,
+      onCell: (done, total, cell) => {
+        trialsDone += cell.trials;
+        init.onProgress?.(done, total, trialsDone);
+      },
+    },
+  );
+  const results: JobResult[] = cells.map((cell) => ({
+    successes: cell.successes,
+    trials: cell.trials,
+    setupsMs: cell.setupsMs ?? [],
+    failures: cell.failures,
+  }));
   const model = { callS: init.callS, budgetMs: init.budgetMs };
   return {
     config: {
@@ -210,7 +198,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
       rttMs: 2 * (init.oneWayMs[0] + init.oneWayMs[1]),
       callS: init.callS,
       budgetMs: init.budgetMs,
-      workers: workers.length,
+      workers: poolSize(init.workers, jobs.length),
     },
     modes: init.modes.map((mode) =>
       summarizeMode(
