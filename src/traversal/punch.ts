@@ -2,8 +2,11 @@
  * The punch (paper §2.4, steps 20-21) as authenticated connectivity checks: STUN Binding requests
  * from the media socket to the peer's public endpoint, USERNAME `peer:local` and MESSAGE-INTEGRITY
  * under the peer's password (the per-call token), as ICE does (RFC 8445 §7.2). A valid response
- * proves both directions. Valid requests from the peer are answered. After that, a Binding
- * indication every `keepaliveMs` keeps the NAT mappings open.
+ * proves both directions. Valid requests from the peer are answered, from wherever they come; one
+ * from an endpoint we were not checking (a peer-reflexive candidate: the peer's NAT mapped it to a
+ * port nobody could predict) joins the candidates with a triggered check at once (RFC 8445
+ * §7.3.1.4), so a cone NAT with permissive filtering still connects to a random-port peer. After
+ * that, a Binding indication every `keepaliveMs` keeps the NAT mappings open.
  */
 import { randomBytes } from 'node:crypto';
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
@@ -70,13 +73,18 @@ export interface PunchCounters {
   checksAnswered: number;
   /** Packets that looked like checks but failed USERNAME or MESSAGE-INTEGRITY. */
   rejected: number;
+  /** Peers' checks from endpoints we were not checking, which then became candidates. */
+  peerReflexive: number;
 }
 
 export class Puncher {
-  readonly counters: PunchCounters = { checksSent: 0, checksAnswered: 0, rejected: 0 };
+  readonly counters: PunchCounters = { checksSent: 0, checksAnswered: 0, rejected: 0, peerReflexive: 0 };
   readonly #pending = new Set<string>();
   readonly #offMessage: () => void;
   #onSuccess?: (remote: Endpoint) => void;
+  /** The running punch's candidates; peer-reflexive ones are added as their checks arrive. */
+  #candidates?: Endpoint[];
+  #username?: Uint8Array;
   #keepalive?: Timer;
   #closed = false;
   readonly #localKey: Uint8Array;
@@ -102,14 +110,21 @@ export class Puncher {
       answered ??= remote;
     };
     const username = encodeText(`${this.init.remote.ufrag}:${this.init.local.ufrag}`);
-    while (!answered && !this.#closed && this.c.clock.now() < deadline) {
-      for (const candidate of candidates) this.#sendCheck(candidate, username);
-      await sleep(this.c.clock, intervalMs, signal);
+    const checked = [...candidates];
+    this.#candidates = checked;
+    this.#username = username;
+    try {
+      while (!answered && !this.#closed && this.c.clock.now() < deadline) {
+        for (const candidate of checked) this.#sendCheck(candidate, username);
+        await sleep(this.c.clock, intervalMs, signal);
+      }
+    } finally {
+      this.#onSuccess = undefined;
+      this.#candidates = undefined;
     }
-    this.#onSuccess = undefined;
     if (!answered) {
       throw new PunchError(
-        `no answer from ${candidates.map(formatEndpoint).join(', ')} after ${this.counters.checksSent} checks in ${Math.round(this.c.clock.now() - started)} ms`,
+        `no answer from ${checked.map(formatEndpoint).join(', ')} after ${this.counters.checksSent} checks in ${Math.round(this.c.clock.now() - started)} ms`,
         this.counters.checksSent,
       );
     }
@@ -188,6 +203,12 @@ export class Puncher {
         });
         this.counters.checksAnswered++;
         this.c.socket.send(addFingerprint(addMessageIntegrity(response, this.#localKey)), from);
+        const checked = this.#candidates;
+        if (checked && !checked.some((c) => c.address === from.address && c.port === from.port)) {
+          checked.push(from);
+          this.counters.peerReflexive++;
+          this.#sendCheck(from, this.#username!);
+        }
         return;
       }
       if (message.cls === StunClass.success) {

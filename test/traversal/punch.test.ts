@@ -25,6 +25,40 @@ describe('punch (authenticated connectivity checks)', () => {
     pb.close();
   });
 
+  it('checks a peer-reflexive endpoint at once when a valid check comes from one it did not know', async () => {
+    const w = world();
+    const a = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
+    const b = await w.server.bindUdp({ address: '198.18.0.11', port: 7001 });
+    const pa = new Puncher(
+      { socket: a, clock: w.clock },
+      { local: { ufrag: 'aaaa', pwd: pwd('a') }, remote: { ufrag: 'bbbb', pwd: pwd('b') } },
+    );
+    const pb = new Puncher(
+      { socket: b, clock: w.clock },
+      { local: { ufrag: 'bbbb', pwd: pwd('b') }, remote: { ufrag: 'aaaa', pwd: pwd('a') } },
+    );
+    // A was told a wrong port for B (as for a NAT that allocates at random); B knows A's.
+    const wrong = { address: '198.18.0.11', port: 7999 };
+    const [ra, rb] = await w.clock.run(Promise.all([pa.punch([wrong]), pb.punch([a.local])]));
+    expect(ra.remote).toEqual(b.local);
+    expect(rb.remote).toEqual(a.local);
+    expect(pa.counters.peerReflexive).toBe(1);
+    // A stranger with the wrong credentials adds nothing.
+    const stray = await w.server.bindUdp({ address: '198.18.0.11', port: 7002 });
+    const pc = new Puncher(
+      { socket: stray, clock: w.clock },
+      { local: { ufrag: 'cccc', pwd: pwd('c') }, remote: { ufrag: 'aaaa', pwd: pwd('x') } },
+    );
+    const late = pa.punch([wrong]).catch(() => undefined);
+    void pc.punch([a.local]).catch(() => undefined);
+    await w.clock.advance(4000);
+    await late;
+    expect(pa.counters.peerReflexive).toBe(1);
+    pa.close();
+    pb.close();
+    pc.close();
+  });
+
   it('drops garbage, truncated and oversized datagrams on the media port, counting the STUN-looking ones', async () => {
     const w = world();
     const media = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
