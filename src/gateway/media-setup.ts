@@ -65,7 +65,10 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let publicEndpoint: Endpoint;
     let rtcpEndpoint: Endpoint | undefined;
     let portSource: PortSource;
-    const plan = planPort(init.probe, 0);
+    // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
+    const plan = planPort(init.probe, 0, {
+      exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
+    });
     if (init.mode === 'stun' || plan.kind !== 'predict') {
       publicEndpoint = await observe(socket);
       if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);

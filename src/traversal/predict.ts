@@ -2,10 +2,11 @@
  * Port prediction (paper §2.2): the public port the NAT will give the next new session. Pure.
  *
  * The media socket sends nothing before the punch, so its first packet opens a new session on the
- * NAT; with sequential allocation that session gets last + delta, whatever the mapping type (the
- * paper predicts on every NAT, step 5). This keeps the comparison between SC2C and C2C down to
- * steps 17-19 alone. Where allocation is not sequential but the mapping is endpoint-independent, the
- * media socket's own STUN answer is the port every peer will see. Random allocation with a
+ * NAT; with sequential allocation that session gets last + delta, whatever the mapping type: the
+ * paper predicts on every NAT (step 5), and the C2C baseline does so here too. Where the mapping is
+ * endpoint-independent the media socket's own STUN answer is the port every peer will see, exactly:
+ * SC2C uses it (`exactWhenIndependent`), since a prediction can be overtaken by other hosts'
+ * sessions between STUN test and punch, and an observed mapping cannot. Random allocation with a
  * destination-dependent mapping cannot be predicted.
  */
 import type { Endpoint } from '../net/address.ts';
@@ -19,7 +20,9 @@ export type PortPlan =
 export function planPort(
   probe: Pick<NatProbe, 'mapping' | 'allocation' | 'delta'>,
   lastPort: number,
+  options: { readonly exactWhenIndependent?: boolean } = {},
 ): PortPlan {
+  if (options.exactWhenIndependent && probe.mapping === 'endpoint-independent') return { kind: 'observe' };
   if (probe.allocation === 'sequential' && probe.delta !== null) {
     const next = lastPort + probe.delta;
     return { kind: 'predict', port: next > 65535 ? next - 65535 + 1023 : next };
