@@ -9,6 +9,7 @@ import { simulateNatcheck } from '../sim/natcheck.ts';
 import type { NatcheckResult } from '../traversal/natcheck/observation.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { parseInteger } from './errors.ts';
+import { registerExtended } from './sim-extended.ts';
 import { registerPopulation } from './sim-population.ts';
 
 interface NatcheckOptions {
@@ -26,6 +27,7 @@ export function registerSim(program: Command): void {
     .description('run the gateway protocols on the deterministic virtual network');
   registerMatrix(sim);
   registerPopulation(sim);
+  registerExtended(sim);
   sim
     .command('natcheck')
     .description(
