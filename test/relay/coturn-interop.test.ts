@@ -38,8 +38,18 @@ afterAll(() => {
 /** A port block per test process, so parallel runs do not collide. */
 const base = 20_000 + (process.pid % 400) * 100;
 
-async function startCoturn(port: number, auth: string[]): Promise<void> {
-  children.push(await startCoturn_({ address: '127.0.0.1', port, dir, auth }));
+/** Each coturn relays from its own 30 ports of the block, clear of sc2c server's base+80..83. */
+async function startCoturn(port: number, relayFrom: number, auth: string[]): Promise<void> {
+  children.push(
+    await startCoturn_({
+      address: '127.0.0.1',
+      port,
+      minPort: relayFrom,
+      maxPort: relayFrom + 29,
+      dir,
+      auth,
+    }),
+  );
 }
 
 async function relayThrough(server: { address: string; port: number }, username: string, password: string) {
@@ -71,7 +81,7 @@ async function relayThrough(server: { address: string; port: number }, username:
 describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
   it('our client allocates on coturn with long-term credentials and relays both ways', async () => {
     const port = base + 1;
-    await startCoturn(port, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
+    await startCoturn(port, base + 10, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret');
     expect(result.relayed.address).toBe('127.0.0.1');
     expect(result.relayed.port).toBeGreaterThanOrEqual(port + 10);
@@ -85,8 +95,11 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
   }, 30_000);
 
   it('our per-call credentials work on coturn (use-auth-secret)', async () => {
-    const port = base + 2 + 70;
-    await startCoturn(port, ['--use-auth-secret', '--static-auth-secret=lab-only-turn-secret-change-me']);
+    const port = base + 2;
+    await startCoturn(port, base + 40, [
+      '--use-auth-secret',
+      '--static-auth-secret=lab-only-turn-secret-change-me',
+    ]);
     const credentials = issueCredentials('lab-only-turn-secret-change-me', 'alice', Date.now() / 1000, 600);
     const result = await relayThrough(
       { address: '127.0.0.1', port },
