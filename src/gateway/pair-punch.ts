@@ -6,7 +6,7 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
-import { candidateWindow, windowSize } from '../traversal/predict.ts';
+import { candidateWindow, checksPeerGuess, windowSize } from '../traversal/predict.ts';
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
 
@@ -36,7 +36,7 @@ export async function punchPair(
   local: CallDescription,
   remote: CallDescription,
   init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>,
-  own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'ips'>,
+  own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'filtering' | 'ips'>,
   window = 1,
 ): Promise<PairResult> {
   // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
@@ -62,7 +62,8 @@ export async function punchPair(
   // Where the peer's port may have moved on (background traffic), cover a few steps past it.
   const step = advertisedStep(remote.nat);
   const size = windowSize(own, step, remote.portSource, window);
-  const around = (endpoint: Endpoint) => candidateWindow(endpoint, step ?? 1, size);
+  const around = (endpoint: Endpoint) =>
+    checksPeerGuess(own, remote.portSource) ? candidateWindow(endpoint, step ?? 1, size) : [];
   const candidates =
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
       ? [remote.hostEndpoint, ...around(remote.publicEndpoint)]

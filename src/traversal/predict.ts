@@ -64,3 +64,14 @@ export function windowSize(
   if (own.mapping !== 'endpoint-independent' || own.ips !== false) return 1;
   return Math.max(1, Math.floor(configured));
 }
+
+/**
+ * Whether to check the peer's advertised public port at all. Not when that port is a guess (the
+ * peer's NAT allocates at random) and our own NAT lets the peer's checks in anyway (endpoint-
+ * independent filtering): the peer's first check then arrives from its real port and becomes a
+ * peer-reflexive candidate, while a check to the guess would only draw an ICMP error from the peer's
+ * NAT, which closes our mapping on an IPS NAT. Pure.
+ */
+export function checksPeerGuess(own: Pick<NatProbe, 'filtering'>, peerPortSource: string): boolean {
+  return !(peerPortSource === 'unpredictable' && own.filtering === 'endpoint-independent');
+}

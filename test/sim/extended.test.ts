@@ -109,7 +109,7 @@ describe('sim extended (the crossed matrix)', () => {
         '--allocations',
         '+1,random',
         '--sensitivities',
-        'none',
+        'none,ips',
         '--paths',
         '40,10/150',
         '--background',
@@ -124,7 +124,7 @@ describe('sim extended (the crossed matrix)', () => {
       { timeout: 120_000 },
     );
     const report = JSON.parse(stdout) as ExtendedReport;
-    expect(report.cells).toHaveLength(6 * 6 * 2 * 2 * 2);
+    expect(report.cells).toHaveLength(12 * 12 * 2 * 2 * 2);
     const ok = (calling: string, called: string, mode: string, path = '40', background = 0): number => {
       const c = report.cells.find(
         (x) =>
@@ -141,6 +141,8 @@ describe('sim extended (the crossed matrix)', () => {
     // A full cone answers the random-port peer's checks and checks it back (peer-reflexive).
     expect(ok('full-cone/random', 'symmetric/random', 'sc2c')).toBe(1);
     expect(ok('symmetric/random', 'full-cone/+1', 'stun')).toBe(1);
+    // Even an IPS full cone: it checks no guessed port (whose ICMP error would close its mapping).
+    expect(ok('full-cone/+1/ips', 'symmetric/random', 'sc2c')).toBe(1);
     // A port-restricted cone cannot be reached from a port nobody can predict; nor random from random.
     expect(ok('port-restricted-cone/+1', 'symmetric/random', 'sc2c')).toBe(0);
     expect(ok('symmetric/random', 'symmetric/random', 'sc2c')).toBe(0);

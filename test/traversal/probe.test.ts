@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { candidateWindow, windowSize } from '../../src/traversal/predict.ts';
+import { candidateWindow, checksPeerGuess, planPort, windowSize } from '../../src/traversal/predict.ts';
 import { advertisedStep, describeProbe, type NatProbe, probeNat } from '../../src/traversal/probe.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { sequentialStep } from '../../src/traversal/stun-tests.ts';
@@ -77,6 +77,25 @@ describe('candidate window', () => {
     expect(windowSize({ mapping: 'address-and-port-dependent', ips: null }, 2, 'predicted', 3)).toBe(1);
     expect(windowSize(cone, null, 'predicted', 3)).toBe(1);
     expect(windowSize(cone, 2, 'exact', 3)).toBe(1);
+  });
+
+  it('SC2C takes an endpoint-independent mapping as observed; C2C predicts it as the paper does', () => {
+    const seqCone = { mapping: 'endpoint-independent', allocation: 'sequential', delta: 1 } as const;
+    expect(planPort(seqCone, 5000, { exactWhenIndependent: true })).toEqual({ kind: 'observe' });
+    expect(planPort(seqCone, 5000)).toEqual({ kind: 'predict', port: 5001 });
+    const symmetric = { mapping: 'address-and-port-dependent', allocation: 'sequential', delta: 2 } as const;
+    expect(planPort(symmetric, 5000, { exactWhenIndependent: true })).toEqual({
+      kind: 'predict',
+      port: 5002,
+    });
+    expect(planPort({ ...symmetric, allocation: 'random', delta: null }, 5000).kind).toBe('unpredictable');
+  });
+
+  it("skips a random-port peer's guessed port only when our own filter lets the peer's checks in", () => {
+    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'unpredictable')).toBe(false);
+    expect(checksPeerGuess({ filtering: 'address-dependent' }, 'unpredictable')).toBe(true);
+    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'predicted')).toBe(true);
+    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'exact')).toBe(true);
   });
 
   it('reads the step a peer advertises, and only a sane one', () => {
