@@ -66,12 +66,14 @@ export function windowSize(
 }
 
 /**
- * Whether to check the peer's advertised public port at all. Not when that port is a guess (the
- * peer's NAT allocates at random) and our own NAT lets the peer's checks in anyway (endpoint-
- * independent filtering): the peer's first check then arrives from its real port and becomes a
- * peer-reflexive candidate, while a check to the guess would only draw an ICMP error from the peer's
- * NAT, which closes our mapping on an IPS NAT. Pure.
+ * Whether to check the peer's advertised public port at all. Not when that port is a guess
+ * (predicted, or unpredictable: the peer's NAT allocates at random) and our own NAT lets the peer's
+ * checks in anyway (endpoint-independent filtering): the peer's first check then arrives from its
+ * real port and becomes a peer-reflexive candidate, while a check to a wrong guess (the peer's
+ * counter moved on, or was never known) draws an ICMP error from the peer's NAT, which closes our
+ * mapping on an IPS NAT, and a check to a right one can knock a PKS peer's port early. Pure.
  */
 export function checksPeerGuess(own: Pick<NatProbe, 'filtering'>, peerPortSource: string): boolean {
-  return !(peerPortSource === 'unpredictable' && own.filtering === 'endpoint-independent');
+  const guess = peerPortSource === 'unpredictable' || peerPortSource === 'predicted';
+  return !(guess && own.filtering === 'endpoint-independent');
 }

@@ -91,11 +91,13 @@ describe('candidate window', () => {
     expect(planPort({ ...symmetric, allocation: 'random', delta: null }, 5000).kind).toBe('unpredictable');
   });
 
-  it("skips a random-port peer's guessed port only when our own filter lets the peer's checks in", () => {
+  it("skips a peer's guessed port only when our own filter lets the peer's checks in", () => {
     expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'unpredictable')).toBe(false);
+    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'predicted')).toBe(false);
     expect(checksPeerGuess({ filtering: 'address-dependent' }, 'unpredictable')).toBe(true);
-    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'predicted')).toBe(true);
+    expect(checksPeerGuess({ filtering: 'address-dependent' }, 'predicted')).toBe(true);
     expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'exact')).toBe(true);
+    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'stun')).toBe(true);
   });
 
   it('reads the step a peer advertises, and only a sane one', () => {
