@@ -27,6 +27,7 @@ import { startLab, stopLab } from '../src/lab/instances.ts';
 import { checkLabPrerequisites } from '../src/lab/netns.ts';
 import type { Scenario } from '../src/lab/scenario.ts';
 import { locateFfmpeg } from '../src/media/ffmpeg.ts';
+import { loadProfiles } from '../src/nat/profiles.ts';
 import { percentile } from '../src/util/stats.ts';
 import {
   formatTable4,
@@ -41,11 +42,8 @@ import {
 
 const CONFIG = fileURLToPath(new URL('../config/', import.meta.url));
 const ICE_AGENT = fileURLToPath(new URL('./ice-agent.ts', import.meta.url));
-const PROFILE: Record<Kind, string> = {
-  Others: 'symmetric-seq1',
-  IPS: 'symmetric-seq1+ips',
-  PKS: 'symmetric-seq1+pks',
-};
+/** The paper's Table 4 NATs as we model them; `--base` swaps the NAT type under PKS and IPS. */
+const PAPER_BASE = 'symmetric-seq1';
 
 const options = new Command('bench:table4')
   .option('--trials <n>', 'calls per cell and mode', parseInteger('--trials', 1, 10_000), 100)
@@ -54,6 +52,11 @@ const options = new Command('bench:table4')
   .option('--modes <list>', 'sc2c, c2c and/or ice', 'sc2c,c2c,ice')
   .option('--parallel <n>', 'cells run at once (each has its own NATs)', parseInteger('--parallel', 1, 9), 9)
   .option('--gap-ms <n>', 'pause between calls of a cell', parseInteger('--gap-ms', 0, 10_000), 200)
+  .option(
+    '--base <profile>',
+    `NAT profile of Others, and under +ips / +pks (the paper's cells: ${PAPER_BASE}; another base shows no paper figures)`,
+    PAPER_BASE,
+  )
   .option('--out <dir>', 'where table4.json/.txt/.svg/.png go', 'out/table4')
   .option('--json', 'print table4.json to stdout')
   .parse()
@@ -64,6 +67,7 @@ const options = new Command('bench:table4')
     modes: string;
     parallel: number;
     gapMs: number;
+    base: string;
     out: string;
     json?: boolean;
   }>();
@@ -77,6 +81,13 @@ const oneWayMs: [number, number] = options.asymmetric
   : [options.rttMs / 4, options.rttMs / 4];
 if (oneWayMs.length !== 2 || oneWayMs.some((v) => !(v >= 0 && v <= 5000)))
   throw new Error(`--asymmetric takes two one-way delays in ms, e.g. 10,150; got '${options.asymmetric}'`);
+
+const PROFILE: Record<Kind, string> = {
+  Others: options.base,
+  IPS: `${options.base}+ips`,
+  PKS: `${options.base}+pks`,
+};
+for (const profile of Object.values(PROFILE)) loadProfiles().resolve(profile);
 
 const cellsPlan = KINDS.flatMap((calling) => KINDS.map((called) => ({ calling, called })));
 const say = (line: string): void => {
@@ -137,7 +148,7 @@ function tally(
     mode,
     successes: results.filter((r) => r.ok).length,
     trials: results.length,
-    paperRate: mode === 'ice' ? null : PAPER_TABLE4[calling][called][mode],
+    paperRate: mode === 'ice' || options.base !== PAPER_BASE ? null : PAPER_TABLE4[calling][called][mode],
     firstAttemptSuccesses: results.filter((r) => r.ok && (r.attempts ?? 1) === 1).length,
     setupMsP50: setups.length ? percentile(setups, 50) : null,
     setupMsP95: setups.length ? percentile(setups, 95) : null,
