@@ -174,3 +174,18 @@ export function parseEndpoint(text: string, what: string, defaultPort?: number):
   }
   return { address, port: portNumber };
 }
+
+/**
+ * A relay as `IPv4[:port]` or a TURN URI (RFC 7065): `turn:198.18.0.10:3478?transport=udp`. The
+ * relay leg is UDP, so `turns:` and other transports are refused with the reason.
+ */
+export function parseRelayUrl(text: string, what: string): Endpoint {
+  const uri = /^(turns?):([^?]+)(?:\?(.*))?$/i.exec(text.trim());
+  if (!uri) return parseEndpoint(text, what, 3478);
+  if (uri[1]!.toLowerCase() === 'turns')
+    throw new UsageError(`${what}: '${text}' asks for TURN over TLS; the relay leg is UDP (use turn:)`);
+  const transport = new URLSearchParams(uri[3] ?? '').get('transport');
+  if (transport !== null && transport.toLowerCase() !== 'udp')
+    throw new UsageError(`${what}: '${text}' asks for transport=${transport}; the relay leg is UDP`);
+  return parseEndpoint(uri[2]!, what, 3478);
+}

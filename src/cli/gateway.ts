@@ -8,7 +8,7 @@ import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting, serveGatewayMetrics } from './accounting.ts';
-import { loadGatewayConfig, parseEndpoint } from './configs.ts';
+import { loadGatewayConfig, parseEndpoint, parseRelayUrl } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import {
   ffmpegComponents,
@@ -66,7 +66,7 @@ function relayConfig(
     typeof options.relay === 'string' ? options.relay : relay?.enabled ? relay.server : undefined;
   if (!server) return undefined;
   return {
-    server: parseEndpoint(server, '--relay', 3478),
+    server: parseRelayUrl(server, '--relay'),
     username: relay?.username ?? options.user,
     password: relay?.password ?? password,
     // An account of its own on the relay (relay.username) is meant to be used as it is.
@@ -149,7 +149,10 @@ function withCommon(command: Command): Command {
     .requiredOption('--user <name>', 'SIP user to register as')
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
     .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
-    .option('--relay <ip[:port]>', 'TURN relay for calls no direct path serves (default from the config)')
+    .option(
+      '--relay <ip[:port] | turn:ip[:port]>',
+      'TURN relay for calls no direct path serves, also as an RFC 7065 URI (default from the config)',
+    )
     .option('--no-relay', 'direct paths only: no TURN allocation')
     .option('--json', 'print machine-readable JSON');
 }

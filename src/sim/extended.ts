@@ -186,10 +186,10 @@ export function summarizeExtended(
     };
   });
   const groups: ExtendedGroup[] = [];
-  for (const [dimension, valueOf] of Object.entries(DIMENSIONS)) {
+  for (const [dimension, valueIn] of Object.entries(DIMENSIONS)) {
     const pooled = new Map<string, { successes: number; trials: number; setups: number[] }>();
     keys.forEach((k, i) => {
-      const id = `${valueOf(k)}\u0000${k.mode}`;
+      const id = `${valueIn(k)}\u0000${k.mode}`;
       const group = pooled.get(id) ?? { successes: 0, trials: 0, setups: [] };
       group.successes += results[i]!.successes;
       group.trials += results[i]!.trials;

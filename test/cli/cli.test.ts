@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { parseRelayUrl } from '../../src/cli/configs.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
@@ -74,5 +75,20 @@ describe('sc2c CLI', () => {
     const loss = await sc2c('demo', '--loss-percent', '80');
     expect(loss.code).toBe(2);
     expect(loss.stderr).toMatch(/--loss-percent must be a number from 0 to 50, got '80'/);
+  });
+});
+
+describe('relay addresses', () => {
+  it('takes IPv4[:port] or an RFC 7065 TURN URI, and refuses TLS or TCP transports with the reason', () => {
+    expect(parseRelayUrl('198.18.0.10', '--relay')).toEqual({ address: '198.18.0.10', port: 3478 });
+    expect(parseRelayUrl('198.18.0.10:3480', '--relay')).toEqual({ address: '198.18.0.10', port: 3480 });
+    expect(parseRelayUrl('turn:198.18.0.10', '--relay')).toEqual({ address: '198.18.0.10', port: 3478 });
+    expect(parseRelayUrl('turn:198.18.0.10:3480?transport=udp', '--relay')).toEqual({
+      address: '198.18.0.10',
+      port: 3480,
+    });
+    expect(() => parseRelayUrl('turns:198.18.0.10:5349', '--relay')).toThrow(/TLS; the relay leg is UDP/);
+    expect(() => parseRelayUrl('turn:198.18.0.10?transport=tcp', '--relay')).toThrow(/transport=tcp/);
+    expect(() => parseRelayUrl('turn:relay.example', '--relay')).toThrow(/IPv4\[:port\]/);
   });
 });
