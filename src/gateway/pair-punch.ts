@@ -63,7 +63,9 @@ export async function punchPair(
   const step = advertisedStep(remote.nat);
   const size = windowSize(own, step, remote.portSource, window);
   const around = (endpoint: Endpoint) =>
-    checksPeerGuess(own, remote.portSource) ? candidateWindow(endpoint, step ?? 1, size) : [];
+    checksPeerGuess(own, local.portSource, remote.portSource)
+      ? candidateWindow(endpoint, step ?? 1, size)
+      : [];
   const candidates =
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
       ? [remote.hostEndpoint, ...around(remote.publicEndpoint)]

@@ -67,13 +67,24 @@ export function windowSize(
 
 /**
  * Whether to check the peer's advertised public port at all. Not when that port is a guess
- * (predicted, or unpredictable: the peer's NAT allocates at random) and our own NAT lets the peer's
- * checks in anyway (endpoint-independent filtering): the peer's first check then arrives from its
- * real port and becomes a peer-reflexive candidate, while a check to a wrong guess (the peer's
- * counter moved on, or was never known) draws an ICMP error from the peer's NAT, which closes our
- * mapping on an IPS NAT, and a check to a right one can knock a PKS peer's port early. Pure.
+ * (predicted, or unpredictable: the peer's NAT allocates at random), our own NAT lets the peer's
+ * checks in anyway (endpoint-independent filtering) and our own advertised port is the one our NAT
+ * really uses (observed behind an endpoint-independent mapping), so the peer's checks are sure to
+ * arrive: the first one comes from the peer's real port and becomes a peer-reflexive candidate,
+ * while a check to a wrong guess (the peer's counter moved on, or was never known) draws an ICMP
+ * error from the peer's NAT, which closes our mapping on an IPS NAT, and a check to a right one can
+ * knock a PKS peer's port early. When our own port is a guess too (C2C predicts on every NAT), both
+ * sides must check, or neither would. Pure.
  */
-export function checksPeerGuess(own: Pick<NatProbe, 'filtering'>, peerPortSource: string): boolean {
+export function checksPeerGuess(
+  own: Pick<NatProbe, 'mapping' | 'filtering'>,
+  ownPortSource: string,
+  peerPortSource: string,
+): boolean {
   const guess = peerPortSource === 'unpredictable' || peerPortSource === 'predicted';
-  return !(guess && own.filtering === 'endpoint-independent');
+  const reachable =
+    own.filtering === 'endpoint-independent' &&
+    own.mapping === 'endpoint-independent' &&
+    (ownPortSource === 'exact' || ownPortSource === 'stun');
+  return !(guess && reachable);
 }

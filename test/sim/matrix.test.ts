@@ -51,6 +51,29 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     }
   }, 120_000);
 
+  it('every mode connects two sequential full cones (each side checks when its own port is a guess too)', async () => {
+    const behaviour = {
+      ...catalog.resolve('full-cone'),
+      allocation: { type: 'sequential', delta: 1 },
+    } as const;
+    for (const mode of ['sc2c', 'c2c', 'stun'] as const) {
+      const result = await runMatrixCell({
+        calling: { name: 'full-cone/+1', behaviour },
+        called: { name: 'full-cone/+1', behaviour },
+        mode,
+        trials: 2,
+        oneWayMs: [10, 10],
+        backgroundPerSecond: 0,
+        seed: cellSeed(1, 'full-cone/+1', 'full-cone/+1', mode),
+      });
+      expect({ mode, successes: result.successes, failures: result.failures }).toEqual({
+        mode,
+        successes: 2,
+        failures: {},
+      });
+    }
+  });
+
   it('classic STUN hole punching works between cones only', async () => {
     expect((await cell('port-restricted-cone', 'port-restricted-cone', 'stun', 2)).successes).toBe(2);
     expect((await cell('port-restricted-cone', 'symmetric-seq1', 'stun', 2)).successes).toBe(0);

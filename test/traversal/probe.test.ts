@@ -91,13 +91,22 @@ describe('candidate window', () => {
     expect(planPort({ ...symmetric, allocation: 'random', delta: null }, 5000).kind).toBe('unpredictable');
   });
 
-  it("skips a peer's guessed port only when our own filter lets the peer's checks in", () => {
-    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'unpredictable')).toBe(false);
-    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'predicted')).toBe(false);
-    expect(checksPeerGuess({ filtering: 'address-dependent' }, 'unpredictable')).toBe(true);
-    expect(checksPeerGuess({ filtering: 'address-dependent' }, 'predicted')).toBe(true);
-    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'exact')).toBe(true);
-    expect(checksPeerGuess({ filtering: 'endpoint-independent' }, 'stun')).toBe(true);
+  it("skips a peer's guessed port only when the peer's checks are sure to get in", () => {
+    const fullCone = { mapping: 'endpoint-independent', filtering: 'endpoint-independent' } as const;
+    expect(checksPeerGuess(fullCone, 'exact', 'unpredictable')).toBe(false);
+    expect(checksPeerGuess(fullCone, 'exact', 'predicted')).toBe(false);
+    expect(checksPeerGuess(fullCone, 'exact', 'exact')).toBe(true);
+    expect(checksPeerGuess(fullCone, 'stun', 'stun')).toBe(true);
+    // Our own port is a guess too (C2C): if neither side checked, nobody would.
+    expect(checksPeerGuess(fullCone, 'predicted', 'predicted')).toBe(true);
+    const restricted = { ...fullCone, filtering: 'address-dependent' } as const;
+    expect(checksPeerGuess(restricted, 'exact', 'unpredictable')).toBe(true);
+    expect(checksPeerGuess(restricted, 'exact', 'predicted')).toBe(true);
+    const symmetricOpen = {
+      mapping: 'address-and-port-dependent',
+      filtering: 'endpoint-independent',
+    } as const;
+    expect(checksPeerGuess(symmetricOpen, 'predicted', 'predicted')).toBe(true);
   });
 
   it('reads the step a peer advertises, and only a sane one', () => {
