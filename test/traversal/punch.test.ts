@@ -5,19 +5,25 @@ import { world } from '../net/world.ts';
 
 const pwd = (c: string): string => c.repeat(24);
 
+/** Two public hosts, each with a Puncher that knows the other's credentials. */
+async function twoPublicPunchers() {
+  const w = world();
+  const a = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
+  const b = await w.server.bindUdp({ address: '198.18.0.11', port: 7001 });
+  const pa = new Puncher(
+    { socket: a, clock: w.clock },
+    { local: { ufrag: 'aaaa', pwd: pwd('a') }, remote: { ufrag: 'bbbb', pwd: pwd('b') } },
+  );
+  const pb = new Puncher(
+    { socket: b, clock: w.clock },
+    { local: { ufrag: 'bbbb', pwd: pwd('b') }, remote: { ufrag: 'aaaa', pwd: pwd('a') } },
+  );
+  return { w, a, b, pa, pb };
+}
+
 describe('punch (authenticated connectivity checks)', () => {
   it('confirms a pair between two public hosts and answers only checks with the right credentials', async () => {
-    const w = world();
-    const a = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
-    const b = await w.server.bindUdp({ address: '198.18.0.11', port: 7001 });
-    const pa = new Puncher(
-      { socket: a, clock: w.clock },
-      { local: { ufrag: 'aaaa', pwd: pwd('a') }, remote: { ufrag: 'bbbb', pwd: pwd('b') } },
-    );
-    const pb = new Puncher(
-      { socket: b, clock: w.clock },
-      { local: { ufrag: 'bbbb', pwd: pwd('b') }, remote: { ufrag: 'aaaa', pwd: pwd('a') } },
-    );
+    const { w, b, pa, pb } = await twoPublicPunchers();
     const result = await w.clock.run(pa.punch([b.local]));
     expect(result.remote).toEqual(b.local);
     expect(pb.counters.checksAnswered).toBeGreaterThanOrEqual(1);
@@ -26,17 +32,7 @@ describe('punch (authenticated connectivity checks)', () => {
   });
 
   it('checks a peer-reflexive endpoint at once when a valid check comes from one it did not know', async () => {
-    const w = world();
-    const a = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
-    const b = await w.server.bindUdp({ address: '198.18.0.11', port: 7001 });
-    const pa = new Puncher(
-      { socket: a, clock: w.clock },
-      { local: { ufrag: 'aaaa', pwd: pwd('a') }, remote: { ufrag: 'bbbb', pwd: pwd('b') } },
-    );
-    const pb = new Puncher(
-      { socket: b, clock: w.clock },
-      { local: { ufrag: 'bbbb', pwd: pwd('b') }, remote: { ufrag: 'aaaa', pwd: pwd('a') } },
-    );
+    const { w, a, b, pa, pb } = await twoPublicPunchers();
     // A was told a wrong port for B (as for a NAT that allocates at random); B knows A's.
     const wrong = { address: '198.18.0.11', port: 7999 };
     const [ra, rb] = await w.clock.run(Promise.all([pa.punch([wrong]), pb.punch([a.local])]));
