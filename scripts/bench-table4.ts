@@ -402,7 +402,8 @@ async function main(): Promise<void> {
       parallel: options.parallel,
       gapMs: options.gapMs,
       ice: 'werift-ice 0.2.3, STUN 198.18.0.10:3478, host + server-reflexive candidates, 3000 ms to connect',
-      command: `npm run bench:table4 -- --trials ${options.trials}${options.asymmetric ? ` --asymmetric ${options.asymmetric}` : ''}`,
+      // What reproduces this run: every option as given.
+      command: ['npm run bench:table4 --', ...process.argv.slice(2)].join(' '),
     },
     elapsedS,
     cells,

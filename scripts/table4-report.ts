@@ -54,10 +54,11 @@ export function formatTable4(cells: readonly Table4Cell[], modes: readonly Mode[
   const all = [header1, header2, ...rows];
   const widths = header1.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
+  const withPaper = cells.some((c) => c.paperRate !== null);
   return [
     ...all.map(line),
     '',
-    'ours (paper) per cell; ICE: werift-ice with our STUN server (the paper ran no ICE)',
+    `${withPaper ? 'ours (paper)' : 'ours'} per cell; ICE: werift-ice with our STUN server (the paper ran no ICE)`,
     '',
   ].join('\n');
 }

@@ -34,6 +34,13 @@ describe('bench:table4 report', () => {
     expect(rows.find((r) => r.startsWith('PKS'))).toMatch(/^PKS\s+\| 100% \(97%\) \| 7% \(1%\)\s+\| 0%/);
   });
 
+  it('names no paper figures on another base NAT, where it has none', () => {
+    const cone = cells.map((c) => ({ ...c, paperRate: null }));
+    const text = formatTable4(cone, ['sc2c', 'c2c', 'ice']);
+    expect(text).toContain('\nours per cell;');
+    expect(text.split('\n').find((r) => r.startsWith('PKS'))).toMatch(/^PKS\s+\| 100%\s+\| 7%\s+\| 0%/);
+  });
+
   it('draws one heatmap panel per mode with every cell', () => {
     const svg = table4Svg(cells, ['sc2c', 'c2c', 'ice'], 'title');
     expect(svg.match(/<rect x=/g)).toHaveLength(27);
