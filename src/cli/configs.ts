@@ -27,10 +27,12 @@ const serverSchema = z
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
     stun: z.object({ primary: endpoint, alternate: endpoint }).strict(),
-    /** The embedded TURN server, on the STUN primary port (RFC 8656 over UDP). Omit to run none. */
+    /** The embedded TURN server, on the STUN primary port (RFC 8656 over UDP and TCP). Omit to run none. */
     turn: z
       .object({
         realm: z.string().min(1).optional(),
+        /** Also take TURN clients over TCP on the same port number (RFC 8656 §3.1). */
+        tcp: z.boolean().default(true),
         relayAddress: ipv4.optional(),
         /** Shared secret for short-lived per-call credentials (TURN REST API form). */
         secret: z.string().min(16, 'the TURN secret needs at least 16 characters').optional(),
@@ -176,16 +178,19 @@ export function parseEndpoint(text: string, what: string, defaultPort?: number):
 }
 
 /**
- * A relay as `IPv4[:port]` or a TURN URI (RFC 7065): `turn:198.18.0.10:3478?transport=udp`. The
- * relay leg is UDP, so `turns:` and other transports are refused with the reason.
+ * A relay as `IPv4[:port]` or a TURN URI (RFC 7065): `turn:198.18.0.10:3478?transport=udp`, or
+ * `?transport=tcp` to reach the server over TCP where UDP is blocked (the relayed leg stays UDP).
+ * `turns:` (TLS) is refused with the reason.
  */
-export function parseRelayUrl(text: string, what: string): Endpoint {
+export function parseRelayUrl(text: string, what: string): { server: Endpoint; transport: 'udp' | 'tcp' } {
   const uri = /^(turns?):([^?]+)(?:\?(.*))?$/i.exec(text.trim());
-  if (!uri) return parseEndpoint(text, what, 3478);
+  if (!uri) return { server: parseEndpoint(text, what, 3478), transport: 'udp' };
   if (uri[1]!.toLowerCase() === 'turns')
-    throw new UsageError(`${what}: '${text}' asks for TURN over TLS; the relay leg is UDP (use turn:)`);
-  const transport = new URLSearchParams(uri[3] ?? '').get('transport');
-  if (transport !== null && transport.toLowerCase() !== 'udp')
-    throw new UsageError(`${what}: '${text}' asks for transport=${transport}; the relay leg is UDP`);
-  return parseEndpoint(uri[2]!, what, 3478);
+    throw new UsageError(
+      `${what}: '${text}' asks for TURN over TLS, which is not built; use turn: with transport=udp or tcp`,
+    );
+  const transport = (new URLSearchParams(uri[3] ?? '').get('transport') ?? 'udp').toLowerCase();
+  if (transport !== 'udp' && transport !== 'tcp')
+    throw new UsageError(`${what}: '${text}' asks for transport=${transport}; TURN runs over udp or tcp`);
+  return { server: parseEndpoint(uri[2]!, what, 3478), transport };
 }

@@ -66,7 +66,7 @@ function relayConfig(
     typeof options.relay === 'string' ? options.relay : relay?.enabled ? relay.server : undefined;
   if (!server) return undefined;
   return {
-    server: parseRelayUrl(server, '--relay'),
+    ...parseRelayUrl(server, '--relay'),
     username: relay?.username ?? options.user,
     password: relay?.password ?? password,
     // An account of its own on the relay (relay.username) is meant to be used as it is.
@@ -110,6 +110,11 @@ function summarize(outcome: CallOutcome) {
   };
 }
 
+/** The TURN server a call's relay leg used, and how it was reached: `{address, port, transport}`. */
+function relayServer(relay: GatewayInit['relay']) {
+  return relay ? { ...relay.server, transport: relay.transport ?? 'udp' } : null;
+}
+
 /** Bytes and packets per route of a call, both directions, for the JSON result and the report. */
 export function routeBytes(outcome: CallOutcome) {
   const c = outcome.routed?.counters;
@@ -150,8 +155,8 @@ function withCommon(command: Command): Command {
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
     .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
     .option(
-      '--relay <ip[:port] | turn:ip[:port]>',
-      'TURN relay for calls no direct path serves, also as an RFC 7065 URI (default from the config)',
+      '--relay <ip[:port] | turn:ip[:port][?transport=udp|tcp]>',
+      'TURN relay for calls no direct path serves, also as an RFC 7065 URI; transport=tcp reaches it over TCP where UDP is blocked (default from the config)',
     )
     .option('--no-relay', 'direct paths only: no TURN allocation')
     .option('--json', 'print machine-readable JSON');
@@ -331,6 +336,7 @@ export function registerGateway(program: Command): void {
             media: held.media,
             bytes,
             routes,
+            relayServer: relayServer(gateway.init.relay),
           };
           results.push(result);
           if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -91,6 +91,12 @@ function metrics(
       () => t.rateLimited,
     );
     counter('sc2c_turn_unpermitted_total', 'Relay data without a permission, dropped.', () => t.unpermitted);
+    counter('sc2c_turn_tcp_connections_total', 'TURN-over-TCP connections accepted.', () => t.tcpConnections);
+    counter(
+      'sc2c_turn_tcp_refused_total',
+      'TURN-over-TCP connections refused at capacity.',
+      () => t.tcpRefused,
+    );
     counter('sc2c_turn_relayed_to_peers_bytes_total', 'Bytes relayed client -> peer.', () => t.bytesToPeers);
     counter(
       'sc2c_turn_relayed_to_clients_bytes_total',
@@ -200,6 +206,15 @@ export function registerServer(program: Command): void {
         );
         const relay = turn;
         stun.delegate = (data, from) => relay.handle(data, from);
+        if (t.tcp) {
+          try {
+            await relay.listenTcp();
+          } catch (error) {
+            throw new UsageError(
+              `cannot listen for TURN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${(error as Error).message}); set turn.tcp: false in ${options.config} to run without it`,
+            );
+          }
+        }
       }
       const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
       const server = await SignalingServer.start(
@@ -242,7 +257,7 @@ export function registerServer(program: Command): void {
           .map((e) => `${e.address}:${e.port}`)
           .join(
             ' ',
-          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

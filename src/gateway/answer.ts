@@ -116,9 +116,11 @@ export async function answerCall(
   host.register(callId, active);
   if (relay && remote.relayEndpoint) {
     // Before answering: the caller may send relayed media as soon as it has the answer.
-    await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
-      host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
-    });
+    await relay
+      .permit([remote.publicEndpoint.address, remote.relayEndpoint.address])
+      .catch((error: Error) => {
+        host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+      });
   }
   const goArrived = new Promise<void>((resolve) => {
     active.go = resolve;

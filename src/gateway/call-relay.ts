@@ -13,6 +13,11 @@ import { TurnClient } from '../relay/turn-client.ts';
 export interface RelayConfig {
   /** The TURN server (the embedded one in `sc2c server`, or coturn). */
   readonly server: Endpoint;
+  /**
+   * How to reach it: 'udp' (default), or 'tcp' where UDP to the server is blocked (RFC 8656 §3.1).
+   * Over TCP our relayed media goes out through our own allocation too, so it crosses the relay twice.
+   */
+  readonly transport?: 'udp' | 'tcp';
   /** Long-term credentials: used when the signaling server issued none (or with `static`). */
   readonly username: string;
   readonly password: string;
@@ -57,14 +62,15 @@ export function pickCredential(
 }
 
 export class CallRelay {
-  #peerAddress?: string;
+  #peerAddresses: string[] = [];
 
   private constructor(
     private readonly c: { readonly network: Network; readonly clock: Clock },
     private readonly config: RelayConfig,
     private readonly credential: () => TurnCredential,
     public client: TurnClient,
-    public socket: UdpSocket,
+    /** The TURN client's own UDP socket; none over TCP. */
+    public socket: UdpSocket | undefined,
   ) {}
 
   /**
@@ -84,16 +90,21 @@ export class CallRelay {
     c: { network: Network; clock: Clock },
     config: RelayConfig,
     credential: TurnCredential,
-  ): Promise<{ client: TurnClient; socket: UdpSocket }> {
+  ): Promise<{ client: TurnClient; socket: UdpSocket | undefined }> {
+    const init = {
+      server: config.server,
+      username: credential.username,
+      password: credential.password,
+      rtoMs: 200,
+      attempts: 4,
+    };
+    if (config.transport === 'tcp') {
+      const client = await TurnClient.allocateOverTcp({ clock: c.clock, network: c.network }, init);
+      return { client, socket: undefined };
+    }
     const socket = await c.network.bindUdp();
     try {
-      const client = await TurnClient.allocate({ clock: c.clock }, socket, {
-        server: config.server,
-        username: credential.username,
-        password: credential.password,
-        rtoMs: 200,
-        attempts: 4,
-      });
+      const client = await TurnClient.allocate({ clock: c.clock }, socket, init);
       return { client, socket };
     } catch (error) {
       socket.close();
@@ -105,15 +116,32 @@ export class CallRelay {
     return this.client.relayed;
   }
 
-  /** Lets the peer's public address send to our relayed address. */
-  async permit(peerAddress: string): Promise<void> {
-    this.#peerAddress = peerAddress;
-    await this.client.createPermission([peerAddress]);
+  /**
+   * Lets the peer send to our relayed address, and (over TCP) us send to it: from its public
+   * address (a peer on UDP sends from its own socket) and from its relayed address (a peer on TCP
+   * sends through its allocation).
+   */
+  async permit(peerAddresses: readonly string[]): Promise<void> {
+    this.#peerAddresses = [...new Set(peerAddresses)];
+    await this.client.createPermission(this.#peerAddresses);
   }
 
-  /** The leg a `RoutedPath` sends and receives relayed media on. */
+  /**
+   * The leg a `RoutedPath` sends and receives relayed media on. Over UDP media goes from our TURN
+   * socket straight to the peer's relayed address; over TCP it goes through our allocation, on a
+   * channel once one is bound (Send indications until then).
+   */
   leg(peerRelayed: Endpoint): RelayLeg {
-    return { inbound: this.client, socket: this.socket, peerRelayed };
+    if (this.socket) return { inbound: this.client, socket: this.socket, peerRelayed };
+    const client = this.client;
+    void client.bindChannel(peerRelayed).catch(() => {
+      // Send indications carry the media meanwhile; a dead allocation is found by ensureAlive.
+    });
+    return {
+      inbound: client,
+      socket: { local: client.relayed, send: (data, to) => client.send(data, to) },
+      peerRelayed,
+    };
   }
 
   /**
@@ -133,13 +161,13 @@ export class CallRelay {
     const fresh = await CallRelay.#open(this.c, this.config, this.credential());
     this.client = fresh.client;
     this.socket = fresh.socket;
-    void old.client.close().finally(() => old.socket.close());
-    if (this.#peerAddress) await this.client.createPermission([this.#peerAddress]);
+    void old.client.close().finally(() => old.socket?.close());
+    if (this.#peerAddresses.length > 0) await this.client.createPermission(this.#peerAddresses);
     return true;
   }
 
   async close(): Promise<void> {
     await this.client.close();
-    this.socket.close();
+    this.socket?.close();
   }
 }

@@ -296,9 +296,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     if (relay && remote.relayEndpoint) {
       active.peerRelayed = remote.relayEndpoint;
       // Before the ACK: the callee may start relayed media as soon as it has it.
-      await relay.permit(remote.publicEndpoint.address).catch((error: Error) => {
-        this.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
-      });
+      await relay
+        .permit([remote.publicEndpoint.address, remote.relayEndpoint.address])
+        .catch((error: Error) => {
+          this.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+        });
     }
     await this.signaling.request('ACK', this.signaling.uri(user), [], { callId, toTag: tag });
     return { active, description, remote, toTag: tag };

@@ -5,6 +5,7 @@
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import type { UdpSocket } from '../net/types.ts';
 import { TURN_LIFETIMES } from '../protocol/stun/turn.ts';
+import type { TurnClientAddress } from './turn-types.ts';
 
 export interface AllocationCounters {
   /** Client -> peer, through the relay. */
@@ -27,7 +28,7 @@ export class Allocation {
   };
 
   constructor(
-    readonly client: Endpoint,
+    readonly client: TurnClientAddress,
     readonly username: string,
     /** The long-term key every later request of this allocation must be signed with. */
     readonly key: Uint8Array,

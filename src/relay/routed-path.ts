@@ -4,7 +4,8 @@
  *
  * Relay route: we send from our relay socket straight to the peer's relayed address (the peer's
  * allocation permits our public IP), and receive what peers send to our relayed address through
- * our TURN client. Each direction crosses the relay once.
+ * our TURN client. Each direction crosses the relay once; twice when we reach the server over TCP,
+ * since then our media leaves through our own allocation.
  *
  * The path follows the peer: media arriving over the other route means the peer moved (it saw the
  * direct path die, or a new direct path confirmed), so we move too. A watchdog moves to the relay
@@ -34,8 +35,8 @@ export interface RelayInbound {
 export interface RelayLeg {
   /** Receives what the peer sends to our relayed address. */
   readonly inbound: RelayInbound;
-  /** The socket we send relayed media from (the TURN client's socket). */
-  readonly socket: UdpSocket;
+  /** What we send relayed media with: the TURN client's UDP socket, or its allocation over TCP. */
+  readonly socket: Pick<UdpSocket, 'local' | 'send'>;
   /** The peer's relayed address. */
   readonly peerRelayed: Endpoint;
 }

@@ -1,13 +1,14 @@
 /**
- * TURN client (RFC 8656, UDP) on one of the gateway's sockets: allocates a relayed address, keeps
- * it, its permissions and its channels alive, and carries data both ways. It talks to any RFC 8656
- * server: the embedded one in `sc2c server`, and coturn. Everything else arriving on the socket
- * (direct media, punch checks) is left to the socket's other listeners.
+ * TURN client (RFC 8656) over UDP on one of the gateway's sockets, or over a TCP connection of its
+ * own (§3.1, for networks that block UDP): allocates a relayed address, keeps it, its permissions
+ * and its channels alive, and carries data both ways. It talks to any RFC 8656 server: the embedded
+ * one in `sc2c server`, and coturn. Over UDP, everything else arriving on the socket (direct media,
+ * punch checks) is left to the socket's other listeners.
  */
 import { randomBytes } from 'node:crypto';
 import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
 import { type Clock, every, sleep, type Timer } from '../net/clock.ts';
-import type { UdpSocket } from '../net/types.ts';
+import type { Network, StreamConnection, UdpSocket } from '../net/types.ts';
 import {
   decodeErrorCode,
   decodeXorAddress,
@@ -36,9 +37,11 @@ import {
   isChannelData,
   longTermKey,
   PROTOCOL_UDP,
+  padForStream,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
+  TurnStreamDeframer,
 } from '../protocol/stun/turn.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 
@@ -52,6 +55,63 @@ export interface TurnClientInit {
   readonly rtoMs?: number;
   /** Requests sent per transaction before giving up. Default 6. */
   readonly attempts?: number;
+}
+
+/** Largest frame the client accepts from a server over TCP: a full-size datagram and its headers. */
+const MAX_STREAM_FRAME_BYTES = 65_535 + 4;
+
+/** How the client reaches its server: datagrams on a UDP socket, or a TCP connection. */
+interface TurnTransport {
+  /** Reliable transports are not retransmitted on (RFC 8489 §6.2.2). */
+  readonly reliable: boolean;
+  send(frame: Uint8Array): void;
+  /** Calls `onFrame` with each datagram or frame from the server; returns the unsubscribe. */
+  receive(onFrame: (frame: Uint8Array) => void): () => void;
+  /** Ends the transport if the client owns it (the TCP connection); a UDP socket stays open. */
+  end(): void;
+}
+
+function udpTransport(socket: UdpSocket, server: Endpoint): TurnTransport {
+  return {
+    reliable: false,
+    send: (frame) => socket.send(frame, server),
+    receive: (onFrame) =>
+      socket.on('message', (data, from) => {
+        if (sameEndpoint(from, server)) onFrame(data);
+      }),
+    end: () => {},
+  };
+}
+
+function streamTransport(stream: StreamConnection, onBroken: (why: string) => void): TurnTransport {
+  const deframer = new TurnStreamDeframer(MAX_STREAM_FRAME_BYTES);
+  return {
+    reliable: true,
+    send: (frame) => {
+      if (!stream.closed) stream.write(padForStream(frame));
+    },
+    receive: (onFrame) => {
+      const offData = stream.on('data', (chunk) => {
+        let frames: Uint8Array[];
+        try {
+          frames = deframer.push(chunk);
+        } catch (error) {
+          stream.close();
+          onBroken(`the TURN server sent a bad frame: ${(error as Error).message}`);
+          return;
+        }
+        for (const frame of frames) onFrame(frame);
+      });
+      const offClose = stream.on('close', (error) =>
+        onBroken(`the TURN connection closed${error ? `: ${error.message}` : ''}`),
+      );
+      return () => {
+        offData();
+        offClose();
+      };
+    },
+    end: () => stream.close(),
+  };
 }
 
 export class TurnError extends Error {
@@ -85,7 +145,10 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     packetsReceived: 0,
     bytesReceived: 0,
   };
-  readonly #pending = new Map<string, (message: StunMessage) => void>();
+  /** Open transactions; called with the answer, or with nothing when the transport broke. */
+  readonly #pending = new Map<string, (message: StunMessage | undefined) => void>();
+  /** Why the transport broke (the TCP connection closed), once it has. */
+  #broken?: string;
   readonly #channels = new Map<string, number>();
   /** The same bindings by channel number: the lookup each inbound ChannelData needs. */
   readonly #channelPeers = new Map<number, Endpoint>();
@@ -98,22 +161,68 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   #permissionTimer?: Timer;
   #closed = false;
   readonly #off: () => void;
+  readonly #transport: TurnTransport;
   relayed: Endpoint = { address: '0.0.0.0', port: 0 };
   mapped: Endpoint = { address: '0.0.0.0', port: 0 };
   lifetimeS = 0;
 
   private constructor(
     private readonly c: { readonly clock: Clock },
-    private readonly socket: UdpSocket,
+    transport: (client: TurnClient) => TurnTransport,
     private readonly init: TurnClientInit,
   ) {
     super();
-    this.#off = socket.on('message', (data, from) => this.#onMessage(data, from));
+    this.#transport = transport(this);
+    this.#off = this.#transport.receive((data) => this.#onMessage(data));
   }
 
-  /** Allocates on `init.server`; rejects with a `TurnError` saying why when it cannot. */
-  static async allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
-    const client = new TurnClient(c, socket, init);
+  /** Allocates on `init.server` over UDP from `socket`; rejects with a `TurnError` saying why when it cannot. */
+  static allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
+    return TurnClient.#allocate(new TurnClient(c, () => udpTransport(socket, init.server), init));
+  }
+
+  /**
+   * Allocates on `init.server` over a TCP connection of its own (RFC 8656 §3.1): for networks that
+   * block UDP. The relayed address still speaks UDP to peers. The allocation ends with the
+   * connection; a connection lost later emits `failed`.
+   */
+  static async allocateOverTcp(
+    c: { clock: Clock; network: Network },
+    init: TurnClientInit,
+  ): Promise<TurnClient> {
+    const timeoutMs = 2 * totalWaitMs(init.rtoMs ?? 250, init.attempts ?? 6);
+    let stream: StreamConnection;
+    try {
+      stream = await c.network.connect(init.server, { signal: AbortSignal.timeout(timeoutMs) });
+    } catch (error) {
+      throw new TurnError(
+        null,
+        `cannot connect to the TURN server ${formatEndpoint(init.server)} over TCP: ${(error as Error).message}`,
+      );
+    }
+    return TurnClient.#allocate(
+      new TurnClient(
+        c,
+        (client) =>
+          streamTransport(stream, (why) => {
+            if (client.#closed) return;
+            client.#broken = why;
+            for (const wake of client.#pending.values()) wake(undefined);
+            client.#stop();
+            client.emit('failed', why);
+          }),
+        init,
+      ),
+    );
+  }
+
+  /** Whether the client talks to its server over TCP. */
+  get overTcp(): boolean {
+    return this.#transport.reliable;
+  }
+
+  static async #allocate(client: TurnClient): Promise<TurnClient> {
+    const { init, c } = client;
     try {
       const response = await client.#request(TurnMethod.allocate, [
         { type: TurnAttribute.REQUESTED_TRANSPORT, value: encodeRequestedTransport(PROTOCOL_UDP) },
@@ -162,13 +271,21 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   /** Binds a channel to `peer`, so data to and from it carries 4 bytes of overhead instead of 36. */
   async bindChannel(peer: Endpoint): Promise<number> {
     const key = formatEndpoint(peer);
-    const channel = this.#channels.get(key) ?? this.#nextChannel++;
-    await this.#request(TurnMethod.channelBind, [
-      { type: TurnAttribute.CHANNEL_NUMBER, value: encodeChannelNumber(channel) },
-      { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
-    ]);
-    this.#channels.set(key, channel);
+    const bound = this.#channels.get(key);
+    const channel = bound ?? this.#nextChannel++;
+    // Known for receiving before the answer: over TCP the server's first ChannelData can arrive in
+    // the same read as its answer, and is handled before this method resumes.
     this.#channelPeers.set(channel, peer);
+    try {
+      await this.#request(TurnMethod.channelBind, [
+        { type: TurnAttribute.CHANNEL_NUMBER, value: encodeChannelNumber(channel) },
+        { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
+      ]);
+    } catch (error) {
+      if (bound === undefined) this.#channelPeers.delete(channel);
+      throw error;
+    }
+    this.#channels.set(key, channel);
     this.#permissions.add(peer.address);
     return channel;
   }
@@ -193,7 +310,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
           );
     this.counters.packetsSent++;
     this.counters.bytesSent += data.byteLength;
-    this.socket.send(out, this.init.server);
+    this.#transport.send(out);
   }
 
   /** Refreshes the allocation now; rejects when the server refuses or does not answer. */
@@ -210,7 +327,10 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     );
   }
 
-  /** Releases the allocation (Refresh with lifetime 0), best effort. Idempotent; the socket stays open. */
+  /**
+   * Releases the allocation (Refresh with lifetime 0), best effort. Idempotent; a UDP socket stays
+   * open, a TCP connection is closed.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
@@ -226,6 +346,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     this.#refreshTimer?.clear();
     this.#permissionTimer?.clear();
     this.#off();
+    this.#transport.end();
   }
 
   async #keepAlive(): Promise<void> {
@@ -299,6 +420,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     let encoded = encodeStun({ method, cls: StunClass.request, transactionId, attributes: signed });
     if (this.#key) encoded = addMessageIntegrity(encoded, this.#key);
     const request = addFingerprint(encoded);
+    if (this.#broken) throw new TurnError(null, this.#broken);
     const wake = new AbortController();
     let response: StunMessage | undefined;
     this.#pending.set(id, (message) => {
@@ -307,8 +429,13 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     });
     try {
       let rtoMs = this.init.rtoMs ?? 250;
-      for (let i = 0; i < attempts && !response; i++) {
-        this.socket.send(request, this.init.server);
+      // Over TCP the request is sent once, and waited for as long as all the retransmissions would.
+      if (this.#transport.reliable) {
+        rtoMs = totalWaitMs(rtoMs, attempts);
+        attempts = 1;
+      }
+      for (let i = 0; i < attempts && !response && !this.#broken; i++) {
+        this.#transport.send(request);
         try {
           await sleep(this.c.clock, rtoMs, wake.signal);
         } catch {
@@ -320,12 +447,14 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
       this.#pending.delete(id);
     }
     if (!response)
-      throw new TurnError(null, `no answer from the TURN server ${formatEndpoint(this.init.server)}`);
+      throw new TurnError(
+        null,
+        this.#broken ?? `no answer from the TURN server ${formatEndpoint(this.init.server)}`,
+      );
     return response;
   }
 
-  #onMessage(data: Uint8Array, from: Endpoint): void {
-    if (!sameEndpoint(from, this.init.server)) return;
+  #onMessage(data: Uint8Array): void {
     if (isChannelData(data)) {
       try {
         const frame = decodeChannelData(data);
@@ -363,4 +492,9 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     this.counters.bytesReceived += data.byteLength;
     this.emit('data', data, peer);
   }
+}
+
+/** How long a transaction waits in all: `attempts` sends, the timeout doubling after each. */
+function totalWaitMs(rtoMs: number, attempts: number): number {
+  return rtoMs * (2 ** attempts - 1);
 }

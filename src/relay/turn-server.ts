@@ -1,5 +1,5 @@
 /**
- * The embedded TURN server (RFC 8656, UDP): Allocate, Refresh, CreatePermission, ChannelBind,
+ * The embedded TURN server (RFC 8656, over UDP and TCP): Allocate, Refresh, CreatePermission, ChannelBind,
  * Send/Data indications and ChannelData, with long-term or short-lived credentials, stateless
  * nonces, per-user allocation quotas, a rate limit on unauthenticated requests and denied peer
  * ranges. It also answers STUN Binding, as every TURN server does. Malformed or oversized input is
@@ -7,7 +7,7 @@
  */
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
-import type { Network, UdpSocket } from '../net/types.ts';
+import type { Network, StreamConnection, StreamServer, UdpSocket } from '../net/types.ts';
 import { DecodeError } from '../protocol/decode-error.ts';
 import {
   decodeXorAddress,
@@ -38,17 +38,26 @@ import {
   decodeU32,
   encodeChannelData,
   encodeU32,
+  FrameTooLarge,
   isChannelData,
   KNOWN_REQUIRED_ATTRIBUTES,
   PROTOCOL_UDP,
+  padForStream,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
+  TurnStreamDeframer,
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
 import { PeerPolicy, quotaUser } from './credentials.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
-import { emptyTurnCounters, type TurnCounters, type TurnServerInit } from './turn-types.ts';
+import {
+  clientKey,
+  emptyTurnCounters,
+  type TurnClientAddress,
+  type TurnCounters,
+  type TurnServerInit,
+} from './turn-types.ts';
 
 /** SO_RCVBUF of relay sockets: 4 MiB holds about 3500 full-size media packets of a burst. */
 export const RELAY_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -61,6 +70,8 @@ export class TurnServer {
   readonly #auth: TurnAuthenticator;
   readonly #peers: PeerPolicy;
   readonly #sweep: Timer;
+  readonly #streams = new Set<StreamConnection>();
+  #tcp?: StreamServer;
   #closed = false;
 
   private constructor(
@@ -104,6 +115,24 @@ export class TurnServer {
     return this.socket.local;
   }
 
+  /**
+   * Also takes clients over TCP (RFC 8656 §3.1) at `at` (default: the UDP listen address): each
+   * connection is one client 5-tuple, its allocation ends with it, and relayed data goes back on
+   * it. Resolves with the listening endpoint.
+   */
+  async listenTcp(at: Endpoint = this.init.listen): Promise<Endpoint> {
+    if (this.#tcp) return this.#tcp.local;
+    const server = await this.c.network.listen({ address: at.address, port: at.port });
+    this.#tcp = server;
+    server.on('connection', (stream) => this.#onConnection(stream));
+    return server.local;
+  }
+
+  /** TCP connections open now. */
+  get tcpClients(): number {
+    return this.#streams.size;
+  }
+
   /** Live allocations, for the admin API and metrics. */
   allocations(): { client: string; user: string; relayed: string; expiresInS: number; channels: number }[] {
     const now = this.c.clock.now();
@@ -122,10 +151,43 @@ export class TurnServer {
     this.#sweep.clear();
     for (const allocation of this.#allocations.values()) allocation.relay.close();
     this.#allocations.clear();
+    this.#tcp?.close();
+    for (const stream of this.#streams) stream.close();
+    this.#streams.clear();
     if (this.ownsSocket) this.socket.close();
   }
 
-  #onClient(data: Uint8Array, from: Endpoint): void {
+  #onConnection(stream: StreamConnection): void {
+    if (this.#closed || this.#streams.size >= (this.init.capacity ?? 1000)) {
+      this.counters.tcpRefused++;
+      stream.close();
+      return;
+    }
+    this.counters.tcpConnections++;
+    this.#streams.add(stream);
+    const from: TurnClientAddress = { address: stream.remote.address, port: stream.remote.port, stream };
+    const deframer = new TurnStreamDeframer(this.init.maxDatagramBytes ?? 2048);
+    stream.on('data', (chunk) => {
+      let frames: Uint8Array[];
+      try {
+        frames = deframer.push(chunk);
+      } catch (error) {
+        // A stream cannot be resynchronised after a bad frame: drop the connection (and its allocation).
+        if (error instanceof FrameTooLarge) this.counters.oversized++;
+        else this.counters.malformed++;
+        stream.close();
+        return;
+      }
+      for (const frame of frames) this.#onClient(frame, from);
+    });
+    stream.on('close', () => {
+      this.#streams.delete(stream);
+      const allocation = this.#allocations.get(clientKey(from));
+      if (allocation) this.#delete(allocation);
+    });
+  }
+
+  #onClient(data: Uint8Array, from: TurnClientAddress): void {
     if (this.#closed) return;
     if (data.byteLength > (this.init.maxDatagramBytes ?? 2048)) {
       this.counters.oversized++;
@@ -165,8 +227,8 @@ export class TurnServer {
     });
   }
 
-  async #onRequest(raw: Uint8Array, message: StunMessage, from: Endpoint): Promise<void> {
-    const key = formatEndpoint(from);
+  async #onRequest(raw: Uint8Array, message: StunMessage, from: TurnClientAddress): Promise<void> {
+    const key = clientKey(from);
     let signingKey: Uint8Array | undefined;
     try {
       const unknown = message.attributes
@@ -229,7 +291,7 @@ export class TurnServer {
 
   async #allocate(
     message: StunMessage,
-    from: Endpoint,
+    from: TurnClientAddress,
     auth: { username: string; key: Uint8Array },
     existing: Allocation | undefined,
   ): Promise<void> {
@@ -268,12 +330,12 @@ export class TurnServer {
       now,
     );
     relay.on('message', (data, peer) => this.#fromPeer(allocation, data, peer));
-    this.#allocations.set(formatEndpoint(from), allocation);
+    this.#allocations.set(clientKey(from), allocation);
     this.counters.allocations++;
     this.#allocated(from, message, auth.key, allocation);
   }
 
-  #allocated(from: Endpoint, message: StunMessage, key: Uint8Array, allocation: Allocation): void {
+  #allocated(from: TurnClientAddress, message: StunMessage, key: Uint8Array, allocation: Allocation): void {
     const lifetimeS = Math.max(0, Math.round((allocation.expiresAtMs - this.c.clock.now()) / 1000));
     this.#reply(
       from,
@@ -306,7 +368,7 @@ export class TurnServer {
     return Math.min(TURN_LIFETIMES.allocationMaxS, Math.max(TURN_LIFETIMES.allocationDefaultS, wanted));
   }
 
-  #refresh(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+  #refresh(message: StunMessage, from: TurnClientAddress, key: Uint8Array, allocation: Allocation): void {
     const requested = findAttribute(message, TurnAttribute.LIFETIME);
     const zero = requested !== undefined && decodeU32(requested.value, 'LIFETIME') === 0;
     let lifetimeS = 0;
@@ -324,7 +386,12 @@ export class TurnServer {
     );
   }
 
-  #createPermission(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+  #createPermission(
+    message: StunMessage,
+    from: TurnClientAddress,
+    key: Uint8Array,
+    allocation: Allocation,
+  ): void {
     const peers = message.attributes
       .filter((a) => a.type === TurnAttribute.XOR_PEER_ADDRESS)
       .map((a) => this.#peer(a));
@@ -336,7 +403,7 @@ export class TurnServer {
     this.#reply(from, message, StunClass.success, [], key);
   }
 
-  #channelBind(message: StunMessage, from: Endpoint, key: Uint8Array, allocation: Allocation): void {
+  #channelBind(message: StunMessage, from: TurnClientAddress, key: Uint8Array, allocation: Allocation): void {
     const number = findAttribute(message, TurnAttribute.CHANNEL_NUMBER);
     const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
     if (!number || !peerAttribute) throw new Refusal(400, 'CHANNEL-NUMBER and XOR-PEER-ADDRESS are required');
@@ -365,8 +432,8 @@ export class TurnServer {
       throw new Refusal(403, `peer ${peer.address} is in a denied range`);
   }
 
-  #onSend(message: StunMessage, from: Endpoint): void {
-    const allocation = this.#allocations.get(formatEndpoint(from));
+  #onSend(message: StunMessage, from: TurnClientAddress): void {
+    const allocation = this.#allocations.get(clientKey(from));
     const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
     const data = findAttribute(message, TurnAttribute.DATA);
     if (!allocation || !peerAttribute || !data) {
@@ -383,8 +450,8 @@ export class TurnServer {
     this.#toPeer(allocation, peer, data.value);
   }
 
-  #onChannelData(bytes: Uint8Array, from: Endpoint): void {
-    const allocation = this.#allocations.get(formatEndpoint(from));
+  #onChannelData(bytes: Uint8Array, from: TurnClientAddress): void {
+    const allocation = this.#allocations.get(clientKey(from));
     let frame: ReturnType<typeof decodeChannelData>;
     try {
       frame = decodeChannelData(bytes);
@@ -432,7 +499,7 @@ export class TurnServer {
               ],
             }),
           );
-    this.socket.send(out, allocation.client);
+    this.#send(allocation.client, out);
     allocation.counters.packetsToClient++;
     allocation.counters.bytesToClient += data.byteLength;
     this.counters.packetsToClients++;
@@ -450,7 +517,14 @@ export class TurnServer {
 
   #delete(allocation: Allocation): void {
     allocation.relay.close();
-    this.#allocations.delete(formatEndpoint(allocation.client));
+    this.#allocations.delete(clientKey(allocation.client));
+  }
+
+  /** Over TCP on the client's connection, ChannelData padded (RFC 8656 §12.5); else a datagram. */
+  #send(to: TurnClientAddress, data: Uint8Array): void {
+    if (to.stream) {
+      if (!to.stream.closed) to.stream.write(padForStream(data));
+    } else this.socket.send(data, to);
   }
 
   #count(code: number): void {
@@ -463,7 +537,7 @@ export class TurnServer {
   }
 
   #reply(
-    to: Endpoint,
+    to: TurnClientAddress,
     request: StunMessage,
     cls: StunClass,
     attributes: StunAttribute[],
@@ -477,11 +551,11 @@ export class TurnServer {
       attributes: [...attributes, { type: AttributeType.SOFTWARE, value: encodeText(software) }],
     });
     if (key) encoded = addMessageIntegrity(encoded, key);
-    this.socket.send(addFingerprint(encoded), to);
+    this.#send(to, addFingerprint(encoded));
   }
 
   #replyError(
-    to: Endpoint,
+    to: TurnClientAddress,
     request: StunMessage,
     code: number,
     why: string,

@@ -1,6 +1,20 @@
 /** The TURN server's options and counters. */
-import type { Endpoint } from '../net/address.ts';
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import type { StreamConnection } from '../net/types.ts';
 import type { CredentialStore } from './credentials.ts';
+
+/**
+ * A client's transport address: a UDP source, or the far end of a TCP connection (RFC 8656 §3.1),
+ * which then carries every answer and every byte relayed to that client.
+ */
+export interface TurnClientAddress extends Endpoint {
+  readonly stream?: StreamConnection;
+}
+
+/** The key of a client's allocation: its 5-tuple, transport included. */
+export function clientKey(client: TurnClientAddress): string {
+  return client.stream ? `tcp/${formatEndpoint(client)}` : formatEndpoint(client);
+}
 
 export interface TurnServerInit extends CredentialStore {
   /** Where clients reach the server, e.g. 198.18.0.10:3478. */
@@ -20,7 +34,10 @@ export interface TurnServerInit extends CredentialStore {
   readonly deniedPeers?: readonly string[];
   /** Exceptions to `deniedPeers` (the lab's own ranges). */
   readonly allowedPeers?: readonly string[];
-  /** Datagrams from clients larger than this are dropped and counted. Default 2048. */
+  /**
+   * Datagrams from clients larger than this are dropped and counted; over TCP a larger frame closes
+   * the connection. Default 2048.
+   */
   readonly maxDatagramBytes?: number;
   readonly software?: string;
 }
@@ -44,6 +61,9 @@ export interface TurnCounters {
   bytesToClients: number;
   /** Data a permission or channel did not cover (dropped, RFC 8656 §9). */
   unpermitted: number;
+  /** TCP connections from clients: accepted in all, and refused at the connection limit. */
+  tcpConnections: number;
+  tcpRefused: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -64,5 +84,7 @@ export function emptyTurnCounters(): TurnCounters {
     packetsToClients: 0,
     bytesToClients: 0,
     unpermitted: 0,
+    tcpConnections: 0,
+    tcpRefused: 0,
   };
 }

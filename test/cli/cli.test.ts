@@ -79,16 +79,20 @@ describe('sc2c CLI', () => {
 });
 
 describe('relay addresses', () => {
-  it('takes IPv4[:port] or an RFC 7065 TURN URI, and refuses TLS or TCP transports with the reason', () => {
-    expect(parseRelayUrl('198.18.0.10', '--relay')).toEqual({ address: '198.18.0.10', port: 3478 });
-    expect(parseRelayUrl('198.18.0.10:3480', '--relay')).toEqual({ address: '198.18.0.10', port: 3480 });
-    expect(parseRelayUrl('turn:198.18.0.10', '--relay')).toEqual({ address: '198.18.0.10', port: 3478 });
-    expect(parseRelayUrl('turn:198.18.0.10:3480?transport=udp', '--relay')).toEqual({
-      address: '198.18.0.10',
-      port: 3480,
+  it('takes IPv4[:port] or an RFC 7065 TURN URI over UDP or TCP, and refuses TLS and other transports with the reason', () => {
+    const udp = (address: string, port: number) => ({ server: { address, port }, transport: 'udp' });
+    expect(parseRelayUrl('198.18.0.10', '--relay')).toEqual(udp('198.18.0.10', 3478));
+    expect(parseRelayUrl('198.18.0.10:3480', '--relay')).toEqual(udp('198.18.0.10', 3480));
+    expect(parseRelayUrl('turn:198.18.0.10', '--relay')).toEqual(udp('198.18.0.10', 3478));
+    expect(parseRelayUrl('turn:198.18.0.10:3480?transport=udp', '--relay')).toEqual(udp('198.18.0.10', 3480));
+    expect(parseRelayUrl('TURN:198.18.0.10?transport=TCP', '--relay')).toEqual({
+      server: { address: '198.18.0.10', port: 3478 },
+      transport: 'tcp',
     });
-    expect(() => parseRelayUrl('turns:198.18.0.10:5349', '--relay')).toThrow(/TLS; the relay leg is UDP/);
-    expect(() => parseRelayUrl('turn:198.18.0.10?transport=tcp', '--relay')).toThrow(/transport=tcp/);
+    expect(() => parseRelayUrl('turns:198.18.0.10:5349', '--relay')).toThrow(
+      /TURN over TLS, which is not built/,
+    );
+    expect(() => parseRelayUrl('turn:198.18.0.10?transport=sctp', '--relay')).toThrow(/transport=sctp/);
     expect(() => parseRelayUrl('turn:relay.example', '--relay')).toThrow(/IPv4\[:port\]/);
   });
 });

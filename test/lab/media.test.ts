@@ -18,6 +18,7 @@ interface CallResult {
   route?: string;
   routes?: { atMs: number; route: string; why: string }[];
   bytes?: { direct: { bytes: number }; relay: { bytes: number } };
+  relayServer?: { address: string; port: number; transport: 'udp' | 'tcp' } | null;
   media?: {
     sent?: { frames: number };
     received?: { frames: number; lossPercent: number; rttMs: number | null; plisSent: number };
@@ -140,18 +141,31 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
   const coturn = spawnSync('which', ['turnserver']).status === 0;
   if (!coturn) console.warn('SKIPPING the coturn relay run: turnserver (coturn) is not installed');
 
-  for (const relay of ['embedded', ...(coturn ? ['coturn'] : [])] as const) {
-    it(`a symmetric-random pair gets decodable media through the ${relay} relay`, async () => {
+  const variants = [
+    { relay: 'embedded', tcp: false },
+    { relay: 'embedded', tcp: true },
+    ...(coturn
+      ? [
+          { relay: 'coturn', tcp: false },
+          { relay: 'coturn', tcp: true },
+        ]
+      : []),
+  ] as const;
+  for (const { relay, tcp } of variants) {
+    it(`a symmetric-random pair gets decodable media through the ${relay} relay${tcp ? ', the caller reaching it over TCP' : ''}`, async () => {
       // coturn runs in the server host beside sc2c server, on its own port, sharing its TURN secret.
-      const relayArgs = ['--relay', relay === 'coturn' ? '198.18.0.10:3480' : '198.18.0.10:3478'];
+      const server = relay === 'coturn' ? '198.18.0.10:3480' : '198.18.0.10:3478';
+      const relayArgs = ['--relay', server];
+      // Over TCP the caller's media leaves through its own allocation to the callee's (on UDP).
+      const callerRelayArgs = tcp ? ['--relay', `turn:${server}?transport=tcp`] : relayArgs;
       let turnserver: ChildProcess | undefined;
       try {
         await labCall(
-          `relay-${relay}`,
+          `relay-${tcp ? 'tcp-' : ''}${relay}`,
           (dir) => ({
             natA: 'symmetric-random',
             natB: 'symmetric-random',
-            callArgs: () => ['--record', join(dir, 'relayed.mp4'), '--duration', '4', ...relayArgs],
+            callArgs: () => ['--record', join(dir, 'relayed.mp4'), '--duration', '4', ...callerRelayArgs],
             calleeArgs: relayArgs,
             beforeCalls: async (hosts) => {
               if (relay !== 'coturn') return;
@@ -177,6 +191,7 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
           async (call, _callee, dir) => {
             expect(call.ok).toBe(true);
             expect(call.route).toBe('relay');
+            expect(call.relayServer?.transport).toBe(tcp ? 'tcp' : 'udp');
             expect(call.bytes!.relay.bytes).toBeGreaterThan(100_000);
             expect(call.bytes!.direct.bytes).toBe(0);
             const info = await probe(join(dir, 'relayed.mp4'));

@@ -26,6 +26,12 @@ import {
   StunClass,
   StunMethod,
 } from '../../src/protocol/stun/message.ts';
+import {
+  encodeChannelData,
+  FrameTooLarge,
+  padForStream,
+  TurnStreamDeframer,
+} from '../../src/protocol/stun/turn.ts';
 
 const hex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
 
@@ -175,5 +181,58 @@ describe('STUN decode hostility', () => {
       reason: 'Unknown Attribute',
     });
     expect(() => decodeErrorCode(new Uint8Array(3))).toThrow(DecodeError);
+  });
+});
+
+describe('TURN stream framing (RFC 8656 §3.1, §12.5)', () => {
+  const frames = (): Uint8Array[] => [
+    encodeStun({
+      method: StunMethod.binding,
+      cls: StunClass.request,
+      transactionId: new Uint8Array(12),
+      attributes: [],
+    }),
+    encodeChannelData(0x4001, Uint8Array.of(1, 2, 3, 4, 5)),
+    encodeChannelData(0x4002, new Uint8Array(0)),
+    encodeChannelData(0x4003, Uint8Array.of(9)),
+    encodeStun({
+      method: StunMethod.binding,
+      cls: StunClass.success,
+      transactionId: new Uint8Array(12).fill(7),
+      attributes: [{ type: AttributeType.SOFTWARE, value: new TextEncoder().encode('abcd') }],
+    }),
+  ];
+
+  it('cuts STUN messages and padded ChannelData back out of a stream split at any points', () => {
+    const sent = frames();
+    const stream = Uint8Array.from(sent.flatMap((f) => [...padForStream(f)]));
+    expect(stream.byteLength % 4).toBe(0);
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 1, max: stream.byteLength - 1 }), { maxLength: 12 }),
+        (cuts) => {
+          const deframer = new TurnStreamDeframer(2048);
+          const got: Uint8Array[] = [];
+          let from = 0;
+          for (const at of [...cuts.sort((a, b) => a - b), stream.byteLength]) {
+            got.push(...deframer.push(stream.subarray(from, at)));
+            from = at;
+          }
+          expect(got).toEqual(sent);
+        },
+      ),
+    );
+  });
+
+  it('refuses a stream that is neither STUN nor ChannelData, and a frame over the limit', () => {
+    expect(() => new TurnStreamDeframer(2048).push(Uint8Array.of(0x80, 0, 0, 0))).toThrow(DecodeError);
+    expect(() => new TurnStreamDeframer(2048).push(Uint8Array.of(0x40, 0x01, 0x08, 0x00))).toThrow(
+      FrameTooLarge,
+    );
+    // The limit is checked on the header alone, before the frame's bytes arrive.
+    expect(() => new TurnStreamDeframer(100).push(Uint8Array.of(0x00, 0x01, 0x00, 0x60))).toThrow(
+      FrameTooLarge,
+    );
+    expect(new TurnStreamDeframer(100).push(Uint8Array.of(0x00, 0x01, 0x00, 0x40))).toEqual([]);
   });
 });

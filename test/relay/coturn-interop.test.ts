@@ -1,9 +1,9 @@
 /**
  * TURN interop with coturn, both ways, on loopback (real sockets, real processes):
  *   - our TURN client allocates on coturn's `turnserver` and relays to a peer and back, with
- *     long-term credentials and with short-lived (TURN REST API) credentials;
+ *     long-term credentials and with short-lived (TURN REST API) credentials, over UDP and TCP;
  *   - coturn's `turnutils_uclient` allocates on `sc2c server` and relays through it to
- *     `turnutils_peer`, which echoes.
+ *     `turnutils_peer`, which echoes, over UDP and TCP.
  * Skipped, with the reason printed, only where coturn is not installed (CI installs it).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -52,7 +52,12 @@ async function startCoturn(port: number, relayFrom: number, auth: string[]): Pro
   );
 }
 
-async function relayThrough(server: { address: string; port: number }, username: string, password: string) {
+async function relayThrough(
+  server: { address: string; port: number },
+  username: string,
+  password: string,
+  transport: 'udp' | 'tcp' = 'udp',
+) {
   const clock = new SystemClock();
   const network = new NodeNetwork();
   const socket = await network.bindUdp({ address: '127.0.0.1' });
@@ -63,7 +68,11 @@ async function relayThrough(server: { address: string; port: number }, username:
     peerGot.push(new TextDecoder().decode(data));
     peer.send(data, from);
   });
-  const client = await TurnClient.allocate({ clock }, socket, { server, username, password, rtoMs: 200 });
+  const init = { server, username, password, rtoMs: 200 };
+  const client =
+    transport === 'tcp'
+      ? await TurnClient.allocateOverTcp({ clock, network }, init)
+      : await TurnClient.allocate({ clock }, socket, init);
   const echoed: string[] = [];
   client.on('data', (data) => echoed.push(new TextDecoder().decode(data)));
   await client.createPermission(['127.0.0.1']);
@@ -85,6 +94,20 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret');
     expect(result.relayed.address).toBe('127.0.0.1');
     expect(result.relayed.port).toBeGreaterThanOrEqual(port + 10);
+    expect(result.peerGot).toHaveLength(10);
+    expect(result.echoed.sort()).toEqual(
+      [
+        ...[0, 1, 2, 3, 4].map((i) => `indication ${i}`),
+        ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
+      ].sort(),
+    );
+  }, 30_000);
+
+  it('our client allocates on coturn over TCP and relays both ways', async () => {
+    const port = base + 3;
+    await startCoturn(port, base + 50, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
+    const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret', 'tcp');
+    expect(result.relayed.port).toBeGreaterThanOrEqual(base + 50);
     expect(result.peerGot).toHaveLength(10);
     expect(result.echoed.sort()).toEqual(
       [
@@ -165,6 +188,15 @@ turn:
       { timeout: 30_000 },
     );
     expect(viaSend.stdout + viaSend.stderr).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
+    // With -t the client talks to the server over TCP (RFC 8656 §3.1); the relay leg is still UDP.
+    const viaTcp = await run(
+      'turnutils_uclient',
+      ['-c', '-t', '-u', 'alice', '-w', 'alice-lab-secret', '-e', '127.0.0.1', '-r', String(peerPort)].concat(
+        ['-p', String(stun), '-n', '50', '-l', '200', '127.0.0.1'],
+      ),
+      { timeout: 30_000 },
+    );
+    expect(viaTcp.stdout + viaTcp.stderr).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     // A wrong password is refused, and uclient says so.
     const wrong = await run(
       'turnutils_uclient',

@@ -22,7 +22,7 @@ const TURN_SECRET = 'path-policy-turn-secret';
  * `issuedOnly`: the relay knows no users, only the secret the signaling server issues short-lived
  * credentials under (as a coturn with use-auth-secret), so a call relays only if they are used.
  */
-async function setup(natA: string, natB: string, { issuedOnly = false } = {}) {
+async function setup(natA: string, natB: string, { issuedOnly = false, tcpUsers = [] as string[] } = {}) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 5 });
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
@@ -56,6 +56,7 @@ async function setup(natA: string, natB: string, { issuedOnly = false } = {}) {
     stun.socketAt(STUN)!,
   );
   stun.delegate = (data, from) => turn.handle(data, from);
+  await turn.listenTcp();
   const server = await SignalingServer.start(
     { network: serverHost, clock },
     {
@@ -74,7 +75,13 @@ async function setup(natA: string, natB: string, { issuedOnly = false } = {}) {
           stunServer: STUN,
           stunRtoMs: 100,
           relay: relay
-            ? { server: STUN, username: user, password: USERS[user], retryDirectMs: 2000 }
+            ? {
+                server: STUN,
+                transport: tcpUsers.includes(user) ? ('tcp' as const) : ('udp' as const),
+                username: user,
+                password: USERS[user],
+                retryDirectMs: 2000,
+              }
             : undefined,
         },
       ),
@@ -160,6 +167,27 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     await s.clock.advance(1000);
     there.stop();
     expect(there.arrivals.length).toBeGreaterThanOrEqual(45);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('relays a caller that reaches the TURN server over TCP to a callee on UDP, both ways', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random', { tcpUsers: ['alice'] });
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(other).toMatchObject({ ok: true, route: 'relay' });
+    expect(s.turn.counters.tcpConnections).toBe(1);
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    const back = stream(s.clock, other.routed!, outcome.routed!);
+    await s.clock.advance(2000);
+    there.stop();
+    back.stop();
+    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
+    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
+    // Over TCP the caller's media leaves through its own allocation: the server relays it to a peer
+    // (the callee's relayed address), which a UDP client's media never needs.
+    expect(s.turn.counters.packetsToPeers).toBeGreaterThanOrEqual(95);
     caller.close();
     callee.close();
     s.close();

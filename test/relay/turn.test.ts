@@ -350,3 +350,107 @@ describe('embedded TURN server with our TURN client', () => {
     s.server.close();
   });
 });
+
+describe('TURN over TCP (RFC 8656 §3.1)', () => {
+  const text = (data: Uint8Array): string => new TextDecoder().decode(data);
+
+  async function tcpSetup() {
+    const s = await setup();
+    await s.server.listenTcp();
+    const allocateOverTcp = (host = s.alice, username = 'alice', password = USERS.alice) =>
+      s.clock.run(
+        TurnClient.allocateOverTcp(
+          { clock: s.clock, network: host },
+          { server: TURN, username, password, rtoMs: 100 },
+        ),
+      );
+    return { ...s, allocateOverTcp };
+  }
+
+  it('allocates over TCP behind a symmetric NAT and relays both ways, odd-sized ChannelData padded on the stream', async () => {
+    const s = await tcpSetup();
+    const client = await s.allocateOverTcp();
+    expect(client.overTcp).toBe(true);
+    expect(client.relayed).toEqual({ address: '198.18.0.10', port: expect.any(Number) });
+    expect(client.mapped.address).toBe('198.18.1.1');
+    expect(s.server.counters.tcpConnections).toBe(1);
+    const peerSocket = await s.peer.bindUdp({ address: '198.18.0.66', port: 4000 });
+    const atPeer: string[] = [];
+    peerSocket.on('message', (data) => atPeer.push(text(data)));
+    const atClient: string[] = [];
+    client.on('data', (data, from) => atClient.push(`${text(data)} from ${from.address}`));
+
+    await s.clock.run(client.createPermission(['198.18.0.66']));
+    client.send(encodeText('send indication'), peerSocket.local);
+    peerSocket.send(encodeText('data indication'), client.relayed);
+    await s.clock.advance(100);
+    await s.clock.run(client.bindChannel(peerSocket.local));
+    // 1, 5 and 7 bytes: each ChannelData needs padding on a stream, and frames follow each other.
+    for (const payload of ['a', 'hello', 'channel']) {
+      client.send(encodeText(payload), peerSocket.local);
+      peerSocket.send(encodeText(payload.toUpperCase()), client.relayed);
+    }
+    await s.clock.advance(100);
+    expect(atPeer).toEqual(['send indication', 'a', 'hello', 'channel']);
+    expect(atClient).toEqual([
+      'data indication from 198.18.0.66',
+      'A from 198.18.0.66',
+      'HELLO from 198.18.0.66',
+      'CHANNEL from 198.18.0.66',
+    ]);
+    expect(s.server.counters.malformed).toBe(0);
+    s.server.close();
+  });
+
+  it('ends the allocation with the connection, and the client reports a connection the server closed', async () => {
+    const s = await tcpSetup();
+    const first = await s.allocateOverTcp();
+    expect(s.server.allocations()).toHaveLength(1);
+    await s.clock.run(first.close());
+    await s.clock.advance(100);
+    expect(s.server.allocations()).toHaveLength(0);
+    expect(s.server.tcpClients).toBe(0);
+
+    const second = await s.allocateOverTcp();
+    const failed: string[] = [];
+    second.on('failed', (why) => failed.push(why));
+    s.server.close();
+    await s.clock.advance(100);
+    expect(failed).toEqual([expect.stringMatching(/TURN connection closed/)]);
+    await expect(s.clock.run(second.refresh())).rejects.toThrow(/closed/);
+  });
+
+  it('answers on the stream, and closes a stream that carries a bad or oversized frame, counting it', async () => {
+    const s = await tcpSetup();
+    const frames: Uint8Array[] = [];
+    const open = async () => {
+      const stream = await s.clock.run(s.peer.connect(TURN));
+      stream.on('data', (chunk) => frames.push(chunk));
+      return stream;
+    };
+    const good = await open();
+    // One request split across two writes still reaches the server whole.
+    const request = raw(TurnMethod.allocate, [UDP]);
+    good.write(request.subarray(0, 7));
+    await s.clock.advance(10);
+    good.write(request.subarray(7));
+    await s.clock.advance(100);
+    const answer = decodeStun(Buffer.concat(frames.splice(0)));
+    expect(decodeErrorCode(findAttribute(answer, AttributeType.ERROR_CODE)!.value).code).toBe(401);
+
+    good.write(Uint8Array.of(0xc0, 0, 0, 0));
+    await s.clock.advance(100);
+    expect(good.closed).toBe(true);
+    expect(s.server.counters.malformed).toBe(1);
+
+    const big = await open();
+    big.write(Uint8Array.of(0x40, 0x00, 0xff, 0x00)); // ChannelData announcing 65 280 bytes
+    await s.clock.advance(100);
+    expect(big.closed).toBe(true);
+    expect(s.server.counters.oversized).toBe(1);
+    // Still serving.
+    const client = await s.allocateOverTcp();
+    expect(client.relayed.port).toBeGreaterThan(0);
+    s.server.close();
+  });
+});

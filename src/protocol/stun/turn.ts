@@ -139,3 +139,70 @@ export function decodeChannelData(bytes: Uint8Array): ChannelData {
     throw new DecodeError('turn', 2, `ChannelData has ${bytes.byteLength - 4 - length} bytes after its data`);
   return { channel, data: bytes.subarray(4, 4 + length) };
 }
+
+/** Over TCP and TLS a ChannelData frame must be padded to a multiple of 4 bytes (RFC 8656 §12.5). */
+export function padForStream(frame: Uint8Array): Uint8Array {
+  const pad = (4 - (frame.byteLength % 4)) % 4;
+  if (pad === 0) return frame;
+  const out = new Uint8Array(frame.byteLength + pad);
+  out.set(frame);
+  return out;
+}
+
+/**
+ * Cuts a TURN byte stream (RFC 8656 §3.1: TURN over TCP) into whole STUN messages and ChannelData
+ * frames, the padding of ChannelData dropped. A stream that starts anything else, or announces a
+ * frame larger than `maxFrameBytes`, cannot be resynchronised: `push` throws a DecodeError and the
+ * connection must be closed.
+ */
+export class TurnStreamDeframer {
+  #pending = new Uint8Array(0);
+
+  constructor(private readonly maxFrameBytes: number) {}
+
+  /** Appends `chunk`; returns the frames it completed (copies, which outlive the chunk). */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const buffer = this.#pending.byteLength === 0 ? chunk : concat(this.#pending, chunk);
+    const frames: Uint8Array[] = [];
+    let offset = 0;
+    while (buffer.byteLength - offset >= 4) {
+      const kind = buffer[offset]! & 0xc0;
+      const length = readU16(buffer, offset + 2);
+      let size: number;
+      let padded: number;
+      if (kind === 0x00) {
+        size = 20 + length;
+        padded = size;
+      } else if (kind === 0x40) {
+        size = 4 + length;
+        padded = (size + 3) & ~3;
+      } else {
+        throw new DecodeError(
+          'turn',
+          offset,
+          `byte 0x${buffer[offset]!.toString(16)} starts neither a STUN message nor ChannelData`,
+        );
+      }
+      if (size > this.maxFrameBytes) throw new FrameTooLarge(offset, size, this.maxFrameBytes);
+      if (buffer.byteLength - offset < padded) break;
+      frames.push(buffer.slice(offset, offset + size));
+      offset += padded;
+    }
+    this.#pending = buffer.slice(offset);
+    return frames;
+  }
+}
+
+/** A stream frame over the deframer's limit: counted apart from malformed input. */
+export class FrameTooLarge extends DecodeError {
+  constructor(offset: number, size: number, max: number) {
+    super('turn', offset, `a ${size}-byte frame is over the ${max}-byte limit`);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
