@@ -213,7 +213,9 @@ export function registerGateway(program: Command): void {
         const metrics =
           options.metrics === undefined ? undefined : await serveGatewayMetrics(options.metrics, accounting);
         print(
-          `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
+          gateway.probe.udpBlocked
+            ? `registered as ${options.user}; no STUN answer (UDP looks blocked): calls go through the TURN relay over TCP`
+            : `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
           {
             event: 'registered',
             user: options.user,

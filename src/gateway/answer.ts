@@ -10,7 +10,7 @@ import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../pr
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { readCredential } from '../signaling/turn-credentials.ts';
 import type { ActiveCall } from './active-call.ts';
-import type { CallRelay } from './call-relay.ts';
+import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
@@ -23,6 +23,8 @@ export interface AnswerHost {
   readonly c: GatewayComponents;
   readonly init: GatewayInit;
   readonly routes: CallRoutes;
+  /** True while our network blocks UDP (no STUN answer at start): calls are relay-only. */
+  udpBlocked(): boolean;
   emit: RoutesHost['emit'];
   punch: RoutesHost['punch'];
   prepare(mode: TraversalMode, rtcp: RtcpPlan, media?: readonly MediaLine[]): Promise<MediaSetup>;
@@ -100,7 +102,7 @@ export async function answerCall(
   }
   const description =
     relay && remote.relayEndpoint
-      ? { ...prepared.description, relayEndpoint: relay.relayed }
+      ? describeWithRelay(prepared.description, relay, host.udpBlocked())
       : prepared.description;
   const active: ActiveCall = {
     socket: prepared.socket,

@@ -6,6 +6,7 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import type { CallDescription } from '../protocol/sdp.ts';
 import type { ShortLivedCredentials } from '../relay/credentials.ts';
 import type { RelayLeg } from '../relay/routed-path.ts';
 import { TurnClient } from '../relay/turn-client.ts';
@@ -59,6 +60,22 @@ export function pickCredential(
     if (valid) return valid;
   }
   return { username: config.username, password: config.password };
+}
+
+/**
+ * The description to advertise with a relay: our relayed address, and on a network that blocks
+ * UDP (no STUN answer) the public address the TURN server saw our TCP connection come from, which
+ * the peer needs for its permission.
+ */
+export function describeWithRelay(
+  description: CallDescription,
+  relay: CallRelay,
+  udpBlocked: boolean | undefined,
+): CallDescription {
+  const publicEndpoint = udpBlocked
+    ? { address: relay.client.mapped.address, port: description.publicEndpoint.port }
+    : description.publicEndpoint;
+  return { ...description, publicEndpoint, relayEndpoint: relay.relayed };
 }
 
 export class CallRelay {

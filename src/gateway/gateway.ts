@@ -23,11 +23,11 @@ import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
-import { type NatProbe, probeNat } from '../traversal/probe.ts';
+import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
-import type { CallRelay } from './call-relay.ts';
+import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
@@ -69,6 +69,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       c,
       init,
       routes: this.#routes,
+      udpBlocked: () => this.probe.udpBlocked === true,
       emit: (event, ...args) => this.emit(event, ...args),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
       prepare: (mode, rtcp, media) => this.prepare(mode, rtcp, media),
@@ -139,15 +140,35 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }, every);
   }
 
+  /**
+   * The NAT probe at start. With no STUN answer and a relay reached over TCP the gateway still
+   * starts, relay-only (`udpBlocked`): a network that blocks UDP can carry calls no other way.
+   */
+  static async #probe(
+    components: GatewayComponents,
+    init: GatewayInit,
+    signal?: AbortSignal,
+  ): Promise<NatProbe> {
+    try {
+      return await probeNat(components, { server: init.stunServer, rtoMs: init.stunRtoMs ?? 200, signal });
+    } catch (error) {
+      if (
+        init.relay?.transport !== 'tcp' ||
+        signal?.aborted ||
+        !/no STUN answer/.test((error as Error).message)
+      )
+        throw error;
+      return udpBlockedProbe(components.clock.now());
+    }
+  }
+
   static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
     // Every probe and media socket must open a new NAT session: never reuse a recently used port.
     const components = { ...given, network: new FreshPortNetwork(given.network, given.clock) };
     const signaling = await SignalingClient.connect(components, init.sip, signal);
     try {
       await signaling.register();
-      const probe =
-        init.probe ??
-        (await probeNat(components, { server: init.stunServer, rtoMs: init.stunRtoMs ?? 200, signal }));
+      const probe = init.probe ?? (await Gateway.#probe(components, init, signal));
       return new Gateway(components, init, signaling, probe);
     } catch (error) {
       signaling.close();
@@ -251,7 +272,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }
     const { socket } = prepared;
     const description = relay
-      ? { ...prepared.description, relayEndpoint: relay.relayed }
+      ? describeWithRelay(prepared.description, relay, this.probe.udpBlocked)
       : prepared.description;
     const active: ActiveCall = {
       socket,

@@ -69,7 +69,13 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
     });
-    if (init.mode === 'stun' || plan.kind !== 'predict') {
+    if (init.probe.udpBlocked) {
+      // No STUN answers: nothing to observe or predict. The relay's view of our address replaces
+      // the 0.0.0.0 here once it is allocated (describeWithRelay).
+      publicEndpoint = { address: init.probe.publicAddress, port: socket.local.port };
+      if (rtcpSocket) rtcpEndpoint = { address: init.probe.publicAddress, port: rtcpSocket.local.port };
+      portSource = 'unpredictable';
+    } else if (init.mode === 'stun' || plan.kind !== 'predict') {
       publicEndpoint = await observe(socket);
       if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
       portSource = init.mode === 'stun' ? 'stun' : plan.kind === 'observe' ? 'exact' : 'unpredictable';

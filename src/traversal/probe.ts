@@ -18,6 +18,26 @@ export interface NatProbe {
   /** An ICMP error closes the mapping (IPS); `null` where the probe cannot see it. */
   readonly ips: boolean | null;
   readonly measuredAtMs: number;
+  /**
+   * No STUN answer at all: UDP is blocked on the way out, and the behaviour fields are the
+   * worst case (nothing predictable). Only a relay reached over TCP can carry calls then.
+   */
+  readonly udpBlocked?: boolean;
+}
+
+/** The probe of a network where STUN got no answer: nothing is known, nothing can be predicted. */
+export function udpBlockedProbe(measuredAtMs: number): NatProbe {
+  return {
+    publicAddress: '0.0.0.0',
+    mapping: 'address-and-port-dependent',
+    filtering: 'address-and-port-dependent',
+    allocation: 'random',
+    delta: null,
+    lastPort: 0,
+    ips: null,
+    measuredAtMs,
+    udpBlocked: true,
+  };
 }
 
 export interface ProbeInit {

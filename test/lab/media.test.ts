@@ -205,6 +205,39 @@ describe.skipIf(unavailable)('relay fallback in the kernel lab', () => {
     }, 120_000);
   }
 
+  it('a caller whose host drops all UDP (nftables) still calls: TURN over TCP carries decodable media', async () => {
+    const relayArgs = ['--relay', 'turn:198.18.0.10:3478?transport=tcp'];
+    await labCall(
+      'udp-blocked',
+      (dir) => ({
+        natA: 'port-restricted-cone',
+        natB: 'symmetric-random',
+        callArgs: () => ['--record', join(dir, 'blocked.mp4'), '--duration', '4', ...relayArgs],
+        calleeArgs: ['--relay', '198.18.0.10:3478'],
+        beforeCalls: async (hosts) => {
+          // A firewall in the caller's own host: UDP may not leave except on loopback (ffmpeg's RTP).
+          const nft = spawnSync(
+            'ip',
+            ['netns', 'exec', hosts.alice!, 'nft'].concat([
+              'add table inet fw; add chain inet fw out { type filter hook output priority 0; }; add rule inet fw out oifname != "lo" meta l4proto udp drop',
+            ]),
+          );
+          if (nft.status !== 0) throw new Error(`nft in the caller's host failed: ${nft.stderr}`);
+        },
+      }),
+      async (call, _callee, dir) => {
+        expect(call.ok).toBe(true);
+        expect(call.route).toBe('relay');
+        expect(call.relayServer?.transport).toBe('tcp');
+        expect(call.bytes!.relay.bytes).toBeGreaterThan(100_000);
+        expect(call.bytes!.direct.bytes).toBe(0);
+        const info = await probe(join(dir, 'blocked.mp4'));
+        expect(info.videoCodec).toBe('h264');
+        expect(info.videoFrames).toBeGreaterThan(0.9 * call.media!.received!.frames);
+      },
+    );
+  }, 120_000);
+
   it('sc2c lab flush mid-call moves media to the relay and back to direct; the recording has no gap over 1 s', async () => {
     const bin = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
     let flushed: { flushed: number } | undefined;

@@ -21,8 +21,13 @@ const TURN_SECRET = 'path-policy-turn-secret';
 /**
  * `issuedOnly`: the relay knows no users, only the secret the signaling server issues short-lived
  * credentials under (as a coturn with use-auth-secret), so a call relays only if they are used.
+ * `tcpUsers` reach the TURN server over TCP; `udpBlockedA`: alice's network drops all UDP.
  */
-async function setup(natA: string, natB: string, { issuedOnly = false, tcpUsers = [] as string[] } = {}) {
+async function setup(
+  natA: string,
+  natB: string,
+  { issuedOnly = false, tcpUsers = [] as string[], udpBlockedA = false } = {},
+) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 5 });
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
@@ -42,7 +47,8 @@ async function setup(natA: string, natB: string, { issuedOnly = false, tcpUsers 
   net.connect(serverHost, internet, {});
   net.connect(a, internet, { latencyMs: 10 });
   net.connect(b, internet, { latencyMs: 10 });
-  net.connect(alice, a, { latencyMs: 1 });
+  // A firewall that drops all UDP (and ICMP) between alice and her NAT; TCP passes.
+  net.connect(alice, a, { latencyMs: 1, loss: udpBlockedA ? 1 : 0 });
   net.connect(bob, b, { latencyMs: 1 });
   const stun = await StunResponder.start(serverHost, {
     primary: STUN,
@@ -188,6 +194,26 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     // Over TCP the caller's media leaves through its own allocation: the server relays it to a peer
     // (the callee's relayed address), which a UDP client's media never needs.
     expect(s.turn.counters.packetsToPeers).toBeGreaterThanOrEqual(95);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it('relays a caller whose network blocks UDP: STUN fails, TURN over TCP carries the call', async () => {
+    const s = await setup('port-restricted-cone', 'symmetric-random', {
+      tcpUsers: ['alice'],
+      udpBlockedA: true,
+    });
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(other).toMatchObject({ ok: true, route: 'relay' });
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    const back = stream(s.clock, other.routed!, outcome.routed!);
+    await s.clock.advance(2000);
+    there.stop();
+    back.stop();
+    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
+    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
     caller.close();
     callee.close();
     s.close();
