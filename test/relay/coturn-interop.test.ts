@@ -87,6 +87,12 @@ async function relayThrough(
   return { relayed, peerGot, echoed };
 }
 
+/** What `relayThrough` sends, each echoed back: five Send indications, then five on a channel. */
+const ALL_ECHOED = [
+  ...[0, 1, 2, 3, 4].map((i) => `indication ${i}`),
+  ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
+].sort();
+
 describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
   it('our client allocates on coturn with long-term credentials and relays both ways', async () => {
     const port = base + 1;
@@ -95,12 +101,7 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
     expect(result.relayed.address).toBe('127.0.0.1');
     expect(result.relayed.port).toBeGreaterThanOrEqual(port + 10);
     expect(result.peerGot).toHaveLength(10);
-    expect(result.echoed.sort()).toEqual(
-      [
-        ...[0, 1, 2, 3, 4].map((i) => `indication ${i}`),
-        ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
-      ].sort(),
-    );
+    expect(result.echoed.sort()).toEqual(ALL_ECHOED);
   }, 30_000);
 
   it('our client allocates on coturn over TCP and relays both ways', async () => {
@@ -109,12 +110,7 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret', 'tcp');
     expect(result.relayed.port).toBeGreaterThanOrEqual(base + 50);
     expect(result.peerGot).toHaveLength(10);
-    expect(result.echoed.sort()).toEqual(
-      [
-        ...[0, 1, 2, 3, 4].map((i) => `indication ${i}`),
-        ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
-      ].sort(),
-    );
+    expect(result.echoed.sort()).toEqual(ALL_ECHOED);
   }, 30_000);
 
   it('our per-call credentials work on coturn (use-auth-secret)', async () => {

@@ -132,6 +132,16 @@ function stream(clock: VirtualClock, from: RoutedPath, to: RoutedPath) {
   return { arrivals, stop: () => timer.clear() };
 }
 
+/** Media both ways for `ms`: how many packets arrived each way. */
+async function exchange(clock: VirtualClock, a: RoutedPath, b: RoutedPath, ms = 2000) {
+  const there = stream(clock, a, b);
+  const back = stream(clock, b, a);
+  await clock.advance(ms);
+  there.stop();
+  back.stop();
+  return { there: there.arrivals.length, back: back.arrivals.length };
+}
+
 const maxGap = (times: number[]): number => times.slice(1).reduce((m, t, i) => Math.max(m, t - times[i]!), 0);
 
 describe('path policy: direct when SC2C can, the relay when it cannot', () => {
@@ -141,13 +151,9 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     expect(outcome).toMatchObject({ ok: true, route: 'relay', checksSent: 0 });
     expect(outcome.directReason).toMatch(/random/);
     expect(other).toMatchObject({ ok: true, route: 'relay' });
-    const there = stream(s.clock, outcome.routed!, other.routed!);
-    const back = stream(s.clock, other.routed!, outcome.routed!);
-    await s.clock.advance(2000);
-    there.stop();
-    back.stop();
-    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
-    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
+    const { there, back } = await exchange(s.clock, outcome.routed!, other.routed!);
+    expect(there).toBeGreaterThanOrEqual(95);
+    expect(back).toBeGreaterThanOrEqual(95);
     expect(outcome.routed!.counters.relay.packetsSent).toBe(100);
     expect(outcome.routed!.counters.direct.packetsSent).toBe(0);
     expect(s.turn.counters.packetsToClients).toBeGreaterThanOrEqual(190);
@@ -184,13 +190,9 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     expect(outcome).toMatchObject({ ok: true, route: 'relay' });
     expect(other).toMatchObject({ ok: true, route: 'relay' });
     expect(s.turn.counters.tcpConnections).toBe(1);
-    const there = stream(s.clock, outcome.routed!, other.routed!);
-    const back = stream(s.clock, other.routed!, outcome.routed!);
-    await s.clock.advance(2000);
-    there.stop();
-    back.stop();
-    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
-    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
+    const { there, back } = await exchange(s.clock, outcome.routed!, other.routed!);
+    expect(there).toBeGreaterThanOrEqual(95);
+    expect(back).toBeGreaterThanOrEqual(95);
     // Over TCP the caller's media leaves through its own allocation: the server relays it to a peer
     // (the callee's relayed address), which a UDP client's media never needs.
     expect(s.turn.counters.packetsToPeers).toBeGreaterThanOrEqual(95);
@@ -207,13 +209,9 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     const { caller, callee, outcome, other } = await s.call();
     expect(outcome).toMatchObject({ ok: true, route: 'relay' });
     expect(other).toMatchObject({ ok: true, route: 'relay' });
-    const there = stream(s.clock, outcome.routed!, other.routed!);
-    const back = stream(s.clock, other.routed!, outcome.routed!);
-    await s.clock.advance(2000);
-    there.stop();
-    back.stop();
-    expect(there.arrivals.length).toBeGreaterThanOrEqual(95);
-    expect(back.arrivals.length).toBeGreaterThanOrEqual(95);
+    const { there, back } = await exchange(s.clock, outcome.routed!, other.routed!);
+    expect(there).toBeGreaterThanOrEqual(95);
+    expect(back).toBeGreaterThanOrEqual(95);
     caller.close();
     callee.close();
     s.close();
