@@ -33,6 +33,8 @@ const serverSchema = z
         realm: z.string().min(1).optional(),
         /** Also take TURN clients over TCP on the same port number (RFC 8656 §3.1). */
         tcp: z.boolean().default(true),
+        /** TURN over TLS (`turns:`, conventionally port 5349) with this certificate and key (relative to this file). */
+        tls: z.object({ port, certFile: z.string(), keyFile: z.string() }).strict().optional(),
         relayAddress: ipv4.optional(),
         /** Shared secret for short-lived per-call credentials (TURN REST API form). */
         secret: z.string().min(16, 'the TURN secret needs at least 16 characters').optional(),
@@ -61,6 +63,8 @@ const usersSchema = z
 export type ServerConfig = z.infer<typeof serverSchema> & {
   users: Record<string, string>;
   tls?: { port: number; cert: string; key: string };
+  /** TURN over TLS, its files read. */
+  turnTls?: { port: number; cert: string; key: string };
 };
 
 export function loadServerConfig(path: string): ServerConfig {
@@ -73,13 +77,15 @@ export function loadServerConfig(path: string): ServerConfig {
       ...parseConfig(readConfigFile(usersPath, 'users file'), usersPath, usersSchema).users,
     };
   }
-  const tls = config.sip.tls && {
-    port: config.sip.tls.port,
-    cert: readConfigFile(resolve(dirname(path), config.sip.tls.certFile), 'TLS certificate'),
-    key: readConfigFile(resolve(dirname(path), config.sip.tls.keyFile), 'TLS key'),
-  };
+  const tlsFiles = (t: { port: number; certFile: string; keyFile: string }, what: string) => ({
+    port: t.port,
+    cert: readConfigFile(resolve(dirname(path), t.certFile), `${what} certificate`),
+    key: readConfigFile(resolve(dirname(path), t.keyFile), `${what} key`),
+  });
+  const tls = config.sip.tls && tlsFiles(config.sip.tls, 'TLS');
+  const turnTls = config.turn?.tls && tlsFiles(config.turn.tls, 'TURN TLS');
   const accounting = config.accounting && { file: resolve(dirname(path), config.accounting.file) };
-  return { ...config, users, tls, accounting };
+  return { ...config, users, tls, turnTls, accounting };
 }
 
 const gatewaySchema = z
@@ -89,7 +95,10 @@ const gatewaySchema = z
     domain: z.string().min(1),
     mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
     rtcpMux: z.boolean().default(true),
-    /** Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. */
+    /**
+     * Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. The
+     * same trust holds for a relay reached over TLS (`turns:`).
+     */
     tls: z.object({ caFile: z.string().optional(), servername: z.string().optional() }).strict().optional(),
     punch: z
       .object({
@@ -179,18 +188,25 @@ export function parseEndpoint(text: string, what: string, defaultPort?: number):
 
 /**
  * A relay as `IPv4[:port]` or a TURN URI (RFC 7065): `turn:198.18.0.10:3478?transport=udp`, or
- * `?transport=tcp` to reach the server over TCP where UDP is blocked (the relayed leg stays UDP).
- * `turns:` (TLS) is refused with the reason.
+ * `?transport=tcp` to reach the server over TCP where UDP is blocked, or `turns:198.18.0.10:5349`
+ * for TLS over TCP (the relayed leg stays UDP). DTLS (`turns:…?transport=udp`) is refused.
  */
-export function parseRelayUrl(text: string, what: string): { server: Endpoint; transport: 'udp' | 'tcp' } {
+export function parseRelayUrl(
+  text: string,
+  what: string,
+): { server: Endpoint; transport: 'udp' | 'tcp' | 'tls' } {
   const uri = /^(turns?):([^?]+)(?:\?(.*))?$/i.exec(text.trim());
   if (!uri) return { server: parseEndpoint(text, what, 3478), transport: 'udp' };
-  if (uri[1]!.toLowerCase() === 'turns')
-    throw new UsageError(
-      `${what}: '${text}' asks for TURN over TLS, which is not built; use turn: with transport=udp or tcp`,
-    );
-  const transport = (new URLSearchParams(uri[3] ?? '').get('transport') ?? 'udp').toLowerCase();
+  const secure = uri[1]!.toLowerCase() === 'turns';
+  const transport = (
+    new URLSearchParams(uri[3] ?? '').get('transport') ?? (secure ? 'tcp' : 'udp')
+  ).toLowerCase();
   if (transport !== 'udp' && transport !== 'tcp')
     throw new UsageError(`${what}: '${text}' asks for transport=${transport}; TURN runs over udp or tcp`);
-  return { server: parseEndpoint(uri[2]!, what, 3478), transport };
+  if (secure && transport === 'udp')
+    throw new UsageError(
+      `${what}: '${text}' asks for TURN over DTLS, which is not built; use turns: over tcp`,
+    );
+  const server = parseEndpoint(uri[2]!, what, secure ? 5349 : 3478);
+  return { server, transport: secure ? 'tls' : transport };
 }

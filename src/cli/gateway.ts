@@ -21,7 +21,7 @@ import {
   summarizeMedia,
 } from './media.ts';
 
-interface CommonOptions {
+export interface CommonOptions {
   config: string;
   server?: string;
   stun?: string;
@@ -32,7 +32,7 @@ interface CommonOptions {
   relay?: string | boolean;
 }
 
-function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
+export function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
   const config = loadGatewayConfig(options.config);
   const password = options.password ?? process.env.SC2C_PASSWORD;
   if (!password) throw new UsageError('give --password or set SC2C_PASSWORD');
@@ -45,13 +45,14 @@ function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: bo
       domain: config.domain,
       user: options.user,
       password,
+      tls: config.tlsOptions,
     },
     stunServer: parseEndpoint(options.stun ?? config.stun, '--stun', 3478),
     mode,
     punch: config.punch,
     rtcpMux: config.rtcpMux,
     media: role && mediaRole(config.media, role.send, role.receive),
-    relay: relayConfig(config.relay, options, password),
+    relay: relayConfig(config.relay, options, password, config.tlsOptions),
   };
 }
 
@@ -60,6 +61,7 @@ function relayConfig(
   relay: ReturnType<typeof loadGatewayConfig>['relay'],
   options: CommonOptions,
   password: string,
+  tls: { ca?: string; servername?: string } | undefined,
 ): GatewayInit['relay'] {
   if (options.relay === false) return undefined;
   const server =
@@ -67,6 +69,7 @@ function relayConfig(
   if (!server) return undefined;
   return {
     ...parseRelayUrl(server, '--relay'),
+    tls,
     username: relay?.username ?? options.user,
     password: relay?.password ?? password,
     // An account of its own on the relay (relay.username) is meant to be used as it is.
@@ -155,8 +158,8 @@ function withCommon(command: Command): Command {
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
     .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
     .option(
-      '--relay <ip[:port] | turn:ip[:port][?transport=udp|tcp]>',
-      'TURN relay for calls no direct path serves, also as an RFC 7065 URI; transport=tcp reaches it over TCP where UDP is blocked (default from the config)',
+      '--relay <ip[:port] | turn:ip[:port][?transport=udp|tcp] | turns:ip[:port]>',
+      'TURN relay for calls no direct path serves, also as an RFC 7065 URI; transport=tcp reaches it over TCP where UDP is blocked, turns: over TLS (trusting tls.caFile) (default from the config)',
     )
     .option('--no-relay', 'direct paths only: no TURN allocation')
     .option('--json', 'print machine-readable JSON');

@@ -215,6 +215,17 @@ export function registerServer(program: Command): void {
             );
           }
         }
+        const turnTls = config.turnTls;
+        if (turnTls) {
+          const at = { address: config.stun.primary.address, port: turnTls.port };
+          try {
+            await relay.listenTcp(at, turnTls);
+          } catch (error) {
+            throw new UsageError(
+              `cannot listen for TURN over TLS on ${at.address}:${at.port} (${(error as Error).message}); check turn.tls in ${options.config}`,
+            );
+          }
+        }
       }
       const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
       const server = await SignalingServer.start(
@@ -257,7 +268,7 @@ export function registerServer(program: Command): void {
           .map((e) => `${e.address}:${e.port}`)
           .join(
             ' ',
-          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

@@ -15,10 +15,13 @@ export interface RelayConfig {
   /** The TURN server (the embedded one in `sc2c server`, or coturn). */
   readonly server: Endpoint;
   /**
-   * How to reach it: 'udp' (default), or 'tcp' where UDP to the server is blocked (RFC 8656 §3.1).
-   * Over TCP our relayed media goes out through our own allocation too, so it crosses the relay twice.
+   * How to reach it: 'udp' (default), 'tcp' where UDP to the server is blocked (RFC 8656 §3.1), or
+   * 'tls' (TLS over TCP, `turns:`) where only TLS gets out. Over TCP or TLS our relayed media goes
+   * out through our own allocation too, so it crosses the relay twice.
    */
-  readonly transport?: 'udp' | 'tcp';
+  readonly transport?: 'udp' | 'tcp' | 'tls';
+  /** For 'tls': the CA to trust and the name to check (default: the server's IP address). */
+  readonly tls?: { readonly ca?: string; readonly servername?: string };
   /** Long-term credentials: used when the signaling server issued none (or with `static`). */
   readonly username: string;
   readonly password: string;
@@ -115,8 +118,12 @@ export class CallRelay {
       rtoMs: 200,
       attempts: 4,
     };
-    if (config.transport === 'tcp') {
-      const client = await TurnClient.allocateOverTcp({ clock: c.clock, network: c.network }, init);
+    if (config.transport === 'tcp' || config.transport === 'tls') {
+      const tls = config.transport === 'tls' ? (config.tls ?? {}) : undefined;
+      const client = await TurnClient.allocateOverTcp(
+        { clock: c.clock, network: c.network },
+        { ...init, tls },
+      );
       return { client, socket: undefined };
     }
     const socket = await c.network.bindUdp();

@@ -141,7 +141,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /**
-   * The NAT probe at start. With no STUN answer and a relay reached over TCP the gateway still
+   * The NAT probe at start. With no STUN answer and a relay reached over TCP or TLS the gateway still
    * starts, relay-only (`udpBlocked`): a network that blocks UDP can carry calls no other way.
    */
   static async #probe(
@@ -153,7 +153,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       return await probeNat(components, { server: init.stunServer, rtoMs: init.stunRtoMs ?? 200, signal });
     } catch (error) {
       if (
-        init.relay?.transport !== 'tcp' ||
+        (init.relay?.transport ?? 'udp') === 'udp' ||
         signal?.aborted ||
         !/no STUN answer/.test((error as Error).message)
       )

@@ -21,6 +21,8 @@ export interface CoturnInit {
   readonly auth: readonly string[];
   /** More flags (e.g. `--relay-threads=1`). */
   readonly extra?: readonly string[];
+  /** TURN over TLS on `port` with these PEM files; without it coturn runs without TLS. */
+  readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
 }
 
 /** Starts turnserver and resolves once it answers STUN (within 15 s), or rejects with why not. */
@@ -36,7 +38,13 @@ export async function startCoturn(init: CoturnInit): Promise<ChildProcess> {
       `--max-port=${init.maxPort ?? init.port + 60}`,
       '--realm=sc2c.lab',
       '--allow-loopback-peers',
-      '--no-tls',
+      ...(init.tls
+        ? [
+            `--tls-listening-port=${init.tls.port}`,
+            `--cert=${init.tls.certFile}`,
+            `--pkey=${init.tls.keyFile}`,
+          ]
+        : ['--no-tls']),
       '--no-dtls',
       '--no-cli',
       `--pidfile=${join(init.dir, `turnserver-${init.port}.pid`)}`,

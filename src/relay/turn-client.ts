@@ -55,6 +55,8 @@ export interface TurnClientInit {
   readonly rtoMs?: number;
   /** Requests sent per transaction before giving up. Default 6. */
   readonly attempts?: number;
+  /** `allocateOverTcp` only: TLS on the connection (TURN over TLS, `turns:`), trusting `ca`. */
+  readonly tls?: { readonly ca?: string; readonly servername?: string };
 }
 
 /** Largest frame the client accepts from a server over TCP: a full-size datagram and its headers. */
@@ -182,8 +184,8 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   }
 
   /**
-   * Allocates on `init.server` over a TCP connection of its own (RFC 8656 §3.1): for networks that
-   * block UDP. The relayed address still speaks UDP to peers. The allocation ends with the
+   * Allocates on `init.server` over a TCP connection of its own (RFC 8656 §3.1), TLS on it with
+   * `init.tls`: for networks that block UDP, or let only TLS out. The relayed address still speaks UDP to peers. The allocation ends with the
    * connection; a connection lost later emits `failed`.
    */
   static async allocateOverTcp(
@@ -193,11 +195,14 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     const timeoutMs = 2 * totalWaitMs(init.rtoMs ?? 250, init.attempts ?? 6);
     let stream: StreamConnection;
     try {
-      stream = await c.network.connect(init.server, { signal: AbortSignal.timeout(timeoutMs) });
+      stream = await c.network.connect(init.server, {
+        signal: AbortSignal.timeout(timeoutMs),
+        tls: init.tls,
+      });
     } catch (error) {
       throw new TurnError(
         null,
-        `cannot connect to the TURN server ${formatEndpoint(init.server)} over TCP: ${(error as Error).message}`,
+        `cannot connect to the TURN server ${formatEndpoint(init.server)} over ${init.tls ? 'TLS' : 'TCP'}: ${(error as Error).message}`,
       );
     }
     return TurnClient.#allocate(

@@ -71,7 +71,7 @@ export class TurnServer {
   readonly #peers: PeerPolicy;
   readonly #sweep: Timer;
   readonly #streams = new Set<StreamConnection>();
-  #tcp?: StreamServer;
+  readonly #streamServers: StreamServer[] = [];
   #closed = false;
 
   private constructor(
@@ -116,19 +116,21 @@ export class TurnServer {
   }
 
   /**
-   * Also takes clients over TCP (RFC 8656 §3.1) at `at` (default: the UDP listen address): each
-   * connection is one client 5-tuple, its allocation ends with it, and relayed data goes back on
-   * it. Resolves with the listening endpoint.
+   * Also takes clients over TCP (RFC 8656 §3.1) at `at` (default: the UDP listen address), or over
+   * TLS with `tls` (conventionally port 5349): each connection is one client 5-tuple, its allocation
+   * ends with it, and relayed data goes back on it. Resolves with the listening endpoint.
    */
-  async listenTcp(at: Endpoint = this.init.listen): Promise<Endpoint> {
-    if (this.#tcp) return this.#tcp.local;
-    const server = await this.c.network.listen({ address: at.address, port: at.port });
-    this.#tcp = server;
+  async listenTcp(
+    at: Endpoint = this.init.listen,
+    tls?: { readonly cert: string; readonly key: string },
+  ): Promise<Endpoint> {
+    const server = await this.c.network.listen({ address: at.address, port: at.port, tls });
+    this.#streamServers.push(server);
     server.on('connection', (stream) => this.#onConnection(stream));
     return server.local;
   }
 
-  /** TCP connections open now. */
+  /** TCP and TLS connections open now. */
   get tcpClients(): number {
     return this.#streams.size;
   }
@@ -151,7 +153,7 @@ export class TurnServer {
     this.#sweep.clear();
     for (const allocation of this.#allocations.values()) allocation.relay.close();
     this.#allocations.clear();
-    this.#tcp?.close();
+    for (const server of this.#streamServers) server.close();
     for (const stream of this.#streams) stream.close();
     this.#streams.clear();
     if (this.ownsSocket) this.socket.close();

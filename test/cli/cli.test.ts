@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseRelayUrl } from '../../src/cli/configs.ts';
+import { gatewayInit } from '../../src/cli/gateway.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
@@ -79,20 +83,51 @@ describe('sc2c CLI', () => {
 });
 
 describe('relay addresses', () => {
-  it('takes IPv4[:port] or an RFC 7065 TURN URI over UDP or TCP, and refuses TLS and other transports with the reason', () => {
-    const udp = (address: string, port: number) => ({ server: { address, port }, transport: 'udp' });
-    expect(parseRelayUrl('198.18.0.10', '--relay')).toEqual(udp('198.18.0.10', 3478));
-    expect(parseRelayUrl('198.18.0.10:3480', '--relay')).toEqual(udp('198.18.0.10', 3480));
-    expect(parseRelayUrl('turn:198.18.0.10', '--relay')).toEqual(udp('198.18.0.10', 3478));
-    expect(parseRelayUrl('turn:198.18.0.10:3480?transport=udp', '--relay')).toEqual(udp('198.18.0.10', 3480));
-    expect(parseRelayUrl('TURN:198.18.0.10?transport=TCP', '--relay')).toEqual({
-      server: { address: '198.18.0.10', port: 3478 },
-      transport: 'tcp',
+  it('takes IPv4[:port] or an RFC 7065 TURN URI over UDP, TCP or TLS, and refuses DTLS and other transports with the reason', () => {
+    const at = (address: string, port: number, transport: string) => ({
+      server: { address, port },
+      transport,
     });
-    expect(() => parseRelayUrl('turns:198.18.0.10:5349', '--relay')).toThrow(
-      /TURN over TLS, which is not built/,
+    expect(parseRelayUrl('198.18.0.10', '--relay')).toEqual(at('198.18.0.10', 3478, 'udp'));
+    expect(parseRelayUrl('198.18.0.10:3480', '--relay')).toEqual(at('198.18.0.10', 3480, 'udp'));
+    expect(parseRelayUrl('turn:198.18.0.10', '--relay')).toEqual(at('198.18.0.10', 3478, 'udp'));
+    expect(parseRelayUrl('turn:198.18.0.10:3480?transport=udp', '--relay')).toEqual(
+      at('198.18.0.10', 3480, 'udp'),
+    );
+    expect(parseRelayUrl('TURN:198.18.0.10?transport=TCP', '--relay')).toEqual(
+      at('198.18.0.10', 3478, 'tcp'),
+    );
+    // RFC 7065: turns: defaults to port 5349 and to TCP.
+    expect(parseRelayUrl('turns:198.18.0.10', '--relay')).toEqual(at('198.18.0.10', 5349, 'tls'));
+    expect(parseRelayUrl('turns:198.18.0.10:443?transport=tcp', '--relay')).toEqual(
+      at('198.18.0.10', 443, 'tls'),
+    );
+    expect(() => parseRelayUrl('turns:198.18.0.10?transport=udp', '--relay')).toThrow(
+      /DTLS, which is not built/,
     );
     expect(() => parseRelayUrl('turn:198.18.0.10?transport=sctp', '--relay')).toThrow(/transport=sctp/);
     expect(() => parseRelayUrl('turn:relay.example', '--relay')).toThrow(/IPv4\[:port\]/);
+  });
+
+  it("hands the gateway config's TLS trust to SIP and to a relay over TLS", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-cli-tls-'));
+    writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
+    writeFileSync(
+      join(dir, 'gateway.yaml'),
+      'server: 198.18.0.10:5061\nstun: 198.18.0.10:3478\ndomain: sc2c.lab\ntls: { caFile: ca.pem, servername: sc2c.lab }\n',
+    );
+    const init = gatewayInit({
+      config: join(dir, 'gateway.yaml'),
+      user: 'alice',
+      password: 'alice-pass',
+      relay: 'turns:198.18.0.10',
+    });
+    expect(init.sip.tls).toEqual({ ca: 'CA PEM', servername: 'sc2c.lab' });
+    expect(init.relay).toMatchObject({
+      server: { address: '198.18.0.10', port: 5349 },
+      transport: 'tls',
+      tls: { ca: 'CA PEM', servername: 'sc2c.lab' },
+    });
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -1,9 +1,9 @@
 /**
  * TURN interop with coturn, both ways, on loopback (real sockets, real processes):
  *   - our TURN client allocates on coturn's `turnserver` and relays to a peer and back, with
- *     long-term credentials and with short-lived (TURN REST API) credentials, over UDP and TCP;
+ *     long-term credentials and with short-lived (TURN REST API) credentials, over UDP, TCP and TLS;
  *   - coturn's `turnutils_uclient` allocates on `sc2c server` and relays through it to
- *     `turnutils_peer`, which echoes, over UDP and TCP.
+ *     `turnutils_peer`, which echoes, over UDP, TCP and TLS.
  * Skipped, with the reason printed, only where coturn is not installed (CI installs it).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -19,6 +19,7 @@ import { NodeNetwork } from '../../src/net/node-network.ts';
 import { issueCredentials } from '../../src/relay/credentials.ts';
 import { TurnClient } from '../../src/relay/turn-client.ts';
 import { BIN } from '../lab/support.ts';
+import { selfSignedCert } from '../tls-cert.ts';
 
 const run = promisify(execFile);
 const missing = await run('which', ['turnserver', 'turnutils_uclient', 'turnutils_peer']).then(
@@ -38,25 +39,33 @@ afterAll(() => {
 /** A port block per test process, so parallel runs do not collide. */
 const base = 20_000 + (process.pid % 400) * 100;
 
-/** Each coturn relays from its own 30 ports of the block, clear of sc2c server's base+80..83. */
-async function startCoturn(port: number, relayFrom: number, auth: string[]): Promise<void> {
+/** Each coturn relays from its own 10 ports of the block, clear of sc2c server's base+80..84. */
+async function startCoturn(
+  port: number,
+  relayFrom: number,
+  auth: string[],
+  tls?: { port: number; certFile: string; keyFile: string },
+): Promise<void> {
   children.push(
     await startCoturn_({
       address: '127.0.0.1',
       port,
       minPort: relayFrom,
-      maxPort: relayFrom + 29,
+      maxPort: relayFrom + 9,
       dir,
       auth,
+      tls,
     }),
   );
 }
+
+const cert = selfSignedCert(dir);
 
 async function relayThrough(
   server: { address: string; port: number },
   username: string,
   password: string,
-  transport: 'udp' | 'tcp' = 'udp',
+  transport: 'udp' | 'tcp' | 'tls' = 'udp',
 ) {
   const clock = new SystemClock();
   const network = new NodeNetwork();
@@ -70,8 +79,11 @@ async function relayThrough(
   });
   const init = { server, username, password, rtoMs: 200 };
   const client =
-    transport === 'tcp'
-      ? await TurnClient.allocateOverTcp({ clock, network }, init)
+    transport !== 'udp'
+      ? await TurnClient.allocateOverTcp(
+          { clock, network },
+          { ...init, tls: transport === 'tls' ? { ca: cert.cert } : undefined },
+        )
       : await TurnClient.allocate({ clock }, socket, init);
   const echoed: string[] = [];
   client.on('data', (data) => echoed.push(new TextDecoder().decode(data)));
@@ -106,16 +118,45 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
 
   it('our client allocates on coturn over TCP and relays both ways', async () => {
     const port = base + 3;
-    await startCoturn(port, base + 50, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
+    await startCoturn(port, base + 30, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret', 'tcp');
-    expect(result.relayed.port).toBeGreaterThanOrEqual(base + 50);
+    expect(result.relayed.port).toBeGreaterThanOrEqual(base + 30);
     expect(result.peerGot).toHaveLength(10);
     expect(result.echoed.sort()).toEqual(ALL_ECHOED);
   }, 30_000);
 
+  it('our client allocates on coturn over TLS when it trusts the certificate, and refuses it when not', async () => {
+    const port = base + 4;
+    const tlsPort = base + 5;
+    await startCoturn(port, base + 40, ['--lt-cred-mech', '--user=alice:alice-lab-secret'], {
+      port: tlsPort,
+      ...cert,
+    });
+    const result = await relayThrough(
+      { address: '127.0.0.1', port: tlsPort },
+      'alice',
+      'alice-lab-secret',
+      'tls',
+    );
+    expect(result.relayed.port).toBeGreaterThanOrEqual(base + 40);
+    expect(result.echoed.sort()).toEqual(ALL_ECHOED);
+    // Without the CA the certificate does not verify, and the allocation fails saying so.
+    await expect(
+      TurnClient.allocateOverTcp(
+        { clock: new SystemClock(), network: new NodeNetwork() },
+        {
+          server: { address: '127.0.0.1', port: tlsPort },
+          username: 'alice',
+          password: 'alice-lab-secret',
+          tls: {},
+        },
+      ),
+    ).rejects.toThrow(/over TLS: .*(self.signed|certificate)/i);
+  }, 30_000);
+
   it('our per-call credentials work on coturn (use-auth-secret)', async () => {
     const port = base + 2;
-    await startCoturn(port, base + 40, [
+    await startCoturn(port, base + 20, [
       '--use-auth-secret',
       '--static-auth-secret=lab-only-turn-secret-change-me',
     ]);
@@ -144,6 +185,7 @@ stun:
   alternate: { address: 127.0.0.2, port: ${stun + 1} }
 turn:
   allowedPeers: [127.0.0.0/8]
+  tls: { port: ${stun + 3}, certFile: ${cert.certFile}, keyFile: ${cert.keyFile} }
 `,
     );
     const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
@@ -193,6 +235,25 @@ turn:
       { timeout: 30_000 },
     );
     expect(viaTcp.stdout + viaTcp.stderr).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
+    // With -t -S over TLS (-S alone is DTLS), on the TLS port.
+    const viaTls = await run(
+      'turnutils_uclient',
+      [
+        '-c',
+        '-t',
+        '-S',
+        '-u',
+        'alice',
+        '-w',
+        'alice-lab-secret',
+        '-e',
+        '127.0.0.1',
+        '-r',
+        String(peerPort),
+      ].concat(['-p', String(stun + 3), '-n', '50', '-l', '200', '127.0.0.1']),
+      { timeout: 30_000 },
+    );
+    expect(viaTls.stdout + viaTls.stderr).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     // A wrong password is refused, and uclient says so.
     const wrong = await run(
       'turnutils_uclient',

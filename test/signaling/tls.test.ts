@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,32 +6,9 @@ import { SystemClock } from '../../src/net/clock.ts';
 import { NodeNetwork } from '../../src/net/node-network.ts';
 import { SignalingClient } from '../../src/signaling/client.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
+import { selfSignedCert } from '../tls-cert.ts';
 
-// A throwaway self-signed certificate for 127.0.0.1, made with the system's openssl.
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-tls-'));
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=sc2c.lab',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    join(dir, 'key.pem'),
-    '-out',
-    join(dir, 'cert.pem'),
-  ],
-  { stdio: 'ignore' },
-);
-const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-const key = readFileSync(join(dir, 'key.pem'), 'utf8');
+const { cert, key } = selfSignedCert(mkdtempSync(join(tmpdir(), 'sc2c-tls-')));
 
 describe('SIP over TLS (real sockets on loopback)', () => {
   it('registers over TLS when the client trusts the certificate, and refuses one that does not', async () => {
