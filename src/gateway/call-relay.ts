@@ -83,6 +83,9 @@ export function describeWithRelay(
 
 export class CallRelay {
   #peerAddresses: string[] = [];
+  #onLost?: (why: string) => void;
+  #offFailed?: () => void;
+  #renewal?: Promise<boolean>;
 
   private constructor(
     private readonly c: { readonly network: Network; readonly clock: Clock },
@@ -173,7 +176,15 @@ export class CallRelay {
    * 5-tuple and refuses (437) or the refresh goes unanswered: allocate again on a new socket and
    * permit the peer. Resolves true when the relayed address changed.
    */
-  async ensureAlive(): Promise<boolean> {
+  ensureAlive(): Promise<boolean> {
+    // One renewal at a time: a route change and a lost allocation can ask at once.
+    this.#renewal ??= this.#renew().finally(() => {
+      this.#renewal = undefined;
+    });
+    return this.#renewal;
+  }
+
+  async #renew(): Promise<boolean> {
     if (
       await this.client.refresh().then(
         () => true,
@@ -185,12 +196,26 @@ export class CallRelay {
     const fresh = await CallRelay.#open(this.c, this.config, this.credential());
     this.client = fresh.client;
     this.socket = fresh.socket;
+    if (this.#onLost) this.watch(this.#onLost);
     void old.client.close().finally(() => old.socket?.close());
     if (this.#peerAddresses.length > 0) await this.client.createPermission(this.#peerAddresses);
     return true;
   }
 
+  /**
+   * Calls `onLost` when the allocation dies on its own: the TCP connection to the server closed, or
+   * a periodic refresh went unanswered or was refused (the server restarted, our NAT forgot us).
+   * It follows the allocation through renewals.
+   */
+  watch(onLost: (why: string) => void): void {
+    this.#onLost = onLost;
+    this.#offFailed?.();
+    this.#offFailed = this.client.on('failed', (why) => this.#onLost?.(why));
+  }
+
   async close(): Promise<void> {
+    this.#offFailed?.();
+    this.#onLost = undefined;
     await this.client.close();
     this.socket?.close();
   }

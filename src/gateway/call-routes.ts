@@ -90,6 +90,13 @@ export class CallRoutes {
     active.routed = routed;
     active.relayOnly = straight;
     routed.on('route', (route, why) => this.#onRoute(callId, route, why));
+    // An allocation that dies on its own (relay restart, TCP connection lost) is renewed at once,
+    // whichever route media is on: a relay-only call has no direct path whose death would ask.
+    active.relay?.watch((why) => {
+      if (active.ended) return;
+      this.host.emit('relay-error', `${why}; allocating again`);
+      void this.#renewRelay(callId, active);
+    });
     const budgetMs = this.host.init.relay?.budgetMs ?? 1000;
     return {
       ...base,
@@ -164,36 +171,43 @@ export class CallRoutes {
     if (!active || active.ended) return;
     this.host.emit('route', callId, route, why);
     if (route !== 'relay' || !active.relay) return;
-    const relay = active.relay;
     void (async () => {
-      try {
-        if (!(await relay.ensureAlive()) || active.ended) return;
-        // Our NAT dropped its mappings: a new relayed address, which the peer must learn. In band
-        // first (the relay path works; our signaling connection may have died with the mappings),
-        // and over signaling too.
-        const peerRelayed = active.routed?.peerRelayed ?? active.peerRelayed;
-        if (peerRelayed) active.routed?.setRelay(relay.leg(peerRelayed));
-        active.routed?.announceRelay(relay.relayed);
-        const to = active.dialog?.user;
-        const signaling = this.host.signaling();
-        if (to)
-          void signaling
-            .request('INFO', signaling.uri(to), [['Content-Type', SC2C_CONTENT_TYPE]], {
-              callId,
-              toTag: active.dialog?.toTag,
-              body: JSON.stringify({
-                type: 'relay',
-                address: relay.relayed.address,
-                port: relay.relayed.port,
-              }),
-            })
-            .catch(() => undefined);
-      } catch (error) {
-        this.host.emit('relay-error', `the relay could not be renewed: ${(error as Error).message}`);
-      }
+      await this.#renewRelay(callId, active);
       const dialog = active.dialog;
       if (dialog?.toTag !== undefined && !active.relayOnly)
         this.retryDirect(callId, dialog.user, this.host.init.mode ?? 'sc2c', dialog.toTag);
     })();
+  }
+
+  /**
+   * Renews our allocation if it died; when that gives a new relayed address the peer must learn it:
+   * in band first (the relay path works; our signaling connection may have died with the
+   * mappings), and over signaling too.
+   */
+  async #renewRelay(callId: string, active: ActiveCall): Promise<void> {
+    const relay = active.relay;
+    if (!relay) return;
+    try {
+      if (!(await relay.ensureAlive()) || active.ended) return;
+      const peerRelayed = active.routed?.peerRelayed ?? active.peerRelayed;
+      if (peerRelayed) active.routed?.setRelay(relay.leg(peerRelayed));
+      active.routed?.announceRelay(relay.relayed);
+      const to = active.dialog?.user;
+      const signaling = this.host.signaling();
+      if (to)
+        void signaling
+          .request('INFO', signaling.uri(to), [['Content-Type', SC2C_CONTENT_TYPE]], {
+            callId,
+            toTag: active.dialog?.toTag,
+            body: JSON.stringify({
+              type: 'relay',
+              address: relay.relayed.address,
+              port: relay.relayed.port,
+            }),
+          })
+          .catch(() => undefined);
+    } catch (error) {
+      this.host.emit('relay-error', `the relay could not be renewed: ${(error as Error).message}`);
+    }
   }
 }

@@ -201,6 +201,32 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     s.close();
   });
 
+  it('allocates again at once when the TURN connection of a relay-only call is lost, and media resumes', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random', { tcpUsers: ['alice'] });
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    const errors: string[] = [];
+    caller.on('relay-error', (why) => errors.push(why));
+    const there = stream(s.clock, outcome.routed!, other.routed!);
+    const back = stream(s.clock, other.routed!, outcome.routed!);
+    await s.clock.advance(1000);
+    const relayedBefore = other.routed!.peerRelayed; // the caller's relayed address, as the callee has it
+    const lostAt = s.clock.now();
+    s.a.nat.flush('tcp'); // the caller's NAT forgets its TCP mappings: the TURN connection (and SIP's) die
+    await s.clock.advance(4000);
+    there.stop();
+    back.stop();
+    expect(errors).toEqual([expect.stringMatching(/allocating again/)]);
+    expect(s.turn.counters.tcpConnections).toBe(2);
+    // Both directions resume: the callee learned the caller's new relayed address.
+    expect(other.routed!.peerRelayed).not.toEqual(relayedBefore);
+    expect(there.arrivals.filter((t) => t > lostAt + 3000).length).toBeGreaterThanOrEqual(45);
+    expect(back.arrivals.filter((t) => t > lostAt + 3000).length).toBeGreaterThanOrEqual(45);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
   it('relays a caller whose network blocks UDP: STUN fails, TURN over TCP carries the call', async () => {
     const s = await setup('port-restricted-cone', 'symmetric-random', {
       tcpUsers: ['alice'],
