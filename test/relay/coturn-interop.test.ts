@@ -111,7 +111,8 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
     await startCoturn(port, base + 10, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret');
     expect(result.relayed.address).toBe('127.0.0.1');
-    expect(result.relayed.port).toBeGreaterThanOrEqual(port + 10);
+    expect(result.relayed.port).toBeGreaterThanOrEqual(base + 10);
+    expect(result.relayed.port).toBeLessThan(base + 20);
     expect(result.peerGot).toHaveLength(10);
     expect(result.echoed.sort()).toEqual(ALL_ECHOED);
   }, 30_000);
@@ -121,6 +122,7 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
     await startCoturn(port, base + 30, ['--lt-cred-mech', '--user=alice:alice-lab-secret']);
     const result = await relayThrough({ address: '127.0.0.1', port }, 'alice', 'alice-lab-secret', 'tcp');
     expect(result.relayed.port).toBeGreaterThanOrEqual(base + 30);
+    expect(result.relayed.port).toBeLessThan(base + 40);
     expect(result.peerGot).toHaveLength(10);
     expect(result.echoed.sort()).toEqual(ALL_ECHOED);
   }, 30_000);
@@ -139,6 +141,7 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
       'tls',
     );
     expect(result.relayed.port).toBeGreaterThanOrEqual(base + 40);
+    expect(result.relayed.port).toBeLessThan(base + 50);
     expect(result.echoed.sort()).toEqual(ALL_ECHOED);
     // Without the CA the certificate does not verify, and the allocation fails saying so.
     await expect(
