@@ -199,82 +199,37 @@ turn:
     const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
     children.push(peer);
     await new Promise((r) => setTimeout(r, 300));
+    // uclient sends `count` messages through the relay to the echoing peer; its whole output.
     // -c: no RTCP allocation (that needs RESERVATION-TOKEN, which we do not offer).
-    const { stdout, stderr } = await run(
-      'turnutils_uclient',
-      [
-        '-c',
-        '-u',
-        'alice',
-        '-w',
-        'alice-lab-secret',
-        '-e',
-        '127.0.0.1',
-        '-r',
-        String(peerPort),
-        '-p',
-        String(stun),
-      ].concat(['-n', '50', '-l', '200', '127.0.0.1']),
-      { timeout: 30_000 },
-    );
-    const output = stdout + stderr;
+    const uclient = (flags: string[], port: number, count: number, password = 'alice-lab-secret') =>
+      run(
+        'turnutils_uclient',
+        ['-c', ...flags, '-u', 'alice', '-w', password, '-e', '127.0.0.1', '-r', String(peerPort)].concat([
+          '-p',
+          String(port),
+          '-n',
+          String(count),
+          '127.0.0.1',
+        ]),
+        { timeout: 30_000 },
+      ).then(
+        ({ stdout, stderr }) => stdout + stderr,
+        (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
+      );
+    const output = await uclient(['-l', '200'], stun, 50);
     expect(output).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     expect(output).toMatch(/Total lost packets 0 \(0\.0+%\)/);
     // With -s the client uses Send indications instead of channels: also relayed.
-    const viaSend = await run(
-      'turnutils_uclient',
-      ['-c', '-s', '-u', 'alice', '-w', 'alice-lab-secret', '-e', '127.0.0.1', '-r', String(peerPort)].concat(
-        ['-p', String(stun), '-n', '20', '127.0.0.1'],
-      ),
-      { timeout: 30_000 },
-    );
-    expect(viaSend.stdout + viaSend.stderr).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
+    expect(await uclient(['-s'], stun, 20)).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
     // With -t the client talks to the server over TCP (RFC 8656 §3.1); the relay leg is still UDP.
-    const viaTcp = await run(
-      'turnutils_uclient',
-      ['-c', '-t', '-u', 'alice', '-w', 'alice-lab-secret', '-e', '127.0.0.1', '-r', String(peerPort)].concat(
-        ['-p', String(stun), '-n', '50', '-l', '200', '127.0.0.1'],
-      ),
-      { timeout: 30_000 },
-    );
-    expect(viaTcp.stdout + viaTcp.stderr).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
+    expect(await uclient(['-t', '-l', '200'], stun, 50)).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     // With -t -S over TLS (-S alone is DTLS), on the TLS port.
-    const viaTls = await run(
-      'turnutils_uclient',
-      [
-        '-c',
-        '-t',
-        '-S',
-        '-u',
-        'alice',
-        '-w',
-        'alice-lab-secret',
-        '-e',
-        '127.0.0.1',
-        '-r',
-        String(peerPort),
-      ].concat(['-p', String(stun + 3), '-n', '50', '-l', '200', '127.0.0.1']),
-      { timeout: 30_000 },
+    expect(await uclient(['-t', '-S', '-l', '200'], stun + 3, 50)).toMatch(
+      /tot_send_msgs=50, tot_recv_msgs=50/,
     );
-    expect(viaTls.stdout + viaTls.stderr).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     // A wrong password is refused, and uclient says so.
-    const wrong = await run(
-      'turnutils_uclient',
-      [
-        '-c',
-        '-u',
-        'alice',
-        '-w',
-        'wrong-password',
-        '-e',
-        '127.0.0.1',
-        '-r',
-        String(peerPort),
-        '-p',
-        String(stun),
-      ].concat(['-n', '5', '127.0.0.1']),
-      { timeout: 30_000 },
-    ).catch((error: { stdout: string; stderr: string }) => error);
-    expect(wrong.stdout + wrong.stderr).toMatch(/401|Unauthorized|Cannot complete Allocation/);
+    expect(await uclient([], stun, 5, 'wrong-password')).toMatch(
+      /401|Unauthorized|Cannot complete Allocation/,
+    );
   }, 60_000);
 });
