@@ -217,7 +217,7 @@ export function registerGateway(program: Command): void {
           options.metrics === undefined ? undefined : await serveGatewayMetrics(options.metrics, accounting);
         print(
           gateway.probe.udpBlocked
-            ? `registered as ${options.user}; no STUN answer (UDP looks blocked): calls go through the TURN relay over TCP`
+            ? `registered as ${options.user}; no STUN answer (UDP looks blocked): calls go through the TURN relay over ${gateway.init.relay?.transport?.toUpperCase()}`
             : `registered as ${options.user}; NAT ${classicType(gateway.probe)} (${gateway.probe.mapping} mapping, ${gateway.probe.allocation}${gateway.probe.delta ? ` +${gateway.probe.delta}` : ''}), public ${gateway.probe.publicAddress}`,
           {
             event: 'registered',

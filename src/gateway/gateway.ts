@@ -24,6 +24,7 @@ import { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
+import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
@@ -155,7 +156,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       if (
         (init.relay?.transport ?? 'udp') === 'udp' ||
         signal?.aborted ||
-        !/no STUN answer/.test((error as Error).message)
+        !(error instanceof NoStunAnswerError)
       )
         throw error;
       return udpBlockedProbe(components.clock.now());

@@ -6,7 +6,7 @@
  * punch checks) is left to the socket's other listeners.
  */
 import { randomBytes } from 'node:crypto';
-import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import { type Clock, every, sleep, type Timer } from '../net/clock.ts';
 import type { Network, StreamConnection, UdpSocket } from '../net/types.ts';
 import {
@@ -37,13 +37,12 @@ import {
   isChannelData,
   longTermKey,
   PROTOCOL_UDP,
-  padForStream,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
-  TurnStreamDeframer,
 } from '../protocol/stun/turn.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { streamTransport, type TurnTransport, udpTransport } from './turn-transport.ts';
 
 export interface TurnClientInit {
   readonly server: Endpoint;
@@ -57,63 +56,6 @@ export interface TurnClientInit {
   readonly attempts?: number;
   /** `allocateOverTcp` only: TLS on the connection (TURN over TLS, `turns:`), trusting `ca`. */
   readonly tls?: { readonly ca?: string; readonly servername?: string };
-}
-
-/** Largest frame the client accepts from a server over TCP: a full-size datagram and its headers. */
-const MAX_STREAM_FRAME_BYTES = 65_535 + 4;
-
-/** How the client reaches its server: datagrams on a UDP socket, or a TCP connection. */
-interface TurnTransport {
-  /** Reliable transports are not retransmitted on (RFC 8489 §6.2.2). */
-  readonly reliable: boolean;
-  send(frame: Uint8Array): void;
-  /** Calls `onFrame` with each datagram or frame from the server; returns the unsubscribe. */
-  receive(onFrame: (frame: Uint8Array) => void): () => void;
-  /** Ends the transport if the client owns it (the TCP connection); a UDP socket stays open. */
-  end(): void;
-}
-
-function udpTransport(socket: UdpSocket, server: Endpoint): TurnTransport {
-  return {
-    reliable: false,
-    send: (frame) => socket.send(frame, server),
-    receive: (onFrame) =>
-      socket.on('message', (data, from) => {
-        if (sameEndpoint(from, server)) onFrame(data);
-      }),
-    end: () => {},
-  };
-}
-
-function streamTransport(stream: StreamConnection, onBroken: (why: string) => void): TurnTransport {
-  const deframer = new TurnStreamDeframer(MAX_STREAM_FRAME_BYTES);
-  return {
-    reliable: true,
-    send: (frame) => {
-      if (!stream.closed) stream.write(padForStream(frame));
-    },
-    receive: (onFrame) => {
-      const offData = stream.on('data', (chunk) => {
-        let frames: Uint8Array[];
-        try {
-          frames = deframer.push(chunk);
-        } catch (error) {
-          stream.close();
-          onBroken(`the TURN server sent a bad frame: ${(error as Error).message}`);
-          return;
-        }
-        for (const frame of frames) onFrame(frame);
-      });
-      const offClose = stream.on('close', (error) =>
-        onBroken(`the TURN connection closed${error ? `: ${error.message}` : ''}`),
-      );
-      return () => {
-        offData();
-        offClose();
-      };
-    },
-    end: () => stream.close(),
-  };
 }
 
 export class TurnError extends Error {
@@ -301,7 +243,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     const channel = this.#channels.get(formatEndpoint(peer));
     const out =
       channel !== undefined
-        ? encodeChannelData(channel, data)
+        ? encodeChannelData(channel, data, this.#transport.reliable)
         : addFingerprint(
             encodeStun({
               method: TurnMethod.send,

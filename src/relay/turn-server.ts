@@ -489,7 +489,7 @@ export class TurnServer {
     const channel = allocation.channelOf(peer);
     const out =
       channel !== undefined && allocation.peerOf(channel, this.c.clock.now())
-        ? encodeChannelData(channel, data)
+        ? encodeChannelData(channel, data, allocation.client.stream !== undefined)
         : addFingerprint(
             encodeStun({
               method: TurnMethod.data,
@@ -522,7 +522,10 @@ export class TurnServer {
     this.#allocations.delete(clientKey(allocation.client));
   }
 
-  /** Over TCP on the client's connection, ChannelData padded (RFC 8656 §12.5); else a datagram. */
+  /**
+   * Over TCP on the client's connection, ChannelData padded (RFC 8656 §12.5; frames encoded padded
+   * pass through uncopied); else a datagram.
+   */
   #send(to: TurnClientAddress, data: Uint8Array): void {
     if (to.stream) {
       if (!to.stream.closed) to.stream.write(padForStream(data));

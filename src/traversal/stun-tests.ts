@@ -34,6 +34,16 @@ export interface AllocationObservation {
   readonly lastPort: number;
 }
 
+/** A STUN server that never answered: UDP to it is likely blocked. */
+export class NoStunAnswerError extends Error {
+  constructor(server: Endpoint, attempts: number) {
+    super(
+      `no STUN answer from ${server.address}:${server.port} after ${attempts} attempts: is UDP to it blocked?`,
+    );
+    this.name = 'NoStunAnswerError';
+  }
+}
+
 export class StunTests {
   readonly #sockets = new Set<UdpSocket>();
   readonly rtoMs: number;
@@ -74,11 +84,7 @@ export class StunTests {
 
   async mustBind(socket: UdpSocket, server: Endpoint): Promise<StunBindingResult> {
     const result = await this.binding(socket, server);
-    if (!result) {
-      throw new Error(
-        `no STUN answer from ${server.address}:${server.port} after ${this.attempts} attempts: is UDP to it blocked?`,
-      );
-    }
+    if (!result) throw new NoStunAnswerError(server, this.attempts);
     return result;
   }
 

@@ -108,12 +108,16 @@ export interface ChannelData {
   readonly data: Uint8Array;
 }
 
-/** Over UDP the padding is optional (RFC 8656 §12.5): none is sent, any is accepted. */
-export function encodeChannelData(channel: number, data: Uint8Array): Uint8Array {
+/**
+ * Over UDP the padding is optional (RFC 8656 §12.5): none is sent, any is accepted. Over TCP and
+ * TLS it is required: `padded` allocates the frame at its padded length at once.
+ */
+export function encodeChannelData(channel: number, data: Uint8Array, padded = false): Uint8Array {
   if (channel < CHANNEL_MIN || channel > CHANNEL_MAX_ACCEPTED)
     throw new RangeError(`channel 0x${channel.toString(16)}`);
   if (data.byteLength > 0xffff) throw new RangeError('ChannelData longer than 65535 bytes');
-  const out = new Uint8Array(4 + data.byteLength);
+  const size = 4 + data.byteLength;
+  const out = new Uint8Array(padded ? (size + 3) & ~3 : size);
   out[0] = channel >> 8;
   out[1] = channel & 0xff;
   out[2] = data.byteLength >> 8;
