@@ -3,12 +3,25 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
+import { type Accounts, accountsFrom } from '../signaling/accounts.ts';
 import { parseConfig, readConfigFile } from '../util/config-file.ts';
 import { UsageError } from '../util/usage-error.ts';
 
 const port = z.number().int().min(0).max(65535);
 const ipv4 = z.string().refine(isIpv4, { message: 'not an IPv4 address' });
 const listen = z.object({ address: ipv4.default('0.0.0.0'), port }).strict();
+const password = z.string().min(8, 'passwords need at least 8 characters');
+/**
+ * A user: its password, or its password and who may call it (`callers`: user names, or `any` for
+ * every registered user). A user given without `callers` can be called by nobody: it only places
+ * calls (a viewer). Cameras list their viewers.
+ */
+const user = z.union([
+  password,
+  z
+    .object({ password, callers: z.union([z.array(z.string().min(1)), z.literal('any')]).optional() })
+    .strict(),
+]);
 const endpoint = z
   .object({ address: ipv4, port: port.refine((p) => p > 0, 'port must be 1-65535') })
   .strict();
@@ -19,14 +32,21 @@ const serverSchema = z
       .object({
         listen,
         realm: z.string().min(1),
-        users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')).optional(),
+        users: z.record(z.string(), user).optional(),
         usersFile: z.string().optional(),
         /** SIP over TLS: PEM files, relative to the config file. */
         tls: z.object({ port, certFile: z.string(), keyFile: z.string() }).strict().optional(),
       })
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
-    stun: z.object({ primary: endpoint, alternate: endpoint }).strict(),
+    stun: z
+      .object({
+        primary: endpoint,
+        alternate: endpoint,
+        /** Binding requests answered per source address and second (a burst of twice that). */
+        perSourcePerSecond: z.number().int().min(1).max(100_000).default(100),
+      })
+      .strict(),
     /** The embedded TURN server, on the STUN primary port (RFC 8656 over UDP and TCP). Omit to run none. */
     turn: z
       .object({
@@ -47,7 +67,17 @@ const serverSchema = z
       })
       .strict()
       .optional(),
-    admin: z.object({ listen }).strict().optional(),
+    /**
+     * The admin HTTP API. Loopback unless told otherwise; on any other address it needs a bearer
+     * token (`token`, or SC2C_ADMIN_TOKEN in the environment), checked on every route but /healthz.
+     */
+    admin: z
+      .object({
+        listen: z.object({ address: ipv4.default('127.0.0.1'), port }).strict(),
+        token: z.string().min(16, 'the admin token needs at least 16 characters').optional(),
+      })
+      .strict()
+      .optional(),
     /** Call records from gateways (PUBLISH): an append-only, fsynced JSON-lines file, relative to this file. */
     accounting: z
       .object({ file: z.string().min(1) })
@@ -56,12 +86,11 @@ const serverSchema = z
   })
   .strict();
 
-const usersSchema = z
-  .object({ users: z.record(z.string(), z.string().min(8, 'passwords need at least 8 characters')) })
-  .strict();
+const usersSchema = z.object({ users: z.record(z.string(), user) }).strict();
 
 export type ServerConfig = z.infer<typeof serverSchema> & {
-  users: Record<string, string>;
+  /** Every user with its password and access list; a user with no `callers` may be called by nobody. */
+  users: Accounts;
   tls?: { port: number; cert: string; key: string };
   /** TURN over TLS, its files read. */
   turnTls?: { port: number; cert: string; key: string };
@@ -69,13 +98,11 @@ export type ServerConfig = z.infer<typeof serverSchema> & {
 
 export function loadServerConfig(path: string): ServerConfig {
   const config = parseConfig(readConfigFile(path, 'server config'), path, serverSchema);
-  let users = config.sip.users ?? {};
+  const users = new Map(accountsFrom(config.sip.users ?? {}, new Set()));
   if (config.sip.usersFile) {
     const usersPath = resolve(dirname(path), config.sip.usersFile);
-    users = {
-      ...users,
-      ...parseConfig(readConfigFile(usersPath, 'users file'), usersPath, usersSchema).users,
-    };
+    const fromFile = parseConfig(readConfigFile(usersPath, 'users file'), usersPath, usersSchema).users;
+    for (const [name, account] of accountsFrom(fromFile, new Set())) users.set(name, account);
   }
   const tlsFiles = (t: { port: number; certFile: string; keyFile: string }, what: string) => ({
     port: t.port,
@@ -94,6 +121,17 @@ const gatewaySchema = z
     stun: z.string(),
     domain: z.string().min(1),
     mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
+    /**
+     * Who may call this gateway's user, checked here as well as by the server (defence in depth:
+     * a server bug or a stolen server connection still cannot start our camera). Omit to rely on
+     * the server's access list alone.
+     */
+    access: z
+      .object({ callers: z.array(z.string().min(1)) })
+      .strict()
+      .optional(),
+    /** Calls at once; more get 486 Busy Here before any media is set up. */
+    maxCalls: z.number().int().min(1).max(1000).default(16),
     rtcpMux: z.boolean().default(true),
     /**
      * Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. The
@@ -168,6 +206,22 @@ export function loadGatewayConfig(
   };
   const spoolFile = resolve(dirname(path), config.accounting.spoolFile);
   return { ...config, accounting: { ...config.accounting, spoolFile }, tlsOptions };
+}
+
+/** Values shipped in config/ for the lab: a server outside the lab refuses to start with them. */
+const PLACEHOLDER = /change-me|-lab-secret$/;
+
+/**
+ * The secrets in `config` that are the shipped placeholders (issue 16): the TURN secret, user
+ * passwords and the admin token. Each entry names the field.
+ */
+export function placeholderSecrets(config: ServerConfig, turnSecret?: string): string[] {
+  const found: string[] = [];
+  if (turnSecret && PLACEHOLDER.test(turnSecret)) found.push('turn.secret');
+  for (const [name, account] of config.users)
+    if (PLACEHOLDER.test(account.password)) found.push(`the password of user '${name}'`);
+  if (config.admin?.token && PLACEHOLDER.test(config.admin.token)) found.push('admin.token');
+  return found;
 }
 
 export function parseEndpoint(text: string, what: string, defaultPort?: number): Endpoint {

@@ -30,6 +30,7 @@ export interface CommonOptions {
   mode?: string;
   json?: boolean;
   relay?: string | boolean;
+  allow?: string;
 }
 
 export function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
@@ -53,7 +54,23 @@ export function gatewayInit(options: CommonOptions, role?: { send: boolean; rece
     rtcpMux: config.rtcpMux,
     media: role && mediaRole(config.media, role.send, role.receive),
     relay: relayConfig(config.relay, options, password, config.tlsOptions),
+    allowedCallers: allowedCallers(options.allow, config.access?.callers),
+    maxCalls: config.maxCalls,
   };
+}
+
+/** `--allow a,b` wins over the config's `access.callers`; neither leaves it to the server. */
+function allowedCallers(flag: string | undefined, configured: readonly string[] | undefined) {
+  if (flag === undefined) return configured;
+  const users = flag
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+  if (users.length === 0 || users.some((u) => !/^[A-Za-z0-9._~-]+$/.test(u)))
+    throw new UsageError(
+      `--allow takes user names separated by commas, e.g. --allow viewer,alice; got '${flag}'`,
+    );
+  return users;
 }
 
 /** The relay from the config, `--relay <ip:port>` to override it, `--no-relay` to go without. */
@@ -178,6 +195,10 @@ export function registerGateway(program: Command): void {
     .option('--phone', "video-phone: also receive the caller's media (records with --record)")
     .option('--record <pattern>', 'record what callers send to this MP4 path; {call} becomes the call id')
     .option('--no-send', 'send no media (a viewer that answers calls)')
+    .option(
+      '--allow <users>',
+      "who may call this gateway, comma-separated (default: the config's access.callers)",
+    )
     .option('--live [port]', 'show what callers send as MJPEG at http://127.0.0.1:PORT/ (default 8090)')
     .option(
       '--metrics <port>',

@@ -1,16 +1,69 @@
 /** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import express from 'express';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { type CallRecord, CallRecordStore, parseCallRecord } from '../relay/call-records.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
-import { SignalingServer } from '../signaling/server.ts';
+import { passwordsOf } from '../signaling/accounts.ts';
+import { type SignalingCounters, SignalingServer } from '../signaling/server.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
-import { loadServerConfig } from './configs.ts';
+import { loadServerConfig, placeholderSecrets } from './configs.ts';
+
+/** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
+const LAB_RANGE = parseCidr('198.18.0.0/15');
+
+/** Prometheus name and help for each signaling counter: every refusal and drop is counted. */
+const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {
+  registrations: ['sc2c_sip_registrations_total', 'Successful REGISTERs.'],
+  authFailures: [
+    'sc2c_sip_auth_failures_total',
+    'REGISTERs refused with 403 (wrong password or unknown user).',
+  ],
+  authThrottled: [
+    'sc2c_sip_auth_throttled_total',
+    'REGISTERs refused unchecked: too many failures from the source.',
+  ],
+  invites: ['sc2c_sip_invites_total', 'INVITEs received.'],
+  notFound: ['sc2c_sip_not_found_total', 'INVITEs to users who are not registered (404).'],
+  forbiddenCalls: ['sc2c_sip_forbidden_calls_total', "INVITEs refused by the callee's access list (403)."],
+  duplicateCallIds: ['sc2c_sip_duplicate_call_ids_total', "INVITEs reusing another party's Call-ID (403)."],
+  foreignRequests: [
+    'sc2c_sip_foreign_requests_total',
+    'In-dialog requests from a connection not party to the dialog.',
+  ],
+  foreignResponses: [
+    'sc2c_sip_foreign_responses_total',
+    'Responses from a connection that did not owe them, dropped.',
+  ],
+  syncs: ['sc2c_syncs_total', 'SC2C synchronization requests (paper step 17).'],
+  syncsLimited: ['sc2c_syncs_limited_total', 'Sync requests refused by the per-dialog rate limit (503).'],
+  malformed: ['sc2c_sip_malformed_total', 'Malformed SIP messages (connection closed).'],
+  refusedRequests: [
+    'sc2c_sip_refused_requests_total',
+    'Requests answered 400/416/420/483/501 before any processing.',
+  ],
+  connectionsRefused: [
+    'sc2c_sip_connections_refused_total',
+    'Connections closed on accept: total or per-source cap.',
+  ],
+  idleClosed: ['sc2c_sip_idle_closed_total', 'Connections closed for not registering in time.'],
+  messageTimeouts: [
+    'sc2c_sip_message_timeouts_total',
+    'Connections closed for a message that never arrived whole.',
+  ],
+  dialogsRefused: ['sc2c_sip_dialogs_refused_total', 'INVITEs refused by the dialog bounds (486/503).'],
+  dialogsExpired: [
+    'sc2c_sip_dialogs_expired_total',
+    'Dialogs dropped unanswered or after an unanswered BYE.',
+  ],
+  partiesLost: ['sc2c_sip_parties_lost_total', 'Call parties whose signaling connection dropped mid-call.'],
+};
 
 function metrics(
   server: SignalingServer,
@@ -46,26 +99,27 @@ function metrics(
       this.set(server.calls().length);
     },
   });
-  counter('sc2c_sip_registrations_total', 'Successful REGISTERs.', () => server.counters.registrations);
-  counter('sc2c_sip_auth_failures_total', 'REGISTERs refused with 403.', () => server.counters.authFailures);
-  counter('sc2c_sip_invites_total', 'INVITEs received.', () => server.counters.invites);
-  counter(
-    'sc2c_sip_not_found_total',
-    'INVITEs to users who are not registered (404).',
-    () => server.counters.notFound,
-  );
-  counter(
-    'sc2c_sip_malformed_total',
-    'Malformed SIP messages (connection closed).',
-    () => server.counters.malformed,
-  );
-  counter('sc2c_syncs_total', 'SC2C synchronization requests (paper step 17).', () => server.counters.syncs);
+  for (const [key, [name, help]] of Object.entries(SIGNALING_COUNTERS))
+    counter(name, help, () => server.counters[key as keyof SignalingCounters]);
+  new Gauge({
+    name: 'sc2c_sip_connections',
+    help: 'Open signaling connections, registered or not.',
+    registers: [registry],
+    collect() {
+      this.set(server.connectionCount);
+    },
+  });
   counter('sc2c_stun_requests_total', 'STUN Binding requests answered.', () => stun.counters.requests);
   counter('sc2c_stun_malformed_total', 'Malformed STUN messages dropped.', () => stun.counters.malformed);
   counter(
     'sc2c_stun_ignored_total',
     'Non-STUN or non-request datagrams dropped on the STUN ports.',
     () => stun.counters.ignored,
+  );
+  counter(
+    'sc2c_stun_rate_limited_total',
+    'STUN Binding requests dropped by the per-source rate limit.',
+    () => stun.counters.rateLimited,
   );
   if (turn) {
     new Gauge({
@@ -156,6 +210,75 @@ class RecordIntake {
   }
 }
 
+/**
+ * Refuses the shipped placeholder secrets outside the lab, and an admin API reachable from other
+ * hosts without a token (issue 16). The lab is the server whose STUN address is in 198.18.0.0/15.
+ */
+function checkSecrets(
+  config: ReturnType<typeof loadServerConfig>,
+  path: string,
+  turnSecret: string | undefined,
+  adminToken: string | undefined,
+  log: (line: string) => void,
+): void {
+  const placeholders = placeholderSecrets(config, turnSecret);
+  if (placeholders.length > 0) {
+    if (!cidrContains(LAB_RANGE, config.stun.primary.address))
+      throw new UsageError(
+        `${path} still has the shipped placeholder for ${placeholders.join(', ')}; outside the lab (198.18.0.0/15) set your own (sc2c init writes random ones)`,
+      );
+    log(`lab placeholders in use (${placeholders.join(', ')}): fine in the lab, refused anywhere else`);
+  }
+  const admin = config.admin?.listen;
+  if (admin && !adminToken && !cidrContains(parseCidr('127.0.0.0/8'), admin.address))
+    throw new UsageError(
+      `the admin API would listen on ${admin.address} without a token; set admin.token in ${path} or SC2C_ADMIN_TOKEN, or listen on 127.0.0.1`,
+    );
+}
+
+/** The admin HTTP API: `/healthz` open, every other route behind the bearer token when one is set. */
+function adminApp(
+  token: string | undefined,
+  registry: Registry,
+  views: {
+    health: () => Record<string, boolean | string>;
+    registrations: () => unknown;
+    calls: () => unknown;
+    allocations: () => unknown;
+  },
+): express.Express {
+  const app = express();
+  const expected = token && createHash('sha256').update(token).digest();
+  app.get('/healthz', (_req, res) => {
+    const parts = views.health();
+    const ok = Object.values(parts).every((v) => v !== false);
+    res.status(ok ? 200 : 503).json({ ok, ...parts });
+  });
+  app.use((req, res, next) => {
+    if (!expected) return next();
+    const given = /^Bearer (.+)$/.exec(req.get('authorization') ?? '')?.[1] ?? '';
+    // Hashing both sides gives equal lengths, so the comparison is constant-time whatever is sent.
+    if (timingSafeEqual(createHash('sha256').update(given).digest(), expected)) return next();
+    res
+      .status(401)
+      .set('WWW-Authenticate', 'Bearer realm="sc2c-admin"')
+      .json({ error: 'bearer token required' });
+  });
+  app.get('/registrations', (_req, res) => {
+    res.json(views.registrations());
+  });
+  app.get('/calls', (_req, res) => {
+    res.json(views.calls());
+  });
+  app.get('/allocations', (_req, res) => {
+    res.json(views.allocations());
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+  return app;
+}
+
 export function registerServer(program: Command): void {
   program
     .command('server')
@@ -170,10 +293,16 @@ export function registerServer(program: Command): void {
       const log = (line: string): void => {
         process.stderr.write(`${new Date().toISOString()} ${line}\n`);
       };
+      const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
+      const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
+      checkSecrets(config, options.config, turnSecret, adminToken, log);
       let stun: StunResponder;
       try {
         stun = await StunResponder.start(network, {
-          ...config.stun,
+          primary: config.stun.primary,
+          alternate: config.stun.alternate,
+          perSourcePerSecond: config.stun.perSourcePerSecond,
+          now: () => clock.now(),
           software: 'sc2c-gateway',
           // The primary socket carries TURN too: every client's relayed media arrives on it.
           receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
@@ -184,7 +313,6 @@ export function registerServer(program: Command): void {
         );
       }
       let turn: TurnServer | undefined;
-      const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
       if (config.turn) {
         const t = config.turn;
         turn = TurnServer.attach(
@@ -193,8 +321,9 @@ export function registerServer(program: Command): void {
             listen: config.stun.primary,
             relayAddress: t.relayAddress ?? config.stun.primary.address,
             realm: t.realm ?? config.sip.realm,
-            users: config.users,
+            users: passwordsOf(config.users),
             secret: turnSecret,
+            maxCredentialTtlS: t.credentialTtlS,
             userQuota: t.userQuota,
             capacity: t.capacity,
             unauthenticatedPerSecond: t.unauthenticatedPerSecond,
@@ -242,28 +371,31 @@ export function registerServer(program: Command): void {
       );
       let http: HttpServer | undefined;
       if (config.admin) {
-        const app = express();
         const registry = metrics(server, stun, turn, records);
-        app.get('/healthz', (_req, res) => {
-          res.json({ ok: true });
-        });
-        app.get('/registrations', (_req, res) => {
-          res.json(server.registrations());
-        });
-        app.get('/calls', (_req, res) => {
-          res.json(server.calls());
-        });
-        app.get('/allocations', (_req, res) => {
-          res.json(turn?.allocations() ?? []);
-        });
-        app.get('/metrics', async (_req, res) => {
-          res.type(registry.contentType).send(await registry.metrics());
+        const app = adminApp(adminToken, registry, {
+          health: () => ({
+            sip: server.listening,
+            stun: stun.listening,
+            turn: turn ? turn.listening : 'off',
+          }),
+          registrations: () => server.registrations(),
+          calls: () => server.calls(),
+          allocations: () => turn?.allocations() ?? [],
         });
         const admin = config.admin.listen;
-        http = app.listen(admin.port, admin.address);
+        http = await new Promise<HttpServer>((resolve, reject) => {
+          const listening = app.listen(admin.port, admin.address, () => resolve(listening));
+          listening.once('error', (error: Error) =>
+            reject(
+              new UsageError(
+                `cannot listen for the admin API on ${admin.address}:${admin.port} (${error.message}); set admin.listen in ${options.config}`,
+              ),
+            ),
+          );
+        });
       }
       log(
-        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port}` : ''} (realm ${config.sip.realm}, ${Object.keys(config.users).length} users), STUN on ${stun
+        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port}` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
           .endpoints()
           .map((e) => `${e.address}:${e.port}`)
           .join(

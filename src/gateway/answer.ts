@@ -16,6 +16,15 @@ import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
+/**
+ * Who is calling: the identity our server asserted (RFC 3325 `P-Asserted-Identity`; the server
+ * strips any a client wrote and rewrites `From` from the registration), else `From`.
+ */
+export function callerOf(request: SipRequest): string {
+  const asserted = header(request, 'P-Asserted-Identity') ?? header(request, 'From') ?? '';
+  return /sips?:([^@;>]+)@/.exec(asserted)?.[1] ?? 'unknown';
+}
+
 export type Respond = (status: number, extra?: [string, string][], body?: string) => void;
 
 /** What answering needs from its gateway. */
@@ -44,7 +53,7 @@ export async function answerCall(
   previous?: ActiveCall,
 ): Promise<void> {
   const startedAtMs = host.c.clock.now();
-  const peer = /sips?:([^@]+)@/.exec(header(request, 'From') ?? '')?.[1] ?? 'unknown';
+  const peer = callerOf(request);
   let remote: CallDescription;
   try {
     remote = decodeSdp(request.body);

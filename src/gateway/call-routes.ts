@@ -142,6 +142,7 @@ export class CallRoutes {
     const attempts = this.host.init.relay?.retryDirectAttempts ?? 5;
     const gapMs = this.host.init.relay?.retryDirectMs ?? 3000;
     const { clock } = this.host.c;
+    // A failed attempt leaves the call on the relay: never a rejection the event loop would see.
     void (async () => {
       for (let i = 0; i < attempts; i++) {
         await sleep(clock, gapMs);
@@ -160,9 +161,12 @@ export class CallRoutes {
           break;
         }
       }
-      const current = this.host.active(callId);
-      if (current) current.retrying = false;
-    })();
+    })()
+      .catch((error: Error) => this.host.emit('relay-error', `a direct retry failed: ${error.message}`))
+      .finally(() => {
+        const current = this.host.active(callId);
+        if (current) current.retrying = false;
+      });
   }
 
   /** Media moved: tell listeners; on a move to the relay, make sure our allocation survived. */
@@ -171,12 +175,11 @@ export class CallRoutes {
     if (!active || active.ended) return;
     this.host.emit('route', callId, route, why);
     if (route !== 'relay' || !active.relay) return;
-    void (async () => {
-      await this.#renewRelay(callId, active);
+    void this.#renewRelay(callId, active).then(() => {
       const dialog = active.dialog;
       if (dialog?.toTag !== undefined && !active.relayOnly)
         this.retryDirect(callId, dialog.user, this.host.init.mode ?? 'sc2c', dialog.toTag);
-    })();
+    });
   }
 
   /**

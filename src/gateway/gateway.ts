@@ -27,7 +27,7 @@ import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts'
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
-import { type AnswerHost, answerCall } from './answer.ts';
+import { type AnswerHost, answerCall, callerOf } from './answer.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
@@ -405,9 +405,23 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         // A re-INVITE brings a fresh prediction after a failed punch: new media, same call.
         {
           const previous = this.#calls.get(callId);
+          if (!previous && !this.#admit(request, callId, respond)) return;
           if (previous) this.#closeMedia(previous);
           this.#attempts.set(callId, (this.#attempts.get(callId) ?? 0) + 1);
-          void answerCall(this.#answerHost, request, callId, respond, previous);
+          void answerCall(this.#answerHost, request, callId, respond, previous).catch((error: Error) => {
+            // Answering failed past its own handling: end the call rather than leave a rejection.
+            this.hangup(callId, `answering failed: ${error.message}`);
+            this.emit('call', {
+              callId,
+              role: 'callee',
+              peer: callerOf(request),
+              mode: 'sc2c',
+              ok: false,
+              reason: `answering failed: ${error.message}`,
+              startedAtMs: this.c.clock.now(),
+              checksSent: 0,
+            });
+          });
         }
         return;
       case 'INFO': {
@@ -440,6 +454,38 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       default:
         respond(405);
     }
+  }
+
+  /**
+   * A new call passes our own access list and call cap before anything is set up for it: a refused
+   * caller starts no ffmpeg and opens no socket.
+   */
+  #admit(
+    request: SipRequest,
+    callId: string,
+    respond: (status: number, extra?: [string, string][], body?: string) => void,
+  ): boolean {
+    const peer = callerOf(request);
+    const refuse = (status: number, reason: string): false => {
+      respond(status, [['Warning', `399 sc2c "${reason}"`]]);
+      this.emit('call', {
+        callId,
+        role: 'callee',
+        peer,
+        mode: 'sc2c',
+        ok: false,
+        reason,
+        startedAtMs: this.c.clock.now(),
+        checksSent: 0,
+      });
+      return false;
+    };
+    const allowed = this.init.allowedCallers;
+    if (allowed && !allowed.includes(peer))
+      return refuse(403, `${peer} is not on this gateway's access list`);
+    if (this.#calls.size >= (this.init.maxCalls ?? 16))
+      return refuse(486, `busy: ${this.#calls.size} calls already`);
+    return true;
   }
 
   /** A direct call with no relay in play: counted through a `RoutedPath` all the same. */

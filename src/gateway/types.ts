@@ -34,6 +34,13 @@ export interface GatewayInit {
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
   /** A TURN relay for calls no direct path serves (issue 6); omit for direct only. Needs rtcp-mux. */
   readonly relay?: RelayConfig;
+  /**
+   * Who may call this gateway, by the identity the server asserts (`P-Asserted-Identity`); others
+   * get 403 before any media is set up. Omit to rely on the server's access list alone.
+   */
+  readonly allowedCallers?: readonly string[];
+  /** Calls at once; a new INVITE beyond gets 486 Busy Here before any media is set up. Default 16. */
+  readonly maxCalls?: number;
 }
 
 export interface GatewayComponents {

@@ -38,19 +38,41 @@ export function quotaUser(username: string): string {
 }
 
 export interface CredentialStore {
-  /** Long-term users and passwords. */
-  readonly users?: Readonly<Record<string, string>>;
+  /**
+   * Long-term users and passwords. A plain record is read with `Object.hasOwn`, never by a bare
+   * index: `users[name]` made every `Object.prototype` property a user (issue 16).
+   */
+  readonly users?: ReadonlyMap<string, string> | Readonly<Record<string, string>>;
   /** Shared secret for short-lived credentials. */
   readonly secret?: string;
+  /**
+   * Longest a short-lived credential may still have to run, in seconds: one that claims to expire
+   * further ahead was not issued by us (the signaling server issues `credentialTtlS`) and would
+   * dodge the per-user quota for years. Default 86 400 s.
+   */
+  readonly maxCredentialTtlS?: number;
 }
 
-/** The password for `username` at `nowS`, or `undefined` when unknown or expired. */
+/** Slack for clocks a little apart between the signaling server and a relay. */
+const CLOCK_SKEW_S = 60;
+
+function ownPassword(users: CredentialStore['users'], username: string): string | undefined {
+  if (!users) return undefined;
+  if (users instanceof Map) return users.get(username);
+  const record = users as Readonly<Record<string, string>>;
+  return Object.hasOwn(record, username) ? record[username] : undefined;
+}
+
+/** The password for `username` at `nowS`, or `undefined` when unknown, expired or too far ahead. */
 export function passwordFor(store: CredentialStore, username: string, nowS: number): string | undefined {
-  const own = store.users?.[username];
-  if (own !== undefined) return own;
+  const own = ownPassword(store.users, username);
+  if (typeof own === 'string') return own;
   if (!store.secret) return undefined;
   const match = /^(\d{1,12}):(.+)$/.exec(username);
-  if (!match || Number(match[1]) < nowS) return undefined;
+  if (!match) return undefined;
+  const expiresS = Number(match[1]);
+  if (expiresS < nowS || expiresS > nowS + (store.maxCredentialTtlS ?? 86_400) + CLOCK_SKEW_S)
+    return undefined;
   return restPassword(store.secret, username);
 }
 
@@ -78,37 +100,6 @@ export class Nonces {
 
   #mac(issued: string, client: string): string {
     return createHmac('sha256', this.#key).update(`${issued}|${client}`).digest('hex').slice(0, 32);
-  }
-}
-
-/** A token bucket per source address; idle buckets are forgotten so the table stays small. */
-export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; atMs: number }>();
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-    private readonly maxSources = 10_000,
-  ) {}
-
-  allow(source: string, nowMs: number): boolean {
-    let bucket = this.#buckets.get(source);
-    if (!bucket) {
-      if (this.#buckets.size >= this.maxSources) this.prune(nowMs);
-      if (this.#buckets.size >= this.maxSources) return false;
-      bucket = { tokens: this.burst, atMs: nowMs };
-      this.#buckets.set(source, bucket);
-    }
-    bucket.tokens = Math.min(this.burst, bucket.tokens + ((nowMs - bucket.atMs) * this.perSecond) / 1000);
-    bucket.atMs = nowMs;
-    if (bucket.tokens < 1) return false;
-    bucket.tokens -= 1;
-    return true;
-  }
-
-  prune(nowMs: number): void {
-    for (const [source, bucket] of this.#buckets)
-      if (bucket.tokens + ((nowMs - bucket.atMs) * this.perSecond) / 1000 >= this.burst)
-        this.#buckets.delete(source);
   }
 }
 

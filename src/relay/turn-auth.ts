@@ -7,7 +7,8 @@ import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import { verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
 import { AttributeType, findAttribute, type StunMessage } from '../protocol/stun/message.ts';
 import { longTermKey, TurnAttribute } from '../protocol/stun/turn.ts';
-import { type CredentialStore, Nonces, passwordFor, RateLimiter } from './credentials.ts';
+import { RateLimiter } from '../util/rate-limiter.ts';
+import { type CredentialStore, Nonces, passwordFor } from './credentials.ts';
 
 export const TURN_ERRORS: Readonly<Record<number, string>> = {
   400: 'Bad Request',

@@ -130,6 +130,11 @@ export class TurnServer {
     return server.local;
   }
 
+  /** Serving: not closed (UDP rides the shared socket; TCP/TLS listeners as configured). */
+  get listening(): boolean {
+    return !this.#closed;
+  }
+
   /** TCP and TLS connections open now. */
   get tcpClients(): number {
     return this.#streams.size;

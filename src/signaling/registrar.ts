@@ -1,100 +1,70 @@
 /**
- * REGISTER with digest authentication (RFC 3261 §10, §22). Nonces are stateless: a timestamp and
- * its HMAC under a server secret, so a restart or many clients cost no memory; an old one is
- * answered 401 with stale=true (RFC 2617 §3.2.1).
+ * The registrar's table (RFC 3261 §10): which authenticated connection each user is reachable on,
+ * until when. Pure: no I/O, time passed in. Bounded by the accounts (only a known user registers),
+ * with a reverse index so "who is on this connection" costs no scan of every registration.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { digestMatches } from '../protocol/sip/digest.ts';
-import { formatAuthParams, parseAuthParams } from '../protocol/sip/headers.ts';
-import { header, type SipRequest } from '../protocol/sip/message.ts';
 
-/** A nonce is good for 5 minutes: longer than any REGISTER round trip, short enough to limit replay. */
-const NONCE_LIFETIME_MS = 300_000;
+export interface Registration<C> {
+  readonly user: string;
+  readonly connection: C;
+  readonly contact: string;
+  readonly expiresAtMs: number;
+}
 
-export type AuthResult =
-  | { readonly ok: true; readonly user: string }
-  | { readonly ok: false; readonly status: 401 | 403; readonly challenge?: string; readonly reason: string };
+export class Registrar<C> {
+  readonly #byUser = new Map<string, Registration<C>>();
+  readonly #byConnection = new Map<C, Set<string>>();
 
-export class DigestAuthenticator {
-  readonly #secret: Buffer;
-
-  constructor(
-    readonly realm: string,
-    private readonly users: Readonly<Record<string, string>>,
-    private readonly now: () => number,
-    secret?: Uint8Array,
-  ) {
-    this.#secret = Buffer.from(secret ?? randomBytes(32));
+  /** Binds `user` to `connection`, replacing any earlier binding (a gateway that reconnected). */
+  bind(registration: Registration<C>): void {
+    this.unbind(registration.user);
+    this.#byUser.set(registration.user, registration);
+    let users = this.#byConnection.get(registration.connection);
+    if (!users) {
+      users = new Set();
+      this.#byConnection.set(registration.connection, users);
+    }
+    users.add(registration.user);
   }
 
-  challenge(stale = false): string {
-    const issued = Math.floor(this.now()).toString(36);
-    const mac = createHmac('sha256', this.#secret).update(issued).digest('hex').slice(0, 32);
-    const params: Record<string, string> = {
-      realm: this.realm,
-      nonce: `${issued}.${mac}`,
-      algorithm: 'SHA-256',
-      qop: 'auth',
-    };
-    if (stale) params.stale = 'true';
-    return formatAuthParams('Digest', params, ['algorithm', 'stale']);
+  unbind(user: string): void {
+    const old = this.#byUser.get(user);
+    if (!old) return;
+    this.#byUser.delete(user);
+    const users = this.#byConnection.get(old.connection);
+    users?.delete(user);
+    if (users?.size === 0) this.#byConnection.delete(old.connection);
   }
 
-  check(request: SipRequest): AuthResult {
-    const authorization = header(request, 'Authorization');
-    if (!authorization)
-      return { ok: false, status: 401, challenge: this.challenge(), reason: 'no credentials' };
-    let params: Record<string, string>;
-    try {
-      ({ params } = parseAuthParams(authorization));
-    } catch {
-      return { ok: false, status: 401, challenge: this.challenge(), reason: 'malformed Authorization' };
-    }
-    const { username, nonce, uri, response, realm } = params;
-    if (!username || !nonce || !uri || !response || realm !== this.realm) {
-      return { ok: false, status: 401, challenge: this.challenge(), reason: 'incomplete Authorization' };
-    }
-    const [issued, mac] = nonce.split('.');
-    const expectedMac = createHmac('sha256', this.#secret)
-      .update(issued ?? '')
-      .digest('hex')
-      .slice(0, 32);
-    if (
-      !mac ||
-      mac.length !== expectedMac.length ||
-      !timingSafeEqual(Buffer.from(mac), Buffer.from(expectedMac))
-    ) {
-      return {
-        ok: false,
-        status: 401,
-        challenge: this.challenge(),
-        reason: 'nonce not issued by this server',
-      };
-    }
-    if (this.now() - Number.parseInt(issued!, 36) > NONCE_LIFETIME_MS) {
-      return { ok: false, status: 401, challenge: this.challenge(true), reason: 'stale nonce' };
-    }
-    const password = this.users[username];
-    const algorithm = params.algorithm === 'MD5' ? 'MD5' : 'SHA-256';
-    const qop = params.qop === 'auth' ? ('auth' as const) : undefined;
-    const ok =
-      password !== undefined &&
-      digestMatches(
-        {
-          algorithm,
-          username,
-          realm: this.realm,
-          password,
-          method: request.method,
-          uri,
-          nonce,
-          qop,
-          nc: params.nc,
-          cnonce: params.cnonce,
-        },
-        response,
-      );
-    if (!ok) return { ok: false, status: 403, reason: `wrong credentials for '${username}'` };
-    return { ok: true, user: username };
+  /** The live registration of `user`, if any. */
+  lookup(user: string, nowMs: number): Registration<C> | undefined {
+    const registration = this.#byUser.get(user);
+    return registration && registration.expiresAtMs > nowMs ? registration : undefined;
+  }
+
+  /** The user registered on `connection` (the first, when one connection carries several). */
+  userOf(connection: C, nowMs: number): string | undefined {
+    for (const user of this.#byConnection.get(connection) ?? []) if (this.lookup(user, nowMs)) return user;
+    return undefined;
+  }
+
+  /** Has `connection` any registration, live or not? */
+  has(connection: C): boolean {
+    return this.#byConnection.has(connection);
+  }
+
+  /** Forgets every registration on `connection`; returns their users. */
+  drop(connection: C): string[] {
+    const users = [...(this.#byConnection.get(connection) ?? [])];
+    for (const user of users) this.unbind(user);
+    return users;
+  }
+
+  list(nowMs: number): Registration<C>[] {
+    return [...this.#byUser.values()].filter((r) => r.expiresAtMs > nowMs);
+  }
+
+  get size(): number {
+    return this.#byUser.size;
   }
 }

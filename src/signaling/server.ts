@@ -1,17 +1,34 @@
 /**
- * `sc2c server`'s signaling core: a SIP registrar and router over persistent connections (paper
- * §2.1: registration stays open on TCP so it never disturbs UDP port prediction), and the SC2C
- * coordinator (paper §2.3, steps 17-19, carried further: it measures each party's round trip on its
- * own connection and sends the two go messages so that they arrive together).
+ * `sc2c server`'s signaling core: SIP over persistent connections (paper §2.1: registration stays
+ * open on TCP so it never disturbs UDP port prediction). It composes the registrar's table, the
+ * dialog table and the SC2C coordinator, and is where every SIP message from the network enters:
+ * each is checked, bounded and answered here (issue 16).
+ *
+ * Who may do what:
+ * - only an authenticated, registered connection may call or publish; the callee's access list
+ *   decides who may call it (403 otherwise, before anything reaches the callee);
+ * - the server asserts the caller's identity (`P-Asserted-Identity`, RFC 3325, and `From` rewritten
+ *   from the registration): what a client wrote there is never passed on;
+ * - a response is taken only from the party the request was forwarded to, an in-dialog request
+ *   only from one of the dialog's two parties.
  */
 import type { Endpoint } from '../net/address.ts';
 import type { Clock, Timer } from '../net/clock.ts';
-import type { Network, StreamServer } from '../net/types.ts';
+import type { Network, StreamConnection, StreamServer } from '../net/types.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
-import { DigestAuthenticator } from './registrar.ts';
-import { newBranch, SipConnection } from './sip-connection.ts';
+import { RateLimiter } from '../util/rate-limiter.ts';
+import { type AccountSpec, type Accounts, accountsFrom, mayCall } from './accounts.ts';
+import { Coordinator, type GoSchedule } from './coordinator.ts';
+import { type Dialog, DialogTable, type DialogTableInit } from './dialogs.ts';
+import { DigestAuthenticator } from './digest-auth.ts';
+import { Registrar } from './registrar.ts';
+import { checkRequest, topBranch } from './request-checks.ts';
+import { newBranch, quoteWire, SipConnection } from './sip-connection.ts';
+import { FailureThrottle, type ThrottleInit } from './throttle.ts';
 import { type CredentialIssuer, credentialHeader, withoutCredential } from './turn-credentials.ts';
+
+export type { GoSchedule } from './coordinator.ts';
 
 /** SIP `Event` of the PUBLISH that carries a call record from a gateway to the server (issue 6). */
 export const CALL_RECORD_EVENT = 'sc2c-call-record';
@@ -19,22 +36,37 @@ export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
-/** Go schedules kept for inspection; older ones are dropped so a long-running server stays bounded. */
-const MAX_SCHEDULES = 1000;
-/** How long the coordinator waits for an OPTIONS answer when measuring a party's round trip. */
-const RTT_PROBE_TIMEOUT_MS = 2000;
+/** How long the server waits for an answer to a request of its own (OPTIONS, go, BYE). */
+const OWN_REQUEST_TIMEOUT_MS = 2000;
+/** Identity headers a client may not set: the server asserts them (RFC 3325 §5). */
+const IDENTITY_HEADERS = new Set(['p-asserted-identity', 'p-preferred-identity']);
+
+export interface SignalingLimits {
+  /** Connections at once. Default 10 000; more are closed on accept. */
+  readonly maxConnections?: number;
+  /** Connections from one source address. Default 256: a site's gateways share its NAT's address. */
+  readonly maxConnectionsPerSource?: number;
+  /** A connection that has not registered within this is closed. Default 10 000 ms. */
+  readonly unregisteredIdleMs?: number;
+  /** A started message must arrive whole within this. Default 10 000 ms. */
+  readonly messageTimeoutMs?: number;
+  /** Sync requests per dialog: a second's worth each second, a burst of 4 (three punch attempts and a retry). */
+  readonly syncsPerSecond?: number;
+  /** How long a party whose connection dropped mid-call may take to come back before the other gets a BYE. Default 10 000 ms. */
+  readonly partyGraceMs?: number;
+}
 
 export interface SignalingServerInit {
   readonly listen: { readonly address?: string; readonly port: number };
   /** Also listen for SIP over TLS (RFC 3261 §26.2) with this PEM certificate and key. */
   readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
   readonly realm: string;
-  readonly users: Readonly<Record<string, string>>;
   /**
-   * Re-measure each registered party's round trip this often, so a sync can use a fresh figure
-   * instead of measuring while both parties wait (which gives ports more time to move). Default
-   * 20 000 ms; figures older than 3 periods are measured again at sync time.
+   * Accounts, or a plain record of them (read with `Object.entries`; users given as a bare password
+   * may be called by anyone registered: tests and simulations). Config files give access lists.
    */
+  readonly users: Accounts | Readonly<Record<string, AccountSpec>>;
+  /** Default 20 000 ms (see `CoordinatorInit.rttRefreshMs`). */
   readonly rttRefreshMs?: number;
   readonly log?: (line: string) => void;
   /**
@@ -49,6 +81,10 @@ export interface SignalingServerInit {
    * gateways use their long-term credentials.
    */
   readonly turnCredentials?: CredentialIssuer;
+  readonly limits?: SignalingLimits;
+  /** Failed-login throttle per source address. Default 5 failures in 30 s. */
+  readonly throttle?: ThrottleInit;
+  readonly dialogs?: DialogTableInit;
 }
 
 export interface SignalingServerComponents {
@@ -56,58 +92,75 @@ export interface SignalingServerComponents {
   readonly clock: Clock;
 }
 
-interface Registration {
-  readonly user: string;
-  readonly connection: SipConnection;
-  readonly contact: string;
-  expiresAtMs: number;
-}
-
-interface Dialog {
-  readonly callId: string;
-  readonly caller: SipConnection;
-  readonly callee: SipConnection;
-  readonly callerUser: string;
-  readonly calleeUser: string;
-  readonly startedAtMs: number;
-  state: 'inviting' | 'confirmed' | 'ended';
-}
-
+/** What the server counted; every refusal and drop has its counter (issue 16). */
 export interface SignalingCounters {
   registrations: number;
   authFailures: number;
+  authThrottled: number;
   invites: number;
   notFound: number;
+  forbiddenCalls: number;
+  duplicateCallIds: number;
+  foreignRequests: number;
+  foreignResponses: number;
   syncs: number;
+  syncsLimited: number;
   malformed: number;
+  refusedRequests: number;
+  connectionsRefused: number;
+  idleClosed: number;
+  messageTimeouts: number;
+  dialogsRefused: number;
+  dialogsExpired: number;
+  partiesLost: number;
 }
 
-export interface GoSchedule {
-  readonly callId: string;
-  readonly rttMs: { readonly caller: number; readonly callee: number };
-  /** Delay before each go was sent; the nearer party waits for the farther one. */
-  readonly delayMs: { readonly caller: number; readonly callee: number };
+interface ConnectionState {
+  readonly id: string;
+  readonly source: string;
+  idleTimer?: Timer;
 }
 
 export class SignalingServer {
   readonly counters: SignalingCounters = {
     registrations: 0,
     authFailures: 0,
+    authThrottled: 0,
     invites: 0,
     notFound: 0,
+    forbiddenCalls: 0,
+    duplicateCallIds: 0,
+    foreignRequests: 0,
+    foreignResponses: 0,
     syncs: 0,
+    syncsLimited: 0,
     malformed: 0,
+    refusedRequests: 0,
+    connectionsRefused: 0,
+    idleClosed: 0,
+    messageTimeouts: 0,
+    dialogsRefused: 0,
+    dialogsExpired: 0,
+    partiesLost: 0,
   };
-  readonly schedules: GoSchedule[] = [];
-  readonly #registrations = new Map<string, Registration>();
-  readonly #dialogs = new Map<string, Dialog>();
-  readonly #connections = new Set<SipConnection>();
-  /** Server-originated requests waiting for an answer, by Via branch. */
-  readonly #pending = new Map<string, (response: SipResponse) => void>();
+  readonly #accounts: Accounts;
+  readonly #registrar = new Registrar<SipConnection>();
+  readonly #dialogs: DialogTable<SipConnection>;
+  readonly #coordinator: Coordinator<SipConnection>;
   readonly #auth: DigestAuthenticator;
-  /** Latest round trip per connection, kept fresh in the background. */
-  readonly #rtts = new Map<SipConnection, { rttMs?: number; atMs: number; timer?: Timer }>();
+  readonly #throttle: FailureThrottle;
+  readonly #syncLimiter: RateLimiter;
+  readonly #connections = new Map<SipConnection, ConnectionState>();
+  readonly #perSource = new Map<string, number>();
+  /** INVITEs waiting for their final answer, to answer the caller if the callee vanishes. */
+  readonly #invites = new Map<string, SipRequest>();
+  /** Server-originated requests waiting for an answer, by Via branch, with the connection that owes it. */
+  readonly #pending = new Map<string, { connection: SipConnection; resolve: (r: SipResponse) => void }>();
+  readonly #timers = new Set<Timer>();
+  #sweepTimer?: Timer;
+  #serial = 0;
   #cseq = 1;
+  #closed = false;
   #listener?: StreamServer;
   #tlsListener?: StreamServer;
 
@@ -115,7 +168,24 @@ export class SignalingServer {
     private readonly c: SignalingServerComponents,
     private readonly init: SignalingServerInit,
   ) {
-    this.#auth = new DigestAuthenticator(init.realm, init.users, () => c.clock.now());
+    this.#accounts = accountsFrom(init.users);
+    this.#auth = new DigestAuthenticator(init.realm, this.#accounts, () => c.clock.now());
+    this.#throttle = new FailureThrottle(init.throttle);
+    this.#dialogs = new DialogTable(init.dialogs);
+    const perSecond = init.limits?.syncsPerSecond ?? 1;
+    this.#syncLimiter = new RateLimiter(perSecond, 4, init.dialogs?.maxDialogs ?? 10_000);
+    this.#coordinator = new Coordinator({
+      clock: c.clock,
+      rttRefreshMs: init.rttRefreshMs,
+      request: (connection, method, callId, body) =>
+        this.#request(
+          connection,
+          method,
+          callId,
+          body ? [['Content-Type', SC2C_CONTENT_TYPE]] : [],
+          body ?? '',
+        ),
+    });
   }
 
   static async start(
@@ -127,18 +197,14 @@ export class SignalingServer {
       address: init.listen.address,
       port: init.listen.port,
     });
-    server.#listener.on('connection', (stream) =>
-      server.#accept(new SipConnection(stream, 'server', (l) => server.#log(l))),
-    );
+    server.#listener.on('connection', (stream) => server.#accept(stream));
     if (init.tls) {
       server.#tlsListener = await components.network.listen({
         address: init.listen.address,
         port: init.tls.port,
         tls: init.tls,
       });
-      server.#tlsListener.on('connection', (stream) =>
-        server.#accept(new SipConnection(stream, 'server', (l) => server.#log(l))),
-      );
+      server.#tlsListener.on('connection', (stream) => server.#accept(stream));
     }
     return server;
   }
@@ -152,68 +218,193 @@ export class SignalingServer {
     return this.#tlsListener?.local;
   }
 
+  get schedules(): readonly GoSchedule[] {
+    return this.#coordinator.schedules;
+  }
+
+  /** Listening for SIP (and SIP over TLS when configured). */
+  get listening(): boolean {
+    return !this.#closed && this.#listener !== undefined;
+  }
+
+  /** Connections open now (registered or not). */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
   registrations(): { user: string; contact: string; expiresInS: number; remote: Endpoint }[] {
     const now = this.c.clock.now();
-    return [...this.#registrations.values()]
-      .filter((r) => r.expiresAtMs > now)
-      .map((r) => ({
-        user: r.user,
-        contact: r.contact,
-        expiresInS: Math.round((r.expiresAtMs - now) / 1000),
-        remote: r.connection.stream.remote,
-      }));
+    return this.#registrar.list(now).map((r) => ({
+      user: r.user,
+      contact: r.contact,
+      expiresInS: Math.round((r.expiresAtMs - now) / 1000),
+      remote: r.connection.stream.remote,
+    }));
   }
 
   calls(): { callId: string; caller: string; callee: string; state: string }[] {
-    return [...this.#dialogs.values()].map((d) => ({
+    return this.#dialogs.list().map((d) => ({
       callId: d.callId,
-      caller: d.callerUser,
-      callee: d.calleeUser,
+      caller: d.caller.user,
+      callee: d.callee.user,
       state: d.state,
     }));
   }
 
-  /** Idempotent: stops listening and closes every connection. */
+  /** Idempotent: stops listening, closes every connection and stops every timer. */
   close(): void {
-    for (const entry of this.#rtts.values()) entry.timer?.clear();
-    this.#rtts.clear();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#coordinator.close();
+    this.#sweepTimer?.clear();
+    for (const timer of this.#timers) timer.clear();
+    this.#timers.clear();
     this.#listener?.close();
     this.#tlsListener?.close();
-    for (const connection of this.#connections) connection.close('server closing');
-    this.#connections.clear();
+    for (const connection of [...this.#connections.keys()]) connection.close('server closing');
   }
 
   #log(line: string): void {
     this.init.log?.(line);
   }
 
-  #accept(connection: SipConnection): void {
-    this.#connections.add(connection);
-    connection.on('request', (request) => this.#onRequest(connection, request));
-    connection.on('response', (response) => this.#onResponse(connection, response));
-    connection.on('close', () => {
-      this.#rtts.get(connection)?.timer?.clear();
-      this.#rtts.delete(connection);
-      this.#connections.delete(connection);
-      this.counters.malformed += connection.malformed;
-      for (const [user, registration] of this.#registrations)
-        if (registration.connection === connection) this.#registrations.delete(user);
-      for (const [callId, dialog] of this.#dialogs) {
-        if (dialog.caller === connection || dialog.callee === connection) this.#dialogs.delete(callId);
-      }
-    });
+  #later(fn: () => void, delayMs: number): void {
+    const timer = this.c.clock.setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, delayMs);
+    this.#timers.add(timer);
   }
 
-  #userOf(connection: SipConnection): string | undefined {
-    const now = this.c.clock.now();
-    for (const registration of this.#registrations.values()) {
-      if (registration.connection === connection && registration.expiresAtMs > now) return registration.user;
+  #accept(stream: StreamConnection): void {
+    const limits = this.init.limits ?? {};
+    const source = stream.remote.address;
+    const fromSource = this.#perSource.get(source) ?? 0;
+    if (
+      this.#closed ||
+      this.#connections.size >= (limits.maxConnections ?? 10_000) ||
+      fromSource >= (limits.maxConnectionsPerSource ?? 256)
+    ) {
+      this.counters.connectionsRefused++;
+      stream.close();
+      return;
     }
-    return undefined;
+    const connection = new SipConnection(stream, 'server', (l) => this.#log(l), {
+      clock: this.c.clock,
+      messageTimeoutMs: limits.messageTimeoutMs,
+    });
+    const state: ConnectionState = { id: `${source}:${stream.remote.port}#${++this.#serial}`, source };
+    this.#connections.set(connection, state);
+    this.#perSource.set(source, fromSource + 1);
+    this.#armIdle(connection, state);
+    connection.on('request', (request) => this.#onRequest(connection, request));
+    connection.on('response', (response) => this.#onResponse(connection, response));
+    connection.on('close', () => this.#onClose(connection, state));
+  }
+
+  /** Closes `connection` unless it registers within `unregisteredIdleMs`. */
+  #armIdle(connection: SipConnection, state: ConnectionState): void {
+    state.idleTimer?.clear();
+    state.idleTimer = this.c.clock.setTimeout(() => {
+      state.idleTimer = undefined;
+      if (connection.closed || this.#registrar.has(connection)) return;
+      this.counters.idleClosed++;
+      connection.close('not registered in time');
+    }, this.init.limits?.unregisteredIdleMs ?? 10_000);
+  }
+
+  #onClose(connection: SipConnection, state: ConnectionState): void {
+    state.idleTimer?.clear();
+    this.#connections.delete(connection);
+    const left = (this.#perSource.get(state.source) ?? 1) - 1;
+    if (left <= 0) this.#perSource.delete(state.source);
+    else this.#perSource.set(state.source, left);
+    this.counters.malformed += connection.malformed;
+    if (connection.timedOut) this.counters.messageTimeouts++;
+    this.#coordinator.forget(connection);
+    for (const [branch, pending] of this.#pending)
+      if (pending.connection === connection) this.#pending.delete(branch);
+    const users = this.#registrar.drop(connection);
+    if (this.#closed) return;
+    for (const dialog of this.#dialogs.lose(users, connection, this.c.clock.now())) this.#partyLost(dialog);
+  }
+
+  /**
+   * A party's connection dropped. An unanswered call cannot go on: the other side is told at once.
+   * An established call's media may well go on (a gateway reconnects within seconds and is re-bound
+   * to its dialogs), so the other party gets a BYE only if it has not come back within the grace.
+   */
+  #partyLost(dialog: Dialog<SipConnection>): void {
+    this.counters.partiesLost++;
+    if (dialog.state === 'inviting') {
+      const invite = this.#invites.get(dialog.callId);
+      this.#removeDialog(dialog.callId);
+      if (dialog.callee.lostAtMs !== undefined && invite)
+        dialog.caller.connection.respond(invite, 480, [
+          ['Reason', 'SIP;cause=480;text="callee disconnected"'],
+        ]);
+      else if (dialog.caller.lostAtMs !== undefined)
+        this.#tellEnded(dialog.callee.connection, dialog.callId, 'CANCEL', 'caller disconnected');
+      return;
+    }
+    if (dialog.state !== 'confirmed') return;
+    this.#later(() => {
+      if (this.#dialogs.get(dialog.callId) !== dialog) return;
+      const lost = [dialog.caller, dialog.callee].find((p) => p.lostAtMs !== undefined);
+      if (!lost) return;
+      const other = lost === dialog.caller ? dialog.callee : dialog.caller;
+      this.#removeDialog(dialog.callId);
+      if (other.lostAtMs === undefined)
+        this.#tellEnded(
+          other.connection,
+          dialog.callId,
+          'BYE',
+          `${lost.user}'s signaling connection dropped`,
+        );
+    }, this.init.limits?.partyGraceMs ?? 10_000);
+  }
+
+  #tellEnded(connection: SipConnection, callId: string, method: 'BYE' | 'CANCEL', why: string): void {
+    void this.#request(connection, method, callId, [['Reason', `SIP;cause=408;text="${why}"`]]).catch(
+      () => {},
+    );
+  }
+
+  #removeDialog(callId: string): void {
+    this.#dialogs.remove(callId);
+    this.#invites.delete(callId);
+  }
+
+  /** Drops dialogs nobody answered or whose BYE went unanswered; runs while any dialog exists. */
+  #scheduleSweep(): void {
+    if (this.#sweepTimer || this.#closed) return;
+    this.#sweepTimer = this.c.clock.setTimeout(() => {
+      this.#sweepTimer = undefined;
+      for (const dialog of this.#dialogs.expire(this.c.clock.now())) {
+        this.counters.dialogsExpired++;
+        const invite = this.#invites.get(dialog.callId);
+        this.#invites.delete(dialog.callId);
+        if (invite && dialog.state === 'inviting') dialog.caller.connection.respond(invite, 408);
+      }
+      if (this.#dialogs.size > 0) this.#scheduleSweep();
+    }, 1000);
   }
 
   #onRequest(connection: SipConnection, request: SipRequest): void {
     try {
+      const refusal = checkRequest(request);
+      if (refusal) {
+        this.counters.refusedRequests++;
+        this.#log(
+          `${quoteWire(request.method, 32)} refused (${refusal.status}): ${quoteWire(refusal.reason)}`,
+        );
+        if (request.method !== 'ACK')
+          connection.respond(request, refusal.status, [
+            ...(refusal.extra ?? []),
+            ['Warning', `399 sc2c "${refusal.reason.replace(/["\\]/g, "'")}"`],
+          ]);
+        return;
+      }
       switch (request.method) {
         case 'REGISTER':
           this.#register(connection, request);
@@ -227,51 +418,60 @@ export class SignalingServer {
         case 'PUBLISH':
           this.#publish(connection, request);
           return;
-        case 'ACK':
-        case 'BYE':
-        case 'CANCEL':
-        case 'INFO':
-          this.#inDialog(connection, request);
-          return;
         default:
-          connection.respond(request, 405, [
-            ['Allow', 'REGISTER, INVITE, ACK, BYE, CANCEL, INFO, OPTIONS, PUBLISH'],
-          ]);
+          this.#inDialog(connection, request);
       }
     } catch (error) {
       this.counters.malformed++;
-      this.#log(`bad ${request.method}: ${(error as Error).message}`);
+      this.#log(`bad ${quoteWire(request.method, 32)}: ${quoteWire((error as Error).message)}`);
       if (request.method !== 'ACK') connection.respond(request, 400);
     }
   }
 
   #register(connection: SipConnection, request: SipRequest): void {
-    const auth = this.#auth.check(request);
+    const state = this.#connections.get(connection)!;
+    const now = this.c.clock.now();
+    const waitMs = this.#throttle.retryAfterMs(state.source, now);
+    if (waitMs > 0) {
+      // Too many wrong passwords from this address: no password is checked until the window passes.
+      this.counters.authThrottled++;
+      connection.respond(request, 403, [['Retry-After', String(Math.ceil(waitMs / 1000))]]);
+      connection.close('too many failed logins');
+      return;
+    }
+    const auth = this.#auth.check(request, state.id);
     if (!auth.ok) {
+      if (auth.status === 403) {
+        this.counters.authFailures++;
+        if (this.#throttle.fail(state.source, now))
+          this.#log(
+            `throttling logins from ${state.source}: repeated failures (last for '${quoteWire(auth.user ?? '', 64)}')`,
+          );
+      }
       // A 401 without credentials is the normal first half of digest authentication: not worth a line.
-      if (auth.status === 403) this.counters.authFailures++;
-      if (auth.reason !== 'no credentials') this.#log(`REGISTER refused (${auth.status}): ${auth.reason}`);
+      if (auth.reason !== 'no credentials' && auth.status === 401)
+        this.#log(`REGISTER from ${state.source} refused (401): ${quoteWire(auth.reason)}`);
       connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
       return;
     }
     const to = uriUser(parseNameAddr(header(request, 'To') ?? '').uri);
     if (to !== auth.user) {
-      connection.respond(request, 403);
+      connection.respond(request, 403, [['Warning', '399 sc2c "To does not name the authenticated user"']]);
       return;
     }
     const contact = header(request, 'Contact') ?? `<sip:${auth.user}@${connection.stream.remote.address}>`;
     const asked = Number(header(request, 'Expires') ?? /expires=(\d+)/.exec(contact)?.[1] ?? MAX_EXPIRES_S);
     const expiresS = Number.isFinite(asked) ? Math.max(0, Math.min(MAX_EXPIRES_S, asked)) : MAX_EXPIRES_S;
-    if (expiresS === 0) this.#registrations.delete(auth.user);
-    else {
-      this.#registrations.set(auth.user, {
-        user: auth.user,
-        connection,
-        contact,
-        expiresAtMs: this.c.clock.now() + expiresS * 1000,
-      });
+    if (expiresS === 0) {
+      this.#registrar.unbind(auth.user);
+      if (!this.#registrar.has(connection)) this.#armIdle(connection, state);
+    } else {
+      this.#registrar.bind({ user: auth.user, connection, contact, expiresAtMs: now + expiresS * 1000 });
+      state.idleTimer?.clear();
+      state.idleTimer = undefined;
+      this.#dialogs.rebind(auth.user, connection);
       this.counters.registrations++;
-      if (!this.#rtts.has(connection)) this.#trackRtt(connection);
+      this.#coordinator.track(connection);
     }
     const issuer = this.init.turnCredentials;
     connection.respond(request, 200, [
@@ -283,7 +483,7 @@ export class SignalingServer {
 
   /** A call record from a registered gateway (RFC 3903 PUBLISH, our event package). */
   #publish(connection: SipConnection, request: SipRequest): void {
-    const user = this.#userOf(connection);
+    const user = this.#registrar.userOf(connection, this.c.clock.now());
     if (!user) {
       connection.respond(request, 403);
       return;
@@ -295,9 +495,9 @@ export class SignalingServer {
     this.init.onCallRecord(request.body, user).then(
       () => connection.respond(request, 200),
       (error: Error) => {
-        this.#log(`call record from ${user} refused: ${error.message}`);
+        this.#log(`call record from ${user} refused: ${quoteWire(error.message)}`);
         connection.respond(request, 400, [
-          ['Warning', `399 sc2c "${error.message.replace(/["\r\n]/g, "'")}"`],
+          ['Warning', `399 sc2c "${error.message.replace(/["\r\n\\]/g, "'")}"`],
         ]);
       },
     );
@@ -305,80 +505,159 @@ export class SignalingServer {
 
   #invite(connection: SipConnection, request: SipRequest): void {
     this.counters.invites++;
-    const callerUser = this.#userOf(connection);
+    const now = this.c.clock.now();
+    const callerUser = this.#registrar.userOf(connection, now);
     if (!callerUser) {
-      connection.respond(request, 403);
+      connection.respond(request, 403, [['Warning', '399 sc2c "not registered"']]);
       return;
     }
-    const calleeUser = uriUser(request.uri);
-    const callee = calleeUser ? this.#registrations.get(calleeUser) : undefined;
-    if (!callee || callee.expiresAtMs <= this.c.clock.now() || callee.connection.closed) {
+    const callId = header(request, 'Call-ID')!;
+    const existing = this.#dialogs.get(callId);
+    if (existing) {
+      // A re-INVITE is in-dialog; the same Call-ID from anyone else is a hijack attempt.
+      if (this.#dialogs.roleOf(existing, connection)) this.#inDialog(connection, request);
+      else {
+        this.counters.duplicateCallIds++;
+        connection.respond(request, 403, [['Warning', '399 sc2c "Call-ID in use"']]);
+      }
+      return;
+    }
+    const calleeUser = uriUser(request.uri) ?? '';
+    if (!this.#accounts.has(calleeUser)) {
       this.counters.notFound++;
-      connection.respond(request, 404);
+      connection.respond(request, 404, [['Warning', '399 sc2c "no such user"']]);
       return;
     }
-    const callId = header(request, 'Call-ID');
-    if (!callId) {
-      connection.respond(request, 400);
+    // The access list before presence: who may not call a user does not learn whether it is online.
+    if (!mayCall(this.#accounts, callerUser, calleeUser)) {
+      this.counters.forbiddenCalls++;
+      this.#log(`INVITE refused: ${callerUser} may not call '${quoteWire(calleeUser, 64)}'`);
+      connection.respond(request, 403, [['Warning', `399 sc2c "${callerUser} may not call this user"`]]);
       return;
     }
-    this.#dialogs.set(callId, {
+    const callee = this.#registrar.lookup(calleeUser, now);
+    if (!callee || callee.connection.closed) {
+      this.counters.notFound++;
+      connection.respond(request, 404, [['Warning', '399 sc2c "not online"']]);
+      return;
+    }
+    const opened = this.#dialogs.open(
       callId,
-      caller: connection,
-      callee: callee.connection,
-      callerUser,
-      calleeUser: calleeUser!,
-      startedAtMs: this.c.clock.now(),
-      state: 'inviting',
-    });
+      { connection, user: callerUser },
+      { connection: callee.connection, user: calleeUser },
+      now,
+    );
+    if ('refused' in opened) {
+      this.counters.dialogsRefused++;
+      if (opened.refused === 'full') connection.respond(request, 503, [['Retry-After', '5']]);
+      else connection.respond(request, 486, [['Warning', '399 sc2c "too many calls for one party"']]);
+      return;
+    }
+    this.#invites.set(callId, request);
+    this.#scheduleSweep();
     const issuer = this.init.turnCredentials;
-    const forwarded = withoutCredential(request);
+    const forwarded = this.#asserted(withoutCredential(request), callerUser);
+    this.#dialogs.expect(opened.dialog, topBranch(request)!, 'callee');
     callee.connection.send(
       issuer
         ? {
             ...forwarded,
-            headers: [...forwarded.headers, credentialHeader(issuer, callee.user, this.c.clock.epochMs())],
+            headers: [...forwarded.headers, credentialHeader(issuer, calleeUser, this.c.clock.epochMs())],
           }
         : forwarded,
     );
   }
 
+  /** `request` with the sender's identity asserted by us: `From` rewritten, `P-Asserted-Identity` set. */
+  #asserted(request: SipRequest, user: string): SipRequest {
+    const uri = `sip:${user}@${this.init.realm}`;
+    const headers: [string, string][] = [];
+    for (const [name, value] of request.headers) {
+      const lower = name.toLowerCase();
+      if (IDENTITY_HEADERS.has(lower)) continue;
+      if (lower === 'from') {
+        const tag = parseNameAddr(value).params.tag;
+        headers.push([name, `<${uri}>${tag ? `;tag=${tag}` : ''}`]);
+      } else headers.push([name, value]);
+    }
+    headers.push(['P-Asserted-Identity', `<${uri}>`]);
+    return { ...request, headers };
+  }
+
   #inDialog(connection: SipConnection, request: SipRequest): void {
-    const dialog = this.#dialogs.get(header(request, 'Call-ID') ?? '');
-    if (!dialog || (connection !== dialog.caller && connection !== dialog.callee)) {
+    const dialog = this.#dialogs.get(header(request, 'Call-ID')!);
+    const role = dialog && this.#dialogs.roleOf(dialog, connection);
+    if (!dialog || !role) {
+      if (dialog) this.counters.foreignRequests++;
       if (request.method !== 'ACK') connection.respond(request, 481);
       return;
     }
     if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
-      const body = JSON.parse(request.body) as { type?: string; schedule?: string };
-      if (body.type === 'sync') {
+      let body: { type?: unknown; schedule?: unknown };
+      try {
+        body = JSON.parse(request.body) as typeof body;
+      } catch {
+        connection.respond(request, 400, [['Warning', '399 sc2c "body is not JSON"']]);
+        return;
+      }
+      if (body?.type === 'sync') {
+        if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
+          this.counters.syncsLimited++;
+          connection.respond(request, 503, [['Retry-After', '1']]);
+          return;
+        }
         connection.respond(request, 200);
         this.counters.syncs++;
-        void this.#sync(dialog, body.schedule === 'naive').catch((error) =>
-          this.#log(`sync ${dialog.callId} failed: ${(error as Error).message}`),
-        );
+        void this.#coordinator
+          .sync(
+            dialog.callId,
+            { caller: dialog.caller.connection, callee: dialog.callee.connection },
+            body.schedule === 'naive',
+          )
+          .catch((error) =>
+            this.#log(`sync ${quoteWire(dialog.callId, 64)} failed: ${(error as Error).message}`),
+          );
         return;
       }
     }
-    if (request.method === 'ACK') dialog.state = 'confirmed';
-    if (request.method === 'BYE') dialog.state = 'ended';
-    (connection === dialog.caller ? dialog.callee : dialog.caller).send(request);
+    if (request.method === 'ACK') this.#dialogs.confirm(dialog);
+    if (request.method === 'BYE') this.#dialogs.end(dialog, this.c.clock.now());
+    const to = role === 'caller' ? dialog.callee : dialog.caller;
+    if (request.method !== 'ACK')
+      this.#dialogs.expect(dialog, topBranch(request)!, role === 'caller' ? 'callee' : 'caller');
+    to.connection.send(this.#asserted(request, role === 'caller' ? dialog.caller.user : dialog.callee.user));
   }
 
   #onResponse(connection: SipConnection, response: SipResponse): void {
-    const branch = /branch=([^;,\s]+)/.exec(header(response, 'Via') ?? '')?.[1];
+    const branch = topBranch(response);
     const pending = branch ? this.#pending.get(branch) : undefined;
     if (pending) {
+      if (pending.connection !== connection) {
+        this.counters.foreignResponses++;
+        return;
+      }
+      if (response.status < 200) return;
       this.#pending.delete(branch!);
-      pending(response);
+      pending.resolve(response);
       return;
     }
     const dialog = this.#dialogs.get(header(response, 'Call-ID') ?? '');
-    if (!dialog) return;
-    const cseq = header(response, 'CSeq') ?? '';
-    if (/INVITE$/.test(cseq) && response.status >= 300) this.#dialogs.delete(dialog.callId);
-    if (/BYE$/.test(cseq) && response.status >= 200) this.#dialogs.delete(dialog.callId);
-    (connection === dialog.caller ? dialog.callee : dialog.caller).send(response);
+    if (!dialog || !branch) return;
+    if (!this.#dialogs.answered(dialog, branch, connection, response.status)) {
+      this.counters.foreignResponses++;
+      this.#log(
+        `response to ${quoteWire(dialog.callId, 64)} from a connection that does not owe it: dropped`,
+      );
+      return;
+    }
+    const method = /\s(\S+)\s*$/.exec(header(response, 'CSeq') ?? '')?.[1];
+    if (method === 'INVITE' && response.status >= 200) {
+      this.#invites.delete(dialog.callId);
+      if (response.status >= 300 && dialog.state === 'inviting') this.#removeDialog(dialog.callId);
+    }
+    if (method === 'BYE' && response.status >= 200) this.#removeDialog(dialog.callId);
+    const to = this.#dialogs.roleOf(dialog, connection) === 'caller' ? dialog.callee : dialog.caller;
+    to.connection.send(response);
   }
 
   /** Sends a request of our own on `connection` and resolves with its final response. */
@@ -390,15 +669,15 @@ export class SignalingServer {
     body = '',
   ): Promise<SipResponse> {
     const branch = newBranch();
-    const host = this.local.address;
+    const user = this.#registrar.userOf(connection, this.c.clock.now()) ?? 'peer';
     connection.send({
       kind: 'request',
       method,
-      uri: `sip:${this.#userOf(connection) ?? 'peer'}@${this.init.realm}`,
+      uri: `sip:${user}@${this.init.realm}`,
       headers: [
-        ['Via', `SIP/2.0/TCP ${host}:${this.local.port};branch=${branch}`],
+        ['Via', `SIP/2.0/TCP ${this.local.address}:${this.local.port};branch=${branch}`],
         ['From', `<sip:sc2c@${this.init.realm}>;tag=server`],
-        ['To', `<sip:${this.#userOf(connection) ?? 'peer'}@${this.init.realm}>`],
+        ['To', `<sip:${user}@${this.init.realm}>`],
         ['Call-ID', callId],
         ['CSeq', `${this.#cseq++} ${method}`],
         ['Max-Forwards', '70'],
@@ -410,78 +689,14 @@ export class SignalingServer {
       const timer = this.c.clock.setTimeout(() => {
         this.#pending.delete(branch);
         reject(new Error(`${method} to ${connection.stream.remote.address} timed out`));
-      }, RTT_PROBE_TIMEOUT_MS);
-      this.#pending.set(branch, (response) => {
-        timer.clear();
-        resolve(response);
+      }, OWN_REQUEST_TIMEOUT_MS);
+      this.#pending.set(branch, {
+        connection,
+        resolve: (response) => {
+          timer.clear();
+          resolve(response);
+        },
       });
     });
-  }
-
-  /** Measures a registered connection's round trip now and then every `rttRefreshMs`. */
-  #trackRtt(connection: SipConnection): void {
-    const entry: { rttMs?: number; atMs: number; timer?: Timer } = { atMs: 0 };
-    this.#rtts.set(connection, entry);
-    const measure = (): void => {
-      if (connection.closed || this.#rtts.get(connection) !== entry) return;
-      this.#rtt(connection, `rtt-${newBranch()}`)
-        .then((rttMs) => {
-          entry.rttMs = rttMs;
-          entry.atMs = this.c.clock.now();
-        })
-        .catch(() => {})
-        .finally(() => {
-          if (this.#rtts.get(connection) === entry)
-            entry.timer = this.c.clock.setTimeout(measure, this.init.rttRefreshMs ?? 20_000);
-        });
-    };
-    measure();
-  }
-
-  /** A recent round trip for `connection`, measuring it now only when none is fresh enough. */
-  async #recentRtt(connection: SipConnection, callId: string): Promise<number> {
-    const entry = this.#rtts.get(connection);
-    const maxAgeMs = 3 * (this.init.rttRefreshMs ?? 20_000);
-    if (entry?.rttMs !== undefined && this.c.clock.now() - entry.atMs <= maxAgeMs) return entry.rttMs;
-    return this.#rtt(connection, callId);
-  }
-
-  /** Round trip to a party over its own connection: the least of two OPTIONS exchanges. */
-  async #rtt(connection: SipConnection, callId: string): Promise<number> {
-    let best = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < 2; i++) {
-      const sent = this.c.clock.now();
-      await this.#request(connection, 'OPTIONS', `${callId}-rtt`);
-      best = Math.min(best, this.c.clock.now() - sent);
-    }
-    return best;
-  }
-
-  /**
-   * Steps 17-19. Each go should arrive when the other does, so the party with the shorter one-way
-   * delay (half its round trip) gets its go later, by the difference. `naive` sends both at once,
-   * as the paper does, for comparison.
-   */
-  async #sync(dialog: Dialog, naive: boolean): Promise<void> {
-    const [caller, callee] = await Promise.all([
-      this.#recentRtt(dialog.caller, dialog.callId),
-      this.#recentRtt(dialog.callee, dialog.callId),
-    ]);
-    const far = Math.max(caller, callee) / 2;
-    const delayMs = naive ? { caller: 0, callee: 0 } : { caller: far - caller / 2, callee: far - callee / 2 };
-    this.schedules.push({ callId: dialog.callId, rttMs: { caller, callee }, delayMs });
-    if (this.schedules.length > MAX_SCHEDULES)
-      this.schedules.splice(0, this.schedules.length - MAX_SCHEDULES);
-    const go = (connection: SipConnection): void => {
-      void this.#request(
-        connection,
-        'INFO',
-        dialog.callId,
-        [['Content-Type', SC2C_CONTENT_TYPE]],
-        JSON.stringify({ type: 'go' }),
-      ).catch(() => {});
-    };
-    this.c.clock.setTimeout(() => go(dialog.caller), delayMs.caller);
-    this.c.clock.setTimeout(() => go(dialog.callee), delayMs.callee);
   }
 }

@@ -4,6 +4,7 @@
  * log line and a counter; it never throws into the event loop.
  */
 import { randomBytes } from 'node:crypto';
+import type { Clock, Timer } from '../net/clock.ts';
 import type { StreamConnection } from '../net/types.ts';
 import { DecodeError } from '../protocol/decode-error.ts';
 import {
@@ -41,6 +42,20 @@ export const REASONS: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/**
+ * How long a started message may take to arrive whole. A sender that trickles a header (slowloris)
+ * or announces a Content-Length it never sends (RFC 4475 `clerr`) is closed after this; a real
+ * message arrives in one or two round trips. 10 s.
+ */
+export const MESSAGE_TIMEOUT_MS = 10_000;
+
+export interface SipConnectionInit {
+  /** Starts the message timeout; without it a partial message may wait forever. */
+  readonly clock?: Clock;
+  /** Default `MESSAGE_TIMEOUT_MS`. */
+  readonly messageTimeoutMs?: number;
+}
+
 export function newBranch(): string {
   return `z9hG4bK${randomBytes(8).toString('hex')}`;
 }
@@ -52,13 +67,17 @@ export function newTag(): string {
 export class SipConnection extends TypedEmitter<SipConnectionEvents> {
   readonly #parser: SipStreamParser;
   #closed = false;
+  #partialTimer?: Timer;
   /** Messages that could not be parsed (the connection closes on the first). */
   malformed = 0;
+  /** Closed because a started message did not arrive whole in time. */
+  timedOut = false;
 
   constructor(
     readonly stream: StreamConnection,
     role: 'server' | 'client',
     private readonly log: (line: string) => void = () => {},
+    private readonly init: SipConnectionInit = {},
   ) {
     super();
     this.#parser = new SipStreamParser(role);
@@ -108,28 +127,68 @@ export class SipConnection extends TypedEmitter<SipConnectionEvents> {
   #finish(reason?: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#partialTimer?.clear();
     this.emit('close', reason);
   }
 
   #onData(chunk: Uint8Array): void {
-    let events: ReturnType<SipStreamParser['push']>;
+    if (this.#closed) return;
+    let events: ReturnType<SipStreamParser['push']> = [];
     try {
       events = this.#parser.push(chunk);
     } catch (error) {
-      this.malformed++;
-      const why = error instanceof DecodeError ? error.message : String(error);
-      this.log(
-        `malformed SIP from ${this.stream.remote.address}:${this.stream.remote.port}: ${why}; closing`,
-      );
-      this.close(`malformed SIP: ${why}`);
-      return;
+      if (!(error instanceof DecodeError)) throw error;
     }
     for (const event of events) {
+      if (this.#closed) return;
       if (event.kind === 'keepalive') {
         if (event.ping) this.stream.write(new TextEncoder().encode('\r\n'));
         else this.emit('pong');
       } else if (event.message.kind === 'request') this.emit('request', event.message);
       else this.emit('response', event.message);
     }
+    const error = this.#parser.error;
+    if (error) {
+      // Messages framed before the bad one were handled above; the framing is lost from here on.
+      this.malformed++;
+      this.log(
+        `malformed SIP from ${this.stream.remote.address}:${this.stream.remote.port}: ${quoteWire(error.message)}; closing`,
+      );
+      this.close(`malformed SIP: ${error.message}`);
+      return;
+    }
+    if (events.length > 0) {
+      // Progress: the timeout is for one message, not for a busy stream.
+      this.#partialTimer?.clear();
+      this.#partialTimer = undefined;
+    }
+    this.#watchPartial();
   }
+
+  /** Arms the message timeout while a message is half in, and disarms it when none is. */
+  #watchPartial(): void {
+    const clock = this.init.clock;
+    if (!clock || this.#closed) return;
+    if (this.#parser.buffered === 0) {
+      this.#partialTimer?.clear();
+      this.#partialTimer = undefined;
+    } else if (!this.#partialTimer) {
+      this.#partialTimer = clock.setTimeout(() => {
+        this.#partialTimer = undefined;
+        if (this.#parser.buffered === 0) return;
+        this.timedOut = true;
+        this.close('a message did not arrive whole in time');
+      }, this.init.messageTimeoutMs ?? MESSAGE_TIMEOUT_MS);
+    }
+  }
+}
+
+/**
+ * Text from the wire made safe for a log line: control characters escaped (no forged lines, no
+ * terminal escapes) and at most `max` characters kept.
+ */
+export function quoteWire(text: string, max = 200): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping them is the point
+  return cut.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -24,6 +24,7 @@ import {
   type StunMessage,
   StunMethod,
 } from '../protocol/stun/message.ts';
+import { RateLimiter } from '../util/rate-limiter.ts';
 
 export interface StunResponderInit {
   /** Primary address and port (the one clients are told about). */
@@ -33,6 +34,14 @@ export interface StunResponderInit {
   readonly software?: string;
   /** SO_RCVBUF of the sockets; default the system's. A TURN server on the primary port wants more. */
   readonly receiveBufferBytes?: number;
+  /**
+   * Requests answered per source address and second (twice that in a burst); more are dropped and
+   * counted. A Binding answer is about 5 times its request, so an unlimited responder is a
+   * reflector for spoofed floods. Needs `now`; without both, every request is answered (tests).
+   */
+  readonly perSourcePerSecond?: number;
+  /** Monotonic milliseconds, for the rate limit. */
+  readonly now?: () => number;
 }
 
 export interface StunResponderCounters {
@@ -40,6 +49,7 @@ export interface StunResponderCounters {
   responses: number;
   malformed: number;
   ignored: number;
+  rateLimited: number;
 }
 
 /** Attributes a Binding request may carry that we understand (comprehension-required range 0x0000-0x7fff). */
@@ -54,7 +64,14 @@ const UNDERSTOOD = new Set<number>([
 ]);
 
 export class StunResponder {
-  readonly counters: StunResponderCounters = { requests: 0, responses: 0, malformed: 0, ignored: 0 };
+  readonly counters: StunResponderCounters = {
+    requests: 0,
+    responses: 0,
+    malformed: 0,
+    ignored: 0,
+    rateLimited: 0,
+  };
+  readonly #limiter?: RateLimiter;
   /** Sockets by role: [primary address][primary port] etc. */
   readonly #sockets = new Map<string, UdpSocket>();
   #closed = false;
@@ -67,7 +84,10 @@ export class StunResponder {
   private constructor(
     private readonly network: Network,
     readonly init: StunResponderInit,
-  ) {}
+  ) {
+    if (init.perSourcePerSecond && init.now)
+      this.#limiter = new RateLimiter(init.perSourcePerSecond, 2 * init.perSourcePerSecond);
+  }
 
   static async start(network: Network, init: StunResponderInit): Promise<StunResponder> {
     const responder = new StunResponder(network, init);
@@ -115,6 +135,11 @@ export class StunResponder {
     return this.#sockets.get(formatEndpoint(endpoint));
   }
 
+  /** All four endpoints are open. */
+  get listening(): boolean {
+    return !this.#closed && this.#sockets.size === 4;
+  }
+
   close(): void {
     this.#closed = true;
     for (const socket of this.#sockets.values()) socket.close();
@@ -137,6 +162,10 @@ export class StunResponder {
     }
     if (request.method !== StunMethod.binding || request.cls !== StunClass.request) {
       this.counters.ignored++;
+      return;
+    }
+    if (this.#limiter && !this.#limiter.allow(from.address, this.init.now!())) {
+      this.counters.rateLimited++;
       return;
     }
     this.counters.requests++;

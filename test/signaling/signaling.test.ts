@@ -7,8 +7,9 @@ import { formatAuthParams } from '../../src/protocol/sip/headers.ts';
 import type { SipRequest } from '../../src/protocol/sip/message.ts';
 import { encodeSip, header } from '../../src/protocol/sip/message.ts';
 import { restPassword } from '../../src/relay/credentials.ts';
+import { accountsFrom } from '../../src/signaling/accounts.ts';
 import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts';
-import { DigestAuthenticator } from '../../src/signaling/registrar.ts';
+import { DigestAuthenticator } from '../../src/signaling/digest-auth.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
 import { readCredential, TURN_CREDENTIAL_HEADER } from '../../src/signaling/turn-credentials.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
@@ -207,8 +208,8 @@ describe('signaling server', () => {
 
   it('marks an old nonce stale', () => {
     let now = 0;
-    const auth = new DigestAuthenticator('sc2c.lab', USERS, () => now);
-    const nonce = /nonce="([^"]+)"/.exec(auth.challenge())![1]!;
+    const auth = new DigestAuthenticator('sc2c.lab', accountsFrom(USERS), () => now);
+    const nonce = /nonce="([^"]+)"/.exec(auth.challenge('client-1'))![1]!;
     now = 301_000;
     const request = {
       kind: 'request' as const,
@@ -217,13 +218,13 @@ describe('signaling server', () => {
       headers: [
         [
           'Authorization',
-          `Digest username="alice", realm="sc2c.lab", nonce="${nonce}", uri="sip:sc2c.lab", response="00"`,
+          `Digest username="alice", realm="sc2c.lab", nonce="${nonce}", uri="sip:sc2c.lab", response="00", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="c"`,
         ] as const,
       ],
       body: '',
     };
-    expect(auth.check(request)).toMatchObject({ ok: false, status: 401, reason: 'stale nonce' });
-    expect((auth.check(request) as { challenge: string }).challenge).toMatch(/stale=true/);
+    expect(auth.check(request, 'client-1')).toMatchObject({ ok: false, status: 401, reason: 'stale nonce' });
+    expect((auth.check(request, 'client-1') as { challenge: string }).challenge).toMatch(/stale=true/);
   });
 
   it('answers keepalive pings with pongs (RFC 5626)', async () => {
@@ -421,7 +422,7 @@ describe('gateway calls on the virtual network', () => {
     const s = await setup();
     const alice = await s.gateway(s.alice, 'alice');
     const outcome = await s.clock.run(alice.call('carol'));
-    expect(outcome).toMatchObject({ ok: false, reason: 'call refused: 404 Not Found' });
+    expect(outcome).toMatchObject({ ok: false, reason: 'call refused: 404 Not Found (no such user)' });
     expect(s.server.counters.notFound).toBe(1);
     alice.close();
     s.close();

@@ -88,6 +88,9 @@ function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Om
   const start = lines[0] ?? '';
   const parsed: [string, string][] = [];
   for (const [i, line] of lines.slice(1).entries()) {
+    // A bare CR or LF is not a line end (RFC 3261 §7.3.1); passed on, it would split the header
+    // wherever the value is written again.
+    if (/[\r\n]/.test(line)) throw new DecodeError('sip', offset, `header line ${i + 2} has a bare CR or LF`);
     const colon = line.indexOf(':');
     if (colon <= 0)
       throw new DecodeError('sip', offset, `header line ${i + 2} has no name: '${line.slice(0, 40)}'`);
@@ -98,9 +101,9 @@ function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Om
   }
   const status = /^SIP\/2\.0 ([1-6]\d\d) (.*)$/.exec(start);
   if (status) return { kind: 'response', status: Number(status[1]), reason: status[2]!, headers: parsed };
-  const request = /^([A-Za-z]+) (\S+) SIP\/2\.0$/.exec(start);
-  if (request)
-    return { kind: 'request', method: request[1]!.toUpperCase(), uri: request[2]!, headers: parsed };
+  // Methods are case-sensitive tokens (RFC 3261 §7.1, §25.1): `intmeth` in RFC 4475 is legal.
+  const request = /^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP\/2\.0$/.exec(start);
+  if (request) return { kind: 'request', method: request[1]!, uri: request[2]!, headers: parsed };
   throw new DecodeError('sip', offset, `bad start line '${start.slice(0, 60)}'`);
 }
 
@@ -170,11 +173,23 @@ export type StreamEvent =
 /**
  * Splits a TCP byte stream into SIP messages and RFC 5626 keepalives (a double CRLF is a ping, a
  * single CRLF a pong). Throws DecodeError on a malformed or oversized message; the connection is
- * then unusable (framing is lost) and should be closed.
+ * then unusable (framing is lost) and should be closed. Messages framed before the bad one in the
+ * same `push` are returned first, and the error is thrown by the next `push` (and kept in `error`).
+ *
+ * Linear in the bytes received however they are cut: the buffer grows by doubling, the search for
+ * the blank line resumes where it stopped, and a parsed header section waits for its body without
+ * being parsed again (a sender trickling one byte at a time once cost quadratic time).
  */
 export class SipStreamParser {
-  #buffer = new Uint8Array(0);
+  #buffer = new Uint8Array(1024);
+  #start = 0;
+  #end = 0;
+  /** Where the search for CRLFCRLF resumes (absolute index in `#buffer`). */
+  #scan = 0;
+  /** The current message's parsed header section, while its body arrives. */
+  #head?: { readonly head: Omit<SipMessage, 'body'>; readonly headerBytes: number; readonly length: number };
   #consumed = 0;
+  #error?: DecodeError;
 
   /**
    * @param role `server` (receives pings: a lone CRLF waits for a possible second one) or `client`
@@ -182,54 +197,102 @@ export class SipStreamParser {
    */
   constructor(private readonly role: 'server' | 'client' = 'server') {}
 
+  /** The error that ended this stream's framing, if any. */
+  get error(): DecodeError | undefined {
+    return this.#error;
+  }
+
+  /** Bytes held that do not yet make a whole message. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
   push(chunk: Uint8Array): StreamEvent[] {
-    const merged = new Uint8Array(this.#buffer.byteLength + chunk.byteLength);
-    merged.set(this.#buffer);
-    merged.set(chunk, this.#buffer.byteLength);
-    this.#buffer = merged;
+    if (this.#error) throw this.#error;
+    this.#append(chunk);
     const events: StreamEvent[] = [];
     for (;;) {
-      const event = this.#next();
+      let event: StreamEvent | undefined;
+      try {
+        event = this.#next();
+      } catch (error) {
+        if (!(error instanceof DecodeError)) throw error;
+        this.#error = error;
+        if (events.length === 0) throw error;
+        return events;
+      }
       if (!event) break;
       events.push(event);
     }
     return events;
   }
 
+  #append(chunk: Uint8Array): void {
+    const live = this.#end - this.#start;
+    if (this.#end + chunk.byteLength > this.#buffer.byteLength) {
+      const needed = live + chunk.byteLength;
+      const target =
+        needed <= this.#buffer.byteLength / 2
+          ? this.#buffer
+          : new Uint8Array(Math.max(needed, this.#buffer.byteLength * 2));
+      target.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#scan -= this.#start;
+      this.#buffer = target;
+      this.#start = 0;
+      this.#end = live;
+    }
+    this.#buffer.set(chunk, this.#end);
+    this.#end += chunk.byteLength;
+  }
+
   #next(): StreamEvent | undefined {
     const b = this.#buffer;
-    if (b.byteLength >= 1 && b[0] === 13) {
-      if (b.byteLength < 2) return undefined;
-      if (b[1] !== 10) throw new DecodeError('sip', this.#consumed, 'CR without LF');
-      const maybePing = b.byteLength < 3 || (b[2] === 13 && (b.byteLength < 4 || b[3] === 10));
-      if (this.role === 'server' && maybePing && b.byteLength < 4) return undefined;
-      const ping = b.byteLength >= 4 && b[2] === 13 && b[3] === 10;
+    const s = this.#start;
+    const n = this.#end - s;
+    if (n === 0) return undefined;
+    if (!this.#head && b[s] === 13) {
+      if (n < 2) return undefined;
+      if (b[s + 1] !== 10) throw new DecodeError('sip', this.#consumed, 'CR without LF');
+      const maybePing = n < 3 || (b[s + 2] === 13 && (n < 4 || b[s + 3] === 10));
+      if (this.role === 'server' && maybePing && n < 4) return undefined;
+      const ping = n >= 4 && b[s + 2] === 13 && b[s + 3] === 10;
       this.#take(ping ? 4 : 2);
       return { kind: 'keepalive', ping };
     }
-    const limit = Math.min(b.byteLength, MAX_HEADER_BYTES + 4);
-    let end = -1;
-    for (let i = 0; i + 3 < limit; i++) {
-      if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
-        end = i;
-        break;
+    if (!this.#head) {
+      const limit = Math.min(this.#end, s + MAX_HEADER_BYTES + 4);
+      let end = -1;
+      for (let i = Math.max(s, this.#scan); i + 3 < limit; i++) {
+        if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
+          end = i - s;
+          break;
+        }
       }
+      if (end < 0) {
+        this.#scan = Math.max(s, limit - 3);
+        if (n > MAX_HEADER_BYTES)
+          throw new DecodeError('sip', this.#consumed, `header section exceeds ${MAX_HEADER_BYTES} bytes`);
+        return undefined;
+      }
+      const head = decodeHead(new TextDecoder().decode(b.subarray(s, s + end)), this.#consumed);
+      this.#head = { head, headerBytes: end + 4, length: contentLength(head, this.#consumed) };
     }
-    if (end < 0) {
-      if (b.byteLength > MAX_HEADER_BYTES)
-        throw new DecodeError('sip', this.#consumed, `header section exceeds ${MAX_HEADER_BYTES} bytes`);
-      return undefined;
-    }
-    const head = decodeHead(new TextDecoder().decode(b.subarray(0, end)), this.#consumed);
-    const length = contentLength(head, this.#consumed);
-    if (b.byteLength < end + 4 + length) return undefined;
-    const body = new TextDecoder().decode(b.subarray(end + 4, end + 4 + length));
-    this.#take(end + 4 + length);
+    const { head, headerBytes, length } = this.#head;
+    if (n < headerBytes + length) return undefined;
+    const body = new TextDecoder().decode(b.subarray(s + headerBytes, s + headerBytes + length));
+    this.#take(headerBytes + length);
     return { kind: 'message', message: { ...head, body } as SipMessage };
   }
 
-  #take(n: number): void {
-    this.#buffer = this.#buffer.slice(n);
-    this.#consumed += n;
+  #take(count: number): void {
+    this.#start += count;
+    this.#scan = this.#start;
+    this.#consumed += count;
+    this.#head = undefined;
+    if (this.#start === this.#end) {
+      this.#start = 0;
+      this.#end = 0;
+      this.#scan = 0;
+    }
   }
 }
