@@ -30,7 +30,7 @@ import { encodeChannelData } from '../src/protocol/stun/turn.ts';
 import { TurnClient } from '../src/relay/turn-client.ts';
 
 const BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
-const USER = { username: 'alice', password: 'alice-lab-secret' };
+const USER = { username: 'alice', password: 'alice-bench-pass' };
 const PAYLOADS = [100, 1200] as const;
 const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 

@@ -299,7 +299,8 @@ async function main(): Promise<void> {
   const users = Object.fromEntries(
     cellsPlan.flatMap((_, k) => [
       [`a${k}`, `a${k}-bench-secret`],
-      [`b${k}`, `b${k}-bench-secret`],
+      // Cell k's callee takes calls from its caller only.
+      [`b${k}`, { password: `b${k}-bench-secret`, callers: [`a${k}`] }],
     ]),
   );
   const serverConfig = join(dir, 'server.yaml');

@@ -26,7 +26,8 @@ const endpoint = z
   .object({ address: ipv4, port: port.refine((p) => p > 0, 'port must be 1-65535') })
   .strict();
 
-const serverSchema = z
+/** The server config's schema (exported for the config-loader fuzz target). */
+export const serverSchema = z
   .object({
     sip: z
       .object({
@@ -115,7 +116,8 @@ export function loadServerConfig(path: string): ServerConfig {
   return { ...config, users, tls, turnTls, accounting };
 }
 
-const gatewaySchema = z
+/** The gateway config's schema. */
+export const gatewaySchema = z
   .object({
     server: z.string(),
     stun: z.string(),

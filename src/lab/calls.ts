@@ -99,6 +99,9 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
       'bob',
       '--password',
       'bob-lab-secret',
+      // The camera checks its callers too, beside the server's users.yaml.
+      '--allow',
+      'alice,viewer',
       '--json',
       ...(init.calleeArgs ?? []),
     ]);

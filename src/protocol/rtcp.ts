@@ -182,7 +182,18 @@ export function decodeRtcp(data: Uint8Array): RtcpSummary {
     const packet = data.subarray(offset, end);
     if (type === XR) decodeXr(packet, xr);
     else {
-      for (const p of RtcpPacketConverter.deSerialize(Buffer.from(packet))) {
+      let packets: ReturnType<typeof RtcpPacketConverter.deSerialize>;
+      try {
+        packets = RtcpPacketConverter.deSerialize(Buffer.from(packet));
+      } catch (error) {
+        // werift-rtp reads past short packets with Node's buffer methods (RangeError).
+        throw new DecodeError(
+          'rtcp',
+          offset,
+          `undecodable packet of type ${type}: ${(error as Error).message}`,
+        );
+      }
+      for (const p of packets) {
         if (p instanceof RtcpSrPacket) {
           sr = {
             ssrc: p.ssrc,
@@ -196,7 +207,7 @@ export function decodeRtcp(data: Uint8Array): RtcpSummary {
         else if (p instanceof RtcpPayloadSpecificFeedback) {
           if (p.feedback instanceof PictureLossIndication) keyframeRequests.push(p.feedback.mediaSsrc);
           // FIR (RFC 5104 §4.3.1); werift-rtp does not export its class.
-          else if ('fir' in p.feedback)
+          else if (p.feedback && typeof p.feedback === 'object' && 'fir' in p.feedback)
             keyframeRequests.push(...(p.feedback.fir as { ssrc: number }[]).map((entry) => entry.ssrc));
         }
       }

@@ -158,7 +158,9 @@ export function decodeSdp(text: string): CallDescription {
   if (!ufrag || !pwd || pwd.length < 22)
     throw new DecodeError('sdp', 0, 'missing a=ice-ufrag or a=ice-pwd (at least 22 characters, RFC 8839)');
   const extra = new Map<string, string>();
-  for (const { value } of [...(parsed.invalid ?? []), ...(media.invalid ?? [])]) {
+  for (const { value: raw } of [...(parsed.invalid ?? []), ...(media.invalid ?? [])]) {
+    // sdp-transform turns a numeric-looking line into a number (found by the fuzzer).
+    const value = String(raw);
     const colon = value.indexOf(':');
     if (value.startsWith('x-sc2c-') && colon > 0) extra.set(value.slice(0, colon), value.slice(colon + 1));
   }

@@ -182,7 +182,7 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
       `sip:
   listen: { address: 127.0.0.1, port: ${sip} }
   realm: sc2c.lab
-  users: { alice: alice-lab-secret }
+  users: { alice: alice-interop-pass }
 stun:
   primary: { address: 127.0.0.1, port: ${stun} }
   alternate: { address: 127.0.0.2, port: ${stun + 1} }
@@ -201,7 +201,7 @@ turn:
     await new Promise((r) => setTimeout(r, 300));
     // uclient sends `count` messages through the relay to the echoing peer; its whole output.
     // -c: no RTCP allocation (that needs RESERVATION-TOKEN, which we do not offer).
-    const uclient = (flags: string[], port: number, count: number, password = 'alice-lab-secret') =>
+    const uclient = (flags: string[], port: number, count: number, password = 'alice-interop-pass') =>
       run(
         'turnutils_uclient',
         ['-c', ...flags, '-u', 'alice', '-w', password, '-e', '127.0.0.1', '-r', String(peerPort)].concat([

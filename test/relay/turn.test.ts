@@ -25,7 +25,7 @@ import {
   TurnAttribute,
   TurnMethod,
 } from '../../src/protocol/stun/turn.ts';
-import { issueCredentials } from '../../src/relay/credentials.ts';
+import { issueCredentials, passwordFor } from '../../src/relay/credentials.ts';
 import { TurnClient, TurnError } from '../../src/relay/turn-client.ts';
 import { TurnServer, type TurnServerInit } from '../../src/relay/turn-server.ts';
 import { profiles } from '../net/world.ts';
@@ -259,6 +259,25 @@ describe('embedded TURN server with our TURN client', () => {
     const forged = issueCredentials('wrong-secret', 'alice', nowS, 60);
     await expect(s.allocate(s.alice, forged.username, forged.password)).rejects.toThrow(/TURN 401/);
     s.server.close();
+  });
+
+  it('refuses REST credentials that claim to expire further ahead than any we issue (the quota dodge)', async () => {
+    const s = await setup({ maxCredentialTtlS: 3600 });
+    const nowS = s.clock.epochMs() / 1000;
+    const year2286 = issueCredentials('per-call-secret', 'alice', 9_999_999_999, 0);
+    await expect(s.allocate(s.alice, year2286.username, year2286.password)).rejects.toThrow(/TURN 401/);
+    const tooLong = issueCredentials('per-call-secret', 'alice', nowS, 7200);
+    await expect(s.allocate(s.alice, tooLong.username, tooLong.password)).rejects.toThrow(/TURN 401/);
+    const fits = issueCredentials('per-call-secret', 'alice', nowS, 3600);
+    await s.allocate(s.alice, fits.username, fits.password);
+    s.server.close();
+  });
+
+  it('no name from Object.prototype is a TURN user, whether users come as a record or a Map', () => {
+    const names = [...Object.getOwnPropertyNames(Object.prototype), '__proto__'];
+    for (const users of [{ alice: 'alice-pass-1' }, new Map([['alice', 'alice-pass-1']])])
+      for (const name of names) expect(passwordFor({ users }, name, 0), name).toBeUndefined();
+    expect(passwordFor({ users: { alice: 'alice-pass-1' } }, 'alice', 0)).toBe('alice-pass-1');
   });
 
   it('expires allocations, permissions and channels at the RFC lifetimes unless refreshed', async () => {

@@ -1,0 +1,219 @@
+/**
+ * Every decoder that takes bytes from the network or a config file, as a fuzz target (issue 16):
+ * each decodes an input and may throw only its declared error (`DecodeError`, or `ConfigError` for
+ * configs); anything else (a TypeError, a RangeError, an endless loop) is a bug. Seeds are valid
+ * encodings, which the fuzzer mutates, so inputs get past the first length check.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { gatewaySchema, serverSchema } from '../../src/cli/configs.ts';
+import { DecodeError } from '../../src/protocol/decode-error.ts';
+import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
+import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
+import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
+import { parseAuthParams, parseNameAddr } from '../../src/protocol/sip/headers.ts';
+import { decodeSip, encodeSip, SipStreamParser } from '../../src/protocol/sip/message.ts';
+import { decodeStun, encodeStun, StunClass, StunMethod } from '../../src/protocol/stun/message.ts';
+import { decodeChannelData, encodeChannelData, TurnStreamDeframer } from '../../src/protocol/stun/turn.ts';
+import { ConfigError, parseConfig } from '../../src/util/config-file.ts';
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+const CONFIG = new URL('../../config/', import.meta.url).pathname;
+const TORTURE = new URL('../../../shared/sip-torture/', import.meta.url).pathname;
+
+export interface FuzzTarget {
+  readonly name: string;
+  readonly seeds: readonly Uint8Array[];
+  /** Decodes; may throw only what `allowed` accepts. */
+  run(input: Uint8Array): void;
+  readonly allowed: (error: unknown) => boolean;
+}
+
+const decodeErrorOnly = (error: unknown): boolean => error instanceof DecodeError;
+
+function torture(): Uint8Array[] {
+  try {
+    return readdirSync(TORTURE)
+      .filter((f) => f.endsWith('.dat'))
+      .map((f) => new Uint8Array(readFileSync(join(TORTURE, f))));
+  } catch {
+    return [];
+  }
+}
+
+const INVITE = encodeSip({
+  kind: 'request',
+  method: 'INVITE',
+  uri: 'sip:bob@sc2c.lab',
+  headers: [
+    ['Via', 'SIP/2.0/TCP 10.0.1.2:5060;branch=z9hG4bK776asdhds'],
+    ['From', '"Alice" <sip:alice@sc2c.lab>;tag=1928301774'],
+    ['To', '<sip:bob@sc2c.lab>'],
+    ['Call-ID', 'a84b4c76e66710@sc2c'],
+    ['CSeq', '314159 INVITE'],
+    ['Content-Type', 'application/sdp'],
+  ],
+  body: 'v=0\r\n',
+});
+
+const SDP = encodeSdp(
+  {
+    publicEndpoint: { address: '198.18.1.1', port: 20_000 },
+    relayEndpoint: { address: '198.18.0.10', port: 50_000 },
+    ufrag: 'abcd',
+    pwd: 'a'.repeat(24),
+    nat: 'symmetric',
+    mode: 'sc2c',
+    portSource: 'predicted',
+    rtcpMux: true,
+  },
+  1,
+);
+
+const STUN = encodeStun({
+  method: StunMethod.binding,
+  cls: StunClass.request,
+  transactionId: new Uint8Array(12).fill(7),
+  attributes: [
+    { type: 0x0006, value: te.encode('bob:alice') },
+    { type: 0x0008, value: new Uint8Array(20) },
+  ],
+});
+
+const RTP = Uint8Array.from([0x90, 96, 0, 1, 0, 0, 0, 9, 0, 0, 0, 42, 0, 1, 0, 1, 0xab, 0xcd, 0x65, 1, 2, 3]);
+
+export const TARGETS: readonly FuzzTarget[] = [
+  {
+    name: 'sip message',
+    seeds: [INVITE, ...torture()],
+    run: (input) => void decodeSip(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'sip stream framing',
+    seeds: [INVITE, te.encode('\r\n\r\n'), ...torture()],
+    run: (input) => {
+      // The same bytes whole and cut in three: framing must not depend on where TCP cuts.
+      const parser = new SipStreamParser('server');
+      const third = Math.max(1, Math.floor(input.byteLength / 3));
+      for (let i = 0; i < input.byteLength; i += third) {
+        try {
+          parser.push(input.subarray(i, i + third));
+        } catch (error) {
+          if (parser.error !== error) throw error;
+          return;
+        }
+      }
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'sip header values',
+    seeds: [
+      te.encode('"Alice" <sip:alice@sc2c.lab>;tag=1'),
+      te.encode('Digest realm="x", nonce="y", qop=auth'),
+    ],
+    run: (input) => {
+      const text = td.decode(input);
+      try {
+        parseNameAddr(text);
+      } catch (error) {
+        if (!(error instanceof DecodeError)) throw error;
+      }
+      parseAuthParams(text);
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'sdp',
+    seeds: [te.encode(SDP)],
+    run: (input) => void decodeSdp(td.decode(input)),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'stun/turn',
+    seeds: [STUN],
+    run: (input) => void decodeStun(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'channeldata',
+    seeds: [encodeChannelData(0x4001, RTP)],
+    run: (input) => void decodeChannelData(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'turn stream framing',
+    seeds: [STUN, encodeChannelData(0x4001, RTP, true)],
+    run: (input) => void new TurnStreamDeframer(2048).push(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'rtp',
+    seeds: [RTP],
+    run: (input) => void decodeRtpHeader(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'rtcp',
+    seeds: [
+      encodeSr({ ssrc: 1, ntp: 1n << 40n, rtpTimestamp: 3, packetCount: 4, octetCount: 5 }),
+      encodeRr(1, [
+        { ssrc: 2, fractionLost: 0, packetsLost: 1, highestSequence: 3, jitter: 4, lsr: 5, dlsr: 6 },
+      ]),
+      encodePli(1, 2),
+      encodeRelayMoved(1, { address: '198.18.0.10', port: 50_000 }),
+    ],
+    run: (input) => void decodeRtcp(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'server config',
+    seeds: [readFileSync(join(CONFIG, 'server.yaml'))],
+    run: (input) => void parseConfig(td.decode(input), 'fuzz', serverSchema),
+    allowed: (error) => error instanceof ConfigError,
+  },
+  {
+    name: 'gateway config',
+    seeds: [readFileSync(join(CONFIG, 'gateway.yaml'))],
+    run: (input) => void parseConfig(td.decode(input), 'fuzz', gatewaySchema),
+    allowed: (error) => error instanceof ConfigError,
+  },
+];
+
+/** Random bytes, or a seed with a few bytes changed, cut, or repeated. */
+export function inputs(seeds: readonly Uint8Array[]): fc.Arbitrary<Uint8Array> {
+  const mutated = fc
+    .tuple(
+      fc.constantFrom(...seeds),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+      fc.option(fc.nat(), { nil: undefined }),
+      fc.integer({ min: 1, max: 3 }),
+    )
+    .map(([seed, flips, cut, repeat]) => {
+      const out = new Uint8Array(seed.byteLength * repeat);
+      for (let i = 0; i < repeat; i++) out.set(seed, i * seed.byteLength);
+      for (const [at, value] of flips) if (out.byteLength > 0) out[at % out.byteLength] = value;
+      return cut === undefined || out.byteLength === 0 ? out : out.subarray(0, cut % (out.byteLength + 1));
+    });
+  return fc.oneof(
+    { arbitrary: fc.uint8Array({ maxLength: 512 }), weight: 1 },
+    { arbitrary: mutated, weight: 3 },
+  );
+}
+
+/** Runs `target` on `runs` inputs; throws (with fast-check's shrunk counterexample) on a bug. */
+export function fuzz(target: FuzzTarget, runs: number, seed?: number): void {
+  fc.assert(
+    fc.property(inputs(target.seeds), (input) => {
+      try {
+        target.run(input);
+      } catch (error) {
+        if (!target.allowed(error)) throw error;
+      }
+    }),
+    { numRuns: runs, seed },
+  );
+}
