@@ -7,7 +7,8 @@
 import { answerFor } from '../media/negotiate.ts';
 import type { MediaLine, TraversalMode } from '../protocol/sdp.ts';
 import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../protocol/sdp.ts';
-import { header, type SipRequest } from '../protocol/sip/message.ts';
+import type { SipRequest } from '../protocol/sip/message.ts';
+import { assertedCaller } from '../signaling/identity.ts';
 import { readCredential } from '../signaling/turn-credentials.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
@@ -15,15 +16,6 @@ import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
-
-/**
- * Who is calling: the identity our server asserted (RFC 3325 `P-Asserted-Identity`; the server
- * strips any a client wrote and rewrites `From` from the registration), else `From`.
- */
-export function callerOf(request: SipRequest): string {
-  const asserted = header(request, 'P-Asserted-Identity') ?? header(request, 'From') ?? '';
-  return /sips?:([^@;>]+)@/.exec(asserted)?.[1] ?? 'unknown';
-}
 
 export type Respond = (status: number, extra?: [string, string][], body?: string) => void;
 
@@ -53,7 +45,7 @@ export async function answerCall(
   previous?: ActiveCall,
 ): Promise<void> {
   const startedAtMs = host.c.clock.now();
-  const peer = callerOf(request);
+  const peer = assertedCaller(request);
   let remote: CallDescription;
   try {
     remote = decodeSdp(request.body);

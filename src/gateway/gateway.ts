@@ -21,13 +21,14 @@ import {
 import { parseNameAddr } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient } from '../signaling/client.ts';
+import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
-import { type AnswerHost, answerCall, callerOf } from './answer.ts';
+import { type AnswerHost, answerCall } from './answer.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
@@ -414,7 +415,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
             this.emit('call', {
               callId,
               role: 'callee',
-              peer: callerOf(request),
+              peer: assertedCaller(request),
               mode: 'sc2c',
               ok: false,
               reason: `answering failed: ${error.message}`,
@@ -465,7 +466,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     callId: string,
     respond: (status: number, extra?: [string, string][], body?: string) => void,
   ): boolean {
-    const peer = callerOf(request);
+    const peer = assertedCaller(request);
     const refuse = (status: number, reason: string): false => {
       respond(status, [['Warning', `399 sc2c "${reason}"`]]);
       this.emit('call', {

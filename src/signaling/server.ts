@@ -13,22 +13,37 @@
  *   only from one of the dialog's two parties.
  */
 import type { Endpoint } from '../net/address.ts';
-import type { Clock, Timer } from '../net/clock.ts';
-import type { Network, StreamConnection, StreamServer } from '../net/types.ts';
+import type { Timer } from '../net/clock.ts';
+import type { StreamConnection, StreamServer } from '../net/types.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
-import { type AccountSpec, type Accounts, accountsFrom, mayCall } from './accounts.ts';
+import { type Accounts, accountsFrom, mayCall } from './accounts.ts';
+import { Admission } from './admission.ts';
 import { Coordinator, type GoSchedule } from './coordinator.ts';
-import { type Dialog, DialogTable, type DialogTableInit } from './dialogs.ts';
+import { type Dialog, DialogTable } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
+import { assertIdentity } from './identity.ts';
+import { OwnRequests } from './own-requests.ts';
 import { Registrar } from './registrar.ts';
-import { checkRequest, topBranch } from './request-checks.ts';
-import { newBranch, quoteWire, SipConnection } from './sip-connection.ts';
-import { FailureThrottle, type ThrottleInit } from './throttle.ts';
-import { type CredentialIssuer, credentialHeader, withoutCredential } from './turn-credentials.ts';
+import { checkRequest, transactionKey } from './request-checks.ts';
+import {
+  newCounters,
+  type SignalingCounters,
+  type SignalingServerComponents,
+  type SignalingServerInit,
+} from './server-init.ts';
+import { quoteWire, SipConnection } from './sip-connection.ts';
+import { FailureThrottle } from './throttle.ts';
+import { credentialHeader, withoutCredential } from './turn-credentials.ts';
 
 export type { GoSchedule } from './coordinator.ts';
+export type {
+  SignalingCounters,
+  SignalingLimits,
+  SignalingServerComponents,
+  SignalingServerInit,
+} from './server-init.ts';
 
 /** SIP `Event` of the PUBLISH that carries a call record from a gateway to the server (issue 6). */
 export const CALL_RECORD_EVENT = 'sc2c-call-record';
@@ -36,84 +51,6 @@ export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
-/** How long the server waits for an answer to a request of its own (OPTIONS, go, BYE). */
-const OWN_REQUEST_TIMEOUT_MS = 2000;
-/** Identity headers a client may not set: the server asserts them (RFC 3325 §5). */
-const IDENTITY_HEADERS = new Set(['p-asserted-identity', 'p-preferred-identity']);
-
-export interface SignalingLimits {
-  /** Connections at once. Default 10 000; more are closed on accept. */
-  readonly maxConnections?: number;
-  /** Connections from one source address. Default 256: a site's gateways share its NAT's address. */
-  readonly maxConnectionsPerSource?: number;
-  /** A connection that has not registered within this is closed. Default 10 000 ms. */
-  readonly unregisteredIdleMs?: number;
-  /** A started message must arrive whole within this. Default 10 000 ms. */
-  readonly messageTimeoutMs?: number;
-  /** Sync requests per dialog: a second's worth each second, a burst of 4 (three punch attempts and a retry). */
-  readonly syncsPerSecond?: number;
-  /** How long a party whose connection dropped mid-call may take to come back before the other gets a BYE. Default 10 000 ms. */
-  readonly partyGraceMs?: number;
-}
-
-export interface SignalingServerInit {
-  readonly listen: { readonly address?: string; readonly port: number };
-  /** Also listen for SIP over TLS (RFC 3261 §26.2) with this PEM certificate and key. */
-  readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
-  readonly realm: string;
-  /**
-   * Accounts, or a plain record of them (read with `Object.entries`; users given as a bare password
-   * may be called by anyone registered: tests and simulations). Config files give access lists.
-   */
-  readonly users: Accounts | Readonly<Record<string, AccountSpec>>;
-  /** Default 20 000 ms (see `CoordinatorInit.rttRefreshMs`). */
-  readonly rttRefreshMs?: number;
-  readonly log?: (line: string) => void;
-  /**
-   * Where a registered gateway's PUBLISH with `Event: sc2c-call-record` goes (its body and the
-   * publishing user). Resolves once the record is stored (the 200 promises durability); throws to
-   * refuse it (400 with the reason). Without it, such a PUBLISH gets 489 Bad Event.
-   */
-  readonly onCallRecord?: (body: string, user: string) => Promise<void>;
-  /**
-   * Issue short-lived TURN credentials (REST form) under this secret: one in the 200 to each
-   * REGISTER, one in each INVITE forwarded to the called party. Without it, none are issued and
-   * gateways use their long-term credentials.
-   */
-  readonly turnCredentials?: CredentialIssuer;
-  readonly limits?: SignalingLimits;
-  /** Failed-login throttle per source address. Default 5 failures in 30 s. */
-  readonly throttle?: ThrottleInit;
-  readonly dialogs?: DialogTableInit;
-}
-
-export interface SignalingServerComponents {
-  readonly network: Network;
-  readonly clock: Clock;
-}
-
-/** What the server counted; every refusal and drop has its counter (issue 16). */
-export interface SignalingCounters {
-  registrations: number;
-  authFailures: number;
-  authThrottled: number;
-  invites: number;
-  notFound: number;
-  forbiddenCalls: number;
-  duplicateCallIds: number;
-  foreignRequests: number;
-  foreignResponses: number;
-  syncs: number;
-  syncsLimited: number;
-  malformed: number;
-  refusedRequests: number;
-  connectionsRefused: number;
-  idleClosed: number;
-  messageTimeouts: number;
-  dialogsRefused: number;
-  dialogsExpired: number;
-  partiesLost: number;
-}
 
 interface ConnectionState {
   readonly id: string;
@@ -122,27 +59,7 @@ interface ConnectionState {
 }
 
 export class SignalingServer {
-  readonly counters: SignalingCounters = {
-    registrations: 0,
-    authFailures: 0,
-    authThrottled: 0,
-    invites: 0,
-    notFound: 0,
-    forbiddenCalls: 0,
-    duplicateCallIds: 0,
-    foreignRequests: 0,
-    foreignResponses: 0,
-    syncs: 0,
-    syncsLimited: 0,
-    malformed: 0,
-    refusedRequests: 0,
-    connectionsRefused: 0,
-    idleClosed: 0,
-    messageTimeouts: 0,
-    dialogsRefused: 0,
-    dialogsExpired: 0,
-    partiesLost: 0,
-  };
+  readonly counters: SignalingCounters = newCounters();
   readonly #accounts: Accounts;
   readonly #registrar = new Registrar<SipConnection>();
   readonly #dialogs: DialogTable<SipConnection>;
@@ -151,15 +68,13 @@ export class SignalingServer {
   readonly #throttle: FailureThrottle;
   readonly #syncLimiter: RateLimiter;
   readonly #connections = new Map<SipConnection, ConnectionState>();
-  readonly #perSource = new Map<string, number>();
+  readonly #admission: Admission;
+  readonly #own: OwnRequests;
   /** INVITEs waiting for their final answer, to answer the caller if the callee vanishes. */
   readonly #invites = new Map<string, SipRequest>();
-  /** Server-originated requests waiting for an answer, by Via branch, with the connection that owes it. */
-  readonly #pending = new Map<string, { connection: SipConnection; resolve: (r: SipResponse) => void }>();
   readonly #timers = new Set<Timer>();
   #sweepTimer?: Timer;
   #serial = 0;
-  #cseq = 1;
   #closed = false;
   #listener?: StreamServer;
   #tlsListener?: StreamServer;
@@ -172,13 +87,20 @@ export class SignalingServer {
     this.#auth = new DigestAuthenticator(init.realm, this.#accounts, () => c.clock.now());
     this.#throttle = new FailureThrottle(init.throttle);
     this.#dialogs = new DialogTable(init.dialogs);
+    this.#admission = new Admission(init.limits);
+    this.#own = new OwnRequests({
+      clock: c.clock,
+      realm: init.realm,
+      local: () => this.local,
+      userOf: (connection) => this.#registrar.userOf(connection, c.clock.now()),
+    });
     const perSecond = init.limits?.syncsPerSecond ?? 1;
     this.#syncLimiter = new RateLimiter(perSecond, 4, init.dialogs?.maxDialogs ?? 10_000);
     this.#coordinator = new Coordinator({
       clock: c.clock,
       rttRefreshMs: init.rttRefreshMs,
       request: (connection, method, callId, body) =>
-        this.#request(
+        this.#own.send(
           connection,
           method,
           callId,
@@ -279,12 +201,7 @@ export class SignalingServer {
   #accept(stream: StreamConnection): void {
     const limits = this.init.limits ?? {};
     const source = stream.remote.address;
-    const fromSource = this.#perSource.get(source) ?? 0;
-    if (
-      this.#closed ||
-      this.#connections.size >= (limits.maxConnections ?? 10_000) ||
-      fromSource >= (limits.maxConnectionsPerSource ?? 256)
-    ) {
+    if (this.#closed || !this.#admission.admit(source)) {
       this.counters.connectionsRefused++;
       stream.close();
       return;
@@ -295,7 +212,6 @@ export class SignalingServer {
     });
     const state: ConnectionState = { id: `${source}:${stream.remote.port}#${++this.#serial}`, source };
     this.#connections.set(connection, state);
-    this.#perSource.set(source, fromSource + 1);
     this.#armIdle(connection, state);
     connection.on('request', (request) => this.#onRequest(connection, request));
     connection.on('response', (response) => this.#onResponse(connection, response));
@@ -316,14 +232,11 @@ export class SignalingServer {
   #onClose(connection: SipConnection, state: ConnectionState): void {
     state.idleTimer?.clear();
     this.#connections.delete(connection);
-    const left = (this.#perSource.get(state.source) ?? 1) - 1;
-    if (left <= 0) this.#perSource.delete(state.source);
-    else this.#perSource.set(state.source, left);
+    this.#admission.release(state.source);
     this.counters.malformed += connection.malformed;
     if (connection.timedOut) this.counters.messageTimeouts++;
     this.#coordinator.forget(connection);
-    for (const [branch, pending] of this.#pending)
-      if (pending.connection === connection) this.#pending.delete(branch);
+    this.#own.forget(connection);
     const users = this.#registrar.drop(connection);
     if (this.#closed) return;
     for (const dialog of this.#dialogs.lose(users, connection, this.c.clock.now())) this.#partyLost(dialog);
@@ -365,9 +278,9 @@ export class SignalingServer {
   }
 
   #tellEnded(connection: SipConnection, callId: string, method: 'BYE' | 'CANCEL', why: string): void {
-    void this.#request(connection, method, callId, [['Reason', `SIP;cause=408;text="${why}"`]]).catch(
-      () => {},
-    );
+    void this.#own
+      .send(connection, method, callId, [['Reason', `SIP;cause=408;text="${why}"`]])
+      .catch(() => {});
   }
 
   #removeDialog(callId: string): void {
@@ -556,8 +469,8 @@ export class SignalingServer {
     this.#invites.set(callId, request);
     this.#scheduleSweep();
     const issuer = this.init.turnCredentials;
-    const forwarded = this.#asserted(withoutCredential(request), callerUser);
-    this.#dialogs.expect(opened.dialog, topBranch(request)!, 'callee');
+    const forwarded = assertIdentity(withoutCredential(request), callerUser, this.init.realm);
+    this.#dialogs.expect(opened.dialog, transactionKey(request)!, 'callee');
     callee.connection.send(
       issuer
         ? {
@@ -566,22 +479,6 @@ export class SignalingServer {
           }
         : forwarded,
     );
-  }
-
-  /** `request` with the sender's identity asserted by us: `From` rewritten, `P-Asserted-Identity` set. */
-  #asserted(request: SipRequest, user: string): SipRequest {
-    const uri = `sip:${user}@${this.init.realm}`;
-    const headers: [string, string][] = [];
-    for (const [name, value] of request.headers) {
-      const lower = name.toLowerCase();
-      if (IDENTITY_HEADERS.has(lower)) continue;
-      if (lower === 'from') {
-        const tag = parseNameAddr(value).params.tag;
-        headers.push([name, `<${uri}>${tag ? `;tag=${tag}` : ''}`]);
-      } else headers.push([name, value]);
-    }
-    headers.push(['P-Asserted-Identity', `<${uri}>`]);
-    return { ...request, headers };
   }
 
   #inDialog(connection: SipConnection, request: SipRequest): void {
@@ -624,26 +521,20 @@ export class SignalingServer {
     if (request.method === 'BYE') this.#dialogs.end(dialog, this.c.clock.now());
     const to = role === 'caller' ? dialog.callee : dialog.caller;
     if (request.method !== 'ACK')
-      this.#dialogs.expect(dialog, topBranch(request)!, role === 'caller' ? 'callee' : 'caller');
-    to.connection.send(this.#asserted(request, role === 'caller' ? dialog.caller.user : dialog.callee.user));
+      this.#dialogs.expect(dialog, transactionKey(request)!, role === 'caller' ? 'callee' : 'caller');
+    to.connection.send(
+      assertIdentity(request, role === 'caller' ? dialog.caller.user : dialog.callee.user, this.init.realm),
+    );
   }
 
   #onResponse(connection: SipConnection, response: SipResponse): void {
-    const branch = topBranch(response);
-    const pending = branch ? this.#pending.get(branch) : undefined;
-    if (pending) {
-      if (pending.connection !== connection) {
-        this.counters.foreignResponses++;
-        return;
-      }
-      if (response.status < 200) return;
-      this.#pending.delete(branch!);
-      pending.resolve(response);
-      return;
-    }
+    const own = this.#own.take(connection, response);
+    if (own === 'foreign') this.counters.foreignResponses++;
+    if (own !== 'not-ours') return;
     const dialog = this.#dialogs.get(header(response, 'Call-ID') ?? '');
-    if (!dialog || !branch) return;
-    if (!this.#dialogs.answered(dialog, branch, connection, response.status)) {
+    const key = transactionKey(response);
+    if (!dialog || !key) return;
+    if (!this.#dialogs.answered(dialog, key, connection, response.status)) {
       this.counters.foreignResponses++;
       this.#log(
         `response to ${quoteWire(dialog.callId, 64)} from a connection that does not owe it: dropped`,
@@ -658,45 +549,5 @@ export class SignalingServer {
     if (method === 'BYE' && response.status >= 200) this.#removeDialog(dialog.callId);
     const to = this.#dialogs.roleOf(dialog, connection) === 'caller' ? dialog.callee : dialog.caller;
     to.connection.send(response);
-  }
-
-  /** Sends a request of our own on `connection` and resolves with its final response. */
-  #request(
-    connection: SipConnection,
-    method: string,
-    callId: string,
-    extra: [string, string][] = [],
-    body = '',
-  ): Promise<SipResponse> {
-    const branch = newBranch();
-    const user = this.#registrar.userOf(connection, this.c.clock.now()) ?? 'peer';
-    connection.send({
-      kind: 'request',
-      method,
-      uri: `sip:${user}@${this.init.realm}`,
-      headers: [
-        ['Via', `SIP/2.0/TCP ${this.local.address}:${this.local.port};branch=${branch}`],
-        ['From', `<sip:sc2c@${this.init.realm}>;tag=server`],
-        ['To', `<sip:${user}@${this.init.realm}>`],
-        ['Call-ID', callId],
-        ['CSeq', `${this.#cseq++} ${method}`],
-        ['Max-Forwards', '70'],
-        ...extra,
-      ],
-      body,
-    });
-    return new Promise((resolve, reject) => {
-      const timer = this.c.clock.setTimeout(() => {
-        this.#pending.delete(branch);
-        reject(new Error(`${method} to ${connection.stream.remote.address} timed out`));
-      }, OWN_REQUEST_TIMEOUT_MS);
-      this.#pending.set(branch, {
-        connection,
-        resolve: (response) => {
-          timer.clear();
-          resolve(response);
-        },
-      });
-    });
   }
 }

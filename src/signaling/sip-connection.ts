@@ -10,6 +10,7 @@ import { DecodeError } from '../protocol/decode-error.ts';
 import {
   encodeSip,
   header,
+  type InvalidMessage,
   type SipMessage,
   type SipRequest,
   type SipResponse,
@@ -22,11 +23,21 @@ export type SipConnectionEvents = {
   response: [response: SipResponse];
   /** A pong to our ping (client side). */
   pong: [];
+  /** A message that did not decode was answered or dropped; the connection goes on. */
+  invalid: [reason: string];
   close: [reason?: string];
 };
 
 export const REASONS: Record<number, string> = {
   100: 'Trying',
+  406: 'Not Acceptable',
+  415: 'Unsupported Media Type',
+  416: 'Unsupported URI Scheme',
+  420: 'Bad Extension',
+  483: 'Too Many Hops',
+  489: 'Bad Event',
+  501: 'Not Implemented',
+  505: 'Version Not Supported',
   200: 'OK',
   400: 'Bad Request',
   401: 'Unauthorized',
@@ -70,6 +81,8 @@ export class SipConnection extends TypedEmitter<SipConnectionEvents> {
   #partialTimer?: Timer;
   /** Messages that could not be parsed (the connection closes on the first). */
   malformed = 0;
+  /** Messages that did not decode but could be skipped (answered 400/505, or dropped). */
+  invalid = 0;
   /** Closed because a started message did not arrive whole in time. */
   timedOut = false;
 
@@ -144,7 +157,8 @@ export class SipConnection extends TypedEmitter<SipConnectionEvents> {
       if (event.kind === 'keepalive') {
         if (event.ping) this.stream.write(new TextEncoder().encode('\r\n'));
         else this.emit('pong');
-      } else if (event.message.kind === 'request') this.emit('request', event.message);
+      } else if (event.kind === 'invalid') this.#onInvalid(event.invalid);
+      else if (event.message.kind === 'request') this.emit('request', event.message);
       else this.emit('response', event.message);
     }
     const error = this.#parser.error;
@@ -163,6 +177,23 @@ export class SipConnection extends TypedEmitter<SipConnectionEvents> {
       this.#partialTimer = undefined;
     }
     this.#watchPartial();
+  }
+
+  /**
+   * A message that did not decode but whose framing held: a request is answered (400, or 505 for
+   * another SIP version, RFC 3261 §8.2.2, RFC 4475 §3.1.2), a response is dropped (§18.1.2).
+   */
+  #onInvalid(invalid: InvalidMessage): void {
+    this.invalid++;
+    this.emit('invalid', invalid.reason);
+    this.log(
+      `invalid SIP ${invalid.request ? 'request' : 'response'} from ${this.stream.remote.address}:${this.stream.remote.port}: ${quoteWire(invalid.reason)}`,
+    );
+    if (!invalid.request) return;
+    const request: SipRequest = { kind: 'request', method: '', uri: '', headers: invalid.headers, body: '' };
+    this.respond(request, invalid.status, [
+      ['Warning', `399 sc2c "${invalid.reason.replace(/["\\]/g, "'").slice(0, 120)}"`],
+    ]);
   }
 
   /** Arms the message timeout while a message is half in, and disarms it when none is. */

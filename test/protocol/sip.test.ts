@@ -71,7 +71,15 @@ describe('SIP codec (RFC 3261 §7)', () => {
       const parser = new SipStreamParser();
       const events = [...parser.push(bytes.subarray(0, cut)), ...parser.push(bytes.subarray(cut))];
       expect(
-        events.map((e) => (e.kind === 'keepalive' ? (e.ping ? 'ping' : 'pong') : e.message.kind)),
+        events.map((e) =>
+          e.kind === 'keepalive'
+            ? e.ping
+              ? 'ping'
+              : 'pong'
+            : e.kind === 'message'
+              ? e.message.kind
+              : 'invalid',
+        ),
       ).toEqual(['ping', 'request', 'pong', 'request']);
     }
   });
@@ -93,11 +101,14 @@ describe('SIP codec (RFC 3261 §7)', () => {
     expect(() =>
       decodeSip(te.encode(INVITE.replace('Content-Length: 4', 'Content-Length: 99999999'))),
     ).toThrow(/exceeds/);
-    expect(() =>
-      new SipStreamParser().push(
-        te.encode(INVITE.replace('Content-Length: 4', `Content-Length: ${MAX_BODY_BYTES + 1}`)),
-      ),
-    ).toThrow(DecodeError);
+    // An oversized body loses the framing: the message is reported (to be answered 400), then the
+    // stream is over.
+    const oversized = new SipStreamParser();
+    expect(
+      oversized.push(te.encode(INVITE.replace('Content-Length: 4', `Content-Length: ${MAX_BODY_BYTES + 1}`))),
+    ).toMatchObject([{ kind: 'invalid', invalid: { request: true, status: 400 } }]);
+    expect(oversized.error).toBeInstanceOf(DecodeError);
+    expect(() => oversized.push(te.encode('\r\n'))).toThrow(/exceeds/);
     expect(() => new SipStreamParser().push(new Uint8Array(20_000).fill(65))).toThrow(
       /header section exceeds/,
     );

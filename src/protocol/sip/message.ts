@@ -81,10 +81,14 @@ function splitList(value: string): string[] {
   return parts.filter((p) => p.length > 0);
 }
 
+/** The unfolded lines of a header section (§7.3.1: a line starting with SP or HT continues the last). */
+function unfold(text: string): string[] {
+  return text.replace(/\r\n[ \t]+/g, ' ').split('\r\n');
+}
+
 /** Decodes the header section (start line + headers, no blank line) of one message. */
 function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Omit<SipResponse, 'body'> {
-  // Unfold continuation lines (§7.3.1).
-  const lines = text.replace(/\r\n[ \t]+/g, ' ').split('\r\n');
+  const lines = unfold(text);
   const start = lines[0] ?? '';
   const parsed: [string, string][] = [];
   for (const [i, line] of lines.slice(1).entries()) {
@@ -107,6 +111,24 @@ function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Om
   throw new DecodeError('sip', offset, `bad start line '${start.slice(0, 60)}'`);
 }
 
+/** The body length a header section announces, read leniently (before the headers are validated). */
+function announcedLength(lines: readonly string[], offset: number): number {
+  const values = lines
+    .slice(1)
+    .map((line) => /^\s*(content-length|l)\s*:(.*)$/i.exec(line)?.[2]?.trim())
+    .filter((v): v is string => v !== undefined);
+  if (values.length === 0)
+    throw new DecodeError('sip', offset, 'Content-Length is required on a stream transport');
+  if (values.length > 1) throw new DecodeError('sip', offset, `${values.length} Content-Length headers`);
+  const value = values[0]!;
+  if (!/^\d{1,9}$/.test(value))
+    throw new DecodeError('sip', offset, `bad Content-Length '${value.slice(0, 20)}'`);
+  const length = Number(value);
+  if (length > MAX_BODY_BYTES)
+    throw new DecodeError('sip', offset, `body of ${length} bytes exceeds ${MAX_BODY_BYTES}`);
+  return length;
+}
+
 function contentLength(head: Omit<SipMessage, 'body'>, offset: number): number {
   const value = head.headers.find(([n]) => n.toLowerCase() === 'content-length')?.[1];
   if (value === undefined)
@@ -117,6 +139,41 @@ function contentLength(head: Omit<SipMessage, 'body'>, offset: number): number {
   if (length > MAX_BODY_BYTES)
     throw new DecodeError('sip', offset, `body of ${length} bytes exceeds ${MAX_BODY_BYTES}`);
   return length;
+}
+
+/** Headers copied into a response (RFC 3261 §8.2.6.2). */
+const ANSWER_HEADERS = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
+
+/**
+ * A message that could not be decoded, with what is needed to answer it: whether it was a request,
+ * the status it deserves (400, or 505 for another SIP version), and the headers a response copies,
+ * read leniently and only where they are clean.
+ */
+export interface InvalidMessage {
+  readonly request: boolean;
+  readonly status: 400 | 505;
+  readonly reason: string;
+  readonly headers: readonly (readonly [string, string])[];
+}
+
+function invalidMessage(lines: readonly string[], reason: string): InvalidMessage {
+  const start = lines[0] ?? '';
+  const request = !start.startsWith('SIP/');
+  const version = /^\S+ \S+ SIP\/(\d+\.\d+)$/.exec(start)?.[1];
+  const headers: [string, string][] = [];
+  for (const line of lines.slice(1)) {
+    const match = /^([A-Za-z0-9.!%*_+`'~-]+)\s*:(.*)$/.exec(line);
+    const name = match && (COMPACT[match[1]!.toLowerCase()] ?? match[1]!);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: a value with control characters is not copied
+    if (name && ANSWER_HEADERS.has(name.toLowerCase()) && !/[\x00-\x1f\x7f]/.test(match![2]!))
+      headers.push([name, match![2]!.trim()]);
+  }
+  return {
+    request,
+    status: request && version !== undefined && version !== '2.0' ? 505 : 400,
+    reason: version !== undefined && version !== '2.0' ? `SIP version ${version} is not supported` : reason,
+    headers,
+  };
 }
 
 /** Decodes exactly one complete message. */
@@ -168,7 +225,13 @@ export function encodeSip(message: SipMessage): Uint8Array {
 
 export type StreamEvent =
   | { readonly kind: 'message'; readonly message: SipMessage }
-  | { readonly kind: 'keepalive'; readonly ping: boolean };
+  | { readonly kind: 'keepalive'; readonly ping: boolean }
+  /**
+   * A message whose framing held but whose content did not decode (RFC 4475 §3.1.2): it can be
+   * answered (400, 505) and the stream goes on. When the framing itself is lost (no, several or a
+   * bad Content-Length) this event comes first, then `push` throws.
+   */
+  | { readonly kind: 'invalid'; readonly invalid: InvalidMessage };
 
 /**
  * Splits a TCP byte stream into SIP messages and RFC 5626 keepalives (a double CRLF is a ping, a
@@ -186,8 +249,15 @@ export class SipStreamParser {
   #end = 0;
   /** Where the search for CRLFCRLF resumes (absolute index in `#buffer`). */
   #scan = 0;
-  /** The current message's parsed header section, while its body arrives. */
-  #head?: { readonly head: Omit<SipMessage, 'body'>; readonly headerBytes: number; readonly length: number };
+  /** The current message's header section, parsed (or found invalid), while its body arrives. */
+  #head?: {
+    readonly head?: Omit<SipMessage, 'body'>;
+    readonly invalid?: InvalidMessage;
+    readonly headerBytes: number;
+    readonly length: number;
+  };
+  /** A framing error found after its message's `invalid` event was returned: thrown next. */
+  #fatal?: DecodeError;
   #consumed = 0;
   #error?: DecodeError;
 
@@ -214,6 +284,7 @@ export class SipStreamParser {
     for (;;) {
       let event: StreamEvent | undefined;
       try {
+        if (this.#fatal) throw this.#fatal;
         event = this.#next();
       } catch (error) {
         if (!(error instanceof DecodeError)) throw error;
@@ -274,14 +345,30 @@ export class SipStreamParser {
           throw new DecodeError('sip', this.#consumed, `header section exceeds ${MAX_HEADER_BYTES} bytes`);
         return undefined;
       }
-      const head = decodeHead(new TextDecoder().decode(b.subarray(s, s + end)), this.#consumed);
-      this.#head = { head, headerBytes: end + 4, length: contentLength(head, this.#consumed) };
+      const text = new TextDecoder().decode(b.subarray(s, s + end));
+      const lines = unfold(text);
+      let length: number;
+      try {
+        length = announcedLength(lines, this.#consumed);
+      } catch (error) {
+        // The framing is lost: answer what can be answered, then the stream ends.
+        if (!(error instanceof DecodeError)) throw error;
+        this.#fatal = error;
+        return { kind: 'invalid', invalid: invalidMessage(lines, error.reason) };
+      }
+      try {
+        this.#head = { head: decodeHead(text, this.#consumed), headerBytes: end + 4, length };
+      } catch (error) {
+        if (!(error instanceof DecodeError)) throw error;
+        this.#head = { invalid: invalidMessage(lines, error.reason), headerBytes: end + 4, length };
+      }
     }
-    const { head, headerBytes, length } = this.#head;
+    const { head, invalid, headerBytes, length } = this.#head;
     if (n < headerBytes + length) return undefined;
     const body = new TextDecoder().decode(b.subarray(s + headerBytes, s + headerBytes + length));
     this.#take(headerBytes + length);
-    return { kind: 'message', message: { ...head, body } as SipMessage };
+    if (invalid) return { kind: 'invalid', invalid };
+    return { kind: 'message', message: { ...head!, body } as SipMessage };
   }
 
   #take(count: number): void {
