@@ -90,6 +90,10 @@ class NodeStreamConnection extends TypedEmitter<StreamConnectionEvents> implemen
     return this.#closed;
   }
 
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   write(data: Uint8Array): void {
     if (!this.#closed) this.socket.write(data);
   }

@@ -64,6 +64,8 @@ export interface StreamConnection extends TypedEmitter<StreamConnectionEvents> {
   /** Idempotent. */
   close(): void;
   readonly closed: boolean;
+  /** Bytes written but not yet handed to the network: a peer that does not read makes it grow. */
+  readonly bufferedBytes: number;
 }
 
 export type StreamServerEvents = {

@@ -67,6 +67,8 @@ export type { TurnCounters, TurnServerInit } from './turn-types.ts';
 export class TurnServer {
   readonly counters: TurnCounters = emptyTurnCounters();
   readonly #allocations = new Map<string, Allocation>();
+  /** 5-tuples whose first Allocate is being served (binding its relay socket), by transaction id. */
+  readonly #allocating = new Map<string, { readonly transactionId: Uint8Array; readonly address: string }>();
   readonly #auth: TurnAuthenticator;
   readonly #peers: PeerPolicy;
   readonly #sweep: Timer;
@@ -173,6 +175,12 @@ export class TurnServer {
     this.counters.tcpConnections++;
     this.#streams.add(stream);
     const from: TurnClientAddress = { address: stream.remote.address, port: stream.remote.port, stream };
+    // A connection that never allocates would hold one of `capacity` places for nothing.
+    const idle = this.c.clock.setTimeout(() => {
+      if (stream.closed || this.#allocations.has(clientKey(from))) return;
+      this.counters.tcpIdleClosed++;
+      stream.close();
+    }, this.init.unallocatedIdleMs ?? 10_000);
     const deframer = new TurnStreamDeframer(this.init.maxDatagramBytes ?? 2048);
     stream.on('data', (chunk) => {
       let frames: Uint8Array[];
@@ -188,6 +196,7 @@ export class TurnServer {
       for (const frame of frames) this.#onClient(frame, from);
     });
     stream.on('close', () => {
+      idle.clear();
       this.#streams.delete(stream);
       const allocation = this.#allocations.get(clientKey(from));
       if (allocation) this.#delete(allocation);
@@ -309,6 +318,16 @@ export class TurnServer {
       this.#allocated(from, message, auth.key, existing); // a retransmission
       return;
     }
+    const key = clientKey(from);
+    const inFlight = this.#allocating.get(key);
+    if (inFlight) {
+      // The first Allocate of this 5-tuple is still binding its socket: a retransmission is
+      // answered when it completes; another transaction would leak a second socket.
+      this.counters.allocateInFlight++;
+      if (!equalBytes(inFlight.transactionId, message.transactionId))
+        throw new Refusal(437, 'this 5-tuple is already allocating');
+      return;
+    }
     const transport = findAttribute(message, TurnAttribute.REQUESTED_TRANSPORT);
     if (!transport) throw new Refusal(400, 'REQUESTED-TRANSPORT missing');
     if (decodeRequestedTransport(transport.value) !== PROTOCOL_UDP)
@@ -322,9 +341,24 @@ export class TurnServer {
     const held = [...this.#allocations.values()].filter((a) => quotaUser(a.username) === user).length;
     if (held >= (this.init.userQuota ?? 10))
       throw new Refusal(486, `${user} already holds ${held} allocations`);
-    if (this.#allocations.size >= (this.init.capacity ?? 1000))
+    const fromSource =
+      [...this.#allocations.values()].filter((a) => a.client.address === from.address).length +
+      [...this.#allocating.values()].filter((a) => a.address === from.address).length;
+    if (fromSource >= (this.init.perSourceQuota ?? 100))
+      throw new Refusal(486, `${from.address} already holds ${fromSource} allocations`);
+    if (this.#allocations.size + this.#allocating.size >= (this.init.capacity ?? 1000))
       throw new Refusal(508, 'the server holds as many allocations as it may');
-    const relay = await this.#bindRelay(Boolean(findAttribute(message, TurnAttribute.EVEN_PORT)));
+    this.#allocating.set(key, { transactionId: message.transactionId, address: from.address });
+    let relay: UdpSocket;
+    try {
+      relay = await this.#bindRelay(Boolean(findAttribute(message, TurnAttribute.EVEN_PORT)));
+    } finally {
+      this.#allocating.delete(key);
+    }
+    if (this.#closed || (from.stream?.closed ?? false)) {
+      relay.close();
+      return;
+    }
     const relayed = { address: this.init.relayAddress ?? this.init.listen.address, port: relay.local.port };
     const allocation = new Allocation(
       from,
@@ -533,7 +567,12 @@ export class TurnServer {
    */
   #send(to: TurnClientAddress, data: Uint8Array): void {
     if (to.stream) {
-      if (!to.stream.closed) to.stream.write(padForStream(data));
+      if (to.stream.closed) return;
+      if (to.stream.bufferedBytes > (this.init.maxQueuedBytes ?? 256 * 1024)) {
+        this.counters.backpressureDrops++;
+        return;
+      }
+      to.stream.write(padForStream(data));
     } else this.socket.send(data, to);
   }
 

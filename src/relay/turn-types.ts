@@ -26,6 +26,18 @@ export interface TurnServerInit extends CredentialStore {
   readonly userQuota?: number;
   /** Allocations in total (508 beyond). Default 1000. */
   readonly capacity?: number;
+  /**
+   * Allocations held from one source address, whatever the user (486 beyond). Default 100: the
+   * gateways of one site share its NAT's address, and one source cannot take the whole capacity.
+   */
+  readonly perSourceQuota?: number;
+  /** A TCP or TLS client that holds no allocation this long after connecting is closed. Default 10 000 ms. */
+  readonly unallocatedIdleMs?: number;
+  /**
+   * Bytes queued on a TCP client's connection beyond which relayed data for it is dropped (UDP's
+   * semantics) rather than buffered without bound. Default 256 KiB.
+   */
+  readonly maxQueuedBytes?: number;
   /** Nonce lifetime; an older nonce gets 438. Default 10 min. */
   readonly nonceLifetimeMs?: number;
   /** Unauthenticated requests per second per source address (burst twice that). Default 20. */
@@ -64,6 +76,12 @@ export interface TurnCounters {
   /** TCP connections from clients: accepted in all, and refused at the connection limit. */
   tcpConnections: number;
   tcpRefused: number;
+  /** TCP/TLS clients closed for holding no allocation after `unallocatedIdleMs`. */
+  tcpIdleClosed: number;
+  /** Allocate requests dropped while the same 5-tuple's first one was still being served. */
+  allocateInFlight: number;
+  /** Relayed packets dropped because a TCP client was not reading (its queue was full). */
+  backpressureDrops: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -86,5 +104,8 @@ export function emptyTurnCounters(): TurnCounters {
     unpermitted: 0,
     tcpConnections: 0,
     tcpRefused: 0,
+    tcpIdleClosed: 0,
+    allocateInFlight: 0,
+    backpressureDrops: 0,
   };
 }

@@ -60,6 +60,9 @@ export const REASONS: Record<number, string> = {
  */
 export const MESSAGE_TIMEOUT_MS = 10_000;
 
+/** Bytes queued unread by the peer beyond which the connection is closed: about 1000 messages. */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+
 export interface SipConnectionInit {
   /** Starts the message timeout; without it a partial message may wait forever. */
   readonly clock?: Clock;
@@ -103,7 +106,13 @@ export class SipConnection extends TypedEmitter<SipConnectionEvents> {
   }
 
   send(message: SipMessage): void {
-    if (!this.#closed) this.stream.write(encodeSip(message));
+    if (this.#closed) return;
+    // A peer that stops reading must not make us buffer without bound: its messages are lost anyway.
+    if (this.stream.bufferedBytes > MAX_QUEUED_BYTES) {
+      this.close('the peer is not reading');
+      return;
+    }
+    this.stream.write(encodeSip(message));
   }
 
   ping(): void {

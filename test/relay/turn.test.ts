@@ -4,7 +4,8 @@
  * names is provoked on purpose.
  */
 import { describe, expect, it } from 'vitest';
-import { VirtualClock } from '../../src/net/clock.ts';
+import { sleep, VirtualClock } from '../../src/net/clock.ts';
+import type { Network } from '../../src/net/types.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import { decodeErrorCode, encodeText, encodeXorAddress } from '../../src/protocol/stun/attributes.ts';
 import { addFingerprint, addMessageIntegrity } from '../../src/protocol/stun/integrity.ts';
@@ -33,7 +34,7 @@ import { profiles } from '../net/world.ts';
 const TURN = { address: '198.18.0.10', port: 3478 };
 const USERS = { alice: 'alice-pass', bob: 'bob-pass' };
 
-async function setup(init: Partial<TurnServerInit> = {}) {
+async function setup(init: Partial<TurnServerInit> = {}, slowBindMs = 0) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 3 });
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
@@ -57,10 +58,21 @@ async function setup(init: Partial<TurnServerInit> = {}) {
   net.connect(natB, internet, { latencyMs: 10 });
   net.connect(alice, natA, { latencyMs: 1 });
   net.connect(bob, natB, { latencyMs: 1 });
+  // Relay sockets that take a while to bind, as a busy kernel's can: Allocates then overlap.
+  let bindDelayMs = 0;
+  const network: Network = {
+    bindUdp: async (bind) => {
+      if (bindDelayMs > 0) await sleep(clock, bindDelayMs);
+      return serverHost.bindUdp(bind);
+    },
+    connect: (to, connect) => serverHost.connect(to, connect),
+    listen: (listen) => serverHost.listen(listen),
+  };
   const server = await TurnServer.start(
-    { network: serverHost, clock },
+    { network, clock },
     { listen: TURN, realm: 'sc2c.lab', users: USERS, secret: 'per-call-secret', ...init },
   );
+  bindDelayMs = slowBindMs;
   const allocate = async (host = alice, username = 'alice', password = USERS.alice) => {
     const socket = await host.bindUdp();
     const client = await clock.run(
@@ -186,6 +198,29 @@ describe('embedded TURN server with our TURN client', () => {
       }),
     );
     await expect(wrong).rejects.toThrow(/TURN 401/);
+    s.server.close();
+  });
+
+  it('binds one relay socket for Allocates racing on one 5-tuple, and caps allocations per source address', async () => {
+    const s = await setup({ perSourceQuota: 2, userQuota: 10 }, 50);
+    const socket = await s.alice.bindUdp();
+    const answers: ReturnType<typeof decodeStun>[] = [];
+    socket.on('message', (d) => answers.push(decodeStun(d)));
+    socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
+    await s.clock.advance(100);
+    const nonce = new TextDecoder().decode(findAttribute(answers[0]!, TurnAttribute.NONCE)!.value);
+    const sign = { user: 'alice', password: USERS.alice, nonce };
+    answers.length = 0;
+    // Ten different Allocate transactions back to back, while the first is binding its socket.
+    for (let i = 0; i < 10; i++) socket.send(raw(TurnMethod.allocate, [UDP], sign), TURN);
+    await s.clock.advance(500);
+    expect(s.server.allocations()).toHaveLength(1);
+    expect(answers.filter((a) => a.cls === StunClass.success)).toHaveLength(1);
+    expect(s.server.counters.allocateInFlight + s.server.counters.mismatch).toBeGreaterThanOrEqual(9);
+    // A second 5-tuple from the same NAT address gets one more; the third is over the source's cap.
+    await s.allocate();
+    await expect(s.allocate()).rejects.toThrow(/TURN 486/);
+    expect(s.server.allocations()).toHaveLength(2);
     s.server.close();
   });
 
@@ -437,6 +472,18 @@ describe('TURN over TCP (RFC 8656 §3.1)', () => {
     await s.clock.advance(100);
     expect(failed).toEqual([expect.stringMatching(/TURN connection closed/)]);
     await expect(s.clock.run(second.refresh())).rejects.toThrow(/closed/);
+  });
+
+  it('closes TCP clients that hold no allocation after the idle timeout, and keeps those that do', async () => {
+    const s = await tcpSetup();
+    const idle = await Promise.all(Array.from({ length: 50 }, () => s.clock.run(s.peer.connect(TURN))));
+    const client = await s.allocateOverTcp();
+    await s.clock.advance(10_500);
+    expect(idle.every((stream) => stream.closed)).toBe(true);
+    expect(s.server.counters.tcpIdleClosed).toBe(50);
+    expect(s.server.tcpClients).toBe(1);
+    expect(client.relayed.port).toBeGreaterThan(0);
+    s.server.close();
   });
 
   it('answers on the stream, and closes a stream that carries a bad or oversized frame, counting it', async () => {

@@ -34,6 +34,11 @@ export class VirtualStreamConnection
     return this.#closed;
   }
 
+  /** The virtual network delivers every segment it is given: nothing queues. */
+  get bufferedBytes(): number {
+    return 0;
+  }
+
   write(data: Uint8Array): void {
     if (this.#closed || data.byteLength === 0) return;
     this.sender.sendSegment(this.local, this.remote, 'data', this.#sendSeq++, data.slice());
