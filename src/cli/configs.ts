@@ -62,6 +62,8 @@ export const serverSchema = z
         credentialTtlS: z.number().int().min(60).max(86_400).default(3600),
         userQuota: z.number().int().min(1).max(1000).default(10),
         capacity: z.number().int().min(1).max(100_000).default(1000),
+        /** Allocations one source address may hold, whatever the user (486 beyond). */
+        perSourceQuota: z.number().int().min(1).max(100_000).default(100),
         unauthenticatedPerSecond: z.number().min(1).max(10_000).default(20),
         deniedPeers: z.array(z.string()).optional(),
         allowedPeers: z.array(z.string()).default([]),

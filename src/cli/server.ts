@@ -147,6 +147,22 @@ function metrics(
     counter('sc2c_turn_unpermitted_total', 'Relay data without a permission, dropped.', () => t.unpermitted);
     counter('sc2c_turn_tcp_connections_total', 'TURN-over-TCP connections accepted.', () => t.tcpConnections);
     counter(
+      'sc2c_turn_tcp_idle_closed_total',
+      'TURN-over-TCP connections closed for holding no allocation.',
+      () => t.tcpIdleClosed,
+    );
+    counter(
+      'sc2c_turn_allocate_in_flight_total',
+      'Allocates dropped or refused while the 5-tuple was already allocating.',
+      () => t.allocateInFlight,
+    );
+    counter(
+      'sc2c_turn_backpressure_drops_total',
+      'Relayed packets dropped: a TCP client was not reading.',
+      () => t.backpressureDrops,
+    );
+    counter('sc2c_turn_mismatch_total', '437/441: requests for an allocation that is not theirs.', () => t.mismatch);
+    counter(
       'sc2c_turn_tcp_refused_total',
       'TURN-over-TCP connections refused at capacity.',
       () => t.tcpRefused,
@@ -326,6 +342,7 @@ export function registerServer(program: Command): void {
             maxCredentialTtlS: t.credentialTtlS,
             userQuota: t.userQuota,
             capacity: t.capacity,
+            perSourceQuota: t.perSourceQuota,
             unauthenticatedPerSecond: t.unauthenticatedPerSecond,
             deniedPeers: t.deniedPeers,
             allowedPeers: t.allowedPeers,
