@@ -161,7 +161,11 @@ function metrics(
       'Relayed packets dropped: a TCP client was not reading.',
       () => t.backpressureDrops,
     );
-    counter('sc2c_turn_mismatch_total', '437/441: requests for an allocation that is not theirs.', () => t.mismatch);
+    counter(
+      'sc2c_turn_mismatch_total',
+      '437/441: requests for an allocation that is not theirs.',
+      () => t.mismatch,
+    );
     counter(
       'sc2c_turn_tcp_refused_total',
       'TURN-over-TCP connections refused at capacity.',

@@ -50,8 +50,15 @@ export async function settlePath(
   if (!init.relay || !init.local.relayEndpoint || !peerRelayed) return { kind: 'plain' };
   const leg = init.relay.leg(peerRelayed);
   const deadAfterMs = init.deadAfterMs;
+  // Relayed media waits until the peer's relayed address answers a check with the call's credentials.
+  const consent = {
+    localUfrag: init.local.ufrag,
+    localPwd: init.local.pwd,
+    remoteUfrag: init.remote.ufrag,
+    remotePwd: init.remote.pwd,
+  };
   if (!punch)
-    return { kind: 'relay', routed: new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs }) };
+    return { kind: 'relay', routed: new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs, consent }) };
   const budget = new AbortController();
   const decided = await Promise.race([
     punch,
@@ -62,10 +69,16 @@ export async function settlePath(
   ]);
   budget.abort();
   if (decided?.ok && decided.path) {
-    const routed = new RoutedPath(c, { direct: decided.path, relay: leg, route: 'direct', deadAfterMs });
+    const routed = new RoutedPath(c, {
+      direct: decided.path,
+      relay: leg,
+      route: 'direct',
+      deadAfterMs,
+      consent,
+    });
     return { kind: 'direct', routed, punched: decided };
   }
-  const routed = new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs });
+  const routed = new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs, consent });
   if (!decided) {
     // The punch goes on: a late confirmation moves media to the direct path.
     void punch.then((late) => {

@@ -11,6 +11,7 @@
  *    DLRR: |     BT=5      |   reserved    |         block length          |
  *          |                 SSRC_1 | last RR (LRR) | delay since last RR (DLRR)
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import {
   PictureLossIndication,
   RtcpPacketConverter,
@@ -222,32 +223,69 @@ export function decodeRtcp(data: Uint8Array): RtcpSummary {
 /**
  * RTCP APP (RFC 3550 §6.7) named `SC2R`: "my relayed address is now this". A gateway whose NAT
  * dropped its mappings re-allocates on the relay and says so in band, over the relay path that
- * still works, because its signaling connection may have died with the same mappings.
- *   |V=2|P| subtype |   PT=204    |          length = 4           |
+ * still works, because its signaling connection may have died with the same mappings. The
+ * application data ends in an HMAC-SHA256 (first 12 bytes) over the rest under the sender's call
+ * password (its SDP `ice-pwd`): without it, any user of the same TURN server could redirect a call
+ * (issue 16).
+ *   |V=2|P| subtype |   PT=204    |          length = 7           |
  *   |                           SSRC                              |
  *   |                       name 'SC2R'                           |
  *   |                   IPv4 relayed address                      |
  *   |         relayed port          |           (zero)            |
+ *   |                  HMAC-SHA256 tag (12 bytes)                 |
  */
-export function encodeRelayMoved(ssrc: number, relayed: { address: string; port: number }): Uint8Array {
-  const out = new Uint8Array(20);
+const SC2R_BYTES = 32;
+const SC2R_SIGNED = 20;
+
+export function encodeRelayMoved(
+  ssrc: number,
+  relayed: { address: string; port: number },
+  key: Uint8Array,
+): Uint8Array {
+  const out = new Uint8Array(SC2R_BYTES);
   const view = new DataView(out.buffer);
   out[0] = 0x80;
   out[1] = 204;
-  view.setUint16(2, 4);
+  view.setUint16(2, SC2R_BYTES / 4 - 1);
   view.setUint32(4, ssrc >>> 0);
   out.set(new TextEncoder().encode('SC2R'), 8);
   relayed.address.split('.').forEach((octet, i) => {
     out[12 + i] = Number(octet);
   });
   view.setUint16(16, relayed.port);
+  out.set(relayMovedTag(out, key), SC2R_SIGNED);
   return out;
 }
 
-/** The relayed address in an `SC2R` APP packet, or undefined for any other packet. */
-export function decodeRelayMoved(data: Uint8Array): { address: string; port: number } | undefined {
-  if (data.byteLength !== 20 || data[1] !== 204 || (data[0]! & 0xc0) !== 0x80) return undefined;
-  if (new TextDecoder().decode(data.subarray(8, 12)) !== 'SC2R') return undefined;
+function relayMovedTag(packet: Uint8Array, key: Uint8Array): Uint8Array {
+  return new Uint8Array(
+    createHmac('sha256', key).update(packet.subarray(0, SC2R_SIGNED)).digest().subarray(0, 12),
+  );
+}
+
+/** Is this an `SC2R` APP packet (signed or not)? */
+export function isRelayMoved(data: Uint8Array): boolean {
+  return (
+    data.byteLength >= 12 &&
+    data[1] === 204 &&
+    (data[0]! & 0xc0) === 0x80 &&
+    data[8] === 0x53 && // S
+    data[9] === 0x43 && // C
+    data[10] === 0x32 && // 2
+    data[11] === 0x52 // R
+  );
+}
+
+/**
+ * The relayed address in an `SC2R` packet whose tag verifies under `key` (the peer's call
+ * password), or undefined for anything else: a forged or truncated one included.
+ */
+export function decodeRelayMoved(
+  data: Uint8Array,
+  key: Uint8Array,
+): { address: string; port: number } | undefined {
+  if (data.byteLength !== SC2R_BYTES || !isRelayMoved(data)) return undefined;
+  if (!timingSafeEqual(relayMovedTag(data, key), data.subarray(SC2R_SIGNED))) return undefined;
   const port = (data[16]! << 8) | data[17]!;
   if (port === 0) return undefined;
   return { address: [...data.subarray(12, 16)].join('.'), port };

@@ -14,9 +14,10 @@
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
 import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
-import { decodeRelayMoved, encodeRelayMoved } from '../protocol/rtcp.ts';
+import { decodeRelayMoved, encodeRelayMoved, isRelayMoved } from '../protocol/rtcp.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { type ConsentCredentials, RelayConsent, type RelayConsentInit } from './relay-consent.ts';
 
 export type Route = 'direct' | 'relay';
 
@@ -47,9 +48,27 @@ export interface RoutedPathInit {
   readonly route: Route;
   /** Silence on the direct route that counts as dead, at the least. Default 500 ms. */
   readonly deadAfterMs?: number;
+  /**
+   * The call's credentials. With them, relayed media waits for the peer's relayed address to
+   * answer a check (`RelayConsent`) and route changes in band are signed; without them (tests of
+   * the route logic alone) the relay leg is trusted as given and `SC2R` is ignored.
+   */
+  readonly consent?: ConsentCredentials & RelayConsentInit;
 }
 
-export type RoutedPathEvents = { route: [route: Route, why: string] };
+/** Drops on the path: what was refused, by why. */
+export interface PathDrops {
+  /** Media for the relay route held back: the peer's relayed address has not answered a check. */
+  unconfirmedRelay: number;
+  /** `SC2R` route changes whose tag did not verify. */
+  forgedRouteChanges: number;
+}
+
+export type RoutedPathEvents = {
+  route: [route: Route, why: string];
+  /** Consent on the relay leg was given or withdrawn. */
+  consent: [confirmed: boolean, why: string];
+};
 
 const emptyRoute = (): RouteCounters => ({
   packetsSent: 0,
@@ -60,10 +79,13 @@ const emptyRoute = (): RouteCounters => ({
 
 export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   readonly counters: Record<Route, RouteCounters> = { direct: emptyRoute(), relay: emptyRoute() };
+  readonly drops: PathDrops = { unconfirmedRelay: 0, forgedRouteChanges: 0 };
   readonly socket: UdpSocket;
   #route: Route;
   #direct?: { socket: UdpSocket; remote: Endpoint; off: () => void };
   #relay?: RelayLeg & { off: () => void };
+  #consent?: RelayConsent;
+  readonly #consentInit?: ConsentCredentials & RelayConsentInit;
   #lastDirectAtMs: number | null = null;
   #switchedAtMs = Number.NEGATIVE_INFINITY;
   /** Media packets heard on the current direct leg: the watchdog arms after a few. */
@@ -80,6 +102,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     init: RoutedPathInit,
   ) {
     super();
+    this.#consentInit = init.consent;
     this.#route = init.route;
     this.#facade = new FacadeSocket(this);
     this.socket = this.#facade;
@@ -137,6 +160,24 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     this.#relay?.off();
     const off = relay.inbound.on('data', (data, from) => this.#received('relay', data, from));
     this.#relay = { ...relay, off };
+    const send = (data: Uint8Array): void => relay.socket.send(data, relay.peerRelayed);
+    const init = this.#consentInit;
+    if (!init || this.#closed) return;
+    if (this.#consent) this.#consent.restart(send);
+    else
+      this.#consent = new RelayConsent(this.c, init, send, init, (confirmed, why) =>
+        this.emit('consent', confirmed, why),
+      );
+  }
+
+  /** May media go over the relay leg: no consent needed (none configured), or consent given. */
+  get relayConfirmed(): boolean {
+    return !this.#consentInit || this.#consent?.confirmed === true;
+  }
+
+  /** The relay leg's consent checks: sent, answered, rejected. */
+  get consentCounters(): RelayConsent['counters'] | undefined {
+    return this.#consent?.counters;
   }
 
   /** Moves media to `route`; a no-op when already there or when that route has no leg. */
@@ -154,8 +195,14 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   send(data: Uint8Array): void {
     if (this.#closed) return;
     const route = this.#route;
-    if (route === 'relay' && this.#relay) this.#relay.socket.send(data, this.#relay.peerRelayed);
-    else if (this.#direct) this.#direct.socket.send(data, this.#direct.remote);
+    if (route === 'relay' && this.#relay) {
+      // Media only to a confirmed address: an INVITE's relay candidate is a claim until it answers.
+      if (!this.relayConfirmed) {
+        this.drops.unconfirmedRelay++;
+        return;
+      }
+      this.#relay.socket.send(data, this.#relay.peerRelayed);
+    } else if (this.#direct) this.#direct.socket.send(data, this.#direct.remote);
     else return;
     const counters = this.counters[route];
     counters.packetsSent++;
@@ -167,6 +214,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#watch.clear();
+    this.#consent?.close();
     this.#direct?.off();
     this.#relay?.off();
     this.#facade.emit('close');
@@ -177,16 +225,34 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
    * allocation was made again): a few RTCP APP `SC2R` packets over the relay.
    */
   announceRelay(relayed: Endpoint): void {
-    const packet = encodeRelayMoved(0, relayed);
-    for (let i = 0; i < 3; i++) this.c.clock.setTimeout(() => this.send(packet), i * 100);
+    if (!this.#consentInit) return;
+    const packet = encodeRelayMoved(0, relayed, new TextEncoder().encode(this.#consentInit.localPwd));
+    for (let i = 0; i < 3; i++) this.c.clock.setTimeout(() => this.#sendControl(packet), i * 100);
+  }
+
+  /**
+   * A control packet on the current route, counted as media. Over the relay it does not wait for
+   * consent: it is what lets the peer follow us to a new relayed address, and is signed.
+   */
+  #sendControl(packet: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#route === 'relay' && this.#relay) this.#relay.socket.send(packet, this.#relay.peerRelayed);
+    else this.send(packet);
   }
 
   #received(route: Route, data: Uint8Array, from: Endpoint): void {
     if (this.#closed) return;
+    if (route === 'relay' && this.#consent?.handle(data)) return;
     const media = isRtp(data) || isRtcp(data);
     if (!media) return;
-    const moved = isRtcp(data) ? decodeRelayMoved(data) : undefined;
-    if (moved) {
+    if (isRtcp(data) && isRelayMoved(data)) {
+      const moved = this.#consentInit
+        ? decodeRelayMoved(data, new TextEncoder().encode(this.#consentInit.remotePwd))
+        : undefined;
+      if (!moved) {
+        this.drops.forgedRouteChanges++;
+        return;
+      }
       if (
         this.#relay &&
         (moved.address !== this.#relay.peerRelayed.address || moved.port !== this.#relay.peerRelayed.port)

@@ -164,7 +164,7 @@ export const TARGETS: readonly FuzzTarget[] = [
         { ssrc: 2, fractionLost: 0, packetsLost: 1, highestSequence: 3, jitter: 4, lsr: 5, dlsr: 6 },
       ]),
       encodePli(1, 2),
-      encodeRelayMoved(1, { address: '198.18.0.10', port: 50_000 }),
+      encodeRelayMoved(1, { address: '198.18.0.10', port: 50_000 }, new Uint8Array(24)),
     ],
     run: (input) => void decodeRtcp(input),
     allowed: decodeErrorOnly,

@@ -6,9 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
 import { every, VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { encodeRelayMoved } from '../../src/protocol/rtcp.ts';
 import type { TraversalMode } from '../../src/protocol/sdp.ts';
+import { encodeSdp } from '../../src/protocol/sdp.ts';
 import type { Route, RoutedPath } from '../../src/relay/routed-path.ts';
+import { TurnClient } from '../../src/relay/turn-client.ts';
 import { TurnServer } from '../../src/relay/turn-server.ts';
+import { SignalingClient } from '../../src/signaling/client.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { profiles } from '../net/world.ts';
@@ -44,6 +48,9 @@ async function setup(
   });
   const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
   const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
+  // A host on the internet that an attacker would like to flood with someone's camera stream.
+  const victim = net.addHost('victim', { addresses: ['198.18.0.66'] });
+  net.connect(victim, internet, { latencyMs: 5 });
   net.connect(serverHost, internet, {});
   net.connect(a, internet, { latencyMs: 10 });
   net.connect(b, internet, { latencyMs: 10 });
@@ -104,7 +111,11 @@ async function setup(
     clock,
     a,
     b,
+    alice,
+    bob,
+    victim,
     turn,
+    gateway,
     call,
     close: () => {
       server.close();
@@ -154,7 +165,11 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     const { there, back } = await exchange(s.clock, outcome.routed!, other.routed!);
     expect(there).toBeGreaterThanOrEqual(95);
     expect(back).toBeGreaterThanOrEqual(95);
-    expect(outcome.routed!.counters.relay.packetsSent).toBe(100);
+    // What went before the peer's relayed address answered a check was held back, counted.
+    const { relay } = outcome.routed!.counters;
+    expect(relay.packetsSent + outcome.routed!.drops.unconfirmedRelay).toBe(100);
+    expect(outcome.routed!.drops.unconfirmedRelay).toBeLessThanOrEqual(3);
+    expect(outcome.routed!.relayConfirmed).toBe(true);
     expect(outcome.routed!.counters.direct.packetsSent).toBe(0);
     expect(s.turn.counters.packetsToClients).toBeGreaterThanOrEqual(190);
     caller.close();
@@ -304,6 +319,96 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     expect(routes.map(([who, route]) => `${who}:${route}`)).toEqual(
       expect.arrayContaining(['caller:relay', 'callee:relay', 'caller:direct', 'callee:direct']),
     );
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
+  it("sends no media to an address an INVITE's relay candidate names until it answers a check with the call's credentials", async () => {
+    const s = await setup('symmetric-random', 'symmetric-random');
+    const sink = await s.victim.bindUdp({ address: '198.18.0.66', port: 4000 });
+    const atSink = { rtp: 0, other: 0 };
+    sink.on('message', (data) => {
+      if (data[1] === 96) atSink.rtp++;
+      else atSink.other++;
+    });
+    const callee = await s.gateway(s.bob, 'bob');
+    const answered = new Promise<CallOutcome>((resolve) => callee.on('call', resolve));
+    // An attacker registered as alice offers the victim's address as its relayed address.
+    const attacker = await s.clock.run(
+      SignalingClient.connect(
+        { network: s.alice, clock: s.clock },
+        { server: SIP, domain: 'sc2c.lab', user: 'alice', password: USERS.alice },
+      ),
+    );
+    await s.clock.run(attacker.register());
+    const offer = encodeSdp(
+      {
+        publicEndpoint: { address: '198.18.1.1', port: 20_000 },
+        relayEndpoint: { address: '198.18.0.66', port: 4000 },
+        ufrag: 'evil',
+        pwd: 'e'.repeat(24),
+        nat: 'symmetric-random',
+        mode: 'sc2c',
+        portSource: 'unpredictable',
+        rtcpMux: true,
+      },
+      1,
+    );
+    const answer = await s.clock.run(
+      attacker.request('INVITE', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sdp']], {
+        callId: 'aimed-1',
+        body: offer,
+      }),
+    );
+    expect(answer.status).toBe(200);
+    await s.clock.run(attacker.request('ACK', 'sip:bob@sc2c.lab', [], { callId: 'aimed-1' }));
+    const outcome = await s.clock.run(answered);
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    // The camera streams for 12 s: longer than the consent checks' 10 s of patience.
+    const timer = every(s.clock, 20, () => {
+      const packet = new Uint8Array(172);
+      packet[0] = 0x80;
+      packet[1] = 96;
+      outcome.routed!.socket.send(packet, outcome.routed!.remote);
+    });
+    await s.clock.advance(12_000);
+    timer.clear();
+    expect(atSink.rtp).toBe(0);
+    expect(outcome.routed!.drops.unconfirmedRelay).toBeGreaterThanOrEqual(590);
+    // Only the paced checks reached the victim: 10 a second for 10 s at most.
+    expect(atSink.other).toBeGreaterThan(0);
+    expect(atSink.other).toBeLessThanOrEqual(102);
+    attacker.close();
+    callee.close();
+    s.close();
+  });
+
+  it('drops a route change (SC2R) that another user of the same TURN server forged', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random');
+    const { caller, callee, outcome, other } = await s.call();
+    await exchange(s.clock, outcome.routed!, other.routed!, 500);
+    const peerRelayed = other.routed!.peerRelayed!;
+    // Mallory allocates on the same server: her relayed address shares the relay's IP, which the
+    // callee's allocation permits, so her packets reach the callee's relayed address.
+    const socket = await s.victim.bindUdp();
+    const mallory = await s.clock.run(
+      TurnClient.allocate({ clock: s.clock }, socket, {
+        server: STUN,
+        username: 'bob',
+        password: USERS.bob,
+        rtoMs: 100,
+      }),
+    );
+    await s.clock.run(mallory.createPermission([outcome.routed!.peerRelayed!.address]));
+    const forged = encodeRelayMoved(1, mallory.relayed, new TextEncoder().encode('not-the-call-password-xx'));
+    for (let i = 0; i < 3; i++) mallory.send(forged, outcome.routed!.peerRelayed!);
+    await s.clock.advance(200);
+    expect(other.routed!.drops.forgedRouteChanges).toBe(3);
+    expect(other.routed!.peerRelayed).toEqual(peerRelayed);
+    const { there } = await exchange(s.clock, outcome.routed!, other.routed!, 1000);
+    expect(there).toBeGreaterThanOrEqual(45);
+    await s.clock.run(mallory.close());
     caller.close();
     callee.close();
     s.close();

@@ -1,0 +1,182 @@
+/**
+ * Consent on the relay route (issue 16, in the manner of RFC 7675): media goes to the peer's
+ * relayed address only once that address has answered a STUN check with the call's credentials.
+ * Before this, a callee sent video to whatever relay address an INVITE advertised: any address on
+ * the internet could be made the target of a camera's stream.
+ *
+ * The check goes out over the relay leg to the peer's relayed address (USERNAME `remote:local`,
+ * MESSAGE-INTEGRITY under the peer's password, as the punch's checks); the peer answers back over
+ * its own relay leg, so a valid answer arriving through our allocation proves that whoever holds
+ * that relayed address knows the call's password. The peer's own checks arriving through our
+ * allocation are answered the same way, and trigger a check of ours at once.
+ *
+ * Checks are paced and bounded: 10 a second while unconfirmed, for at most `giveUpMs`, so an
+ * address that never answers receives a few hundred small packets at most, never media. Once
+ * confirmed, a check every `refreshMs`; no valid answer for `timeoutMs` withdraws consent.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Clock, every, type Timer } from '../net/clock.ts';
+import { decodeText, encodeText } from '../protocol/stun/attributes.ts';
+import {
+  addFingerprint,
+  addMessageIntegrity,
+  verifyFingerprint,
+  verifyMessageIntegrity,
+} from '../protocol/stun/integrity.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  isStun,
+  StunClass,
+  StunMethod,
+} from '../protocol/stun/message.ts';
+
+/** The call's ICE-style credentials from both SDPs. */
+export interface ConsentCredentials {
+  readonly localUfrag: string;
+  readonly localPwd: string;
+  readonly remoteUfrag: string;
+  readonly remotePwd: string;
+}
+
+export interface RelayConsentInit {
+  /** Gap between checks while unconfirmed. Default 100 ms. */
+  readonly checkEveryMs?: number;
+  /** Stop checking an address that has not answered after this long. Default 10 000 ms. */
+  readonly giveUpMs?: number;
+  /** Gap between checks once confirmed. Default 5000 ms (RFC 7675 §5.1: about every 5 s). */
+  readonly refreshMs?: number;
+  /** No valid answer for this long withdraws consent. Default 30 000 ms (RFC 7675 §5.1). */
+  readonly timeoutMs?: number;
+}
+
+export interface ConsentCounters {
+  checksSent: number;
+  checksAnswered: number;
+  /** STUN on the relay route with a wrong USERNAME, MESSAGE-INTEGRITY or transaction: dropped. */
+  rejected: number;
+}
+
+/** Outstanding transactions kept: a few seconds of checks. */
+const MAX_PENDING = 64;
+
+export class RelayConsent {
+  readonly counters: ConsentCounters = { checksSent: 0, checksAnswered: 0, rejected: 0 };
+  #confirmed = false;
+  #startedAtMs: number;
+  #lastCheckAtMs = Number.NEGATIVE_INFINITY;
+  #lastAnswerAtMs = Number.NEGATIVE_INFINITY;
+  readonly #pending = new Set<string>();
+  readonly #tick: Timer;
+  readonly #localKey: Uint8Array;
+  readonly #remoteKey: Uint8Array;
+  readonly #username: Uint8Array;
+
+  constructor(
+    private readonly c: { readonly clock: Clock },
+    private readonly credentials: ConsentCredentials,
+    /** Sends a datagram to the peer's relayed address over the relay leg. */
+    private send: (data: Uint8Array) => void,
+    private readonly init: RelayConsentInit = {},
+    private readonly onChange: (confirmed: boolean, why: string) => void = () => {},
+  ) {
+    this.#localKey = encodeText(credentials.localPwd);
+    this.#remoteKey = encodeText(credentials.remotePwd);
+    this.#username = encodeText(`${credentials.remoteUfrag}:${credentials.localUfrag}`);
+    this.#startedAtMs = c.clock.now();
+    this.#tick = every(c.clock, init.checkEveryMs ?? 100, () => this.#onTick());
+    this.#check();
+  }
+
+  get confirmed(): boolean {
+    return this.#confirmed;
+  }
+
+  /** A new relay leg (the peer or we re-allocated): unconfirmed until it answers. */
+  restart(send: (data: Uint8Array) => void): void {
+    this.send = send;
+    this.#pending.clear();
+    this.#startedAtMs = this.c.clock.now();
+    this.#set(false, 'the relayed address changed');
+    this.#check();
+  }
+
+  close(): void {
+    this.#tick.clear();
+  }
+
+  /** Takes a datagram that arrived over the relay route; true when it was STUN (ours to handle). */
+  handle(data: Uint8Array): boolean {
+    if (!isStun(data)) return false;
+    try {
+      const message = decodeStun(data);
+      if (message.method !== StunMethod.binding || message.cls === StunClass.indication) return true;
+      if (!verifyFingerprint(data)) throw new Error('fingerprint');
+      if (message.cls === StunClass.request) {
+        const username = findAttribute(message, AttributeType.USERNAME);
+        const expected = `${this.credentials.localUfrag}:${this.credentials.remoteUfrag}`;
+        if (
+          !username ||
+          decodeText(username.value) !== expected ||
+          !verifyMessageIntegrity(data, this.#localKey)
+        )
+          throw new Error('credentials');
+        const response = encodeStun({
+          method: StunMethod.binding,
+          cls: StunClass.success,
+          transactionId: message.transactionId,
+          attributes: [],
+        });
+        this.counters.checksAnswered++;
+        this.send(addFingerprint(addMessageIntegrity(response, this.#localKey)));
+        if (!this.#confirmed) this.#check(); // triggered check: the peer is there
+        return true;
+      }
+      if (message.cls === StunClass.success) {
+        const id = Buffer.from(message.transactionId).toString('hex');
+        if (!this.#pending.delete(id) || !verifyMessageIntegrity(data, this.#remoteKey))
+          throw new Error('unknown or unsigned');
+        this.#lastAnswerAtMs = this.c.clock.now();
+        this.#set(true, 'the peer answered a check over the relay');
+      }
+    } catch {
+      this.counters.rejected++;
+    }
+    return true;
+  }
+
+  #onTick(): void {
+    const now = this.c.clock.now();
+    if (this.#confirmed) {
+      if (now - this.#lastAnswerAtMs > (this.init.timeoutMs ?? 30_000)) {
+        this.#set(false, 'the peer stopped answering checks over the relay');
+        this.#startedAtMs = now;
+      } else if (now - this.#lastCheckAtMs >= (this.init.refreshMs ?? 5000)) this.#check();
+      return;
+    }
+    if (now - this.#startedAtMs <= (this.init.giveUpMs ?? 10_000)) this.#check();
+  }
+
+  #check(): void {
+    const transactionId = new Uint8Array(randomBytes(12));
+    this.#pending.add(Buffer.from(transactionId).toString('hex'));
+    if (this.#pending.size > MAX_PENDING) this.#pending.delete(this.#pending.values().next().value!);
+    const request = encodeStun({
+      method: StunMethod.binding,
+      cls: StunClass.request,
+      transactionId,
+      attributes: [{ type: AttributeType.USERNAME, value: this.#username }],
+    });
+    this.counters.checksSent++;
+    this.#lastCheckAtMs = this.c.clock.now();
+    this.send(addFingerprint(addMessageIntegrity(request, this.#remoteKey)));
+  }
+
+  #set(confirmed: boolean, why: string): void {
+    if (confirmed === this.#confirmed) return;
+    this.#confirmed = confirmed;
+    this.onChange(confirmed, why);
+  }
+}
