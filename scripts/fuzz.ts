@@ -67,4 +67,5 @@ else
   console.log(
     `${rows.filter((r) => r.crashes === 0).length} passed, ${rows.filter((r) => r.crashes > 0).length} failed (seed ${seed})`,
   );
-process.exit(rows.some((r) => r.crashes > 0) ? 1 : 0);
+// exitCode, not exit(): stdout may be a pipe, and exit() would cut the JSON short.
+process.exitCode = rows.some((r) => r.crashes > 0) ? 1 : 0;
