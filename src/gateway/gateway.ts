@@ -23,6 +23,7 @@ import { header, type SipRequest } from '../protocol/sip/message.ts';
 import { SignalingClient } from '../signaling/client.ts';
 import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
+import { quoteWire } from '../signaling/sip-connection.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
@@ -299,10 +300,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       fail();
       const warning =
         answer instanceof Error ? undefined : /"(.*)"/.exec(header(answer, 'Warning') ?? '')?.[1];
+      // Text from the wire reaches the user's terminal and logs: control characters escaped, capped.
       const reason =
         answer instanceof Error
           ? answer.message
-          : `${answer.status} ${answer.reason}${warning ? ` (${warning})` : ''}`;
+          : `${answer.status} ${quoteWire(answer.reason, 64)}${warning ? ` (${quoteWire(warning)})` : ''}`;
       return { failure: { ok: false, reason: `call refused: ${reason}`, local: description } };
     }
     let remote: CallDescription;
@@ -437,7 +439,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         respond(200);
         if (this.#calls.has(callId)) {
           this.#end(callId);
-          const why = /text="([^"]*)"/.exec(header(request, 'Reason') ?? '')?.[1];
+          const reason = /text="([^"]*)"/.exec(header(request, 'Reason') ?? '')?.[1];
+          const why = reason === undefined ? undefined : quoteWire(reason);
           this.emit(
             'ended',
             callId,

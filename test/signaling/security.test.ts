@@ -8,6 +8,7 @@ import { Gateway } from '../../src/gateway/gateway.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import type { StreamConnection } from '../../src/net/types.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { encodeSdp } from '../../src/protocol/sdp.ts';
 import { encodeSip, header, type SipRequest } from '../../src/protocol/sip/message.ts';
 import { accountsFrom } from '../../src/signaling/accounts.ts';
 import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts';
@@ -424,11 +425,32 @@ describe('who may call whom', () => {
       reason: "alice is not on this gateway's access list",
     });
     expect(prepared).toBe(0);
-    // The viewer gets in; a second call while it lasts is busy.
+    // The viewer gets in; a second call while the first lasts is busy, before any set-up.
     const viewer = await s.registered('viewer');
-    void viewer.request('INVITE', 'sip:bob@sc2c.lab', [], { callId: 'g-2', body: 'not sdp' }).catch(() => {});
-    await s.clock.advance(200);
-    expect(prepared).toBe(0); // a bad offer is refused before media too
+    const offer = encodeSdp(
+      {
+        publicEndpoint: { address: '198.18.3.5', port: 20_000 },
+        ufrag: 'view',
+        pwd: 'v'.repeat(24),
+        nat: 'none',
+        mode: 'stun',
+        portSource: 'exact',
+        rtcpMux: true,
+      },
+      1,
+    );
+    const sdp = [['Content-Type', 'application/sdp']] as [string, string][];
+    const first = await s.clock.run(
+      viewer.request('INVITE', 'sip:bob@sc2c.lab', sdp, { callId: 'g-2', body: offer }),
+    );
+    expect(first.status).toBe(200);
+    expect(prepared).toBe(1);
+    const second = await s.clock.run(
+      viewer.request('INVITE', 'sip:bob@sc2c.lab', sdp, { callId: 'g-3', body: offer }),
+    );
+    expect(second.status).toBe(486);
+    expect(prepared).toBe(1);
+    expect(outcomes.at(-1)).toMatchObject({ peer: 'viewer', ok: false, reason: 'busy: 1 calls already' });
     gateway.close();
     stun.close();
     s.close();
