@@ -16,22 +16,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Clock, every, type Timer } from '../net/clock.ts';
-import { decodeText, encodeText } from '../protocol/stun/attributes.ts';
-import {
-  addFingerprint,
-  addMessageIntegrity,
-  verifyFingerprint,
-  verifyMessageIntegrity,
-} from '../protocol/stun/integrity.ts';
-import {
-  AttributeType,
-  decodeStun,
-  encodeStun,
-  findAttribute,
-  isStun,
-  StunClass,
-  StunMethod,
-} from '../protocol/stun/message.ts';
+import { encodeText } from '../protocol/stun/attributes.ts';
+import { encodeCheck, encodeCheckAnswer, isValidAnswer, isValidCheck } from '../protocol/stun/check.ts';
+import { decodeStun, isStun, StunClass, StunMethod } from '../protocol/stun/message.ts';
 
 /** The call's ICE-style credentials from both SDPs. */
 export interface ConsentCredentials {
@@ -113,34 +100,19 @@ export class RelayConsent {
     try {
       const message = decodeStun(data);
       if (message.method !== StunMethod.binding || message.cls === StunClass.indication) return true;
-      if (!verifyFingerprint(data)) throw new Error('fingerprint');
       if (message.cls === StunClass.request) {
-        const username = findAttribute(message, AttributeType.USERNAME);
         const expected = `${this.credentials.localUfrag}:${this.credentials.remoteUfrag}`;
-        if (
-          !username ||
-          decodeText(username.value) !== expected ||
-          !verifyMessageIntegrity(data, this.#localKey)
-        )
-          throw new Error('credentials');
-        const response = encodeStun({
-          method: StunMethod.binding,
-          cls: StunClass.success,
-          transactionId: message.transactionId,
-          attributes: [],
-        });
+        if (!isValidCheck(data, message, expected, this.#localKey)) throw new Error('credentials');
         this.counters.checksAnswered++;
-        this.send(addFingerprint(addMessageIntegrity(response, this.#localKey)));
+        this.send(encodeCheckAnswer(message.transactionId, this.#localKey));
         if (!this.#confirmed) this.#check(); // triggered check: the peer is there
         return true;
       }
-      if (message.cls === StunClass.success) {
-        const id = Buffer.from(message.transactionId).toString('hex');
-        if (!this.#pending.delete(id) || !verifyMessageIntegrity(data, this.#remoteKey))
-          throw new Error('unknown or unsigned');
-        this.#lastAnswerAtMs = this.c.clock.now();
-        this.#set(true, 'the peer answered a check over the relay');
-      }
+      const id = Buffer.from(message.transactionId).toString('hex');
+      if (!isValidAnswer(data, message, this.#remoteKey) || !this.#pending.delete(id))
+        throw new Error('unknown or unsigned');
+      this.#lastAnswerAtMs = this.c.clock.now();
+      this.#set(true, 'the peer answered a check over the relay');
     } catch {
       this.counters.rejected++;
     }
@@ -163,15 +135,9 @@ export class RelayConsent {
     const transactionId = new Uint8Array(randomBytes(12));
     this.#pending.add(Buffer.from(transactionId).toString('hex'));
     if (this.#pending.size > MAX_PENDING) this.#pending.delete(this.#pending.values().next().value!);
-    const request = encodeStun({
-      method: StunMethod.binding,
-      cls: StunClass.request,
-      transactionId,
-      attributes: [{ type: AttributeType.USERNAME, value: this.#username }],
-    });
     this.counters.checksSent++;
     this.#lastCheckAtMs = this.c.clock.now();
-    this.send(addFingerprint(addMessageIntegrity(request, this.#remoteKey)));
+    this.send(encodeCheck(transactionId, this.#username, this.#remoteKey));
   }
 
   #set(confirmed: boolean, why: string): void {

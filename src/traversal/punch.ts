@@ -12,18 +12,13 @@ import { randomBytes } from 'node:crypto';
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import { type Clock, sleep, type Timer } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
-import { decodeText, encodeText, encodeXorAddress } from '../protocol/stun/attributes.ts';
-import {
-  addFingerprint,
-  addMessageIntegrity,
-  verifyFingerprint,
-  verifyMessageIntegrity,
-} from '../protocol/stun/integrity.ts';
+import { encodeText, encodeXorAddress } from '../protocol/stun/attributes.ts';
+import { encodeCheck, encodeCheckAnswer, isValidAnswer, isValidCheck } from '../protocol/stun/check.ts';
+import { addFingerprint } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
   encodeStun,
-  findAttribute,
   isStun,
   StunClass,
   StunMethod,
@@ -147,14 +142,8 @@ export class Puncher {
   #sendCheck(to: Endpoint, username: Uint8Array): void {
     const transactionId = this.c.transactionId?.() ?? new Uint8Array(randomBytes(12));
     this.#pending.add(Buffer.from(transactionId).toString('hex'));
-    const request = encodeStun({
-      method: StunMethod.binding,
-      cls: StunClass.request,
-      transactionId,
-      attributes: [{ type: AttributeType.USERNAME, value: username }],
-    });
     this.counters.checksSent++;
-    this.c.socket.send(addFingerprint(addMessageIntegrity(request, this.#remoteKey)), to);
+    this.c.socket.send(encodeCheck(transactionId, username, this.#remoteKey), to);
   }
 
   #startKeepalive(remote: Endpoint): void {
@@ -184,25 +173,16 @@ export class Puncher {
     }
     if (message.method !== StunMethod.binding || message.cls === StunClass.indication) return;
     try {
-      if (!verifyFingerprint(data)) throw new Error('fingerprint');
       if (message.cls === StunClass.request) {
-        const username = findAttribute(message, AttributeType.USERNAME);
         const expected = `${this.init.local.ufrag}:${this.init.remote.ufrag}`;
-        if (
-          !username ||
-          decodeText(username.value) !== expected ||
-          !verifyMessageIntegrity(data, this.#localKey)
-        ) {
-          throw new Error('credentials');
-        }
-        const response = encodeStun({
-          method: StunMethod.binding,
-          cls: StunClass.success,
-          transactionId: message.transactionId,
-          attributes: [{ type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) }],
-        });
+        if (!isValidCheck(data, message, expected, this.#localKey)) throw new Error('credentials');
         this.counters.checksAnswered++;
-        this.c.socket.send(addFingerprint(addMessageIntegrity(response, this.#localKey)), from);
+        this.c.socket.send(
+          encodeCheckAnswer(message.transactionId, this.#localKey, [
+            { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
+          ]),
+          from,
+        );
         const checked = this.#candidates;
         if (checked && !checked.some((c) => c.address === from.address && c.port === from.port)) {
           checked.push(from);
@@ -213,7 +193,7 @@ export class Puncher {
       }
       if (message.cls === StunClass.success) {
         const id = Buffer.from(message.transactionId).toString('hex');
-        if (!this.#pending.has(id) || !verifyMessageIntegrity(data, this.#remoteKey))
+        if (!this.#pending.has(id) || !isValidAnswer(data, message, this.#remoteKey))
           throw new Error('unknown or unsigned');
         this.#onSuccess?.(from);
       }

@@ -113,26 +113,28 @@ function decodeHead(text: string, offset: number): Omit<SipRequest, 'body'> | Om
 
 /** The body length a header section announces, read leniently (before the headers are validated). */
 function announcedLength(lines: readonly string[], offset: number): number {
-  const values = lines
-    .slice(1)
-    .map((line) => /^\s*(content-length|l)\s*:(.*)$/i.exec(line)?.[2]?.trim())
-    .filter((v): v is string => v !== undefined);
+  return lengthOf(
+    lines
+      .slice(1)
+      .map((line) => /^\s*(content-length|l)\s*:(.*)$/i.exec(line)?.[2]?.trim())
+      .filter((v): v is string => v !== undefined),
+    offset,
+  );
+}
+
+function contentLength(head: Omit<SipMessage, 'body'>, offset: number): number {
+  return lengthOf(
+    head.headers.filter(([n]) => n.toLowerCase() === 'content-length').map(([, v]) => v),
+    offset,
+  );
+}
+
+/** The one Content-Length among `values` (§20.14; mandatory on a stream, §18.3), bounded. */
+function lengthOf(values: readonly string[], offset: number): number {
   if (values.length === 0)
     throw new DecodeError('sip', offset, 'Content-Length is required on a stream transport');
   if (values.length > 1) throw new DecodeError('sip', offset, `${values.length} Content-Length headers`);
   const value = values[0]!;
-  if (!/^\d{1,9}$/.test(value))
-    throw new DecodeError('sip', offset, `bad Content-Length '${value.slice(0, 20)}'`);
-  const length = Number(value);
-  if (length > MAX_BODY_BYTES)
-    throw new DecodeError('sip', offset, `body of ${length} bytes exceeds ${MAX_BODY_BYTES}`);
-  return length;
-}
-
-function contentLength(head: Omit<SipMessage, 'body'>, offset: number): number {
-  const value = head.headers.find(([n]) => n.toLowerCase() === 'content-length')?.[1];
-  if (value === undefined)
-    throw new DecodeError('sip', offset, 'Content-Length is required on a stream transport');
   if (!/^\d{1,9}$/.test(value))
     throw new DecodeError('sip', offset, `bad Content-Length '${value.slice(0, 20)}'`);
   const length = Number(value);
