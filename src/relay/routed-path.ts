@@ -17,7 +17,7 @@ import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
 import { decodeRelayMoved, encodeRelayMoved, isRelayMoved } from '../protocol/rtcp.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
-import { type ConsentCredentials, RelayConsent, type RelayConsentInit } from './relay-consent.ts';
+import { type ConsentCredentials, RouteConsent, type RouteConsentInit } from './route-consent.ts';
 
 export type Route = 'direct' | 'relay';
 
@@ -50,16 +50,19 @@ export interface RoutedPathInit {
   readonly deadAfterMs?: number;
   /**
    * The call's credentials. With them, relayed media waits for the peer's relayed address to
-   * answer a check (`RelayConsent`) and route changes in band are signed; without them (tests of
-   * the route logic alone) the relay leg is trusted as given and `SC2R` is ignored.
+   * answer a check, both routes keep consent with a check every 5 s (`RouteConsent`; media on a
+   * route stops 30 s after its last answer), and route changes in band are signed. Without them
+   * (tests of the route logic alone) the legs are trusted as given and `SC2R` is ignored.
    */
-  readonly consent?: ConsentCredentials & RelayConsentInit;
+  readonly consent?: ConsentCredentials & RouteConsentInit;
 }
 
 /** Drops on the path: what was refused, by why. */
 export interface PathDrops {
   /** Media for the relay route held back: the peer's relayed address has not answered a check. */
   unconfirmedRelay: number;
+  /** Media for the direct route held back: the peer stopped answering checks there. */
+  unconfirmedDirect: number;
   /** `SC2R` route changes whose tag did not verify. */
   forgedRouteChanges: number;
 }
@@ -79,13 +82,14 @@ const emptyRoute = (): RouteCounters => ({
 
 export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   readonly counters: Record<Route, RouteCounters> = { direct: emptyRoute(), relay: emptyRoute() };
-  readonly drops: PathDrops = { unconfirmedRelay: 0, forgedRouteChanges: 0 };
+  readonly drops: PathDrops = { unconfirmedRelay: 0, unconfirmedDirect: 0, forgedRouteChanges: 0 };
   readonly socket: UdpSocket;
   #route: Route;
   #direct?: { socket: UdpSocket; remote: Endpoint; off: () => void };
   #relay?: RelayLeg & { off: () => void };
-  #consent?: RelayConsent;
-  readonly #consentInit?: ConsentCredentials & RelayConsentInit;
+  #consent?: RouteConsent;
+  #directConsent?: RouteConsent;
+  readonly #consentInit?: ConsentCredentials & RouteConsentInit;
   #lastDirectAtMs: number | null = null;
   #switchedAtMs = Number.NEGATIVE_INFINITY;
   /** Media packets heard on the current direct leg: the watchdog arms after a few. */
@@ -142,9 +146,25 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
         // Punch checks from other candidates still reach the puncher on the raw socket.
         return;
       }
+      if (this.#directConsent?.handle(data)) return;
       this.#received('direct', data, from);
     });
     this.#direct = { socket, remote, off };
+    const init = this.#consentInit;
+    if (init && !this.#closed) {
+      // The punch just confirmed this pair; consent keeps it confirmed. The puncher on the same
+      // socket answers the peer's checks, so this one only asks.
+      const send = (data: Uint8Array): void => socket.send(data, remote);
+      if (this.#directConsent) this.#directConsent.restart(send, true);
+      else
+        this.#directConsent = new RouteConsent(
+          this.c,
+          init,
+          send,
+          { ...init, confirmed: true, answer: false },
+          (confirmed, why) => this.#onDirectConsent(confirmed, why),
+        );
+    }
     this.#lastDirectAtMs = this.c.clock.now();
     this.#directHeard = 0;
     this.#gapMs = 0;
@@ -165,9 +185,16 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     if (!init || this.#closed) return;
     if (this.#consent) this.#consent.restart(send);
     else
-      this.#consent = new RelayConsent(this.c, init, send, init, (confirmed, why) =>
+      this.#consent = new RouteConsent(this.c, init, send, init, (confirmed, why) =>
         this.emit('consent', confirmed, why),
       );
+  }
+
+  /** The direct route lost consent: media leaves it, for the relay when the relay may carry it. */
+  #onDirectConsent(confirmed: boolean, why: string): void {
+    this.emit('consent', confirmed, `direct: ${why}`);
+    if (!confirmed && this.#route === 'direct' && this.#relay && this.relayConfirmed)
+      this.use('relay', `${why} on the direct path`);
   }
 
   /** May media go over the relay leg: no consent needed (none configured), or consent given. */
@@ -176,7 +203,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   }
 
   /** The relay leg's consent checks: sent, answered, rejected. */
-  get consentCounters(): RelayConsent['counters'] | undefined {
+  get consentCounters(): RouteConsent['counters'] | undefined {
     return this.#consent?.counters;
   }
 
@@ -202,8 +229,13 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
         return;
       }
       this.#relay.socket.send(data, this.#relay.peerRelayed);
-    } else if (this.#direct) this.#direct.socket.send(data, this.#direct.remote);
-    else return;
+    } else if (this.#direct) {
+      if (this.#directConsent && !this.#directConsent.confirmed) {
+        this.drops.unconfirmedDirect++;
+        return;
+      }
+      this.#direct.socket.send(data, this.#direct.remote);
+    } else return;
     const counters = this.counters[route];
     counters.packetsSent++;
     counters.bytesSent += data.byteLength;
@@ -215,6 +247,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     this.#closed = true;
     this.#watch.clear();
     this.#consent?.close();
+    this.#directConsent?.close();
     this.#direct?.off();
     this.#relay?.off();
     this.#facade.emit('close');

@@ -99,6 +99,17 @@ async function flood(sip: number, stun: number, ms: number) {
     slow.push(socket);
     sent.slow++;
   }
+  // 2000 idle connections, 250 from each of eight addresses (the per-source cap is 256): the
+  // server must close them all at its 10 s idle timeout, within the flood.
+  const idle: Socket[] = [];
+  let idleEnded = 0;
+  for (let i = 0; i < 2000; i++) {
+    const socket = connect({ host: '127.0.0.1', port: sip, localAddress: `127.0.0.${10 + (i % 8)}` });
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    socket.once('end', () => idleEnded++);
+    idle.push(socket);
+  }
   const slowBytes = new TextEncoder().encode(
     'INVITE sip:bob@sc2c.test SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n',
   );
@@ -128,12 +139,18 @@ async function flood(sip: number, stun: number, ms: number) {
         if (!socket.destroyed) socket.write(slowBytes.subarray(k % 60, (k % 60) + 1));
     await new Promise((r) => setTimeout(r, Math.max(0, 20 - (Date.now() - tick))));
   }
-  for (const socket of [...open, ...slow]) socket.destroy();
+  const idleLeft = idle.length - idleEnded;
+  for (const socket of [...open, ...slow, ...idle]) socket.destroy();
   udp.close();
-  return sent;
+  return { ...sent, idle: idle.length, idleLeft };
 }
 
-describe.skipIf(!existsSync(TORTURE))('sc2c server under abuse (real processes on loopback)', () => {
+const present = existsSync(TORTURE);
+if (!present && process.env.CI === 'true')
+  throw new Error(`the RFC 4475 messages are missing from ${TORTURE}`);
+if (!present) console.warn(`abuse test skipped: no RFC 4475 messages at ${TORTURE}`);
+
+describe.skipIf(!present)('sc2c server under abuse (real processes on loopback)', () => {
   it('keeps the camera registered and its call up, connects a new call, stays within 50 MB and counts the drops', async () => {
     const [sip, stun, admin] = [await freePort(), await freePort(), await freePort()];
     const serverConfig = join(dir, 'server.yaml');
@@ -199,6 +216,8 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
     const before = rssMb(server.child.pid!);
     const sent = await flood(sip, stun, FLOOD_MS);
     expect(sent.sip).toBeGreaterThan(20_000);
+    // Every idle connection was closed by the server, 10 s after it opened.
+    expect(sent.idleLeft).toBe(0);
     expect(server.child.exitCode).toBeNull();
     await until('the first call to end', () => during.child.exitCode !== null, 15_000);
     const first = JSON.parse(during.out().trim().split('\n').at(-1)!) as { ok: boolean; reason?: string };
@@ -219,6 +238,8 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { headers })).text();
     const value = (name: string): number =>
       Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(value('sc2c_sip_idle_closed_total')).toBeGreaterThanOrEqual(2000);
+    expect(value('sc2c_sip_connections')).toBeLessThan(10);
     const sipDrops =
       value('sc2c_sip_malformed_total') +
       value('sc2c_sip_refused_requests_total') +
@@ -235,7 +256,7 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
     expect(camera.child.exitCode).toBeNull();
     expect(server.err() + camera.err()).not.toMatch(/Unhandled|unhandled/);
     console.log(
-      `abuse: sent ${sent.sip} SIP messages, ${sent.udp} datagrams, ${sent.slow} slow connections in ${FLOOD_MS / 1000} s; server RSS ${before.toFixed(1)} MB -> +${grownMb.toFixed(1)} MB; SIP drops ${sipDrops}`,
+      `abuse: sent ${sent.sip} SIP messages, ${sent.udp} datagrams, ${sent.slow} slow and ${sent.idle} idle connections in ${FLOOD_MS / 1000} s; server RSS ${before.toFixed(1)} MB -> +${grownMb.toFixed(1)} MB; SIP drops ${sipDrops}`,
     );
     for (const child of [camera.child, server.child]) child.kill('SIGTERM');
   }, 120_000);

@@ -93,6 +93,21 @@ describe('SIP codec (RFC 3261 §7)', () => {
     ]);
   });
 
+  it('frames in linear work however the stream is cut: a header trickled one byte at a time is scanned once', () => {
+    // A 15 KiB header section (under the 16 KiB cap), delivered a byte per push as a slowloris would.
+    const padding = `X-Padding: ${'a'.repeat(15_000)}\r\n`;
+    const bytes = te.encode(INVITE.replace('Content-Length: 4\r\n', `${padding}Content-Length: 4\r\n`));
+    const whole = new SipStreamParser();
+    expect(whole.push(bytes)).toHaveLength(1);
+    const trickled = new SipStreamParser();
+    const events = [];
+    for (let i = 0; i < bytes.byteLength; i++) events.push(...trickled.push(bytes.subarray(i, i + 1)));
+    expect(events).toHaveLength(1);
+    // Quadratic rescanning would examine about n^2/2 = 1.1e8 bytes here; linear framing examines each about once.
+    expect(trickled.examined).toBeLessThanOrEqual(4 * bytes.byteLength);
+    expect(whole.examined).toBeLessThanOrEqual(bytes.byteLength);
+  });
+
   it('rejects truncated, oversized and garbage messages with DecodeError', () => {
     expect(() => decodeSip(te.encode(INVITE.slice(0, 60)))).toThrow(DecodeError);
     expect(() => decodeSip(te.encode(INVITE.replace('Content-Length: 4', 'Content-Length: 5')))).toThrow(

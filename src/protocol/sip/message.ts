@@ -262,6 +262,7 @@ export class SipStreamParser {
   #fatal?: DecodeError;
   #consumed = 0;
   #error?: DecodeError;
+  #examined = 0;
 
   /**
    * @param role `server` (receives pings: a lone CRLF waits for a possible second one) or `client`
@@ -272,6 +273,14 @@ export class SipStreamParser {
   /** The error that ended this stream's framing, if any. */
   get error(): DecodeError | undefined {
     return this.#error;
+  }
+
+  /**
+   * Bytes examined in the search for header ends, over the stream's life: stays within a small
+   * multiple of the bytes received however they are cut (the test of linear framing).
+   */
+  get examined(): number {
+    return this.#examined;
   }
 
   /** Bytes held that do not yet make a whole message. */
@@ -336,6 +345,7 @@ export class SipStreamParser {
       const limit = Math.min(this.#end, s + MAX_HEADER_BYTES + 4);
       let end = -1;
       for (let i = Math.max(s, this.#scan); i + 3 < limit; i++) {
+        this.#examined++;
         if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
           end = i - s;
           break;

@@ -2,7 +2,7 @@
  * Connectivity checks with the call's credentials, as ICE does them (RFC 8445 §7.2.2): a Binding
  * request with USERNAME `remote-ufrag:local-ufrag` and MESSAGE-INTEGRITY under the remote password,
  * answered with a success response signed under the answerer's own password, both with FINGERPRINT.
- * The punch (traversal/punch.ts) and relay consent (relay/relay-consent.ts) use the same ones.
+ * The punch (traversal/punch.ts) and route consent (relay/route-consent.ts) use the same ones.
  */
 import { decodeText } from './attributes.ts';
 import {

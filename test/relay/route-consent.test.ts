@@ -1,0 +1,130 @@
+/**
+ * Consent on a media route (RFC 7675's figures) on the virtual clock: given only by a signed
+ * answer, refreshed every 5 s, withdrawn 30 s after the last answer, and bounded checks to an
+ * address that never answers. Then on a real path: media to a direct peer that stops answering
+ * checks stops 30 s later.
+ */
+import { describe, expect, it } from 'vitest';
+import { every, VirtualClock } from '../../src/net/clock.ts';
+import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { type ConsentCredentials, RouteConsent } from '../../src/relay/route-consent.ts';
+import { RoutedPath } from '../../src/relay/routed-path.ts';
+
+const A: ConsentCredentials = {
+  localUfrag: 'aaaa',
+  localPwd: 'a'.repeat(24),
+  remoteUfrag: 'bbbb',
+  remotePwd: 'b'.repeat(24),
+};
+const B: ConsentCredentials = {
+  localUfrag: 'bbbb',
+  localPwd: 'b'.repeat(24),
+  remoteUfrag: 'aaaa',
+  remotePwd: 'a'.repeat(24),
+};
+
+/** Two consents joined by a wire that can be cut, as two gateways over one route. */
+function pair(clock: VirtualClock, bCredentials = B) {
+  const wire = { up: true, aToB: 0 };
+  const changes: string[] = [];
+  let b: RouteConsent | undefined;
+  const a = new RouteConsent(
+    { clock },
+    A,
+    (data) => {
+      wire.aToB++;
+      if (wire.up) clock.setTimeout(() => b?.handle(data), 10);
+    },
+    {},
+    (confirmed, why) => changes.push(`${confirmed}: ${why}`),
+  );
+  b = new RouteConsent({ clock }, bCredentials, (data) => {
+    if (wire.up) clock.setTimeout(() => a.handle(data), 10);
+  });
+  return { a, b, wire, changes };
+}
+
+describe('route consent', () => {
+  it('is given by a signed answer, kept by answers every 5 s, and withdrawn 30 s after the last', async () => {
+    const clock = new VirtualClock();
+    const { a, b, wire, changes } = pair(clock);
+    expect(a.confirmed).toBe(false);
+    await clock.advance(50);
+    expect(a.confirmed).toBe(true);
+    expect(b.confirmed).toBe(true);
+    await clock.advance(60_000);
+    expect(a.confirmed).toBe(true);
+    // About one check every 5 s once confirmed.
+    const before = a.counters.checksSent;
+    await clock.advance(50_000);
+    expect(a.counters.checksSent - before).toBeLessThanOrEqual(11);
+    // Cut: the last answer came at most 5 s ago, so consent ends 25 to 30 s from now.
+    wire.up = false;
+    await clock.advance(24_000);
+    expect(a.confirmed).toBe(true);
+    await clock.advance(7000);
+    expect(a.confirmed).toBe(false);
+    expect(changes).toEqual(['true: the peer answered a check', 'false: the peer stopped answering checks']);
+    a.close();
+    b.close();
+  });
+
+  it('is never given by a peer with the wrong password, and sends at most 100 checks to an address that never answers', async () => {
+    const clock = new VirtualClock();
+    const { a, b, wire } = pair(clock, { ...B, localPwd: 'x'.repeat(24), remotePwd: 'y'.repeat(24) });
+    await clock.advance(60_000);
+    expect(a.confirmed).toBe(false);
+    // b knows neither password: each refuses the other's checks, and a never gets a valid answer.
+    expect(b.counters.rejected).toBeGreaterThan(0);
+    expect(a.counters.rejected).toBeGreaterThan(0);
+    expect(wire.aToB).toBeGreaterThan(50);
+    expect(wire.aToB).toBeLessThanOrEqual(102);
+    a.close();
+    b.close();
+  });
+
+  it('stops media to a direct peer 30 s after it stops answering checks', async () => {
+    const clock = new VirtualClock();
+    const net = new VirtualNetwork({ clock, seed: 1 });
+    const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+    const us = net.addHost('us', { addresses: ['198.18.3.1'] });
+    const peer = net.addHost('peer', { addresses: ['198.18.3.2'] });
+    net.connect(us, internet, { latencyMs: 5 });
+    net.connect(peer, internet, { latencyMs: 5 });
+    const socket = await us.bindUdp();
+    const peerSocket = await peer.bindUdp();
+    // The peer's side answers checks (as its puncher does) until it stops.
+    let answering = true;
+    const us1 = { address: '198.18.3.1', port: socket.local.port };
+    const peerConsent = new RouteConsent({ clock }, B, (data) => peerSocket.send(data, us1), {
+      confirmed: true,
+    });
+    let media = 0;
+    peerSocket.on('message', (data) => {
+      if (data[1] === 96) media++;
+      else if (answering) peerConsent.handle(data);
+    });
+    const path = new RoutedPath(
+      { clock },
+      {
+        direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
+        route: 'direct',
+        consent: A,
+      },
+    );
+    const packet = Uint8Array.from([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    const timer = every(clock, 100, () => path.send(packet));
+    await clock.advance(20_000);
+    expect(media).toBeGreaterThan(190);
+    answering = false;
+    const atStop = media;
+    await clock.advance(40_000);
+    timer.clear();
+    // Media went on until consent ran out (30 s after the last answer, at most 5 s before the stop).
+    expect(media - atStop).toBeGreaterThan(240);
+    expect(media - atStop).toBeLessThan(310);
+    expect(path.drops.unconfirmedDirect).toBeGreaterThan(90);
+    path.close();
+    peerConsent.close();
+  });
+});
