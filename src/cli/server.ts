@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import express from 'express';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
@@ -72,6 +72,8 @@ function metrics(
   records?: RecordIntake,
 ): Registry {
   const registry = new Registry();
+  // process_resident_memory_bytes, nodejs_heap_size_used_bytes, event-loop lag, open handles…
+  collectDefaultMetrics({ register: registry });
   const counter = (name: string, help: string, read: () => number): void => {
     new Counter({
       name,

@@ -99,17 +99,6 @@ async function flood(sip: number, stun: number, ms: number) {
     slow.push(socket);
     sent.slow++;
   }
-  // 2000 idle connections, 250 from each of eight addresses (the per-source cap is 256): the
-  // server must close them all at its 10 s idle timeout, within the flood.
-  const idle: Socket[] = [];
-  let idleEnded = 0;
-  for (let i = 0; i < 2000; i++) {
-    const socket = connect({ host: '127.0.0.1', port: sip, localAddress: `127.0.0.${10 + (i % 8)}` });
-    socket.on('error', () => {});
-    socket.on('data', () => {});
-    socket.once('end', () => idleEnded++);
-    idle.push(socket);
-  }
   const slowBytes = new TextEncoder().encode(
     'INVITE sip:bob@sc2c.test SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bK1\r\n',
   );
@@ -139,16 +128,37 @@ async function flood(sip: number, stun: number, ms: number) {
         if (!socket.destroyed) socket.write(slowBytes.subarray(k % 60, (k % 60) + 1));
     await new Promise((r) => setTimeout(r, Math.max(0, 20 - (Date.now() - tick))));
   }
-  const idleLeft = idle.length - idleEnded;
-  for (const socket of [...open, ...slow, ...idle]) socket.destroy();
+  for (const socket of [...open, ...slow]) socket.destroy();
   udp.close();
-  return { ...sent, idle: idle.length, idleLeft };
+  return sent;
 }
 
 const present = existsSync(TORTURE);
 if (!present && process.env.CI === 'true')
   throw new Error(`the RFC 4475 messages are missing from ${TORTURE}`);
 if (!present) console.warn(`abuse test skipped: no RFC 4475 messages at ${TORTURE}`);
+
+/**
+ * 2000 idle connections, 250 from each of eight addresses (the per-source cap is 256), opened 100
+ * per 20 ms (all at once would overflow the listen backlog); resolves with how many the server had
+ * closed 12 s after the last opened (its idle timeout is 10 s).
+ */
+async function idleRound(sip: number): Promise<{ opened: number; closed: number }> {
+  const idle: Socket[] = [];
+  let closed = 0;
+  for (let n = 0; n < 2000; n++) {
+    const socket = connect({ host: '127.0.0.1', port: sip, localAddress: `127.0.0.${10 + (n % 8)}` });
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    socket.once('close', () => closed++);
+    idle.push(socket);
+    if (n % 100 === 99) await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 12_000));
+  const result = { opened: idle.length, closed };
+  for (const socket of idle) socket.destroy();
+  return result;
+}
 
 describe.skipIf(!present)('sc2c server under abuse (real processes on loopback)', () => {
   it('keeps the camera registered and its call up, connects a new call, stays within 50 MB and counts the drops', async () => {
@@ -216,8 +226,6 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
     const before = rssMb(server.child.pid!);
     const sent = await flood(sip, stun, FLOOD_MS);
     expect(sent.sip).toBeGreaterThan(20_000);
-    // Every idle connection was closed by the server, 10 s after it opened.
-    expect(sent.idleLeft).toBe(0);
     expect(server.child.exitCode).toBeNull();
     await until('the first call to end', () => during.child.exitCode !== null, 15_000);
     const first = JSON.parse(during.out().trim().split('\n').at(-1)!) as { ok: boolean; reason?: string };
@@ -238,8 +246,6 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { headers })).text();
     const value = (name: string): number =>
       Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
-    expect(value('sc2c_sip_idle_closed_total')).toBeGreaterThanOrEqual(2000);
-    expect(value('sc2c_sip_connections')).toBeLessThan(10);
     const sipDrops =
       value('sc2c_sip_malformed_total') +
       value('sc2c_sip_refused_requests_total') +
@@ -252,12 +258,28 @@ accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
         value('sc2c_turn_unauthorized_total') +
         value('sc2c_turn_rate_limited_total'),
     ).toBeGreaterThan(100);
+    // 2000 idle connections, twice: all closed at the idle timeout, and the server holds none of
+    // them afterwards. (RSS is reported, not asserted: the allocator keeps freed pages, and over
+    // rounds on this machine it moved by -27 to +28 MB with no trend.)
+    const idleClosedBefore = value('sc2c_sip_idle_closed_total');
+    const connectionsBefore = value('sc2c_sip_connections');
+    const rounds: { opened: number; closed: number; rssMb: number }[] = [];
+    for (let round = 0; round < 2; round++)
+      rounds.push({ ...(await idleRound(sip)), rssMb: rssMb(server.child.pid!) });
+    for (const round of rounds) expect(round.closed).toBe(round.opened);
+    const metricsAfter = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { headers })).text();
+    const idleClosed =
+      Number(/^sc2c_sip_idle_closed_total (\d+)/m.exec(metricsAfter)?.[1] ?? 0) - idleClosedBefore;
+    expect(idleClosed).toBeGreaterThanOrEqual(4000);
+    expect(Number(/^sc2c_sip_connections (\d+)/m.exec(metricsAfter)?.[1])).toBeLessThanOrEqual(
+      connectionsBefore,
+    );
     expect(server.child.exitCode).toBeNull();
     expect(camera.child.exitCode).toBeNull();
     expect(server.err() + camera.err()).not.toMatch(/Unhandled|unhandled/);
     console.log(
-      `abuse: sent ${sent.sip} SIP messages, ${sent.udp} datagrams, ${sent.slow} slow and ${sent.idle} idle connections in ${FLOOD_MS / 1000} s; server RSS ${before.toFixed(1)} MB -> +${grownMb.toFixed(1)} MB; SIP drops ${sipDrops}`,
+      `abuse: sent ${sent.sip} SIP messages, ${sent.udp} datagrams, ${sent.slow} slow connections in ${FLOOD_MS / 1000} s; server RSS ${before.toFixed(1)} MB -> +${grownMb.toFixed(1)} MB; SIP drops ${sipDrops}; idle rounds ${JSON.stringify(rounds)}`,
     );
     for (const child of [camera.child, server.child]) child.kill('SIGTERM');
-  }, 120_000);
+  }, 180_000);
 });
