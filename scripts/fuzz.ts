@@ -50,10 +50,10 @@ for (const target of chosen) {
     crashes: error ? 1 : 0,
     error,
   });
-  if (!values.json)
-    console.error(
-      `${target.name}: ${runs} inputs in ${seconds.toFixed(1)} s, ${error ? `FAILED: ${error}` : '0 crashes'}`,
-    );
+  // Progress on stderr either way: a full run takes minutes per decoder.
+  console.error(
+    `${target.name}: ${runs} inputs in ${seconds.toFixed(1)} s, ${error ? `FAILED: ${error}` : '0 crashes'}`,
+  );
 }
 let commit = 'unknown';
 try {
