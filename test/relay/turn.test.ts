@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { sleep, VirtualClock } from '../../src/net/clock.ts';
-import type { Network } from '../../src/net/types.ts';
+import type { Network, UdpSocket } from '../../src/net/types.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import { decodeErrorCode, encodeText, encodeXorAddress } from '../../src/protocol/stun/attributes.ts';
 import { addFingerprint, addMessageIntegrity } from '../../src/protocol/stun/integrity.ts';
@@ -105,6 +105,16 @@ function raw(
 
 const UDP = { type: TurnAttribute.REQUESTED_TRANSPORT, value: encodeRequestedTransport(17) };
 
+/** A socket that sent an unsigned Allocate and got its 401: the answers it collects, and alice's signature. */
+async function challenged(clock: VirtualClock, socket: UdpSocket) {
+  const answers: ReturnType<typeof decodeStun>[] = [];
+  socket.on('message', (d) => answers.push(decodeStun(d)));
+  socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
+  await clock.advance(100);
+  const nonce = new TextDecoder().decode(findAttribute(answers[0]!, TurnAttribute.NONCE)!.value);
+  return { socket, answers, sign: { user: 'alice', password: USERS.alice, nonce } };
+}
+
 describe('embedded TURN server with our TURN client', () => {
   it('allocates behind a symmetric NAT and relays both ways: Send/Data indications, then ChannelData', async () => {
     const s = await setup();
@@ -203,13 +213,7 @@ describe('embedded TURN server with our TURN client', () => {
 
   it('binds one relay socket for Allocates racing on one 5-tuple, and caps allocations per source address', async () => {
     const s = await setup({ perSourceQuota: 2, userQuota: 10 }, 50);
-    const socket = await s.alice.bindUdp();
-    const answers: ReturnType<typeof decodeStun>[] = [];
-    socket.on('message', (d) => answers.push(decodeStun(d)));
-    socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
-    await s.clock.advance(100);
-    const nonce = new TextDecoder().decode(findAttribute(answers[0]!, TurnAttribute.NONCE)!.value);
-    const sign = { user: 'alice', password: USERS.alice, nonce };
+    const { socket, answers, sign } = await challenged(s.clock, await s.alice.bindUdp());
     answers.length = 0;
     // Ten different Allocate transactions back to back, while the first is binding its socket.
     for (let i = 0; i < 10; i++) socket.send(raw(TurnMethod.allocate, [UDP], sign), TURN);
@@ -317,13 +321,7 @@ describe('embedded TURN server with our TURN client', () => {
 
   it('expires allocations, permissions and channels at the RFC lifetimes unless refreshed', async () => {
     const s = await setup();
-    const socket = await s.alice.bindUdp();
-    const answers: ReturnType<typeof decodeStun>[] = [];
-    socket.on('message', (d) => answers.push(decodeStun(d)));
-    socket.send(raw(TurnMethod.allocate, [UDP]), TURN);
-    await s.clock.advance(100);
-    const nonce = new TextDecoder().decode(findAttribute(answers[0]!, TurnAttribute.NONCE)!.value);
-    const sign = { user: 'alice', password: USERS.alice, nonce };
+    const { socket, answers, sign } = await challenged(s.clock, await s.alice.bindUdp());
     socket.send(
       raw(TurnMethod.allocate, [UDP, { type: TurnAttribute.LIFETIME, value: encodeU32(30) }], sign),
       TURN,
