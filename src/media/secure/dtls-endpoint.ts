@@ -430,21 +430,24 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   // Server, flight 2.
   #onClientHello(message: HandshakeMessage): void {
     const hello = decodeClientHello(message.body);
-    if (!hello.cipherSuites.includes(CIPHER_ECDHE_ECDSA_AES128_GCM_SHA256))
-      return this.#fail(
+    if (!hello.cipherSuites.includes(CIPHER_ECDHE_ECDSA_AES128_GCM_SHA256)) {
+      this.#fail(
         'the peer offers no cipher suite we accept (ECDHE-ECDSA-AES128-GCM-SHA256)',
         ALERT_HANDSHAKE_FAILURE,
       );
+      return;
+    }
     const offered = hello.extensions.find((e) => e.type === ExtensionType.useSrtp);
     const theirs = offered ? decodeUseSrtp(offered.data) : [];
     const profile = this.#profiles().find((p) => theirs.includes(p));
-    if (profile === undefined)
-      return this.#fail('no SRTP profile in common with the peer', ALERT_HANDSHAKE_FAILURE);
-    if (!hello.extensions.some((e) => e.type === ExtensionType.extendedMasterSecret))
-      return this.#fail(
-        'the peer does not use the extended master secret (RFC 7627)',
-        ALERT_HANDSHAKE_FAILURE,
-      );
+    if (profile === undefined) {
+      this.#fail('no SRTP profile in common with the peer', ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
+    if (!hello.extensions.some((e) => e.type === ExtensionType.extendedMasterSecret)) {
+      this.#fail('the peer does not use the extended master secret (RFC 7627)', ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
     this.#profile = profile;
     this.#remoteRandom = hello.random;
     const serverHello = encodeServerHello({
@@ -472,20 +475,23 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   // Client, flight 3.
   #onServerFlight([hello, certificate, keyExchange]: HandshakeMessage[]): void {
     const serverHello = decodeServerHello(hello!.body);
-    if (serverHello.cipherSuite !== CIPHER_ECDHE_ECDSA_AES128_GCM_SHA256)
-      return this.#fail(
+    if (serverHello.cipherSuite !== CIPHER_ECDHE_ECDSA_AES128_GCM_SHA256) {
+      this.#fail(
         `the peer chose cipher suite 0x${serverHello.cipherSuite.toString(16)}, which we did not offer`,
         ALERT_HANDSHAKE_FAILURE,
       );
+      return;
+    }
     const useSrtp = serverHello.extensions.find((e) => e.type === ExtensionType.useSrtp);
     const chosen = useSrtp ? decodeUseSrtp(useSrtp.data) : [];
-    if (chosen.length !== 1 || !this.#profiles().includes(chosen[0] as SrtpProfile))
-      return this.#fail('the peer chose no SRTP profile we offered', ALERT_HANDSHAKE_FAILURE);
-    if (!serverHello.extensions.some((e) => e.type === ExtensionType.extendedMasterSecret))
-      return this.#fail(
-        'the peer does not use the extended master secret (RFC 7627)',
-        ALERT_HANDSHAKE_FAILURE,
-      );
+    if (chosen.length !== 1 || !this.#profiles().includes(chosen[0] as SrtpProfile)) {
+      this.#fail('the peer chose no SRTP profile we offered', ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
+    if (!serverHello.extensions.some((e) => e.type === ExtensionType.extendedMasterSecret)) {
+      this.#fail('the peer does not use the extended master secret (RFC 7627)', ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
     this.#profile = chosen[0] as SrtpProfile;
     this.#remoteRandom = serverHello.random;
     if (!this.#acceptCertificate(certificate!)) return;
@@ -494,11 +500,13 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
     if (
       ske.scheme !== SIGNATURE_ECDSA_SHA256 ||
       !verify('sha256', signed, { key: this.#peerKey!, dsaEncoding: 'der' }, ske.signature)
-    )
-      return this.#fail(
+    ) {
+      this.#fail(
         "the peer's ServerKeyExchange signature does not verify with its certificate",
         ALERT_BAD_CERTIFICATE,
       );
+      return;
+    }
     const preMaster = this.#ecdh.computeSecret(ske.publicKey);
     const records = [
       this.#handshake(HandshakeType.certificate, encodeCertificate([this.init.identity.certificate])),
@@ -529,11 +537,10 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
     if (
       cv.scheme !== SIGNATURE_ECDSA_SHA256 ||
       !verify('sha256', concat(...signedPart), { key: this.#peerKey!, dsaEncoding: 'der' }, cv.signature)
-    )
-      return this.#fail(
-        "the peer's CertificateVerify does not verify with its certificate",
-        ALERT_BAD_CERTIFICATE,
-      );
+    ) {
+      this.#fail("the peer's CertificateVerify does not verify with its certificate", ALERT_BAD_CERTIFICATE);
+      return;
+    }
   }
 
   #onClientFinished(finished: HandshakeMessage): void {
@@ -542,8 +549,10 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
       'client',
       transcriptHash(this.#transcript.slice(0, -1)),
     );
-    if (!equal(expected, finished.body))
-      return this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
+    if (!equal(expected, finished.body)) {
+      this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
     const verifyData = finishedVerifyData(this.#master!, 'server', transcriptHash(this.#transcript));
     const serverFinished = this.#handshake(HandshakeType.finished, verifyData);
     this.#flight = [
@@ -560,8 +569,10 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
       'server',
       transcriptHash(this.#transcript.slice(0, -1)),
     );
-    if (!equal(expected, finished.body))
-      return this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
+    if (!equal(expected, finished.body)) {
+      this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
+      return;
+    }
     this.#connected();
   }
 

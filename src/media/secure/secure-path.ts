@@ -66,7 +66,10 @@ export class SecurePath implements MediaPath {
         secure.#keyed(keys);
         resolve(secure);
       };
-      if (endpoint.keys) return done(endpoint.keys);
+      if (endpoint.keys) {
+        done(endpoint.keys);
+        return;
+      }
       endpoint.on('connected', done);
       endpoint.on('failed', (reason) => {
         secure.close();
