@@ -178,6 +178,13 @@ export const gatewaySchema = z
         audio: z.enum(['opus', 'pcmu', 'none']).default('opus'),
         jitterMs: z.number().int().min(0).max(2000).default(60),
         peerTimeoutMs: z.number().int().min(500).max(600_000).default(5000),
+        /** DTLS-SRTP on every call (issue 17), or `none`: plain RTP, as `--insecure-media`. */
+        encryption: z.enum(['dtls-srtp', 'none']).default('dtls-srtp'),
+        /**
+         * This gateway's DTLS certificate and key (PEM), relative to this file; `{user}` is
+         * replaced. Made on first start when missing.
+         */
+        certificate: z.string().min(1).default('../var/dtls-{user}.pem'),
       })
       .strict()
       .prefault({}),
@@ -209,7 +216,13 @@ export function loadGatewayConfig(
     servername: config.tls.servername,
   };
   const spoolFile = resolve(dirname(path), config.accounting.spoolFile);
-  return { ...config, accounting: { ...config.accounting, spoolFile }, tlsOptions };
+  const certificate = resolve(dirname(path), config.media.certificate);
+  return {
+    ...config,
+    accounting: { ...config.accounting, spoolFile },
+    media: { ...config.media, certificate },
+    tlsOptions,
+  };
 }
 
 /** Values shipped in config/ for the lab: a server outside the lab refuses to start with them. */

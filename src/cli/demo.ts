@@ -7,14 +7,16 @@
  * media over a loopback-only call with no NAT, and says so.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type CallSummary, runLabCalls } from '../lab/calls.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
+import { type NalCensus, nalCensus, RANDOM_NAL_RATE } from '../lab/pcap-census.ts';
 import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
 import { probeRecording, type RecordingInfo, snapshot } from '../media/inspect.ts';
 import { startLoopbackCall } from '../media/loopback.ts';
+import { PAYLOAD_TYPES } from '../media/source.ts';
 import { loadProfiles } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
@@ -31,6 +33,9 @@ interface DemoOptions {
   relay?: boolean;
   out: string;
   json?: boolean;
+  /** Commander's form of `--insecure-media`. */
+  insecureMedia?: boolean;
+  pcap?: string;
 }
 
 interface DemoResult {
@@ -48,8 +53,12 @@ interface DemoResult {
   reason?: string;
   directReason?: string;
   recording?: RecordingInfo & { path: string; snapshot: string | null };
-  media?: unknown;
+  /** How long the DTLS handshake took, inside `setupMs` (null with plain RTP). */
+  dtlsMs?: number | null;
+  media?: { encryption?: string; srtpAuthFailures?: number; received?: { frames?: number } };
   c2c?: { ok: boolean; setupMs: number | null; reason?: string };
+  /** With `--pcap`: the captures, and what the camera NAT's uplink shows of the video. */
+  pcap?: { dir: string; cameraUplink: string } & NalCensus & { randomRate: number };
 }
 
 /** The lab: camera gateway (bob) behind NAT B, viewer (alice) behind NAT A. */
@@ -57,8 +66,10 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   let calleeEnded: Record<string, unknown> | undefined;
   // The lab's sc2c server runs the embedded TURN relay on the STUN port.
   const relayArgs = options.relay === false ? ['--no-relay'] : ['--relay', '198.18.0.10:3478'];
+  const secureArgs = options.insecureMedia ? ['--insecure-media'] : [];
   const runs = await runLabCalls({
-    calleeArgs: relayArgs,
+    calleeArgs: [...relayArgs, ...secureArgs],
+    pcapDir: options.pcap,
     natA: options.natA,
     natB: options.natB,
     rttMs: options.rttMs,
@@ -68,9 +79,9 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     name: `demo${process.pid % 10_000}`,
     callArgs: (mode) =>
       mode === 'sc2c'
-        ? ['--record', mp4, '--duration', String(options.duration), ...relayArgs]
+        ? ['--record', mp4, '--duration', String(options.duration), ...relayArgs, ...secureArgs]
         : // The contrast is about traversal: no media, and no relay to hide a failed punch.
-          ['--no-media', '--no-relay'],
+          ['--no-media', '--no-relay', ...secureArgs],
     onLine: (line) => {
       if (line.includes('"mode":"sc2c"')) say('call finished; placing the C2C contrast call (no media)...');
     },
@@ -83,7 +94,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
       if (event.event === 'media-ended' && !calleeEnded) calleeEnded = event;
     },
   });
-  const sc2c = runs.sc2c![0]! as CallSummary & { media?: ReturnType<typeof summarizeMedia> };
+  const sc2c = runs.sc2c![0]! as CallSummary & { media?: DemoResult['media']; dtlsMs?: number | null };
   const c2c = runs.c2c![0]!;
   const sent = (calleeEnded as { sent?: { frames: number; bytes: number } } | undefined)?.sent;
   const bytes = (sc2c as { bytes?: { direct: { bytes: number }; relay: { bytes: number } } }).bytes;
@@ -103,8 +114,23 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     lossPercent: options.lossPercent,
     reason: sc2c.reason,
     directReason: (sc2c as { directReason?: string }).directReason,
+    dtlsMs: sc2c.dtlsMs ?? null,
     media: sc2c.media,
     c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
+    ...(options.pcap ? { pcap: cameraUplinkCensus(options.pcap) } : {}),
+  };
+}
+
+/** The camera NAT's WAN link (nat-b to the core): every video packet the camera sent crossed it. */
+function cameraUplinkCensus(dir: string): NonNullable<DemoResult['pcap']> {
+  const file = readdirSync(dir).find((f) => /^nat-b--/.test(f) && f.endsWith('.pcap'));
+  if (!file) throw new Error(`no capture of the camera NAT's uplink in ${dir}`);
+  const cameraUplink = join(resolve(dir), file);
+  return {
+    dir: resolve(dir),
+    cameraUplink,
+    ...nalCensus(cameraUplink, PAYLOAD_TYPES.h264),
+    randomRate: RANDOM_NAL_RATE,
   };
 }
 
@@ -137,7 +163,9 @@ async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Pro
     natB: 'none',
     rttMs: 0,
     lossPercent: 0,
-    media: received,
+    dtlsMs: null,
+    // No network here: the loopback call has no DTLS to run.
+    media: { ...received, encryption: 'none', srtpAuthFailures: 0 },
   };
 }
 
@@ -161,6 +189,8 @@ export function registerDemo(program: Command): void {
     .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
+    .option('--insecure-media', 'plain RTP instead of DTLS-SRTP at both ends (to compare; prints a warning)')
+    .option('--pcap <dir>', "write the lab's per-link captures of the call into <dir> (tshark reads them)")
     .action(async (options: DemoOptions) => {
       const catalog = loadProfiles();
       catalog.resolve(options.natA);
@@ -218,6 +248,16 @@ function formatDemo(r: DemoResult, json: string): string {
       `  SC2C: media over ${how}, set up in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
     );
     lines.push(`  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed`);
+    const encryption = r.media?.encryption ?? 'none';
+    lines.push(
+      encryption === 'none'
+        ? '  media: plain RTP, NOT encrypted'
+        : `  media: ${encryption} (handshake ${r.dtlsMs ?? '?'} ms of the set-up), ${r.media?.srtpAuthFailures ?? 0} packets failed authentication`,
+    );
+    if (r.pcap)
+      lines.push(
+        `  capture: ${r.pcap.rtpPackets} video packets on the camera's uplink, ${(100 * r.pcap.nalLikeFraction).toFixed(1)} % start like H.264 (random: ${(100 * r.pcap.randomRate).toFixed(1)} %): ${r.pcap.cameraUplink}`,
+      );
     if (r.recording) {
       lines.push(
         `  recording: ${r.recording.path} (${r.recording.videoCodec} ${r.recording.width}x${r.recording.height}, ${r.recording.videoFrames} frames${r.recording.audioCodec ? `, ${r.recording.audioCodec} audio` : ''})`,

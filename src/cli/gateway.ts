@@ -10,6 +10,7 @@ import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting, serveGatewayMetrics } from './accounting.ts';
 import { loadGatewayConfig, parseEndpoint, parseRelayUrl } from './configs.ts';
 import { parseInteger } from './errors.ts';
+import { loadOrCreateIdentity } from './identity.ts';
 import {
   ffmpegComponents,
   livePort,
@@ -31,6 +32,8 @@ export interface CommonOptions {
   json?: boolean;
   relay?: string | boolean;
   allow?: string;
+  /** Commander's form of `--insecure-media`. */
+  insecureMedia?: boolean;
 }
 
 export function gatewayInit(options: CommonOptions, role?: { send: boolean; receive: boolean }): GatewayInit {
@@ -56,7 +59,27 @@ export function gatewayInit(options: CommonOptions, role?: { send: boolean; rece
     relay: relayConfig(config.relay, options, password, config.tlsOptions),
     allowedCallers: allowedCallers(options.allow, config.access?.callers),
     maxCalls: config.maxCalls,
+    dtls: mediaEncryption(options, config.media),
   };
+}
+
+/**
+ * DTLS-SRTP unless `--insecure-media` or `media.encryption: none` says otherwise, and then loudly:
+ * a warning at start, and `encryption: none` in every call's JSON and record.
+ */
+function mediaEncryption(
+  options: CommonOptions,
+  media: ReturnType<typeof loadGatewayConfig>['media'],
+): GatewayInit['dtls'] {
+  if (options.insecureMedia || media.encryption === 'none') {
+    process.stderr.write(
+      `warning: ${options.insecureMedia ? '--insecure-media' : 'media.encryption: none'}: video and audio cross the network as plain RTP; anyone on the path can record or inject them\n`,
+    );
+    return undefined;
+  }
+  // A user name becomes part of a file name: nothing but the safe characters.
+  const path = media.certificate.replaceAll('{user}', options.user.replace(/[^A-Za-z0-9._~-]/g, '_'));
+  return { identity: loadOrCreateIdentity(path, `sc2c ${options.user}`).identity };
 }
 
 /** `--allow a,b` wins over the config's `access.callers`; neither leaves it to the server. */
@@ -124,6 +147,8 @@ function summarize(outcome: CallOutcome) {
       rtcp: outcome.path.rtcp && { local: outcome.path.rtcp.socket.local, remote: outcome.path.rtcp.remote },
     },
     checksSent: outcome.checksSent,
+    encryption: outcome.encryption ?? (outcome.ok ? 'none' : null),
+    dtlsMs: outcome.dtlsMs === undefined ? null : Math.round(outcome.dtlsMs),
     attempts: outcome.attempts ?? 1,
     route: outcome.route ?? (outcome.ok ? 'direct' : null),
     directReason: outcome.directReason,
@@ -179,6 +204,10 @@ function withCommon(command: Command): Command {
       'TURN relay for calls no direct path serves, also as an RFC 7065 URI; transport=tcp reaches it over TCP where UDP is blocked, turns: over TLS (trusting tls.caFile) (default from the config)',
     )
     .option('--no-relay', 'direct paths only: no TURN allocation')
+    .option(
+      '--insecure-media',
+      'plain RTP instead of DTLS-SRTP (QA comparisons only; the peer must turn encryption off too)',
+    )
     .option('--json', 'print machine-readable JSON');
 }
 
@@ -488,7 +517,11 @@ async function holdCall(
   // BYE first, so the peer stops sending while our recorder finishes its file.
   gateway.hangup(outcome.callId, ended);
   await session?.close();
-  const media = session && summarizeMedia(session.stats());
+  const media = session && {
+    ...summarizeMedia(session.stats()),
+    encryption: outcome.encryption ?? 'none',
+    srtpAuthFailures: outcome.secure?.counters.authFailures ?? 0,
+  };
   if (media && !options.json)
     process.stdout.write(`media: ${progressLine(session!.stats(), (Date.now() - started) / 1000, true)}\n`);
   return ended ? { ok: false, reason: ended, media } : { ok: true, media };

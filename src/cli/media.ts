@@ -150,18 +150,29 @@ export function serveMedia(
   report: (event: Record<string, unknown>, line: string) => void,
 ): { close(): Promise<void> } {
   const sessions = new Map<string, MediaSession>();
+  const outcomes = new Map<string, CallOutcome>();
   const finish = async (callId: string, reason: string): Promise<void> => {
     const session = sessions.get(callId);
+    const outcome = outcomes.get(callId);
+    outcomes.delete(callId);
     if (!session) return;
     sessions.delete(callId);
     await session.close();
     report(
-      { event: 'media-ended', callId, reason, ...summarizeMedia(session.stats()) },
+      {
+        event: 'media-ended',
+        callId,
+        reason,
+        ...summarizeMedia(session.stats()),
+        encryption: outcome?.encryption ?? 'none',
+        srtpAuthFailures: outcome?.secure?.counters.authFailures ?? 0,
+      },
       `call ${callId}: media ended (${reason})`,
     );
   };
   gateway.on('call', (outcome) => {
     if (!outcome.ok) return;
+    outcomes.set(outcome.callId, outcome);
     const recordPath = options.recordPattern?.replace('{call}', outcome.callId.replace(/[^\w-]/g, ''));
     startCallMedia(c, outcome, config, { source: options.source, recordPath, live: options.live })
       .then((session) => {
@@ -182,6 +193,9 @@ export function serveMedia(
       });
   });
   gateway.on('ended', (callId, reason) => void finish(callId, reason));
+  gateway.on('closed', (callId) => {
+    if (!sessions.has(callId)) outcomes.delete(callId);
+  });
   return {
     close: async () => {
       await Promise.all([...sessions.keys()].map((id) => finish(id, 'gateway stopped')));

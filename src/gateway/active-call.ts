@@ -1,4 +1,7 @@
 /** What the gateway holds for each call in progress; shared by the gateway and its route keeper. */
+
+import type { DtlsEndpoint } from '../media/secure/dtls-endpoint.ts';
+import type { SecurePath } from '../media/secure/secure-path.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { UdpSocket } from '../net/types.ts';
 import type { RoutedPath } from '../relay/routed-path.ts';
@@ -25,4 +28,8 @@ export interface ActiveCall {
   /** True for a pair that cannot be punched (no background direct attempts). */
   relayOnly?: boolean;
   retrying?: boolean;
+  /** The call's DTLS endpoint, from the start of its handshake. */
+  dtls?: DtlsEndpoint;
+  /** The encrypting path once the handshake finished. */
+  secure?: SecurePath;
 }

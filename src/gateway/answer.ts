@@ -15,6 +15,7 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
+import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
 export type Respond = (status: number, extra?: [string, string][], body?: string) => void;
@@ -35,6 +36,8 @@ export interface AnswerHost {
   attempts(callId: string): number;
   /** A direct outcome with no relay in play, counted all the same. */
   counted(active: ActiveCall, outcome: CallOutcome): CallOutcome;
+  /** DTLS-SRTP on an established outcome's path; a failure ends the call with its reason. */
+  secure(callId: string, active: ActiveCall, outcome: CallOutcome): Promise<CallOutcome>;
 }
 
 export async function answerCall(
@@ -64,6 +67,12 @@ export async function answerCall(
     return;
   }
   const base = { callId, role: 'callee' as const, peer, mode: remote.mode, startedAtMs };
+  const mismatch = previous ? undefined : encryptionMismatch(host.init.dtls, remote, true);
+  if (mismatch) {
+    respond(488, [['Warning', `399 sc2c "${mismatch}"`]]);
+    host.emit('call', { ...base, ok: false, reason: mismatch, remote, checksSent: 0 });
+    return;
+  }
   const media = host.init.media ? answerFor(remote.media ?? DEFAULT_MEDIA, host.init.media) : remote.media;
   if (media && 'reason' in media) {
     // RFC 3261 §20.43: a Warning says why, so the caller can tell its user.
@@ -101,10 +110,13 @@ export async function answerCall(
     });
     return;
   }
-  const description =
+  const description = withDtls(
     relay && remote.relayEndpoint
       ? describeWithRelay(prepared.description, relay, host.udpBlocked())
-      : prepared.description;
+      : prepared.description,
+    host.init.dtls,
+    remote,
+  );
   const active: ActiveCall = {
     socket: prepared.socket,
     rtcpSocket: prepared.rtcpSocket,
@@ -148,13 +160,13 @@ export async function answerCall(
   const settled = await settlePath(host.c, punched, host.routes.settleInit(active, description, remote));
   const attempts = host.attempts(callId);
   if (settled.kind === 'plain') {
-    host.emit('call', { ...host.counted(active, await punched!), local: description, remote, attempts });
+    const outcome = { ...host.counted(active, await punched!), local: description, remote, attempts };
+    host.emit('call', outcome.ok ? await host.secure(callId, active, outcome) : outcome);
     return;
   }
-  host.emit('call', {
-    ...host.routes.established(callId, active, settled, base, straight),
-    local: description,
-    remote,
-    attempts,
-  });
+  const established = host.routes.established(callId, active, settled, base, straight);
+  host.emit(
+    'call',
+    await host.secure(callId, active, { ...established, local: description, remote, attempts }),
+  );
 }

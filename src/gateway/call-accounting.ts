@@ -56,6 +56,7 @@ export function callRecord(outcome: CallOutcome, init: CallRecordInit): CallReco
         }
       : { direct: zero(), relay: zero() },
     switches: outcome.routed?.switches ?? 0,
+    ...(outcome.encryption ? { encryption: outcome.encryption } : {}),
   };
 }
 

@@ -35,6 +35,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
+import { encryptionMismatch, secureOutcome, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -79,6 +80,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       register: (callId, active) => this.#calls.set(callId, active),
       attempts: (callId) => this.#attempts.get(callId) ?? 1,
       counted: (active, outcome) => this.#counted(active, outcome),
+      secure: (callId, active, outcome) => this.#secure(callId, active, outcome),
     };
     this.#signaling = signaling;
     this.#attach(signaling);
@@ -208,10 +210,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       if (settled.kind !== 'plain') {
         const established = this.#routes.established(callId, active, settled, base, straight);
         if (settled.kind === 'relay' && !straight) this.#routes.retryDirect(callId, user, mode, toTag);
-        return { ...established, local: description, remote, attempts: attempt };
+        return this.#secure(callId, active, {
+          ...established,
+          local: description,
+          remote,
+          attempts: attempt,
+        });
       }
       outcome = { ...this.#counted(active, await punched!), local: description, remote, attempts: attempt };
-      if (outcome.ok || active.ended) return outcome;
+      if (outcome.ok) return this.#secure(callId, active, outcome);
+      if (active.ended) return outcome;
     }
     return outcome!;
   }
@@ -274,9 +282,10 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       return { failure: { ok: false, reason: `could not prepare media: ${(error as Error).message}` } };
     }
     const { socket } = prepared;
-    const description = relay
-      ? describeWithRelay(prepared.description, relay, this.probe.udpBlocked)
-      : prepared.description;
+    const description = withDtls(
+      relay ? describeWithRelay(prepared.description, relay, this.probe.udpBlocked) : prepared.description,
+      this.init.dtls,
+    );
     const active: ActiveCall = {
       socket,
       rtcpSocket: prepared.rtcpSocket,
@@ -318,6 +327,15 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }
     const tag = toTag ?? parseNameAddr(header(answer, 'To') ?? '').params.tag;
     active.dialog = { user, toTag: tag };
+    const mismatch = encryptionMismatch(this.init.dtls, remote, false);
+    if (mismatch) {
+      // The dialog exists: ACK it, then end it with the reason, so the peer sees why too.
+      await this.signaling
+        .request('ACK', this.signaling.uri(user), [], { callId, toTag: tag })
+        .catch(() => {});
+      this.hangup(callId, mismatch);
+      return { failure: { ok: false, reason: mismatch, local: description } };
+    }
     if (relay && remote.relayEndpoint) {
       active.peerRelayed = remote.relayEndpoint;
       // Before the ACK: the callee may start relayed media as soon as it has it.
@@ -492,6 +510,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     return true;
   }
 
+  /**
+   * DTLS-SRTP on an established call's path. A failed handshake (a certificate that does not match
+   * the SDP, a timeout) ends the call with the reason in the BYE, so both ends know why.
+   */
+  async #secure(callId: string, active: ActiveCall, outcome: CallOutcome): Promise<CallOutcome> {
+    const secured = await secureOutcome(this.c, outcome, this.init.dtls, active);
+    if (!secured.ok && outcome.ok && !active.ended) this.hangup(callId, secured.reason);
+    return secured;
+  }
+
   /** A direct call with no relay in play: counted through a `RoutedPath` all the same. */
   #counted(active: ActiveCall, outcome: CallOutcome): CallOutcome {
     const counted = countedDirect(this.c, outcome);
@@ -520,6 +548,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpSocket?.close();
     active.go?.();
     active.acked?.();
+    active.dtls?.close();
+    active.secure?.close();
     active.routed?.close();
     void active.relay?.close();
     this.#calls.delete(callId);

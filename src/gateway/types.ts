@@ -1,5 +1,6 @@
 /** The gateway's public shapes: its options, components, call outcomes and events. */
 import type { MediaRole } from '../media/negotiate.ts';
+import type { SecurePath } from '../media/secure/secure-path.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
@@ -9,6 +10,7 @@ import type { SignalingClientInit } from '../signaling/client.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';
 import type { RelayConfig } from './call-relay.ts';
+import type { DtlsInit } from './secure-call.ts';
 
 export interface GatewayInit {
   readonly sip: SignalingClientInit;
@@ -41,6 +43,11 @@ export interface GatewayInit {
   readonly allowedCallers?: readonly string[];
   /** Calls at once; a new INVITE beyond gets 486 Busy Here before any media is set up. Default 16. */
   readonly maxCalls?: number;
+  /**
+   * DTLS-SRTP on every call (issue 17): our certificate and handshake timings. Omit for plain RTP
+   * (`--insecure-media`); a gateway with it refuses calls whose peer does not encrypt.
+   */
+  readonly dtls?: DtlsInit;
 }
 
 export interface GatewayComponents {
@@ -76,6 +83,12 @@ export interface CallOutcome {
   readonly routed?: RoutedPath;
   /** Why the direct path did not open, when the call went to the relay. */
   readonly directReason?: string;
+  /** `DTLS-SRTP <profile>` or `none`, once the path is settled. */
+  readonly encryption?: string;
+  /** How long the DTLS handshake took on the settled path (included in the setup time). */
+  readonly dtlsMs?: number;
+  /** The encrypting path (same object as `path`): SRTP counters. */
+  readonly secure?: SecurePath;
   /** Offer/answer and punch rounds this call took (a failed SC2C punch is retried with a fresh prediction). */
   readonly attempts?: number;
 }

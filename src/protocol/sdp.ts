@@ -54,7 +54,18 @@ export interface CallDescription {
   readonly media?: readonly MediaLine[];
   /** Our TURN relayed address (an ICE `typ relay` candidate): where the peer sends when no direct path opens. */
   readonly relayEndpoint?: Endpoint;
+  /**
+   * DTLS-SRTP (RFC 5763): the SHA-256 fingerprint of our DTLS certificate (RFC 8122
+   * `a=fingerprint:sha-256`) and our DTLS role (`a=setup`). Absent: plain RTP (`RTP/AVP`).
+   */
+  readonly dtls?: { readonly fingerprint: string; readonly setup: DtlsSetup };
 }
+
+/** RFC 4145 §4 as RFC 5763 §5 uses it: the offerer says actpass, the answerer picks. */
+export type DtlsSetup = 'actpass' | 'active' | 'passive';
+const SETUPS: readonly DtlsSetup[] = ['actpass', 'active', 'passive'];
+/** 32 upper-case hex pairs with colons (RFC 8122 §5). */
+const SHA256_FINGERPRINT = /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/;
 
 export function encodeSdp(description: CallDescription, sessionId: number): string {
   const d = description;
@@ -107,6 +118,7 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
     connection: { version: 4, ip: d.publicEndpoint.address },
     iceUfrag: d.ufrag,
     icePwd: d.pwd,
+    ...(d.dtls ? { fingerprint: { type: 'sha-256', hash: d.dtls.fingerprint }, setup: d.dtls.setup } : {}),
     invalid: [
       { value: `x-sc2c-nat:${d.nat}` },
       { value: `x-sc2c-mode:${d.mode}` },
@@ -116,7 +128,8 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
     media: lines.map((line, index) => ({
       type: line.kind,
       port: d.publicEndpoint.port,
-      protocol: 'RTP/AVP',
+      // RFC 5764 §8: DTLS-SRTP media is UDP/TLS/RTP/SAVP.
+      protocol: d.dtls ? 'UDP/TLS/RTP/SAVP' : 'RTP/AVP',
       payloads: line.codecs.map((c) => c.payloadType).join(' '),
       rtp: line.codecs.map((c) => ({
         payload: c.payloadType,
@@ -184,6 +197,18 @@ export function decodeSdp(text: string): CallDescription {
       : 'sendrecv';
     return [{ kind: m.type, codecs, direction }];
   });
+  const fingerprint = media.fingerprint ?? parsed.fingerprint;
+  const setup = media.setup ?? parsed.setup;
+  let dtls: CallDescription['dtls'];
+  if (fingerprint || setup || media.protocol.includes('SAVP')) {
+    if (fingerprint?.type.toLowerCase() !== 'sha-256')
+      throw new DecodeError('sdp', 0, 'DTLS-SRTP needs a=fingerprint:sha-256');
+    const hash = fingerprint.hash.toUpperCase();
+    if (!SHA256_FINGERPRINT.test(hash)) throw new DecodeError('sdp', 0, 'a=fingerprint is not 32 hex pairs');
+    if (!SETUPS.includes(setup as DtlsSetup))
+      throw new DecodeError('sdp', 0, 'DTLS-SRTP needs a=setup:actpass, active or passive');
+    dtls = { fingerprint: hash, setup: setup as DtlsSetup };
+  }
   return {
     publicEndpoint: { address, port: media.port },
     hostEndpoint: host ? { address: host.ip, port: host.port } : undefined,
@@ -202,5 +227,6 @@ export function decodeSdp(text: string): CallDescription {
         : undefined,
     media: lines,
     ...(relay ? { relayEndpoint: { address: relay.ip, port: relay.port } } : {}),
+    ...(dtls ? { dtls } : {}),
   };
 }

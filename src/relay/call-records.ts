@@ -42,6 +42,8 @@ export const callRecordSchema = z
     sent: perRoute,
     received: perRoute,
     switches: z.number().int().min(0),
+    /** `DTLS-SRTP <profile>` or `none` (issue 17); absent in records written before it. */
+    encryption: z.string().max(100).optional(),
   })
   .strict();
 

@@ -14,6 +14,7 @@
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
 import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { isDtls } from '../protocol/dtls/record.ts';
 import { decodeRelayMoved, encodeRelayMoved, isRelayMoved } from '../protocol/rtcp.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
@@ -276,7 +277,8 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   #received(route: Route, data: Uint8Array, from: Endpoint): void {
     if (this.#closed) return;
     if (route === 'relay' && this.#consent?.handle(data)) return;
-    const media = isRtp(data) || isRtcp(data);
+    // DTLS travels with the media (RFC 7983): the call's one handshake follows the route.
+    const media = isRtp(data) || isRtcp(data) || isDtls(data);
     if (!media) return;
     if (isRtcp(data) && isRelayMoved(data)) {
       const moved = this.#consentInit

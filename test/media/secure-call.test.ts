@@ -1,0 +1,121 @@
+/**
+ * DTLS-SRTP on whole calls on the virtual network (issue 17): the handshake on the punched path and
+ * on the relay, one SRTP session across a route change, a certificate that does not match its SDP,
+ * and a gateway that will not fall back to plain RTP.
+ */
+import { describe, expect, it } from 'vitest';
+import type { CallOutcome } from '../../src/gateway/gateway.ts';
+import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
+import { exchange, setup, stream } from '../relay/call-world.ts';
+
+const alice = { identity: createIdentity('alice') };
+const bob = { identity: createIdentity('bob') };
+const both = { alice, bob };
+
+/** Packets as they arrive from the wire, under any encryption: what an eavesdropper would see. */
+function wire(path: { socket: { on(e: 'message', l: (d: Uint8Array) => void): unknown } }) {
+  const seen: Uint8Array[] = [];
+  path.socket.on('message', (data) => {
+    if (data[0]! >= 128 && data[1] === 96) seen.push(data);
+  });
+  return seen;
+}
+
+/** The stream helper sends 160 zero bytes of payload: on the wire they stay zero only in clear. */
+const clearPayloads = (packets: Uint8Array[]) =>
+  packets.filter((p) => p.subarray(12).every((b) => b === 0)).length;
+
+describe('DTLS-SRTP on calls', () => {
+  it('encrypts a direct PKS/IPS call: the handshake adds about two one-way trips, media flows both ways', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: both });
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'direct', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    expect(other).toMatchObject({ ok: true, encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    // 22 ms one way between the gateways here: two round trips and a little.
+    expect(outcome.dtlsMs).toBeGreaterThan(80);
+    expect(outcome.dtlsMs).toBeLessThan(200);
+    const onWire = wire(other.routed!);
+    const { there, back } = await exchange(s.clock, outcome.path!, other.path!);
+    expect(there).toBeGreaterThan(90);
+    expect(back).toBeGreaterThan(90);
+    expect(onWire.length).toBeGreaterThan(90);
+    expect(clearPayloads(onWire)).toBe(0);
+    expect(onWire[0]!.byteLength).toBe(172 + 16); // the GCM tag
+    expect(outcome.secure!.counters.authFailures).toBe(0);
+    s.close();
+  });
+
+  it('runs the handshake through the relay for a pair that cannot punch, and keeps the session', async () => {
+    const s = await setup('symmetric-random', 'symmetric-random', { dtls: both });
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    expect(other.ok).toBe(true);
+    const { there, back } = await exchange(s.clock, outcome.path!, other.path!);
+    expect(there).toBeGreaterThan(90);
+    expect(back).toBeGreaterThan(90);
+    s.close();
+  });
+
+  it('keeps one SRTP session when media moves to the relay and back: no new handshake', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: both });
+    const { outcome, other } = await s.call();
+    expect(outcome.route).toBe('direct');
+    const sent = outcome.secure!.endpoint.counters.datagramsSent;
+    const there = stream(s.clock, outcome.path!, other.path!);
+    const back = stream(s.clock, other.path!, outcome.path!);
+    await s.clock.advance(1000);
+    s.a.nat.flush('udp'); // the caller's NAT drops its mappings: the direct path dies
+    await s.clock.advance(6000);
+    there.stop();
+    back.stop();
+    expect(outcome.routed!.switches).toBeGreaterThan(0);
+    expect(outcome.secure!.endpoint.counters.datagramsSent).toBe(sent);
+    expect(other.secure!.counters.authFailures).toBe(0);
+    // Media kept arriving after the move, decrypted by the same session.
+    const late = there.arrivals.filter((t) => t > s.clock.now() - 2000).length;
+    expect(late).toBeGreaterThan(60);
+    s.close();
+  });
+
+  it('ends the call at both ends when a certificate does not match the fingerprint in its SDP', async () => {
+    const impostor = { identity: { ...createIdentity('impostor'), fingerprint: bob.identity.fingerprint } };
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: { alice, bob: impostor } });
+    const caller = await s.gateway(s.alice, 'alice');
+    const callee = await s.gateway(s.bob, 'bob');
+    const ended = new Promise<string>((resolve) => callee.on('ended', (_id, reason) => resolve(reason)));
+    const answered = new Promise<CallOutcome>((resolve) => callee.on('call', resolve));
+    const outcome = await s.clock.run(caller.call('bob'));
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(
+      /DTLS: the peer's DTLS certificate .* does not match the fingerprint in its SDP/,
+    );
+    expect(await s.clock.run(ended)).toMatch(/the peer ended the call: DTLS: the peer's DTLS certificate/);
+    expect((await s.clock.run(answered)).ok).toBe(false);
+    s.close();
+  });
+
+  it('refuses plain RTP: an insecure caller gets 488 with the reason, an insecure callee a BYE', async () => {
+    const s = await setup('symmetric-seq1', 'symmetric-seq1', { dtls: { bob } });
+    const { outcome } = await s.call();
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/488 .*offers plain RTP/);
+    const t = await setup('symmetric-seq1', 'symmetric-seq1', { dtls: { alice } });
+    const second = await t.call();
+    expect(second.outcome.ok).toBe(false);
+    expect(second.outcome.reason).toMatch(/answered with plain RTP/);
+    s.close();
+    t.close();
+  });
+
+  it('sends plain RTP when both sides turned encryption off, and says so', async () => {
+    const s = await setup('symmetric-seq1', 'symmetric-seq1');
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, encryption: 'none' });
+    expect(outcome.secure).toBeUndefined();
+    const onWire = wire(other.routed!);
+    const { there } = await exchange(s.clock, outcome.path!, other.path!, 500);
+    expect(there).toBeGreaterThan(20);
+    expect(clearPayloads(onWire)).toBe(onWire.length);
+    s.close();
+  });
+});
