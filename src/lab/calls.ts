@@ -21,6 +21,8 @@ export interface LabCallsInit {
   readonly rttMs: number;
   /** Packet loss on the callee NAT's WAN link, each direction, in percent. Default 0. */
   readonly lossPercent?: number;
+  /** Flip one payload bit of every Nth RTP packet leaving the callee's NAT (a tampering attacker). */
+  readonly corruptEvery?: number;
   readonly modes: readonly string[];
   readonly callsPerMode: number;
   readonly name: string;
@@ -50,9 +52,19 @@ export interface CallSummary {
   readonly path?: { local: { port: number }; remote: { address: string; port: number } };
 }
 
-export function twoNatScenario(natA: string, natB: string, rttMs: number, lossPercent = 0): Scenario {
+export function twoNatScenario(
+  natA: string,
+  natB: string,
+  rttMs: number,
+  lossPercent = 0,
+  corruptEvery?: number,
+): Scenario {
   const link = { latencyMs: rttMs / 4 };
-  const lossy = lossPercent > 0 ? { ...link, loss: lossPercent / 100 } : link;
+  const lossy = {
+    ...link,
+    ...(lossPercent > 0 ? { loss: lossPercent / 100 } : {}),
+    ...(corruptEvery ? { up: { corruptEvery } } : {}),
+  };
   return {
     description: `${natA} caller facing ${natB} callee, ${rttMs} ms RTT${lossPercent ? `, ${lossPercent} % loss at the callee` : ''}`,
     server: { addresses: ['198.18.0.10', '198.18.0.11'] },
@@ -80,7 +92,7 @@ export function twoNatScenario(natA: string, natB: string, rttMs: number, lossPe
 }
 
 export async function runLabCalls(init: LabCallsInit): Promise<Record<string, CallSummary[]>> {
-  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs, init.lossPercent);
+  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs, init.lossPercent, init.corruptEvery);
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
   const scenarioPath = join(dir, 'calls.yaml');
   writeFileSync(scenarioPath, stringify(scenario));

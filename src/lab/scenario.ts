@@ -32,6 +32,8 @@ const direction = z
     latencyMs: z.number().min(0).max(10_000).optional(),
     jitterMs: z.number().min(0).max(10_000).optional(),
     loss: z.number().min(0).max(1).optional(),
+    /** Flip one payload bit of every Nth RTP-looking datagram (an on-path attacker, issue 17). */
+    corruptEvery: z.number().int().min(1).max(1_000_000).optional(),
   })
   .strict();
 const link = direction.extend({ up: direction.optional(), down: direction.optional() }).strict();

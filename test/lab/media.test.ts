@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadServerConfig } from '../../src/cli/configs.ts';
 import { type LabCallsInit, runLabCalls } from '../../src/lab/calls.ts';
+import { nalCensus, RANDOM_NAL_RATE } from '../../src/lab/pcap-census.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { longestVideoGap, probeRecording } from '../../src/media/inspect.ts';
+import { PAYLOAD_TYPES } from '../../src/media/source.ts';
 import { labUnavailable } from './support.ts';
 
 const unavailable = await labUnavailable();
@@ -19,7 +21,11 @@ interface CallResult {
   routes?: { atMs: number; route: string; why: string }[];
   bytes?: { direct: { bytes: number }; relay: { bytes: number } };
   relayServer?: { address: string; port: number; transport: 'udp' | 'tcp' } | null;
+  encryption?: string;
+  dtlsMs?: number | null;
   media?: {
+    encryption?: string;
+    srtpAuthFailures?: number;
     sent?: { frames: number };
     received?: { frames: number; lossPercent: number; rttMs: number | null; plisSent: number };
   };
@@ -76,12 +82,27 @@ async function labCall(
 const probe = (path: string) => probeRecording(locateFfprobe(locateFfmpeg())!, path);
 
 describe.skipIf(unavailable)('media over the punched pair in the kernel lab', () => {
-  it('a camera behind an IPS NAT streams to a viewer behind a PKS NAT; the MP4 holds >= 95 % of the frames', async () => {
+  it('a camera behind an IPS NAT streams to a viewer behind a PKS NAT, encrypted; the MP4 holds >= 95 % of the frames', async () => {
     await labCall(
       'media',
-      (dir) => ({ callArgs: () => ['--record', join(dir, 'call.mp4'), '--duration', '5'] }),
+      (dir) => ({
+        callArgs: () => ['--record', join(dir, 'call.mp4'), '--duration', '5'],
+        pcapDir: join(dir, 'pcap'),
+      }),
       async (call, camera, dir) => {
         expect(call.ok).toBe(true);
+        expect(call.encryption).toMatch(/^DTLS-SRTP (AEAD_AES_128_GCM|AES_CM_128_HMAC_SHA1_80)$/);
+        expect(call.media?.encryption).toBe(call.encryption);
+        expect(call.media?.srtpAuthFailures).toBe(0);
+        expect(call.dtlsMs).toBeGreaterThan(0);
+        // On the camera NAT's uplink the video payloads are ciphertext: NAL-like first bytes at
+        // their random rate (9.4 %), where clear H.264 has them on every packet.
+        const census = nalCensus(join(dir, 'pcap', 'nat-b--internet.pcap'), PAYLOAD_TYPES.h264);
+        expect(census.rtpPackets).toBeGreaterThan(200);
+        expect(census.nalLikeFraction).toBeLessThan(2 * RANDOM_NAL_RATE);
+        console.info(
+          `encrypted: ${census.nalLike} of ${census.rtpPackets} video packets on the camera's uplink start like H.264 (${(100 * census.nalLikeFraction).toFixed(1)} %, random ${(100 * RANDOM_NAL_RATE).toFixed(1)} %)`,
+        );
         // Both sides hold a relay allocation (the default): the punch must still open the direct path.
         expect(call.route).toBe('direct');
         expect(call.media?.received?.lossPercent).toBeLessThan(1);
@@ -90,6 +111,45 @@ describe.skipIf(unavailable)('media over the punched pair in the kernel lab', ()
         expect(info.videoCodec).toBe('h264');
         expect(camera?.sent).toBeDefined();
         expect(info.videoFrames).toBeGreaterThanOrEqual(Math.floor(0.95 * camera!.sent!.frames));
+      },
+    );
+  }, 120_000);
+
+  it('with --insecure-media at both ends the capture shows clear H.264, and the JSON says none', async () => {
+    await labCall(
+      'clear',
+      (dir) => ({
+        callArgs: () => ['--record', join(dir, 'clear.mp4'), '--duration', '3', '--insecure-media'],
+        calleeArgs: ['--relay', '198.18.0.10:3478', '--insecure-media'],
+        pcapDir: join(dir, 'pcap'),
+      }),
+      async (call, _camera, dir) => {
+        expect(call.ok).toBe(true);
+        expect(call.encryption).toBe('none');
+        expect(call.media?.encryption).toBe('none');
+        const census = nalCensus(join(dir, 'pcap', 'nat-b--internet.pcap'), PAYLOAD_TYPES.h264);
+        expect(census.rtpPackets).toBeGreaterThan(100);
+        expect(census.nalLikeFraction).toBeGreaterThan(0.95);
+      },
+    );
+  }, 120_000);
+
+  it('a tampered SRTP packet (one payload bit flipped on the camera uplink) is dropped and counted; the recording decodes', async () => {
+    await labCall(
+      'tamper',
+      (dir) => ({
+        corruptEvery: 40,
+        callArgs: () => ['--record', join(dir, 'tampered.mp4'), '--duration', '5'],
+      }),
+      async (call, _camera, dir) => {
+        expect(call.ok).toBe(true);
+        expect(call.media!.srtpAuthFailures).toBeGreaterThan(5);
+        const info = await probe(join(dir, 'tampered.mp4'));
+        expect(info.videoCodec).toBe('h264');
+        expect(info.videoFrames).toBeGreaterThan(0);
+        console.info(
+          `tampering: ${call.media!.srtpAuthFailures} packets failed SRTP authentication; the MP4 holds ${info.videoFrames} frames`,
+        );
       },
     );
   }, 120_000);

@@ -15,6 +15,12 @@ export interface LinkDirectionInit {
   readonly jitterMs?: number;
   /** Probability in [0, 1] that a UDP or ICMP packet is dropped. Default 0. */
   readonly loss?: number;
+  /**
+   * Tampering, as an on-path attacker would: every Nth UDP datagram that looks like RTP (version
+   * 2) and carries at least 100 bytes gets the lowest bit of its middle byte flipped, past any RTP
+   * header. Default off.
+   */
+  readonly corruptEvery?: number;
 }
 
 export interface LinkInit extends LinkDirectionInit {
@@ -28,6 +34,8 @@ export interface LinkCounters {
   packets: number;
   bytes: number;
   lostPackets: number;
+  /** Datagrams whose payload `corruptEvery` changed. */
+  corruptedPackets: number;
   /**
    * Of `packets`/`bytes` (IP bytes), the UDP datagrams that look like RTP or RTCP (version 2, RFC
    * 3550) and those that look like TURN ChannelData (first byte 0x40-0x4F, RFC 8656 §12): media
@@ -43,6 +51,7 @@ const emptyCounters = (): LinkCounters => ({
   packets: 0,
   bytes: 0,
   lostPackets: 0,
+  corruptedPackets: 0,
   rtpPackets: 0,
   rtpBytes: 0,
   channelDataPackets: 0,
@@ -59,6 +68,7 @@ interface Direction {
   readonly latencyMs: number;
   readonly jitterMs: number;
   readonly loss: number;
+  readonly corruptEvery: number;
   readonly counters: LinkCounters;
 }
 
@@ -69,7 +79,10 @@ function direction(base: LinkDirectionInit, override: LinkDirectionInit | undefi
   const loss = merged.loss ?? 0;
   if (!(latencyMs >= 0) || !(jitterMs >= 0)) throw new RangeError('link latencyMs and jitterMs must be >= 0');
   if (!(loss >= 0 && loss <= 1)) throw new RangeError('link loss must be within [0, 1]');
-  return { latencyMs, jitterMs, loss, counters: emptyCounters() };
+  const corruptEvery = merged.corruptEvery ?? 0;
+  if (!(Number.isInteger(corruptEvery) && corruptEvery >= 0))
+    throw new RangeError('link corruptEvery must be a whole number');
+  return { latencyMs, jitterMs, loss, corruptEvery, counters: emptyCounters() };
 }
 
 export class Link {
@@ -100,7 +113,8 @@ export class Link {
   }
 
   /** Sends `packet` from `from` to the other end. */
-  send(packet: Packet, from: LinkEnd): void {
+  send(given: Packet, from: LinkEnd): void {
+    let packet = given;
     const goingUp = from === this.downstream;
     const dir = goingUp ? this.#up : this.#down;
     const to = goingUp ? this.upstream : this.downstream;
@@ -112,6 +126,16 @@ export class Link {
       if ((first & 0xc0) === 0x80) {
         dir.counters.rtpPackets++;
         dir.counters.rtpBytes += size;
+        if (
+          dir.corruptEvery > 0 &&
+          packet.payload.byteLength >= 100 &&
+          dir.counters.rtpPackets % dir.corruptEvery === 0
+        ) {
+          const payload = packet.payload.slice();
+          payload[payload.byteLength >> 1]! ^= 0x01;
+          packet = { ...packet, payload };
+          dir.counters.corruptedPackets++;
+        }
       } else if (first >= 0x40 && first <= 0x4f) {
         dir.counters.channelDataPackets++;
         dir.counters.channelDataBytes += size;
