@@ -32,4 +32,6 @@ export interface ActiveCall {
   dtls?: DtlsEndpoint;
   /** The encrypting path once the handshake finished. */
   secure?: SecurePath;
+  /** Stops the early handshake's listener on the punch socket (the path carries DTLS from then on). */
+  earlyOff?: () => void;
 }

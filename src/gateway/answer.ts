@@ -127,6 +127,7 @@ export async function answerCall(
     peerRelayed: remote.relayEndpoint,
     routed: previous?.routed,
     relayOnly: previous?.relayOnly,
+    ...(previous?.routed ? { dtls: previous.dtls, secure: previous.secure } : {}),
   };
   host.register(callId, active);
   if (relay && remote.relayEndpoint) {

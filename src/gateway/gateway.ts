@@ -35,7 +35,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { encryptionMismatch, secureOutcome, withDtls } from './secure-call.ts';
+import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -296,6 +296,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       routed: previous?.routed,
       relayOnly: previous?.relayOnly,
       retrying: previous?.retrying,
+      // An established call keeps its DTLS association and SRTP session across direct attempts.
+      ...(previous?.routed ? { dtls: previous.dtls, secure: previous.secure } : {}),
     };
     this.#calls.set(callId, active);
     const answer = await this.signaling
@@ -395,7 +397,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const active = this.#calls.get(callId);
     if (!active || active.ended)
       return { ...base, ok: false, reason: 'call ended before the punch', checksSent: 0 };
-    const result = await punchPair(
+    const punching = punchPair(
       this.c,
       active,
       local,
@@ -405,6 +407,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
       local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,
     );
+    // The first checks have left: the DTLS handshake starts beside them.
+    startEarlyDtls(this.c, this.init.dtls, active, local, remote);
+    const result = await punching;
     return result.ok
       ? {
           ...base,
@@ -530,6 +535,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
 
   /** Closes one attempt's media (sockets and checks) and releases anyone waiting for its go. */
   #closeMedia(active: ActiveCall): void {
+    active.earlyOff?.();
+    // An attempt that never carried media takes its half-done handshake with it.
+    if (!active.routed) active.dtls?.close();
     active.puncher?.close();
     active.rtcpPuncher?.close();
     active.socket.close();
@@ -542,6 +550,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const active = this.#calls.get(callId);
     if (!active || active.ended) return;
     active.ended = true;
+    active.earlyOff?.();
     active.puncher?.close();
     active.socket.close();
     active.rtcpPuncher?.close();

@@ -5,8 +5,10 @@
  */
 import { DtlsEndpoint } from '../media/secure/dtls-endpoint.ts';
 import { SecurePath } from '../media/secure/secure-path.ts';
+import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { DtlsIdentity } from '../protocol/dtls/certificate.ts';
+import { isDtls } from '../protocol/dtls/record.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import type { ActiveCall } from './active-call.ts';
 import type { CallOutcome } from './types.ts';
@@ -49,6 +51,75 @@ export function encryptionMismatch(
   return undefined;
 }
 
+function endpointFor(
+  c: { readonly clock: Clock },
+  dtls: DtlsInit,
+  local: CallDescription,
+  remote: CallDescription,
+): DtlsEndpoint {
+  // RFC 5763 §5: passive is the DTLS server; an actpass offer answered passive makes us the client.
+  const role = local.dtls?.setup === 'passive' || remote.dtls?.setup === 'active' ? 'server' : 'client';
+  return new DtlsEndpoint(
+    c,
+    {
+      role,
+      identity: dtls.identity,
+      remoteFingerprint: remote.dtls!.fingerprint,
+      rtoMs: dtls.rtoMs,
+      timeoutMs: dtls.timeoutMs,
+    },
+    () => {},
+  );
+}
+
+/**
+ * Starts the handshake while the punch runs, so that it costs about one round trip after the path
+ * confirms instead of two (issue 17's budget). The client's ClientHello leaves right after the
+ * first checks, to the same candidates; DTLS is taken only from an endpoint that proved the call's
+ * credentials in a check (`Puncher.verified`), and answered there. A ClientHello that overtakes
+ * its check waits (one, the latest) until that check arrives. `secureOutcome` moves the handshake
+ * onto the settled path.
+ */
+export function startEarlyDtls(
+  c: { readonly clock: Clock },
+  dtls: DtlsInit | undefined,
+  active: ActiveCall,
+  local: CallDescription,
+  remote: CallDescription,
+): void {
+  const puncher = active.puncher;
+  if (!dtls || !local.dtls || !remote.dtls || !puncher || active.routed || active.dtls) return;
+  const endpoint = endpointFor(c, dtls, local, remote);
+  active.dtls = endpoint;
+  const socket = active.socket;
+  endpoint.setSend((datagram) => {
+    for (const target of puncher.targets) socket.send(datagram, target);
+  });
+  let waiting: { data: Uint8Array; from: Endpoint } | undefined;
+  const take = (data: Uint8Array, from: Endpoint): void => {
+    endpoint.setSend((datagram) => socket.send(datagram, from));
+    endpoint.handle(data);
+  };
+  const off = socket.on('message', (data, from) => {
+    if (!isDtls(data)) return;
+    if (puncher.verified(from)) take(data, from);
+    else waiting = { data, from };
+  });
+  puncher.onVerified = (from) => {
+    if (waiting && waiting.from.address === from.address && waiting.from.port === from.port) {
+      const { data } = waiting;
+      waiting = undefined;
+      take(data, from);
+    }
+  };
+  active.earlyOff = () => {
+    off();
+    puncher.onVerified = undefined;
+    waiting = undefined;
+  };
+  endpoint.start();
+}
+
 /**
  * Runs the handshake on an established outcome's path. Resolves with the outcome whose `path`
  * encrypts (`confirmedAtMs` moves to when keys exist; `dtlsMs` is the handshake), or a failed
@@ -64,20 +135,9 @@ export async function secureOutcome(
   const local = outcome.local;
   const remote = outcome.remote;
   if (!dtls || !local?.dtls || !remote?.dtls) return { ...outcome, encryption: 'none' };
-  // RFC 5763 §5: passive is the DTLS server; an actpass offer answered passive makes us the client.
-  const role = local.dtls.setup === 'passive' || remote.dtls.setup === 'active' ? 'server' : 'client';
-  const endpoint = new DtlsEndpoint(
-    c,
-    {
-      role,
-      identity: dtls.identity,
-      remoteFingerprint: remote.dtls.fingerprint,
-      rtoMs: dtls.rtoMs,
-      timeoutMs: dtls.timeoutMs,
-    },
-    () => {},
-  );
+  const endpoint = active.dtls ?? endpointFor(c, dtls, local, remote);
   active.dtls = endpoint;
+  active.earlyOff?.();
   if (active.ended) endpoint.close();
   const startedAtMs = c.clock.now();
   try {

@@ -82,6 +82,10 @@ export class Puncher {
   #username?: Uint8Array;
   #keepalive?: Timer;
   #closed = false;
+  /** Endpoints that proved the call's credentials: a valid check from them, or a valid answer. */
+  readonly #verified = new Set<string>();
+  /** Called once per endpoint when it first proves the call's credentials. */
+  onVerified?: (from: Endpoint) => void;
   readonly #localKey: Uint8Array;
   readonly #remoteKey: Uint8Array;
 
@@ -131,6 +135,27 @@ export class Puncher {
     };
   }
 
+  /** The endpoints being checked while a punch runs (peer-reflexive ones included). */
+  get targets(): readonly Endpoint[] {
+    return this.#candidates ?? [];
+  }
+
+  /**
+   * True when `from` sent a check with the call's credentials or answered one of ours: the peer
+   * is there, so other traffic of the call (the DTLS handshake) may go to it.
+   */
+  verified(from: Endpoint): boolean {
+    return this.#verified.has(formatEndpoint(from));
+  }
+
+  #verify(from: Endpoint): void {
+    const key = formatEndpoint(from);
+    // Only the peer holds the credentials; the bound is for a peer that misbehaves.
+    if (this.#verified.has(key) || this.#verified.size >= 64) return;
+    this.#verified.add(key);
+    this.onVerified?.(from);
+  }
+
   /** Idempotent. Stops answering checks and sending keepalives; the socket stays open. */
   close(): void {
     if (this.#closed) return;
@@ -177,6 +202,7 @@ export class Puncher {
         const expected = `${this.init.local.ufrag}:${this.init.remote.ufrag}`;
         if (!isValidCheck(data, message, expected, this.#localKey)) throw new Error('credentials');
         this.counters.checksAnswered++;
+        this.#verify(from);
         this.c.socket.send(
           encodeCheckAnswer(message.transactionId, this.#localKey, [
             { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
@@ -195,6 +221,7 @@ export class Puncher {
         const id = Buffer.from(message.transactionId).toString('hex');
         if (!this.#pending.has(id) || !isValidAnswer(data, message, this.#remoteKey))
           throw new Error('unknown or unsigned');
+        this.#verify(from);
         this.#onSuccess?.(from);
       }
     } catch {

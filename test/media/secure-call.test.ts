@@ -26,14 +26,15 @@ const clearPayloads = (packets: Uint8Array[]) =>
   packets.filter((p) => p.subarray(12).every((b) => b === 0)).length;
 
 describe('DTLS-SRTP on calls', () => {
-  it('encrypts a direct PKS/IPS call: the handshake adds about two one-way trips, media flows both ways', async () => {
+  it('encrypts a direct PKS/IPS call: started beside the punch, the handshake adds less than a round trip', async () => {
     const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: both });
     const { outcome, other } = await s.call();
     expect(outcome).toMatchObject({ ok: true, route: 'direct', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
     expect(other).toMatchObject({ ok: true, encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
-    // 22 ms one way between the gateways here: two round trips and a little.
-    expect(outcome.dtlsMs).toBeGreaterThan(80);
-    expect(outcome.dtlsMs).toBeLessThan(200);
+    // 22 ms one way between the gateways here (virtual time): the ClientHello left with the first
+    // checks, so once the path confirms about one round trip of the handshake is left.
+    expect(outcome.dtlsMs).toBeGreaterThan(0);
+    expect(outcome.dtlsMs).toBeLessThanOrEqual(44);
     const onWire = wire(other.routed!);
     const { there, back } = await exchange(s.clock, outcome.path!, other.path!);
     expect(there).toBeGreaterThan(90);

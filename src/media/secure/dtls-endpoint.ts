@@ -155,6 +155,9 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   #peerKey?: ReturnType<typeof certificateKey>;
   #peerAlert?: number;
   #lastResendAtMs = Number.NEGATIVE_INFINITY;
+  /** Whether any DTLS record from the peer decoded. */
+  #heard = false;
+  #failure?: string;
   readonly #startedAtMs: number;
   #result?: DtlsKeys;
 
@@ -178,14 +181,25 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
     return this.#state;
   }
 
+  /** Why the handshake failed, once it has. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
   /** The keys once connected. */
   get keys(): DtlsKeys | undefined {
     return this.#result;
   }
 
-  /** Where datagrams go from now on (the path moved, or the punch confirmed the pair). */
-  setSend(send: (datagram: Uint8Array) => void): void {
+  /**
+   * Where datagrams go from now on (the punch confirmed the pair, or the call went to the relay).
+   * With `resend`, a flight nobody has answered yet leaves again at once on the new way, rather
+   * than at the next (backed-off) retransmission.
+   */
+  setSend(send: (datagram: Uint8Array) => void, resend = false): void {
     this.#send = send;
+    if (resend && !this.#heard && this.#flight.length > 0 && this.#state !== 'connected')
+      this.#sendRecords(this.#flight);
   }
 
   /** Starts the handshake: the client sends its ClientHello, the server waits for one. */
@@ -224,6 +238,7 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
       this.counters.dropped++;
       return;
     }
+    this.#heard = true;
     try {
       // Advance after each record: the client's Finished (epoch 1) follows the messages that key it.
       for (const record of records) {
@@ -245,7 +260,10 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
       ]);
     this.#state = 'closed';
     this.#stopTimers();
-    if (handshaking) this.emit('failed', 'the call ended before the DTLS handshake finished');
+    if (handshaking) {
+      this.#failure = 'the call ended before the DTLS handshake finished';
+      this.emit('failed', this.#failure);
+    }
   }
 
   #profiles(): readonly SrtpProfile[] {
@@ -660,6 +678,7 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   #failWith(reason: string): void {
     if (this.#state === 'failed') return;
     this.#state = 'failed';
+    this.#failure = reason;
     this.#stopTimers();
     this.emit('failed', reason);
   }

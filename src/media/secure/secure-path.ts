@@ -60,7 +60,7 @@ export class SecurePath implements MediaPath {
    */
   static establish(path: MediaPath, endpoint: DtlsEndpoint, sourceChecked = false): Promise<SecurePath> {
     const secure = new SecurePath(path, endpoint, sourceChecked);
-    endpoint.setSend((datagram) => path.socket.send(datagram, path.remote));
+    endpoint.setSend((datagram) => path.socket.send(datagram, path.remote), true);
     return new Promise<SecurePath>((resolve, reject) => {
       const done = (keys: DtlsKeys): void => {
         secure.#keyed(keys);
@@ -68,6 +68,12 @@ export class SecurePath implements MediaPath {
       };
       if (endpoint.keys) {
         done(endpoint.keys);
+        return;
+      }
+      // The early handshake may have failed already, while the punch ran.
+      if (endpoint.failure !== undefined) {
+        secure.close();
+        reject(new DtlsFailedError(endpoint.failure));
         return;
       }
       endpoint.on('connected', done);
