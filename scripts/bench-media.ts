@@ -12,15 +12,20 @@
  * Every load is bounded: at most 120 s and 64 streams. Loopback only.
  */
 import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { H264 } from '../src/media/negotiate.ts';
+import type { DtlsKeys } from '../src/media/secure/dtls-endpoint.ts';
+import { SecurePath } from '../src/media/secure/secure-path.ts';
 import { MediaSender } from '../src/media/sender.ts';
 import { SystemClock } from '../src/net/clock.ts';
 import { NodeNetwork } from '../src/net/node-network.ts';
+import { masterLengths, type SrtpProfile, SrtpProfileName } from '../src/protocol/srtp/keys.ts';
+import { SrtpSession } from '../src/protocol/srtp/srtp.ts';
 
 const PAYLOAD = 1200;
 const HEADER = 12;
@@ -36,51 +41,77 @@ async function gatewayProcess(): Promise<void> {
   const clock = new SystemClock();
   const network = new NodeNetwork();
   const senders: MediaSender[] = [];
-  process.on('message', async (message: { op: string; streams?: number; sink?: number; ms?: number }) => {
-    if (message.op === 'start') {
-      for (let i = 0; i < message.streams!; i++) {
-        const socket = await network.bindUdp({ address: '127.0.0.1' });
-        senders.push(
-          await MediaSender.start(
-            {
-              clock,
-              network,
-              ffmpeg: { spawn: () => undefined as never, binary: { path: '', from: 'system' } },
-            },
-            {
-              path: { socket, remote: { address: '127.0.0.1', port: message.sink! } },
-              encode: {
-                source: { kind: 'testsrc' },
-                width: 0,
-                height: 0,
-                fps: 0,
-                videoBitrateKbps: 0,
-                keyframeInterval: 1,
+  process.on(
+    'message',
+    async (message: { op: string; streams?: number; sink?: number; ms?: number; keys?: DtlsKeys }) => {
+      if (message.op === 'start') {
+        const keys = message.keys && revive(message.keys);
+        for (let i = 0; i < message.streams!; i++) {
+          const raw = await network.bindUdp({ address: '127.0.0.1' });
+          const remote = { address: '127.0.0.1', port: message.sink! };
+          // With keys, every packet leaves as SRTP, as on a call (the handshake is not what is measured).
+          const socket = keys ? SecurePath.fromKeys({ socket: raw, remote }, keys).socket : raw;
+          senders.push(
+            await MediaSender.start(
+              {
+                clock,
+                network,
+                ffmpeg: { spawn: () => undefined as never, binary: { path: '', from: 'system' } },
               },
-              video: H264,
-              externalEncoder: true,
-            },
-          ),
-        );
+              {
+                path: { socket, remote },
+                encode: {
+                  source: { kind: 'testsrc' },
+                  width: 0,
+                  height: 0,
+                  fps: 0,
+                  videoBitrateKbps: 0,
+                  keyframeInterval: 1,
+                },
+                video: H264,
+                externalEncoder: true,
+              },
+            ),
+          );
+        }
+        process.send!({ op: 'ready', ports: senders.map((s) => s.inputPorts.video) });
+      } else if (message.op === 'measure') {
+        const before = process.cpuUsage();
+        const startedAt = performance.now();
+        const forwardedBefore = senders.reduce((a, s) => a + s.stats().video.packets, 0);
+        await new Promise((r) => setTimeout(r, message.ms!));
+        const used = process.cpuUsage(before);
+        const report: GatewayReport = {
+          cpuUs: used.user + used.system,
+          wallMs: performance.now() - startedAt,
+          forwarded: senders.reduce((a, s) => a + s.stats().video.packets, 0) - forwardedBefore,
+        };
+        process.send!({ op: 'measured', report });
+      } else if (message.op === 'stop') {
+        await Promise.all(senders.map((s) => s.close()));
+        process.exit(0);
       }
-      process.send!({ op: 'ready', ports: senders.map((s) => s.inputPorts.video) });
-    } else if (message.op === 'measure') {
-      const before = process.cpuUsage();
-      const startedAt = performance.now();
-      const forwardedBefore = senders.reduce((a, s) => a + s.stats().video.packets, 0);
-      await new Promise((r) => setTimeout(r, message.ms!));
-      const used = process.cpuUsage(before);
-      const report: GatewayReport = {
-        cpuUs: used.user + used.system,
-        wallMs: performance.now() - startedAt,
-        forwarded: senders.reduce((a, s) => a + s.stats().video.packets, 0) - forwardedBefore,
-      };
-      process.send!({ op: 'measured', report });
-    } else if (message.op === 'stop') {
-      await Promise.all(senders.map((s) => s.close()));
-      process.exit(0);
-    }
+    },
+  );
+}
+
+/** Keys through IPC arrive as plain objects: back to bytes. */
+function revive(keys: DtlsKeys): DtlsKeys {
+  const bytes = (v: unknown): Uint8Array => new Uint8Array(Object.values(v as Record<string, number>));
+  return {
+    profile: keys.profile,
+    local: { key: bytes(keys.local.key), salt: bytes(keys.local.salt) },
+    remote: { key: bytes(keys.remote.key), salt: bytes(keys.remote.salt) },
+  };
+}
+
+function randomKeys(profile: SrtpProfile): DtlsKeys {
+  const { keyLength, saltLength } = masterLengths(profile);
+  const master = () => ({
+    key: new Uint8Array(randomBytes(keyLength)),
+    salt: new Uint8Array(randomBytes(saltLength)),
   });
+  return { profile, local: master(), remote: master() };
 }
 
 function request<T>(child: ReturnType<typeof fork>, message: object, reply: string): Promise<T> {
@@ -116,13 +147,19 @@ async function load(
   sink: Socket,
   mbps: number,
   ms: number,
+  srtp?: SrtpSession,
 ): Promise<{ sent: number; received: number; latencyUs: number[] }> {
   const generator = await bind();
   const latencyUs: number[] = [];
   let received = 0;
-  const onMessage = (data: Buffer): void => {
+  const onMessage = (wire: Buffer): void => {
+    // The sink decrypts as a receiving gateway would: that cost is part of the encrypted hop.
+    if ((wire[1]! & 0x7f) !== 96) return;
+    const plain = srtp ? srtp.unprotectRtp(wire) : wire;
+    if (!plain) return;
+    const data = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
     // Our packets only: the gateway's RTCP sender reports arrive on the same (muxed) port.
-    if (data.length !== HEADER + PAYLOAD || (data[1]! & 0x7f) !== 96) return;
+    if (data.length !== HEADER + PAYLOAD) return;
     received++;
     const sentAt = data.readBigUInt64BE(HEADER + 1);
     latencyUs.push(Number(process.hrtime.bigint() - sentAt) / 1000);
@@ -195,40 +232,69 @@ async function main(): Promise<void> {
 
   const sink = await bind();
   const sinkPort = sink.address().port;
-  const child = fork(new URL(import.meta.url).pathname, ['--gateway-process'], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  const cpuPercent = (r: GatewayReport): number => (100 * r.cpuUs) / 1000 / r.wallMs;
+  const round = (v: number, d = 1): number => Math.round(v * 10 ** d) / 10 ** d;
+  const lat = (l: number[]) => ({
+    p50Us: round(percentile(l, 50)),
+    p95Us: round(percentile(l, 95)),
+    p99Us: round(percentile(l, 99)),
   });
   try {
-    const { ports } = await request<{ ports: number[] }>(
-      child,
-      { op: 'start', streams, sink: sinkPort },
-      'ready',
-    );
-
     log(`baseline: generator -> sink directly, ${streams} x ${mbps} Mbit/s for ${durationS} s...`);
     const direct = await load(
-      ports.map(() => sinkPort),
+      Array.from({ length: streams }, () => sinkPort),
       sink,
       mbps,
       ms,
     );
-
-    log(`idle gateway for ${durationS} s (its timers and RTCP only)...`);
-    const idle = (await request<{ report: GatewayReport }>(child, { op: 'measure', ms }, 'measured')).report;
-
-    log(`through the gateway: ${streams} x ${mbps} Mbit/s for ${durationS} s...`);
-    const measuring = request<{ report: GatewayReport }>(child, { op: 'measure', ms }, 'measured');
-    const hop = await load(ports, sink, mbps, ms);
-    const busy = (await measuring).report;
-
-    const cpuPercent = (r: GatewayReport): number => (100 * r.cpuUs) / 1000 / r.wallMs;
-    const round = (v: number, d = 1): number => Math.round(v * 10 ** d) / 10 ** d;
-    const lat = (l: number[]) => ({
-      p50Us: round(percentile(l, 50)),
-      p95Us: round(percentile(l, 95)),
-      p99Us: round(percentile(l, 99)),
-    });
+    // One row per way the hop leaves: plain RTP, then SRTP with each profile we negotiate.
+    const rows = [];
+    for (const profile of [undefined, 7, 1] as const) {
+      const encryption = profile === undefined ? 'none' : `SRTP ${SrtpProfileName[profile]}`;
+      const keys = profile === undefined ? undefined : randomKeys(profile);
+      const srtp = keys && new SrtpSession(keys.profile, keys.remote, keys.local);
+      const child = fork(new URL(import.meta.url).pathname, ['--gateway-process'], {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      try {
+        const { ports } = await request<{ ports: number[] }>(
+          child,
+          { op: 'start', streams, sink: sinkPort, keys },
+          'ready',
+        );
+        log(`[${encryption}] idle gateway for ${durationS} s (its timers and RTCP only)...`);
+        const idle = (await request<{ report: GatewayReport }>(child, { op: 'measure', ms }, 'measured'))
+          .report;
+        log(`[${encryption}] through the gateway: ${streams} x ${mbps} Mbit/s for ${durationS} s...`);
+        const measuring = request<{ report: GatewayReport }>(child, { op: 'measure', ms }, 'measured');
+        const hop = await load(ports, sink, mbps, ms, srtp);
+        const busy = (await measuring).report;
+        rows.push({
+          encryption,
+          packetsSent: hop.sent,
+          packetsForwarded: busy.forwarded,
+          packetsReceived: hop.received,
+          srtpAuthFailures: srtp?.counters.authFailures ?? 0,
+          cpu: {
+            idlePercentOfCore: round(cpuPercent(idle), 2),
+            busyPercentOfCore: round(cpuPercent(busy), 2),
+            perStreamPercentOfCore: round((cpuPercent(busy) - cpuPercent(idle)) / streams, 2),
+            microsecondsPerPacket: round(
+              (busy.cpuUs - idle.cpuUs * (busy.wallMs / idle.wallMs)) / busy.forwarded,
+              2,
+            ),
+          },
+          latency: {
+            throughGateway: lat(hop.latencyUs),
+            hopAddedP50Us: round(percentile(hop.latencyUs, 50) - percentile(direct.latencyUs, 50)),
+            hopAddedP95Us: round(percentile(hop.latencyUs, 95) - percentile(direct.latencyUs, 95)),
+          },
+        });
+      } finally {
+        child.send({ op: 'stop' });
+      }
+    }
     const result = {
       machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version },
       date: new Date().toISOString(),
@@ -237,24 +303,9 @@ async function main(): Promise<void> {
       mbpsPerStream: mbps,
       durationS,
       payloadBytes: PAYLOAD,
-      packetsSent: hop.sent,
-      packetsForwarded: busy.forwarded,
-      packetsReceived: hop.received,
-      cpu: {
-        idlePercentOfCore: round(cpuPercent(idle), 2),
-        busyPercentOfCore: round(cpuPercent(busy), 2),
-        perStreamPercentOfCore: round((cpuPercent(busy) - cpuPercent(idle)) / streams, 2),
-        microsecondsPerPacket: round(
-          (busy.cpuUs - idle.cpuUs * (busy.wallMs / idle.wallMs)) / busy.forwarded,
-          2,
-        ),
-      },
-      latency: {
-        direct: lat(direct.latencyUs),
-        throughGateway: lat(hop.latencyUs),
-        hopAddedP50Us: round(percentile(hop.latencyUs, 50) - percentile(direct.latencyUs, 50)),
-        hopAddedP95Us: round(percentile(hop.latencyUs, 95) - percentile(direct.latencyUs, 95)),
-      },
+      note: 'SRTP rows: the gateway encrypts and the sink decrypts (as the receiving gateway would), so the hop includes both',
+      latencyDirect: lat(direct.latencyUs),
+      rows,
     };
     if (values.out) {
       mkdirSync(dirname(values.out), { recursive: true });
@@ -262,21 +313,18 @@ async function main(): Promise<void> {
     }
     if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else {
-      process.stdout.write(
-        [
-          `gateway media hop, ${streams} x ${mbps} Mbit/s of ${PAYLOAD}-byte RTP for ${durationS} s (${result.machine.cpu})`,
-          `  forwarded ${busy.forwarded} of ${hop.sent} packets, ${hop.received} reached the sink`,
-          `  CPU: ${result.cpu.busyPercentOfCore} % of a core busy, ${result.cpu.idlePercentOfCore} % idle -> ${result.cpu.perStreamPercentOfCore} % per ${mbps} Mbit/s stream (${result.cpu.microsecondsPerPacket} us per packet)`,
-          `  latency generator->sink direct: p50 ${result.latency.direct.p50Us} us, p95 ${result.latency.direct.p95Us} us`,
-          `  latency through the gateway:    p50 ${result.latency.throughGateway.p50Us} us, p95 ${result.latency.throughGateway.p95Us} us`,
-          `  the hop adds p50 ${result.latency.hopAddedP50Us} us, p95 ${result.latency.hopAddedP95Us} us`,
-          '',
-        ].join('\n'),
-      );
+      const lines = [
+        `gateway media hop, ${streams} x ${mbps} Mbit/s of ${PAYLOAD}-byte RTP for ${durationS} s (${result.machine.cpu})`,
+        `  generator->sink directly: p50 ${result.latencyDirect.p50Us} us, p95 ${result.latencyDirect.p95Us} us`,
+      ];
+      for (const row of rows)
+        lines.push(
+          `  ${row.encryption.padEnd(32)} forwarded ${row.packetsForwarded} of ${row.packetsSent}, ${row.packetsReceived} reached the sink; CPU ${row.cpu.perStreamPercentOfCore} % of a core per ${mbps} Mbit/s stream (${row.cpu.microsecondsPerPacket} us/packet); hop adds p50 ${row.latency.hopAddedP50Us} us, p95 ${row.latency.hopAddedP95Us} us`,
+        );
+      process.stdout.write(`${lines.join('\n')}\n`);
     }
-    if (hop.received < 0.99 * hop.sent) process.exitCode = 1;
+    if (rows.some((r) => r.packetsReceived < 0.99 * r.packetsSent)) process.exitCode = 1;
   } finally {
-    child.send({ op: 'stop' });
     sink.close();
   }
 }

@@ -59,6 +59,10 @@ const options = new Command('bench:table4')
   )
   .option('--out <dir>', 'where table4.json/.txt/.svg/.png go', 'out/table4')
   .option('--json', 'print table4.json to stdout')
+  .option(
+    '--insecure-media',
+    'calls without DTLS-SRTP at both ends (plain RTP), to measure what the handshake adds to set-up',
+  )
   .parse()
   .opts<{
     trials: number;
@@ -70,7 +74,12 @@ const options = new Command('bench:table4')
     base: string;
     out: string;
     json?: boolean;
+    insecureMedia?: boolean;
   }>();
+/** Every successful call's set-up time, per mode, across cells. */
+const setupsByMode = new Map<Mode, number[]>();
+/** Passed to every caller and callee: the DTLS handshake is part of set-up unless turned off. */
+const securityArgs = options.insecureMedia ? ['--insecure-media'] : [];
 
 const modes = options.modes.split(',').map((m) => m.trim()) as Mode[];
 for (const mode of modes)
@@ -137,6 +146,7 @@ function tally(
     .filter((r) => r.ok && r.setupMs !== null)
     .map((r) => r.setupMs!)
     .sort((a, b) => a - b);
+  setupsByMode.set(mode, [...(setupsByMode.get(mode) ?? []), ...setups]);
   const failures: Record<string, number> = {};
   for (const r of results.filter((r) => !r.ok)) {
     const reason = (r.reason ?? 'unknown').replace(/\d+(\.\d+)*(:\d+)?/g, 'N').slice(0, 100);
@@ -181,6 +191,7 @@ async function sipCalls(
     String(options.gapMs),
     '--no-media',
     '--no-relay',
+    ...securityArgs,
     '--json',
   ]);
   const results: CallLine[] = [];
@@ -354,6 +365,7 @@ async function main(): Promise<void> {
           `b${k}-bench-secret`,
           '--no-relay',
           '--no-send',
+          ...securityArgs,
           '--json',
         ]);
         children.push(callee);
@@ -402,11 +414,27 @@ async function main(): Promise<void> {
       profiles: PROFILE,
       parallel: options.parallel,
       gapMs: options.gapMs,
+      // SIP calls' set-up includes the DTLS handshake unless this says none.
+      encryption: options.insecureMedia ? 'none' : 'DTLS-SRTP',
       ice: 'werift-ice 0.2.3, STUN 198.18.0.10:3478, host + server-reflexive candidates, 3000 ms to connect',
       // What reproduces this run: every option as given.
       command: ['npm run bench:table4 --', ...process.argv.slice(2)].join(' '),
     },
     elapsedS,
+    /** Set-up of every successful call of a mode, all cells together: the DTLS cost shows here. */
+    setup: Object.fromEntries(
+      modes.map((mode) => {
+        const all = [...(setupsByMode.get(mode) ?? [])].sort((a, b) => a - b);
+        return [
+          mode,
+          {
+            calls: all.length,
+            p50Ms: all.length ? percentile(all, 50) : null,
+            p95Ms: all.length ? percentile(all, 95) : null,
+          },
+        ];
+      }),
+    ),
     cells,
   };
   const text = formatTable4(cells, modes);
@@ -424,7 +452,14 @@ async function main(): Promise<void> {
   );
   if (why) say(`  ${why}`);
   if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else process.stdout.write(`\n${text}\nfinished in ${elapsedS} s; results in ${out}\n`);
+  else {
+    const setups = Object.entries(report.setup)
+      .map(([mode, s]) => `${mode} p50 ${s.p50Ms ?? '-'} ms, p95 ${s.p95Ms ?? '-'} ms (${s.calls} calls)`)
+      .join('; ');
+    process.stdout.write(
+      `\n${text}\nset-up (${report.config.encryption}): ${setups}\nfinished in ${elapsedS} s; results in ${out}\n`,
+    );
+  }
 }
 
 main().catch((error) => {

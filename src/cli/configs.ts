@@ -141,7 +141,18 @@ export const gatewaySchema = z
      * Connect to the server with SIP over TLS; caFile (relative to this file) is the CA to trust. The
      * same trust holds for a relay reached over TLS (`turns:`).
      */
-    tls: z.object({ caFile: z.string().optional(), servername: z.string().optional() }).strict().optional(),
+    tls: z
+      .object({
+        caFile: z.string().optional(),
+        servername: z.string().optional(),
+        /** The server certificate's SHA-256 fingerprint, pinned: `sc2c server` prints it at start. */
+        fingerprint: z
+          .string()
+          .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$/, 'a SHA-256 fingerprint: 32 hex pairs with colons')
+          .optional(),
+      })
+      .strict()
+      .optional(),
     punch: z
       .object({
         intervalMs: z.number().int().min(1).max(1000),
@@ -207,13 +218,14 @@ export type GatewayConfig = z.infer<typeof gatewaySchema>;
 
 export function loadGatewayConfig(
   path: string,
-): GatewayConfig & { tlsOptions?: { ca?: string; servername?: string } } {
+): GatewayConfig & { tlsOptions?: { ca?: string; servername?: string; fingerprint?: string } } {
   const config = parseConfig(readConfigFile(path, 'gateway config'), path, gatewaySchema);
   const tlsOptions = config.tls && {
     ca: config.tls.caFile
       ? readConfigFile(resolve(dirname(path), config.tls.caFile), 'TLS CA file')
       : undefined,
     servername: config.tls.servername,
+    fingerprint: config.tls.fingerprint,
   };
   const spoolFile = resolve(dirname(path), config.accounting.spoolFile);
   const certificate = resolve(dirname(path), config.media.certificate);

@@ -192,6 +192,10 @@ export function registerDemo(program: Command): void {
     .option('--insecure-media', 'plain RTP instead of DTLS-SRTP at both ends (to compare; prints a warning)')
     .option('--pcap <dir>', "write the lab's per-link captures of the call into <dir> (tshark reads them)")
     .action(async (options: DemoOptions) => {
+      if (options.insecureMedia)
+        process.stderr.write(
+          'warning: --insecure-media: the demo call sends plain RTP; anyone on the path can record or inject it\n',
+        );
       const catalog = loadProfiles();
       catalog.resolve(options.natA);
       catalog.resolve(options.natB);

@@ -101,7 +101,7 @@ function relayConfig(
   relay: ReturnType<typeof loadGatewayConfig>['relay'],
   options: CommonOptions,
   password: string,
-  tls: { ca?: string; servername?: string } | undefined,
+  tls: { ca?: string; servername?: string; fingerprint?: string } | undefined,
 ): GatewayInit['relay'] {
   if (options.relay === false) return undefined;
   const server =

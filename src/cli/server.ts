@@ -1,5 +1,5 @@
 /** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import express from 'express';
@@ -418,7 +418,7 @@ export function registerServer(program: Command): void {
         });
       }
       log(
-        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port}` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
+        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port} (certificate sha-256 ${certificateFingerprint(config.tls!.cert)}: pin it with tls.fingerprint in gateway configs)` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
           .endpoints()
           .map((e) => `${e.address}:${e.port}`)
           .join(
@@ -435,4 +435,13 @@ export function registerServer(program: Command): void {
       turn?.close();
       stun.close();
     });
+}
+
+/** The SHA-256 fingerprint of a PEM certificate, as gateways pin it (`tls.fingerprint`). */
+function certificateFingerprint(pem: string): string {
+  try {
+    return new X509Certificate(pem).fingerprint256;
+  } catch {
+    return 'unreadable';
+  }
 }

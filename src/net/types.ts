@@ -84,7 +84,11 @@ export interface ConnectInit {
   /** Local port to connect from; default ephemeral. */
   readonly localPort?: number;
   /** Connect with TLS (SIP over TLS, RFC 3261 §26.2). The virtual network does not model TLS. */
-  readonly tls?: { readonly ca?: string; readonly servername?: string };
+  /**
+   * TLS instead of plain TCP. `ca`: the CA to trust (default the system's); `fingerprint`: the
+   * server certificate's SHA-256 (`AB:CD:…`) to pin instead, so a self-signed server needs no CA.
+   */
+  readonly tls?: { readonly ca?: string; readonly servername?: string; readonly fingerprint?: string };
 }
 
 export interface ListenInit extends BindInit {

@@ -27,7 +27,7 @@ export interface SignalingClientInit {
   /** How long a request waits for its final response. Default 8 s. */
   readonly timeoutMs?: number;
   /** Use SIP over TLS; `ca` is the PEM the server certificate must chain to (default: system CAs). */
-  readonly tls?: { readonly ca?: string; readonly servername?: string };
+  readonly tls?: { readonly ca?: string; readonly servername?: string; readonly fingerprint?: string };
 }
 
 export interface SignalingClientComponents {

@@ -61,7 +61,7 @@ describe('DTLS-SRTP on calls', () => {
     const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: both });
     const { outcome, other } = await s.call();
     expect(outcome.route).toBe('direct');
-    const sent = outcome.secure!.endpoint.counters.datagramsSent;
+    const sent = outcome.secure!.endpoint!.counters.datagramsSent;
     const there = stream(s.clock, outcome.path!, other.path!);
     const back = stream(s.clock, other.path!, outcome.path!);
     await s.clock.advance(1000);
@@ -70,7 +70,7 @@ describe('DTLS-SRTP on calls', () => {
     there.stop();
     back.stop();
     expect(outcome.routed!.switches).toBeGreaterThan(0);
-    expect(outcome.secure!.endpoint.counters.datagramsSent).toBe(sent);
+    expect(outcome.secure!.endpoint!.counters.datagramsSent).toBe(sent);
     expect(other.secure!.counters.authFailures).toBe(0);
     // Media kept arriving after the move, decrypted by the same session.
     const late = there.arrivals.filter((t) => t > s.clock.now() - 2000).length;

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,24 @@ describe('SIP over TLS (real sockets on loopback)', () => {
           },
         ),
       ).rejects.toThrow(/self.signed|certificate/i);
+      // Pinned by fingerprint instead of a CA: the right one registers, another is refused.
+      const pin = new X509Certificate(cert).fingerprint256;
+      const connect = (fingerprint: string) =>
+        SignalingClient.connect(
+          { network, clock },
+          {
+            server: { address: '127.0.0.1', port },
+            domain: 'sc2c.lab',
+            user: 'alice',
+            password: 'alice-pass-1',
+            tls: { fingerprint },
+          },
+        );
+      const pinned = await connect(pin);
+      expect(await pinned.register()).toBe(3600);
+      pinned.close();
+      const wrong = pin.replace(/^../, pin.startsWith('00') ? '11' : '00');
+      await expect(connect(wrong)).rejects.toThrow(/is not the pinned one/);
     } finally {
       tlsServer.close();
     }

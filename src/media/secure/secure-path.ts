@@ -36,7 +36,7 @@ export class SecurePath implements MediaPath {
 
   private constructor(
     private readonly inner: MediaPath,
-    readonly endpoint: DtlsEndpoint,
+    readonly endpoint: DtlsEndpoint | undefined,
     sourceChecked: boolean,
   ) {
     const main = new SrtpSocket(this, inner.socket, sourceChecked ? undefined : inner.remote, endpoint);
@@ -85,6 +85,16 @@ export class SecurePath implements MediaPath {
     });
   }
 
+  /**
+   * A path keyed without a handshake, from keys agreed elsewhere: for benchmarks and tests of the
+   * SRTP layer alone. Calls always use `establish`.
+   */
+  static fromKeys(path: MediaPath, keys: DtlsKeys, sourceChecked = false): SecurePath {
+    const secure = new SecurePath(path, undefined, sourceChecked);
+    secure.#keyed(keys);
+    return secure;
+  }
+
   get remote(): Endpoint {
     return this.inner.remote;
   }
@@ -107,7 +117,7 @@ export class SecurePath implements MediaPath {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.endpoint.close();
+    this.endpoint?.close();
     for (const socket of this.#sockets) socket.closeInner();
   }
 
