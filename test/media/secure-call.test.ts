@@ -4,8 +4,13 @@
  * and a gateway that will not fall back to plain RTP.
  */
 import { describe, expect, it } from 'vitest';
+import type { ActiveCall } from '../../src/gateway/active-call.ts';
 import type { CallOutcome } from '../../src/gateway/gateway.ts';
-import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
+import { startEarlyDtls } from '../../src/gateway/secure-call.ts';
+import { DtlsEndpoint } from '../../src/media/secure/dtls-endpoint.ts';
+import { createIdentity, type DtlsIdentity } from '../../src/protocol/dtls/certificate.ts';
+import { Puncher } from '../../src/traversal/punch.ts';
+import { world } from '../net/world.ts';
 import { exchange, setup, stream } from '../relay/call-world.ts';
 
 const alice = { identity: createIdentity('alice') };
@@ -118,5 +123,69 @@ describe('DTLS-SRTP on calls', () => {
     expect(there).toBeGreaterThan(20);
     expect(clearPayloads(onWire)).toBe(onWire.length);
     s.close();
+  });
+});
+
+describe('the handshake beside the punch', () => {
+  const pwd = (c: string): string => c.repeat(24);
+  const description = (ufrag: string, password: string, setup: 'actpass' | 'passive', identity: DtlsIdentity) =>
+    ({
+      publicEndpoint: { address: '198.18.0.10', port: 1 },
+      ufrag,
+      pwd: password,
+      nat: 'none',
+      mode: 'sc2c',
+      portSource: 'exact',
+      rtcpMux: true,
+      dtls: { fingerprint: identity.fingerprint, setup },
+    }) as const;
+
+  it("answers DTLS only from an address that passed a check with the call's credentials", async () => {
+    const w = world();
+    const cameraSocket = await w.server.bindUdp({ address: '198.18.0.10', port: 7000 });
+    const viewerSocket = await w.server.bindUdp({ address: '198.18.0.11', port: 7001 });
+    const strangerSocket = await w.server.bindUdp({ address: '198.18.0.11', port: 7002 });
+    const cameraId = createIdentity('camera');
+    const viewerId = createIdentity('viewer');
+    const camera = description('cccc', pwd('c'), 'passive', cameraId);
+    const viewer = description('vvvv', pwd('v'), 'actpass', viewerId);
+    const puncher = new Puncher({ socket: cameraSocket, clock: w.clock }, { local: camera, remote: viewer });
+    const active: ActiveCall = { socket: cameraSocket, ended: false, puncher };
+    void puncher.punch([viewerSocket.local]).catch(() => undefined);
+    startEarlyDtls({ clock: w.clock }, { identity: cameraId }, active, camera, viewer);
+    // A stranger (who knows the fingerprints, not the check password) sends a ClientHello.
+    const heard: Uint8Array[] = [];
+    strangerSocket.on('message', (data) => heard.push(data));
+    const stranger = new DtlsEndpoint(
+      { clock: w.clock },
+      { role: 'client', identity: viewerId, remoteFingerprint: cameraId.fingerprint },
+      (d) => strangerSocket.send(d, cameraSocket.local),
+    );
+    stranger.start();
+    await w.clock.advance(1000);
+    expect(heard.filter((d) => d[0] === 22)).toHaveLength(0);
+    expect(active.dtls!.state).toBe('waiting-hello');
+    // The real viewer checks with the credentials and sends its ClientHello: flight 2 comes back.
+    const viewerPuncher = new Puncher({ socket: viewerSocket, clock: w.clock }, { local: viewer, remote: camera });
+    const confirmed = viewerPuncher.punch([cameraSocket.local]);
+    const client = new DtlsEndpoint(
+      { clock: w.clock },
+      { role: 'client', identity: viewerId, remoteFingerprint: cameraId.fingerprint },
+      (d) => viewerSocket.send(d, cameraSocket.local),
+    );
+    viewerSocket.on('message', (data) => {
+      if (data[0]! >= 20 && data[0]! <= 63) client.handle(data);
+    });
+    client.start();
+    await w.clock.run(confirmed);
+    await w.clock.advance(500);
+    expect(client.state).toBe('connected');
+    expect(active.dtls!.state).toBe('connected');
+    stranger.close();
+    active.earlyOff!();
+    active.dtls!.close();
+    client.close();
+    puncher.close();
+    viewerPuncher.close();
   });
 });
