@@ -128,7 +128,12 @@ describe('DTLS-SRTP on calls', () => {
 
 describe('the handshake beside the punch', () => {
   const pwd = (c: string): string => c.repeat(24);
-  const description = (ufrag: string, password: string, setup: 'actpass' | 'passive', identity: DtlsIdentity) =>
+  const description = (
+    ufrag: string,
+    password: string,
+    setup: 'actpass' | 'passive',
+    identity: DtlsIdentity,
+  ) =>
     ({
       publicEndpoint: { address: '198.18.0.10', port: 1 },
       ufrag,
@@ -166,7 +171,10 @@ describe('the handshake beside the punch', () => {
     expect(heard.filter((d) => d[0] === 22)).toHaveLength(0);
     expect(active.dtls!.state).toBe('waiting-hello');
     // The real viewer checks with the credentials and sends its ClientHello: flight 2 comes back.
-    const viewerPuncher = new Puncher({ socket: viewerSocket, clock: w.clock }, { local: viewer, remote: camera });
+    const viewerPuncher = new Puncher(
+      { socket: viewerSocket, clock: w.clock },
+      { local: viewer, remote: camera },
+    );
     const confirmed = viewerPuncher.punch([cameraSocket.local]);
     const client = new DtlsEndpoint(
       { clock: w.clock },
