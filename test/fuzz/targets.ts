@@ -8,12 +8,29 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { gatewaySchema, serverSchema } from '../../src/cli/configs.ts';
+import { DtlsEndpoint } from '../../src/media/secure/dtls-endpoint.ts';
+import { VirtualClock } from '../../src/net/clock.ts';
 import { DecodeError } from '../../src/protocol/decode-error.ts';
+import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
+import {
+  decodeCertificate,
+  decodeCertificateRequest,
+  decodeCertificateVerify,
+  decodeClientHello,
+  decodeClientKeyExchange,
+  decodeHandshakes,
+  decodeServerHello,
+  decodeServerKeyExchange,
+  decodeUseSrtp,
+  HandshakeType,
+} from '../../src/protocol/dtls/handshake.ts';
+import { ContentType, decodeRecords } from '../../src/protocol/dtls/record.ts';
 import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
 import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
 import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
 import { parseAuthParams, parseNameAddr } from '../../src/protocol/sip/headers.ts';
 import { decodeSip, encodeSip, SipStreamParser } from '../../src/protocol/sip/message.ts';
+import { SrtpSession } from '../../src/protocol/srtp/srtp.ts';
 import { decodeStun, encodeStun, StunClass, StunMethod } from '../../src/protocol/stun/message.ts';
 import { decodeChannelData, encodeChannelData, TurnStreamDeframer } from '../../src/protocol/stun/turn.ts';
 import { ConfigError, parseConfig } from '../../src/util/config-file.ts';
@@ -22,6 +39,52 @@ const te = new TextEncoder();
 const td = new TextDecoder();
 const CONFIG = new URL('../../config/', import.meta.url).pathname;
 const TORTURE = new URL('../../../shared/sip-torture/', import.meta.url).pathname;
+
+/** The datagrams of one real DTLS-SRTP handshake: seeds that reach every message decoder. */
+function dtlsFlights(): Uint8Array[] {
+  const clock = new VirtualClock();
+  const a = createIdentity('a');
+  const b = createIdentity('b');
+  const flights: Uint8Array[] = [];
+  let client!: DtlsEndpoint;
+  let server!: DtlsEndpoint;
+  client = new DtlsEndpoint(
+    { clock },
+    { role: 'client', identity: a, remoteFingerprint: b.fingerprint },
+    (d) => {
+      flights.push(d);
+      server.handle(d);
+    },
+  );
+  server = new DtlsEndpoint(
+    { clock },
+    { role: 'server', identity: b, remoteFingerprint: a.fingerprint },
+    (d) => {
+      flights.push(d);
+      client.handle(d);
+    },
+  );
+  server.start();
+  client.start();
+  client.close();
+  server.close();
+  return flights;
+}
+
+const BODY_DECODERS: Readonly<Record<number, (body: Uint8Array) => unknown>> = {
+  [HandshakeType.clientHello]: (body) => {
+    for (const e of decodeClientHello(body).extensions) if (e.type === 14) decodeUseSrtp(e.data);
+  },
+  [HandshakeType.serverHello]: decodeServerHello,
+  [HandshakeType.certificate]: decodeCertificate,
+  [HandshakeType.serverKeyExchange]: decodeServerKeyExchange,
+  [HandshakeType.certificateRequest]: decodeCertificateRequest,
+  [HandshakeType.certificateVerify]: decodeCertificateVerify,
+  [HandshakeType.clientKeyExchange]: decodeClientKeyExchange,
+};
+
+const SRTP_KEYS = { key: new Uint8Array(16).fill(7), salt: new Uint8Array(12).fill(9) };
+const srtpSession = new SrtpSession(7, SRTP_KEYS, SRTP_KEYS);
 
 export interface FuzzTarget {
   readonly name: string;
@@ -168,6 +231,27 @@ export const TARGETS: readonly FuzzTarget[] = [
     ],
     run: (input) => void decodeRtcp(input),
     allowed: decodeErrorOnly,
+  },
+  {
+    name: 'dtls records and handshake messages',
+    seeds: dtlsFlights(),
+    run: (input) => {
+      for (const record of decodeRecords(input)) {
+        if (record.type !== ContentType.handshake || record.epoch !== 0) continue;
+        for (const message of decodeHandshakes(record.fragment)) BODY_DECODERS[message.type]?.(message.body);
+      }
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    // Unprotecting never throws: a packet it cannot take is dropped and counted.
+    name: 'srtp and srtcp unprotect',
+    seeds: [srtpSession.protectRtp(RTP), srtpSession.protectRtcp(encodePli(1, 2))],
+    run: (input) => {
+      srtpSession.unprotectRtp(input);
+      srtpSession.unprotectRtcp(input);
+    },
+    allowed: () => false,
   },
   {
     name: 'server config',

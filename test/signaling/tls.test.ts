@@ -25,50 +25,30 @@ describe('SIP over TLS (real sockets on loopback)', () => {
       },
     );
     const port = tlsServer.tlsLocal!.port;
-    try {
-      const client = await SignalingClient.connect(
+    const connect = (tls: { ca?: string; fingerprint?: string }) =>
+      SignalingClient.connect(
         { network, clock },
         {
           server: { address: '127.0.0.1', port },
           domain: 'sc2c.lab',
           user: 'alice',
           password: 'alice-pass-1',
-          tls: { ca: cert },
+          tls,
         },
       );
+    try {
+      const client = await connect({ ca: cert });
       expect(await client.register()).toBe(3600);
       expect(tlsServer.registrations().map((r) => r.user)).toEqual(['alice']);
       client.close();
-      await expect(
-        SignalingClient.connect(
-          { network, clock },
-          {
-            server: { address: '127.0.0.1', port },
-            domain: 'sc2c.lab',
-            user: 'alice',
-            password: 'alice-pass-1',
-            tls: {},
-          },
-        ),
-      ).rejects.toThrow(/self.signed|certificate/i);
+      await expect(connect({})).rejects.toThrow(/self.signed|certificate/i);
       // Pinned by fingerprint instead of a CA: the right one registers, another is refused.
       const pin = new X509Certificate(cert).fingerprint256;
-      const connect = (fingerprint: string) =>
-        SignalingClient.connect(
-          { network, clock },
-          {
-            server: { address: '127.0.0.1', port },
-            domain: 'sc2c.lab',
-            user: 'alice',
-            password: 'alice-pass-1',
-            tls: { fingerprint },
-          },
-        );
-      const pinned = await connect(pin);
+      const pinned = await connect({ fingerprint: pin });
       expect(await pinned.register()).toBe(3600);
       pinned.close();
       const wrong = pin.replace(/^../, pin.startsWith('00') ? '11' : '00');
-      await expect(connect(wrong)).rejects.toThrow(/is not the pinned one/);
+      await expect(connect({ fingerprint: wrong })).rejects.toThrow(/is not the pinned one/);
     } finally {
       tlsServer.close();
     }
