@@ -184,7 +184,7 @@ const shortNat = (nat: string): string =>
 
 export function formatReport(report: CallsReport, file: string): string {
   const lines = [
-    `call records: ${file}${report.since ? ` (calls since ${report.since})` : ''}: ${report.total.calls} calls`,
+    `call records: ${file}${report.since ? ` (calls since ${report.since})` : ''}: ${report.total.calls} calls${report.total.plainCalls ? `, ${report.total.plainCalls} of them with plain (unencrypted) media` : ''}`,
     '',
   ];
   const rows = [

@@ -106,6 +106,8 @@ export interface UsageReport {
   readonly calls: number;
   /** Calls that carried media on the relay at some point. */
   readonly relayedCalls: number;
+  /** Calls a side recorded as `encryption: none` (plain RTP, `--insecure-media`). */
+  readonly plainCalls: number;
   readonly direct: RouteReport;
   readonly relay: RouteReport;
   /** Bytes that went direct ÷ all bytes (payload bytes); null when no media was counted. */
@@ -127,6 +129,7 @@ export interface CallsReport {
 interface Usage {
   calls: number;
   relayedCalls: number;
+  plainCalls: number;
   direct: RouteTotals;
   relay: RouteTotals;
 }
@@ -141,6 +144,7 @@ function finish(usage: Usage): UsageReport {
   return {
     calls: usage.calls,
     relayedCalls: usage.relayedCalls,
+    plainCalls: usage.plainCalls,
     direct: { ...usage.direct, wireBytes: usage.direct.bytes + WIRE_OVERHEAD_BYTES * usage.direct.packets },
     relay: { ...usage.relay, wireBytes: usage.relay.bytes + WIRE_OVERHEAD_BYTES * usage.relay.packets },
     savedRatio: all === 0 ? null : Math.round((usage.direct.bytes / all) * 10_000) / 10_000,
@@ -166,6 +170,7 @@ export function summarizeCalls(records: readonly CallRecord[], sinceMs?: number)
   const empty = (): Usage => ({
     calls: 0,
     relayedCalls: 0,
+    plainCalls: 0,
     direct: { bytes: 0, packets: 0 },
     relay: { bytes: 0, packets: 0 },
   });
@@ -194,9 +199,11 @@ export function summarizeCalls(records: readonly CallRecord[], sinceMs?: number)
       add(call.relay, only.received.relay);
     }
     call.relayedCalls = call.relay.packets > 0 ? 1 : 0;
+    call.plainCalls = caller?.encryption === 'none' || callee?.encryption === 'none' ? 1 : 0;
     for (const into of [pair, total]) {
       into.calls += call.calls;
       into.relayedCalls += call.relayedCalls;
+      into.plainCalls += call.plainCalls;
       add(into.direct, call.direct);
       add(into.relay, call.relay);
     }

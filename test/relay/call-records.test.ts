@@ -79,12 +79,15 @@ describe('call records', () => {
         route: 'relay',
         sent: { direct: { bytes: 0, packets: 0 }, relay: { bytes: 5000, packets: 5 } },
         received: { direct: { bytes: 0, packets: 0 }, relay: { bytes: 50, packets: 1 } },
+        encryption: 'none',
       }),
     ];
     const report = summarizeCalls(records);
     expect(report.records).toBe(4);
     expect(report.total.calls).toBe(2);
     expect(report.total.relayedCalls).toBe(2);
+    // c2 went in clear (--insecure-media): the report says so.
+    expect(report.total.plainCalls).toBe(1);
     expect(report.total.direct).toEqual({ bytes: 9100, packets: 10, wireBytes: 9100 + 28 * 10 });
     expect(report.total.relay).toEqual({ bytes: 6050, packets: 7, wireBytes: 6050 + 28 * 7 });
     expect(report.total.savedRatio).toBe(Math.round((9100 / 15_150) * 10_000) / 10_000);
