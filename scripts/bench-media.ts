@@ -19,11 +19,11 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { H264 } from '../src/media/negotiate.ts';
-import type { DtlsKeys } from '../src/media/secure/dtls-endpoint.ts';
-import { SecurePath } from '../src/media/secure/secure-path.ts';
 import { MediaSender } from '../src/media/sender.ts';
 import { SystemClock } from '../src/net/clock.ts';
 import { NodeNetwork } from '../src/net/node-network.ts';
+import type { DtlsKeys } from '../src/path/dtls-endpoint.ts';
+import { SecurePath } from '../src/path/secure-path.ts';
 import { masterLengths, type SrtpProfile, SrtpProfileName } from '../src/protocol/srtp/keys.ts';
 import { SrtpSession } from '../src/protocol/srtp/srtp.ts';
 

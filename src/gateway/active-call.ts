@@ -1,10 +1,10 @@
 /** What the gateway holds for each call in progress; shared by the gateway and its route keeper. */
 
-import type { DtlsEndpoint } from '../media/secure/dtls-endpoint.ts';
-import type { SecurePath } from '../media/secure/secure-path.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { UdpSocket } from '../net/types.ts';
-import type { RoutedPath } from '../relay/routed-path.ts';
+import type { DtlsEndpoint } from '../path/dtls-endpoint.ts';
+import type { RoutedPath } from '../path/routed-path.ts';
+import type { SecurePath } from '../path/secure-path.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
 

@@ -6,9 +6,9 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import type { RelayLeg } from '../path/routed-path.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import type { ShortLivedCredentials } from '../relay/credentials.ts';
-import type { RelayLeg } from '../relay/routed-path.ts';
 import { TurnClient } from '../relay/turn-client.ts';
 
 export interface RelayConfig {

@@ -7,9 +7,9 @@
 import type { Endpoint } from '../net/address.ts';
 import { isIpv4, isValidPort } from '../net/address.ts';
 import { sleep } from '../net/clock.ts';
+import type { Route } from '../path/routed-path.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
 import type { ShortLivedCredentials } from '../relay/credentials.ts';
-import type { Route } from '../relay/routed-path.ts';
 import type { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import type { ActiveCall } from './active-call.ts';

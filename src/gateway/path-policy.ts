@@ -7,8 +7,8 @@
  */
 import type { Clock } from '../net/clock.ts';
 import { sleep } from '../net/clock.ts';
+import { RoutedPath } from '../path/routed-path.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
-import { RoutedPath } from '../relay/routed-path.ts';
 import type { CallRelay } from './call-relay.ts';
 import type { CallOutcome } from './types.ts';
 

@@ -3,10 +3,11 @@
  * says actpass, our answerer takes passive, so the caller is the client), what a call needs from
  * both SDPs, and turning an established outcome into one whose media path encrypts.
  */
-import { DtlsEndpoint } from '../media/secure/dtls-endpoint.ts';
-import { SecurePath } from '../media/secure/secure-path.ts';
+
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
+import { DtlsEndpoint } from '../path/dtls-endpoint.ts';
+import { SecurePath } from '../path/secure-path.ts';
 import type { DtlsIdentity } from '../protocol/dtls/certificate.ts';
 import { isDtls } from '../protocol/dtls/record.ts';
 import type { CallDescription } from '../protocol/sdp.ts';

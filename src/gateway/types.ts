@@ -1,11 +1,11 @@
 /** The gateway's public shapes: its options, components, call outcomes and events. */
 import type { MediaRole } from '../media/negotiate.ts';
-import type { SecurePath } from '../media/secure/secure-path.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import type { Route, RoutedPath } from '../path/routed-path.ts';
+import type { SecurePath } from '../path/secure-path.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
-import type { Route, RoutedPath } from '../relay/routed-path.ts';
 import type { SignalingClientInit } from '../signaling/client.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';

@@ -8,8 +8,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { gatewaySchema, serverSchema } from '../../src/cli/configs.ts';
-import { DtlsEndpoint } from '../../src/media/secure/dtls-endpoint.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
+import { DtlsEndpoint } from '../../src/path/dtls-endpoint.ts';
 import { DecodeError } from '../../src/protocol/decode-error.ts';
 import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
 import {

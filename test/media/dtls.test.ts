@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DtlsEndpoint, type DtlsEndpointInit, type DtlsKeys } from '../../src/media/secure/dtls-endpoint.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
+import { DtlsEndpoint, type DtlsEndpointInit, type DtlsKeys } from '../../src/path/dtls-endpoint.ts';
 import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
 import { decodeRecords } from '../../src/protocol/dtls/record.ts';
 import { SrtpSession } from '../../src/protocol/srtp/srtp.ts';

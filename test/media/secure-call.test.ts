@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { ActiveCall } from '../../src/gateway/active-call.ts';
 import type { CallOutcome } from '../../src/gateway/gateway.ts';
 import { startEarlyDtls } from '../../src/gateway/secure-call.ts';
-import { DtlsEndpoint } from '../../src/media/secure/dtls-endpoint.ts';
+import { DtlsEndpoint } from '../../src/path/dtls-endpoint.ts';
 import { createIdentity, type DtlsIdentity } from '../../src/protocol/dtls/certificate.ts';
 import { Puncher } from '../../src/traversal/punch.ts';
 import { world } from '../net/world.ts';

@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import type { CallOutcome } from '../../src/gateway/gateway.ts';
 import { every } from '../../src/net/clock.ts';
+import type { Route } from '../../src/path/routed-path.ts';
 import { encodeRelayMoved } from '../../src/protocol/rtcp.ts';
 import { encodeSdp } from '../../src/protocol/sdp.ts';
-import type { Route } from '../../src/relay/routed-path.ts';
 import { TurnClient } from '../../src/relay/turn-client.ts';
 import { SignalingClient } from '../../src/signaling/client.ts';
 import { exchange, SIP, STUN, setup, stream, USERS } from './call-world.ts';

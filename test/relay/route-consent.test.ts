@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { every, VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
-import { type ConsentCredentials, RouteConsent } from '../../src/relay/route-consent.ts';
-import { RoutedPath } from '../../src/relay/routed-path.ts';
+import { type ConsentCredentials, RouteConsent } from '../../src/path/route-consent.ts';
+import { RoutedPath } from '../../src/path/routed-path.ts';
 
 const A: ConsentCredentials = {
   localUfrag: 'aaaa',

@@ -4,14 +4,15 @@
  * leaves as SRTP/SRTCP and every one that arrives must authenticate. The media code above sees a
  * plain `MediaPath`; the route switching below it keeps the one SRTP session across moves.
  */
-import type { Endpoint } from '../../net/address.ts';
-import type { UdpSocket, UdpSocketEvents } from '../../net/types.ts';
-import { isDtls } from '../../protocol/dtls/record.ts';
-import { isRtcp, isRtp } from '../../protocol/rtp.ts';
-import { SrtpProfileName } from '../../protocol/srtp/keys.ts';
-import { type SrtpCounters, SrtpSession } from '../../protocol/srtp/srtp.ts';
-import { TypedEmitter } from '../../util/typed-emitter.ts';
-import type { MediaPath } from '../path.ts';
+
+import type { MediaPath } from '../media/path.ts';
+import type { Endpoint } from '../net/address.ts';
+import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { isDtls } from '../protocol/dtls/record.ts';
+import { isRtcp, isRtp } from '../protocol/rtp.ts';
+import { SrtpProfileName } from '../protocol/srtp/keys.ts';
+import { type SrtpCounters, SrtpSession } from '../protocol/srtp/srtp.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
 import { DtlsEndpoint, type DtlsEndpointInit, type DtlsKeys } from './dtls-endpoint.ts';
 
 export interface SecureCounters extends SrtpCounters {

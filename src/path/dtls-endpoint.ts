@@ -21,8 +21,8 @@
  * can forge them); they are kept as a hint for the timeout's message.
  */
 import { createECDH, randomBytes, sign, verify } from 'node:crypto';
-import type { Clock, Timer } from '../../net/clock.ts';
-import { certificateKey, type DtlsIdentity, fingerprintOf } from '../../protocol/dtls/certificate.ts';
+import type { Clock, Timer } from '../net/clock.ts';
+import { certificateKey, type DtlsIdentity, fingerprintOf } from '../protocol/dtls/certificate.ts';
 import {
   CIPHER_ECDHE_ECDSA_AES128_GCM_SHA256,
   decodeCertificate,
@@ -48,7 +48,7 @@ import {
   type HandshakeMessage,
   HandshakeType,
   SIGNATURE_ECDSA_SHA256,
-} from '../../protocol/dtls/handshake.ts';
+} from '../protocol/dtls/handshake.ts';
 import {
   exportKeyingMaterial,
   extendedMasterSecret,
@@ -58,17 +58,17 @@ import {
   recordKeys,
   sealRecord,
   transcriptHash,
-} from '../../protocol/dtls/keys.ts';
-import { concat, uint, vector } from '../../protocol/dtls/reader.ts';
+} from '../protocol/dtls/keys.ts';
+import { concat, uint, vector } from '../protocol/dtls/reader.ts';
 import {
   ContentType,
   DTLS_1_2,
   type DtlsRecord,
   decodeRecords,
   encodeRecord,
-} from '../../protocol/dtls/record.ts';
-import { type MasterKey, masterLengths, type SrtpProfile } from '../../protocol/srtp/keys.ts';
-import { TypedEmitter } from '../../util/typed-emitter.ts';
+} from '../protocol/dtls/record.ts';
+import { type MasterKey, masterLengths, type SrtpProfile } from '../protocol/srtp/keys.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
 
 export type DtlsRole = 'client' | 'server';
 
