@@ -130,6 +130,7 @@ export async function answerCall(
     ...(previous?.routed ? { dtls: previous.dtls, secure: previous.secure } : {}),
   };
   host.register(callId, active);
+  if (active.ended) return; // the gateway closed while this call was being set up
   if (relay && remote.relayEndpoint) {
     // Before answering: the caller may send relayed media as soon as it has the answer.
     await relay

@@ -77,7 +77,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       emit: (event, ...args) => this.emit(event, ...args),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
       prepare: (mode, rtcp, media) => this.prepare(mode, rtcp, media),
-      register: (callId, active) => this.#calls.set(callId, active),
+      register: (callId, active) => this.#register(callId, active),
       attempts: (callId) => this.#attempts.get(callId) ?? 1,
       counted: (active, outcome) => this.#counted(active, outcome),
       secure: (callId, active, outcome) => this.#secure(callId, active, outcome),
@@ -299,7 +299,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       // An established call keeps its DTLS association and SRTP session across direct attempts.
       ...(previous?.routed ? { dtls: previous.dtls, secure: previous.secure } : {}),
     };
-    this.#calls.set(callId, active);
+    this.#register(callId, active);
+    if (active.ended) {
+      return {
+        failure: {
+          ok: false,
+          reason: 'the gateway closed while the call was being set up',
+          local: description,
+        },
+      };
+    }
     const answer = await this.signaling
       .request('INVITE', this.signaling.uri(user), [['Content-Type', 'application/sdp']], {
         callId,
@@ -545,10 +554,30 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.go?.();
   }
 
+  /**
+   * Makes `active` the call's current attempt. After `close()` there are no calls: an attempt that
+   * finished setting up after that (its sockets and allocation were in flight) is ended at once.
+   */
+  #register(callId: string, active: ActiveCall): void {
+    if (!this.#closed) {
+      this.#calls.set(callId, active);
+      return;
+    }
+    this.#dispose(active);
+  }
+
   #end(callId: string): void {
     this.#attempts.delete(callId);
     const active = this.#calls.get(callId);
     if (!active || active.ended) return;
+    this.#dispose(active);
+    this.#calls.delete(callId);
+    this.emit('closed', callId);
+  }
+
+  /** Everything one attempt holds: checks, sockets, the handshake, the path and the allocation. */
+  #dispose(active: ActiveCall): void {
+    if (active.ended) return;
     active.ended = true;
     active.earlyOff?.();
     active.puncher?.close();
@@ -561,7 +590,5 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.secure?.close();
     active.routed?.close();
     void active.relay?.close();
-    this.#calls.delete(callId);
-    this.emit('closed', callId);
   }
 }

@@ -118,6 +118,7 @@ export async function setup(
     alice,
     bob,
     victim,
+    serverHost,
     turn,
     gateway,
     call,
