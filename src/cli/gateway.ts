@@ -21,6 +21,7 @@ import {
   startCallMedia,
   summarizeMedia,
 } from './media.ts';
+import { isStopping, stopRequested } from './shutdown.ts';
 
 export interface CommonOptions {
   config: string;
@@ -301,10 +302,7 @@ export function registerGateway(program: Command): void {
           { source: options.source, recordPattern: options.record, live },
           (event, line) => print(line, event),
         );
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
-        });
+        await stopRequested();
         await media.close();
         await live?.close();
         gateway.close();
@@ -337,6 +335,8 @@ export function registerGateway(program: Command): void {
     )
     .option('--gap-ms <n>', 'pause between repeated calls', parseInteger('--gap-ms', 0, 600_000), 1000)
     .action(async (callee: string, options: CallOptions) => {
+      // From here a signal ends the call in progress cleanly (BYE, a finished MP4) and places no more.
+      void stopRequested();
       const clock = new SystemClock();
       const network = new NodeNetwork();
       const role = options.media
@@ -396,6 +396,7 @@ export function registerGateway(program: Command): void {
           results.push(result);
           if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
           else if (outcome.ok && !held.ok) process.stdout.write(`${prefix}call ended: ${held.reason}\n`);
+          if (isStopping()) break;
           await new Promise((r) => setTimeout(r, i + 1 < options.repeat ? options.gapMs : 200));
         }
         const ok = results.filter((r) => r.ok).length;
@@ -493,8 +494,8 @@ async function holdCall(
     ended = reason;
     stop.abort();
   });
-  const onSignal = (): void => stop.abort();
-  process.once('SIGINT', onSignal);
+  // SIGINT or SIGTERM: hang up with a BYE and finish the recording (a valid MP4), then exit.
+  void stopRequested().then(() => stop.abort());
   const started = Date.now();
   // The live line is for a person at a terminal; --json and pipes get the summary only.
   const tty = session && !options.json && process.stderr.isTTY === true;
@@ -512,7 +513,6 @@ async function holdCall(
     });
   });
   clearInterval(progress);
-  process.off('SIGINT', onSignal);
   offEnded();
   // BYE first, so the peer stops sending while our recorder finishes its file.
   gateway.hangup(outcome.callId, ended);

@@ -14,6 +14,7 @@ import { type SignalingCounters, SignalingServer } from '../signaling/server.ts'
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
+import { stopRequested } from './shutdown.ts';
 
 /** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
 const LAB_RANGE = parseCidr('198.18.0.0/15');
@@ -425,10 +426,7 @@ export function registerServer(program: Command): void {
             ' ',
           )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
       );
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      await stopRequested();
       log('stopping');
       http?.close();
       server.close();

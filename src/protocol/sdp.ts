@@ -199,11 +199,13 @@ export function decodeSdp(text: string): CallDescription {
   });
   const fingerprint = media.fingerprint ?? parsed.fingerprint;
   const setup = media.setup ?? parsed.setup;
+  // sdp-transform turns numeric-looking fields into numbers (the fuzzer found `m=video 200 0 …`).
+  const protocol = String(media.protocol ?? '');
   let dtls: CallDescription['dtls'];
-  if (fingerprint || setup || media.protocol.includes('SAVP')) {
-    if (fingerprint?.type.toLowerCase() !== 'sha-256')
+  if (fingerprint || setup || protocol.includes('SAVP')) {
+    if (String(fingerprint?.type ?? '').toLowerCase() !== 'sha-256')
       throw new DecodeError('sdp', 0, 'DTLS-SRTP needs a=fingerprint:sha-256');
-    const hash = fingerprint.hash.toUpperCase();
+    const hash = String(fingerprint?.hash ?? '').toUpperCase();
     if (!SHA256_FINGERPRINT.test(hash)) throw new DecodeError('sdp', 0, 'a=fingerprint is not 32 hex pairs');
     if (!SETUPS.includes(setup as DtlsSetup))
       throw new DecodeError('sdp', 0, 'DTLS-SRTP needs a=setup:actpass, active or passive');

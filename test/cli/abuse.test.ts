@@ -189,6 +189,7 @@ admin:
 stun: 127.0.0.1:${stun}
 domain: sc2c.test
 relay: { server: 127.0.0.1:${stun} }
+media: { certificate: 'dtls-{user}.pem' }
 accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
 `,
     );

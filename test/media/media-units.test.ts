@@ -150,6 +150,31 @@ describe('media offer/answer', () => {
     expect(decodeSdp(sdp).media).toEqual(media);
   });
 
+  it('carries the DTLS fingerprint and setup, and refuses SAVP without them', () => {
+    const base = {
+      publicEndpoint: { address: '198.18.1.1', port: 20_000 },
+      ufrag: 'abcd',
+      pwd: 'a'.repeat(24),
+      nat: 'x',
+      mode: 'sc2c',
+      portSource: 'predicted',
+      rtcpMux: true,
+    } as const;
+    const fingerprint = Array.from({ length: 32 }, (_, i) =>
+      (i * 7).toString(16).padStart(2, '0').toUpperCase(),
+    ).join(':');
+    const sdp = encodeSdp({ ...base, dtls: { fingerprint, setup: 'actpass' } }, 1);
+    expect(sdp).toContain('UDP/TLS/RTP/SAVP');
+    expect(decodeSdp(sdp).dtls).toEqual({ fingerprint, setup: 'actpass' });
+    expect(decodeSdp(encodeSdp(base, 1)).dtls).toBeUndefined();
+    expect(() => decodeSdp(sdp.replace(/a=fingerprint.*\r\n/, ''))).toThrow(/fingerprint:sha-256/);
+    expect(() => decodeSdp(sdp.replace('a=setup:actpass', 'a=setup:holdconn'))).toThrow(/a=setup/);
+    // Found by the fuzzer: sdp-transform reads the protocol of `m=video 200 0 …` as a number.
+    expect(() => decodeSdp(encodeSdp(base, 1).replace(/m=video (\d+) /, 'm=video $1 0 '))).not.toThrow(
+      TypeError,
+    );
+  });
+
   it('refuses a codec we do not have, and two cameras, with the reason', () => {
     const vp8 = [
       {
