@@ -2,6 +2,7 @@
  * Call records on the command line: the gateways' side (`sc2c gateway` and `sc2c call` send a record
  * at the end of every call) and `sc2c report`, which reads the server's record file.
  */
+import { existsSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import { Counter, Registry } from 'prom-client';
@@ -245,6 +246,11 @@ export function registerReport(program: Command): void {
           throw new UsageError((error as Error).message);
         }
       }
+      // A record file that is not there is a wrong path, not a quiet day: say so (exit 2).
+      if (options.file && !existsSync(file))
+        throw new UsageError(
+          `no call-record file at ${file}: check --file (the server writes accounting.file)`,
+        );
       const { records, skipped } = new CallRecordStore(file).read();
       const report = summarizeCalls(records, sinceMs);
       if (skipped > 0) process.stderr.write(`skipped ${skipped} unreadable lines in ${file}\n`);

@@ -201,8 +201,8 @@ function withCommon(command: Command): Command {
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
     .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
     .option(
-      '--relay <ip[:port] | turn:ip[:port][?transport=udp|tcp] | turns:ip[:port]>',
-      'TURN relay for calls no direct path serves, also as an RFC 7065 URI; transport=tcp reaches it over TCP where UDP is blocked, turns: over TLS (trusting tls.caFile) (default from the config)',
+      '--relay <server>',
+      'TURN relay for calls no direct path serves: ip[:port], or an RFC 7065 URI turn:ip[:port][?transport=udp|tcp] (tcp where UDP is blocked) or turns:ip[:port] (TLS, trusting tls.caFile) (default from the config)',
     )
     .option('--no-relay', 'direct paths only: no TURN allocation')
     .option(

@@ -1,4 +1,5 @@
 /** The `sc2c` command line: the composition root for every subcommand. */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerReport } from './accounting.ts';
 import { registerClip } from './clip.ts';
@@ -26,6 +27,16 @@ registerGateway(program);
 registerDemo(program);
 registerClip(program);
 registerReport(program);
+
+// `--version` on every command, not only the root: `sc2c gateway --version` is where people look.
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+const withVersion = (command: Command): void => {
+  command.version(version, '-V, --version', 'print the sc2c version');
+  for (const sub of command.commands) withVersion(sub);
+};
+withVersion(program);
 
 try {
   await program.parseAsync(process.argv);

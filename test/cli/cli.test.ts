@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -46,6 +46,13 @@ describe('sc2c CLI', () => {
     expect(stderr).not.toMatch(/at .*\.ts:\d+/);
   });
 
+  it('report --file on a missing file is an error (exit 2), not an empty report', async () => {
+    const { code, stdout, stderr } = await sc2c('report', '--file', '/nonexistent/calls.jsonl');
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/no call-record file at \/nonexistent\/calls\.jsonl/);
+  });
+
   it('prints help and exits non-zero on misuse', async () => {
     const { code, stderr } = await sc2c('sim', 'natcheck', '--frobnicate');
     expect(code).toBe(2);
@@ -53,12 +60,17 @@ describe('sc2c CLI', () => {
     expect(stderr).toMatch(/Usage: sc2c sim natcheck/);
   });
 
-  it('has --help on every command, found by walking the help itself', async () => {
+  it('has --help and --version on every command, found by walking the help itself; help fits 100 columns', async () => {
     const seen: string[] = [];
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
     const walk = async (path: string[]): Promise<void> => {
       const { code, stdout } = await sc2c(...path, '--help');
       expect(code, `sc2c ${path.join(' ')} --help`).toBe(0);
       expect(stdout).toMatch(/Usage: sc2c/);
+      const wide = stdout.split('\n').filter((line) => line.length > 100);
+      expect(wide, `sc2c ${path.join(' ')} --help`).toEqual([]);
+      const v = await sc2c(...path, '--version');
+      expect([v.code, v.stdout.trim()], `sc2c ${path.join(' ')} --version`).toEqual([0, version]);
       seen.push(path.join(' '));
       const commands = stdout.split(/\nCommands:\n/)[1];
       if (!commands) return;
