@@ -6,9 +6,8 @@
  * connects, the server grew by less than 50 MB, and /metrics counted the drops. Server and
  * gateways run with --unhandled-rejections=strict: a rejection nobody handled kills them.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,42 +15,19 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../free-port.ts';
 import { inputs } from '../fuzz/targets.ts';
+import { loopbackConfigs, processes, until } from './processes.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const TORTURE = new URL('../../../shared/sip-torture/', import.meta.url).pathname;
 const FLOOD_MS = 20_000;
 const TOKEN = 'abuse-test-admin-token-0123456789';
 const dir = mkdtempSync(join(tmpdir(), 'sc2c-abuse-'));
-const children: ChildProcess[] = [];
+const procs = processes();
+const sc2c = procs.start;
 
 afterAll(() => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  procs.killAll();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function sc2c(args: string[]): { child: ChildProcess; out: () => string; err: () => string } {
-  const child = spawn(process.execPath, ['--unhandled-rejections=strict', BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  return { child, out: () => out, err: () => err };
-}
-
-async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const rssMb = (pid: number): number =>
   Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
@@ -163,36 +139,16 @@ async function idleRound(sip: number): Promise<{ opened: number; closed: number 
 describe.skipIf(!present)('sc2c server under abuse (real processes on loopback)', () => {
   it('keeps the camera registered and its call up, connects a new call, stays within 50 MB and counts the drops', async () => {
     const [sip, stun, admin] = [await freePort(), await freePort(), await freePort()];
-    const serverConfig = join(dir, 'server.yaml');
-    writeFileSync(
-      serverConfig,
-      `sip:
-  listen: { address: 127.0.0.1, port: ${sip} }
-  realm: sc2c.test
-  users:
-    alice: alice-abuse-pass
-    bob: { password: bob-abuse-pass, callers: [alice] }
-stun:
-  primary: { address: 127.0.0.1, port: ${stun} }
-  alternate: { address: 127.0.0.2, port: ${stun + 1} }
-turn:
-  allowedPeers: [127.0.0.0/8]
-admin:
-  listen: { address: 127.0.0.1, port: ${admin} }
-  token: ${TOKEN}
-`,
+    const configs = loopbackConfigs(
+      dir,
+      { sip, stun },
+      '    alice: alice-abuse-pass\n    bob: { password: bob-abuse-pass, callers: [alice] }',
+      {
+        server: `turn:\n  allowedPeers: [127.0.0.0/8]\nadmin:\n  listen: { address: 127.0.0.1, port: ${admin} }\n  token: ${TOKEN}\n`,
+        gateway: `relay: { server: 127.0.0.1:${stun} }\n`,
+      },
     );
-    const gatewayConfig = join(dir, 'gateway.yaml');
-    writeFileSync(
-      gatewayConfig,
-      `server: 127.0.0.1:${sip}
-stun: 127.0.0.1:${stun}
-domain: sc2c.test
-relay: { server: 127.0.0.1:${stun} }
-media: { certificate: 'dtls-{user}.pem' }
-accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
-`,
-    );
+    const [serverConfig, gatewayConfig] = [configs.server, configs.gateway];
     const server = sc2c(['server', '--config', serverConfig]);
     await until('the server', () => /sc2c server: SIP on/.test(server.err()));
     const camera = sc2c([

@@ -3,78 +3,33 @@
  * clean-up work made testable): a viewer stopped in the middle of a recorded call hangs up, leaves
  * a valid MP4 and exits within the 5 s grace; the camera gateway stopped the same way exits too.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
+import { loopbackConfigs, processes, until } from './processes.ts';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'sc2c-signals-'));
-const children: ChildProcess[] = [];
+const procs = processes();
+const sc2c = procs.start;
 
 afterAll(() => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  procs.killAll();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function sc2c(args: string[]) {
-  const child = spawn(process.execPath, ['--unhandled-rejections=strict', BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  const exited = new Promise<{ code: number | null }>((resolve) =>
-    child.once('exit', (code) => resolve({ code })),
-  );
-  return { child, exited, out: () => out, err: () => err };
-}
-
-async function until(what: string, done: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('signals end calls cleanly (real processes on loopback)', () => {
   it('SIGTERM mid-recording: BYE, a valid MP4, the viewer, the camera and the server exit by themselves', async () => {
     const [sip, stun] = [await freePort(), await freePort()];
-    const serverConfig = join(dir, 'server.yaml');
-    writeFileSync(
-      serverConfig,
-      `sip:
-  listen: { address: 127.0.0.1, port: ${sip} }
-  realm: sc2c.test
-  users:
-    viewer: viewer-signal-pass
-    camera: { password: camera-signal-pass, callers: [viewer] }
-stun:
-  primary: { address: 127.0.0.1, port: ${stun} }
-  alternate: { address: 127.0.0.2, port: ${stun + 1} }
-`,
+    const configs = loopbackConfigs(
+      dir,
+      { sip, stun },
+      '    viewer: viewer-signal-pass\n    camera: { password: camera-signal-pass, callers: [viewer] }',
     );
-    const gatewayConfig = join(dir, 'gateway.yaml');
-    writeFileSync(
-      gatewayConfig,
-      `server: 127.0.0.1:${sip}
-stun: 127.0.0.1:${stun}
-domain: sc2c.test
-media: { certificate: 'dtls-{user}.pem' }
-accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
-`,
-    );
+    const [serverConfig, gatewayConfig] = [configs.server, configs.gateway];
     const server = sc2c(['server', '--config', serverConfig]);
     await until('the server', () => /sc2c server: SIP on/.test(server.err()));
     const camera = sc2c([

@@ -112,6 +112,17 @@ describe('RTCP', () => {
   });
 });
 
+/** A call description for SDP round trips. */
+const DESCRIPTION = {
+  publicEndpoint: { address: '198.18.1.1', port: 20_000 },
+  ufrag: 'abcd',
+  pwd: 'a'.repeat(24),
+  nat: 'x',
+  mode: 'sc2c',
+  portSource: 'predicted',
+  rtcpMux: true,
+} as const;
+
 describe('media offer/answer', () => {
   const camera = { send: true, receive: false, audio: [OPUS, PCMU] };
   const viewer = { send: false, receive: true, audio: [OPUS, PCMU] };
@@ -134,32 +145,12 @@ describe('media offer/answer', () => {
 
   it('survives the SDP round trip', () => {
     const media = offerFor({ ...viewer, send: true });
-    const sdp = encodeSdp(
-      {
-        publicEndpoint: { address: '198.18.1.1', port: 20_000 },
-        ufrag: 'abcd',
-        pwd: 'a'.repeat(24),
-        nat: 'x',
-        mode: 'sc2c',
-        portSource: 'predicted',
-        rtcpMux: true,
-        media,
-      },
-      1,
-    );
+    const sdp = encodeSdp({ ...DESCRIPTION, media }, 1);
     expect(decodeSdp(sdp).media).toEqual(media);
   });
 
   it('carries the DTLS fingerprint and setup, and refuses SAVP without them', () => {
-    const base = {
-      publicEndpoint: { address: '198.18.1.1', port: 20_000 },
-      ufrag: 'abcd',
-      pwd: 'a'.repeat(24),
-      nat: 'x',
-      mode: 'sc2c',
-      portSource: 'predicted',
-      rtcpMux: true,
-    } as const;
+    const base = DESCRIPTION;
     const fingerprint = Array.from({ length: 32 }, (_, i) =>
       (i * 7).toString(16).padStart(2, '0').toUpperCase(),
     ).join(':');

@@ -1,0 +1,88 @@
+/**
+ * Real `sc2c` processes for the CLI tests on loopback: spawned with unhandled rejections fatal,
+ * their output collected, every one killed when the test file ends; and a loopback server and
+ * gateway config pair.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+
+export interface Sc2cProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null }>;
+  out(): string;
+  err(): string;
+}
+
+export function processes() {
+  const children: ChildProcess[] = [];
+  return {
+    start(args: readonly string[]): Sc2cProcess {
+      const child = spawn(process.execPath, ['--unhandled-rejections=strict', BIN, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(child);
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      child.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const exited = new Promise<{ code: number | null }>((resolve) =>
+        child.once('exit', (code) => resolve({ code })),
+      );
+      return { child, exited, out: () => out, err: () => err };
+    },
+    killAll(): void {
+      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+export async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A loopback server config (`users` as YAML lines under `sip.users`, `extra` appended) and a
+ * gateway config for it, written into `dir`; the gateways' DTLS certificates and spool stay there.
+ */
+export function loopbackConfigs(
+  dir: string,
+  ports: { sip: number; stun: number },
+  users: string,
+  extra = { server: '', gateway: '' },
+): { server: string; gateway: string } {
+  const server = join(dir, 'server.yaml');
+  writeFileSync(
+    server,
+    `sip:
+  listen: { address: 127.0.0.1, port: ${ports.sip} }
+  realm: sc2c.test
+  users:
+${users}
+stun:
+  primary: { address: 127.0.0.1, port: ${ports.stun} }
+  alternate: { address: 127.0.0.2, port: ${ports.stun + 1} }
+${extra.server}`,
+  );
+  const gateway = join(dir, 'gateway.yaml');
+  writeFileSync(
+    gateway,
+    `server: 127.0.0.1:${ports.sip}
+stun: 127.0.0.1:${ports.stun}
+domain: sc2c.test
+media: { certificate: 'dtls-{user}.pem' }
+accounting: { publish: false, spoolFile: '${join(dir, 'spool-{user}.jsonl')}' }
+${extra.gateway}`,
+  );
+  return { server, gateway };
+}
