@@ -36,7 +36,8 @@ export class SecurePath implements MediaPath {
   #closed = false;
 
   private constructor(
-    private readonly inner: MediaPath,
+    /** The path under the encryption: what crosses the wire. */
+    readonly inner: MediaPath,
     readonly endpoint: DtlsEndpoint | undefined,
     sourceChecked: boolean,
   ) {

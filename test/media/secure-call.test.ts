@@ -113,6 +113,26 @@ describe('DTLS-SRTP on calls', () => {
     t.close();
   });
 
+  it('without rtcp-mux, RTCP on the separate pair goes as SRTCP under the same session', async () => {
+    const s = await setup('symmetric-seq1', 'symmetric-seq1', { dtls: both, rtcpMux: false });
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    const theirs = other.path!.rtcp!;
+    const ours = outcome.path!.rtcp!;
+    const got: Uint8Array[] = [];
+    const onWire: Uint8Array[] = [];
+    theirs.socket.on('message', (data) => got.push(data));
+    other.secure!.inner.rtcp!.socket.on('message', (data) => onWire.push(data));
+    const rr = Uint8Array.from([0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78]);
+    ours.socket.send(rr, ours.remote);
+    await s.clock.advance(200);
+    expect(got.map((p) => Buffer.from(p))).toEqual([Buffer.from(rr)]);
+    // On the wire: SRTCP, the 8-byte header, a GCM tag and the E-flag and index.
+    const wire = onWire.filter((p) => p[1] === 201);
+    expect(wire.map((p) => p.byteLength)).toEqual([8 + 16 + 4]);
+    s.close();
+  });
+
   it('sends plain RTP when both sides turned encryption off, and says so', async () => {
     const s = await setup('symmetric-seq1', 'symmetric-seq1');
     const { outcome, other } = await s.call();

@@ -23,7 +23,8 @@ export const TURN_SECRET = 'path-policy-turn-secret';
  * `issuedOnly`: the relay knows no users, only the secret the signaling server issues short-lived
  * credentials under (as a coturn with use-auth-secret), so a call relays only if they are used.
  * `tcpUsers` reach the TURN server over TCP; `udpBlockedA`: alice's network drops all UDP; `dtls`:
- * the users whose gateways encrypt media, with their identities.
+ * the users whose gateways encrypt media, with their identities; `rtcpMux: false`: a separate RTCP
+ * pair (and then no relay, which needs mux).
  */
 export async function setup(
   natA: string,
@@ -33,6 +34,7 @@ export async function setup(
     tcpUsers = [] as string[],
     udpBlockedA = false,
     dtls = {} as Partial<Record<keyof typeof USERS, DtlsInit>>,
+    rtcpMux = true,
   } = {},
 ) {
   const clock = new VirtualClock();
@@ -100,6 +102,7 @@ export async function setup(
               }
             : undefined,
           dtls: dtls[user],
+          rtcpMux,
         },
       ),
     );
