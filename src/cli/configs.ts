@@ -1,7 +1,9 @@
 /** Server and gateway config files: validated at start-up, every error names the field. */
+
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
+import { SHA256_FINGERPRINT } from '../protocol/dtls/certificate.ts';
 import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
 import { type Accounts, accountsFrom } from '../signaling/accounts.ts';
 import { parseConfig, readConfigFile } from '../util/config-file.ts';
@@ -148,7 +150,7 @@ export const gatewaySchema = z
         /** The server certificate's SHA-256 fingerprint, pinned: `sc2c server` prints it at start. */
         fingerprint: z
           .string()
-          .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$/, 'a SHA-256 fingerprint: 32 hex pairs with colons')
+          .regex(SHA256_FINGERPRINT, 'a SHA-256 fingerprint: 32 hex pairs with colons')
           .optional(),
       })
       .strict()

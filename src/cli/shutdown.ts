@@ -5,6 +5,7 @@
  * someone forgot must not keep a stopped service alive, issue 18). A second signal exits at once.
  */
 let requested: Promise<NodeJS.Signals> | undefined;
+let stopping = false;
 
 /** How long a stopping process may take before it is ended regardless. */
 export const SHUTDOWN_GRACE_MS = 5000;
@@ -29,8 +30,6 @@ export function stopRequested(graceMs = SHUTDOWN_GRACE_MS): Promise<NodeJS.Signa
   });
   return requested;
 }
-
-let stopping = false;
 
 /** True once SIGINT or SIGTERM arrived (after `stopRequested` was called). */
 export function isStopping(): boolean {

@@ -20,7 +20,7 @@
  * handshake completes or `timeoutMs` runs out. Unauthenticated alerts do not end a handshake (anyone
  * can forge them); they are kept as a hint for the timeout's message.
  */
-import { createECDH, randomBytes, sign, verify } from 'node:crypto';
+import { createECDH, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
 import type { Clock, Timer } from '../net/clock.ts';
 import { certificateKey, type DtlsIdentity, fingerprintOf } from '../protocol/dtls/certificate.ts';
 import {
@@ -690,11 +690,8 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   }
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  let diff = 0;
-  for (let i = 0; i < a.byteLength; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
+/** Finished verify_data, compared in constant time. */
+const equal = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.byteLength === b.byteLength && timingSafeEqual(a, b);
 
 const short = (fingerprint: string): string => `${fingerprint.slice(0, 8)}…${fingerprint.slice(-8)}`;

@@ -13,7 +13,7 @@ import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { SrtpProfileName } from '../protocol/srtp/keys.ts';
 import { type SrtpCounters, SrtpSession } from '../protocol/srtp/srtp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
-import { DtlsEndpoint, type DtlsEndpointInit, type DtlsKeys } from './dtls-endpoint.ts';
+import type { DtlsEndpoint, DtlsKeys } from './dtls-endpoint.ts';
 
 export interface SecureCounters extends SrtpCounters {
   /** Media we were asked to send before the keys existed (the handshake still running). */
@@ -196,5 +196,3 @@ class SrtpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
     this.inner.close();
   }
 }
-
-export { DtlsEndpoint, type DtlsEndpointInit };

@@ -9,6 +9,7 @@
 import * as sdpTransform from 'sdp-transform';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { DecodeError } from './decode-error.ts';
+import { SHA256_FINGERPRINT } from './dtls/certificate.ts';
 
 export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
@@ -64,8 +65,6 @@ export interface CallDescription {
 /** RFC 4145 §4 as RFC 5763 §5 uses it: the offerer says actpass, the answerer picks. */
 export type DtlsSetup = 'actpass' | 'active' | 'passive';
 const SETUPS: readonly DtlsSetup[] = ['actpass', 'active', 'passive'];
-/** 32 upper-case hex pairs with colons (RFC 8122 §5). */
-const SHA256_FINGERPRINT = /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/;
 
 export function encodeSdp(description: CallDescription, sessionId: number): string {
   const d = description;

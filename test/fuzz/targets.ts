@@ -22,6 +22,7 @@ import {
   decodeServerHello,
   decodeServerKeyExchange,
   decodeUseSrtp,
+  ExtensionType,
   HandshakeType,
 } from '../../src/protocol/dtls/handshake.ts';
 import { ContentType, decodeRecords } from '../../src/protocol/dtls/record.ts';
@@ -73,7 +74,8 @@ function dtlsFlights(): Uint8Array[] {
 
 const BODY_DECODERS: Readonly<Record<number, (body: Uint8Array) => unknown>> = {
   [HandshakeType.clientHello]: (body) => {
-    for (const e of decodeClientHello(body).extensions) if (e.type === 14) decodeUseSrtp(e.data);
+    for (const e of decodeClientHello(body).extensions)
+      if (e.type === ExtensionType.useSrtp) decodeUseSrtp(e.data);
   },
   [HandshakeType.serverHello]: decodeServerHello,
   [HandshakeType.certificate]: decodeCertificate,

@@ -4,7 +4,7 @@
  * and counts what is still live on the virtual network.
  */
 import { describe, expect, it } from 'vitest';
-import type { CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
+import type { Gateway } from '../../src/gateway/gateway.ts';
 import { createIdentity } from '../../src/protocol/dtls/certificate.ts';
 import { exchange, setup, stream } from '../relay/call-world.ts';
 
@@ -77,7 +77,7 @@ describe('a call closed in any state leaves nothing behind', () => {
     await s.clock.advance(150);
     caller.close();
     callee.close();
-    await s.clock.run(placed.then((o: CallOutcome) => o));
+    await s.clock.run(placed);
     await expectNothingLeft(s, [caller, callee]);
   });
 

@@ -23,6 +23,9 @@ export interface DtlsIdentity {
   readonly fingerprint: string;
 }
 
+/** A SHA-256 fingerprint as RFC 8122 writes it: 32 hex pairs with colons (either case). */
+export const SHA256_FINGERPRINT = /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/i;
+
 /** SHA-256 fingerprint of a DER certificate in RFC 8122 form (upper-case hex pairs with colons). */
 export function fingerprintOf(der: Uint8Array): string {
   const hex = createHash('sha256').update(der).digest('hex').toUpperCase();
