@@ -5,13 +5,14 @@
 import { existsSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { callRecord, RecordPublisher } from '../gateway/call-accounting.ts';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
 import type { Clock } from '../net/clock.ts';
 import { CallRecordStore, type CallsReport, parseSince, summarizeCalls } from '../relay/call-records.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { type loadGatewayConfig, loadServerConfig } from './configs.ts';
+import { listenProblem } from './errors.ts';
 
 type AccountingConfig = ReturnType<typeof loadGatewayConfig>['accounting'];
 
@@ -99,9 +100,30 @@ export class GatewayAccounting {
  * `/metrics` for a gateway (Prometheus text format) on 127.0.0.1:`port`: its calls and media bytes
  * per route, from the same records it sends to the server.
  */
-export async function serveGatewayMetrics(port: number, accounting: GatewayAccounting): Promise<HttpServer> {
+/** A camera's state as the gateway reports it (`/cameras`, metrics). */
+export interface CameraStatus {
+  readonly camera: string;
+  readonly registered: boolean;
+  /** `online`, `unreachable: <reason>`, or `checking`. */
+  readonly source: string;
+  /** ffmpeg pulls of the source since start: one per viewer session group, not per viewer. */
+  readonly sourcePulls: number;
+  readonly viewers: number;
+  readonly passthrough: boolean;
+}
+
+/**
+ * Prometheus `/metrics` on 127.0.0.1:`port` for one gateway or several (one per camera): call and
+ * byte totals summed, and with `cameras` per-camera gauges plus `/cameras` as JSON.
+ */
+export async function serveGatewayMetrics(
+  port: number,
+  accountings: readonly GatewayAccounting[],
+  cameras?: () => readonly CameraStatus[],
+): Promise<HttpServer> {
   const registry = new Registry();
-  const t = accounting.totals;
+  const total = (read: (t: GatewayAccounting['totals']) => number): number =>
+    accountings.reduce((sum, a) => sum + read(a.totals), 0);
   const counter = (
     name: string,
     help: string,
@@ -123,7 +145,7 @@ export async function serveGatewayMetrics(port: number, accounting: GatewayAccou
     'sc2c_gateway_calls_total',
     'Finished calls by final route (failed: no media path).',
     ['route'],
-    () => (['direct', 'relay', 'failed'] as const).map((route) => [{ route }, t.calls[route]]),
+    () => (['direct', 'relay', 'failed'] as const).map((route) => [{ route }, total((t) => t.calls[route])]),
   );
   counter(
     'sc2c_gateway_media_bytes_total',
@@ -131,8 +153,8 @@ export async function serveGatewayMetrics(port: number, accounting: GatewayAccou
     ['route', 'direction'],
     () =>
       routes.flatMap((route) => [
-        [{ route, direction: 'sent' }, t.sent[route].bytes],
-        [{ route, direction: 'received' }, t.received[route].bytes],
+        [{ route, direction: 'sent' }, total((t) => t.sent[route].bytes)],
+        [{ route, direction: 'received' }, total((t) => t.received[route].bytes)],
       ]),
   );
   counter(
@@ -141,22 +163,52 @@ export async function serveGatewayMetrics(port: number, accounting: GatewayAccou
     ['route', 'direction'],
     () =>
       routes.flatMap((route) => [
-        [{ route, direction: 'sent' }, t.sent[route].packets],
-        [{ route, direction: 'received' }, t.received[route].packets],
+        [{ route, direction: 'sent' }, total((t) => t.sent[route].packets)],
+        [{ route, direction: 'received' }, total((t) => t.received[route].packets)],
       ]),
   );
   counter('sc2c_gateway_route_switches_total', 'Moves between the direct path and the relay.', [], () => [
-    [{}, t.switches],
+    [{}, total((t) => t.switches)],
   ]);
   counter(
     'sc2c_gateway_records_spooled_total',
     'Call records the server did not take (kept in the spool).',
     [],
-    () => [[{}, t.spooled]],
+    () => [[{}, total((t) => t.spooled)]],
   );
+  if (cameras) {
+    counter(
+      'sc2c_camera_source_pulls_total',
+      'ffmpeg pulls of each camera source (one serves every viewer watching at the time).',
+      ['camera'],
+      () => cameras().map((c) => [{ camera: c.camera }, c.sourcePulls]),
+    );
+    const gauge = (name: string, help: string, read: (c: CameraStatus) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['camera'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const c of cameras()) this.set({ camera: c.camera }, read(c));
+        },
+      });
+    gauge('sc2c_camera_viewers', 'Viewers watching each camera now.', (c) => c.viewers);
+    gauge('sc2c_camera_source_online', '1 when the source answered its last check.', (c) =>
+      c.source === 'online' ? 1 : 0,
+    );
+    gauge('sc2c_camera_registered', '1 while the camera is registered with the server.', (c) =>
+      c.registered ? 1 : 0,
+    );
+  }
   const server = createServer((req, res) => {
+    if (req.url === '/cameras' && cameras) {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(cameras())}\n`);
+      return;
+    }
     if (req.url !== '/metrics') {
-      res.writeHead(404).end('try /metrics\n');
+      res.writeHead(404).end(cameras ? 'try /metrics or /cameras\n' : 'try /metrics\n');
       return;
     }
     registry.metrics().then(
@@ -166,7 +218,7 @@ export async function serveGatewayMetrics(port: number, accounting: GatewayAccou
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new UsageError(`cannot serve metrics on 127.0.0.1:${port}: ${error.code ?? error.message}`)),
+      reject(new UsageError(`cannot serve metrics on 127.0.0.1:${port} (${listenProblem(error)})`)),
     );
     server.listen(port, '127.0.0.1', resolve);
   });

@@ -2,6 +2,7 @@
 
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { parseSource } from '../media/source.ts';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { SHA256_FINGERPRINT } from '../protocol/dtls/certificate.ts';
 import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
@@ -42,10 +43,15 @@ export const serverSchema = z
       })
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),
+    /**
+     * The RFC 5780 STUN server. `alternate` on a second address of this host adds the filtering
+     * test and address-dependent mapping; without it the alternate is the primary's address on
+     * the next port, which is all mapping, the allocation step and port prediction need.
+     */
     stun: z
       .object({
         primary: endpoint,
-        alternate: endpoint,
+        alternate: endpoint.optional(),
         /** Binding requests answered per source address and second (a burst of twice that). */
         perSourcePerSecond: z.number().int().min(1).max(100_000).default(100),
       })
@@ -93,7 +99,8 @@ export const serverSchema = z
 
 const usersSchema = z.object({ users: z.record(z.string(), user) }).strict();
 
-export type ServerConfig = z.infer<typeof serverSchema> & {
+export type ServerConfig = Omit<z.infer<typeof serverSchema>, 'stun'> & {
+  stun: z.infer<typeof serverSchema>['stun'] & { alternate: Endpoint };
   /** Every user with its password and access list; a user with no `callers` may be called by nobody. */
   users: Accounts;
   tls?: { port: number; cert: string; key: string };
@@ -117,13 +124,64 @@ export function loadServerConfig(path: string): ServerConfig {
   const tls = config.sip.tls && tlsFiles(config.sip.tls, 'TLS');
   const turnTls = config.turn?.tls && tlsFiles(config.turn.tls, 'TURN TLS');
   const accounting = config.accounting && { file: resolve(dirname(path), config.accounting.file) };
-  return { ...config, users, tls, turnTls, accounting };
+  const { primary } = config.stun;
+  const alternate = config.stun.alternate ?? { address: primary.address, port: primary.port + 1 };
+  if (alternate.address === primary.address && alternate.port === primary.port)
+    throw new UsageError(
+      `${path}: stun.alternate is the same as stun.primary; give another address (or port), or leave it out`,
+    );
+  if (alternate.port > 65535)
+    throw new UsageError(
+      `${path}: stun.primary.port leaves no next port for the alternate; set stun.alternate`,
+    );
+  return { ...config, stun: { ...config.stun, alternate }, users, tls, turnTls, accounting };
 }
+
+/** SIP user names we accept in configs: they end up in URIs, file names and metric labels. */
+const userName = z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'letters, digits and . _ ~ - only (1-64)');
+
+/**
+ * One camera of a gateway that serves several (issue 18): registered as its own SIP user, with
+ * its own access list; its source is pulled once however many viewers watch.
+ */
+const camera = z
+  .object({
+    /** testsrc | file:PATH | rtsp://… | v4l2:/dev/videoN, checked at start. */
+    source: z.string().refine((text) => {
+      try {
+        parseSource(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'a source: testsrc, file:PATH, rtsp://HOST/PATH or v4l2:/dev/videoN'),
+    password,
+    /** Who may call this camera (user names); left out, the server's users file decides. */
+    callers: z.array(userName).optional(),
+    /**
+     * Re-encode with the media settings. Default: an H.264 RTSP camera is passed through as it is
+     * (`-c copy`), every other source is encoded.
+     */
+    transcode: z.boolean().optional(),
+  })
+  .strict();
+
+/** Cameras one gateway serves: a 64-camera NVR with room to spare, and a bound on processes. */
+export const MAX_CAMERAS = 128;
 
 /** The gateway config's schema. */
 export const gatewaySchema = z
   .object({
     server: z.string(),
+    /** The SIP user this gateway (or viewer) registers as, unless `--user` says otherwise. */
+    user: userName.optional(),
+    /** Its password (SC2C_PASSWORD or `--password` win); keep the file private (sc2c init makes it 0600). */
+    password: password.optional(),
+    /** Several cameras, each its own SIP user: `sc2c gateway` with no `--user` serves them all. */
+    cameras: z
+      .record(userName, camera)
+      .refine((c) => Object.keys(c).length <= MAX_CAMERAS, `at most ${MAX_CAMERAS} cameras`)
+      .optional(),
     stun: z.string(),
     domain: z.string().min(1),
     mode: z.enum(TRAVERSAL_MODES).default('sc2c'),
@@ -255,18 +313,28 @@ export function placeholderSecrets(config: ServerConfig, turnSecret?: string): s
   return found;
 }
 
+/** A DNS name (RFC 1123 labels), resolved at start. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * `host[:port]`: an IPv4 literal, or a host name left for the caller to resolve (`resolveHost`).
+ */
 export function parseEndpoint(text: string, what: string, defaultPort?: number): Endpoint {
-  const [address, portText] = text.split(':');
+  const [address, portText, extra] = text.split(':');
   const portNumber = portText === undefined ? defaultPort : Number(portText);
   if (
     !address ||
-    !isIpv4(address) ||
+    extra !== undefined ||
+    !(isIpv4(address) || (HOST_NAME.test(address) && !/^[\d.]+$/.test(address))) ||
     portNumber === undefined ||
     !Number.isInteger(portNumber) ||
     portNumber < 1 ||
     portNumber > 65535
   ) {
-    throw new UsageError(`${what} must be IPv4[:port], e.g. 198.18.0.10:5060; got '${text}'`);
+    throw new UsageError(
+      `${what} must be host[:port] (an IPv4 address or a host name), e.g. 198.18.0.10:5060 or sip.example.org; got '${text}'`,
+    );
   }
   return { address, port: portNumber };
 }

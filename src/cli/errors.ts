@@ -37,3 +37,18 @@ export function parseFloatIn(name: string, min: number, max: number): (value: st
     return n;
   };
 }
+
+/** What a failed bind or listen means for the person running the command. */
+export function listenProblem(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'port in use: another process listens there (another sc2c server?)';
+    case 'EADDRNOTAVAIL':
+      return 'address not on this host';
+    case 'EACCES':
+      return 'permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE';
+    default:
+      return (error as Error | undefined)?.message ?? String(error);
+  }
+}

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerReport } from './accounting.ts';
+import { registerCall } from './call.ts';
 import { registerClip } from './clip.ts';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
@@ -24,6 +25,7 @@ registerLab(program);
 registerUdp(program);
 registerServer(program);
 registerGateway(program);
+registerCall(program);
 registerDemo(program);
 registerClip(program);
 registerReport(program);

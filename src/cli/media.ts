@@ -9,6 +9,7 @@ import type { LiveView } from '../media/live-view.ts';
 import { agreed, type MediaRole, OPUS, PCMU } from '../media/negotiate.ts';
 import { MediaSession, type SessionStats } from '../media/session.ts';
 import { parseSource } from '../media/source.ts';
+import type { SourceFeed } from '../media/source-hub.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
 import { DEFAULT_MEDIA } from '../protocol/sdp.ts';
@@ -50,7 +51,7 @@ export async function startCallMedia(
   c: MediaComponents,
   outcome: CallOutcome,
   config: MediaConfig,
-  options: { source?: string; recordPath?: string; live?: LiveView },
+  options: { source?: string; recordPath?: string; live?: LiveView; feed?: SourceFeed },
 ): Promise<MediaSession | undefined> {
   if (!outcome.ok || !outcome.path) throw new Error('no direct path to carry media');
   const weAnswered = outcome.role === 'callee';
@@ -59,7 +60,12 @@ export async function startCallMedia(
   if (!media.sendVideo && !media.receiveVideo) return undefined;
   if (options.recordPath && media.receiveVideo) mkdirSync(dirname(options.recordPath), { recursive: true });
   const encode = encodeInit(config, options.source);
-  if (media.sendVideo && encode.source.kind === 'file' && resolve(encode.source.path) === CLIP_PATH)
+  if (
+    media.sendVideo &&
+    !options.feed &&
+    encode.source.kind === 'file' &&
+    resolve(encode.source.path) === CLIP_PATH
+  )
     await ensureClip(c.ffmpeg().binary);
   return MediaSession.start(
     { clock: c.clock, network: c.network, ffmpeg: c.ffmpeg() },
@@ -67,6 +73,7 @@ export async function startCallMedia(
       path: outcome.path,
       agreed: media,
       encode,
+      feed: options.feed,
       recordPath: options.recordPath,
       live: media.receiveVideo ? options.live : undefined,
       peerTimeoutMs: config.peerTimeoutMs,
@@ -146,7 +153,7 @@ export function serveMedia(
   c: MediaComponents,
   gateway: Gateway,
   config: MediaConfig,
-  options: { source?: string; recordPattern?: string; live?: LiveView },
+  options: { source?: string; recordPattern?: string; live?: LiveView; feed?: SourceFeed },
   report: (event: Record<string, unknown>, line: string) => void,
 ): { close(): Promise<void> } {
   const sessions = new Map<string, MediaSession>();
@@ -174,7 +181,12 @@ export function serveMedia(
     if (!outcome.ok) return;
     outcomes.set(outcome.callId, outcome);
     const recordPath = options.recordPattern?.replace('{call}', outcome.callId.replace(/[^\w-]/g, ''));
-    startCallMedia(c, outcome, config, { source: options.source, recordPath, live: options.live })
+    startCallMedia(c, outcome, config, {
+      source: options.source,
+      recordPath,
+      live: options.live,
+      feed: options.feed,
+    })
       .then((session) => {
         if (!session) return;
         sessions.set(outcome.callId, session);

@@ -14,6 +14,7 @@ import { type SignalingCounters, SignalingServer } from '../signaling/server.ts'
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
+import { listenProblem } from './errors.ts';
 import { stopRequested } from './shutdown.ts';
 
 /** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
@@ -319,119 +320,138 @@ export function registerServer(program: Command): void {
       const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
       const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
       checkSecrets(config, options.config, turnSecret, adminToken, log);
-      let stun: StunResponder;
+      // Whatever opened before a later listen fails is closed, so the error exits the process.
+      const opened: (() => void)[] = [];
       try {
-        stun = await StunResponder.start(network, {
-          primary: config.stun.primary,
-          alternate: config.stun.alternate,
-          perSourcePerSecond: config.stun.perSourcePerSecond,
-          now: () => clock.now(),
-          software: 'sc2c-gateway',
-          // The primary socket carries TURN too: every client's relayed media arrives on it.
-          receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
-        });
-      } catch (error) {
-        throw new UsageError(
-          `cannot listen for STUN on ${config.stun.primary.address} and ${config.stun.alternate.address} (${(error as Error).message}): both addresses must be on this host, e.g. run it in the lab's server host (sc2c lab exec server -- npx sc2c server), or set stun.primary / stun.alternate in ${options.config}`,
-        );
-      }
-      let turn: TurnServer | undefined;
-      if (config.turn) {
-        const t = config.turn;
-        turn = TurnServer.attach(
+        let stun: StunResponder;
+        try {
+          stun = await StunResponder.start(network, {
+            primary: config.stun.primary,
+            alternate: config.stun.alternate,
+            perSourcePerSecond: config.stun.perSourcePerSecond,
+            now: () => clock.now(),
+            software: 'sc2c-gateway',
+            // The primary socket carries TURN too: every client's relayed media arrives on it.
+            receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
+          });
+          opened.push(() => stun.close());
+        } catch (error) {
+          const { primary, alternate } = config.stun;
+          const where =
+            primary.address === alternate.address
+              ? `${primary.address} ports ${primary.port} and ${alternate.port}`
+              : `${primary.address} and ${alternate.address}`;
+          throw new UsageError(
+            `cannot listen for STUN on ${where} (${listenProblem(error)}): the address must be on this host and the ports free; set stun.primary (and stun.alternate, or leave it out for one address) in ${options.config}, or in the lab run it in the server host (sc2c lab exec server -- npx sc2c server)`,
+          );
+        }
+        let turn: TurnServer | undefined;
+        if (config.turn) {
+          const t = config.turn;
+          turn = TurnServer.attach(
+            { network, clock },
+            {
+              listen: config.stun.primary,
+              relayAddress: t.relayAddress ?? config.stun.primary.address,
+              realm: t.realm ?? config.sip.realm,
+              users: passwordsOf(config.users),
+              secret: turnSecret,
+              maxCredentialTtlS: t.credentialTtlS,
+              userQuota: t.userQuota,
+              capacity: t.capacity,
+              perSourceQuota: t.perSourceQuota,
+              unauthenticatedPerSecond: t.unauthenticatedPerSecond,
+              deniedPeers: t.deniedPeers,
+              allowedPeers: t.allowedPeers,
+              software: 'sc2c-gateway',
+            },
+            stun.socketAt(config.stun.primary)!,
+          );
+          const relay = turn;
+          opened.push(() => relay.close());
+          stun.delegate = (data, from) => relay.handle(data, from);
+          if (t.tcp) {
+            try {
+              await relay.listenTcp();
+            } catch (error) {
+              throw new UsageError(
+                `cannot listen for TURN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}); set turn.tcp: false in ${options.config} to run without it`,
+              );
+            }
+          }
+          const turnTls = config.turnTls;
+          if (turnTls) {
+            const at = { address: config.stun.primary.address, port: turnTls.port };
+            try {
+              await relay.listenTcp(at, turnTls);
+            } catch (error) {
+              throw new UsageError(
+                `cannot listen for TURN over TLS on ${at.address}:${at.port} (${listenProblem(error)}); check turn.tls in ${options.config}`,
+              );
+            }
+          }
+        }
+        const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
+        const server = await SignalingServer.start(
           { network, clock },
           {
-            listen: config.stun.primary,
-            relayAddress: t.relayAddress ?? config.stun.primary.address,
-            realm: t.realm ?? config.sip.realm,
-            users: passwordsOf(config.users),
-            secret: turnSecret,
-            maxCredentialTtlS: t.credentialTtlS,
-            userQuota: t.userQuota,
-            capacity: t.capacity,
-            perSourceQuota: t.perSourceQuota,
-            unauthenticatedPerSecond: t.unauthenticatedPerSecond,
-            deniedPeers: t.deniedPeers,
-            allowedPeers: t.allowedPeers,
-            software: 'sc2c-gateway',
+            listen: config.sip.listen,
+            realm: config.sip.realm,
+            users: config.users,
+            tls: config.tls,
+            log,
+            onCallRecord: records && ((body, user) => records.take(body, user)),
+            turnCredentials: turnSecret
+              ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS }
+              : undefined,
           },
-          stun.socketAt(config.stun.primary)!,
-        );
-        const relay = turn;
-        stun.delegate = (data, from) => relay.handle(data, from);
-        if (t.tcp) {
-          try {
-            await relay.listenTcp();
-          } catch (error) {
-            throw new UsageError(
-              `cannot listen for TURN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${(error as Error).message}); set turn.tcp: false in ${options.config} to run without it`,
-            );
-          }
-        }
-        const turnTls = config.turnTls;
-        if (turnTls) {
-          const at = { address: config.stun.primary.address, port: turnTls.port };
-          try {
-            await relay.listenTcp(at, turnTls);
-          } catch (error) {
-            throw new UsageError(
-              `cannot listen for TURN over TLS on ${at.address}:${at.port} (${(error as Error).message}); check turn.tls in ${options.config}`,
-            );
-          }
-        }
-      }
-      const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
-      const server = await SignalingServer.start(
-        { network, clock },
-        {
-          listen: config.sip.listen,
-          realm: config.sip.realm,
-          users: config.users,
-          tls: config.tls,
-          log,
-          onCallRecord: records && ((body, user) => records.take(body, user)),
-          turnCredentials: turnSecret ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS } : undefined,
-        },
-      );
-      let http: HttpServer | undefined;
-      if (config.admin) {
-        const registry = metrics(server, stun, turn, records);
-        const app = adminApp(adminToken, registry, {
-          health: () => ({
-            sip: server.listening,
-            stun: stun.listening,
-            turn: turn ? turn.listening : 'off',
-          }),
-          registrations: () => server.registrations(),
-          calls: () => server.calls(),
-          allocations: () => turn?.allocations() ?? [],
-        });
-        const admin = config.admin.listen;
-        http = await new Promise<HttpServer>((resolve, reject) => {
-          const listening = app.listen(admin.port, admin.address, () => resolve(listening));
-          listening.once('error', (error: Error) =>
-            reject(
-              new UsageError(
-                `cannot listen for the admin API on ${admin.address}:${admin.port} (${error.message}); set admin.listen in ${options.config}`,
-              ),
-            ),
+        ).catch((error: unknown) => {
+          const { address, port } = config.sip.listen;
+          throw new UsageError(
+            `cannot listen for SIP on ${address}:${port}${config.sip.tls ? ` or ${config.sip.tls.port} (TLS)` : ''} (${listenProblem(error)}); set sip.listen in ${options.config}`,
           );
         });
+        opened.push(() => server.close());
+        if (config.admin) {
+          const registry = metrics(server, stun, turn, records);
+          const app = adminApp(adminToken, registry, {
+            health: () => ({
+              sip: server.listening,
+              stun: stun.listening,
+              turn: turn ? turn.listening : 'off',
+            }),
+            registrations: () => server.registrations(),
+            calls: () => server.calls(),
+            allocations: () => turn?.allocations() ?? [],
+          });
+          const admin = config.admin.listen;
+          await new Promise<HttpServer>((resolve, reject) => {
+            const listening = app.listen(admin.port, admin.address, () => resolve(listening));
+            opened.push(() => listening.close());
+            listening.once('error', (error: Error) =>
+              reject(
+                new UsageError(
+                  `cannot listen for the admin API on ${admin.address}:${admin.port} (${listenProblem(error)}); set admin.listen in ${options.config}`,
+                ),
+              ),
+            );
+          });
+        }
+        log(
+          `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port} (certificate sha-256 ${certificateFingerprint(config.tls!.cert)}: pin it with tls.fingerprint in gateway configs)` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
+            .endpoints()
+            .map((e) => `${e.address}:${e.port}`)
+            .join(
+              ' ',
+            )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+        );
+      } catch (error) {
+        for (const close of opened.reverse()) close();
+        throw error;
       }
-      log(
-        `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port} (certificate sha-256 ${certificateFingerprint(config.tls!.cert)}: pin it with tls.fingerprint in gateway configs)` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
-          .endpoints()
-          .map((e) => `${e.address}:${e.port}`)
-          .join(
-            ' ',
-          )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
-      );
       await stopRequested();
       log('stopping');
-      http?.close();
-      server.close();
-      turn?.close();
-      stun.close();
+      for (const close of opened.reverse()) close();
     });
 }
 

@@ -169,7 +169,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
 
   static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
     // Every probe and media socket must open a new NAT session: never reuse a recently used port.
-    const components = { ...given, network: new FreshPortNetwork(given.network, given.clock) };
+    // Gateways on one host (a camera each) may share one tracker: they share the host's ports.
+    const network =
+      given.network instanceof FreshPortNetwork
+        ? given.network
+        : new FreshPortNetwork(given.network, given.clock);
+    const components = { ...given, network };
     const signaling = await SignalingClient.connect(components, init.sip, signal);
     try {
       await signaling.register();

@@ -41,6 +41,8 @@ export interface SenderInit {
    * `inputPorts`. Keyframe requests are then only counted.
    */
   readonly externalEncoder?: boolean;
+  /** With an external encoder: asked for a keyframe (a request past `keyframeMinGapMs`). */
+  readonly onKeyframeRequest?: () => void;
 }
 
 export interface SenderStats {
@@ -162,8 +164,12 @@ export class MediaSender extends TypedEmitter<SenderEvents> {
   /** A PLI/FIR arrived (or the caller wants one): restart the encoder unless a keyframe just left. */
   requestKeyframe(): void {
     this.#keyframeRequests++;
-    if (this.#closed || this.#restarting || this.init.externalEncoder) return;
+    if (this.#closed || this.#restarting) return;
     if (this.c.clock.now() - this.#lastKeyframeAtMs < (this.init.keyframeMinGapMs ?? 1000)) return;
+    if (this.init.externalEncoder) {
+      this.init.onKeyframeRequest?.();
+      return;
+    }
     this.#restarting = true;
     this.#restarts++;
     const old = this.#ffmpeg;

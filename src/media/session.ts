@@ -14,6 +14,7 @@ import type { MediaPath } from './path.ts';
 import { MediaReceiver, type ReceiverStats } from './receiver.ts';
 import { Recorder } from './recorder.ts';
 import { MediaSender, type SenderInit, type SenderStats } from './sender.ts';
+import type { FeedSubscription, SourceFeed } from './source-hub.ts';
 
 export interface SessionComponents {
   readonly clock: Clock;
@@ -26,6 +27,11 @@ export interface SessionInit {
   readonly agreed: AgreedMedia;
   /** Encoder settings when we send. */
   readonly encode?: SenderInit['encode'];
+  /**
+   * A shared source (a camera several viewers watch): we send what it pulls instead of running an
+   * encoder of our own. `encode` still names the source.
+   */
+  readonly feed?: SourceFeed;
   /** MP4 to record what we receive; omit to receive without recording. */
   readonly recordPath?: string;
   /** Where decoded frames go for a live view (MJPEG over HTTP). */
@@ -57,6 +63,7 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
     readonly sender: MediaSender | undefined,
     readonly receiver: MediaReceiver | undefined,
     readonly recorder: Recorder | undefined,
+    private readonly subscription?: FeedSubscription,
   ) {
     super();
     this.#startedAtMs = c.clock.now();
@@ -70,6 +77,9 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
     let recorder: Recorder | undefined;
     let receiver: MediaReceiver | undefined;
     let sender: MediaSender | undefined;
+    let subscription: FeedSubscription | undefined;
+    let failedEarly: string | undefined;
+    let session: MediaSession | undefined;
     try {
       const audioIn = agreed.audio?.receive ? agreed.audio.codec : undefined;
       if (agreed.receiveVideo) {
@@ -95,19 +105,39 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
       if (agreed.sendVideo) {
         if (!init.encode) throw new Error('this endpoint has no media source to send');
         const audio = agreed.audio?.send ? agreed.audio.codec : undefined;
+        const audioKind = audio && (audio.name.toUpperCase() === 'PCMU' ? 'pcmu' : 'opus');
+        const feed = init.feed;
         sender = await MediaSender.start(c, {
           path: init.path,
           encode: init.encode,
           video: agreed.video,
-          audio: audio && { codec: audio, kind: audio.name.toUpperCase() === 'PCMU' ? 'pcmu' : 'opus' },
+          audio: audio && audioKind && { codec: audio, kind: audioKind },
+          externalEncoder: feed !== undefined,
+          onKeyframeRequest: () => subscription?.requestKeyframe(),
         });
+        if (feed) {
+          const ports = sender.inputPorts;
+          subscription = feed.subscribe(
+            { video: ports.video, audio: ports.audio, audioCodec: audioKind ?? null },
+            (reason) => {
+              if (session) session.#fail(reason);
+              else failedEarly = reason;
+            },
+          );
+        }
       }
     } catch (error) {
+      subscription?.close();
       receiver?.close();
-      await recorder?.close();
+      await Promise.all([sender?.close(), recorder?.close()]);
       throw error;
     }
-    return new MediaSession(c, init, sender, receiver, recorder);
+    session = new MediaSession(c, init, sender, receiver, recorder, subscription);
+    if (failedEarly) {
+      await session.close();
+      throw new Error(failedEarly);
+    }
+    return session;
   }
 
   stats(): SessionStats {
@@ -126,6 +156,7 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#watch?.clear();
+    this.subscription?.close();
     // The receiver stops first: the recorder's input then goes quiet and ffmpeg finishes the file.
     this.receiver?.close();
     await Promise.all([this.sender?.close(), this.recorder?.close()]);

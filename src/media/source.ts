@@ -152,3 +152,42 @@ export function encoderArgs(init: EncodeInit): string[] {
   }
   return args;
 }
+
+/**
+ * ffmpeg arguments that pass a camera's H.264 through to RTP without re-encoding (`-c copy`): the
+ * camera's own GOP decides the keyframes. SPS/PPS go in-band before each keyframe (a receiver
+ * joins at any keyframe): an MP4's avcC is rewritten to Annex B with them, an RTSP stream's
+ * parameter sets from the SDP are repeated. Video only: camera audio (AAC, G.711) is not offered.
+ */
+export function passthroughArgs(source: MediaSource, videoPort: number, durationS?: number): string[] {
+  let input: string[];
+  let bsf: string;
+  switch (source.kind) {
+    case 'file':
+      input = ['-re', '-stream_loop', '-1', '-i', source.path];
+      bsf = 'h264_mp4toannexb';
+      break;
+    case 'rtsp':
+      input = ['-rtsp_transport', 'tcp', '-timeout', '5000000', '-i', source.url];
+      bsf = 'dump_extra=freq=keyframe';
+      break;
+    default:
+      throw new UsageError(`a ${source.kind} source has no H.264 to pass through: it must be transcoded`);
+  }
+  const args = [...input];
+  if (durationS !== undefined) args.push('-t', String(durationS));
+  args.push(
+    '-map',
+    '0:v:0',
+    '-c:v',
+    'copy',
+    '-bsf:v',
+    bsf,
+    '-payload_type',
+    String(PAYLOAD_TYPES.h264),
+    '-f',
+    'rtp',
+    `rtp://127.0.0.1:${videoPort}?pkt_size=1200&connect=1&rtcpport=${videoPort}`,
+  );
+  return args;
+}

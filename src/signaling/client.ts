@@ -26,6 +26,11 @@ export interface SignalingClientInit {
   readonly keepaliveMs?: number;
   /** How long a request waits for its final response. Default 8 s. */
   readonly timeoutMs?: number;
+  /**
+   * How long connecting (TCP, and TLS when used) may take. Default 10 s: a host that drops SYNs
+   * would otherwise hold a starting gateway for the kernel's two minutes.
+   */
+  readonly connectTimeoutMs?: number;
   /** Use SIP over TLS; `ca` is the PEM the server certificate must chain to (default: system CAs). */
   readonly tls?: { readonly ca?: string; readonly servername?: string; readonly fingerprint?: string };
 }
@@ -42,6 +47,14 @@ export type SignalingClientEvents = {
   ];
   close: [reason?: string];
 };
+
+/** Connecting to the server took longer than `connectTimeoutMs`. */
+export class ConnectTimeoutError extends Error {
+  constructor(server: Endpoint) {
+    super(`no answer from ${server.address}:${server.port} while connecting`);
+    this.name = 'ConnectTimeoutError';
+  }
+}
 
 export class SipRequestError extends Error {
   constructor(
@@ -94,7 +107,20 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     init: SignalingClientInit,
     signal?: AbortSignal,
   ): Promise<SignalingClient> {
-    const stream = await components.network.connect(init.server, { signal, tls: init.tls });
+    const timeout = new AbortController();
+    const timer = components.clock.setTimeout(
+      () => timeout.abort(new ConnectTimeoutError(init.server)),
+      init.connectTimeoutMs ?? 10_000,
+    );
+    const stream = await components.network
+      .connect(init.server, {
+        signal: signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal,
+        tls: init.tls,
+      })
+      .catch((error: unknown) => {
+        throw timeout.signal.aborted && !signal?.aborted ? timeout.signal.reason : error;
+      })
+      .finally(() => timer.clear());
     const client = new SignalingClient(new SipConnection(stream, 'client'), components, init);
     client.#scheduleKeepalive();
     return client;

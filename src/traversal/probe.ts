@@ -11,7 +11,8 @@ import { StunTests, type StunTestsComponents } from './stun-tests.ts';
 export interface NatProbe {
   readonly publicAddress: string;
   readonly mapping: MappingBehaviour;
-  readonly filtering: FilteringBehaviour;
+  /** `unknown` when the STUN server has one address (only port filtering can be seen). */
+  readonly filtering: FilteringBehaviour | 'unknown';
   readonly allocation: 'preserve-if-free' | 'sequential' | 'random';
   readonly delta: number | null;
   readonly lastPort: number;

@@ -29,7 +29,12 @@ import { RateLimiter } from '../util/rate-limiter.ts';
 export interface StunResponderInit {
   /** Primary address and port (the one clients are told about). */
   readonly primary: Endpoint;
-  /** Alternate address and port, advertised in OTHER-ADDRESS. */
+  /**
+   * Alternate address and port, advertised in OTHER-ADDRESS. With the primary's address (a host
+   * with one public address) only the port changes: mapping, the allocation step and prediction
+   * work, the filtering test reads only port filtering, and a CHANGE-REQUEST for another IP gets
+   * 420, as RFC 5780 §6.1 has a server without an alternate do.
+   */
   readonly alternate: Endpoint;
   readonly software?: string;
   /** SO_RCVBUF of the sockets; default the system's. A TURN server on the primary port wants more. */
@@ -90,6 +95,8 @@ export class StunResponder {
   }
 
   static async start(network: Network, init: StunResponderInit): Promise<StunResponder> {
+    if (formatEndpoint(init.primary) === formatEndpoint(init.alternate))
+      throw new Error('the STUN alternate must differ from the primary by address or port');
     const responder = new StunResponder(network, init);
     try {
       for (const endpoint of responder.endpoints()) await responder.open(endpoint);
@@ -100,9 +107,15 @@ export class StunResponder {
     return responder;
   }
 
-  /** The four listening endpoints: primary/alternate address by primary/alternate port. */
+  /** One public address: the alternate differs from the primary by its port alone. */
+  get singleAddress(): boolean {
+    return this.init.alternate.address === this.init.primary.address;
+  }
+
+  /** The listening endpoints: primary/alternate address by primary/alternate port (two with one address). */
   endpoints(): Endpoint[] {
     const { primary, alternate } = this.init;
+    if (this.singleAddress) return [primary, alternate];
     return [
       primary,
       { address: primary.address, port: alternate.port },
@@ -135,9 +148,9 @@ export class StunResponder {
     return this.#sockets.get(formatEndpoint(endpoint));
   }
 
-  /** All four endpoints are open. */
+  /** Every endpoint is open. */
   get listening(): boolean {
-    return !this.#closed && this.#sockets.size === 4;
+    return !this.#closed && this.#sockets.size === this.endpoints().length;
   }
 
   close(): void {
@@ -190,6 +203,15 @@ export class StunResponder {
         flags = decodeChangeRequest(change.value);
       } catch {
         this.counters.malformed++;
+        return;
+      }
+      if (flags.changeIp && this.singleAddress) {
+        this.#reply(socket, from, request, StunClass.error, [
+          {
+            type: AttributeType.ERROR_CODE,
+            value: encodeErrorCode({ code: 420, reason: 'No Alternate Address' }),
+          },
+        ]);
         return;
       }
       const target = {

@@ -88,12 +88,30 @@ export class StunTests {
     return result;
   }
 
-  /** RFC 5780 §4.3: one socket to A:p1, B:p1, B:p2. */
+  /** The server has one address: its alternate differs by port only. */
+  get singleAddress(): boolean {
+    return this.init.alternate.address === this.init.primary.address;
+  }
+
+  /**
+   * RFC 5780 §4.3: one socket to A:p1, B:p1, B:p2. With one server address, A:p1 then A:p2: a
+   * new mapping for a new port is address-and-port-dependent; the same one is read as
+   * endpoint-independent (an address-dependent NAT, rare, looks the same from one address).
+   */
   async mapping(): Promise<{ mapping: MappingBehaviour; publicAddress: string }> {
     const { primary, alternate } = this.init;
     const socket = await this.fresh();
     try {
       const first = await this.mustBind(socket, primary);
+      if (this.singleAddress) {
+        const other = await this.mustBind(socket, alternate);
+        return {
+          mapping: sameEndpoint(first.mapped, other.mapped)
+            ? 'endpoint-independent'
+            : 'address-and-port-dependent',
+          publicAddress: first.mapped.address,
+        };
+      }
       const second = await this.mustBind(socket, { address: alternate.address, port: primary.port });
       if (sameEndpoint(first.mapped, second.mapped))
         return { mapping: 'endpoint-independent', publicAddress: first.mapped.address };
@@ -109,11 +127,22 @@ export class StunTests {
     }
   }
 
-  /** RFC 5780 §4.4: ask for answers from the other address and port, then the other port only. */
-  async filtering(): Promise<FilteringBehaviour> {
+  /**
+   * RFC 5780 §4.4: ask for answers from the other address and port, then the other port only. With
+   * one server address only the second test runs: an answer from the other port filtered out is
+   * address-and-port-dependent, one let in is `unknown` (endpoint-independent or address-dependent).
+   */
+  async filtering(): Promise<FilteringBehaviour | 'unknown'> {
     const socket = await this.fresh();
     try {
       await this.mustBind(socket, this.init.primary);
+      if (this.singleAddress) {
+        const fromOtherPort = await this.binding(socket, this.init.primary, {
+          changeIp: false,
+          changePort: true,
+        });
+        return fromOtherPort ? 'unknown' : 'address-and-port-dependent';
+      }
       if (await this.binding(socket, this.init.primary, { changeIp: true, changePort: true }))
         return 'endpoint-independent';
       const fromOtherPort = await this.binding(socket, this.init.primary, {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseRelayUrl } from '../../src/cli/configs.ts';
-import { gatewayInit } from '../../src/cli/gateway.ts';
+import { gatewayInit } from '../../src/cli/gateway-init.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
@@ -95,7 +95,7 @@ describe('sc2c CLI', () => {
 });
 
 describe('relay addresses', () => {
-  it('takes IPv4[:port] or an RFC 7065 TURN URI over UDP, TCP or TLS, and refuses DTLS and other transports with the reason', () => {
+  it('takes host[:port] or an RFC 7065 TURN URI over UDP, TCP or TLS, and refuses DTLS and other transports with the reason', () => {
     const at = (address: string, port: number, transport: string) => ({
       server: { address, port },
       transport,
@@ -118,17 +118,20 @@ describe('relay addresses', () => {
       /DTLS, which is not built/,
     );
     expect(() => parseRelayUrl('turn:198.18.0.10?transport=sctp', '--relay')).toThrow(/transport=sctp/);
-    expect(() => parseRelayUrl('turn:relay.example', '--relay')).toThrow(/IPv4\[:port\]/);
+    // A host name is kept for resolving at start; a mangled one is refused with the form to use.
+    expect(parseRelayUrl('turn:relay.example', '--relay')).toEqual(at('relay.example', 3478, 'udp'));
+    expect(() => parseRelayUrl('turn:relay_example:1:2', '--relay')).toThrow(/host\[:port\]/);
+    expect(() => parseRelayUrl('999.1.1.1', '--relay')).toThrow(/host\[:port\]/);
   });
 
-  it("hands the gateway config's TLS trust to SIP and to a relay over TLS", () => {
+  it("hands the gateway config's TLS trust to SIP and to a relay over TLS", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sc2c-cli-tls-'));
     writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
     writeFileSync(
       join(dir, 'gateway.yaml'),
       'server: 198.18.0.10:5061\nstun: 198.18.0.10:3478\ndomain: sc2c.lab\ntls: { caFile: ca.pem, servername: sc2c.lab }\n',
     );
-    const init = gatewayInit({
+    const { init } = await gatewayInit({
       config: join(dir, 'gateway.yaml'),
       user: 'alice',
       password: 'alice-pass',

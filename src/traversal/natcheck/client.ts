@@ -71,6 +71,8 @@ class Natcheck {
       const { mapping, publicAddress } = await this.#t.mapping();
       this.#progress('filtering');
       const filtering = await this.#t.filtering();
+      // The lab's control server always has two addresses; one would leave filtering unread.
+      if (filtering === 'unknown') throw new Error('natcheck needs a STUN server with two addresses');
       this.#progress('allocation');
       const alloc = await this.#t.allocation(this.init.allocationSamples ?? 6);
       this.#progress('pks and unsolicited reply');

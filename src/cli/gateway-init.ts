@@ -1,0 +1,166 @@
+/** The options every gateway command shares, and the gateway's start-up settings built from them. */
+import type { Command } from 'commander';
+import type { GatewayInit } from '../gateway/gateway.ts';
+import { isIpv4 } from '../net/address.ts';
+import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
+import { UsageError } from '../util/usage-error.ts';
+import { type GatewayConfig, loadGatewayConfig, parseEndpoint, parseRelayUrl } from './configs.ts';
+import { type FailureContext, resolveHost } from './failures.ts';
+import { loadOrCreateIdentity } from './identity.ts';
+import { mediaRole } from './media.ts';
+
+export interface CommonOptions {
+  config: string;
+  server?: string;
+  stun?: string;
+  /** The SIP user; default the config's `user`. */
+  user?: string;
+  password?: string;
+  mode?: string;
+  json?: boolean;
+  relay?: string | boolean;
+  allow?: string;
+  /** Commander's form of `--insecure-media`. */
+  insecureMedia?: boolean;
+}
+
+/** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
+export interface Identity {
+  readonly user: string;
+  readonly password: string;
+  /** Who may call this user (a camera's `callers`); `undefined` leaves it to the server. */
+  readonly allowedCallers?: readonly string[];
+}
+
+/** The user and password from `--user`/`--password`, SC2C_PASSWORD or the config's `user`/`password`. */
+export function identityFrom(options: CommonOptions, config: GatewayConfig): Identity {
+  const user = options.user ?? config.user;
+  if (!user) throw new UsageError(`give --user, or set user in ${options.config}`);
+  const password = options.password ?? process.env.SC2C_PASSWORD ?? config.password;
+  if (!password)
+    throw new UsageError(`give --password, set SC2C_PASSWORD, or set password in ${options.config}`);
+  return { user, password, allowedCallers: allowedCallers(options.allow, config.access?.callers) };
+}
+
+/**
+ * The gateway's start-up settings from the config and the flags, host names resolved; `context`
+ * names what to fix when starting fails.
+ */
+export async function gatewayInit(
+  options: CommonOptions,
+  role?: { send: boolean; receive: boolean },
+  given?: Identity,
+): Promise<{ init: GatewayInit; context: FailureContext }> {
+  const config = loadGatewayConfig(options.config);
+  const { user, password, allowedCallers } = given ?? identityFrom(options, config);
+  const mode = (options.mode ?? config.mode) as TraversalMode;
+  if (!(TRAVERSAL_MODES as readonly string[]).includes(mode))
+    throw new UsageError(`unknown --mode '${mode}'. Allowed: ${TRAVERSAL_MODES.join(', ')}`);
+  const serverGiven = parseEndpoint(options.server ?? config.server, '--server', 5060);
+  const server = await resolveHost(serverGiven, '--server');
+  const stunServer = await resolveHost(parseEndpoint(options.stun ?? config.stun, '--stun', 3478), '--stun');
+  // A server given by name is checked against that name over TLS, unless the config says otherwise.
+  const tls = config.tlsOptions && {
+    ...config.tlsOptions,
+    servername:
+      config.tlsOptions.servername ?? (isIpv4(serverGiven.address) ? undefined : serverGiven.address),
+  };
+  const relay = relayConfig(config.relay, options, user, password, tls);
+  const init: GatewayInit = {
+    sip: { server, domain: config.domain, user, password, tls },
+    stunServer,
+    mode,
+    punch: config.punch,
+    rtcpMux: config.rtcpMux,
+    media: role && mediaRole(config.media, role.send, role.receive),
+    relay: relay && { ...relay, server: await resolveHost(relay.server, '--relay') },
+    allowedCallers,
+    maxCalls: config.maxCalls,
+    dtls: mediaEncryption(options, config.media, user),
+  };
+  return { init, context: { configPath: options.config, user, server, stun: stunServer } };
+}
+
+/**
+ * DTLS-SRTP unless `--insecure-media` or `media.encryption: none` says otherwise, and then loudly:
+ * a warning at start, and `encryption: none` in every call's JSON and record.
+ */
+function mediaEncryption(
+  options: CommonOptions,
+  media: ReturnType<typeof loadGatewayConfig>['media'],
+  user: string,
+): GatewayInit['dtls'] {
+  if (options.insecureMedia || media.encryption === 'none') {
+    process.stderr.write(
+      `warning: ${options.insecureMedia ? '--insecure-media' : 'media.encryption: none'}: video and audio cross the network as plain RTP; anyone on the path can record or inject them\n`,
+    );
+    return undefined;
+  }
+  // A user name becomes part of a file name: nothing but the safe characters.
+  const path = media.certificate.replaceAll('{user}', user.replace(/[^A-Za-z0-9._~-]/g, '_'));
+  return { identity: loadOrCreateIdentity(path, `sc2c ${user}`).identity };
+}
+
+/** `--allow a,b` wins over the config's `access.callers`; neither leaves it to the server. */
+function allowedCallers(flag: string | undefined, configured: readonly string[] | undefined) {
+  if (flag === undefined) return configured;
+  const users = flag
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+  if (users.length === 0 || users.some((u) => !/^[A-Za-z0-9._~-]+$/.test(u)))
+    throw new UsageError(
+      `--allow takes user names separated by commas, e.g. --allow viewer,alice; got '${flag}'`,
+    );
+  return users;
+}
+
+/** The relay from the config, `--relay <ip:port>` to override it, `--no-relay` to go without. */
+function relayConfig(
+  relay: ReturnType<typeof loadGatewayConfig>['relay'],
+  options: CommonOptions,
+  user: string,
+  password: string,
+  tls: { ca?: string; servername?: string; fingerprint?: string } | undefined,
+): GatewayInit['relay'] {
+  if (options.relay === false) return undefined;
+  const server =
+    typeof options.relay === 'string' ? options.relay : relay?.enabled ? relay.server : undefined;
+  if (!server) return undefined;
+  return {
+    ...parseRelayUrl(server, '--relay'),
+    tls,
+    username: relay?.username ?? user,
+    password: relay?.password ?? password,
+    // An account of its own on the relay (relay.username) is meant to be used as it is.
+    credentials: relay?.credentials ?? (relay?.username ? 'static' : 'issued'),
+    budgetMs: relay?.budgetMs,
+    deadAfterMs: relay?.deadAfterMs,
+    retryDirectMs: relay?.retryDirectMs,
+    retryDirectAttempts: relay?.retryDirectAttempts,
+  };
+}
+
+export function withCommon(command: Command): Command {
+  return command
+    .option(
+      '--config <file>',
+      'gateway config (server, stun, domain, mode, punch timings)',
+      'config/gateway.yaml',
+    )
+    .option('--server <host[:port]>', 'SIP server (default from the config)')
+    .option('--stun <host[:port]>', 'STUN server (default from the config)')
+    .option('--user <name>', "SIP user to register as (default the config's user)")
+    .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
+    .option('--mode <mode>', `traversal mode: ${TRAVERSAL_MODES.join(', ')}`)
+    .option(
+      '--relay <server>',
+      'TURN relay for calls no direct path serves: ip[:port], or an RFC 7065 URI turn:ip[:port][?transport=udp|tcp] (tcp where UDP is blocked) or turns:ip[:port] (TLS, trusting tls.caFile) (default from the config)',
+    )
+    .option('--no-relay', 'direct paths only: no TURN allocation')
+    .option(
+      '--insecure-media',
+      'plain RTP instead of DTLS-SRTP (QA comparisons only; the peer must turn encryption off too)',
+    )
+    .option('--json', 'print machine-readable JSON');
+}
