@@ -6,7 +6,9 @@ import { registerCall } from './call.ts';
 import { registerClip } from './clip.ts';
 import { registerDemo } from './demo.ts';
 import { isUserError } from './errors.ts';
+import { RuntimeFailure } from './failures.ts';
 import { registerGateway } from './gateway.ts';
+import { registerInit } from './init.ts';
 import { registerLab } from './lab.ts';
 import { registerServer } from './server.ts';
 import { registerSim } from './sim.ts';
@@ -20,6 +22,7 @@ const program = new Command()
   .showHelpAfterError(true)
   .exitOverride();
 
+registerInit(program);
 registerSim(program);
 registerLab(program);
 registerUdp(program);
@@ -49,6 +52,9 @@ try {
   } else if (isUserError(error)) {
     process.stderr.write(`sc2c: ${error.message}\n`);
     process.exitCode = 2;
+  } else if (error instanceof RuntimeFailure) {
+    process.stderr.write(`sc2c: ${error.message}\n`);
+    process.exitCode = 1;
   } else {
     process.stderr.write(
       `sc2c: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
