@@ -114,16 +114,17 @@ export interface CameraStatus {
 
 /**
  * Prometheus `/metrics` on 127.0.0.1:`port` for one gateway or several (one per camera): call and
- * byte totals summed, and with `cameras` per-camera gauges plus `/cameras` as JSON.
+ * byte totals summed, and with `cameras` per-camera gauges plus `/cameras` as JSON. Listening comes
+ * first, before any gateway starts, so a port in use stops the command before anything runs.
  */
 export async function serveGatewayMetrics(
   port: number,
-  accountings: readonly GatewayAccounting[],
+  accountings: () => readonly GatewayAccounting[],
   cameras?: () => readonly CameraStatus[],
 ): Promise<HttpServer> {
   const registry = new Registry();
   const total = (read: (t: GatewayAccounting['totals']) => number): number =>
-    accountings.reduce((sum, a) => sum + read(a.totals), 0);
+    accountings().reduce((sum, a) => sum + read(a.totals), 0);
   const counter = (
     name: string,
     help: string,

@@ -52,8 +52,6 @@ export async function serveCameras(
     throw new RuntimeFailure(
       `--source, --record, --phone and --live serve one user: with cameras: in ${options.config} give --user too`,
     );
-  const ffmpeg = locateFfmpeg();
-  const check = { spawn, ffprobe: locateFfprobe(ffmpeg) };
   const cameras: Camera[] = Object.entries(config.cameras ?? {}).map(([name, camera]) => ({
     name,
     spec: camera.source,
@@ -62,6 +60,46 @@ export async function serveCameras(
     passthrough: false,
     registered: false,
   }));
+  const statuses = (): CameraStatus[] =>
+    cameras.map((camera) => {
+      const stats = camera.hub?.stats();
+      return {
+        camera: camera.name,
+        registered: camera.registered,
+        source: camera.state,
+        sourcePulls: stats?.pulls ?? 0,
+        viewers: stats?.viewers ?? 0,
+        passthrough: camera.passthrough,
+      };
+    });
+  const accountings = (): GatewayAccounting[] =>
+    cameras.flatMap((camera) => (camera.accounting ? [camera.accounting] : []));
+  // First, so that a metrics port in use stops the command before any camera registers.
+  const metrics =
+    options.metrics === undefined
+      ? undefined
+      : await serveGatewayMetrics(options.metrics, accountings, statuses);
+  try {
+    await run(c, options, config, cameras, print, stop);
+  } finally {
+    await Promise.all(cameras.map((camera) => camera.media?.close()));
+    await Promise.all(cameras.map((camera) => camera.hub?.close()));
+    for (const camera of cameras) camera.gateway?.close();
+    await Promise.all(accountings().map((a) => a.drain()));
+    metrics?.close();
+  }
+}
+
+async function run(
+  c: GatewayComponents,
+  options: GatewayOptions,
+  config: Config,
+  cameras: Camera[],
+  print: Print,
+  stop: AbortSignal,
+): Promise<void> {
+  const ffmpeg = locateFfmpeg();
+  const check = { spawn, ffprobe: locateFfprobe(ffmpeg) };
   if (cameras.some((camera) => camera.source.kind === 'file' && resolve(camera.source.path) === CLIP_PATH))
     await ensureClip(ffmpeg);
   // One fresh-port tracker for every camera: they share the host's ports and its NAT.
@@ -116,36 +154,22 @@ export async function serveCameras(
   if (!stop.aborted && cameras.every((camera) => !camera.gateway))
     throw new RuntimeFailure('no camera could register: see the lines above');
 
-  const statuses = (): CameraStatus[] =>
-    cameras.map((camera) => {
-      const stats = camera.hub?.stats();
-      return {
+  print(
+    `serving ${cameras.filter((camera) => camera.gateway).length} of ${cameras.length} cameras${options.metrics === undefined ? '' : `; metrics on http://127.0.0.1:${options.metrics}/metrics and /cameras`}`,
+    {
+      event: 'cameras',
+      cameras: cameras.map((camera) => ({
         camera: camera.name,
         registered: camera.registered,
         source: camera.state,
-        sourcePulls: stats?.pulls ?? 0,
-        viewers: stats?.viewers ?? 0,
         passthrough: camera.passthrough,
-      };
-    });
-  const accountings = cameras.flatMap((camera) => (camera.accounting ? [camera.accounting] : []));
-  const metrics =
-    options.metrics === undefined
-      ? undefined
-      : await serveGatewayMetrics(options.metrics, accountings, statuses);
-  print(
-    `serving ${cameras.filter((camera) => camera.gateway).length} of ${cameras.length} cameras${options.metrics === undefined ? '' : `; metrics on http://127.0.0.1:${options.metrics}/metrics and /cameras`}`,
-    { event: 'cameras', cameras: statuses() },
+      })),
+    },
   );
   await new Promise<void>((done) => {
     if (stop.aborted) done();
     else stop.addEventListener('abort', () => done(), { once: true });
   });
-  await Promise.all(cameras.map((camera) => camera.media?.close()));
-  await Promise.all(cameras.map((camera) => camera.hub?.close()));
-  for (const camera of cameras) camera.gateway?.close();
-  await Promise.all(accountings.map((a) => a.drain()));
-  metrics?.close();
 }
 
 /** Media, accounting and reporting for one registered camera. */

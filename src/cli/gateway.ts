@@ -115,22 +115,32 @@ export function registerGateway(program: Command): void {
       const port = livePort(options.live);
       const receive = Boolean(options.phone || options.record || port !== undefined);
       const { init, context } = await gatewayInit(options, { send: options.send, receive });
+      let accounting: GatewayAccounting | undefined;
+      const metrics =
+        options.metrics === undefined
+          ? undefined
+          : await serveGatewayMetrics(options.metrics, () => (accounting ? [accounting] : []));
+      const live = await startLive(port, `sc2c gateway ${init.sip.user}`, options.json).catch(
+        (error: Error) => {
+          metrics?.close();
+          throw new RuntimeFailure(`cannot serve the live view: ${error.message}`);
+        },
+      );
       let gateway: Gateway;
       try {
         gateway = await startGatewayRetrying(c, init, context, print, stop.signal);
       } catch (error) {
+        metrics?.close();
+        await live?.close();
         // Stopped while waiting for the server: nothing ran, nothing to report.
         if (stop.signal.aborted && error instanceof RuntimeFailure) return;
         throw error;
       }
-      const accounting = new GatewayAccounting(gateway, c.clock, config.accounting, (m) =>
+      accounting = new GatewayAccounting(gateway, c.clock, config.accounting, (m) =>
         print(m, { event: 'accounting-error', reason: m }),
       );
       accounting.followAnsweredCalls();
-      const metrics =
-        options.metrics === undefined ? undefined : await serveGatewayMetrics(options.metrics, [accounting]);
       followGateway(gateway, print);
-      const live = await startLive(port, `sc2c gateway ${init.sip.user}`, options.json);
       const media = serveMedia(
         { ...c, ffmpeg: ffmpegComponents },
         gateway,

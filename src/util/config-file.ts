@@ -37,6 +37,13 @@ export function readConfigFile(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file (sc2c init --dir DIR writes a working set)'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : (code ?? String(error));
+    throw new ConfigError(`cannot read ${what} ${path}: ${why}`);
   }
 }
