@@ -14,6 +14,7 @@ import { loadGatewayConfig } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import { RuntimeFailure, startGatewayRetrying } from './failures.ts';
 import { type CommonOptions, gatewayInit, withCommon } from './gateway-init.ts';
+import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
 import { ffmpegComponents, livePort, serveMedia } from './media.ts';
 import { stopRequested } from './shutdown.ts';
 
@@ -24,14 +25,26 @@ export interface GatewayOptions extends CommonOptions {
   send: boolean;
   live?: string | boolean;
   metrics?: number;
+  logJson?: boolean;
+  logLevel?: string;
 }
 
 /** Prints one line, or with `--json` one JSON object per line. */
 export type Print = (line: string, data: Record<string, unknown>) => void;
 
-export function printer(json: boolean | undefined): Print {
+/**
+ * The gateway's log on stdout: a timestamped line per event, or with `--json` / `--log-json` one
+ * JSON object per line (`level`, `time`, `msg` and the event's fields).
+ */
+export function printer(options: { json?: boolean; logJson?: boolean; logLevel?: string }): Print {
+  const log = createLog({
+    json: options.json || options.logJson,
+    level: options.logLevel === undefined ? undefined : parseLogLevel(options.logLevel),
+    fd: 1,
+  });
   return (line, data) => {
-    process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${line}\n`);
+    const level = /error|failed|refused/.test(String(data.event)) ? 'warn' : 'info';
+    log[level](line, data);
   };
 }
 
@@ -102,9 +115,11 @@ export function registerGateway(program: Command): void {
       'serve Prometheus /metrics (and /cameras) on 127.0.0.1:PORT',
       parseInteger('--metrics', 1, 65_535),
     )
+    .option('--log-json', 'log one JSON object per line (as --json)')
+    .option('--log-level <level>', `lowest level logged: ${LOG_LEVELS.join(', ')}`, 'info')
     .action(async (options: GatewayOptions) => {
       const config = loadGatewayConfig(options.config);
-      const print = printer(options.json);
+      const print = printer(options);
       const stop = new AbortController();
       void stopRequested().then(() => stop.abort());
       const c = { network: new NodeNetwork(), clock: new SystemClock() };

@@ -15,6 +15,7 @@ import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
 import { listenProblem } from './errors.ts';
+import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
 import { stopRequested } from './shutdown.ts';
 
 /** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
@@ -216,7 +217,10 @@ class RecordIntake {
   refused = 0;
   readonly bytes = { direct: 0, relay: 0 };
 
-  constructor(private readonly store: CallRecordStore) {}
+  constructor(
+    private readonly store: CallRecordStore,
+    private readonly log: (line: string, level?: 'info' | 'warn', fields?: Record<string, unknown>) => void,
+  ) {}
 
   async take(body: string, user: string): Promise<void> {
     let record: CallRecord;
@@ -229,6 +233,21 @@ class RecordIntake {
     }
     this.store.append(record);
     this.stored++;
+    const bytes = (route: 'direct' | 'relay') => record.sent[route].bytes + record.received[route].bytes;
+    this.log(
+      `call ${record.callId} record from ${user} (${record.role}, peer ${record.peer}): ${record.ok ? `route ${record.route}` : `failed: ${record.reason ?? 'unknown'}`}, ${bytes('direct')} bytes direct, ${bytes('relay')} relayed`,
+      'info',
+      {
+        event: 'call-record',
+        callId: record.callId,
+        user,
+        peer: record.peer,
+        ok: record.ok,
+        route: record.route,
+        directBytes: bytes('direct'),
+        relayBytes: bytes('relay'),
+      },
+    );
     this.bytes.direct += record.sent.direct.bytes;
     this.bytes.relay += record.sent.relay.bytes;
   }
@@ -310,13 +329,15 @@ export function registerServer(program: Command): void {
       'run the SIP signaling server (registrar, call routing, SC2C coordinator), the RFC 5780 STUN server and the admin HTTP API',
     )
     .option('--config <file>', 'server config', 'config/server.yaml')
-    .action(async (options: { config: string }) => {
+    .option('--log-json', 'log one JSON object per line (level, time, msg and fields)')
+    .option('--log-level <level>', `lowest level logged: ${LOG_LEVELS.join(', ')}`, 'info')
+    .action(async (options: { config: string; logJson?: boolean; logLevel: string }) => {
+      const logger = createLog({ json: options.logJson, level: parseLogLevel(options.logLevel), fd: 2 });
       const config = loadServerConfig(options.config);
       const network = new NodeNetwork();
       const clock = new SystemClock();
-      const log = (line: string): void => {
-        process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-      };
+      const log = (line: string, level: 'info' | 'warn' = 'info', fields?: Record<string, unknown>): void =>
+        logger[level](line, fields);
       const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
       const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
       checkSecrets(config, options.config, turnSecret, adminToken, log);
@@ -391,7 +412,8 @@ export function registerServer(program: Command): void {
             }
           }
         }
-        const records = config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file));
+        const records =
+          config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
         const server = await SignalingServer.start(
           { network, clock },
           {

@@ -33,7 +33,11 @@ export interface SignalingServerInit {
   readonly users: Accounts | Readonly<Record<string, AccountSpec>>;
   /** Default 20 000 ms (see `CoordinatorInit.rttRefreshMs`). */
   readonly rttRefreshMs?: number;
-  readonly log?: (line: string) => void;
+  /**
+   * The server's log: registrations, calls (start, end) and every refusal. `level` is `warn` for
+   * refusals and drops, `info` for the normal course; `fields` carry the same facts for JSON logs.
+   */
+  readonly log?: (line: string, level?: 'info' | 'warn', fields?: Record<string, unknown>) => void;
   /**
    * Where a registered gateway's PUBLISH with `Event: sc2c-call-record` goes (its body and the
    * publishing user). Resolves once the record is stored (the 200 promises durability); throws to

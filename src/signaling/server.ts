@@ -186,8 +186,8 @@ export class SignalingServer {
     for (const connection of [...this.#connections.keys()]) connection.close('server closing');
   }
 
-  #log(line: string): void {
-    this.init.log?.(line);
+  #log(line: string, level: 'info' | 'warn' = 'warn', fields?: Record<string, unknown>): void {
+    this.init.log?.(line, level, fields);
   }
 
   #later(fn: () => void, delayMs: number): void {
@@ -239,6 +239,11 @@ export class SignalingServer {
     this.#own.forget(connection);
     const users = this.#registrar.drop(connection);
     if (this.#closed) return;
+    if (users.length > 0)
+      this.#log(`${users.join(', ')} unregistered: connection from ${state.source} closed`, 'info', {
+        event: 'unregistered',
+        users,
+      });
     for (const dialog of this.#dialogs.lose(users, connection, this.c.clock.now())) this.#partyLost(dialog);
   }
 
@@ -356,6 +361,11 @@ export class SignalingServer {
     if (!auth.ok) {
       if (auth.status === 403) {
         this.counters.authFailures++;
+        this.#log(
+          `REGISTER for '${quoteWire(auth.user ?? '', 64)}' from ${state.source} refused (403): ${quoteWire(auth.reason)}`,
+          'warn',
+          { event: 'refused', method: 'REGISTER', status: 403, source: state.source },
+        );
         if (this.#throttle.fail(state.source, now))
           this.#log(
             `throttling logins from ${state.source}: repeated failures (last for '${quoteWire(auth.user ?? '', 64)}')`,
@@ -376,6 +386,7 @@ export class SignalingServer {
     const asked = Number(header(request, 'Expires') ?? /expires=(\d+)/.exec(contact)?.[1] ?? MAX_EXPIRES_S);
     const expiresS = Number.isFinite(asked) ? Math.max(0, Math.min(MAX_EXPIRES_S, asked)) : MAX_EXPIRES_S;
     if (expiresS === 0) {
+      this.#log(`${auth.user} unregistered`, 'info', { event: 'unregistered', users: [auth.user] });
       this.#registrar.unbind(auth.user);
       if (!this.#registrar.has(connection)) this.#armIdle(connection, state);
     } else {
@@ -384,6 +395,12 @@ export class SignalingServer {
       state.idleTimer = undefined;
       this.#dialogs.rebind(auth.user, connection);
       this.counters.registrations++;
+      this.#log(`registered ${auth.user} from ${state.source} for ${expiresS} s`, 'info', {
+        event: 'registered',
+        user: auth.user,
+        source: state.source,
+        expiresS,
+      });
       this.#coordinator.track(connection);
     }
     const issuer = this.init.turnCredentials;
@@ -438,6 +455,16 @@ export class SignalingServer {
     const calleeUser = uriUser(request.uri) ?? '';
     if (!this.#accounts.has(calleeUser)) {
       this.counters.notFound++;
+      this.#log(
+        `call from ${callerUser} to '${quoteWire(calleeUser, 64)}' refused (404): no such user`,
+        'info',
+        {
+          event: 'refused',
+          method: 'INVITE',
+          status: 404,
+          caller: callerUser,
+        },
+      );
       connection.respond(request, 404, [['Warning', '399 sc2c "no such user"']]);
       return;
     }
@@ -451,6 +478,13 @@ export class SignalingServer {
     const callee = this.#registrar.lookup(calleeUser, now);
     if (!callee || callee.connection.closed) {
       this.counters.notFound++;
+      this.#log(`call from ${callerUser} to ${calleeUser} refused (404): not online`, 'info', {
+        event: 'refused',
+        method: 'INVITE',
+        status: 404,
+        caller: callerUser,
+        callee: calleeUser,
+      });
       connection.respond(request, 404, [['Warning', '399 sc2c "not online"']]);
       return;
     }
@@ -468,6 +502,12 @@ export class SignalingServer {
     }
     this.#invites.set(callId, request);
     this.#scheduleSweep();
+    this.#log(`call ${quoteWire(callId, 64)}: ${callerUser} -> ${calleeUser}`, 'info', {
+      event: 'call-start',
+      callId,
+      caller: callerUser,
+      callee: calleeUser,
+    });
     const issuer = this.init.turnCredentials;
     const forwarded = assertIdentity(withoutCredential(request), callerUser, this.init.realm);
     this.#dialogs.expect(opened.dialog, transactionKey(request)!, 'callee');
@@ -518,7 +558,14 @@ export class SignalingServer {
       }
     }
     if (request.method === 'ACK') this.#dialogs.confirm(dialog);
-    if (request.method === 'BYE') this.#dialogs.end(dialog, this.c.clock.now());
+    if (request.method === 'BYE') {
+      this.#dialogs.end(dialog, this.c.clock.now());
+      this.#log(`call ${quoteWire(dialog.callId, 64)} ended: BYE from ${dialog[role].user}`, 'info', {
+        event: 'call-end',
+        callId: dialog.callId,
+        by: dialog[role].user,
+      });
+    }
     const to = role === 'caller' ? dialog.callee : dialog.caller;
     if (request.method !== 'ACK')
       this.#dialogs.expect(dialog, transactionKey(request)!, role === 'caller' ? 'callee' : 'caller');
