@@ -10,6 +10,7 @@ PACKAGES=(
   coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
   curl       # tests read the server's admin HTTP API from inside a lab namespace
   ffmpeg     # media: H.264/Opus encoding, MP4 recording, ffprobe checks (FFMPEG_PATH overrides)
+  systemd    # systemd-analyze verify/security on the units in deploy/ (nothing is started with it)
 )
 
 missing=()

@@ -6,7 +6,12 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { callRecord, RecordPublisher } from '../gateway/call-accounting.ts';
+import {
+  type ConfirmedSend,
+  callRecord,
+  confirmedSend,
+  RecordPublisher,
+} from '../gateway/call-accounting.ts';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
 import type { Clock } from '../net/clock.ts';
 import { CallRecordStore, type CallsReport, parseSince, summarizeCalls } from '../relay/call-records.ts';
@@ -21,6 +26,8 @@ export class GatewayAccounting {
   readonly #publisher: RecordPublisher;
   /** Established calls we answered, until they close. */
   readonly #open = new Map<string, CallOutcome>();
+  /** What the peer's last receiver report confirmed, per open call. */
+  readonly #confirmed = new Map<string, ConfirmedSend>();
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Totals for `/metrics`: calls by final route, media bytes and packets by route, counted at the sender. */
   readonly totals = {
@@ -51,21 +58,33 @@ export class GatewayAccounting {
       if (outcome.ok) this.#open.set(outcome.callId, outcome);
       else this.record(outcome);
     });
-    this.gateway.on('closed', (callId) => {
+    this.gateway.on('closed', (callId, failure) => {
       const outcome = this.#open.get(callId);
+      const confirmed = this.#confirmed.get(callId);
+      this.#confirmed.delete(callId);
       if (!outcome) return;
       this.#open.delete(callId);
-      this.record(outcome);
+      // A peer that failed under a call we sent media on: only what its reports confirmed was sent.
+      const sending = this.gateway.init.media?.send === true;
+      this.record(outcome, failure, failure && sending ? (confirmed ?? 'none') : undefined);
     });
   }
 
+  /** The peer's receiver report on an answered call's media arrived: what went so far is confirmed. */
+  peerReported(callId: string): void {
+    const outcome = this.#open.get(callId);
+    const confirmed = outcome && confirmedSend(outcome);
+    if (confirmed) this.#confirmed.set(callId, confirmed);
+  }
+
   /** Records a finished call (`reason` when it ended badly); resolves once delivered or spooled. */
-  record(outcome: CallOutcome, reason?: string): Promise<unknown> {
+  record(outcome: CallOutcome, reason?: string, confirmed?: ConfirmedSend | 'none'): Promise<unknown> {
     const record = callRecord(outcome, {
       user: this.gateway.init.sip.user,
       endedAtMs: this.clock.now(),
       wallNowMs: Date.now(),
       reason,
+      confirmed,
     });
     const t = this.totals;
     t.calls[record.ok && record.route ? record.route : 'failed']++;

@@ -191,7 +191,11 @@ function serve(camera: Camera, c: GatewayComponents, config: Config, print: Prin
     { ...c, ffmpeg: ffmpegComponents },
     gateway,
     config.media,
-    { source: camera.spec, feed: camera.hub },
+    {
+      source: camera.spec,
+      feed: camera.hub,
+      onPeerReport: (callId) => camera.accounting?.peerReported(callId),
+    },
     (event, line) => print(`${camera.name}: ${line}`, { ...event, camera: camera.name }),
   );
 }

@@ -160,7 +160,12 @@ export function registerGateway(program: Command): void {
         { ...c, ffmpeg: ffmpegComponents },
         gateway,
         config.media,
-        { source: options.source, recordPattern: options.record, live },
+        {
+          source: options.source,
+          recordPattern: options.record,
+          live,
+          onPeerReport: (callId) => accounting?.peerReported(callId),
+        },
         (event, line) => print(line, event),
       );
       await stopRequested();

@@ -153,7 +153,14 @@ export function serveMedia(
   c: MediaComponents,
   gateway: Gateway,
   config: MediaConfig,
-  options: { source?: string; recordPattern?: string; live?: LiveView; feed?: SourceFeed },
+  options: {
+    source?: string;
+    recordPattern?: string;
+    live?: LiveView;
+    feed?: SourceFeed;
+    /** The peer's receiver report on a call's video arrived (accounting takes what it confirms). */
+    onPeerReport?: (callId: string) => void;
+  },
   report: (event: Record<string, unknown>, line: string) => void,
 ): { close(): Promise<void> } {
   const sessions = new Map<string, MediaSession>();
@@ -190,6 +197,7 @@ export function serveMedia(
       .then((session) => {
         if (!session) return;
         sessions.set(outcome.callId, session);
+        session.on('peer-report', () => options.onPeerReport?.(outcome.callId));
         session.on('failed', (reason) => {
           gateway.hangup(outcome.callId, reason);
           void finish(outcome.callId, reason);

@@ -18,6 +18,31 @@ export interface CallRecordInit {
   readonly wallNowMs: number;
   /** Why the call ended, when it did not end normally. */
   readonly reason?: string;
+  /**
+   * For a call whose peer failed while we sent: what its last receiver report confirmed (the
+   * route and the sent counters then), or `none` when no report ever came. Only that much counts
+   * as sent; the rest is `unconfirmed`.
+   */
+  readonly confirmed?: ConfirmedSend | 'none';
+}
+
+/** Our sending counters and route when the peer's receiver report arrived. */
+export interface ConfirmedSend {
+  readonly route: 'direct' | 'relay';
+  readonly direct: { readonly bytes: number; readonly packets: number };
+  readonly relay: { readonly bytes: number; readonly packets: number };
+}
+
+/** The sending side of `outcome` now, for `CallRecordInit.confirmed`. */
+export function confirmedSend(outcome: CallOutcome): ConfirmedSend | undefined {
+  const routed = outcome.routed;
+  if (!routed) return undefined;
+  const c = routed.counters;
+  return {
+    route: routed.route,
+    direct: { bytes: c.direct.bytesSent, packets: c.direct.packetsSent },
+    relay: { bytes: c.relay.bytesSent, packets: c.relay.packetsSent },
+  };
 }
 
 const zero = () => ({ bytes: 0, packets: 0 });
@@ -27,6 +52,22 @@ export function callRecord(outcome: CallOutcome, init: CallRecordInit): CallReco
   const toWall = (clockMs: number): string =>
     new Date(init.wallNowMs - (init.endedAtMs - clockMs)).toISOString();
   const c = outcome.routed?.counters;
+  const sent = c
+    ? {
+        direct: { bytes: c.direct.bytesSent, packets: c.direct.packetsSent },
+        relay: { bytes: c.relay.bytesSent, packets: c.relay.packetsSent },
+      }
+    : { direct: zero(), relay: zero() };
+  const confirmed =
+    init.confirmed === undefined
+      ? undefined
+      : init.confirmed === 'none'
+        ? { route: null, direct: zero(), relay: zero() }
+        : init.confirmed;
+  const unconfirmed = confirmed && {
+    bytes: sent.direct.bytes + sent.relay.bytes - confirmed.direct.bytes - confirmed.relay.bytes,
+    packets: sent.direct.packets + sent.relay.packets - confirmed.direct.packets - confirmed.relay.packets,
+  };
   return {
     v: 1,
     callId: outcome.callId,
@@ -40,15 +81,10 @@ export function callRecord(outcome: CallOutcome, init: CallRecordInit): CallReco
     endedAt: toWall(init.endedAtMs),
     setupMs:
       outcome.confirmedAtMs === undefined ? null : Math.round(outcome.confirmedAtMs - outcome.startedAtMs),
-    route: outcome.routed?.route ?? (outcome.ok ? 'direct' : null),
+    route: confirmed ? confirmed.route : (outcome.routed?.route ?? (outcome.ok ? 'direct' : null)),
     localNat: outcome.local?.nat ?? null,
     remoteNat: outcome.remote?.nat ?? null,
-    sent: c
-      ? {
-          direct: { bytes: c.direct.bytesSent, packets: c.direct.packetsSent },
-          relay: { bytes: c.relay.bytesSent, packets: c.relay.packetsSent },
-        }
-      : { direct: zero(), relay: zero() },
+    sent: confirmed ? { direct: { ...confirmed.direct }, relay: { ...confirmed.relay } } : sent,
     received: c
       ? {
           direct: { bytes: c.direct.bytesReceived, packets: c.direct.packetsReceived },
@@ -57,6 +93,7 @@ export function callRecord(outcome: CallOutcome, init: CallRecordInit): CallReco
       : { direct: zero(), relay: zero() },
     switches: outcome.routed?.switches ?? 0,
     ...(outcome.encryption ? { encryption: outcome.encryption } : {}),
+    ...(unconfirmed ? { unconfirmed } : {}),
   };
 }
 

@@ -98,6 +98,7 @@ export class CallRoutes {
       void this.#renewRelay(callId, active);
     });
     const budgetMs = this.host.init.relay?.budgetMs ?? 1000;
+    const punched = settled.punched;
     return {
       ...base,
       ok: true,
@@ -105,7 +106,13 @@ export class CallRoutes {
       path: routed,
       routed,
       route: routed.route,
-      checksSent: settled.punched?.checksSent ?? 0,
+      // A punch still running when media went to the relay keeps counting: read it when asked.
+      get checksSent(): number {
+        return (
+          punched?.checksSent ??
+          (active.puncher?.counters.checksSent ?? 0) + (active.rtcpPuncher?.counters.checksSent ?? 0)
+        );
+      },
       directReason:
         settled.kind === 'direct'
           ? undefined

@@ -368,7 +368,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   /** Ends a call: on a call we placed, sends BYE; either way stops checks and closes the media socket. */
   hangup(callId: string, reason?: string): void {
     const dialog = this.#calls.get(callId)?.dialog;
-    this.#end(callId);
+    this.#end(callId, reason);
     // RFC 3326: the Reason header tells the peer why (a failed encoder, a silent path).
     const extra: [string, string][] = reason
       ? [['Reason', `SIP;cause=500;text="${reason.replace(/["\r\n]/g, "'").slice(0, 200)}"`]]
@@ -475,9 +475,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       case 'CANCEL':
         respond(200);
         if (this.#calls.has(callId)) {
-          this.#end(callId);
           const reason = /text="([^"]*)"/.exec(header(request, 'Reason') ?? '')?.[1];
           const why = reason === undefined ? undefined : quoteWire(reason);
+          this.#end(callId, why && `the peer ended the call: ${why}`);
           this.emit(
             'ended',
             callId,
@@ -571,13 +571,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#dispose(active);
   }
 
-  #end(callId: string): void {
+  #end(callId: string, failure?: string): void {
     this.#attempts.delete(callId);
     const active = this.#calls.get(callId);
     if (!active || active.ended) return;
     this.#dispose(active);
     this.#calls.delete(callId);
-    this.emit('closed', callId);
+    this.emit('closed', callId, failure);
   }
 
   /** Everything one attempt holds: checks, sockets, the handshake, the path and the allocation. */

@@ -102,8 +102,12 @@ export type GatewayEvents = {
   reconnected: [];
   /** The peer ended a call (BYE or CANCEL). */
   ended: [callId: string, reason: string];
-  /** A call's media is over, whoever ended it (BYE either way, CANCEL, close): its counters are final. */
-  closed: [callId: string];
+  /**
+   * A call's media is over, whoever ended it (BYE either way, CANCEL, close): its counters are
+   * final. `failure` says why when it ended badly: this side hung up with a reason (a silent peer,
+   * a failed encoder), or the peer's BYE carried one.
+   */
+  closed: [callId: string, failure?: string];
   /** Media of an established call moved between the direct path and the relay. */
   route: [callId: string, route: Route, why: string];
   /** The relay could not be used (allocation, permission or renewal failed); calls go on without it. */

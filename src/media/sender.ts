@@ -62,6 +62,8 @@ export interface SenderStats {
 export type SenderEvents = {
   /** The encoder died on its own (crash, unreachable source): the call cannot go on. */
   failed: [reason: string];
+  /** The peer's receiver report on our video arrived: what was sent so far has reached it. */
+  report: [];
 };
 
 interface Outbound {
@@ -282,6 +284,7 @@ export class MediaSender extends TypedEmitter<SenderEvents> {
     this.#lastRtcpAtMs = this.c.clock.now();
     if (summary.rrtr) this.#lastRrtr = { ...summary.rrtr, atMs: this.#lastRtcpAtMs };
     const video = summary.reports.find((r) => r.ssrc === this.video.ssrc);
+    if (video) this.emit('report');
     if (video) {
       this.#remote.fractionLost = video.fractionLost / 256;
       this.#remote.jitterMs = (video.jitter * 1000) / this.video.clockRate;

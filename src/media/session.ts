@@ -49,7 +49,11 @@ export interface SessionStats {
   readonly recording?: { readonly path: string; readonly packetsWritten: number };
 }
 
-export type SessionEvents = { failed: [reason: string] };
+export type SessionEvents = {
+  failed: [reason: string];
+  /** The peer reported receiving our video (RTCP RR): media sent so far arrived. */
+  'peer-report': [];
+};
 
 export class MediaSession extends TypedEmitter<SessionEvents> {
   #watch?: Timer;
@@ -68,6 +72,7 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
     super();
     this.#startedAtMs = c.clock.now();
     sender?.on('failed', (reason) => this.#fail(reason));
+    sender?.on('report', () => this.emit('peer-report'));
     recorder?.on('failed', (reason) => this.#fail(reason));
     this.#watch = every(c.clock, 250, () => this.#checkPeer());
   }

@@ -44,6 +44,11 @@ export const callRecordSchema = z
     switches: z.number().int().min(0),
     /** `DTLS-SRTP <profile>` or `none` (issue 17); absent in records written before it. */
     encryption: z.string().max(100).optional(),
+    /**
+     * Sent after the peer's last receiver report, when the peer went silent (crashed, lost): no
+     * report says it arrived, so it is not in `sent` (issue 18).
+     */
+    unconfirmed: totals.optional(),
   })
   .strict();
 

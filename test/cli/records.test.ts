@@ -1,0 +1,97 @@
+/**
+ * Call records that tell the truth (issue 18): a viewer killed mid-call leaves the camera sending
+ * into the void, first on the dead direct path, then (its watchdog moving media) on the relay. The
+ * camera's record must say the call failed, count as sent only what the viewer's receiver reports
+ * confirmed, on the route that carried it, and put the rest under `unconfirmed`: never relay use.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type CallRecord, parseCallRecord } from '../../src/relay/call-records.ts';
+import { freePort } from '../free-port.ts';
+import { processes, until } from './processes.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sc2c-records-'));
+const procs = processes();
+const sc2c = procs.start;
+
+afterAll(() => {
+  procs.killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('call records when the peer dies', () => {
+  it('a killed viewer: the camera records a failed call with only the confirmed bytes, not relay use', async () => {
+    const [sip, stun, admin] = [await freePort(), await freePort(), await freePort()];
+    const site = join(dir, 'site');
+    const init = sc2c([
+      'init',
+      '--dir',
+      site,
+      '--public-ip',
+      '127.0.0.1',
+      '--sip-port',
+      String(sip),
+      '--stun-port',
+      String(stun),
+      '--admin-port',
+      String(admin),
+    ]);
+    expect((await init.exited).code).toBe(0);
+    const server = sc2c(['server', '--config', join(site, 'server.yaml')]);
+    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const camera = sc2c(['gateway', '--config', join(site, 'gateway.yaml'), '--json']);
+    await until('the camera', () => /"event":"cameras"/.test(camera.out()), 30_000);
+    const viewer = sc2c([
+      'call',
+      'camera1',
+      '--config',
+      join(site, 'viewer.yaml'),
+      '--record',
+      join(dir, 'v.mp4'),
+      '--duration',
+      '60',
+    ]);
+    await until('media', () => /"event":"media-started"/.test(camera.out()), 20_000);
+    // Receiver reports come every second: let a few confirm what arrived, then the viewer dies.
+    await new Promise((r) => setTimeout(r, 3000));
+    viewer.child.kill('SIGKILL');
+    await until(
+      'the camera to give up on the silent viewer',
+      () => /"event":"media-ended"/.test(camera.out()),
+      20_000,
+    );
+    const calls = join(site, 'calls.jsonl');
+    let record: CallRecord | undefined;
+    await until('the camera record at the server', () => {
+      const lines = (() => {
+        try {
+          return readFileSync(calls, 'utf8').split('\n').filter(Boolean);
+        } catch {
+          return [];
+        }
+      })();
+      record = lines.map((l) => parseCallRecord(JSON.parse(l))).find((r) => r.user === 'camera1');
+      return record !== undefined;
+    });
+    // The scenario of the report: the camera's watchdog moved media to the relay, towards nobody.
+    expect(camera.out()).toMatch(/"event":"route".*"route":"relay"/);
+    expect(record!.ok).toBe(false);
+    expect(record!.reason).toMatch(/nothing from the peer/);
+    // Confirmed by the viewer's reports while it lived: the direct path, some seconds of video.
+    expect(record!.route).toBe('direct');
+    expect(record!.sent.direct.bytes).toBeGreaterThan(100_000);
+    expect(record!.sent.relay.bytes).toBe(0);
+    // What went after its last report (at least the seconds before the camera gave up) is apart.
+    expect(record!.unconfirmed!.bytes).toBeGreaterThan(50_000);
+    const report = sc2c(['report', '--file', calls, '--json']);
+    expect((await report.exited).code).toBe(0);
+    const summary = JSON.parse(report.out()) as { total: { relay: { bytes: number } } };
+    expect(summary.total.relay.bytes).toBe(0);
+    camera.child.kill('SIGTERM');
+    expect((await camera.exited).code).toBe(0);
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  }, 90_000);
+});
