@@ -52,7 +52,7 @@ export async function serveCameras(
     throw new RuntimeFailure(
       `--source, --record, --phone and --live serve one user: with cameras: in ${options.config} give --user too`,
     );
-  const cameras: Camera[] = Object.entries(config.cameras ?? {}).map(([name, camera]) => ({
+  const cameras: Camera[] = [...config.cameraList].map(([name, camera]) => ({
     name,
     spec: camera.source,
     source: parseSource(camera.source),
@@ -106,7 +106,7 @@ async function run(
   const components = { ...c, network: new FreshPortNetwork(c.network, c.clock) };
   const checks = await Promise.all(cameras.map((camera) => checkSource(check, camera.source)));
   cameras.forEach((camera, i) => {
-    const wanted = config.cameras![camera.name]!;
+    const wanted = config.cameraList.get(camera.name)!;
     camera.passthrough = choosePassthrough(camera, wanted.transcode, checks[i]!, print);
     report(camera, checks[i]!, print);
     camera.hub = new SourceHub(
@@ -123,7 +123,7 @@ async function run(
   });
 
   const start = async (camera: Camera, probe?: Gateway['probe']): Promise<void> => {
-    const wanted = config.cameras![camera.name]!;
+    const wanted = config.cameraList.get(camera.name)!;
     const { init, context } = await gatewayInit(
       options,
       { send: true, receive: false },

@@ -138,7 +138,10 @@ export function loadServerConfig(path: string): ServerConfig {
 }
 
 /** SIP user names we accept in configs: they end up in URIs, file names and metric labels. */
-const userName = z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'letters, digits and . _ ~ - only (1-64)');
+const userName = z
+  .string()
+  .regex(/^[A-Za-z0-9._~-]{1,64}$/, 'letters, digits and . _ ~ - only (1-64)')
+  .refine((name) => !['__proto__', 'constructor', 'prototype'].includes(name), 'a reserved name');
 
 /**
  * One camera of a gateway that serves several (issue 18): registered as its own SIP user, with
@@ -181,6 +184,8 @@ export const gatewaySchema = z
     cameras: z
       .record(userName, camera)
       .refine((c) => Object.keys(c).length <= MAX_CAMERAS, `at most ${MAX_CAMERAS} cameras`)
+      // Also where a hostile key (`__proto__`) vanished in parsing: no camera is an error, not a quiet no-op.
+      .refine((c) => Object.keys(c).length > 0, 'list at least one camera')
       .optional(),
     stun: z.string(),
     domain: z.string().min(1),
@@ -275,10 +280,12 @@ export const gatewaySchema = z
   .strict();
 
 export type GatewayConfig = z.infer<typeof gatewaySchema>;
+export type CameraConfig = z.infer<typeof camera>;
 
-export function loadGatewayConfig(
-  path: string,
-): GatewayConfig & { tlsOptions?: { ca?: string; servername?: string; fingerprint?: string } } {
+export function loadGatewayConfig(path: string): GatewayConfig & {
+  tlsOptions?: { ca?: string; servername?: string; fingerprint?: string };
+  cameraList: ReadonlyMap<string, CameraConfig>;
+} {
   const config = parseConfig(readConfigFile(path, 'gateway config'), path, gatewaySchema);
   const tlsOptions = config.tls && {
     ca: config.tls.caFile
@@ -291,6 +298,8 @@ export function loadGatewayConfig(
   const certificate = resolve(dirname(path), config.media.certificate);
   return {
     ...config,
+    /** `cameras:` by name, in a Map: names come from a file and are looked up from the command line. */
+    cameraList: new Map(Object.entries(config.cameras ?? {})),
     accounting: { ...config.accounting, spoolFile },
     media: { ...config.media, certificate },
     tlsOptions,

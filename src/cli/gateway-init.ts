@@ -4,7 +4,13 @@ import type { GatewayInit } from '../gateway/gateway.ts';
 import { isIpv4 } from '../net/address.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
 import { UsageError } from '../util/usage-error.ts';
-import { type GatewayConfig, loadGatewayConfig, parseEndpoint, parseRelayUrl } from './configs.ts';
+import {
+  type CameraConfig,
+  type GatewayConfig,
+  loadGatewayConfig,
+  parseEndpoint,
+  parseRelayUrl,
+} from './configs.ts';
 import { type FailureContext, resolveHost } from './failures.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { mediaRole } from './media.ts';
@@ -33,13 +39,22 @@ export interface Identity {
 }
 
 /** The user and password from `--user`/`--password`, SC2C_PASSWORD or the config's `user`/`password`. */
-export function identityFrom(options: CommonOptions, config: GatewayConfig): Identity {
+export function identityFrom(
+  options: CommonOptions,
+  config: GatewayConfig & { cameraList: ReadonlyMap<string, CameraConfig> },
+): Identity {
   const user = options.user ?? config.user;
-  if (!user) throw new UsageError(`give --user, or set user in ${options.config}`);
-  const password = options.password ?? process.env.SC2C_PASSWORD ?? config.password;
+  if (!user) throw new UsageError(`give --user, or set user (or cameras:) in ${options.config}`);
+  // `--user camera1` with a cameras: config serves that camera alone, with its password and callers.
+  const camera = config.cameraList.get(user);
+  const password = options.password ?? process.env.SC2C_PASSWORD ?? camera?.password ?? config.password;
   if (!password)
     throw new UsageError(`give --password, set SC2C_PASSWORD, or set password in ${options.config}`);
-  return { user, password, allowedCallers: allowedCallers(options.allow, config.access?.callers) };
+  return {
+    user,
+    password,
+    allowedCallers: allowedCallers(options.allow, camera?.callers ?? config.access?.callers),
+  };
 }
 
 /**

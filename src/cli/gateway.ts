@@ -161,7 +161,7 @@ export function registerGateway(program: Command): void {
         gateway,
         config.media,
         {
-          source: options.source,
+          source: options.source ?? config.cameraList.get(init.sip.user)?.source,
           recordPattern: options.record,
           live,
           onPeerReport: (callId) => accounting?.peerReported(callId),

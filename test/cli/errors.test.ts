@@ -148,6 +148,22 @@ describe('failures a person can act on: one line, the documented exit code', () 
     expect(host.line).toMatch(/--server: cannot resolve 'no-such-host\.invalid'/);
   });
 
+  it('camera names from a config are hostile: reserved names and an empty list are refused', async () => {
+    for (const [name, expected] of [
+      ['__proto__', /cameras: list at least one camera/],
+      ['constructor', /cameras\.constructor: Invalid key/],
+    ] as const) {
+      const path = join(dir, `cameras-${name}.yaml`);
+      writeFileSync(
+        path,
+        `server: 127.0.0.1:${ports.sip}\nstun: 127.0.0.1:${ports.stun}\ndomain: sc2c.test\ncameras:\n  ${name}: { source: testsrc, password: camera-error-pass }\n`,
+      );
+      const run = sc2c(['gateway', '--config', path]);
+      expect((await run.exited).code).toBe(2);
+      expect(run.err()).toMatch(expected);
+    }
+  });
+
   it('a host name works where an address did: --server localhost', async () => {
     const r = sc2c(['call', 'nobody', ...asViewer('--server', `localhost:${ports.sip}`)]);
     expect((await r.exited).code, r.err()).toBe(1);

@@ -1,16 +1,27 @@
 import { describe, expect, it } from 'vitest';
+import { decodeAddress, decodeErrorCode, encodeChangeRequest } from '../../src/protocol/stun/attributes.ts';
+import {
+  AttributeType,
+  decodeStun,
+  encodeStun,
+  findAttribute,
+  StunClass,
+  StunMethod,
+} from '../../src/protocol/stun/message.ts';
 import { candidateWindow, checksPeerGuess, planPort, windowSize } from '../../src/traversal/predict.ts';
 import { advertisedStep, describeProbe, type NatProbe, probeNat } from '../../src/traversal/probe.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { sequentialStep } from '../../src/traversal/stun-tests.ts';
 import { profiles, world } from '../net/world.ts';
 
-async function probeBehind(spec: string): Promise<NatProbe> {
+/** Probes from behind `spec`; `oneAddress` runs the STUN server as a host with one address does. */
+async function probeBehind(spec: string, oneAddress = false): Promise<NatProbe> {
   const w = world({ natA: profiles.resolve(spec) });
   const responder = await StunResponder.start(w.server, {
     primary: { address: '198.18.0.10', port: 3478 },
-    alternate: { address: '198.18.0.11', port: 3479 },
+    alternate: { address: oneAddress ? '198.18.0.10' : '198.18.0.11', port: 3479 },
   });
+  if (oneAddress) expect(responder.endpoints()).toHaveLength(2);
   try {
     return await w.clock.run(
       probeNat(
@@ -37,6 +48,72 @@ describe('NAT probe: ICMP sensitivity', () => {
     expect(probe.ips).toBeNull();
     expect(probe.allocation).toBe('sequential');
     expect(probe.delta).toBe(2);
+  });
+});
+
+describe('NAT probe against a STUN server with one address', () => {
+  it('reads mapping, the allocation step and port filtering; address filtering is unknown', async () => {
+    const symmetric = await probeBehind('symmetric-seq2', true);
+    expect(symmetric).toMatchObject({
+      mapping: 'address-and-port-dependent',
+      filtering: 'address-and-port-dependent',
+      allocation: 'sequential',
+      delta: 2,
+    });
+    const portRestricted = await probeBehind('port-restricted-cone', true);
+    expect(portRestricted).toMatchObject({
+      mapping: 'endpoint-independent',
+      filtering: 'address-and-port-dependent',
+    });
+    // A full cone and a restricted cone both let the other port's answer in: one address cannot
+    // tell them apart, and says so instead of guessing.
+    expect((await probeBehind('full-cone', true)).filtering).toBe('unknown');
+    expect((await probeBehind('restricted-cone', true)).filtering).toBe('unknown');
+    expect(describeProbe(await probeBehind('full-cone', true))).toMatch(/^endpoint-independent\/unknown\//);
+  });
+
+  it('answers a CHANGE-REQUEST for another address with 420, and one for another port from it', async () => {
+    const w = world({ natA: profiles.resolve('full-cone') });
+    const responder = await StunResponder.start(w.server, {
+      primary: { address: '198.18.0.10', port: 3478 },
+      alternate: { address: '198.18.0.10', port: 3479 },
+    });
+    // One Binding request asking for another address: the answer is a 420, from the same port.
+    const socket = await w.alice.bindUdp({});
+    const answers: Uint8Array[] = [];
+    socket.on('message', (data) => answers.push(data));
+    const ask = (changeIp: boolean, changePort: boolean) =>
+      socket.send(
+        encodeStun({
+          method: StunMethod.binding,
+          cls: StunClass.request,
+          transactionId: new Uint8Array(12).fill(changeIp ? 1 : 2),
+          attributes: [
+            { type: AttributeType.CHANGE_REQUEST, value: encodeChangeRequest({ changeIp, changePort }) },
+          ],
+        }),
+        responder.init.primary,
+      );
+    ask(true, false);
+    await w.clock.advance(100);
+    const refused = decodeStun(answers[0]!);
+    expect(refused.cls).toBe(StunClass.error);
+    expect(decodeErrorCode(findAttribute(refused, AttributeType.ERROR_CODE)!.value).code).toBe(420);
+    ask(false, true);
+    await w.clock.advance(100);
+    const moved = decodeStun(answers[1]!);
+    expect(moved.cls).toBe(StunClass.success);
+    expect(decodeAddress(findAttribute(moved, AttributeType.RESPONSE_ORIGIN)!.value).port).toBe(3479);
+    socket.close();
+    responder.close();
+  });
+
+  it('refuses an alternate equal to the primary', async () => {
+    const w = world({ natA: profiles.resolve('full-cone') });
+    const at = { address: '198.18.0.10', port: 3478 };
+    await expect(StunResponder.start(w.server, { primary: at, alternate: at })).rejects.toThrow(
+      /must differ/,
+    );
   });
 });
 
