@@ -13,6 +13,7 @@ import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
 import { describeSource, parseSource } from '../media/source.ts';
 import { checkSource, type SourceCheck } from '../media/source-check.ts';
 import { SourceHub } from '../media/source-hub.ts';
+import { type Clock, sleep } from '../net/clock.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type CameraStatus, GatewayAccounting, serveGatewayMetrics } from './accounting.ts';
 import type { loadGatewayConfig } from './configs.ts';
@@ -119,7 +120,7 @@ async function run(
         maxViewers: config.maxCalls,
       },
     );
-    if (!checks[i]!.ok) void recheck(camera, check, print, stop);
+    if (!checks[i]!.ok) void recheck(c.clock, camera, check, print, stop);
   });
 
   const start = async (camera: Camera, probe?: Gateway['probe']): Promise<void> => {
@@ -246,6 +247,7 @@ function report(camera: Camera, check: SourceCheck, print: Print): void {
 
 /** Checks an unreachable source again with backoff until it answers or the gateway stops. */
 async function recheck(
+  clock: Clock,
   camera: Camera,
   check: Parameters<typeof checkSource>[0],
   print: Print,
@@ -253,17 +255,7 @@ async function recheck(
 ): Promise<void> {
   let delayMs = RECHECK_INITIAL_MS;
   while (!stop.aborted) {
-    await new Promise<void>((done) => {
-      const timer = setTimeout(done, delayMs);
-      stop.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          done();
-        },
-        { once: true },
-      );
-    });
+    await sleep(clock, delayMs, stop).catch(() => undefined);
     if (stop.aborted) return;
     const result = await checkSource(check, camera.source);
     if (result.ok) {

@@ -7,6 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import { Gateway, type GatewayComponents, type GatewayInit } from '../gateway/gateway.ts';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
+import { sleep } from '../net/clock.ts';
 import { ConnectionRefusedError } from '../net/types.ts';
 import { ConnectTimeoutError, SipRequestError } from '../signaling/client.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
@@ -105,17 +106,7 @@ export async function startGatewayRetrying(
         reason: error.message,
         retryInMs: delayMs,
       });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delayMs);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      await sleep(components.clock, delayMs, signal).catch(() => undefined);
       if (signal.aborted) throw new RuntimeFailure('stopped before the server answered');
       delayMs = Math.min(delayMs * 2, delays.maxMs);
     }

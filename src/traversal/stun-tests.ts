@@ -136,20 +136,15 @@ export class StunTests {
     const socket = await this.fresh();
     try {
       await this.mustBind(socket, this.init.primary);
-      if (this.singleAddress) {
-        const fromOtherPort = await this.binding(socket, this.init.primary, {
-          changeIp: false,
-          changePort: true,
-        });
-        return fromOtherPort ? 'unknown' : 'address-and-port-dependent';
-      }
-      if (await this.binding(socket, this.init.primary, { changeIp: true, changePort: true }))
+      const one = this.singleAddress;
+      if (!one && (await this.binding(socket, this.init.primary, { changeIp: true, changePort: true })))
         return 'endpoint-independent';
       const fromOtherPort = await this.binding(socket, this.init.primary, {
         changeIp: false,
         changePort: true,
       });
-      return fromOtherPort ? 'address-dependent' : 'address-and-port-dependent';
+      if (!fromOtherPort) return 'address-and-port-dependent';
+      return one ? 'unknown' : 'address-dependent';
     } finally {
       this.retire(socket);
     }

@@ -7,27 +7,19 @@
  * gateways run with --unhandled-rejections=strict: a rejection nobody handled kills them.
  */
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../free-port.ts';
 import { inputs } from '../fuzz/targets.ts';
-import { loopbackConfigs, processes, until } from './processes.ts';
+import { loopbackConfigs, scratch, until } from './processes.ts';
 
 const TORTURE = new URL('../../../shared/sip-torture/', import.meta.url).pathname;
 const FLOOD_MS = 20_000;
 const TOKEN = 'abuse-test-admin-token-0123456789';
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-abuse-'));
-const procs = processes();
-const sc2c = procs.start;
-
-afterAll(() => {
-  procs.killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { dir, sc2c } = scratch('sc2c-abuse-');
 
 const rssMb = (pid: number): number =>
   Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;

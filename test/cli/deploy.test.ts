@@ -3,24 +3,16 @@
  * the server, one gateway serving 4 cameras, and two viewers on one camera. Both recordings must
  * decode, and the gateway's own metrics must count one pull of that camera's source for both.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLIP_PATH } from '../../src/media/clip.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
-import { processes, until } from './processes.ts';
+import { scratch, until } from './processes.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-deploy-'));
-const procs = processes();
-const sc2c = procs.start;
-
-afterAll(() => {
-  procs.killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { dir, sc2c } = scratch('sc2c-deploy-');
 
 interface CameraStatus {
   camera: string;

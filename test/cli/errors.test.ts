@@ -4,17 +4,14 @@
  * and no stack trace (issue 18). Real processes on loopback; each case is what a user would type.
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../free-port.ts';
-import { loopbackConfigs, processes, type Sc2cProcess, until } from './processes.ts';
+import { loopbackConfigs, type Sc2cProcess, scratch, until } from './processes.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-errors-'));
-const procs = processes();
-const sc2c = procs.start;
+const { dir, sc2c } = scratch('sc2c-errors-');
 let configs: { server: string; gateway: string };
 let ports: { sip: number; stun: number };
 let server: Sc2cProcess;
@@ -27,11 +24,6 @@ beforeAll(async () => {
   server = sc2c(['server', '--config', configs.server]);
   await until('the server', () => /sc2c server: SIP on/.test(server.err()));
 }, 30_000);
-
-afterAll(() => {
-  procs.killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 /** Runs a command to its end: its exit code and its stderr, which must be one line and no stack. */
 async function fails(args: string[]): Promise<{ code: number | null; line: string }> {

@@ -4,8 +4,10 @@
  * gateway config pair.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 
@@ -41,6 +43,20 @@ export function processes() {
       for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * A test file's scratch directory and its `sc2c` processes: after the file, every process still
+ * running is killed and the directory removed.
+ */
+export function scratch(prefix: string): { dir: string; sc2c: (args: readonly string[]) => Sc2cProcess } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const procs = processes();
+  afterAll(() => {
+    procs.killAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, sc2c: procs.start };
 }
 
 export async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {

@@ -4,22 +4,14 @@
  * camera's record must say the call failed, count as sent only what the viewer's receiver reports
  * confirmed, on the route that carried it, and put the rest under `unconfirmed`: never relay use.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type CallRecord, parseCallRecord } from '../../src/relay/call-records.ts';
 import { freePort } from '../free-port.ts';
-import { processes, until } from './processes.ts';
+import { scratch, until } from './processes.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-records-'));
-const procs = processes();
-const sc2c = procs.start;
-
-afterAll(() => {
-  procs.killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { dir, sc2c } = scratch('sc2c-records-');
 
 describe('call records when the peer dies', () => {
   it('a killed viewer: the camera records a failed call with only the confirmed bytes, not relay use', async () => {

@@ -3,23 +3,14 @@
  * clean-up work made testable): a viewer stopped in the middle of a recorded call hangs up, leaves
  * a valid MP4 and exits within the 5 s grace; the camera gateway stopped the same way exits too.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
-import { loopbackConfigs, processes, until } from './processes.ts';
+import { loopbackConfigs, scratch, until } from './processes.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-signals-'));
-const procs = processes();
-const sc2c = procs.start;
-
-afterAll(() => {
-  procs.killAll();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { dir, sc2c } = scratch('sc2c-signals-');
 
 describe('signals end calls cleanly (real processes on loopback)', () => {
   it('SIGTERM mid-recording: BYE, a valid MP4, the viewer, the camera and the server exit by themselves', async () => {
