@@ -143,6 +143,22 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     s.close();
   });
 
+  it('counts the checks of a punch still running when media went to the relay (checksSent is not 0)', async () => {
+    // A random-port NAT facing a port-restricted cone: nothing answers, the punch runs its 3 s while
+    // the 1 s budget sends media to the relay.
+    const s = await setup('symmetric-random', 'port-restricted-cone');
+    const { caller, callee, outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(outcome.directReason).toMatch(/no direct path confirmed within 1000 ms/);
+    // The punch ran its full time beside the relayed media (this world waits for it): every check
+    // it sent is counted, at both ends.
+    expect(outcome.checksSent).toBeGreaterThan(10);
+    expect(other.checksSent).toBeGreaterThan(10);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
   it('moves to the relay within a second when the NAT drops its mappings, then back to direct', async () => {
     const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips');
     const { caller, callee, outcome, other } = await s.call();
