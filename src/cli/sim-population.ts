@@ -15,6 +15,7 @@ interface PopulationOptions {
   callS: number;
   budgetMs: number;
   population: string;
+  background: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -52,10 +53,16 @@ export function registerPopulation(sim: Command): void {
       parseInteger('--budget-ms', 0, 60_000),
       1000,
     )
+    .option(
+      '--background <n>',
+      'new sessions per second another host behind each NAT opens (busy NATs; 0: quiet, as the paper)',
+      parseInteger('--background', 0, 100),
+      0,
+    )
     .option('--population <file>', 'NAT population file', DEFAULT_POPULATION_PATH)
     .option(
       '--json',
-      'print {config, modes: [{mode, directRate, relayShare, relayBandwidthSaved, ...}], cells: [{calling, called, mode, successes, trials}]}',
+      'print {config, modes: [{mode, directRate, relayShare, relayBandwidthSaved, checksPerCall, ...}], cells: [...]}',
     )
     .option('-q, --quiet', 'no progress lines on stderr')
     .action(async (options: PopulationOptions) => {
@@ -71,6 +78,7 @@ export function registerPopulation(sim: Command): void {
         workers: options.workers,
         callS: options.callS,
         budgetMs: options.budgetMs,
+        backgroundPerSecond: options.background,
         onProgress: (done, total, trialsDone) => {
           if (options.quiet || (Date.now() - last < 1000 && done < total)) return;
           last = Date.now();
@@ -88,22 +96,24 @@ export function formatPopulation(report: PopulationReport): string {
   const pct = (v: number): string => `${(v * 100).toFixed(2)} %`;
   const c = report.config;
   const rows = [
-    ['mode', 'direct', 'relay share', 'relay bandwidth saved', 'setup p50/p95 ms'],
+    ['mode', 'direct', 'relay share', 'relay bandwidth saved', 'setup p50/p95 ms', 'checks/call'],
     ...report.modes.map((m) => [
       m.mode,
       `${pct(m.directRate)} (${m.direct}/${m.pairs})`,
       pct(m.relayShare),
       pct(m.relayBandwidthSaved),
       m.setupMsP50 === null ? '-' : `${m.setupMsP50}/${m.setupMsP95}`,
+      String(m.checksPerCall),
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return [
-    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, seed ${c.seed}, ${report.elapsedS} s`,
+    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, ${c.backgroundPerSecond ? `${c.backgroundPerSecond} background sessions/s behind each NAT` : 'quiet NATs'}, seed ${c.seed}, ${report.elapsedS} s`,
     '',
     ...rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')),
     '',
     `relay bandwidth saved: ${c.callS} s calls; a direct path confirmed after ${c.budgetMs} ms spent the difference on the relay`,
+    'checks/call: punch checks both gateways sent per call (the last attempt; up to the relay budget where media went there first)',
     '',
   ].join('\n');
 }

@@ -106,13 +106,10 @@ export class CallRoutes {
       path: routed,
       routed,
       route: routed.route,
-      // A punch still running when media went to the relay keeps counting: read it when asked.
-      get checksSent(): number {
-        return (
-          punched?.checksSent ??
-          (active.puncher?.counters.checksSent ?? 0) + (active.rtcpPuncher?.counters.checksSent ?? 0)
-        );
-      },
+      // A punch still running when media went to the relay: the checks it had sent by then.
+      checksSent:
+        punched?.checksSent ??
+        (active.puncher?.counters.checksSent ?? 0) + (active.rtcpPuncher?.counters.checksSent ?? 0),
       directReason:
         settled.kind === 'direct'
           ? undefined

@@ -65,6 +65,12 @@ export interface MatrixCell {
   readonly skewMsP95: number | null;
   /** Why trials failed, with counts. */
   readonly failures: Readonly<Record<string, number>>;
+  /**
+   * Punch checks both gateways sent, over all trials (the probe budget: what a call costs on the
+   * wire before media; the last attempt of a retried call, and up to the relay's budget where media
+   * went there first).
+   */
+  readonly checksSent: number;
   /** Every successful trial's setup time, when `keepSetups` asked for them. */
   readonly setupsMs?: readonly number[];
 }
@@ -200,6 +206,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   const skews: number[] = [];
   const failures: Record<string, number> = {};
   let successes = 0;
+  let checksSent = 0;
   try {
     for (let trial = 0; trial < init.trials; trial++) {
       firstOut.clear();
@@ -216,6 +223,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
       );
       off();
       const calleeOutcome = calleeOutcomes.at(-1);
+      checksSent += outcome.checksSent + (calleeOutcome?.checksSent ?? 0);
       const tA = firstOut.get('nat-a');
       const tB = firstOut.get('nat-b');
       if (tA !== undefined && tB !== undefined) skews.push(Math.abs(tA - tB));
@@ -252,6 +260,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     setupMsP95: setups.length ? round(percentile(sorted(setups), 95)) : null,
     skewMsP95: skews.length ? round(percentile(sorted(skews), 95)) : null,
     failures,
+    checksSent,
     ...(init.keepSetups ? { setupsMs: setups } : {}),
   };
 }

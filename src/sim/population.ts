@@ -39,6 +39,8 @@ export interface JobResult {
   /** Setup time of every successful trial, ms. */
   readonly setupsMs: readonly number[];
   readonly failures: Readonly<Record<string, number>>;
+  /** Punch checks both sides sent over all trials. */
+  readonly checksSent: number;
 }
 
 /**
@@ -86,6 +88,8 @@ export interface ModeSummary {
   readonly setupMsP50: number | null;
   readonly setupMsP95: number | null;
   readonly failures: Readonly<Record<string, number>>;
+  /** Punch checks per call, both sides together: the probe budget beside the success rate. */
+  readonly checksPerCall: number;
 }
 
 export function summarizeMode(
@@ -115,6 +119,7 @@ export function summarizeMode(
     setupMsP50: setups.length ? percentile(setups, 50) : null,
     setupMsP95: setups.length ? percentile(setups, 95) : null,
     failures,
+    checksPerCall: pairs ? Math.round((10 * results.reduce((n, r) => n + r.checksSent, 0)) / pairs) / 10 : 0,
   };
 }
 
@@ -128,6 +133,11 @@ export interface PopulationInit {
   readonly workers: number;
   readonly callS: number;
   readonly budgetMs: number;
+  /**
+   * New sessions per second another host behind each NAT opens (issue 19: real NATs are busy).
+   * Default 0, the paper's quiet NATs.
+   */
+  readonly backgroundPerSecond?: number;
   /** After each finished job: jobs done, jobs in all, and trials done so far. */
   readonly onProgress?: (done: number, total: number, trialsDone: number) => void;
 }
@@ -142,6 +152,7 @@ export interface PopulationReport {
     readonly rttMs: number;
     readonly callS: number;
     readonly budgetMs: number;
+    readonly backgroundPerSecond: number;
     readonly workers: number;
   };
   readonly modes: readonly ModeSummary[];
@@ -169,7 +180,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
       mode: job.mode,
       trials: job.trials,
       oneWayMs: init.oneWayMs,
-      backgroundPerSecond: 0,
+      backgroundPerSecond: init.backgroundPerSecond ?? 0,
       seed: job.seed,
       keepSetups: true,
     })),
@@ -186,6 +197,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
     trials: cell.trials,
     setupsMs: cell.setupsMs ?? [],
     failures: cell.failures,
+    checksSent: cell.checksSent,
   }));
   const model = { callS: init.callS, budgetMs: init.budgetMs };
   return {
@@ -198,6 +210,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
       rttMs: 2 * (init.oneWayMs[0] + init.oneWayMs[1]),
       callS: init.callS,
       budgetMs: init.budgetMs,
+      backgroundPerSecond: init.backgroundPerSecond ?? 0,
       workers: poolSize(init.workers, jobs.length),
     },
     modes: init.modes.map((mode) =>

@@ -150,8 +150,8 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
     const { caller, callee, outcome, other } = await s.call();
     expect(outcome).toMatchObject({ ok: true, route: 'relay' });
     expect(outcome.directReason).toMatch(/no direct path confirmed within 1000 ms/);
-    // The punch ran its full time beside the relayed media (this world waits for it): every check
-    // it sent is counted, at both ends.
+    // The punch was still running when media went to the relay: the checks it had sent by then
+    // count, at both ends (a second at 20 ms: about 50).
     expect(outcome.checksSent).toBeGreaterThan(10);
     expect(other.checksSent).toBeGreaterThan(10);
     caller.close();

@@ -74,6 +74,7 @@ describe('sim extended (the crossed matrix)', () => {
       setupMsP95: null,
       skewMsP95: null,
       failures: successes < 2 ? { 'no direct path': 2 - successes } : {},
+      checksSent: 0,
       setupsMs,
     });
     const { cells, groups } = summarizeExtended(keys, [

@@ -28,8 +28,8 @@ describe('sim population', () => {
     const summary = summarizeMode(
       'sc2c',
       [
-        { successes: 2, trials: 3, setupsMs: [500, 3000], failures: { 'no direct path': 1 } },
-        { successes: 1, trials: 1, setupsMs: [200], failures: {} },
+        { successes: 2, trials: 3, setupsMs: [500, 3000], failures: { 'no direct path': 1 }, checksSent: 30 },
+        { successes: 1, trials: 1, setupsMs: [200], failures: {}, checksSent: 6 },
       ],
       { callS: 10, budgetMs: 1000 },
     );
@@ -37,6 +37,8 @@ describe('sim population', () => {
     // One call relayed for 10 s, one for 2 s (confirmed at 3 s, budget 1 s), of 40 s of calls.
     expect(summary.relayBandwidthSaved).toBe(0.7);
     expect(summary.failures).toEqual({ 'no direct path': 1 });
+    // 36 checks over 4 calls.
+    expect(summary.checksPerCall).toBe(9);
   });
 
   it('sc2c sim population --json: real calls for every drawn pair; SC2C beats C2C and plain STUN', async () => {
@@ -53,6 +55,7 @@ describe('sim population', () => {
         directRate: number;
         relayShare: number;
         relayBandwidthSaved: number;
+        checksPerCall: number;
       }[];
       cells: { successes: number; trials: number; mode: string; calling: string; called: string }[];
     };
@@ -67,5 +70,36 @@ describe('sim population', () => {
     // SC2C fails only where a NAT allocates at random: there is no port to predict.
     for (const cell of report.cells.filter((c) => c.mode === 'sc2c' && c.successes < c.trials))
       expect(`${cell.calling} ${cell.called}`).toMatch(/random/);
+    // Every call punched: the probe budget is reported beside the success rate.
+    for (const m of report.modes) expect(m.checksPerCall).toBeGreaterThan(0);
+  }, 130_000);
+
+  it('--background: busy NATs, recorded in the report (issue 19 measures against it)', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        BIN,
+        'sim',
+        'population',
+        '--trials',
+        '60',
+        '--modes',
+        'sc2c',
+        '--background',
+        '5',
+        '--json',
+        '-q',
+        '--workers',
+        '2',
+      ],
+      { timeout: 120_000 },
+    );
+    const report = JSON.parse(stdout) as {
+      config: { backgroundPerSecond: number };
+      modes: { pairs: number; checksPerCall: number }[];
+    };
+    expect(report.config.backgroundPerSecond).toBe(5);
+    expect(report.modes[0]!.pairs).toBe(60);
+    expect(report.modes[0]!.checksPerCall).toBeGreaterThan(0);
   }, 130_000);
 });
