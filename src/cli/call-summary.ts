@@ -28,6 +28,7 @@ export function summarize(outcome: CallOutcome) {
       rtcp: outcome.path.rtcp && { local: outcome.path.rtcp.socket.local, remote: outcome.path.rtcp.remote },
     },
     checksSent: outcome.checksSent,
+    predictionAgeMs: outcome.predictionAgeMs === undefined ? null : Math.round(outcome.predictionAgeMs),
     encryption: outcome.encryption ?? (outcome.ok ? 'none' : null),
     dtlsMs: outcome.dtlsMs === undefined ? null : Math.round(outcome.dtlsMs),
     attempts: outcome.attempts ?? 1,

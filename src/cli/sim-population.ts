@@ -96,7 +96,15 @@ export function formatPopulation(report: PopulationReport): string {
   const pct = (v: number): string => `${(v * 100).toFixed(2)} %`;
   const c = report.config;
   const rows = [
-    ['mode', 'direct', 'relay share', 'relay bandwidth saved', 'setup p50/p95 ms', 'checks/call'],
+    [
+      'mode',
+      'direct',
+      'relay share',
+      'relay bandwidth saved',
+      'setup p50/p95 ms',
+      'checks/call',
+      'prediction age p50/p95 ms',
+    ],
     ...report.modes.map((m) => [
       m.mode,
       `${pct(m.directRate)} (${m.direct}/${m.pairs})`,
@@ -104,6 +112,7 @@ export function formatPopulation(report: PopulationReport): string {
       pct(m.relayBandwidthSaved),
       m.setupMsP50 === null ? '-' : `${m.setupMsP50}/${m.setupMsP95}`,
       String(m.checksPerCall),
+      m.predictionAgeMsP50 === null ? '-' : `${m.predictionAgeMsP50}/${m.predictionAgeMsP95}`,
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -114,6 +123,7 @@ export function formatPopulation(report: PopulationReport): string {
     '',
     `relay bandwidth saved: ${c.callS} s calls; a direct path confirmed after ${c.budgetMs} ms spent the difference on the relay`,
     'checks/call: punch checks both gateways sent per call (the last attempt; up to the relay budget where media went there first)',
+    'prediction age: from the STUN sample behind a predicted port to the punch (ports observed behind cones have none)',
     '',
   ].join('\n');
 }

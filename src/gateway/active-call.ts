@@ -11,6 +11,8 @@ import type { CallRelay } from './call-relay.ts';
 export interface ActiveCall {
   readonly socket: UdpSocket;
   rtcpSocket?: UdpSocket;
+  /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
+  readonly sampledAtMs?: number;
   rtcpPuncher?: Puncher;
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };

@@ -120,6 +120,7 @@ export async function answerCall(
   const active: ActiveCall = {
     socket: prepared.socket,
     rtcpSocket: prepared.rtcpSocket,
+    sampledAtMs: prepared.sampledAtMs,
     ended: false,
     // The callee can end the call too (a failed camera source): BYE goes to the caller.
     dialog: { user: peer },

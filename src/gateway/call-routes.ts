@@ -106,6 +106,7 @@ export class CallRoutes {
       path: routed,
       routed,
       route: routed.route,
+      predictionAgeMs: punched?.predictionAgeMs ?? predictionAge(this.host.c.clock.now(), active),
       // A punch still running when media went to the relay: the checks it had sent by then.
       checksSent:
         punched?.checksSent ??
@@ -217,4 +218,9 @@ export class CallRoutes {
       this.host.emit('relay-error', `the relay could not be renewed: ${(error as Error).message}`);
     }
   }
+}
+
+/** Without a punch result yet: how old our prediction is now (an upper bound of its age at the punch). */
+function predictionAge(now: number, active: ActiveCall): number | undefined {
+  return active.sampledAtMs === undefined ? undefined : now - active.sampledAtMs;
 }

@@ -294,6 +294,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const active: ActiveCall = {
       socket,
       rtcpSocket: prepared.rtcpSocket,
+      sampledAtMs: prepared.sampledAtMs,
       ended: false,
       dialog: previous?.dialog,
       relay,
@@ -423,6 +424,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     );
     // The first checks have left: the DTLS handshake starts beside them.
     startEarlyDtls(this.c, this.init.dtls, active, local, remote);
+    const predictionAgeMs =
+      active.sampledAtMs === undefined ? undefined : this.c.clock.now() - active.sampledAtMs;
     const result = await punching;
     return result.ok
       ? {
@@ -431,8 +434,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           confirmedAtMs: this.c.clock.now(),
           path: result.path,
           checksSent: result.checksSent,
+          predictionAgeMs,
         }
-      : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent };
+      : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent, predictionAgeMs };
   }
 
   #onRequest(

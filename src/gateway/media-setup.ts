@@ -41,6 +41,12 @@ export interface MediaSetup {
   readonly socket: UdpSocket;
   readonly rtcpSocket?: UdpSocket;
   readonly description: CallDescription;
+  /**
+   * When the STUN sample behind a predicted port was taken (clock ms); absent for an observed
+   * or unpredictable port. Issue 19: the older it is at the punch, the more other sessions through
+   * a busy NAT may have taken the predicted port.
+   */
+  readonly sampledAtMs?: number;
 }
 
 /**
@@ -65,6 +71,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let publicEndpoint: Endpoint;
     let rtcpEndpoint: Endpoint | undefined;
     let portSource: PortSource;
+    let sampledAtMs: number | undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
@@ -85,6 +92,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
         { network: c.network, ...stun },
         { server: init.stunServer, rtoMs: init.stunRtoMs },
       );
+      sampledAtMs = c.clock.now();
       const next = planPort(init.probe, last);
       publicEndpoint = {
         address: init.probe.publicAddress,
@@ -111,7 +119,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       rtcpMux: init.rtcp !== 'separate',
       rtcpEndpoint,
     };
-    return { socket, rtcpSocket, description };
+    return { socket, rtcpSocket, description, sampledAtMs };
   } catch (error) {
     socket.close();
     rtcpSocket?.close();

@@ -77,6 +77,11 @@ export interface CallOutcome {
     readonly rtcp?: { readonly socket: UdpSocket; readonly remote: Endpoint };
   };
   readonly checksSent: number;
+  /**
+   * How old our port prediction was when the first checks left: from the STUN sample it came
+   * from to the punch (issue 19 drives it down). Absent when our port was observed, not predicted.
+   */
+  readonly predictionAgeMs?: number;
   /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
   readonly route?: Route;
   /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */

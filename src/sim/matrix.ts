@@ -73,6 +73,11 @@ export interface MatrixCell {
   readonly checksSent: number;
   /** Every successful trial's setup time, when `keepSetups` asked for them. */
   readonly setupsMs?: readonly number[];
+  /**
+   * Age of each predicted port at the punch, both sides, every trial (see
+   * `CallOutcome.predictionAgeMs`), when `keepSetups` asked for them.
+   */
+  readonly predictionAgesMs?: readonly number[];
 }
 
 /** Probes each NAT behaviour once with the real probe code; gateways cache the result, as they would. */
@@ -207,6 +212,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   const failures: Record<string, number> = {};
   let successes = 0;
   let checksSent = 0;
+  const ages: number[] = [];
   try {
     for (let trial = 0; trial < init.trials; trial++) {
       firstOut.clear();
@@ -224,6 +230,8 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
       off();
       const calleeOutcome = calleeOutcomes.at(-1);
       checksSent += outcome.checksSent + (calleeOutcome?.checksSent ?? 0);
+      for (const age of [outcome.predictionAgeMs, calleeOutcome?.predictionAgeMs])
+        if (age !== undefined) ages.push(age);
       const tA = firstOut.get('nat-a');
       const tB = firstOut.get('nat-b');
       if (tA !== undefined && tB !== undefined) skews.push(Math.abs(tA - tB));
@@ -261,7 +269,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     skewMsP95: skews.length ? round(percentile(sorted(skews), 95)) : null,
     failures,
     checksSent,
-    ...(init.keepSetups ? { setupsMs: setups } : {}),
+    ...(init.keepSetups ? { setupsMs: setups, predictionAgesMs: ages } : {}),
   };
 }
 

@@ -41,6 +41,8 @@ export interface JobResult {
   readonly failures: Readonly<Record<string, number>>;
   /** Punch checks both sides sent over all trials. */
   readonly checksSent: number;
+  /** Age of every predicted port at its punch (both sides, all trials). */
+  readonly predictionAgesMs?: readonly number[];
 }
 
 /**
@@ -90,6 +92,9 @@ export interface ModeSummary {
   readonly failures: Readonly<Record<string, number>>;
   /** Punch checks per call, both sides together: the probe budget beside the success rate. */
   readonly checksPerCall: number;
+  /** How old predicted ports were when the punch left (p50/p95, ms); null when none was predicted. */
+  readonly predictionAgeMsP50: number | null;
+  readonly predictionAgeMsP95: number | null;
 }
 
 export function summarizeMode(
@@ -100,6 +105,7 @@ export function summarizeMode(
   const pairs = results.reduce((n, r) => n + r.trials, 0);
   const direct = results.reduce((n, r) => n + r.successes, 0);
   const setups = results.flatMap((r) => r.setupsMs).sort((a, b) => a - b);
+  const ages = results.flatMap((r) => r.predictionAgesMs ?? []).sort((a, b) => a - b);
   const callMs = model.callS * 1000;
   const relayedMs =
     (pairs - direct) * callMs +
@@ -120,6 +126,8 @@ export function summarizeMode(
     setupMsP95: setups.length ? percentile(setups, 95) : null,
     failures,
     checksPerCall: pairs ? Math.round((10 * results.reduce((n, r) => n + r.checksSent, 0)) / pairs) / 10 : 0,
+    predictionAgeMsP50: ages.length ? Math.round(percentile(ages, 50)) : null,
+    predictionAgeMsP95: ages.length ? Math.round(percentile(ages, 95)) : null,
   };
 }
 
@@ -198,6 +206,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
     setupsMs: cell.setupsMs ?? [],
     failures: cell.failures,
     checksSent: cell.checksSent,
+    predictionAgesMs: cell.predictionAgesMs,
   }));
   const model = { callS: init.callS, budgetMs: init.budgetMs };
   return {

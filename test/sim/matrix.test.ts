@@ -26,6 +26,40 @@ const cell = (
   });
 
 describe('sim matrix (real server and gateways on the virtual network)', () => {
+  it('measures how old each predicted port is at the punch; observed ports have no age', async () => {
+    const predicted = await runMatrixCell({
+      calling: { name: 'symmetric-seq1', behaviour: catalog.resolve('symmetric-seq1') },
+      called: { name: 'symmetric-seq2', behaviour: catalog.resolve('symmetric-seq2') },
+      mode: 'sc2c',
+      trials: 3,
+      oneWayMs: [10, 10],
+      backgroundPerSecond: 0,
+      seed: 7,
+      keepSetups: true,
+    });
+    expect(predicted.successes).toBe(3);
+    // Both sides predict in every trial; the sample precedes the INVITE's round trips, the sync and
+    // the go: at 40 ms RTT more than one RTT old, and not seconds.
+    expect(predicted.predictionAgesMs).toHaveLength(6);
+    for (const age of predicted.predictionAgesMs!) {
+      expect(age).toBeGreaterThan(40);
+      expect(age).toBeLessThan(2000);
+    }
+    expect(predicted.checksSent).toBeGreaterThan(0);
+    const observed = await runMatrixCell({
+      calling: { name: 'port-restricted-cone', behaviour: catalog.resolve('port-restricted-cone') },
+      called: { name: 'port-restricted-cone', behaviour: catalog.resolve('port-restricted-cone') },
+      mode: 'sc2c',
+      trials: 2,
+      oneWayMs: [10, 10],
+      backgroundPerSecond: 0,
+      seed: 7,
+      keepSetups: true,
+    });
+    expect(observed.successes).toBe(2);
+    expect(observed.predictionAgesMs).toEqual([]);
+  });
+
   it('SC2C connects every pair of {port-restricted cone, symmetric +1, symmetric +2} x {plain, +pks, +ips}', async () => {
     for (const calling of MATRIX_PROFILES) {
       for (const called of MATRIX_PROFILES) {
