@@ -103,24 +103,22 @@ export class StunTests {
     const socket = await this.fresh();
     try {
       const first = await this.mustBind(socket, primary);
-      if (this.singleAddress) {
-        const other = await this.mustBind(socket, alternate);
-        return {
-          mapping: sameEndpoint(first.mapped, other.mapped)
-            ? 'endpoint-independent'
-            : 'address-and-port-dependent',
-          publicAddress: first.mapped.address,
-        };
-      }
-      const second = await this.mustBind(socket, { address: alternate.address, port: primary.port });
+      const publicAddress = first.mapped.address;
+      // One server address: the second test is A:p2, and there is no third.
+      const one = this.singleAddress;
+      const second = await this.mustBind(
+        socket,
+        one ? alternate : { address: alternate.address, port: primary.port },
+      );
       if (sameEndpoint(first.mapped, second.mapped))
-        return { mapping: 'endpoint-independent', publicAddress: first.mapped.address };
+        return { mapping: 'endpoint-independent', publicAddress };
+      if (one) return { mapping: 'address-and-port-dependent', publicAddress };
       const third = await this.mustBind(socket, alternate);
       return {
         mapping: sameEndpoint(second.mapped, third.mapped)
           ? 'address-dependent'
           : 'address-and-port-dependent',
-        publicAddress: first.mapped.address,
+        publicAddress,
       };
     } finally {
       this.retire(socket);

@@ -10,7 +10,7 @@ import { CLIP_PATH } from '../../src/media/clip.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
-import { scratch, until } from './processes.ts';
+import { initSite, recordCall, scratch, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-deploy-');
 
@@ -37,24 +37,11 @@ describe('one machine: sc2c init, a server, a gateway with 4 cameras, two viewer
       await freePort(),
       await freePort(),
     ];
-    const deploy = join(dir, 'site');
-    const init = sc2c([
-      'init',
-      '--dir',
-      deploy,
-      '--public-ip',
-      '127.0.0.1',
+    const { site: deploy, init } = await initSite(sc2c, dir, { sip, stun, admin }, [
       '--cameras',
       '4',
-      '--sip-port',
-      String(sip),
-      '--stun-port',
-      String(stun),
-      '--admin-port',
-      String(admin),
       '--json',
     ]);
-    expect((await init.exited).code).toBe(0);
     const written = JSON.parse(init.out()) as { files: string[]; fingerprint: string; next: string[] };
     expect(written.next).toHaveLength(3);
     for (const file of written.files) {
@@ -88,17 +75,7 @@ describe('one machine: sc2c init, a server, a gateway with 4 cameras, two viewer
     expect(before.get('camera4')!.passthrough).toBe(true);
 
     const watch = (viewer: string, camera: string, mp4: string) =>
-      sc2c([
-        'call',
-        camera,
-        '--config',
-        join(deploy, `${viewer}.yaml`),
-        '--record',
-        mp4,
-        '--duration',
-        '5',
-        '--json',
-      ]);
+      recordCall(sc2c, camera, ['--config', join(deploy, `${viewer}.yaml`)], mp4);
     const [a, b] = [join(dir, 'a.mp4'), join(dir, 'b.mp4')];
     const first = watch('viewer', 'camera1', a);
     const second = watch('viewer2', 'camera1', b);

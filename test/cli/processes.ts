@@ -59,6 +59,46 @@ export function scratch(prefix: string): { dir: string; sc2c: (args: readonly st
   return { dir, sc2c: procs.start };
 }
 
+/**
+ * `sc2c init` of a loopback site in `dir/site` on free ports; resolves once it has written it.
+ * `extra` are more init flags (`--cameras 4`).
+ */
+export async function initSite(
+  sc2c: (args: readonly string[]) => Sc2cProcess,
+  dir: string,
+  ports: { sip: number; stun: number; admin: number },
+  extra: readonly string[] = [],
+): Promise<{ site: string; init: Sc2cProcess }> {
+  const site = join(dir, 'site');
+  const init = sc2c([
+    'init',
+    '--dir',
+    site,
+    '--public-ip',
+    '127.0.0.1',
+    '--sip-port',
+    String(ports.sip),
+    '--stun-port',
+    String(ports.stun),
+    '--admin-port',
+    String(ports.admin),
+    ...extra,
+  ]);
+  const { code } = await init.exited;
+  if (code !== 0) throw new Error(`sc2c init exited ${code}: ${init.err()}`);
+  return { site, init };
+}
+
+/** `sc2c call CALLEE … --record MP4 --duration 5 --json`: a viewer recording 5 s. */
+export function recordCall(
+  sc2c: (args: readonly string[]) => Sc2cProcess,
+  callee: string,
+  identity: readonly string[],
+  mp4: string,
+): Sc2cProcess {
+  return sc2c(['call', callee, ...identity, '--record', mp4, '--duration', '5', '--json']);
+}
+
 export async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {

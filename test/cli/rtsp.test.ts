@@ -11,7 +11,7 @@ import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
 import { type RtspCamera, startRtspCamera } from '../media/rtsp-camera.ts';
-import { loopbackConfigs, scratch, until } from './processes.ts';
+import { loopbackConfigs, recordCall, scratch, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-rtsp-');
 let camera: RtspCamera | undefined;
@@ -49,21 +49,12 @@ describe('an RTSP camera, two viewers', () => {
     // ffprobe's check was one session.
     expect(camera.plays()).toBe(1);
     const watch = (user: string, mp4: string) =>
-      sc2c([
-        'call',
+      recordCall(
+        sc2c,
         'door',
-        '--config',
-        configs.gateway,
-        '--user',
-        user,
-        '--password',
-        `${user}-rtsp-pass`,
-        '--record',
+        ['--config', configs.gateway, '--user', user, '--password', `${user}-rtsp-pass`],
         mp4,
-        '--duration',
-        '5',
-        '--json',
-      ]);
+      );
     const [a, b] = [join(dir, 'a.mp4'), join(dir, 'b.mp4')];
     const first = watch('viewer', a);
     const second = watch('viewer2', b);

@@ -27,16 +27,18 @@ const cell = (
 
 describe('sim matrix (real server and gateways on the virtual network)', () => {
   it('measures how old each predicted port is at the punch; observed ports have no age', async () => {
-    const predicted = await runMatrixCell({
-      calling: { name: 'symmetric-seq1', behaviour: catalog.resolve('symmetric-seq1') },
-      called: { name: 'symmetric-seq2', behaviour: catalog.resolve('symmetric-seq2') },
-      mode: 'sc2c',
-      trials: 3,
-      oneWayMs: [10, 10],
-      backgroundPerSecond: 0,
-      seed: 7,
-      keepSetups: true,
-    });
+    const kept = (calling: string, called: string, trials: number) =>
+      runMatrixCell({
+        calling: { name: calling, behaviour: catalog.resolve(calling) },
+        called: { name: called, behaviour: catalog.resolve(called) },
+        mode: 'sc2c',
+        trials,
+        oneWayMs: [10, 10],
+        backgroundPerSecond: 0,
+        seed: 7,
+        keepSetups: true,
+      });
+    const predicted = await kept('symmetric-seq1', 'symmetric-seq2', 3);
     expect(predicted.successes).toBe(3);
     // Both sides predict in every trial; the sample precedes the INVITE's round trips, the sync and
     // the go: at 40 ms RTT more than one RTT old, and not seconds.
@@ -46,16 +48,7 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
       expect(age).toBeLessThan(2000);
     }
     expect(predicted.checksSent).toBeGreaterThan(0);
-    const observed = await runMatrixCell({
-      calling: { name: 'port-restricted-cone', behaviour: catalog.resolve('port-restricted-cone') },
-      called: { name: 'port-restricted-cone', behaviour: catalog.resolve('port-restricted-cone') },
-      mode: 'sc2c',
-      trials: 2,
-      oneWayMs: [10, 10],
-      backgroundPerSecond: 0,
-      seed: 7,
-      keepSetups: true,
-    });
+    const observed = await kept('port-restricted-cone', 'port-restricted-cone', 2);
     expect(observed.successes).toBe(2);
     expect(observed.predictionAgesMs).toEqual([]);
   });
