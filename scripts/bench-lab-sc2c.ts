@@ -1,7 +1,10 @@
 /**
- * `npm run bench:lab-sc2c [-- --calls N] [-- --out FILE]`: the SC2C acceptance run with real
- * processes in the kernel lab: a symmetric-seq1+pks caller and a symmetric-seq1+ips callee at 40 ms
- * RTT, N calls with SC2C and N with C2C. Targets: SC2C N of N, C2C at most 10 %. Needs root.
+ * `npm run bench:lab-sc2c [-- --calls N] [-- --background R] [-- --out FILE]`: the SC2C acceptance
+ * run with real processes in the kernel lab: a symmetric-seq1+pks caller and a symmetric-seq1+ips
+ * callee at 40 ms RTT, N calls with SC2C and N with C2C. Targets: SC2C N of N, C2C at most 10 %.
+ * `--background R`: another host behind the caller's NAT opens R UDP sessions per second during
+ * the calls (issue 19's busy NAT; the target there is 95 % direct, reported, not failed on).
+ * Needs root.
  */
 import { writeFileSync } from 'node:fs';
 import { runLabCalls } from '../src/lab/calls.ts';
@@ -11,13 +14,18 @@ import { summarize } from '../src/util/stats.ts';
 const args = process.argv.slice(2);
 const calls = Number(args[args.indexOf('--calls') + 1]) || 20;
 const out = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
+const background = args.includes('--background') ? Number(args[args.indexOf('--background') + 1]) : 0;
+if (!Number.isFinite(background) || background < 0 || background > 1000) {
+  process.stderr.write('bench:lab-sc2c: --background takes sessions per second, 0 to 1000\n');
+  process.exit(2);
+}
 
 async function main(): Promise<void> {
   await checkLabPrerequisites();
   const natA = 'symmetric-seq1+pks';
   const natB = 'symmetric-seq1+ips';
   process.stderr.write(
-    `${calls} SC2C and ${calls} C2C calls, ${natA} -> ${natB}, 40 ms RTT, real processes...\n`,
+    `${calls} SC2C and ${calls} C2C calls, ${natA} -> ${natB}, 40 ms RTT${background ? `, ${background} background sessions/s behind the caller's NAT` : ''}, real processes...\n`,
   );
   const runs = await runLabCalls({
     natA,
@@ -26,6 +34,7 @@ async function main(): Promise<void> {
     modes: ['sc2c', 'c2c'],
     callsPerMode: calls,
     name: 'bench-sc2c',
+    backgroundPerSecond: background,
     onLine: (l) => process.stderr.write(`  ${l.slice(0, 150)}\n`),
   });
   const result: Record<string, unknown> = {
@@ -33,6 +42,7 @@ async function main(): Promise<void> {
     called: natB,
     rttMs: 40,
     calls,
+    backgroundPerSecond: background,
     date: new Date().toISOString(),
   };
   for (const [mode, outcomes] of Object.entries(runs)) {
@@ -46,7 +56,9 @@ async function main(): Promise<void> {
   }
   const sc2c = result.sc2c as { successes: number; trials: number };
   const c2c = result.c2c as { successes: number; trials: number };
-  result.pass = sc2c.successes === calls && sc2c.trials === calls && c2c.successes <= Math.floor(calls / 10);
+  // On a busy NAT the acceptance is issue 19's 95 % direct; quiet, every call.
+  const needed = background > 0 ? Math.ceil(0.95 * calls) : calls;
+  result.pass = sc2c.successes >= needed && sc2c.trials === calls && c2c.successes <= Math.floor(calls / 10);
   const text = JSON.stringify(result, null, 2);
   if (out) writeFileSync(out, `${text}\n`);
   process.stdout.write(`${text}\n`);

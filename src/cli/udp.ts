@@ -5,9 +5,12 @@
  */
 import type { Command } from 'commander';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
+import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { BackgroundTraffic } from '../net/virtual/background.ts';
+import { createRng } from '../util/rng.ts';
 import { summarize } from '../util/stats.ts';
-import { parseInteger, UsageError } from './errors.ts';
+import { parseFloatIn, parseInteger, UsageError } from './errors.ts';
 
 const network = new NodeNetwork();
 /** Probe header: magic, sequence number, send time (performance.now, ms). */
@@ -157,6 +160,54 @@ export function registerUdp(program: Command): void {
           options.json
             ? `${JSON.stringify(result)}\n`
             : `sent ${sent} datagrams, ${result.offeredMbps.toFixed(1)} Mbit/s offered\n`,
+        );
+      },
+    );
+
+  udp
+    .command('sessions')
+    .description(
+      'background traffic through a NAT: open new UDP sessions (a fresh socket, one datagram each) at a random rate',
+    )
+    .requiredOption('--to <ip:port>', 'where each session sends its datagram (an echo or discard port)')
+    .option('--rate <n>', 'mean new sessions per second (Poisson)', parseFloatIn('--rate', 0.1, 1000), 1)
+    .option('--duration-s <n>', 'stop after this many seconds', parseInteger('--duration-s', 1, 86_400), 600)
+    .option('--seed <n>', 'seed of the arrival times', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
+    .option('--json', 'print {sessions, durationS} at the end')
+    .action(
+      async (options: { to: string; rate: number; durationS: number; seed: number; json?: boolean }) => {
+        const target = parseTarget(options.to);
+        const started = performance.now();
+        const traffic = new BackgroundTraffic(
+          { network, clock: new SystemClock(), rng: createRng(options.seed) },
+          {
+            sessionsPerSecond: options.rate,
+            target,
+            // Bounded by count as well as time: rate x duration, with room for the random arrivals.
+            maxSessions: Math.ceil(options.rate * options.durationS * 2) + 10,
+            // A real socket closed right after send() drops the datagram: let it leave first.
+            holdMs: 200,
+          },
+        );
+        process.stderr.write(
+          `udp sessions: ${options.rate}/s to ${options.to} for up to ${options.durationS} s\n`,
+        );
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, options.durationS * 1000);
+          process.once('SIGTERM', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        traffic.stop();
+        const result = {
+          sessions: traffic.sessions,
+          durationS: Math.round((performance.now() - started) / 100) / 10,
+        };
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify(result)}\n`
+            : `${result.sessions} sessions in ${result.durationS} s\n`,
         );
       },
     );

@@ -39,6 +39,11 @@ export interface LabCallsInit {
   readonly onCalleeEvent?: (event: Record<string, unknown>) => void;
   /** Write one pcap per lab link into this directory (for tracing a failed punch). */
   readonly pcapDir?: string;
+  /**
+   * New UDP sessions per second another host behind the caller's NAT opens during the calls
+   * (issue 19: a busy NAT moves its port counter between prediction and punch). Default 0.
+   */
+  readonly backgroundPerSecond?: number;
 }
 
 /** One `sc2c call --json` result line. */
@@ -58,6 +63,8 @@ export function twoNatScenario(
   rttMs: number,
   lossPercent = 0,
   corruptEvery?: number,
+  /** Another host behind the caller's NAT (`bg`, 10.0.1.9) for background traffic. */
+  backgroundHost = false,
 ): Scenario {
   const link = { latencyMs: rttMs / 4 };
   const lossy = {
@@ -75,7 +82,10 @@ export function twoNatScenario(
         publicAddress: '198.18.1.1',
         lan: '10.0.1.0/24',
         link,
-        hosts: [{ name: 'alice', address: '10.0.1.2' }],
+        hosts: [
+          { name: 'alice', address: '10.0.1.2' },
+          ...(backgroundHost ? [{ name: 'bg', address: '10.0.1.9' }] : []),
+        ],
       },
       {
         name: 'nat-b',
@@ -92,7 +102,15 @@ export function twoNatScenario(
 }
 
 export async function runLabCalls(init: LabCallsInit): Promise<Record<string, CallSummary[]>> {
-  const scenario = twoNatScenario(init.natA, init.natB, init.rttMs, init.lossPercent, init.corruptEvery);
+  const background = init.backgroundPerSecond ?? 0;
+  const scenario = twoNatScenario(
+    init.natA,
+    init.natB,
+    init.rttMs,
+    init.lossPercent,
+    init.corruptEvery,
+    background > 0,
+  );
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-calls-'));
   const scenarioPath = join(dir, 'calls.yaml');
   writeFileSync(scenarioPath, stringify(scenario));
@@ -103,6 +121,22 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
     children.push(server);
     await waitForOutput(server, /sc2c server:/, 'sc2c server');
     await init.beforeCalls?.(state.hosts);
+    if (background > 0) {
+      // An echo on the server host answers each session, as a real peer would (no ICMP back).
+      children.push(spawnInHost(state.hosts.server!, ['udp', 'echo', '--port', '9', '--duration-s', '3600']));
+      const sessions = spawnInHost(state.hosts.bg!, [
+        'udp',
+        'sessions',
+        '--to',
+        '198.18.0.10:9',
+        '--rate',
+        String(background),
+        '--duration-s',
+        '3600',
+      ]);
+      children.push(sessions);
+      await waitForOutput(sessions, /udp sessions:/, 'the background host');
+    }
     const bob = spawnInHost(state.hosts.bob!, [
       'gateway',
       '--config',
