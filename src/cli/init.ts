@@ -192,7 +192,7 @@ accounting:
 export function registerInit(program: Command): void {
   program
     .command('init')
-    .description('write configs for a real deployment: server, users, a gateway with N cameras, a viewer')
+    .description('write configs for a real deployment: server, users, a gateway with N cameras, viewers')
     .option('--dir <dir>', 'where to write them', 'sc2c')
     .option('--public-ip <ip>', "the server's public IPv4 address (default: detected from this host)")
     .option(
