@@ -185,8 +185,6 @@ export function registerUdp(program: Command): void {
             target,
             // Bounded by count as well as time: rate x duration, with room for the random arrivals.
             maxSessions: Math.ceil(options.rate * options.durationS * 2) + 10,
-            // A real socket closed right after send() drops the datagram: let it leave first.
-            holdMs: 200,
           },
         );
         process.stderr.write(

@@ -27,12 +27,19 @@ import {
 
 class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
   #closed = false;
+  /**
+   * Datagrams handed to dgram and not yet sent. dgram sends after an asynchronous step, and a
+   * socket closed before it drops them: `close()` waits for these, so a datagram sent just before
+   * a close leaves, as on the virtual network.
+   */
+  #unsent = 0;
   constructor(
     readonly socket: dgram.Socket,
     readonly local: Endpoint,
   ) {
     super();
     socket.on('message', (msg, rinfo) => {
+      if (this.#closed) return;
       this.emit('message', new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), {
         address: rinfo.address,
         port: rinfo.port,
@@ -51,8 +58,12 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
 
   send(data: Uint8Array, to: Endpoint): void {
     if (this.#closed) return;
+    this.#unsent++;
     this.socket.send(data, to.port, to.address, (error) => {
-      if (error) this.socket.emit('error', error);
+      this.#unsent--;
+      if (this.#closed) {
+        if (this.#unsent === 0) this.socket.close();
+      } else if (error) this.socket.emit('error', error);
     });
   }
 
@@ -63,7 +74,8 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.socket.close();
+    // The last send's callback closes it otherwise.
+    if (this.#unsent === 0) this.socket.close();
   }
 }
 

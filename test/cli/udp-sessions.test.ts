@@ -1,7 +1,8 @@
 /**
  * `sc2c udp sessions`, the lab's background host (issue 19): every session must put its datagram
- * on the wire from a port of its own. On real sockets a socket closed right after send() never
- * sends (the send is asynchronous), which once left the lab's "busy" NATs quiet.
+ * on the wire from a port of its own. Each closes its socket right after send(); dgram sends after
+ * an asynchronous step, and a socket closed before it once dropped every datagram, which left the
+ * lab's "busy" NATs quiet (NodeNetwork's close now waits for sends in flight).
  */
 import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';

@@ -16,12 +16,6 @@ export interface BackgroundTrafficInit {
   readonly target: Endpoint;
   /** Stop after this many sessions; the generator never runs unbounded. Default 100 000. */
   readonly maxSessions?: number;
-  /**
-   * How long each session's socket stays open after its datagram. Default 0: closed at once, which
-   * the virtual network allows (its send is synchronous). On real sockets the datagram leaves
-   * after an asynchronous step and a socket closed at once never sends it: give 200 ms or so.
-   */
-  readonly holdMs?: number;
 }
 
 export interface BackgroundTrafficComponents {
@@ -70,7 +64,6 @@ export class BackgroundTraffic {
     this.#sessions++;
     const socket = await this.components.network.bindUdp();
     socket.send(new TextEncoder().encode('bg'), this.init.target);
-    if (this.init.holdMs) this.components.clock.setTimeout(() => socket.close(), this.init.holdMs);
-    else socket.close();
+    socket.close();
   }
 }
