@@ -561,16 +561,16 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
     }
   }
 
+  /** RFC 5246 §7.4.9: the peer's verify_data over the transcript before its Finished; fails the handshake if not. */
+  #finishedMatches(finished: HandshakeMessage, sender: 'client' | 'server'): boolean {
+    const expected = finishedVerifyData(this.#master!, sender, transcriptHash(this.#transcript.slice(0, -1)));
+    if (equal(expected, finished.body)) return true;
+    this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
+    return false;
+  }
+
   #onClientFinished(finished: HandshakeMessage): void {
-    const expected = finishedVerifyData(
-      this.#master!,
-      'client',
-      transcriptHash(this.#transcript.slice(0, -1)),
-    );
-    if (!equal(expected, finished.body)) {
-      this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
-      return;
-    }
+    if (!this.#finishedMatches(finished, 'client')) return;
     const verifyData = finishedVerifyData(this.#master!, 'server', transcriptHash(this.#transcript));
     const serverFinished = this.#handshake(HandshakeType.finished, verifyData);
     this.#flight = [
@@ -582,16 +582,7 @@ export class DtlsEndpoint extends TypedEmitter<DtlsEndpointEvents> {
   }
 
   #onServerFinished(finished: HandshakeMessage): void {
-    const expected = finishedVerifyData(
-      this.#master!,
-      'server',
-      transcriptHash(this.#transcript.slice(0, -1)),
-    );
-    if (!equal(expected, finished.body)) {
-      this.#fail("the peer's Finished does not match the handshake", ALERT_HANDSHAKE_FAILURE);
-      return;
-    }
-    this.#connected();
+    if (this.#finishedMatches(finished, 'server')) this.#connected();
   }
 
   #acceptCertificate(message: HandshakeMessage): boolean {
