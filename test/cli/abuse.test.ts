@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../free-port.ts';
 import { inputs } from '../fuzz/targets.ts';
-import { loopbackConfigs, scratch, until } from './processes.ts';
+import { loopbackConfigs, scratch, startServer, until } from './processes.ts';
 
 const TORTURE = new URL('../../../shared/sip-torture/', import.meta.url).pathname;
 const FLOOD_MS = 20_000;
@@ -141,8 +141,7 @@ describe.skipIf(!present)('sc2c server under abuse (real processes on loopback)'
       },
     );
     const [serverConfig, gatewayConfig] = [configs.server, configs.gateway];
-    const server = sc2c(['server', '--config', serverConfig]);
-    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const server = await startServer(sc2c, serverConfig);
     const camera = sc2c([
       'gateway',
       '--config',

@@ -10,7 +10,7 @@ import { CLIP_PATH } from '../../src/media/clip.ts';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
-import { initSite, recordCall, scratch, until } from './processes.ts';
+import { initSite, recordCall, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-deploy-');
 
@@ -65,8 +65,7 @@ describe('one machine: sc2c init, a server, a gateway with 4 cameras, two viewer
       ),
     );
 
-    const server = sc2c(['server', '--config', join(deploy, 'server.yaml')]);
-    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const server = await startServer(sc2c, join(deploy, 'server.yaml'));
     expect(server.err()).toContain(written.fingerprint);
     const gateway = sc2c(['gateway', '--config', gatewayYaml, '--metrics', String(metrics), '--json']);
     await until('4 cameras', () => /"event":"cameras"/.test(gateway.out()), 30_000);

@@ -9,20 +9,19 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../free-port.ts';
-import { loopbackConfigs, type Sc2cProcess, scratch, until } from './processes.ts';
+import { loopbackConfigs, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-errors-');
 let configs: { server: string; gateway: string };
 let ports: { sip: number; stun: number };
-let server: Sc2cProcess;
 
 const USERS = '    viewer: viewer-error-pass\n    camera: { password: camera-error-pass, callers: [viewer] }';
 
 beforeAll(async () => {
   ports = { sip: await freePort(), stun: await freePort() };
   configs = loopbackConfigs(dir, ports, USERS);
-  server = sc2c(['server', '--config', configs.server]);
-  await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+  // The shared server; scratch() stops it after the file.
+  await startServer(sc2c, configs.server);
 }, 30_000);
 
 /** Runs a command to its end: its exit code and its stderr, which must be one line and no stack. */

@@ -99,6 +99,16 @@ export function recordCall(
   return sc2c(['call', callee, ...identity, '--record', mp4, '--duration', '5', '--json']);
 }
 
+/** `sc2c server --config CONFIG`, resolved once it listens. */
+export async function startServer(
+  sc2c: (args: readonly string[]) => Sc2cProcess,
+  config: string,
+): Promise<Sc2cProcess> {
+  const server = sc2c(['server', '--config', config]);
+  await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+  return server;
+}
+
 export async function until(what: string, done: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type CallRecord, parseCallRecord } from '../../src/relay/call-records.ts';
 import { freePort } from '../free-port.ts';
-import { initSite, scratch, until } from './processes.ts';
+import { initSite, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-records-');
 
@@ -17,8 +17,7 @@ describe('call records when the peer dies', () => {
   it('a killed viewer: the camera records a failed call with only the confirmed bytes, not relay use', async () => {
     const [sip, stun, admin] = [await freePort(), await freePort(), await freePort()];
     const { site } = await initSite(sc2c, dir, { sip, stun, admin });
-    const server = sc2c(['server', '--config', join(site, 'server.yaml')]);
-    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const server = await startServer(sc2c, join(site, 'server.yaml'));
     const camera = sc2c(['gateway', '--config', join(site, 'gateway.yaml'), '--json']);
     await until('the camera', () => /"event":"cameras"/.test(camera.out()), 30_000);
     const viewer = sc2c([

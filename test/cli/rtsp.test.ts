@@ -11,7 +11,7 @@ import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
 import { type RtspCamera, startRtspCamera } from '../media/rtsp-camera.ts';
-import { loopbackConfigs, recordCall, scratch, until } from './processes.ts';
+import { loopbackConfigs, recordCall, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-rtsp-');
 let camera: RtspCamera | undefined;
@@ -39,8 +39,7 @@ describe('an RTSP camera, two viewers', () => {
         gateway: `cameras:\n  door: { source: "${camera.url}", password: door-rtsp-pass, callers: [viewer, viewer2] }\n`,
       },
     );
-    const server = sc2c(['server', '--config', configs.server]);
-    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const server = await startServer(sc2c, configs.server);
     const gateway = sc2c(['gateway', '--config', configs.gateway, '--json']);
     await until('the camera', () => /"event":"cameras"/.test(gateway.out()), 30_000);
     expect(gateway.out()).toMatch(

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { locateFfmpeg, locateFfprobe } from '../../src/media/ffmpeg.ts';
 import { probeRecording } from '../../src/media/inspect.ts';
 import { freePort } from '../free-port.ts';
-import { loopbackConfigs, scratch, until } from './processes.ts';
+import { loopbackConfigs, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-signals-');
 
@@ -21,8 +21,7 @@ describe('signals end calls cleanly (real processes on loopback)', () => {
       '    viewer: viewer-signal-pass\n    camera: { password: camera-signal-pass, callers: [viewer] }',
     );
     const [serverConfig, gatewayConfig] = [configs.server, configs.gateway];
-    const server = sc2c(['server', '--config', serverConfig]);
-    await until('the server', () => /sc2c server: SIP on/.test(server.err()));
+    const server = await startServer(sc2c, serverConfig);
     const camera = sc2c([
       'gateway',
       '--config',
