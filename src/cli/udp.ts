@@ -44,6 +44,17 @@ function readProbe(data: Uint8Array): { seq: number; sentAt: number } | undefine
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Resolves after `durationS` or at SIGTERM, whichever comes first (the long-running tools). */
+function untilStopped(durationS: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, durationS * 1000);
+    process.once('SIGTERM', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 export function registerUdp(program: Command): void {
   const udp = program
     .command('udp')
@@ -58,13 +69,7 @@ export function registerUdp(program: Command): void {
       const socket = await network.bindUdp({ port: options.port });
       socket.on('message', (data, from) => socket.send(data, from));
       process.stderr.write(`udp echo on port ${options.port} for up to ${options.durationS} s\n`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.durationS * 1000);
-        process.once('SIGTERM', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await untilStopped(options.durationS);
       socket.close();
     });
 
@@ -190,13 +195,7 @@ export function registerUdp(program: Command): void {
         process.stderr.write(
           `udp sessions: ${options.rate}/s to ${options.to} for up to ${options.durationS} s\n`,
         );
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, options.durationS * 1000);
-          process.once('SIGTERM', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
+        await untilStopped(options.durationS);
         traffic.stop();
         const result = {
           sessions: traffic.sessions,
