@@ -75,7 +75,10 @@ function selfSign(
   validDays: number,
 ): Uint8Array {
   const serial = randomBytes(16);
-  serial[0]! &= 0x7f; // a positive INTEGER
+  // A positive INTEGER in minimal DER (X.690 §8.3.2): a first byte of 0x00 followed by one below
+  // 0x80 is a redundant leading zero, which OpenSSL refuses to parse (the certificate could not be
+  // read back, nor taken by a peer, about once in 256).
+  serial[0] = (serial[0]! & 0x7f) | 0x01;
   const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
   const tbs = sequence(
     der(0x02, serial),
