@@ -32,6 +32,7 @@ interface ExtendedOptions {
   paths: string;
   background: string;
   window: number;
+  pin: boolean;
   seed: number;
   workers: number;
   profiles: string;
@@ -48,6 +49,7 @@ export interface ExtendedReport {
     readonly paths: readonly { name: string; oneWayMs: readonly [number, number] }[];
     readonly backgrounds: readonly number[];
     readonly window: number;
+    readonly pin: boolean;
     readonly seed: number;
     readonly workers: number;
   };
@@ -100,6 +102,7 @@ export function registerExtended(sim: Command): void {
       parseInteger('--window', 1, 16),
       3,
     )
+    .option('--no-pin', 'never pin a mapping before the punch (issue 19): the prediction alone')
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
     .option(
       '--workers <n>',
@@ -136,6 +139,7 @@ export function registerExtended(sim: Command): void {
         trials: options.trials,
         seed: options.seed,
         window: options.window,
+        pin: options.pin,
       };
       const { keys, jobs } = planExtended(plan, loadProfiles(options.profiles));
       const started = performance.now();
@@ -163,6 +167,7 @@ export function registerExtended(sim: Command): void {
           paths,
           backgrounds,
           window: options.window,
+          pin: options.pin,
           seed: options.seed,
           workers: Math.min(options.workers, jobs.length),
         },

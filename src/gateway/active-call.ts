@@ -7,6 +7,7 @@ import type { RoutedPath } from '../path/routed-path.ts';
 import type { SecurePath } from '../path/secure-path.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
+import type { PeerPin } from './pin-call.ts';
 
 export interface ActiveCall {
   readonly socket: UdpSocket;
@@ -17,7 +18,10 @@ export interface ActiveCall {
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };
   puncher?: Puncher;
-  go?: () => void;
+  /** Releases the wait for the server's go; `pin` is the caller's pinned port, when it pinned. */
+  go?: (pin?: PeerPin) => void;
+  /** This attempt's pin, once one side pinned (issue 19). */
+  pin?: { readonly side: 'local' | 'remote'; readonly verified?: boolean };
   /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */
   acked?: () => void;
   ended: boolean;

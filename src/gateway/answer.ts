@@ -15,6 +15,7 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
+import { type PeerPin, pinLocal, sideThatPins, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
@@ -110,7 +111,7 @@ export async function answerCall(
     });
     return;
   }
-  const description = withDtls(
+  let description = withDtls(
     relay && remote.relayEndpoint
       ? describeWithRelay(prepared.description, relay, host.udpBlocked())
       : prepared.description,
@@ -140,7 +141,19 @@ export async function answerCall(
         host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
       });
   }
-  const goArrived = new Promise<void>((resolve) => {
+  // Issue 19: when we are the side that pins, the rungs go out before the answer names our port.
+  if (host.init.punch?.pin !== false && sideThatPins(remote, description) === 'callee') {
+    try {
+      description = (await pinLocal(host.c, host.init, active, description, remote)).description;
+    } catch (error) {
+      host.emit(
+        'relay-error',
+        `could not pin the media port, answering unpinned: ${(error as Error).message}`,
+      );
+    }
+    if (active.ended) return;
+  }
+  const goArrived = new Promise<PeerPin | undefined>((resolve) => {
     active.go = resolve;
   });
   const ackArrived = new Promise<void>((resolve) => {
@@ -148,8 +161,14 @@ export async function answerCall(
   });
   respond(200, [['Content-Type', 'application/sdp']], encodeSdp(description, Math.floor(host.c.clock.now())));
   const straight = straightToRelay(description, remote);
-  if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) await goArrived;
-  else if (straight) await ackArrived; // the caller permitted us before its ACK
+  if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) {
+    // The caller pinned: its go names the pinned port and how many checks to send toward it.
+    const pin = await goArrived;
+    if (pin && remote.pin === 'capable' && description.portSource !== 'pinned') {
+      remote = withPeerPin(remote, pin);
+      active.pin = { side: 'remote' };
+    }
+  } else if (straight) await ackArrived; // the caller permitted us before its ACK
   const punched = straight ? undefined : host.punch(callId, description, remote, base);
   if (previous?.routed) {
     // A background attempt on an established call: only the direct path may change.

@@ -41,7 +41,9 @@ export interface RoutesHost {
     mode: TraversalMode,
     toTag: string | undefined,
     active: ActiveCall,
-  ): Promise<void>;
+    local: CallDescription,
+    remote: CallDescription,
+  ): Promise<CallDescription>;
   punch(
     callId: string,
     local: CallDescription,
@@ -155,9 +157,13 @@ export class CallRoutes {
         if (!current || current.ended || current.routed?.route !== 'relay') break;
         const offered = await this.host.offer(callId, user, mode, toTag, Promise.resolve(current.relay));
         if ('failure' in offered) break;
-        const { active, description, remote } = offered;
-        if (mode === 'sc2c' || mode === 'sc2c-naive')
-          await this.host.synchronize(callId, user, mode, toTag, active).catch(() => undefined);
+        const { active, remote } = offered;
+        const description =
+          mode === 'sc2c' || mode === 'sc2c-naive'
+            ? await this.host
+                .synchronize(callId, user, mode, toTag, active, offered.description, remote)
+                .catch(() => offered.description)
+            : offered.description;
         const base = { callId, role: 'caller' as const, peer: user, mode, startedAtMs: clock.now() };
         const result = await this.host.punch(callId, description, remote, base);
         if (result.ok && result.path && active.routed && !active.ended) {

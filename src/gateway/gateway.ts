@@ -35,6 +35,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
+import { pinLocal, readPeerPin, sideThatPins } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -65,8 +66,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       active: (callId) => this.#calls.get(callId),
       emit: (event, ...args) => this.emit(event, ...args),
       offer: (callId, user, mode, toTag, relay) => this.#offer(callId, user, mode, toTag, relay),
-      synchronize: (callId, user, mode, toTag, active) =>
-        this.#synchronize(callId, user, mode, toTag, active),
+      synchronize: (callId, user, mode, toTag, active, local, remote) =>
+        this.#synchronize(callId, user, mode, toTag, active, local, remote),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
     });
     this.#answerHost = {
@@ -206,10 +207,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       const offered = await this.#offer(callId, user, mode, toTag, relayReady);
       if ('failure' in offered)
         return { ...base, ...offered.failure, attempts: attempt, checksSent: outcome?.checksSent ?? 0 };
-      const { active, description, remote } = offered;
+      const { active, remote } = offered;
       toTag = offered.toTag;
-      const straight = straightToRelay(description, remote);
-      if (synchronized && !straight) await this.#synchronize(callId, user, mode, toTag, active);
+      const straight = straightToRelay(offered.description, remote);
+      // Our description as punched: with the pinned port when we pinned (issue 19).
+      const description =
+        synchronized && !straight
+          ? await this.#synchronize(callId, user, mode, toTag, active, offered.description, remote)
+          : offered.description;
       const punched = straight ? undefined : this.#punch(callId, description, remote, base);
       const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
       if (settled.kind !== 'plain') {
@@ -229,23 +234,50 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     return outcome!;
   }
 
-  /** Asks the server for the synchronized go (paper step 17) and waits for it. */
+  /**
+   * Asks the server for the synchronized go (paper step 17) and waits for it. When we are the side
+   * that pins (issue 19), the rungs go out first and the sync carries our pinned port, which the
+   * server hands the callee in its go. Resolves with our description as punched.
+   */
   async #synchronize(
     callId: string,
     user: string,
     mode: TraversalMode,
     toTag: string | undefined,
     active: ActiveCall,
-  ): Promise<void> {
+    local: CallDescription,
+    remote: CallDescription,
+  ): Promise<CallDescription> {
+    let punched = local;
+    if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
+    else if (this.init.punch?.pin !== false && sideThatPins(local, remote) === 'caller') {
+      try {
+        punched = (await pinLocal(this.c, this.init, active, local, remote)).description;
+      } catch (error) {
+        this.emit(
+          'relay-error',
+          `could not pin the media port, punching unpinned: ${(error as Error).message}`,
+        );
+      }
+    }
     const goArrived = new Promise<void>((resolve) => {
-      active.go = resolve;
+      active.go = () => resolve();
     });
+    const pin =
+      punched.portSource === 'pinned'
+        ? { port: punched.publicEndpoint.port, window: punched.pin }
+        : undefined;
     await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
       callId,
       toTag,
-      body: JSON.stringify({ type: 'sync', schedule: mode === 'sc2c-naive' ? 'naive' : 'timed' }),
+      body: JSON.stringify({
+        type: 'sync',
+        schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
+        ...(pin ? { pin } : {}),
+      }),
     });
     await goArrived;
+    return punched;
   }
 
   /**
@@ -400,6 +432,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       mode,
       rtcp,
       media,
+      pin: this.init.punch?.pin,
     });
   }
 
@@ -424,8 +457,19 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     );
     // The first checks have left: the DTLS handshake starts beside them.
     startEarlyDtls(this.c, this.init.dtls, active, local, remote);
+    // A pinned port was read after its mapping opened: nothing could take it before the punch.
     const predictionAgeMs =
-      active.sampledAtMs === undefined ? undefined : this.c.clock.now() - active.sampledAtMs;
+      active.pin?.side === 'local'
+        ? 0
+        : active.sampledAtMs === undefined
+          ? undefined
+          : this.c.clock.now() - active.sampledAtMs;
+    const pin = active.pin
+      ? {
+          pinned: active.pin.side,
+          ...(active.pin.verified !== undefined ? { pinVerified: active.pin.verified } : {}),
+        }
+      : {};
     const result = await punching;
     return result.ok
       ? {
@@ -435,8 +479,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           path: result.path,
           checksSent: result.checksSent,
           predictionAgeMs,
+          ...pin,
         }
-      : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent, predictionAgeMs };
+      : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent, predictionAgeMs, ...pin };
   }
 
   #onRequest(
@@ -471,7 +516,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       case 'INFO': {
         respond(200);
         if (header(request, 'Content-Type') !== SC2C_CONTENT_TYPE) return;
-        if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.();
+        if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.(readPeerPin(request.body));
         else if (/"relay"/.test(request.body)) this.#routes.peerRelayMoved(callId, request.body);
         return;
       }

@@ -35,6 +35,8 @@ export interface MediaSetupInit {
   readonly rtcp: RtcpPlan;
   /** The m= lines to advertise. */
   readonly media?: readonly MediaLine[];
+  /** Offer to pin our mapping before the punch where our NAT allows it (traversal/pin.ts). Default true. */
+  readonly pin?: boolean;
 }
 
 export interface MediaSetup {
@@ -47,6 +49,22 @@ export interface MediaSetup {
    * a busy NAT may have taken the predicted port.
    */
   readonly sampledAtMs?: number;
+}
+
+/**
+ * Whether we can pin our mapping (traversal/pin.ts): our NAT maps per destination with a known
+ * step, is known not to be IPS (the rungs draw ICMP time-exceeded errors), RTCP can share the port.
+ */
+export function canPin(probe: NatProbe, mode: TraversalMode, rtcp: RtcpPlan): boolean {
+  return (
+    mode === 'sc2c' &&
+    rtcp !== 'separate' &&
+    !probe.udpBlocked &&
+    probe.mapping !== 'endpoint-independent' &&
+    probe.allocation === 'sequential' &&
+    probe.delta !== null &&
+    probe.ips === false
+  );
 }
 
 /**
@@ -118,6 +136,9 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       portSource,
       rtcpMux: init.rtcp !== 'separate',
       rtcpEndpoint,
+      ...(portSource === 'predicted' && init.pin !== false && canPin(init.probe, init.mode, init.rtcp)
+        ? { pin: 'capable' as const }
+        : {}),
     };
     return { socket, rtcpSocket, description, sampledAtMs };
   } catch (error) {

@@ -6,6 +6,7 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
+import { checksTowardPinned } from '../traversal/pin.ts';
 import { candidateWindow, checksPeerGuess, windowSize } from '../traversal/predict.ts';
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
@@ -66,10 +67,18 @@ export async function punchPair(
     checksPeerGuess(own, local.portSource, remote.portSource)
       ? candidateWindow(endpoint, step ?? 1, size)
       : [];
+  // Issue 19: a pinned side only answers (its rungs wait for the peer's checks); its peer sends
+  // check j to the pinned port plus 2j steps, so the one matching how far its own NAT moved lands.
+  const publicCandidates =
+    local.portSource === 'pinned'
+      ? []
+      : remote.portSource === 'pinned' && typeof remote.pin === 'number'
+        ? checksTowardPinned(remote.publicEndpoint, step ?? 1, remote.pin)
+        : around(remote.publicEndpoint);
   const candidates =
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
-      ? [remote.hostEndpoint, ...around(remote.publicEndpoint)]
-      : around(remote.publicEndpoint);
+      ? [remote.hostEndpoint, ...publicCandidates]
+      : publicCandidates;
   try {
     // RTP's first check leaves before RTCP's: the order the ports were predicted in.
     const [success, rtcpSuccess] = await Promise.all([

@@ -19,7 +19,18 @@ export interface GatewayInit {
   /** Traversal mode for calls this gateway places. Default `sc2c`. */
   readonly mode?: TraversalMode;
   /** Punch timings, and `window`: how many forward candidates to cover on a peer's predicted port. Default 3. */
-  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & { readonly window?: number };
+  readonly punch?: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & {
+    readonly window?: number;
+    /**
+     * Pin our mapping before the punch where our NAT allows it (issue 19, traversal/pin.ts).
+     * Default true; false keeps the paper's prediction alone.
+     */
+    readonly pin?: boolean;
+    /** Checks a peer facing our pinned port sends: how many steps its NAT may have moved, plus one. Default 8. */
+    readonly pinWindow?: number;
+    /** TTL of the pinning rungs: past our NAT, short of the peer's. Default 2. */
+    readonly pinTtl?: number;
+  };
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;
   /** Punch attempts per SC2C call, each with a fresh prediction (re-INVITE). Default 3. */
@@ -82,6 +93,13 @@ export interface CallOutcome {
    * from to the punch (issue 19 drives it down). Absent when our port was observed, not predicted.
    */
   readonly predictionAgeMs?: number;
+  /**
+   * Which side pinned its mapping before the punch (issue 19): `local` (ours; our prediction age is
+   * then 0: the port was read after the mapping was opened), `remote`, or absent (neither).
+   */
+  readonly pinned?: 'local' | 'remote';
+  /** Our pin's two STUN samples agreed (no other session between the rungs). Local pins only. */
+  readonly pinVerified?: boolean;
   /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
   readonly route?: Route;
   /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */

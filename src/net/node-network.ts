@@ -33,6 +33,9 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
    * a close leaves, as on the virtual network.
    */
   #unsent = 0;
+  #lowTtlSends = 0;
+  /** Linux's net.ipv4.ip_default_ttl, or what `setTTL` set. */
+  #ttl = 64;
   constructor(
     readonly socket: dgram.Socket,
     readonly local: Endpoint,
@@ -68,7 +71,34 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
   }
 
   setTTL(ttl: number): void {
-    this.socket.setTTL(ttl);
+    this.#ttl = ttl;
+    if (this.#lowTtlSends === 0) this.socket.setTTL(ttl);
+  }
+
+  /**
+   * dgram picks the TTL up when the datagram really leaves, after an asynchronous step, so the
+   * socket keeps the low TTL until the last such datagram's callback, then goes back.
+   */
+  sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): Promise<void> {
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)
+      return Promise.reject(new RangeError(`TTL must be 1..255, got ${ttl}`));
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.setTTL(ttl);
+      this.#lowTtlSends++;
+      this.#unsent++;
+      this.socket.send(data, to.port, to.address, (error) => {
+        this.#unsent--;
+        this.#lowTtlSends--;
+        if (this.#closed) {
+          if (this.#unsent === 0) this.socket.close();
+        } else {
+          if (this.#lowTtlSends === 0) this.socket.setTTL(this.#ttl);
+          if (error) this.socket.emit('error', error);
+        }
+        resolve();
+      });
+    });
   }
 
   close(): void {

@@ -34,6 +34,11 @@ export interface UdpSocket extends TypedEmitter<UdpSocketEvents> {
   send(data: Uint8Array, to: Endpoint): void;
   /** IP TTL for packets sent from now on (1..255); used for low-TTL hole punching. */
   setTTL(ttl: number): void;
+  /**
+   * One datagram with its own IP TTL (1..255), for low-TTL priming; resolves once it has left.
+   * Other sends before it resolves may leave with that TTL too: send nothing else meanwhile.
+   */
+  sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): Promise<void>;
   /** Idempotent. */
   close(): void;
 }

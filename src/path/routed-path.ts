@@ -356,6 +356,10 @@ class FacadeSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
     // The route decides; TTL tricks belong to the puncher's raw socket.
   }
 
+  sendWithTtl(): Promise<void> {
+    return Promise.reject(new Error('a routed path carries media, not low-TTL primers'));
+  }
+
   close(): void {
     this.path.close();
   }

@@ -187,6 +187,10 @@ class SrtpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
     this.inner.setTTL(ttl);
   }
 
+  sendWithTtl(): Promise<void> {
+    return Promise.reject(new Error('an SRTP path carries media, not low-TTL primers'));
+  }
+
   close(): void {
     this.path.close();
   }

@@ -13,7 +13,11 @@ import { SHA256_FINGERPRINT } from './dtls/certificate.ts';
 
 export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
-export type PortSource = 'exact' | 'predicted' | 'stun' | 'unpredictable';
+export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredictable'] as const;
+/** How the advertised public port was obtained; `pinned`: mapped ahead of the punch (traversal/pin.ts). */
+export type PortSource = (typeof PORT_SOURCES)[number];
+/** The most checks a pinned side may ask its peer for (traversal/pin.ts MAX_PIN_WINDOW). */
+const MAX_PIN_WINDOW = 16;
 
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
@@ -60,6 +64,11 @@ export interface CallDescription {
    * `a=fingerprint:sha-256`) and our DTLS role (`a=setup`). Absent: plain RTP (`RTP/AVP`).
    */
   readonly dtls?: { readonly fingerprint: string; readonly setup: DtlsSetup };
+  /**
+   * `a=x-sc2c-pin`. `capable`: this side can pin its mapping (sequential, per-destination, not
+   * IPS). A number: the port is pinned (`portSource: 'pinned'`) and the peer sends that many checks.
+   */
+  readonly pin?: 'capable' | number;
 }
 
 /** RFC 4145 §4 as RFC 5763 §5 uses it: the offerer says actpass, the answerer picks. */
@@ -122,6 +131,7 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       { value: `x-sc2c-nat:${d.nat}` },
       { value: `x-sc2c-mode:${d.mode}` },
       { value: `x-sc2c-port:${d.portSource}` },
+      ...(d.pin !== undefined ? [{ value: `x-sc2c-pin:${d.pin}` }] : []),
     ],
     ...(lines.length > 1 ? { groups: [{ type: 'BUNDLE', mids: lines.map((l) => l.kind).join(' ') }] } : {}),
     media: lines.map((line, index) => ({
@@ -179,6 +189,19 @@ export function decodeSdp(text: string): CallDescription {
   const mode = extra.get('x-sc2c-mode') ?? 'sc2c';
   if (!(TRAVERSAL_MODES as readonly string[]).includes(mode))
     throw new DecodeError('sdp', 0, `unknown x-sc2c-mode '${mode}'`);
+  const portSource = extra.get('x-sc2c-port') ?? 'exact';
+  if (!(PORT_SOURCES as readonly string[]).includes(portSource))
+    throw new DecodeError('sdp', 0, `unknown x-sc2c-port '${portSource}'`);
+  const pinText = extra.get('x-sc2c-pin');
+  let pin: CallDescription['pin'];
+  if (pinText === 'capable') pin = 'capable';
+  else if (pinText !== undefined) {
+    pin = /^\d{1,2}$/.test(pinText) ? Number(pinText) : 0;
+    if (pin < 1 || pin > MAX_PIN_WINDOW)
+      throw new DecodeError('sdp', 0, `x-sc2c-pin must be 'capable' or 1..${MAX_PIN_WINDOW}`);
+  }
+  if ((portSource === 'pinned') !== (typeof pin === 'number'))
+    throw new DecodeError('sdp', 0, 'a pinned port needs x-sc2c-pin with its window, and only it');
   const host = media.candidates?.find((c) => c.type === 'host' && isIpv4(c.ip));
   const relay = media.candidates?.find(
     (c) => c.type === 'relay' && isIpv4(c.ip) && c.port > 0 && c.port < 65536,
@@ -217,7 +240,8 @@ export function decodeSdp(text: string): CallDescription {
     pwd,
     nat: extra.get('x-sc2c-nat') ?? 'unknown',
     mode: mode as TraversalMode,
-    portSource: (extra.get('x-sc2c-port') as PortSource | undefined) ?? 'exact',
+    portSource: portSource as PortSource,
+    ...(pin !== undefined ? { pin } : {}),
     rtcpMux: media.rtcpMux === 'rtcp-mux',
     rtcpEndpoint:
       media.rtcp && media.rtcp.port > 0 && media.rtcp.port < 65536

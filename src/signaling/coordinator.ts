@@ -88,7 +88,13 @@ export class Coordinator<C> {
    * delay (half its round trip) gets its go later, by the difference. `naive` sends both at once,
    * as the paper does, for comparison.
    */
-  async sync(callId: string, parties: { caller: C; callee: C }, naive: boolean): Promise<GoSchedule> {
+  async sync(
+    callId: string,
+    parties: { caller: C; callee: C },
+    naive: boolean,
+    /** Extra fields for one party's go: the other side's pinned port (issue 19). */
+    extra?: { readonly to: 'caller' | 'callee'; readonly fields: Record<string, unknown> },
+  ): Promise<GoSchedule> {
     const [caller, callee] = await Promise.all([
       this.#recentRtt(parties.caller, callId),
       this.#recentRtt(parties.callee, callId),
@@ -99,15 +105,16 @@ export class Coordinator<C> {
     this.schedules.push(schedule);
     const max = this.init.maxSchedules ?? 1000;
     if (this.schedules.length > max) this.schedules.splice(0, this.schedules.length - max);
-    const go = (connection: C, afterMs: number): void => {
+    const go = (party: 'caller' | 'callee', afterMs: number): void => {
+      const body = JSON.stringify({ type: 'go', ...(extra?.to === party ? extra.fields : {}) });
       const timer = this.init.clock.setTimeout(() => {
         this.#timers.delete(timer);
-        void this.init.request(connection, 'INFO', callId, JSON.stringify({ type: 'go' })).catch(() => {});
+        void this.init.request(parties[party], 'INFO', callId, body).catch(() => {});
       }, afterMs);
       this.#timers.add(timer);
     };
-    go(parties.caller, delayMs.caller);
-    go(parties.callee, delayMs.callee);
+    go('caller', delayMs.caller);
+    go('callee', delayMs.callee);
     return schedule;
   }
 

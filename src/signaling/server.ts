@@ -530,7 +530,7 @@ export class SignalingServer {
       return;
     }
     if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
-      let body: { type?: unknown; schedule?: unknown };
+      let body: { type?: unknown; schedule?: unknown; pin?: unknown };
       try {
         body = JSON.parse(request.body) as typeof body;
       } catch {
@@ -538,6 +538,13 @@ export class SignalingServer {
         return;
       }
       if (body?.type === 'sync') {
+        const pin = body.pin === undefined ? undefined : validPin(body.pin);
+        if (pin === null) {
+          connection.respond(request, 400, [
+            ['Warning', '399 sc2c "pin needs an integer port and window 1..16"'],
+          ]);
+          return;
+        }
         if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
           this.counters.syncsLimited++;
           connection.respond(request, 503, [['Retry-After', '1']]);
@@ -550,6 +557,8 @@ export class SignalingServer {
             dialog.callId,
             { caller: dialog.caller.connection, callee: dialog.callee.connection },
             body.schedule === 'naive',
+            // The sender's pinned port goes to the other party only, in its go.
+            pin ? { to: role === 'caller' ? 'callee' : 'caller', fields: { pin } } : undefined,
           )
           .catch((error) =>
             this.#log(`sync ${quoteWire(dialog.callId, 64)} failed: ${(error as Error).message}`),
@@ -597,4 +606,12 @@ export class SignalingServer {
     const to = this.#dialogs.roleOf(dialog, connection) === 'caller' ? dialog.callee : dialog.caller;
     to.connection.send(response);
   }
+}
+
+/** A sync's pinned port (issue 19), rebuilt from its two fields; null when malformed. */
+function validPin(value: unknown): { port: number; window: number } | null {
+  const { port, window } = (value ?? {}) as { port?: unknown; window?: unknown };
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null;
+  if (typeof window !== 'number' || !Number.isInteger(window) || window < 1 || window > 16) return null;
+  return { port, window };
 }

@@ -81,6 +81,8 @@ export interface ExtendedPlan {
   readonly trials: number;
   readonly seed: number;
   readonly window?: number;
+  /** Let a side pin its mapping before the punch (issue 19). Default true. */
+  readonly pin?: boolean;
 }
 
 /** What each job is, beside the job itself. */
@@ -113,6 +115,7 @@ export function planExtended(
               oneWayMs: path.oneWayMs,
               backgroundPerSecond: background,
               window: plan.window,
+              pin: plan.pin,
               seed:
                 (hashString(`${calling.name}|${called.name}|${path.name}|${background}|${mode}`) ^
                   plan.seed) >>>

@@ -42,6 +42,8 @@ export interface MatrixCellInit {
   readonly backgroundPerSecond: number;
   /** Candidates each gateway may cover on the peer's predicted port (see `windowSize`). Default 3. */
   readonly window?: number;
+  /** Let a side pin its mapping before the punch (issue 19). Default true. */
+  readonly pin?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -193,7 +195,11 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
           // A background re-probe would move the NAT's counter mid-trial; the cached probe is exact here.
           probeRefreshMs: 0,
           stunRtoMs: 100 + 4 * Math.max(...init.oneWayMs),
-          punch: { timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs), window: init.window },
+          punch: {
+            timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs),
+            window: init.window,
+            pin: init.pin,
+          },
         },
       ),
     );

@@ -89,7 +89,20 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
     // Before the allocation samples: a burned port must not fall between them.
     const ips = await tests.icmpSensitive(mapping);
     const alloc = await tests.allocation(init.samples ?? 4);
-    return { publicAddress, mapping, filtering, ...alloc, ips, measuredAtMs: components.clock.now() };
+    // Per-destination mappings hide IPS from the test above; a known step shows it (issue 19:
+    // pinning needs to know the NAT is not IPS). The sequential test runs after the samples.
+    const seenIps =
+      ips === null && alloc.allocation === 'sequential' && alloc.delta !== null
+        ? await tests.icmpSensitiveSequential(alloc.delta)
+        : ips;
+    return {
+      publicAddress,
+      mapping,
+      filtering,
+      ...alloc,
+      ips: seenIps,
+      measuredAtMs: components.clock.now(),
+    };
   } finally {
     tests.close();
   }

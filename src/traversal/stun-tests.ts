@@ -190,6 +190,36 @@ export class StunTests {
     }
   }
 
+  /**
+   * IPS on a NAT that maps per destination with a known step, where `icmpSensitive` sees nothing:
+   * read the counter (p), send twice to a closed port on the STUN server's host from one socket
+   * with time for the error between, read the counter again (q). A NAT that kept the mapping gave
+   * the closed port one new port: q = p + 2 steps; an IPS NAT closed it, so the second datagram
+   * took another: q = p + 3 steps. Anything else (another host's session came between) is `null`.
+   */
+  async icmpSensitiveSequential(step: number, closedPort = 9): Promise<boolean | null> {
+    const first = await this.fresh();
+    const trigger = await this.fresh();
+    const last = await this.fresh();
+    try {
+      const p = await this.mustBind(first, this.init.primary);
+      const closed = { address: this.init.primary.address, port: closedPort };
+      trigger.send(new Uint8Array(4), closed);
+      await sleep(this.c.clock, 2 * p.rttMs + 50, this.init.signal);
+      trigger.send(new Uint8Array(4), closed);
+      const q = await this.binding(last, this.init.primary);
+      if (!q) return null;
+      const moved = q.mapped.port - p.mapped.port;
+      if (moved === 2 * step) return false;
+      if (moved === 3 * step) return true;
+      return null;
+    } finally {
+      this.retire(first);
+      this.retire(trigger);
+      this.retire(last);
+    }
+  }
+
   close(): void {
     for (const socket of this.#sockets) socket.close();
     this.#sockets.clear();

@@ -349,6 +349,41 @@ describe('dialogs belong to their parties', () => {
     s.close();
   });
 
+  it("a sync's pinned port reaches the other party's go only, rebuilt from its two checked fields", async () => {
+    const s = await setup();
+    const alice = await s.registered('alice');
+    const bob = await s.registered('bob');
+    const aliceGot = inbox(alice);
+    const bobGot = inbox(bob);
+    alice.on('request', (_request, respond) => respond(200));
+    bob.on('request', (request, respond) => {
+      if (request.method !== 'ACK') respond(200);
+    });
+    await s.clock.run(alice.request('INVITE', 'sip:bob@sc2c.lab', [], { callId: 'call-pin' }));
+    const sync = (pin: unknown) =>
+      s.clock.run(
+        alice.request('INFO', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sc2c+json']], {
+          callId: 'call-pin',
+          body: JSON.stringify({ type: 'sync', pin }),
+        }),
+      );
+    for (const bad of [
+      { port: 0, window: 4 },
+      { port: 4000, window: 17 },
+      { port: '4000', window: 4 },
+      7,
+      null,
+    ])
+      expect((await sync(bad)).status).toBe(400);
+    expect((await sync({ port: 40_000, window: 8, extra: '<script>' })).status).toBe(200);
+    await s.clock.advance(2000);
+    const goes = (got: typeof bobGot) =>
+      got.filter((r) => r.method === 'INFO' && r.body.includes('"go"')).map((r) => JSON.parse(r.body));
+    expect(goes(bobGot)).toEqual([{ type: 'go', pin: { port: 40_000, window: 8 } }]);
+    expect(goes(aliceGot)).toEqual([{ type: 'go' }]);
+    s.close();
+  });
+
   it('bounds dialogs per user (486) and in total (503), and drops unanswered ones after 32 s', async () => {
     const s = await setup({ dialogs: { maxPerUser: 3, maxDialogs: 5 } });
     const alice = await s.registered('alice');

@@ -64,6 +64,7 @@ async function setup(
     password = USERS[user],
     rtcpMux = true,
     media?: MediaRole,
+    pin = true,
   ) =>
     clock.run(
       Gateway.start(
@@ -74,6 +75,7 @@ async function setup(
           stunRtoMs: 100,
           rtcpMux,
           media,
+          punch: { pin },
         },
       ),
     );
@@ -296,9 +298,17 @@ describe('gateway calls on the virtual network', () => {
     const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
     const outcome = await s.clock.run(alice.call('bob', { mode: 'sc2c' }));
     const callee = await s.clock.run(answered);
-    expect(outcome).toMatchObject({ ok: true, mode: 'sc2c', local: { portSource: 'predicted' } });
-    expect(callee.ok).toBe(true);
-    // The predicted ports were the real ones: each side's confirmed peer is what the other advertised.
+    // Issue 19: the caller (PKS, not IPS) pins its mapping after the answer; the callee predicted.
+    expect(outcome).toMatchObject({
+      ok: true,
+      mode: 'sc2c',
+      local: { portSource: 'pinned', pin: 8 },
+      pinned: 'local',
+      pinVerified: true,
+      predictionAgeMs: 0,
+    });
+    expect(callee).toMatchObject({ ok: true, local: { portSource: 'predicted' }, pinned: 'remote' });
+    // The ports were the real ones: each side's confirmed peer is what the other advertised.
     expect(outcome.path!.remote).toEqual(callee.local!.publicEndpoint);
     expect(callee.path!.remote).toEqual(outcome.local!.publicEndpoint);
     alice.hangup(outcome.callId);
@@ -352,8 +362,9 @@ describe('gateway calls on the virtual network', () => {
 
   it('retries with a fresh prediction when another host moves the port between prediction and punch', async () => {
     const s = await setup();
-    const alice = await s.gateway(s.alice, 'alice');
-    const bob = await s.gateway(s.bob, 'bob');
+    // Without pinning: the paper's prediction alone.
+    const alice = await s.gateway(s.alice, 'alice', USERS.alice, true, undefined, false);
+    const bob = await s.gateway(s.bob, 'bob', USERS.bob, true, undefined, false);
     const outcomes: CallOutcome[] = [];
     bob.on('call', (o) => outcomes.push(o));
     const calling = alice.call('bob');
@@ -371,6 +382,30 @@ describe('gateway calls on the virtual network', () => {
       [1, false],
       [2, true],
     ]);
+    alice.close();
+    bob.close();
+    s.close();
+  });
+
+  it('pinning: the same neighbour session cannot take the pinned port, and the first attempt connects', async () => {
+    const s = await setup();
+    const alice = await s.gateway(s.alice, 'alice');
+    const bob = await s.gateway(s.bob, 'bob');
+    const outcomes: CallOutcome[] = [];
+    bob.on('call', (o) => outcomes.push(o));
+    const calling = alice.call('bob');
+    s.clock.setTimeout(() => {
+      void s.neighbour
+        .bindUdp()
+        .then((socket) => socket.send(new Uint8Array([1]), { address: '198.18.0.10', port: 9 }));
+    }, 30);
+    const outcome = await s.clock.run(calling);
+    await s.clock.runUntil(() => outcomes.length >= 1, 10_000);
+    expect(outcome).toMatchObject({ ok: true, attempts: 1, pinned: 'local', pinVerified: true });
+    // The pinned port is the one Bob's checks came from, and Bob's is the one he advertised.
+    expect(outcomes[0]!.path!.remote).toEqual(outcome.local!.publicEndpoint);
+    expect(outcome.path!.remote).toEqual(outcomes[0]!.local!.publicEndpoint);
+    expect(outcomes.map((o) => [o.attempts, o.ok])).toEqual([[1, true]]);
     alice.close();
     bob.close();
     s.close();

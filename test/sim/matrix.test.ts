@@ -13,9 +13,11 @@ const cell = (
   oneWayMs: [number, number] = [10, 10],
   backgroundPerSecond = 0,
   window?: number,
+  pin?: boolean,
 ) =>
   runMatrixCell({
     window,
+    pin,
     calling: { name: calling, behaviour: catalog.resolve(calling) },
     called: { name: called, behaviour: catalog.resolve(called) },
     mode,
@@ -40,10 +42,15 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
       });
     const predicted = await kept('symmetric-seq1', 'symmetric-seq2', 3);
     expect(predicted.successes).toBe(3);
-    // Both sides predict in every trial; the sample precedes the INVITE's round trips, the sync and
-    // the go: at 40 ms RTT more than one RTT old, and not seconds.
+    // Both sides predict in every trial. The caller pins its mapping (issue 19): its port is read
+    // after the mapping opened, age 0. The callee's sample precedes the answer's round trip, the
+    // sync and the go: at 40 ms RTT more than one RTT old, and not seconds.
     expect(predicted.predictionAgesMs).toHaveLength(6);
-    for (const age of predicted.predictionAgesMs!) {
+    const [callerAges, calleeAges] = [0, 1].map((side) =>
+      predicted.predictionAgesMs!.filter((_, i) => i % 2 === side),
+    );
+    expect(callerAges).toEqual([0, 0, 0]);
+    for (const age of calleeAges!) {
       expect(age).toBeGreaterThan(40);
       expect(age).toBeLessThan(2000);
     }
@@ -56,17 +63,21 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
   it('SC2C connects every pair of {port-restricted cone, symmetric +1, symmetric +2} x {plain, +pks, +ips}', async () => {
     for (const calling of MATRIX_PROFILES) {
       for (const called of MATRIX_PROFILES) {
-        const result = await cell(calling, called, 'sc2c', 2);
-        expect({ calling, called, successes: result.successes, failures: result.failures }).toEqual({
+        // The paper's protocol (no pinning): the timed go is what keeps PKS and IPS safe, so the
+        // first checks must leave both NATs together.
+        const paper = await cell(calling, called, 'sc2c', 2, [10, 10], 0, undefined, false);
+        // With pinning (the default): the pinned side only answers, so skew is not the measure.
+        const pinned = await cell(calling, called, 'sc2c', 2);
+        expect({
           calling,
           called,
-          successes: 2,
-          failures: {},
-        });
-        expect(result.skewMsP95).toBeLessThanOrEqual(5);
+          paper: [paper.successes, paper.failures],
+          pinned: [pinned.successes, pinned.failures],
+        }).toEqual({ calling, called, paper: [2, {}], pinned: [2, {}] });
+        expect(paper.skewMsP95).toBeLessThanOrEqual(5);
       }
     }
-  }, 120_000);
+  }, 240_000);
 
   it('C2C collapses exactly when the caller is PKS or the callee is IPS (paper Table 4)', async () => {
     for (const calling of MATRIX_PROFILES) {
@@ -108,7 +119,7 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
   });
 
   it('with 10 ms and 150 ms one-way delays the timed go keeps skew under 5 ms; a naive go leaves 140 ms', async () => {
-    const timed = await cell('symmetric-seq1+pks', 'symmetric-seq1+ips', 'sc2c', 3, [10, 150]);
+    const timed = await cell('symmetric-seq1+pks', 'symmetric-seq1+ips', 'sc2c', 3, [10, 150], 0, 1, false);
     const naive = await cell('symmetric-seq1+pks', 'symmetric-seq1+ips', 'sc2c-naive', 3, [10, 150]);
     expect(timed.successes).toBe(3);
     expect(timed.skewMsP95).toBeLessThanOrEqual(5);
@@ -125,10 +136,52 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
 
   it('a candidate window behind a cone NAT recovers calls whose peer port moved on', async () => {
     // The same seeds, so the same background sessions: only the window differs. The cone's own port
-    // is observed (exact); the symmetric peer's is predicted, and background sessions move it on.
-    const narrow = await cell('port-restricted-cone', 'symmetric-seq1', 'sc2c', 20, [10, 10], 5, 1);
-    const wide = await cell('port-restricted-cone', 'symmetric-seq1', 'sc2c', 20, [10, 10], 5, 3);
+    // is observed (exact); the symmetric peer's is predicted (not pinned here), and background
+    // sessions move it on.
+    const unpinned = (window: number) =>
+      runMatrixCell({
+        window,
+        pin: false,
+        calling: { name: 'port-restricted-cone', behaviour: catalog.resolve('port-restricted-cone') },
+        called: { name: 'symmetric-seq1', behaviour: catalog.resolve('symmetric-seq1') },
+        mode: 'sc2c',
+        trials: 20,
+        oneWayMs: [10, 10],
+        backgroundPerSecond: 5,
+        seed: cellSeed(1, 'port-restricted-cone', 'symmetric-seq1', 'sc2c'),
+      });
+    const narrow = await unpinned(1);
+    const wide = await unpinned(3);
     expect(narrow.successes).toBeLessThan(20);
     expect(wide.successes).toBeGreaterThan(narrow.successes);
+  });
+
+  it('pinning keeps a busy PKS caller and an IPS callee direct where the prediction alone fails', async () => {
+    // Issue 19: 5 sessions/s behind each NAT, 10/150 ms uplinks, the same seeds with and without.
+    // The caller (PKS, not IPS) pins its mapping with low-TTL rungs after the answer; the callee
+    // checks the rungs that cover how far its own NAT moved.
+    const run = (pin: boolean) =>
+      runMatrixCell({
+        pin,
+        calling: { name: 'symmetric-seq1+pks', behaviour: catalog.resolve('symmetric-seq1+pks') },
+        called: { name: 'symmetric-seq1+ips', behaviour: catalog.resolve('symmetric-seq1+ips') },
+        mode: 'sc2c',
+        trials: 10,
+        oneWayMs: [10, 150],
+        backgroundPerSecond: 5,
+        seed: 19,
+        keepSetups: true,
+      });
+    const without = await run(false);
+    const pinned = await run(true);
+    expect(without.successes).toBeLessThan(5);
+    expect(pinned.successes).toBe(10);
+    // The caller's port was read after its mapping opened: age 0 in every trial.
+    expect(pinned.predictionAgesMs!.filter((_, i) => i % 2 === 0)).toEqual(Array(10).fill(0));
+  });
+
+  it('two IPS NATs cannot pin (the rungs draw ICMP time-exceeded): the prediction alone, as before', async () => {
+    const result = await cell('symmetric-seq1+ips', 'symmetric-seq1+ips', 'sc2c', 3);
+    expect(result.successes).toBe(3);
   });
 });

@@ -43,11 +43,19 @@ describe('NAT probe: ICMP sensitivity', () => {
     expect((await probeBehind('port-restricted-cone')).ips).toBe(false);
   });
 
-  it('says it cannot tell on a per-destination mapping', async () => {
+  it('reads IPS on a per-destination mapping from the port counter, when the step is known', async () => {
     const probe = await probeBehind('symmetric-seq2+ips');
-    expect(probe.ips).toBeNull();
+    expect(probe.ips).toBe(true);
     expect(probe.allocation).toBe('sequential');
     expect(probe.delta).toBe(2);
+    expect((await probeBehind('symmetric-seq2')).ips).toBe(false);
+    expect((await probeBehind('symmetric-seq1+pks')).ips).toBe(false);
+  });
+
+  it('says it cannot tell on a per-destination mapping with random ports', async () => {
+    const probe = await probeBehind('symmetric-random+ips');
+    expect(probe.ips).toBeNull();
+    expect(probe.allocation).toBe('random');
   });
 });
 

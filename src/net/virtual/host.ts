@@ -50,9 +50,15 @@ class VirtualUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocke
   }
 
   setTTL(ttl: number): void {
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)
-      throw new RangeError(`TTL must be 1..255, got ${ttl}`);
+    checkTtl(ttl);
     this.#ttl = ttl;
+  }
+
+  async sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): Promise<void> {
+    checkTtl(ttl);
+    if (this.#closed) return;
+    if (!isValidPort(to.port) || to.port === 0) throw new RangeError(`bad destination port ${to.port}`);
+    this.host.sendUdp(this, data, to, ttl);
   }
 
   close(): void {
@@ -61,6 +67,10 @@ class VirtualUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocke
     this.host.unbindUdp(this);
     this.emit('close');
   }
+}
+
+function checkTtl(ttl: number): void {
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255) throw new RangeError(`TTL must be 1..255, got ${ttl}`);
 }
 
 export interface VirtualHostInit {

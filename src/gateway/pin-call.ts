@@ -1,0 +1,79 @@
+/**
+ * Pinning one call attempt's mapping (issue 19, traversal/pin.ts): which side pins, opening the
+ * rungs from the media socket, and the descriptions each side punches with afterwards.
+ */
+import type { CallDescription } from '../protocol/sdp.ts';
+import { type PinResult, pinMappings, pinningSide, pinWindowFor, rungTargets } from '../traversal/pin.ts';
+import { advertisedStep } from '../traversal/probe.ts';
+import type { ActiveCall } from './active-call.ts';
+import type { GatewayComponents, GatewayInit } from './types.ts';
+
+/** What the go carries to the callee when the caller pinned. */
+export interface PeerPin {
+  readonly port: number;
+  readonly window: number;
+}
+
+export function sideThatPins(
+  caller: CallDescription,
+  callee: CallDescription,
+): 'caller' | 'callee' | undefined {
+  return pinningSide(caller, callee, advertisedStep);
+}
+
+/**
+ * Opens the rungs toward `remote` from the attempt's media socket and returns our description with
+ * the pinned port. Rejects when STUN does not answer (the attempt then goes on unpinned).
+ */
+export async function pinLocal(
+  c: GatewayComponents,
+  init: GatewayInit,
+  active: ActiveCall,
+  local: CallDescription,
+  remote: CallDescription,
+): Promise<{ description: CallDescription; result: PinResult }> {
+  const window = pinWindowFor(remote, init.punch?.pinWindow ?? 8);
+  const targets = rungTargets(remote.publicEndpoint, advertisedStep(remote.nat) ?? 1, window);
+  const result = await pinMappings(c, active.socket, targets, {
+    stunServer: init.stunServer,
+    stunRtoMs: init.stunRtoMs ?? 200,
+    ownStep: advertisedStep(local.nat) ?? 1,
+    ttl: init.punch?.pinTtl,
+  });
+  active.pin = { side: 'local', verified: result.verified };
+  return {
+    description: {
+      ...local,
+      publicEndpoint: { address: local.publicEndpoint.address, port: result.port },
+      portSource: 'pinned',
+      pin: window,
+    },
+    result,
+  };
+}
+
+/** The peer's description as the go corrects it: its pinned port and the checks it asks for. */
+export function withPeerPin(remote: CallDescription, pin: PeerPin): CallDescription {
+  return {
+    ...remote,
+    publicEndpoint: { address: remote.publicEndpoint.address, port: pin.port },
+    portSource: 'pinned',
+    pin: pin.window,
+  };
+}
+
+/** A go's pin from the wire, or undefined when absent or malformed. */
+export function readPeerPin(body: string): PeerPin | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const pin = (parsed as { pin?: { port?: unknown; window?: unknown } } | null)?.pin;
+  const port = pin?.port;
+  const window = pin?.window;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  if (typeof window !== 'number' || !Number.isInteger(window) || window < 1 || window > 16) return undefined;
+  return { port, window };
+}
