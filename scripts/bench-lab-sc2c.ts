@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     callsPerMode: calls,
     name: 'bench-sc2c',
     backgroundPerSecond: background,
-    onLine: (l) => process.stderr.write(`  ${l.slice(0, 150)}\n`),
+    onLine: (l) => process.stderr.write(`  ${process.env.SC2C_BENCH_FULL ? l : l.slice(0, 150)}\n`),
   });
   const result: Record<string, unknown> = {
     calling: natA,

@@ -42,7 +42,7 @@ export interface MatrixCellInit {
   readonly backgroundPerSecond: number;
   /** Candidates each gateway may cover on the peer's predicted port (see `windowSize`). Default 3. */
   readonly window?: number;
-  /** Let a side pin its mapping before the punch (issue 19). Default true. */
+  /** Let a side pin its mapping before the punch (issue 19). Default false. */
   readonly pin?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */

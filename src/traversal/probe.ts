@@ -91,10 +91,14 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
     const alloc = await tests.allocation(init.samples ?? 4);
     // Per-destination mappings hide IPS from the test above; a known step shows it (issue 19:
     // pinning needs to know the NAT is not IPS). The sequential test runs after the samples.
-    const seenIps =
-      ips === null && alloc.allocation === 'sequential' && alloc.delta !== null
-        ? await tests.icmpSensitiveSequential(alloc.delta)
-        : ips;
+    // Twice, and only an answer both runs give: another host's session between the samples can
+    // make a NAT that keeps its mapping look like one that closed it, or the reverse.
+    let seenIps = ips;
+    if (ips === null && alloc.allocation === 'sequential' && alloc.delta !== null) {
+      const first = await tests.icmpSensitiveSequential(alloc.delta);
+      const second = first === null ? null : await tests.icmpSensitiveSequential(alloc.delta);
+      seenIps = first === second ? first : null;
+    }
     return {
       publicAddress,
       mapping,

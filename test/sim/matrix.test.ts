@@ -39,6 +39,7 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
         backgroundPerSecond: 0,
         seed: 7,
         keepSetups: true,
+        pin: true,
       });
     const predicted = await kept('symmetric-seq1', 'symmetric-seq2', 3);
     expect(predicted.successes).toBe(3);
@@ -66,8 +67,8 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
         // The paper's protocol (no pinning): the timed go is what keeps PKS and IPS safe, so the
         // first checks must leave both NATs together.
         const paper = await cell(calling, called, 'sc2c', 2, [10, 10], 0, undefined, false);
-        // With pinning (the default): the pinned side only answers, so skew is not the measure.
-        const pinned = await cell(calling, called, 'sc2c', 2);
+        // With pinning: the pinned side only answers, so skew is not the measure.
+        const pinned = await cell(calling, called, 'sc2c', 2, [10, 10], 0, undefined, true);
         expect({
           calling,
           called,
