@@ -224,6 +224,10 @@ export const gatewaySchema = z
         timeoutMs: z.number().int().min(100).max(120_000),
         keepaliveMs: z.number().int().min(1000).max(600_000),
         window: z.number().int().min(1).max(16),
+        /** Issue 19: pin our mapping with low-TTL rungs before the punch (opt-in). */
+        pin: z.boolean(),
+        pinWindow: z.number().int().min(1).max(16),
+        pinTtl: z.number().int().min(1).max(16),
       })
       .partial()
       .strict()
