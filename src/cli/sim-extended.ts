@@ -102,7 +102,7 @@ export function registerExtended(sim: Command): void {
       parseInteger('--window', 1, 16),
       3,
     )
-    .option('--pin', 'let a side pin its mapping before the punch (issue 19); default the prediction alone')
+    .option('--no-pin', 'never pin a mapping before the punch (issue 19): the prediction alone')
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
     .option(
       '--workers <n>',
@@ -139,7 +139,7 @@ export function registerExtended(sim: Command): void {
         trials: options.trials,
         seed: options.seed,
         window: options.window,
-        pin: options.pin === true,
+        pin: options.pin !== false,
       };
       const { keys, jobs } = planExtended(plan, loadProfiles(options.profiles));
       const started = performance.now();
@@ -167,7 +167,7 @@ export function registerExtended(sim: Command): void {
           paths,
           backgrounds,
           window: options.window,
-          pin: options.pin === true,
+          pin: options.pin !== false,
           seed: options.seed,
           workers: Math.min(options.workers, jobs.length),
         },

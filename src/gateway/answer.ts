@@ -142,7 +142,7 @@ export async function answerCall(
       });
   }
   // Issue 19: when we are the side that pins, the rungs go out before the answer names our port.
-  if (host.init.punch?.pin === true && sideThatPins(remote, description) === 'callee') {
+  if (host.init.punch?.pin !== false && sideThatPins(remote, description) === 'callee') {
     try {
       description = (await pinLocal(host.c, host.init, active, description, remote)).description;
     } catch (error) {

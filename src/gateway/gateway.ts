@@ -250,7 +250,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   ): Promise<CallDescription> {
     let punched = local;
     if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
-    else if (this.init.punch?.pin === true && sideThatPins(local, remote) === 'caller') {
+    else if (this.init.punch?.pin !== false && sideThatPins(local, remote) === 'caller') {
       try {
         punched = (await pinLocal(this.c, this.init, active, local, remote)).description;
       } catch (error) {

@@ -35,7 +35,7 @@ export interface MediaSetupInit {
   readonly rtcp: RtcpPlan;
   /** The m= lines to advertise. */
   readonly media?: readonly MediaLine[];
-  /** Offer to pin our mapping before the punch where our NAT allows it (traversal/pin.ts). Default false. */
+  /** Offer to pin our mapping before the punch where our NAT allows it (traversal/pin.ts). Default true. */
   readonly pin?: boolean;
 }
 
@@ -136,7 +136,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       portSource,
       rtcpMux: init.rtcp !== 'separate',
       rtcpEndpoint,
-      ...(portSource === 'predicted' && init.pin === true && canPin(init.probe, init.mode, init.rtcp)
+      ...(portSource === 'predicted' && init.pin !== false && canPin(init.probe, init.mode, init.rtcp)
         ? { pin: 'capable' as const }
         : {}),
     };

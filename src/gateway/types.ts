@@ -23,8 +23,7 @@ export interface GatewayInit {
     readonly window?: number;
     /**
      * Pin our mapping before the punch where our NAT allows it (issue 19, traversal/pin.ts).
-     * Default false (the paper's prediction alone): in the kernel lab with a busy neighbour NAT the
-     * probe's IPS reading on a per-destination NAT was wrong, and an IPS NAT must never pin.
+     * Default true; false keeps the paper's prediction alone.
      */
     readonly pin?: boolean;
     /** Checks a peer facing our pinned port sends: how many steps its NAT may have moved, plus one. Default 8. */

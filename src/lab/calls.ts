@@ -122,13 +122,14 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
     await waitForOutput(server, /sc2c server:/, 'sc2c server');
     await init.beforeCalls?.(state.hosts);
     if (background > 0) {
-      // An echo on the server host answers each session, as a real peer would (no ICMP back).
-      children.push(spawnInHost(state.hosts.server!, ['udp', 'echo', '--port', '9', '--duration-s', '3600']));
+      // An echo on the server host answers each session, as a real peer would (no ICMP back). On
+      // port 7 (RFC 862): the NAT probe's ICMP tests need port 9 closed.
+      children.push(spawnInHost(state.hosts.server!, ['udp', 'echo', '--port', '7', '--duration-s', '3600']));
       const sessions = spawnInHost(state.hosts.bg!, [
         'udp',
         'sessions',
         '--to',
-        '198.18.0.10:9',
+        '198.18.0.10:7',
         '--rate',
         String(background),
         '--duration-s',

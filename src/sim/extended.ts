@@ -81,7 +81,7 @@ export interface ExtendedPlan {
   readonly trials: number;
   readonly seed: number;
   readonly window?: number;
-  /** Let a side pin its mapping before the punch (issue 19). Default false. */
+  /** Let a side pin its mapping before the punch (issue 19). Default true. */
   readonly pin?: boolean;
 }
 

@@ -42,7 +42,7 @@ export interface MatrixCellInit {
   readonly backgroundPerSecond: number;
   /** Candidates each gateway may cover on the peer's predicted port (see `windowSize`). Default 3. */
   readonly window?: number;
-  /** Let a side pin its mapping before the punch (issue 19). Default false. */
+  /** Let a side pin its mapping before the punch (issue 19). Default true. */
   readonly pin?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
@@ -156,14 +156,14 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   net.connect(b, natB, { latencyMs: 1 });
   const background: BackgroundTraffic[] = [];
   if (init.backgroundPerSecond > 0) {
-    await serverHost.bindUdp({ port: 9 });
+    await serverHost.bindUdp({ port: 7 });
     for (const [i, nat] of [natA, natB].entries()) {
       const other = net.addHost(`bg-${i}`, { addresses: [`10.0.${i + 1}.9`] });
       net.connect(other, nat, { latencyMs: 1 });
       background.push(
         new BackgroundTraffic(
           { network: other, clock, rng: net.rng(`bg-${i}`) },
-          { sessionsPerSecond: init.backgroundPerSecond, target: { address: SERVER.address, port: 9 } },
+          { sessionsPerSecond: init.backgroundPerSecond, target: { address: SERVER.address, port: 7 } },
         ),
       );
     }

@@ -91,14 +91,10 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
     const alloc = await tests.allocation(init.samples ?? 4);
     // Per-destination mappings hide IPS from the test above; a known step shows it (issue 19:
     // pinning needs to know the NAT is not IPS). The sequential test runs after the samples.
-    // Twice, and only an answer both runs give: another host's session between the samples can
-    // make a NAT that keeps its mapping look like one that closed it, or the reverse.
-    let seenIps = ips;
-    if (ips === null && alloc.allocation === 'sequential' && alloc.delta !== null) {
-      const first = await tests.icmpSensitiveSequential(alloc.delta);
-      const second = first === null ? null : await tests.icmpSensitiveSequential(alloc.delta);
-      seenIps = first === second ? first : null;
-    }
+    const seenIps =
+      ips === null && alloc.allocation === 'sequential' && alloc.delta !== null
+        ? await ipsFromRuns((step) => tests.icmpSensitiveSequential(step), alloc.delta)
+        : ips;
     return {
       publicAddress,
       mapping,
@@ -110,6 +106,30 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
   } finally {
     tests.close();
   }
+}
+
+/**
+ * The sequential IPS test run several times (`icmpSensitiveSequential` moves: 2 steps where the NAT
+ * kept the mapping, 3 where it closed it). Other hosts' sessions only add to a move, so a read of
+ * 2 steps is proof the NAT kept it; two such reads (a lost ICMP error also reads 2) say not IPS.
+ * IPS only when no run read 2 and at least three read exactly 3. Otherwise unknown: a busy NAT
+ * leaves too few clean runs, and an IPS NAT must never be taken for a quiet one.
+ */
+export async function ipsFromRuns(
+  run: (step: number) => Promise<boolean | null>,
+  step: number,
+  maxRuns = 6,
+): Promise<boolean | null> {
+  let kept = 0;
+  let closed = 0;
+  for (let i = 0; i < maxRuns; i++) {
+    const result = await run(step);
+    if (result === false) kept++;
+    if (result === true) closed++;
+    if (kept >= 2) return false;
+    if (closed >= 3 && kept === 0) return true;
+  }
+  return null;
 }
 
 /** One STUN test from a fresh socket: the public port the NAT handed out most recently. */

@@ -9,14 +9,25 @@ import {
   StunMethod,
 } from '../../src/protocol/stun/message.ts';
 import { candidateWindow, checksPeerGuess, planPort, windowSize } from '../../src/traversal/predict.ts';
-import { advertisedStep, describeProbe, type NatProbe, probeNat } from '../../src/traversal/probe.ts';
+import {
+  advertisedStep,
+  describeProbe,
+  ipsFromRuns,
+  type NatProbe,
+  probeNat,
+} from '../../src/traversal/probe.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { sequentialStep } from '../../src/traversal/stun-tests.ts';
 import { profiles, world } from '../net/world.ts';
 
 /** Probes from behind `spec`; `oneAddress` runs the STUN server as a host with one address does. */
-async function probeBehind(spec: string, oneAddress = false): Promise<NatProbe> {
+async function probeBehind(spec: string, oneAddress = false, echoOn9 = false): Promise<NatProbe> {
   const w = world({ natA: profiles.resolve(spec) });
+  if (echoOn9) {
+    // Something answers on the port the ICMP tests take to be closed (the lab's background echo once did).
+    const echo = await w.server.bindUdp({ port: 9 });
+    echo.on('message', (data, from) => echo.send(data, from));
+  }
   const responder = await StunResponder.start(w.server, {
     primary: { address: '198.18.0.10', port: 3478 },
     alternate: { address: oneAddress ? '198.18.0.10' : '198.18.0.11', port: 3479 },
@@ -50,6 +61,11 @@ describe('NAT probe: ICMP sensitivity', () => {
     expect(probe.delta).toBe(2);
     expect((await probeBehind('symmetric-seq2')).ips).toBe(false);
     expect((await probeBehind('symmetric-seq1+pks')).ips).toBe(false);
+  });
+
+  it('says it cannot tell, rather than "not IPS", when the closed port answers', async () => {
+    expect((await probeBehind('symmetric-seq1+ips', false, true)).ips).toBeNull();
+    expect((await probeBehind('port-restricted-cone+ips', false, true)).ips).toBeNull();
   });
 
   it('says it cannot tell on a per-destination mapping with random ports', async () => {
@@ -211,5 +227,34 @@ describe('candidate window', () => {
     expect(advertisedStep('x/y/sequential+0')).toBeNull();
     expect(advertisedStep('x/y/sequential+99999')).toBeNull();
     expect(advertisedStep('garbage')).toBeNull();
+  });
+});
+
+describe('NAT probe: IPS from several sequential runs', () => {
+  const runs = (reads: (boolean | null)[]) => {
+    let i = 0;
+    let calls = 0;
+    return {
+      run: async () => {
+        calls++;
+        return reads[i++] ?? null;
+      },
+      calls: () => calls,
+    };
+  };
+
+  it('two reads of a kept mapping say not IPS, whatever the busy runs between said', async () => {
+    const r = runs([true, null, false, true, false]);
+    expect(await ipsFromRuns(r.run, 1)).toBe(false);
+    expect(r.calls()).toBe(5);
+  });
+
+  it('IPS only when no run saw the mapping kept and three saw it closed', async () => {
+    expect(await ipsFromRuns(runs([true, true, true]).run, 1)).toBe(true);
+    expect(await ipsFromRuns(runs([true, false, true, true, true, true]).run, 1)).toBeNull();
+    expect(await ipsFromRuns(runs([null, null, null, null, null, null]).run, 1)).toBeNull();
+    const bounded = runs(Array(100).fill(null));
+    expect(await ipsFromRuns(bounded.run, 1)).toBeNull();
+    expect(bounded.calls()).toBe(6);
   });
 });
