@@ -33,6 +33,7 @@ interface ExtendedOptions {
   background: string;
   window: number;
   pin: boolean;
+  birthday: boolean;
   seed: number;
   workers: number;
   profiles: string;
@@ -50,6 +51,7 @@ export interface ExtendedReport {
     readonly backgrounds: readonly number[];
     readonly window: number;
     readonly pin: boolean;
+    readonly birthday: boolean;
     readonly seed: number;
     readonly workers: number;
   };
@@ -103,6 +105,7 @@ export function registerExtended(sim: Command): void {
       3,
     )
     .option('--no-pin', 'never pin a mapping before the punch (issue 19): the prediction alone')
+    .option('--no-birthday', 'no birthday punching for random-port NATs (issue 19)')
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
     .option(
       '--workers <n>',
@@ -140,6 +143,7 @@ export function registerExtended(sim: Command): void {
         seed: options.seed,
         window: options.window,
         pin: options.pin !== false,
+        birthday: options.birthday !== false,
       };
       const { keys, jobs } = planExtended(plan, loadProfiles(options.profiles));
       const started = performance.now();
@@ -168,6 +172,7 @@ export function registerExtended(sim: Command): void {
           backgrounds,
           window: options.window,
           pin: options.pin !== false,
+          birthday: options.birthday !== false,
           seed: options.seed,
           workers: Math.min(options.workers, jobs.length),
         },

@@ -10,7 +10,10 @@ import type { CallRelay } from './call-relay.ts';
 import type { PeerPin } from './pin-call.ts';
 
 export interface ActiveCall {
-  readonly socket: UdpSocket;
+  /** The media socket; birthday punching (issue 19) may replace it by the one whose mapping won. */
+  socket: UdpSocket;
+  /** Birthday punching on the hard side: the extra sockets, each with a mapping toward the peer. */
+  birthday?: UdpSocket[];
   rtcpSocket?: UdpSocket;
   /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
   readonly sampledAtMs?: number;
@@ -18,8 +21,11 @@ export interface ActiveCall {
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };
   puncher?: Puncher;
-  /** Releases the wait for the server's go; `pin` is the caller's pinned port, when it pinned. */
-  go?: (pin?: PeerPin) => void;
+  /**
+   * Releases the wait for the server's go; `pin` is the caller's pinned port, when it pinned, and
+   * `birthday` how many mappings a random-port caller opened (issue 19).
+   */
+  go?: (pin?: PeerPin, birthday?: number) => void;
   /** This attempt's pin, once one side pinned (issue 19). */
   pin?: { readonly side: 'local' | 'remote'; readonly verified?: boolean };
   /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */

@@ -10,12 +10,13 @@ import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../pr
 import type { SipRequest } from '../protocol/sip/message.ts';
 import { assertedCaller } from '../signaling/identity.ts';
 import { readCredential } from '../signaling/turn-credentials.ts';
+import { birthdayHardSide } from '../traversal/birthday.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
-import { type PeerPin, pinLocal, sideThatPins, withPeerPin } from './pin-call.ts';
+import { openBirthday, type PeerPin, pinLocal, sideThatPins, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
@@ -153,8 +154,20 @@ export async function answerCall(
     }
     if (active.ended) return;
   }
-  const goArrived = new Promise<PeerPin | undefined>((resolve) => {
-    active.go = resolve;
+  if (
+    host.init.punch?.birthday !== false &&
+    !host.udpBlocked() &&
+    birthdayHardSide(remote, description) === 'callee'
+  ) {
+    try {
+      description = await openBirthday(host.c, host.init, active, description, remote);
+    } catch (error) {
+      host.emit('relay-error', `could not open birthday ports: ${(error as Error).message}`);
+    }
+    if (active.ended) return;
+  }
+  const goArrived = new Promise<{ pin?: PeerPin; birthday?: number }>((resolve) => {
+    active.go = (pin, birthday) => resolve({ pin, birthday });
   });
   const ackArrived = new Promise<void>((resolve) => {
     active.acked = resolve;
@@ -163,11 +176,13 @@ export async function answerCall(
   const straight = straightToRelay(description, remote);
   if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) {
     // The caller pinned: its go names the pinned port and how many checks to send toward it.
-    const pin = await goArrived;
+    const { pin, birthday } = await goArrived;
     if (pin && remote.pin === 'capable' && description.portSource !== 'pinned') {
       remote = withPeerPin(remote, pin);
       active.pin = { side: 'remote' };
     }
+    if (birthday !== undefined && birthdayHardSide(remote, description) === 'caller')
+      remote = { ...remote, birthday };
   } else if (straight) await ackArrived; // the caller permitted us before its ACK
   const punched = straight ? undefined : host.punch(callId, description, remote, base);
   if (previous?.routed) {

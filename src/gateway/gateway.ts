@@ -24,6 +24,7 @@ import { SignalingClient } from '../signaling/client.ts';
 import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { quoteWire } from '../signaling/sip-connection.ts';
+import { birthdayHardSide } from '../traversal/birthday.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
@@ -35,7 +36,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { pinLocal, readPeerPin, sideThatPins } from './pin-call.ts';
+import { openBirthday, pinLocal, readPeerBirthday, readPeerPin, sideThatPins } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -260,6 +261,18 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         );
       }
     }
+    // Not where UDP is blocked: the "random" NAT there is only what nothing was learned looks like.
+    if (
+      this.init.punch?.birthday !== false &&
+      !this.probe.udpBlocked &&
+      birthdayHardSide(local, remote) === 'caller'
+    ) {
+      try {
+        punched = await openBirthday(this.c, this.init, active, punched, remote);
+      } catch (error) {
+        this.emit('relay-error', `could not open birthday ports: ${(error as Error).message}`);
+      }
+    }
     const goArrived = new Promise<void>((resolve) => {
       active.go = () => resolve();
     });
@@ -274,6 +287,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         type: 'sync',
         schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
         ...(pin ? { pin } : {}),
+        ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
       }),
     });
     await goArrived;
@@ -454,9 +468,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       this.probe,
       // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
       local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,
+      { probes: this.init.punch?.birthdayProbes, ratePerSecond: this.init.punch?.birthdayRate },
     );
-    // The first checks have left: the DTLS handshake starts beside them.
-    startEarlyDtls(this.c, this.init.dtls, active, local, remote);
+    // The first checks have left: the DTLS handshake starts beside them. Not on a birthday hard
+    // side: which socket carries the call is known only when a probe lands.
+    if (local.birthday === undefined) startEarlyDtls(this.c, this.init.dtls, active, local, remote);
     // A pinned port was read after its mapping opened: nothing could take it before the punch.
     const predictionAgeMs =
       active.pin?.side === 'local'
@@ -516,7 +532,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       case 'INFO': {
         respond(200);
         if (header(request, 'Content-Type') !== SC2C_CONTENT_TYPE) return;
-        if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.(readPeerPin(request.body));
+        if (/"go"/.test(request.body))
+          this.#calls.get(callId)?.go?.(readPeerPin(request.body), readPeerBirthday(request.body));
         else if (/"relay"/.test(request.body)) this.#routes.peerRelayMoved(callId, request.body);
         return;
       }
@@ -605,6 +622,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpPuncher?.close();
     active.socket.close();
     active.rtcpSocket?.close();
+    for (const socket of active.birthday ?? []) socket.close();
     active.go?.();
   }
 
@@ -638,6 +656,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.socket.close();
     active.rtcpPuncher?.close();
     active.rtcpSocket?.close();
+    for (const socket of active.birthday ?? []) socket.close();
     active.go?.();
     active.acked?.();
     active.dtls?.close();

@@ -10,11 +10,14 @@ import { checksTowardPinned } from '../traversal/pin.ts';
 import { candidateWindow, checksPeerGuess, windowSize } from '../traversal/predict.ts';
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
+import { punchEasy, punchHard } from './birthday-punch.ts';
 
 /** A call attempt's sockets and checkers; `punchPair` fills in the checkers and may close `rtcpSocket`. */
 export interface MediaPair {
-  readonly socket: UdpSocket;
+  socket: UdpSocket;
   rtcpSocket?: UdpSocket;
+  /** Birthday punching, hard side: more sockets with mappings toward the peer (traversal/birthday.ts). */
+  birthday?: UdpSocket[];
   puncher?: Puncher;
   rtcpPuncher?: Puncher;
 }
@@ -39,6 +42,7 @@ export async function punchPair(
   init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>,
   own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'filtering' | 'ips'>,
   window = 1,
+  birthday?: { readonly probes?: number; readonly ratePerSecond?: number },
 ): Promise<PairResult> {
   // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
   // so it opened no NAT session.
@@ -54,6 +58,8 @@ export async function punchPair(
       checksSent: 0,
     };
   }
+  // Issue 19: birthday punching between a random-port NAT and an easy one (traversal/birthday.ts).
+  if (mux && local.birthday !== undefined && pair.birthday) return punchHard(c, pair, local, remote, init);
   const components = (socket: UdpSocket) => ({ socket, clock: c.clock, transactionId: c.transactionId });
   const puncher = new Puncher(components(pair.socket), { local, remote, ...init });
   const rtcpPuncher = mux ? undefined : new Puncher(components(pair.rtcpSocket!), { local, remote, ...init });
@@ -79,6 +85,11 @@ export async function punchPair(
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
       ? [remote.hostEndpoint, ...publicCandidates]
       : publicCandidates;
+  if (mux && remote.birthday !== undefined) {
+    const host =
+      remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress ? [remote.hostEndpoint] : [];
+    return punchEasy(c, puncher, pair.socket, remote, host, birthday?.probes, birthday?.ratePerSecond);
+  }
   try {
     // RTP's first check leaves before RTCP's: the order the ports were predicted in.
     const [success, rtcpSuccess] = await Promise.all([

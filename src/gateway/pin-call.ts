@@ -3,7 +3,16 @@
  * rungs from the media socket, and the descriptions each side punches with afterwards.
  */
 import type { CallDescription } from '../protocol/sdp.ts';
-import { type PinResult, pinMappings, pinningSide, pinWindowFor, rungTargets } from '../traversal/pin.ts';
+import { DEFAULT_BIRTHDAY_PORTS, MAX_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
+import {
+  DEFAULT_PIN_TTL,
+  type PinResult,
+  pinMappings,
+  pinningSide,
+  pinWindowFor,
+  primer,
+  rungTargets,
+} from '../traversal/pin.ts';
 import { advertisedStep } from '../traversal/probe.ts';
 import type { ActiveCall } from './active-call.ts';
 import type { GatewayComponents, GatewayInit } from './types.ts';
@@ -60,6 +69,40 @@ export function withPeerPin(remote: CallDescription, pin: PeerPin): CallDescript
     portSource: 'pinned',
     pin: pin.window,
   };
+}
+
+/**
+ * Birthday punching, hard side (traversal/birthday.ts): opens the extra mappings toward the peer's
+ * observed endpoint (and primes the media socket's), and returns our description saying how many.
+ */
+export async function openBirthday(
+  c: GatewayComponents,
+  init: GatewayInit,
+  active: ActiveCall,
+  local: CallDescription,
+  remote: CallDescription,
+): Promise<CallDescription> {
+  const ports = Math.min(
+    MAX_BIRTHDAY_PORTS,
+    Math.max(1, init.punch?.birthdayPorts ?? DEFAULT_BIRTHDAY_PORTS),
+  );
+  const ttl = init.punch?.pinTtl ?? DEFAULT_PIN_TTL;
+  const extra = await openHardPorts(c.network, ports - 1, remote.publicEndpoint, () => primer(c), ttl);
+  active.birthday = extra;
+  await active.socket.sendWithTtl(primer(c), remote.publicEndpoint, ttl);
+  return { ...local, birthday: ports };
+}
+
+/** A go's birthday port count from the wire, or undefined when absent or malformed. */
+export function readPeerBirthday(body: string): number | undefined {
+  try {
+    const value = (JSON.parse(body) as { birthday?: unknown } | null)?.birthday;
+    return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_BIRTHDAY_PORTS
+      ? value
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A go's pin from the wire, or undefined when absent or malformed. */

@@ -106,11 +106,17 @@ export function startEarlyDtls(
     if (puncher.verified(from)) take(data, from);
     else waiting = { data, from };
   });
+  // A side that only answers (its mapping pinned, issue 19) had nowhere to send its ClientHello:
+  // it goes, at once, to the first endpoint that proves the call's credentials.
+  let passive = puncher.targets.length === 0;
   puncher.onVerified = (from) => {
     if (waiting && waiting.from.address === from.address && waiting.from.port === from.port) {
       const { data } = waiting;
       waiting = undefined;
       take(data, from);
+    } else if (passive) {
+      passive = false;
+      endpoint.setSend((datagram) => socket.send(datagram, from), true);
     }
   };
   active.earlyOff = () => {

@@ -30,6 +30,17 @@ export interface GatewayInit {
     readonly pinWindow?: number;
     /** TTL of the pinning rungs: past our NAT, short of the peer's. Default 2. */
     readonly pinTtl?: number;
+    /**
+     * Birthday punching where our NAT allocates at random and the peer's keeps one mapping
+     * (issue 19, traversal/birthday.ts). Default true: our NAT's ports are the ones probed.
+     */
+    readonly birthday?: boolean;
+    /** Mappings the random side opens. Default 256, at most 1024. */
+    readonly birthdayPorts?: number;
+    /** Random ports the easy side probes. Default 2048. */
+    readonly birthdayProbes?: number;
+    /** Probes per second. Default 1000. */
+    readonly birthdayRate?: number;
   };
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;

@@ -18,6 +18,8 @@ export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredicta
 export type PortSource = (typeof PORT_SOURCES)[number];
 /** The most checks a pinned side may ask its peer for (traversal/pin.ts MAX_PIN_WINDOW). */
 const MAX_PIN_WINDOW = 16;
+/** The most mappings a birthday side may say it opened (traversal/birthday.ts MAX_BIRTHDAY_PORTS). */
+const MAX_BIRTHDAY_PORTS = 1024;
 
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
@@ -69,6 +71,11 @@ export interface CallDescription {
    * IPS). A number: the port is pinned (`portSource: 'pinned'`) and the peer sends that many checks.
    */
   readonly pin?: 'capable' | number;
+  /**
+   * `a=x-sc2c-birthday:N`: this side's NAT allocates at random and it opened N mappings toward the
+   * peer's observed endpoint; the peer probes random ports (traversal/birthday.ts).
+   */
+  readonly birthday?: number;
 }
 
 /** RFC 4145 §4 as RFC 5763 §5 uses it: the offerer says actpass, the answerer picks. */
@@ -132,6 +139,7 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       { value: `x-sc2c-mode:${d.mode}` },
       { value: `x-sc2c-port:${d.portSource}` },
       ...(d.pin !== undefined ? [{ value: `x-sc2c-pin:${d.pin}` }] : []),
+      ...(d.birthday !== undefined ? [{ value: `x-sc2c-birthday:${d.birthday}` }] : []),
     ],
     ...(lines.length > 1 ? { groups: [{ type: 'BUNDLE', mids: lines.map((l) => l.kind).join(' ') }] } : {}),
     media: lines.map((line, index) => ({
@@ -202,6 +210,11 @@ export function decodeSdp(text: string): CallDescription {
   }
   if ((portSource === 'pinned') !== (typeof pin === 'number'))
     throw new DecodeError('sdp', 0, 'a pinned port needs x-sc2c-pin with its window, and only it');
+  const birthdayText = extra.get('x-sc2c-birthday');
+  const birthday =
+    birthdayText === undefined ? undefined : /^\d{1,4}$/.test(birthdayText) ? Number(birthdayText) : 0;
+  if (birthday !== undefined && (birthday < 1 || birthday > MAX_BIRTHDAY_PORTS))
+    throw new DecodeError('sdp', 0, `x-sc2c-birthday must be 1..${MAX_BIRTHDAY_PORTS}`);
   const host = media.candidates?.find((c) => c.type === 'host' && isIpv4(c.ip));
   const relay = media.candidates?.find(
     (c) => c.type === 'relay' && isIpv4(c.ip) && c.port > 0 && c.port < 65536,
@@ -242,6 +255,7 @@ export function decodeSdp(text: string): CallDescription {
     mode: mode as TraversalMode,
     portSource: portSource as PortSource,
     ...(pin !== undefined ? { pin } : {}),
+    ...(birthday !== undefined ? { birthday } : {}),
     rtcpMux: media.rtcpMux === 'rtcp-mux',
     rtcpEndpoint:
       media.rtcp && media.rtcp.port > 0 && media.rtcp.port < 65536

@@ -530,7 +530,7 @@ export class SignalingServer {
       return;
     }
     if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
-      let body: { type?: unknown; schedule?: unknown; pin?: unknown };
+      let body: { type?: unknown; schedule?: unknown; pin?: unknown; birthday?: unknown };
       try {
         body = JSON.parse(request.body) as typeof body;
       } catch {
@@ -545,6 +545,15 @@ export class SignalingServer {
           ]);
           return;
         }
+        const birthday = body.birthday;
+        if (
+          birthday !== undefined &&
+          !(typeof birthday === 'number' && Number.isInteger(birthday) && birthday >= 1 && birthday <= 1024)
+        ) {
+          connection.respond(request, 400, [['Warning', '399 sc2c "birthday is a port count 1..1024"']]);
+          return;
+        }
+        const fields = { ...(pin ? { pin } : {}), ...(birthday !== undefined ? { birthday } : {}) };
         if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
           this.counters.syncsLimited++;
           connection.respond(request, 503, [['Retry-After', '1']]);
@@ -558,7 +567,9 @@ export class SignalingServer {
             { caller: dialog.caller.connection, callee: dialog.callee.connection },
             body.schedule === 'naive',
             // The sender's pinned port goes to the other party only, in its go.
-            pin ? { to: role === 'caller' ? 'callee' : 'caller', fields: { pin } } : undefined,
+            pin || birthday !== undefined
+              ? { to: role === 'caller' ? 'callee' : 'caller', fields }
+              : undefined,
           )
           .catch((error) =>
             this.#log(`sync ${quoteWire(dialog.callId, 64)} failed: ${(error as Error).message}`),

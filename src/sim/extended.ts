@@ -83,6 +83,8 @@ export interface ExtendedPlan {
   readonly window?: number;
   /** Let a side pin its mapping before the punch (issue 19). Default true. */
   readonly pin?: boolean;
+  /** Birthday punching for random-port NATs (issue 19). Default true. */
+  readonly birthday?: boolean;
 }
 
 /** What each job is, beside the job itself. */
@@ -116,6 +118,7 @@ export function planExtended(
               backgroundPerSecond: background,
               window: plan.window,
               pin: plan.pin,
+              birthday: plan.birthday,
               seed:
                 (hashString(`${calling.name}|${called.name}|${path.name}|${background}|${mode}`) ^
                   plan.seed) >>>

@@ -44,6 +44,8 @@ export interface MatrixCellInit {
   readonly window?: number;
   /** Let a side pin its mapping before the punch (issue 19). Default true. */
   readonly pin?: boolean;
+  /** Birthday punching for random-port NATs (issue 19). Default true. */
+  readonly birthday?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -199,6 +201,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
             timeoutMs: 2000 + 4 * Math.max(...init.oneWayMs),
             window: init.window,
             pin: init.pin,
+            birthday: init.birthday,
           },
         },
       ),

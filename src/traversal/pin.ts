@@ -137,7 +137,7 @@ export async function pinMappings(
 }
 
 /** A STUN Binding indication: if a rung ever did reach a peer, it is ignored there (RFC 8489 §6.3.2). */
-function primer(c: PinComponents): Uint8Array {
+export function primer(c: { readonly transactionId?: () => Uint8Array }): Uint8Array {
   return addFingerprint(
     encodeStun({
       method: StunMethod.binding,

@@ -88,6 +88,8 @@ export class Puncher {
   onVerified?: (from: Endpoint) => void;
   readonly #localKey: Uint8Array;
   readonly #remoteKey: Uint8Array;
+  /** USERNAME of our checks: `peer:local` (RFC 8445 §7.2.2). */
+  readonly #checkUsername: Uint8Array;
 
   constructor(
     private readonly c: PunchComponents,
@@ -95,6 +97,7 @@ export class Puncher {
   ) {
     this.#localKey = encodeText(init.local.pwd);
     this.#remoteKey = encodeText(init.remote.pwd);
+    this.#checkUsername = encodeText(`${init.remote.ufrag}:${init.local.ufrag}`);
     // Answer the peer's checks from the start: in C2C the peer may punch first.
     this.#offMessage = c.socket.on('message', (data, from) => this.#onMessage(data, from));
   }
@@ -108,7 +111,7 @@ export class Puncher {
     this.#onSuccess = (remote) => {
       answered ??= remote;
     };
-    const username = encodeText(`${this.init.remote.ufrag}:${this.init.local.ufrag}`);
+    const username = this.#checkUsername;
     const checked = [...candidates];
     this.#candidates = checked;
     this.#username = username;
@@ -133,6 +136,15 @@ export class Puncher {
       checksSent: this.counters.checksSent,
       elapsedMs: this.c.clock.now() - started,
     };
+  }
+
+  /**
+   * One check to `to` outside the punch's rounds (a birthday probe, traversal/birthday.ts): a valid
+   * answer ends a running punch with `to` as the pair, as an answer to any of its checks does.
+   */
+  probe(to: Endpoint): void {
+    if (this.#closed) return;
+    this.#sendCheck(to, this.#checkUsername);
   }
 
   /** The endpoints being checked while a punch runs (peer-reflexive ones included). */

@@ -31,6 +31,18 @@ const clearPayloads = (packets: Uint8Array[]) =>
   packets.filter((p) => p.subarray(12).every((b) => b === 0)).length;
 
 describe('DTLS-SRTP on calls', () => {
+  it('encrypts a birthday-punched call (random-port NAT to a port-restricted cone) on the socket that won', async () => {
+    const s = await setup('symmetric-random', 'port-restricted-cone', { dtls: both });
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'direct', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    expect(other).toMatchObject({ ok: true, route: 'direct', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    expect(outcome.local!.birthday).toBe(256);
+    const { there, back } = await exchange(s.clock, outcome.path!, other.path!);
+    expect(there).toBeGreaterThan(90);
+    expect(back).toBeGreaterThan(90);
+    s.close();
+  });
+
   it('encrypts a direct PKS/IPS call: started beside the punch, the handshake adds less than a round trip', async () => {
     const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', { dtls: both });
     const { outcome, other } = await s.call();

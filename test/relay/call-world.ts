@@ -39,6 +39,8 @@ export async function setup(
 ) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 5 });
+  const ids = net.rng('ids');
+  const transactionId = (): Uint8Array => Uint8Array.from({ length: 12 }, () => ids.int(0, 255));
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
   const serverHost = net.addHost('server', { addresses: ['198.18.0.10', '198.18.0.11'] });
   const a = net.addNat('nat-a', {
@@ -87,7 +89,8 @@ export async function setup(
   const gateway = (network: typeof alice, user: keyof typeof USERS, relay = true) =>
     clock.run(
       Gateway.start(
-        { network, clock },
+        // Seeded IDs (and birthday probe ports, which come from them): the same call every run.
+        { network, clock, transactionId },
         {
           sip: { server: SIP, domain: 'sc2c.lab', user, password: USERS[user] },
           stunServer: STUN,

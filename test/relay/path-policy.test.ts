@@ -144,9 +144,10 @@ describe('path policy: direct when SC2C can, the relay when it cannot', () => {
   });
 
   it('counts the checks of a punch still running when media went to the relay (checksSent is not 0)', async () => {
-    // A random-port NAT facing a port-restricted cone: nothing answers, the punch runs its 3 s while
+    // A random-port NAT facing an IPS port-restricted cone (no birthday punching: its probes would
+    // draw the ICMP that closes the cone's mapping): nothing answers, the punch runs its 3 s while
     // the 1 s budget sends media to the relay.
-    const s = await setup('symmetric-random', 'port-restricted-cone');
+    const s = await setup('symmetric-random', 'port-restricted-cone+ips');
     const { caller, callee, outcome, other } = await s.call();
     expect(outcome).toMatchObject({ ok: true, route: 'relay' });
     expect(outcome.directReason).toMatch(/no direct path confirmed within 1000 ms/);

@@ -375,6 +375,14 @@ describe('dialogs belong to their parties', () => {
       null,
     ])
       expect((await sync(bad)).status).toBe(400);
+    const birthdaySync = (birthday: unknown) =>
+      s.clock.run(
+        alice.request('INFO', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sc2c+json']], {
+          callId: 'call-pin',
+          body: JSON.stringify({ type: 'sync', birthday }),
+        }),
+      );
+    for (const bad of [0, 1025, 2.5, '256', null]) expect((await birthdaySync(bad)).status).toBe(400);
     expect((await sync({ port: 40_000, window: 8, extra: '<script>' })).status).toBe(200);
     await s.clock.advance(2000);
     const goes = (got: typeof bobGot) =>

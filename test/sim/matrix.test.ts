@@ -185,4 +185,40 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     const result = await cell('symmetric-seq1+ips', 'symmetric-seq1+ips', 'sc2c', 3);
     expect(result.successes).toBe(3);
   });
+
+  it('birthday punching connects a random-port symmetric NAT and a port-restricted cone, both ways', async () => {
+    const run = (calling: string, called: string, birthday: boolean) =>
+      runMatrixCell({
+        birthday,
+        calling: { name: calling, behaviour: catalog.resolve(calling) },
+        called: { name: called, behaviour: catalog.resolve(called) },
+        mode: 'sc2c',
+        trials: 5,
+        oneWayMs: [20, 20],
+        backgroundPerSecond: 0,
+        seed: 11,
+      });
+    for (const [calling, called] of [
+      ['symmetric-random', 'port-restricted-cone'],
+      ['port-restricted-cone+pks', 'symmetric-random'],
+    ] as const) {
+      const without = await run(calling, called, false);
+      const withBirthday = await run(calling, called, true);
+      expect({ calling, without: without.successes, with: withBirthday.successes }).toEqual({
+        calling,
+        without: 0,
+        with: 5,
+      });
+      // The probe budget shows: hundreds of checks a call where the punch alone sends tens.
+      expect(withBirthday.checksSent / 5).toBeGreaterThan(100);
+      expect(withBirthday.checksSent / 5).toBeLessThanOrEqual(2048 + 400);
+    }
+  });
+
+  it('birthday punching never probes from an IPS cone (the probes would draw ICMP that closes its mapping)', async () => {
+    const result = await cell('symmetric-random', 'port-restricted-cone+ips', 'sc2c', 2);
+    expect(result.successes).toBe(0);
+    // Only the ordinary punch's checks: no 2048 probes.
+    expect(result.checksSent / 2).toBeLessThan(400);
+  });
 });
