@@ -228,6 +228,11 @@ export const gatewaySchema = z
         pin: z.boolean(),
         pinWindow: z.number().int().min(1).max(16),
         pinTtl: z.number().int().min(1).max(16),
+        /** Issue 19: birthday punching where our NAT allocates at random. */
+        birthday: z.boolean(),
+        birthdayPorts: z.number().int().min(1).max(1024),
+        birthdayProbes: z.number().int().min(1).max(16_384),
+        birthdayRate: z.number().int().min(1).max(10_000),
       })
       .partial()
       .strict()

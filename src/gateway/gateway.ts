@@ -42,6 +42,9 @@ import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from 
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
+/** How long a caller waits for the server's go after its sync was accepted. */
+const GO_TIMEOUT_MS = 5000;
+
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
   readonly #routes: CallRoutes;
@@ -280,17 +283,32 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       punched.portSource === 'pinned'
         ? { port: punched.publicEndpoint.port, window: punched.pin }
         : undefined;
-    await this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
-      callId,
-      toTag,
-      body: JSON.stringify({
-        type: 'sync',
-        schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
-        ...(pin ? { pin } : {}),
-        ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
+    const answer = await this.signaling.request(
+      'INFO',
+      this.signaling.uri(user),
+      [['Content-Type', SC2C_CONTENT_TYPE]],
+      {
+        callId,
+        toTag,
+        body: JSON.stringify({
+          type: 'sync',
+          schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
+          ...(pin ? { pin } : {}),
+          ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
+        }),
+      },
+    );
+    // Refused (rate-limited, a field out of range): no go will come. A go lost on the way: none
+    // either. The attempt goes on unsynchronized rather than wait for ever.
+    if (answer.status !== 200) return punched;
+    let timer: ReturnType<typeof this.c.clock.setTimeout> | undefined;
+    await Promise.race([
+      goArrived,
+      new Promise<void>((resolve) => {
+        timer = this.c.clock.setTimeout(resolve, GO_TIMEOUT_MS);
       }),
-    });
-    await goArrived;
+    ]);
+    timer?.clear();
     return punched;
   }
 

@@ -2,8 +2,10 @@
  * Pinning one call attempt's mapping (issue 19, traversal/pin.ts): which side pins, opening the
  * rungs from the media socket, and the descriptions each side punches with afterwards.
  */
+import type { PinField } from '../protocol/sc2c-info.ts';
+import { infoFields, MAX_BIRTHDAY_PORTS, readBirthday, readPin } from '../protocol/sc2c-info.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
-import { DEFAULT_BIRTHDAY_PORTS, MAX_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
+import { DEFAULT_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
 import {
   DEFAULT_PIN_TTL,
   type PinResult,
@@ -18,10 +20,7 @@ import type { ActiveCall } from './active-call.ts';
 import type { GatewayComponents, GatewayInit } from './types.ts';
 
 /** What the go carries to the callee when the caller pinned. */
-export interface PeerPin {
-  readonly port: number;
-  readonly window: number;
-}
+export type PeerPin = PinField;
 
 export function sideThatPins(
   caller: CallDescription,
@@ -95,28 +94,10 @@ export async function openBirthday(
 
 /** A go's birthday port count from the wire, or undefined when absent or malformed. */
 export function readPeerBirthday(body: string): number | undefined {
-  try {
-    const value = (JSON.parse(body) as { birthday?: unknown } | null)?.birthday;
-    return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_BIRTHDAY_PORTS
-      ? value
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  return readBirthday(infoFields(body)?.birthday) ?? undefined;
 }
 
 /** A go's pin from the wire, or undefined when absent or malformed. */
 export function readPeerPin(body: string): PeerPin | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  const pin = (parsed as { pin?: { port?: unknown; window?: unknown } } | null)?.pin;
-  const port = pin?.port;
-  const window = pin?.window;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  if (typeof window !== 'number' || !Number.isInteger(window) || window < 1 || window > 16) return undefined;
-  return { port, window };
+  return readPin(infoFields(body)?.pin) ?? undefined;
 }

@@ -10,16 +10,13 @@ import * as sdpTransform from 'sdp-transform';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { DecodeError } from './decode-error.ts';
 import { SHA256_FINGERPRINT } from './dtls/certificate.ts';
+import { MAX_BIRTHDAY_PORTS, MAX_PIN_WINDOW } from './sc2c-info.ts';
 
 export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
 export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredictable'] as const;
 /** How the advertised public port was obtained; `pinned`: mapped ahead of the punch (traversal/pin.ts). */
 export type PortSource = (typeof PORT_SOURCES)[number];
-/** The most checks a pinned side may ask its peer for (traversal/pin.ts MAX_PIN_WINDOW). */
-const MAX_PIN_WINDOW = 16;
-/** The most mappings a birthday side may say it opened (traversal/birthday.ts MAX_BIRTHDAY_PORTS). */
-const MAX_BIRTHDAY_PORTS = 1024;
 
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];

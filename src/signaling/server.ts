@@ -15,6 +15,7 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
+import { readBirthday, readPin } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
@@ -538,18 +539,15 @@ export class SignalingServer {
         return;
       }
       if (body?.type === 'sync') {
-        const pin = body.pin === undefined ? undefined : validPin(body.pin);
+        const pin = body.pin === undefined ? undefined : readPin(body.pin);
         if (pin === null) {
           connection.respond(request, 400, [
             ['Warning', '399 sc2c "pin needs an integer port and window 1..16"'],
           ]);
           return;
         }
-        const birthday = body.birthday;
-        if (
-          birthday !== undefined &&
-          !(typeof birthday === 'number' && Number.isInteger(birthday) && birthday >= 1 && birthday <= 1024)
-        ) {
+        const birthday = body.birthday === undefined ? undefined : readBirthday(body.birthday);
+        if (birthday === null) {
           connection.respond(request, 400, [['Warning', '399 sc2c "birthday is a port count 1..1024"']]);
           return;
         }
@@ -617,12 +615,4 @@ export class SignalingServer {
     const to = this.#dialogs.roleOf(dialog, connection) === 'caller' ? dialog.callee : dialog.caller;
     to.connection.send(response);
   }
-}
-
-/** A sync's pinned port (issue 19), rebuilt from its two fields; null when malformed. */
-function validPin(value: unknown): { port: number; window: number } | null {
-  const { port, window } = (value ?? {}) as { port?: unknown; window?: unknown };
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null;
-  if (typeof window !== 'number' || !Number.isInteger(window) || window < 1 || window > 16) return null;
-  return { port, window };
 }

@@ -21,11 +21,12 @@
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, sleep } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import { MAX_BIRTHDAY_PORTS } from '../protocol/sc2c-info.ts';
 import { DEFAULT_PIN_TTL } from './pin.ts';
 import type { Puncher } from './punch.ts';
 
 export const DEFAULT_BIRTHDAY_PORTS = 256;
-export const MAX_BIRTHDAY_PORTS = 1024;
+export { MAX_BIRTHDAY_PORTS } from '../protocol/sc2c-info.ts';
 export const DEFAULT_BIRTHDAY_PROBES = 2048;
 export const DEFAULT_BIRTHDAY_RATE = 1000;
 

@@ -26,12 +26,13 @@ import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
+import { MAX_PIN_WINDOW } from '../protocol/sc2c-info.ts';
 import { addFingerprint } from '../protocol/stun/integrity.ts';
 import { encodeStun, StunClass, StunMethod } from '../protocol/stun/message.ts';
 import { stunBinding } from './stun-client.ts';
 
-/** The most checks a peer's window may ask for; the pinned side opens `2·MAX_PIN_WINDOW - 1` rungs. */
-export const MAX_PIN_WINDOW = 16;
+// The most checks a peer's window may ask for; the pinned side opens `2·MAX_PIN_WINDOW - 1` rungs.
+export { MAX_PIN_WINDOW } from '../protocol/sc2c-info.ts';
 /** Past the host's own NAT, short of the peer's: one router beyond a single NAT. */
 export const DEFAULT_PIN_TTL = 2;
 
@@ -126,14 +127,18 @@ export async function pinMappings(
       const verified = b.mapped.port - a.mapped.port === (rungs + 1) * init.ownStep;
       // Unverified: another session came between; most likely before the rungs (the samples'
       // requests and the rungs leave within microseconds), so count back from the later sample.
-      last = { port: b.mapped.port - rungs * init.ownStep, rungs, verified, tries: attempt, pinnedAtMs };
+      const port = b.mapped.port - rungs * init.ownStep;
+      // The NAT's counter wrapped past the top of its range: the rungs' ports are not a ladder.
+      if (port < 1 || b.mapped.port > 65535 || b.mapped.port < a.mapped.port) continue;
+      last = { port, rungs, verified, tries: attempt, pinnedAtMs };
       if (verified) return last;
     } finally {
       before.close();
       after.close();
     }
   }
-  return last!;
+  if (!last) throw new Error('the NAT port counter wrapped while pinning');
+  return last;
 }
 
 /** A STUN Binding indication: if a rung ever did reach a peer, it is ignored there (RFC 8489 §6.3.2). */

@@ -90,3 +90,28 @@ describe('birthday punching in SDP (a=x-sc2c-birthday)', () => {
       ).toThrow(/x-sc2c-birthday/);
   });
 });
+
+describe('the shipped gateway config (config/gateway.yaml)', () => {
+  it('turns pinning and birthday punching on, with their bounds checked', async () => {
+    const { loadGatewayConfig } = await import('../../src/cli/configs.ts');
+    const { fileURLToPath } = await import('node:url');
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const path = fileURLToPath(new URL('../../config/gateway.yaml', import.meta.url));
+    const config = loadGatewayConfig(path);
+    expect(config.punch).toMatchObject({
+      pin: true,
+      pinWindow: 8,
+      pinTtl: 2,
+      birthday: true,
+      birthdayPorts: 256,
+      birthdayProbes: 2048,
+      birthdayRate: 1000,
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-birthday-config-'));
+    const bad = join(dir, 'gateway.yaml');
+    writeFileSync(bad, readFileSync(path, 'utf8').replace('birthdayPorts: 256', 'birthdayPorts: 5000'));
+    expect(() => loadGatewayConfig(bad)).toThrow(/birthdayPorts/);
+  });
+});
