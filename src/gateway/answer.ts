@@ -16,7 +16,7 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
-import { openBirthday, type PeerPin, pinLocal, sideThatPins, withPeerPin } from './pin-call.ts';
+import { type PeerPin, prepareMapping, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
@@ -142,30 +142,18 @@ export async function answerCall(
         host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
       });
   }
-  // Issue 19: when we are the side that pins, the rungs go out before the answer names our port.
-  if (host.init.punch?.pin !== false && sideThatPins(remote, description) === 'callee') {
-    try {
-      description = (await pinLocal(host.c, host.init, active, description, remote)).description;
-    } catch (error) {
-      host.emit(
-        'relay-error',
-        `could not pin the media port, answering unpinned: ${(error as Error).message}`,
-      );
-    }
-    if (active.ended) return;
-  }
-  if (
-    host.init.punch?.birthday !== false &&
-    !host.udpBlocked() &&
-    birthdayHardSide(remote, description) === 'callee'
-  ) {
-    try {
-      description = await openBirthday(host.c, host.init, active, description, remote);
-    } catch (error) {
-      host.emit('relay-error', `could not open birthday ports: ${(error as Error).message}`);
-    }
-    if (active.ended) return;
-  }
+  // Issue 19: a pin's rungs or birthday ports go out before the answer names our port.
+  description = await prepareMapping(
+    host.c,
+    host.init,
+    active,
+    'callee',
+    description,
+    remote,
+    host.udpBlocked(),
+    (message) => host.emit('relay-error', message),
+  );
+  if (active.ended) return;
   const goArrived = new Promise<{ pin?: PeerPin; birthday?: number }>((resolve) => {
     active.go = (pin, birthday) => resolve({ pin, birthday });
   });

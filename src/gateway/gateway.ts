@@ -24,7 +24,6 @@ import { SignalingClient } from '../signaling/client.ts';
 import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { quoteWire } from '../signaling/sip-connection.ts';
-import { birthdayHardSide } from '../traversal/birthday.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
@@ -36,7 +35,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { openBirthday, pinLocal, readPeerBirthday, readPeerPin, sideThatPins } from './pin-call.ts';
+import { prepareMapping, readPeerBirthday, readPeerPin } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -252,30 +251,17 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     local: CallDescription,
     remote: CallDescription,
   ): Promise<CallDescription> {
-    let punched = local;
     if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
-    else if (this.init.punch?.pin !== false && sideThatPins(local, remote) === 'caller') {
-      try {
-        punched = (await pinLocal(this.c, this.init, active, local, remote)).description;
-      } catch (error) {
-        this.emit(
-          'relay-error',
-          `could not pin the media port, punching unpinned: ${(error as Error).message}`,
-        );
-      }
-    }
-    // Not where UDP is blocked: the "random" NAT there is only what nothing was learned looks like.
-    if (
-      this.init.punch?.birthday !== false &&
-      !this.probe.udpBlocked &&
-      birthdayHardSide(local, remote) === 'caller'
-    ) {
-      try {
-        punched = await openBirthday(this.c, this.init, active, punched, remote);
-      } catch (error) {
-        this.emit('relay-error', `could not open birthday ports: ${(error as Error).message}`);
-      }
-    }
+    const punched = await prepareMapping(
+      this.c,
+      this.init,
+      active,
+      'caller',
+      local,
+      remote,
+      this.probe.udpBlocked === true,
+      (message) => this.emit('relay-error', message),
+    );
     const goArrived = new Promise<void>((resolve) => {
       active.go = () => resolve();
     });

@@ -5,7 +5,7 @@
 import type { PinField } from '../protocol/sc2c-info.ts';
 import { infoFields, MAX_BIRTHDAY_PORTS, readBirthday, readPin } from '../protocol/sc2c-info.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
-import { DEFAULT_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
+import { birthdayHardSide, DEFAULT_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
 import {
   DEFAULT_PIN_TTL,
   type PinResult,
@@ -87,9 +87,55 @@ export async function openBirthday(
   );
   const ttl = init.punch?.pinTtl ?? DEFAULT_PIN_TTL;
   const extra = await openHardPorts(c.network, ports - 1, remote.publicEndpoint, () => primer(c), ttl);
+  if (active.ended) {
+    // The call ended while the ports opened: nothing else would close them.
+    for (const socket of extra) socket.close();
+    throw new Error('the call ended while the birthday ports opened');
+  }
   active.birthday = extra;
   await active.socket.sendWithTtl(primer(c), remote.publicEndpoint, ttl);
   return { ...local, birthday: ports };
+}
+
+/**
+ * Issue 19, right before the punch is synchronized: the side `we` are pins its mapping, or opens
+ * birthday ports, when the two descriptions say it is the one to. Either failing leaves our
+ * description as it was (told through `report`). Resolves with our description as punched.
+ */
+export async function prepareMapping(
+  c: GatewayComponents,
+  init: GatewayInit,
+  active: ActiveCall,
+  we: 'caller' | 'callee',
+  local: CallDescription,
+  remote: CallDescription,
+  udpBlocked: boolean,
+  report: (message: string) => void,
+): Promise<CallDescription> {
+  const [caller, callee] = we === 'caller' ? [local, remote] : [remote, local];
+  const going = we === 'caller' ? 'punching' : 'answering';
+  let punched = local;
+  if (init.punch?.pin !== false && sideThatPins(caller, callee) === we) {
+    try {
+      punched = (await pinLocal(c, init, active, local, remote)).description;
+    } catch (error) {
+      report(`could not pin the media port, ${going} unpinned: ${(error as Error).message}`);
+    }
+  }
+  // Not where UDP is blocked: the "random" NAT there is only what nothing was learned looks like.
+  if (
+    init.punch?.birthday !== false &&
+    !udpBlocked &&
+    !active.ended &&
+    birthdayHardSide(caller, callee) === we
+  ) {
+    try {
+      punched = await openBirthday(c, init, active, punched, remote);
+    } catch (error) {
+      report(`could not open birthday ports: ${(error as Error).message}`);
+    }
+  }
+  return punched;
 }
 
 /** A go's birthday port count from the wire, or undefined when absent or malformed. */
