@@ -29,6 +29,15 @@ export function summarize(outcome: CallOutcome) {
     },
     checksSent: outcome.checksSent,
     predictionAgeMs: outcome.predictionAgeMs === undefined ? null : Math.round(outcome.predictionAgeMs),
+    drift: outcome.drift
+      ? {
+          atLeast: outcome.drift.atLeast,
+          expected: Math.round(outcome.drift.expected * 10) / 10,
+          ratePerSecond:
+            outcome.drift.ratePerSecond === null ? null : Math.round(outcome.drift.ratePerSecond * 10) / 10,
+          samples: outcome.drift.samples,
+        }
+      : null,
     encryption: outcome.encryption ?? (outcome.ok ? 'none' : null),
     dtlsMs: outcome.dtlsMs === undefined ? null : Math.round(outcome.dtlsMs),
     attempts: outcome.attempts ?? 1,

@@ -224,9 +224,12 @@ export const gatewaySchema = z
         timeoutMs: z.number().int().min(100).max(120_000),
         keepaliveMs: z.number().int().min(1000).max(600_000),
         window: z.number().int().min(1).max(16),
-        /** Issue 19: pin our mapping with low-TTL rungs before the punch (opt-in). */
+        /** Issue 19: pin our mapping with low-TTL rungs before the punch (on by default). */
         pin: z.boolean(),
-        pinWindow: z.number().int().min(1).max(16),
+        pinWindow: z.number().int().min(1).max(32),
+        pinChecks: z.number().int().min(1).max(32),
+        /** Issue 19: track our NAT's counter while waiting for a pinned peer's go. */
+        drift: z.boolean(),
         pinTtl: z.number().int().min(1).max(16),
         /** Issue 19: birthday punching where our NAT allocates at random. */
         birthday: z.boolean(),

@@ -34,6 +34,7 @@ interface ExtendedOptions {
   window: number;
   pin: boolean;
   birthday: boolean;
+  drift: boolean;
   seed: number;
   workers: number;
   profiles: string;
@@ -52,6 +53,7 @@ export interface ExtendedReport {
     readonly window: number;
     readonly pin: boolean;
     readonly birthday: boolean;
+    readonly drift: boolean;
     readonly seed: number;
     readonly workers: number;
   };
@@ -106,6 +108,10 @@ export function registerExtended(sim: Command): void {
     )
     .option('--no-pin', 'never pin a mapping before the punch (issue 19): the prediction alone')
     .option('--no-birthday', 'no birthday punching for random-port NATs (issue 19)')
+    .option(
+      '--no-drift',
+      'toward a pinned peer, check from the prediction on instead of where the tracked counter is (issue 19)',
+    )
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
     .option(
       '--workers <n>',
@@ -144,6 +150,7 @@ export function registerExtended(sim: Command): void {
         window: options.window,
         pin: options.pin !== false,
         birthday: options.birthday !== false,
+        drift: options.drift !== false,
       };
       const { keys, jobs } = planExtended(plan, loadProfiles(options.profiles));
       const started = performance.now();
@@ -173,6 +180,7 @@ export function registerExtended(sim: Command): void {
           window: options.window,
           pin: options.pin !== false,
           birthday: options.birthday !== false,
+          drift: options.drift !== false,
           seed: options.seed,
           workers: Math.min(options.workers, jobs.length),
         },

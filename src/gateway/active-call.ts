@@ -5,6 +5,7 @@ import type { UdpSocket } from '../net/types.ts';
 import type { DtlsEndpoint } from '../path/dtls-endpoint.ts';
 import type { RoutedPath } from '../path/routed-path.ts';
 import type { SecurePath } from '../path/secure-path.ts';
+import type { DriftEstimate } from '../traversal/drift.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
 import type { PeerPin } from './pin-call.ts';
@@ -17,6 +18,10 @@ export interface ActiveCall {
   rtcpSocket?: UdpSocket;
   /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
   readonly sampledAtMs?: number;
+  /** The port that sample read, and when its request left (our NAT chose the port then). */
+  readonly sample?: { readonly port: number; readonly sentAtMs: number };
+  /** How far our NAT's counter moved between that sample and the go (traversal/drift.ts). */
+  drift?: DriftEstimate;
   rtcpPuncher?: Puncher;
   /** Set on calls we placed: what a BYE needs. */
   dialog?: { readonly user: string; readonly toTag?: string };

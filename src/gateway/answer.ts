@@ -16,7 +16,7 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
-import { type PeerPin, prepareMapping, withPeerPin } from './pin-call.ts';
+import { type PeerPin, prepareMapping, sideThatPins, trackDrift, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
@@ -123,6 +123,7 @@ export async function answerCall(
     socket: prepared.socket,
     rtcpSocket: prepared.rtcpSocket,
     sampledAtMs: prepared.sampledAtMs,
+    sample: prepared.sample,
     ended: false,
     // The callee can end the call too (a failed camera source): BYE goes to the caller.
     dialog: { user: peer },
@@ -164,7 +165,12 @@ export async function answerCall(
   const straight = straightToRelay(description, remote);
   if ((remote.mode === 'sc2c' || remote.mode === 'sc2c-naive') && !straight) {
     // The caller pinned: its go names the pinned port and how many checks to send toward it.
+    const tracking =
+      sideThatPins(remote, description) === 'caller'
+        ? trackDrift(host.c, host.init, active, description)
+        : undefined;
     const { pin, birthday } = await goArrived;
+    tracking?.stop();
     if (pin && remote.pin === 'capable' && description.portSource !== 'pinned') {
       remote = withPeerPin(remote, pin);
       active.pin = { side: 'remote' };

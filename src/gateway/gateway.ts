@@ -35,7 +35,7 @@ import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { prepareMapping, readPeerBirthday, readPeerPin } from './pin-call.ts';
+import { prepareMapping, readPeerBirthday, readPeerPin, trackDrift } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -251,6 +251,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     local: CallDescription,
     remote: CallDescription,
   ): Promise<CallDescription> {
+    // The callee pinned before answering: our counter's drift until the go places our checks.
+    const tracking =
+      remote.portSource === 'pinned' ? trackDrift(this.c, this.init, active, local) : undefined;
     if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
     const punched = await prepareMapping(
       this.c,
@@ -286,7 +289,10 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     );
     // Refused (rate-limited, a field out of range): no go will come. A go lost on the way: none
     // either. The attempt goes on unsynchronized rather than wait for ever.
-    if (answer.status !== 200) return punched;
+    if (answer.status !== 200) {
+      tracking?.stop();
+      return punched;
+    }
     let timer: ReturnType<typeof this.c.clock.setTimeout> | undefined;
     await Promise.race([
       goArrived,
@@ -295,6 +301,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       }),
     ]);
     timer?.clear();
+    tracking?.stop();
     return punched;
   }
 
@@ -345,6 +352,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       socket,
       rtcpSocket: prepared.rtcpSocket,
       sampledAtMs: prepared.sampledAtMs,
+      sample: prepared.sample,
       ended: false,
       dialog: previous?.dialog,
       relay,
@@ -488,6 +496,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       ? {
           pinned: active.pin.side,
           ...(active.pin.verified !== undefined ? { pinVerified: active.pin.verified } : {}),
+          ...(active.drift ? { drift: active.drift } : {}),
         }
       : {};
     const result = await punching;

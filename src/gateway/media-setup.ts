@@ -49,6 +49,8 @@ export interface MediaSetup {
    * a busy NAT may have taken the predicted port.
    */
   readonly sampledAtMs?: number;
+  /** The port that sample read (the predicted port is the next one on our step) and when it left. */
+  readonly sample?: { readonly port: number; readonly sentAtMs: number };
 }
 
 /**
@@ -90,6 +92,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let rtcpEndpoint: Endpoint | undefined;
     let portSource: PortSource;
     let sampledAtMs: number | undefined;
+    let sample: { port: number; sentAtMs: number } | undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
@@ -106,11 +109,13 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       portSource = init.mode === 'stun' ? 'stun' : plan.kind === 'observe' ? 'exact' : 'unpredictable';
     } else {
       // Steps 5-8 right before the call: the newest port; the media socket's first packet takes the next.
+      const sentAtMs = c.clock.now();
       const last = await freshPort(
         { network: c.network, ...stun },
         { server: init.stunServer, rtoMs: init.stunRtoMs },
       );
       sampledAtMs = c.clock.now();
+      sample = { port: last, sentAtMs };
       const next = planPort(init.probe, last);
       publicEndpoint = {
         address: init.probe.publicAddress,
@@ -140,7 +145,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
         ? { pin: 'capable' as const }
         : {}),
     };
-    return { socket, rtcpSocket, description, sampledAtMs };
+    return { socket, rtcpSocket, description, sampledAtMs, sample };
   } catch (error) {
     socket.close();
     rtcpSocket?.close();

@@ -6,7 +6,8 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
-import { checksTowardPinned } from '../traversal/pin.ts';
+import { checkPlan, type DriftEstimate } from '../traversal/drift.ts';
+import { checksTowardPinned, DEFAULT_PIN_CHECKS } from '../traversal/pin.ts';
 import { candidateWindow, checksPeerGuess, windowSize } from '../traversal/predict.ts';
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
@@ -16,6 +17,8 @@ import { punchEasy, punchHard } from './birthday-punch.ts';
 export interface MediaPair {
   socket: UdpSocket;
   rtcpSocket?: UdpSocket;
+  /** How far our NAT's counter moved while we waited for the go (traversal/drift.ts). */
+  drift?: DriftEstimate;
   /** Birthday punching, hard side: more sockets with mappings toward the peer (traversal/birthday.ts). */
   birthday?: UdpSocket[];
   puncher?: Puncher;
@@ -39,7 +42,7 @@ export async function punchPair(
   pair: MediaPair,
   local: CallDescription,
   remote: CallDescription,
-  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'>,
+  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & { readonly pinChecks?: number },
   own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'filtering' | 'ips'>,
   window = 1,
   birthday?: { readonly probes?: number; readonly ratePerSecond?: number },
@@ -79,7 +82,12 @@ export async function punchPair(
     local.portSource === 'pinned'
       ? []
       : remote.portSource === 'pinned' && typeof remote.pin === 'number'
-        ? checksTowardPinned(remote.publicEndpoint, step ?? 1, remote.pin)
+        ? checksTowardPinned(
+            remote.publicEndpoint,
+            step ?? 1,
+            remote.pin,
+            checkPlan(2 * remote.pin - 1, pair.drift, init.pinChecks ?? DEFAULT_PIN_CHECKS),
+          )
         : around(remote.publicEndpoint);
   const candidates =
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress

@@ -6,8 +6,10 @@ import type { PinField } from '../protocol/sc2c-info.ts';
 import { infoFields, MAX_BIRTHDAY_PORTS, readBirthday, readPin } from '../protocol/sc2c-info.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import { birthdayHardSide, DEFAULT_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
+import { DriftTracker } from '../traversal/drift.ts';
 import {
   DEFAULT_PIN_TTL,
+  DEFAULT_PIN_WINDOW,
   type PinResult,
   pinMappings,
   pinningSide,
@@ -40,7 +42,7 @@ export async function pinLocal(
   local: CallDescription,
   remote: CallDescription,
 ): Promise<{ description: CallDescription; result: PinResult }> {
-  const window = pinWindowFor(remote, init.punch?.pinWindow ?? 8);
+  const window = pinWindowFor(remote, init.punch?.pinWindow ?? DEFAULT_PIN_WINDOW);
   const targets = rungTargets(remote.publicEndpoint, advertisedStep(remote.nat) ?? 1, window);
   const result = await pinMappings(c, active.socket, targets, {
     stunServer: init.stunServer,
@@ -57,6 +59,39 @@ export async function pinLocal(
       pin: window,
     },
     result,
+  };
+}
+
+/**
+ * Issue 19, item 1: while we wait for the go toward a peer that pins, our NAT's counter may move.
+ * Tracks it (traversal/drift.ts) when our port was predicted on a known step; `stop()` at the go
+ * puts the estimate on `active.drift`, which places our checks. Undefined when there is nothing
+ * to track.
+ */
+export function trackDrift(
+  c: GatewayComponents,
+  init: GatewayInit,
+  active: ActiveCall,
+  local: CallDescription,
+): { stop(): void } | undefined {
+  const step = advertisedStep(local.nat);
+  if (
+    init.punch?.drift === false ||
+    local.portSource !== 'predicted' ||
+    step === null ||
+    active.sample === undefined
+  )
+    return undefined;
+  const tracker = new DriftTracker(c, {
+    stunServer: init.stunServer,
+    stunRtoMs: init.stunRtoMs ?? 200,
+    base: { atMs: active.sample.sentAtMs, port: active.sample.port },
+    step,
+  }).start();
+  return {
+    stop: () => {
+      active.drift = tracker.stop();
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 /** The gateway's public shapes: its options, components, call outcomes and events. */
+
 import type { MediaRole } from '../media/negotiate.ts';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
@@ -7,6 +8,7 @@ import type { Route, RoutedPath } from '../path/routed-path.ts';
 import type { SecurePath } from '../path/secure-path.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
 import type { SignalingClientInit } from '../signaling/client.ts';
+import type { DriftEstimate } from '../traversal/drift.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';
 import type { RelayConfig } from './call-relay.ts';
@@ -26,8 +28,21 @@ export interface GatewayInit {
      * Default true; false keeps the paper's prediction alone.
      */
     readonly pin?: boolean;
-    /** Checks a peer facing our pinned port sends: how many steps its NAT may have moved, plus one. Default 8. */
+    /**
+     * Our pin's window: we open `2·pinWindow - 1` rungs, so a peer's NAT may move up to
+     * `2·pinWindow - 2` steps before its checks (traversal/pin.ts). Default 16, at most 32.
+     */
     readonly pinWindow?: number;
+    /**
+     * Checks we send toward a peer's pinned port when we tracked our own NAT's drift while
+     * waiting for the go (traversal/drift.ts): centred where our counter most likely is. Default 8.
+     */
+    readonly pinChecks?: number;
+    /**
+     * Toward a peer's pinned port, keep sampling our NAT's counter until the go and check where it
+     * most likely is (issue 19, traversal/drift.ts). Default true; false checks from the prediction on.
+     */
+    readonly drift?: boolean;
     /** TTL of the pinning rungs: past our NAT, short of the peer's. Default 2. */
     readonly pinTtl?: number;
     /**
@@ -111,6 +126,11 @@ export interface CallOutcome {
   readonly pinned?: 'local' | 'remote';
   /** Our pin's two STUN samples agreed (no other session between the rungs). Local pins only. */
   readonly pinVerified?: boolean;
+  /**
+   * Facing a pinned peer: how far our NAT's counter had moved, in steps, from our prediction's
+   * sample to the go (traversal/drift.ts), and the background rate the samples measured.
+   */
+  readonly drift?: DriftEstimate;
   /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
   readonly route?: Route;
   /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */

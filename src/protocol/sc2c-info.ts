@@ -9,8 +9,8 @@ export interface PinField {
   readonly window: number;
 }
 
-/** The most checks a pinned side may ask for (traversal/pin.ts). */
-export const MAX_PIN_WINDOW = 16;
+/** The largest pin window (traversal/pin.ts): `2·window - 1` rungs, 63 at most. */
+export const MAX_PIN_WINDOW = 32;
 /** The most mappings a birthday side may say it opened (traversal/birthday.ts). */
 export const MAX_BIRTHDAY_PORTS = 1024;
 

@@ -85,6 +85,8 @@ export interface ExtendedPlan {
   readonly pin?: boolean;
   /** Birthday punching for random-port NATs (issue 19). Default true. */
   readonly birthday?: boolean;
+  /** Drift tracking toward a pinned peer (issue 19). Default true. */
+  readonly drift?: boolean;
 }
 
 /** What each job is, beside the job itself. */
@@ -119,6 +121,7 @@ export function planExtended(
               window: plan.window,
               pin: plan.pin,
               birthday: plan.birthday,
+              drift: plan.drift,
               seed:
                 (hashString(`${calling.name}|${called.name}|${path.name}|${background}|${mode}`) ^
                   plan.seed) >>>

@@ -46,6 +46,8 @@ export interface MatrixCellInit {
   readonly pin?: boolean;
   /** Birthday punching for random-port NATs (issue 19). Default true. */
   readonly birthday?: boolean;
+  /** Track our NAT's drift while waiting for the go toward a pinned peer (issue 19). Default true. */
+  readonly drift?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -202,6 +204,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
             window: init.window,
             pin: init.pin,
             birthday: init.birthday,
+            drift: init.drift,
           },
         },
       ),

@@ -35,6 +35,14 @@ import { stunBinding } from './stun-client.ts';
 export { MAX_PIN_WINDOW } from '../protocol/sc2c-info.ts';
 /** Past the host's own NAT, short of the peer's: one router beyond a single NAT. */
 export const DEFAULT_PIN_TTL = 2;
+/**
+ * 31 rungs: at 20 sessions/s behind the peer's NAT and a 150 ms uplink its counter moves about 14
+ * steps between its sample and its checks (docs/benchmarks.md); rungs cost nothing beyond our own
+ * NAT, checks cost the peer a port each, so the rungs cover far more than the checks.
+ */
+export const DEFAULT_PIN_WINDOW = 16;
+/** Checks a peer that tracked its drift sends (drift.ts `checkPlan`): about ±3.5 steps of error. */
+export const DEFAULT_PIN_CHECKS = 8;
 
 /** The peer endpoints the rungs go to: the peer's port and the next `2·window - 2` on its step. Pure. */
 export function rungTargets(peer: Endpoint, peerStep: number, window: number): Endpoint[] {
@@ -50,13 +58,22 @@ export function rungTargets(peer: Endpoint, peerStep: number, window: number): E
 
 /**
  * Where a peer facing a pinned side sends its checks, in this order (the first leaves first, so it
- * takes the port the peer predicted): check j to the pinned base plus 2j steps. Pure.
+ * takes the port the peer predicted): check j to the pinned base plus `2j` steps, or, when the peer
+ * tracked its own drift (drift.ts `checkPlan`), `count` checks from rung `first`: check j to the
+ * base plus `first + 2j` steps, landing when the peer's NAT moved `first + j` steps. Pure.
  */
-export function checksTowardPinned(pinned: Endpoint, pinnedStep: number, window: number): Endpoint[] {
+export function checksTowardPinned(
+  pinned: Endpoint,
+  pinnedStep: number,
+  window: number,
+  plan: { readonly first: number; readonly count: number } = { first: 0, count: clampWindow(window) },
+): Endpoint[] {
+  const rungs = 2 * clampWindow(window) - 1;
   const checks: Endpoint[] = [];
-  for (let j = 0; j < clampWindow(window); j++) {
-    const port = pinned.port + 2 * j * pinnedStep;
-    if (port > 65535) break;
+  for (let j = 0; j < plan.count; j++) {
+    const rung = plan.first + 2 * j;
+    const port = pinned.port + rung * pinnedStep;
+    if (rung >= rungs || port > 65535) break;
     checks.push({ address: pinned.address, port });
   }
   return checks;

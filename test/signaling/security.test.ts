@@ -369,7 +369,7 @@ describe('dialogs belong to their parties', () => {
       );
     for (const bad of [
       { port: 0, window: 4 },
-      { port: 4000, window: 17 },
+      { port: 4000, window: 33 },
       { port: '4000', window: 4 },
       7,
       null,

@@ -302,15 +302,26 @@ describe('gateway calls on the virtual network', () => {
     expect(outcome).toMatchObject({
       ok: true,
       mode: 'sc2c',
-      local: { portSource: 'pinned', pin: 8 },
+      local: { portSource: 'pinned', pin: 16 },
       pinned: 'local',
       pinVerified: true,
       predictionAgeMs: 0,
     });
     expect(callee).toMatchObject({ ok: true, local: { portSource: 'predicted' }, pinned: 'remote' });
-    // The ports were the real ones: each side's confirmed peer is what the other advertised.
-    expect(outcome.path!.remote).toEqual(callee.local!.publicEndpoint);
-    expect(callee.path!.remote).toEqual(outcome.local!.publicEndpoint);
+    // The ports were the real ones: the caller's confirmed peer is the callee's prediction moved by
+    // the callee's own drift samples while it waited for the go (a quiet NAT: exactly those).
+    expect(callee.drift!.ratePerSecond ?? 0).toBe(0);
+    expect(callee.drift!.atLeast).toBe(callee.drift!.samples);
+    // Its first check, to rung m = that drift, landed: each side confirmed the other's port + m.
+    const m = callee.drift!.atLeast;
+    expect(outcome.path!.remote).toEqual({
+      address: callee.local!.publicEndpoint.address,
+      port: callee.local!.publicEndpoint.port + m,
+    });
+    expect(callee.path!.remote).toEqual({
+      address: outcome.local!.publicEndpoint.address,
+      port: outcome.local!.publicEndpoint.port + m,
+    });
     alice.hangup(outcome.callId);
     bob.hangup(callee.callId);
     alice.close();
@@ -403,9 +414,16 @@ describe('gateway calls on the virtual network', () => {
   it('pinning: the same neighbour session cannot take the pinned port, and the first attempt connects', async () => {
     const { outcome, outcomes, close } = await callPastNeighbour(true);
     expect(outcome).toMatchObject({ ok: true, attempts: 1, pinned: 'local', pinVerified: true });
-    // The pinned port is the one Bob's checks came from, and Bob's is the one he advertised.
-    expect(outcomes[0]!.path!.remote).toEqual(outcome.local!.publicEndpoint);
-    expect(outcome.path!.remote).toEqual(outcomes[0]!.local!.publicEndpoint);
+    // Both confirmed the same rung m: Alice's pinned port + m, Bob's advertised port + m (both NATs
+    // step by 1), m at least as far as Bob's drift samples moved his counter.
+    const bob = outcomes[0]!;
+    const rung = outcome.path!.remote.port - bob.local!.publicEndpoint.port;
+    expect(bob.path!.remote).toEqual({
+      address: outcome.local!.publicEndpoint.address,
+      port: outcome.local!.publicEndpoint.port + rung,
+    });
+    expect(rung).toBeGreaterThanOrEqual(bob.drift!.atLeast);
+    expect(rung).toBeLessThan(31);
     expect(outcomes.map((o) => [o.attempts, o.ok])).toEqual([[1, true]]);
     close();
   });

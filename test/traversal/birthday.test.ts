@@ -102,7 +102,8 @@ describe('the shipped gateway config (config/gateway.yaml)', () => {
     const config = loadGatewayConfig(path);
     expect(config.punch).toMatchObject({
       pin: true,
-      pinWindow: 8,
+      pinWindow: 16,
+      pinChecks: 8,
       pinTtl: 2,
       birthday: true,
       birthdayPorts: 256,
