@@ -86,7 +86,10 @@ export interface MatrixCell {
   readonly predictionAgesMs?: readonly number[];
 }
 
-/** Probes each NAT behaviour once with the real probe code; gateways cache the result, as they would. */
+/**
+ * Probes each NAT behaviour once with the real probe code, under the cell's background load (a
+ * gateway on a busy NAT probes it busy); gateways cache the result, as they would.
+ */
 const probeCache = new Map<string, NatProbe>();
 
 async function measuredProbe(
@@ -94,8 +97,9 @@ async function measuredProbe(
   behaviour: NatBehaviour,
   publicAddress: string,
   seed: number,
+  backgroundPerSecond: number,
 ): Promise<NatProbe> {
-  const key = `${name}|${publicAddress}`;
+  const key = `${name}|${publicAddress}|${backgroundPerSecond}`;
   const cached = probeCache.get(key);
   if (cached) return cached;
   const clock = new VirtualClock();
@@ -107,6 +111,16 @@ async function measuredProbe(
   net.connect(server, internet, {});
   net.connect(nat, internet, { latencyMs: 10 });
   net.connect(host, nat, { latencyMs: 1 });
+  let background: BackgroundTraffic | undefined;
+  if (backgroundPerSecond > 0) {
+    await server.bindUdp({ port: 7 });
+    const other = net.addHost('bg', { addresses: ['10.0.1.9'] });
+    net.connect(other, nat, { latencyMs: 1 });
+    background = new BackgroundTraffic(
+      { network: other, clock, rng: net.rng('bg') },
+      { sessionsPerSecond: backgroundPerSecond, target: { address: SERVER.address, port: 7 } },
+    );
+  }
   const responder = await StunResponder.start(server, {
     primary: { address: SERVER.address, port: SERVER.stun },
     alternate: ALTERNATE,
@@ -121,6 +135,7 @@ async function measuredProbe(
     probeCache.set(key, probe);
     return probe;
   } finally {
+    background?.stop();
     responder.close();
   }
 }
@@ -212,12 +227,18 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   const caller = await gateway(
     a,
     'caller',
-    await measuredProbe(init.calling.name, init.calling.behaviour, NAT_A, init.seed),
+    await measuredProbe(
+      init.calling.name,
+      init.calling.behaviour,
+      NAT_A,
+      init.seed,
+      init.backgroundPerSecond,
+    ),
   );
   const callee = await gateway(
     b,
     'callee',
-    await measuredProbe(init.called.name, init.called.behaviour, NAT_B, init.seed),
+    await measuredProbe(init.called.name, init.called.behaviour, NAT_B, init.seed, init.backgroundPerSecond),
   );
   const setups: number[] = [];
   const skews: number[] = [];

@@ -109,11 +109,11 @@ export async function probeNat(components: StunTestsComponents, init: ProbeInit)
 }
 
 /**
- * The sequential IPS test run several times (`icmpSensitiveSequential` moves: 2 steps where the NAT
- * kept the mapping, 3 where it closed it). Other hosts' sessions only add to a move, so a read of
- * 2 steps is proof the NAT kept it; two such reads (a lost ICMP error also reads 2) say not IPS.
- * IPS only when no run read 2 and at least three read exactly 3. Otherwise unknown: a busy NAT
- * leaves too few clean runs, and an IPS NAT must never be taken for a quiet one.
+ * The sequential IPS test run several times (`icmpSensitiveSequential` reads 1 step where the NAT
+ * kept the mapping, 2 where it closed it). Another host's session between the two reads adds a
+ * step, so a read of 1 is proof the NAT kept it; two such reads (a lost ICMP error also reads 1)
+ * say not IPS. IPS only when no run read 1 and at least three read exactly 2. Otherwise unknown:
+ * an IPS NAT must never be taken for one that keeps its mappings.
  */
 export async function ipsFromRuns(
   run: (step: number) => Promise<boolean | null>,

@@ -148,17 +148,21 @@ export class StunTests {
     }
   }
 
-  /** Fresh sockets one after another; the public ports reveal preservation, the step, or randomness. */
+  /**
+   * Fresh sockets' Bindings, sent back to back; the public ports reveal preservation, the step, or
+   * randomness. Back to back (issue 19): on a busy NAT, other hosts' sessions taken between samples a
+   * round trip apart hid the step (deltas 2, 3, 2 are no step at 20 sessions/s); microseconds apart
+   * they rarely come between.
+   */
   async allocation(samples = 6): Promise<AllocationObservation> {
-    const pairs: { local: number; mapped: number }[] = [];
-    for (let i = 0; i < samples; i++) {
-      const socket = await this.fresh();
-      try {
-        const result = await this.mustBind(socket, this.init.primary);
-        pairs.push({ local: socket.local.port, mapped: result.mapped.port });
-      } finally {
-        this.retire(socket);
-      }
+    const sockets: UdpSocket[] = [];
+    let pairs: { local: number; mapped: number }[];
+    try {
+      for (let i = 0; i < samples; i++) sockets.push(await this.fresh());
+      const results = await Promise.all(sockets.map((socket) => this.mustBind(socket, this.init.primary)));
+      pairs = results.map((result, i) => ({ local: sockets[i]!.local.port, mapped: result.mapped.port }));
+    } finally {
+      for (const socket of sockets) this.retire(socket);
     }
     const lastPort = pairs.at(-1)!.mapped;
     if (pairs.every((p) => p.local === p.mapped))
@@ -197,18 +201,21 @@ export class StunTests {
   }
 
   /**
-   * IPS on a NAT that maps per destination with a known step, where `icmpSensitive` sees nothing:
-   * read the counter (p), send twice to a closed port on the STUN server's host from one socket
-   * with time for the error between, read the counter again (q). A NAT that kept the mapping gave
-   * the closed port one new port: q = p + 2 steps; an IPS NAT closed it, so the second datagram
-   * took another: q = p + 3 steps. Anything else (another host's session came between) is `null`.
+   * IPS on a NAT that maps per destination with a known step, where `icmpSensitive` sees nothing.
+   * A trigger socket sends to a closed port on the STUN server's host (a new mapping) and waits for
+   * the ICMP error; then the counter is read right before and right after the trigger's second
+   * datagram, all three leaving back to back. A NAT that kept the trigger's mapping gave it no new
+   * port: the two reads are 1 step apart; an IPS NAT closed it, so the second datagram took one:
+   * 2 steps. The reads are microseconds apart, so another host's session rarely comes between
+   * (it adds a step: 3 reads as unknown, 2 on a NAT that kept it is what `ipsFromRuns` outvotes).
    */
   async icmpSensitiveSequential(step: number, closedPort = 9): Promise<boolean | null> {
-    const first = await this.fresh();
+    const timing = await this.fresh();
     const trigger = await this.fresh();
-    const last = await this.fresh();
+    const before = await this.fresh();
+    const after = await this.fresh();
     try {
-      const p = await this.mustBind(first, this.init.primary);
+      const { rttMs } = await this.mustBind(timing, this.init.primary);
       const closed = { address: this.init.primary.address, port: closedPort };
       // Something answering on the "closed" port draws no ICMP error: then nothing can be read.
       let answered = false;
@@ -216,21 +223,20 @@ export class StunTests {
         answered = true;
       });
       trigger.send(new Uint8Array(4), closed);
-      await sleep(this.c.clock, 2 * p.rttMs + 50, this.init.signal);
+      // Time for the error to come back: a round trip plus slack.
+      await sleep(this.c.clock, 2 * rttMs + 50, this.init.signal);
+      const first = this.binding(before, this.init.primary);
       trigger.send(new Uint8Array(4), closed);
-      const q = await this.binding(last, this.init.primary);
+      const second = this.binding(after, this.init.primary);
+      const [p, q] = await Promise.all([first, second]);
       off();
-      if (!q || answered) return null;
-      // 3 steps is also what a NAT that kept the mapping shows when one other session came between:
-      // `ipsFromRuns` weighs the runs.
+      if (!p || !q || answered) return null;
       const moved = q.mapped.port - p.mapped.port;
-      if (moved === 2 * step) return false;
-      if (moved === 3 * step) return true;
+      if (moved === step) return false;
+      if (moved === 2 * step) return true;
       return null;
     } finally {
-      this.retire(first);
-      this.retire(trigger);
-      this.retire(last);
+      for (const socket of [timing, trigger, before, after]) this.retire(socket);
     }
   }
 
