@@ -7,18 +7,57 @@
  * Needs root.
  */
 import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { runLabCalls } from '../src/lab/calls.ts';
 import { checkLabPrerequisites } from '../src/lab/netns.ts';
 import { summarize } from '../src/util/stats.ts';
 
-const args = process.argv.slice(2);
-const calls = Number(args[args.indexOf('--calls') + 1]) || 20;
-const out = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
-const background = args.includes('--background') ? Number(args[args.indexOf('--background') + 1]) : 0;
-if (!Number.isFinite(background) || background < 0 || background > 1000) {
-  process.stderr.write('bench:lab-sc2c: --background takes sessions per second, 0 to 1000\n');
-  process.exit(2);
+const USAGE = `usage: npm run bench:lab-sc2c -- [--calls N] [--background R] [--out FILE]
+
+  --calls N        SC2C calls and as many C2C calls (default 20, 1-1000)
+  --background R   another host behind the caller's NAT opens R UDP sessions/s (default 0, 0-1000)
+  --out FILE       also write the JSON summary to FILE
+  -h, --help       this text
+Needs root (network namespaces, /dev/net/tun).
+`;
+
+function parse(): { calls: number; background: number; out?: string } {
+  let values: { calls?: string; background?: string; out?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: {
+        calls: { type: 'string' },
+        background: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`bench:lab-sc2c: ${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const number = (name: string, text: string | undefined, fallback: number, min: number, max: number) => {
+    const value = text === undefined ? fallback : Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      process.stderr.write(
+        `bench:lab-sc2c: --${name} takes a whole number from ${min} to ${max}, not '${text}'\n`,
+      );
+      process.exit(2);
+    }
+    return value;
+  };
+  return {
+    calls: number('calls', values.calls, 20, 1, 1000),
+    background: number('background', values.background, 0, 0, 1000),
+    out: values.out,
+  };
 }
+
+const { calls, background, out } = parse();
 
 async function main(): Promise<void> {
   await checkLabPrerequisites();

@@ -90,6 +90,7 @@ export async function answerCall(
   }
   let prepared: MediaSetup;
   let relay: CallRelay | undefined;
+  let permitted: Promise<void> | undefined;
   const rtcp = remote.rtcpMux && host.init.rtcpMux !== false ? 'mux' : 'separate';
   const relayReady =
     previous?.relay || !remote.relayEndpoint || rtcp !== 'mux'
@@ -100,6 +101,15 @@ export async function answerCall(
       throw new Error('the offer has neither rtcp-mux nor an RTCP port');
     // Allocate before predicting: the allocation's NAT session must not take the predicted port.
     relay = await relayReady;
+    // The peer's permission on our relay beside our sample: it travels on the allocation's own
+    // session, so it takes no port the prediction counts on, and the answer waits one round trip less.
+    if (relay && remote.relayEndpoint) {
+      permitted = relay
+        .permit([remote.publicEndpoint.address, remote.relayEndpoint.address])
+        .catch((error: Error) => {
+          host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
+        });
+    }
     prepared = await host.prepare(remote.mode, rtcp, media);
   } catch (error) {
     if (!previous?.relay) void (await relayReady)?.close();
@@ -118,6 +128,9 @@ export async function answerCall(
       : prepared.description,
     host.init.dtls,
     remote,
+    // A caller that will pin only answers on the direct path: we are the DTLS client, so our
+    // ClientHello leaves with our first checks instead of waiting for them to arrive (issue 19).
+    sideThatPins(remote, prepared.description) === 'caller',
   );
   const active: ActiveCall = {
     socket: prepared.socket,
@@ -135,14 +148,8 @@ export async function answerCall(
   };
   host.register(callId, active);
   if (active.ended) return; // the gateway closed while this call was being set up
-  if (relay && remote.relayEndpoint) {
-    // Before answering: the caller may send relayed media as soon as it has the answer.
-    await relay
-      .permit([remote.publicEndpoint.address, remote.relayEndpoint.address])
-      .catch((error: Error) => {
-        host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
-      });
-  }
+  // Before answering: the caller may send relayed media as soon as it has the answer.
+  await permitted;
   // Issue 19: a pin's rungs or birthday ports go out before the answer names our port.
   description = await prepareMapping(
     host.c,

@@ -109,6 +109,10 @@ export class CallRoutes {
       routed,
       route: routed.route,
       predictionAgeMs: punched?.predictionAgeMs ?? predictionAge(this.host.c.clock.now(), active),
+      // Issue 19's figures of the punch, when it ran: who pinned, and our tracked drift.
+      ...(punched?.pinned ? { pinned: punched.pinned } : {}),
+      ...(punched?.pinVerified !== undefined ? { pinVerified: punched.pinVerified } : {}),
+      ...(punched?.drift ? { drift: punched.drift } : {}),
       // A punch still running when media went to the relay: the checks it had sent by then.
       checksSent:
         punched?.checksSent ??

@@ -337,6 +337,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         mode,
         this.init.rtcpMux === false ? 'separate' : 'offer-both',
         this.init.media ? offerFor(this.init.media) : undefined,
+        // A first attempt that will pin needs no fresh sample before the INVITE; a retry takes one.
+        previous === undefined,
       );
     } catch (error) {
       if (!previous?.relay) void (await relayReady)?.close();
@@ -449,7 +451,12 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
-  prepare(mode: TraversalMode, rtcp: RtcpPlan = 'mux', media?: readonly MediaLine[]): Promise<MediaSetup> {
+  prepare(
+    mode: TraversalMode,
+    rtcp: RtcpPlan = 'mux',
+    media?: readonly MediaLine[],
+    pinLater = false,
+  ): Promise<MediaSetup> {
     return setUpMedia(this.c, {
       stunServer: this.init.stunServer,
       stunRtoMs: this.init.stunRtoMs ?? 200,
@@ -459,6 +466,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       rtcp,
       media,
       pin: this.init.punch?.pin,
+      pinLater,
     });
   }
 

@@ -37,6 +37,13 @@ export interface MediaSetupInit {
   readonly media?: readonly MediaLine[];
   /** Offer to pin our mapping before the punch where our NAT allows it (traversal/pin.ts). Default true. */
   readonly pin?: boolean;
+  /**
+   * We are the caller and will pin when the answer comes (issue 19): the pin reads our port after
+   * its rungs, so the offer's prediction only matters if the pin fails, and the fresh sample it
+   * would cost (a STUN round trip before the INVITE) is skipped: the offer predicts from the
+   * probe's newest port, and a failed attempt's re-INVITE samples afresh. Default false.
+   */
+  readonly pinLater?: boolean;
 }
 
 export interface MediaSetup {
@@ -108,13 +115,17 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
       if (rtcpSocket) rtcpEndpoint = await observe(rtcpSocket);
       portSource = init.mode === 'stun' ? 'stun' : plan.kind === 'observe' ? 'exact' : 'unpredictable';
     } else {
+      const pinLater =
+        init.pinLater === true && init.pin !== false && canPin(init.probe, init.mode, init.rtcp);
       // Steps 5-8 right before the call: the newest port; the media socket's first packet takes the next.
-      const sentAtMs = c.clock.now();
-      const last = await freshPort(
-        { network: c.network, ...stun },
-        { server: init.stunServer, rtoMs: init.stunRtoMs },
-      );
-      sampledAtMs = c.clock.now();
+      const sentAtMs = pinLater ? init.probe.measuredAtMs : c.clock.now();
+      const last = pinLater
+        ? init.probe.lastPort
+        : await freshPort(
+            { network: c.network, ...stun },
+            { server: init.stunServer, rtoMs: init.stunRtoMs },
+          );
+      sampledAtMs = pinLater ? init.probe.measuredAtMs : c.clock.now();
       sample = { port: last, sentAtMs };
       const next = planPort(init.probe, last);
       publicEndpoint = {

@@ -1,6 +1,7 @@
 /**
  * DTLS-SRTP for a call's settled path (issue 17): who is the DTLS client (RFC 5763 §5: the offerer
- * says actpass, our answerer takes passive, so the caller is the client), what a call needs from
+ * says actpass, our answerer takes passive, so the caller is the client, unless the caller will pin
+ * its mapping and only answer: then the callee takes active), what a call needs from
  * both SDPs, and turning an established outcome into one whose media path encrypts.
  */
 
@@ -22,16 +23,23 @@ export interface DtlsInit {
   readonly timeoutMs?: number;
 }
 
-/** Our SDP's DTLS attributes: actpass in an offer, passive in an answer to a DTLS offer. */
+/**
+ * Our SDP's DTLS attributes: actpass in an offer; in an answer to a DTLS offer, passive (the caller
+ * is the client), or active when `client` (RFC 5763 §5 lets the answerer take either role).
+ */
 export function withDtls(
   description: CallDescription,
   dtls: DtlsInit | undefined,
   offer?: CallDescription,
+  client = false,
 ): CallDescription {
   if (!dtls || (offer && !offer.dtls)) return description;
   return {
     ...description,
-    dtls: { fingerprint: dtls.identity.fingerprint, setup: offer ? 'passive' : 'actpass' },
+    dtls: {
+      fingerprint: dtls.identity.fingerprint,
+      setup: offer ? (client ? 'active' : 'passive') : 'actpass',
+    },
   };
 }
 

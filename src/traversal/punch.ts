@@ -108,8 +108,12 @@ export class Puncher {
     const intervalMs = this.init.intervalMs ?? 20;
     const deadline = started + (this.init.timeoutMs ?? 3000);
     let answered: Endpoint | undefined;
+    // An answer ends the wait between rounds at once: confirming at the next round's turn cost up
+    // to `intervalMs` on every call (issue 19's set-up time).
+    let wake = new AbortController();
     this.#onSuccess = (remote) => {
       answered ??= remote;
+      wake.abort();
     };
     const username = this.#checkUsername;
     const checked = [...candidates];
@@ -118,7 +122,13 @@ export class Puncher {
     try {
       while (!answered && !this.#closed && this.c.clock.now() < deadline) {
         for (const candidate of checked) this.#sendCheck(candidate, username);
-        await sleep(this.c.clock, intervalMs, signal);
+        const round = signal ? AbortSignal.any([signal, wake.signal]) : wake.signal;
+        try {
+          await sleep(this.c.clock, intervalMs, round);
+        } catch (error) {
+          if (signal?.aborted) throw error;
+        }
+        wake = new AbortController();
       }
     } finally {
       this.#onSuccess = undefined;

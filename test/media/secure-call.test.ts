@@ -50,7 +50,13 @@ describe('DTLS-SRTP on calls', () => {
     expect(other).toMatchObject({ ok: true, encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
     // 22 ms one way between the gateways here (virtual time): the ClientHello left with the first
     // checks, so once the path confirms about one round trip of the handshake is left.
-    expect(outcome.dtlsMs).toBeGreaterThan(0);
+    // The caller pins and only answers on the direct path, so the callee took the DTLS client's
+    // role (a=setup:active, RFC 5763 §5): its ClientHello left with its checks, and the caller's
+    // handshake was done by the time its pinned path confirmed.
+    expect(outcome.local!.dtls!.setup).toBe('actpass');
+    expect(other.local!.dtls!.setup).toBe('active');
+    expect(outcome.pinned).toBe('local');
+    expect(outcome.dtlsMs).toBeGreaterThanOrEqual(0);
     expect(outcome.dtlsMs).toBeLessThanOrEqual(44);
     const onWire = wire(other.routed!);
     const { there, back } = await exchange(s.clock, outcome.path!, other.path!);
@@ -60,6 +66,15 @@ describe('DTLS-SRTP on calls', () => {
     expect(clearPayloads(onWire)).toBe(0);
     expect(onWire[0]!.byteLength).toBe(172 + 16); // the GCM tag
     expect(outcome.secure!.counters.authFailures).toBe(0);
+    s.close();
+  });
+
+  it('keeps the caller as the DTLS client where nobody pins (two cones)', async () => {
+    const s = await setup('port-restricted-cone', 'port-restricted-cone', { dtls: both });
+    const { outcome, other } = await s.call();
+    expect(outcome).toMatchObject({ ok: true, route: 'direct', encryption: 'DTLS-SRTP AEAD_AES_128_GCM' });
+    expect(outcome.pinned).toBeUndefined();
+    expect(other.local!.dtls!.setup).toBe('passive');
     s.close();
   });
 

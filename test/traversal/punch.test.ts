@@ -31,6 +31,22 @@ describe('punch (authenticated connectivity checks)', () => {
     pb.close();
   });
 
+  it('confirms when the answer arrives, not at the next round of checks', async () => {
+    // Both hosts sit on the same server link here: a check's round trip is a few ms, far below a
+    // 1 s interval between rounds. Waiting for the round's turn cost up to an interval per call.
+    const { w, a, b, pa, pb } = await twoPublicPunchers();
+    const slow = new Puncher(
+      { socket: a, clock: w.clock },
+      { local: { ufrag: 'aaaa', pwd: pwd('a') }, remote: { ufrag: 'bbbb', pwd: pwd('b') }, intervalMs: 1000 },
+    );
+    pa.close();
+    const result = await w.clock.run(slow.punch([b.local]));
+    expect(result.checksSent).toBe(1);
+    expect(result.elapsedMs).toBeLessThan(1000);
+    slow.close();
+    pb.close();
+  });
+
   it('checks a peer-reflexive endpoint at once when a valid check comes from one it did not know', async () => {
     const { w, a, b, pa, pb } = await twoPublicPunchers();
     // A was told a wrong port for B (as for a NAT that allocates at random); B knows A's.
