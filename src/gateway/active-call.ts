@@ -5,10 +5,10 @@ import type { UdpSocket } from '../net/types.ts';
 import type { DtlsEndpoint } from '../path/dtls-endpoint.ts';
 import type { RoutedPath } from '../path/routed-path.ts';
 import type { SecurePath } from '../path/secure-path.ts';
+import type { SyncFields } from '../protocol/sc2c-info.ts';
 import type { DriftEstimate } from '../traversal/drift.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
-import type { PeerPin } from './pin-call.ts';
 
 export interface ActiveCall {
   /** The media socket; birthday punching (issue 19) may replace it by the one whose mapping won. */
@@ -17,9 +17,11 @@ export interface ActiveCall {
   birthday?: UdpSocket[];
   rtcpSocket?: UdpSocket;
   /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
-  readonly sampledAtMs?: number;
+  sampledAtMs?: number;
   /** The port that sample read, and when its request left (our NAT chose the port then). */
-  readonly sample?: { readonly port: number; readonly sentAtMs: number };
+  sample?: { readonly port: number; readonly sentAtMs: number };
+  /** A caller that meant to pin: the sample taken beside its offer (`MediaSetup.late`). */
+  late?: Promise<{ readonly port: number; readonly sentAtMs: number } | undefined>;
   /** How far our NAT's counter moved between that sample and the go (traversal/drift.ts). */
   drift?: DriftEstimate;
   rtcpPuncher?: Puncher;
@@ -27,10 +29,10 @@ export interface ActiveCall {
   dialog?: { readonly user: string; readonly toTag?: string };
   puncher?: Puncher;
   /**
-   * Releases the wait for the server's go; `pin` is the caller's pinned port, when it pinned, and
-   * `birthday` how many mappings a random-port caller opened (issue 19).
+   * Releases the wait for the server's go, with what the other side's sync carried (issue 19): its
+   * pinned port, how many birthday mappings it opened, its fresh ports.
    */
-  go?: (pin?: PeerPin, birthday?: number) => void;
+  go?: (fields: SyncFields) => void;
   /** This attempt's pin, once one side pinned (issue 19). */
   pin?: { readonly side: 'local' | 'remote'; readonly verified?: boolean };
   /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */

@@ -5,6 +5,7 @@
  * A re-INVITE on an established call is a background direct attempt: only the direct path changes.
  */
 import { answerFor } from '../media/negotiate.ts';
+import type { SyncFields } from '../protocol/sc2c-info.ts';
 import type { MediaLine, TraversalMode } from '../protocol/sdp.ts';
 import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../protocol/sdp.ts';
 import type { SipRequest } from '../protocol/sip/message.ts';
@@ -16,7 +17,7 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
 import { settlePath, straightToRelay } from './path-policy.ts';
-import { type PeerPin, prepareMapping, sideThatPins, trackDrift, withPeerPin } from './pin-call.ts';
+import { prepareMapping, sideThatPins, trackDrift, withFreshPorts, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
 
@@ -162,8 +163,8 @@ export async function answerCall(
     (message) => host.emit('relay-error', message),
   );
   if (active.ended) return;
-  const goArrived = new Promise<{ pin?: PeerPin; birthday?: number }>((resolve) => {
-    active.go = (pin, birthday) => resolve({ pin, birthday });
+  const goArrived = new Promise<SyncFields>((resolve) => {
+    active.go = resolve;
   });
   const ackArrived = new Promise<void>((resolve) => {
     active.acked = resolve;
@@ -176,8 +177,11 @@ export async function answerCall(
       sideThatPins(remote, description) === 'caller'
         ? trackDrift(host.c, host.init, active, description)
         : undefined;
-    const { pin, birthday } = await goArrived;
+    const { pin, birthday, fresh } = await goArrived;
     tracking?.stop();
+    // The caller read its ports after its INVITE left (it meant to pin and did not): they replace
+    // the offer's prediction.
+    if (fresh && remote.portSource === 'predicted') remote = withFreshPorts(remote, fresh);
     if (pin && remote.pin === 'capable' && description.portSource !== 'pinned') {
       remote = withPeerPin(remote, pin);
       active.pin = { side: 'remote' };

@@ -32,10 +32,10 @@ import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
-import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
+import { type MediaSetup, predictedPorts, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { prepareMapping, readPeerBirthday, readPeerPin, trackDrift } from './pin-call.ts';
+import { prepareMapping, readGoFields, trackDrift, withFreshPorts } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
@@ -255,7 +255,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const tracking =
       remote.portSource === 'pinned' ? trackDrift(this.c, this.init, active, local) : undefined;
     if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
-    const punched = await prepareMapping(
+    let punched = await prepareMapping(
       this.c,
       this.init,
       active,
@@ -265,6 +265,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       this.probe.udpBlocked === true,
       (message) => this.emit('relay-error', message),
     );
+    // We meant to pin and did not (the answer declined rtcp-mux, STUN failed): our offer predicted
+    // from the probe, the sample taken beside it is fresher, and the sync carries it (issue 19).
+    const late = punched.portSource === 'predicted' ? await active.late : undefined;
+    let fresh: { port: number; rtcpPort?: number } | undefined;
+    if (late) {
+      fresh = predictedPorts(this.probe, late.port, punched.rtcpEndpoint !== undefined);
+      punched = withFreshPorts(punched, fresh);
+      active.sample = late;
+      active.sampledAtMs = this.c.clock.now();
+    }
     const goArrived = new Promise<void>((resolve) => {
       active.go = () => resolve();
     });
@@ -284,6 +294,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
           ...(pin ? { pin } : {}),
           ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
+          ...(fresh ? { fresh } : {}),
         }),
       },
     );
@@ -355,6 +366,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       rtcpSocket: prepared.rtcpSocket,
       sampledAtMs: prepared.sampledAtMs,
       sample: prepared.sample,
+      late: prepared.late,
       ended: false,
       dialog: previous?.dialog,
       relay,
@@ -553,8 +565,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       case 'INFO': {
         respond(200);
         if (header(request, 'Content-Type') !== SC2C_CONTENT_TYPE) return;
-        if (/"go"/.test(request.body))
-          this.#calls.get(callId)?.go?.(readPeerPin(request.body), readPeerBirthday(request.body));
+        if (/"go"/.test(request.body)) this.#calls.get(callId)?.go?.(readGoFields(request.body));
         else if (/"relay"/.test(request.body)) this.#routes.peerRelayMoved(callId, request.body);
         return;
       }
@@ -644,7 +655,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.socket.close();
     active.rtcpSocket?.close();
     for (const socket of active.birthday ?? []) socket.close();
-    active.go?.();
+    active.go?.({});
   }
 
   /**
@@ -678,7 +689,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpPuncher?.close();
     active.rtcpSocket?.close();
     for (const socket of active.birthday ?? []) socket.close();
-    active.go?.();
+    active.go?.({});
     active.acked?.();
     active.dtls?.close();
     active.secure?.close();

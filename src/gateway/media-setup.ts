@@ -58,6 +58,27 @@ export interface MediaSetup {
   readonly sampledAtMs?: number;
   /** The port that sample read (the predicted port is the next one on our step) and when it left. */
   readonly sample?: { readonly port: number; readonly sentAtMs: number };
+  /**
+   * With `pinLater`: the sample taken beside the offer (undefined when STUN did not answer). The
+   * offer's own prediction came from the probe's newest port.
+   */
+  readonly late?: Promise<{ readonly port: number; readonly sentAtMs: number } | undefined>;
+}
+
+/**
+ * The ports our media sockets' first packets will take after a sample read `last`: the next on our
+ * step, and the one after it for a separate RTCP socket. Pure.
+ */
+export function predictedPorts(
+  probe: NatProbe,
+  last: number,
+  rtcp: boolean,
+): { readonly port: number; readonly rtcpPort?: number } {
+  const next = planPort(probe, last);
+  const port = next.kind === 'predict' ? next.port : last;
+  if (!rtcp) return { port };
+  const after = planPort(probe, port);
+  return { port, rtcpPort: after.kind === 'predict' ? after.port : port };
 }
 
 /**
@@ -100,6 +121,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let portSource: PortSource;
     let sampledAtMs: number | undefined;
     let sample: { port: number; sentAtMs: number } | undefined;
+    let late: Promise<{ port: number; sentAtMs: number } | undefined> | undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
@@ -117,28 +139,29 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     } else {
       const pinLater =
         init.pinLater === true && init.pin !== false && canPin(init.probe, init.mode, init.rtcp);
-      // Steps 5-8 right before the call: the newest port; the media socket's first packet takes the next.
-      const sentAtMs = pinLater ? init.probe.measuredAtMs : c.clock.now();
-      const last = pinLater
-        ? init.probe.lastPort
-        : await freshPort(
-            { network: c.network, ...stun },
-            { server: init.stunServer, rtoMs: init.stunRtoMs },
-          );
-      sampledAtMs = pinLater ? init.probe.measuredAtMs : c.clock.now();
-      sample = { port: last, sentAtMs };
-      const next = planPort(init.probe, last);
-      publicEndpoint = {
-        address: init.probe.publicAddress,
-        port: next.kind === 'predict' ? next.port : last,
+      const take = async () => {
+        const sentAtMs = c.clock.now();
+        const port = await freshPort(
+          { network: c.network, ...stun },
+          { server: init.stunServer, rtoMs: init.stunRtoMs },
+        );
+        return { port, sentAtMs };
       };
-      if (rtcpSocket) {
-        const after = planPort(init.probe, publicEndpoint.port);
-        rtcpEndpoint = {
-          address: init.probe.publicAddress,
-          port: after.kind === 'predict' ? after.port : publicEndpoint.port,
-        };
+      if (pinLater) {
+        // The offer predicts from the probe's newest port; the sample runs beside the INVITE, for
+        // the sync to correct the offer should the pin not happen.
+        sample = { port: init.probe.lastPort, sentAtMs: init.probe.measuredAtMs };
+        sampledAtMs = init.probe.measuredAtMs;
+        late = take().catch(() => undefined);
+      } else {
+        // Steps 5-8 right before the call: the newest port; the media socket's first packet takes the next.
+        sample = await take();
+        sampledAtMs = c.clock.now();
       }
+      const ports = predictedPorts(init.probe, sample.port, rtcpSocket !== undefined);
+      publicEndpoint = { address: init.probe.publicAddress, port: ports.port };
+      if (ports.rtcpPort !== undefined)
+        rtcpEndpoint = { address: init.probe.publicAddress, port: ports.rtcpPort };
       portSource = 'predicted';
     }
     const description: CallDescription = {
@@ -156,7 +179,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
         ? { pin: 'capable' as const }
         : {}),
     };
-    return { socket, rtcpSocket, description, sampledAtMs, sample };
+    return { socket, rtcpSocket, description, sampledAtMs, sample, late };
   } catch (error) {
     socket.close();
     rtcpSocket?.close();

@@ -3,7 +3,13 @@
  * rungs from the media socket, and the descriptions each side punches with afterwards.
  */
 import type { PinField } from '../protocol/sc2c-info.ts';
-import { infoFields, MAX_BIRTHDAY_PORTS, readBirthday, readPin } from '../protocol/sc2c-info.ts';
+import {
+  type FreshField,
+  infoFields,
+  MAX_BIRTHDAY_PORTS,
+  readSyncFields,
+  type SyncFields,
+} from '../protocol/sc2c-info.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import { birthdayHardSide, DEFAULT_BIRTHDAY_PORTS, openHardPorts } from '../traversal/birthday.ts';
 import { DriftTracker } from '../traversal/drift.ts';
@@ -95,6 +101,17 @@ export function trackDrift(
   };
 }
 
+/** The peer's description with the ports its sync sent after its offer (`fresh`). */
+export function withFreshPorts(remote: CallDescription, fresh: FreshField): CallDescription {
+  return {
+    ...remote,
+    publicEndpoint: { address: remote.publicEndpoint.address, port: fresh.port },
+    ...(remote.rtcpEndpoint && fresh.rtcpPort !== undefined
+      ? { rtcpEndpoint: { address: remote.rtcpEndpoint.address, port: fresh.rtcpPort } }
+      : {}),
+  };
+}
+
 /** The peer's description as the go corrects it: its pinned port and the checks it asks for. */
 export function withPeerPin(remote: CallDescription, pin: PeerPin): CallDescription {
   return {
@@ -173,12 +190,9 @@ export async function prepareMapping(
   return punched;
 }
 
-/** A go's birthday port count from the wire, or undefined when absent or malformed. */
-export function readPeerBirthday(body: string): number | undefined {
-  return readBirthday(infoFields(body)?.birthday) ?? undefined;
-}
-
-/** A go's pin from the wire, or undefined when absent or malformed. */
-export function readPeerPin(body: string): PeerPin | undefined {
-  return readPin(infoFields(body)?.pin) ?? undefined;
+/** A go's fields from the wire; none when the body is not JSON or a field is malformed. */
+export function readGoFields(body: string): SyncFields {
+  const fields = infoFields(body);
+  const read = fields ? readSyncFields(fields) : undefined;
+  return read && 'fields' in read ? read.fields : {};
 }

@@ -1,7 +1,8 @@
 /**
  * Fields of the SC2C INFO bodies (`application/sc2c+json`) that carry numbers from one gateway to
- * the other through the server (issue 19): a pinned port with its window, and a birthday port
- * count. Rebuilt from their checked fields, never passed on as received. Pure.
+ * the other through the server (issue 19): a pinned port with its window, a birthday port count,
+ * and a fresh prediction (the caller's ports read after its INVITE left, the paper's SYN carrying
+ * p3). Rebuilt from their checked fields, never passed on as received. Pure.
  */
 
 export interface PinField {
@@ -16,6 +17,19 @@ export const MAX_BIRTHDAY_PORTS = 1024;
 
 const integerIn = (value: unknown, min: number, max: number): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+
+/** The caller's media ports as sampled after its offer left (`rtcpPort` when RTCP is not muxed). */
+export interface FreshField {
+  readonly port: number;
+  readonly rtcpPort?: number;
+}
+
+/** What a sync may carry on to the other side's go; each field checked. */
+export interface SyncFields {
+  readonly pin?: PinField;
+  readonly birthday?: number;
+  readonly fresh?: FreshField;
+}
 
 /** A `pin` field, or null when malformed. */
 export function readPin(value: unknown): PinField | null {
@@ -36,4 +50,32 @@ export function infoFields(body: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A `fresh` field, or null when malformed. */
+export function readFresh(value: unknown): FreshField | null {
+  const { port, rtcpPort } = (value ?? {}) as { port?: unknown; rtcpPort?: unknown };
+  if (!integerIn(port, 1, 65535)) return null;
+  if (rtcpPort === undefined) return { port };
+  return integerIn(rtcpPort, 1, 65535) ? { port, rtcpPort } : null;
+}
+
+/**
+ * A sync's or a go's optional fields, each checked and rebuilt: the fields, or why the body is
+ * refused (a field present but malformed).
+ */
+export function readSyncFields(body: Record<string, unknown>): { fields: SyncFields } | { error: string } {
+  const pin = body.pin === undefined ? undefined : readPin(body.pin);
+  if (pin === null) return { error: `pin needs an integer port and window 1..${MAX_PIN_WINDOW}` };
+  const birthday = body.birthday === undefined ? undefined : readBirthday(body.birthday);
+  if (birthday === null) return { error: `birthday is a port count 1..${MAX_BIRTHDAY_PORTS}` };
+  const fresh = body.fresh === undefined ? undefined : readFresh(body.fresh);
+  if (fresh === null) return { error: 'fresh needs an integer port (and rtcpPort) 1..65535' };
+  return {
+    fields: {
+      ...(pin ? { pin } : {}),
+      ...(birthday !== undefined ? { birthday } : {}),
+      ...(fresh ? { fresh } : {}),
+    },
+  };
 }

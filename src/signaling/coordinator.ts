@@ -3,7 +3,9 @@
  * party's round trip on its own signaling connection fresh, and on a sync sends the two go
  * messages so that they arrive together. Transport-free: it sends through `request`.
  */
+
 import type { Clock, Timer } from '../net/clock.ts';
+import type { SyncFields } from '../protocol/sc2c-info.ts';
 
 export interface GoSchedule {
   readonly callId: string;
@@ -93,7 +95,7 @@ export class Coordinator<C> {
     parties: { caller: C; callee: C },
     naive: boolean,
     /** Extra fields for one party's go: the other side's pinned port (issue 19). */
-    extra?: { readonly to: 'caller' | 'callee'; readonly fields: Record<string, unknown> },
+    extra?: { readonly to: 'caller' | 'callee'; readonly fields: SyncFields },
   ): Promise<GoSchedule> {
     const [caller, callee] = await Promise.all([
       this.#recentRtt(parties.caller, callId),

@@ -15,7 +15,7 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
-import { readBirthday, readPin } from '../protocol/sc2c-info.ts';
+import { readSyncFields } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
@@ -531,7 +531,7 @@ export class SignalingServer {
       return;
     }
     if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
-      let body: { type?: unknown; schedule?: unknown; pin?: unknown; birthday?: unknown };
+      let body: { type?: unknown; schedule?: unknown; pin?: unknown; birthday?: unknown; fresh?: unknown };
       try {
         body = JSON.parse(request.body) as typeof body;
       } catch {
@@ -539,19 +539,12 @@ export class SignalingServer {
         return;
       }
       if (body?.type === 'sync') {
-        const pin = body.pin === undefined ? undefined : readPin(body.pin);
-        if (pin === null) {
-          connection.respond(request, 400, [
-            ['Warning', '399 sc2c "pin needs an integer port and window 1..16"'],
-          ]);
+        const read = readSyncFields(body as Record<string, unknown>);
+        if ('error' in read) {
+          connection.respond(request, 400, [['Warning', `399 sc2c "${read.error}"`]]);
           return;
         }
-        const birthday = body.birthday === undefined ? undefined : readBirthday(body.birthday);
-        if (birthday === null) {
-          connection.respond(request, 400, [['Warning', '399 sc2c "birthday is a port count 1..1024"']]);
-          return;
-        }
-        const fields = { ...(pin ? { pin } : {}), ...(birthday !== undefined ? { birthday } : {}) };
+        const { fields } = read;
         if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
           this.counters.syncsLimited++;
           connection.respond(request, 503, [['Retry-After', '1']]);
@@ -564,8 +557,8 @@ export class SignalingServer {
             dialog.callId,
             { caller: dialog.caller.connection, callee: dialog.callee.connection },
             body.schedule === 'naive',
-            // The sender's pinned port goes to the other party only, in its go.
-            pin || birthday !== undefined
+            // The sender's pinned or fresh port goes to the other party only, in its go.
+            Object.keys(fields).length > 0
               ? { to: role === 'caller' ? 'callee' : 'caller', fields }
               : undefined,
           )

@@ -383,12 +383,33 @@ describe('dialogs belong to their parties', () => {
         }),
       );
     for (const bad of [0, 1025, 2.5, '256', null]) expect((await birthdaySync(bad)).status).toBe(400);
+    const freshSync = (fresh: unknown) =>
+      s.clock.run(
+        alice.request('INFO', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sc2c+json']], {
+          callId: 'call-pin',
+          body: JSON.stringify({ type: 'sync', fresh }),
+        }),
+      );
+    for (const bad of [
+      { port: 0 },
+      { port: 70_000 },
+      { port: 4000, rtcpPort: '4001' },
+      { rtcpPort: 4001 },
+      7,
+    ])
+      expect((await freshSync(bad)).status).toBe(400);
     expect((await sync({ port: 40_000, window: 8, extra: '<script>' })).status).toBe(200);
+    await s.clock.advance(2000);
+    // Past the sync rate limit's window, a fresh prediction goes the same way: rebuilt, callee only.
+    expect((await freshSync({ port: 41_000, rtcpPort: 41_001, note: 'x' })).status).toBe(200);
     await s.clock.advance(2000);
     const goes = (got: typeof bobGot) =>
       got.filter((r) => r.method === 'INFO' && r.body.includes('"go"')).map((r) => JSON.parse(r.body));
-    expect(goes(bobGot)).toEqual([{ type: 'go', pin: { port: 40_000, window: 8 } }]);
-    expect(goes(aliceGot)).toEqual([{ type: 'go' }]);
+    expect(goes(bobGot)).toEqual([
+      { type: 'go', pin: { port: 40_000, window: 8 } },
+      { type: 'go', fresh: { port: 41_000, rtcpPort: 41_001 } },
+    ]);
+    expect(goes(aliceGot)).toEqual([{ type: 'go' }, { type: 'go' }]);
     s.close();
   });
 
