@@ -11,6 +11,7 @@ import { type CallRecord, CallRecordStore, parseCallRecord } from '../relay/call
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { type SignalingCounters, SignalingServer } from '../signaling/server.ts';
+import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
@@ -46,6 +47,11 @@ const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {
   ],
   syncs: ['sc2c_syncs_total', 'SC2C synchronization requests (paper step 17).'],
   syncsLimited: ['sc2c_syncs_limited_total', 'Sync requests refused by the per-dialog rate limit (503).'],
+  pinsObserved: ['sc2c_pins_observed_total', "Pins read from this server's own STUN Bindings (issue 19)."],
+  pinsUnresolved: [
+    'sc2c_pins_unresolved_total',
+    'Pins named by a STUN Binding that did not arrive in time or came from another address.',
+  ],
   malformed: ['sc2c_sip_malformed_total', 'Malformed SIP messages (connection closed).'],
   refusedRequests: [
     'sc2c_sip_refused_requests_total',
@@ -414,6 +420,7 @@ export function registerServer(program: Command): void {
         }
         const records =
           config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
+        stun.bindings = new RecentBindings(clock);
         const server = await SignalingServer.start(
           { network, clock },
           {
@@ -426,6 +433,8 @@ export function registerServer(program: Command): void {
             turnCredentials: turnSecret
               ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS }
               : undefined,
+            // Issue 19: pins read from our own STUN server's Bindings.
+            bindings: stun.bindings,
           },
         ).catch((error: unknown) => {
           const { address, port } = config.sip.listen;

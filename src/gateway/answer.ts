@@ -5,7 +5,7 @@
  * A re-INVITE on an established call is a background direct attempt: only the direct path changes.
  */
 import { answerFor } from '../media/negotiate.ts';
-import type { SyncFields } from '../protocol/sc2c-info.ts';
+import { isPortPin, type SyncFields } from '../protocol/sc2c-info.ts';
 import type { MediaLine, TraversalMode } from '../protocol/sdp.ts';
 import { type CallDescription, DEFAULT_MEDIA, decodeSdp, encodeSdp } from '../protocol/sdp.ts';
 import type { SipRequest } from '../protocol/sip/message.ts';
@@ -182,7 +182,7 @@ export async function answerCall(
     // The caller read its ports after its INVITE left (it meant to pin and did not): they replace
     // the offer's prediction.
     if (fresh && remote.portSource === 'predicted') remote = withFreshPorts(remote, fresh);
-    if (pin && remote.pin === 'capable' && description.portSource !== 'pinned') {
+    if (isPortPin(pin) && remote.pin === 'capable' && description.portSource !== 'pinned') {
       remote = withPeerPin(remote, pin);
       active.pin = { side: 'remote' };
     }

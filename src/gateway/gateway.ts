@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { offerFor } from '../media/negotiate.ts';
 import type { Timer } from '../net/clock.ts';
+import type { SyncFields } from '../protocol/sc2c-info.ts';
 import {
   type CallDescription,
   decodeSdp,
@@ -70,7 +71,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       emit: (event, ...args) => this.emit(event, ...args),
       offer: (callId, user, mode, toTag, relay) => this.#offer(callId, user, mode, toTag, relay),
       synchronize: (callId, user, mode, toTag, active, local, remote) =>
-        this.#synchronize(callId, user, mode, toTag, active, local, remote),
+        this.#synchronize(callId, user, mode, toTag, active, local, remote, false),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
     });
     this.#answerHost = {
@@ -216,7 +217,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       // Our description as punched: with the pinned port when we pinned (issue 19).
       const description =
         synchronized && !straight
-          ? await this.#synchronize(callId, user, mode, toTag, active, offered.description, remote)
+          ? await this.#synchronize(
+              callId,
+              user,
+              mode,
+              toTag,
+              active,
+              offered.description,
+              remote,
+              attempt === 1,
+            )
           : offered.description;
       const punched = straight ? undefined : this.#punch(callId, description, remote, base);
       const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
@@ -250,11 +260,33 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active: ActiveCall,
     local: CallDescription,
     remote: CallDescription,
+    first: boolean,
   ): Promise<CallDescription> {
     // The callee pinned before answering: our counter's drift until the go places our checks.
     const tracking =
       remote.portSource === 'pinned' ? trackDrift(this.c, this.init, active, local) : undefined;
     if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
+    // Set before any sync leaves: a go can follow an early sync before our pin has read its port.
+    const goArrived = new Promise<void>((resolve) => {
+      active.go = () => resolve();
+    });
+    const sync = (fields: SyncFields) =>
+      this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
+        callId,
+        toTag,
+        body: JSON.stringify({
+          type: 'sync',
+          schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
+          ...fields,
+        }),
+      });
+    // Issue 19: where the server runs our STUN server, it reads our pinned port from the Binding
+    // sent right after the rungs: the sync leaves with them, a STUN round trip before we know it.
+    let early: ReturnType<typeof sync> | undefined;
+    const observed =
+      first &&
+      this.signaling.observedPin &&
+      this.init.stunServer.address === this.signaling.connection.stream.remote.address;
     let punched = await prepareMapping(
       this.c,
       this.init,
@@ -264,6 +296,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       remote,
       this.probe.udpBlocked === true,
       (message) => this.emit('relay-error', message),
+      observed
+        ? (pin) => {
+            early = sync({ pin });
+          }
+        : undefined,
     );
     // We meant to pin and did not (the answer declined rtcp-mux, STUN failed): our offer predicted
     // from the probe, the sample taken beside it is fresher, and the sync carries it (issue 19).
@@ -275,29 +312,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       active.sample = late;
       active.sampledAtMs = this.c.clock.now();
     }
-    const goArrived = new Promise<void>((resolve) => {
-      active.go = () => resolve();
-    });
-    const pin =
-      punched.portSource === 'pinned'
-        ? { port: punched.publicEndpoint.port, window: punched.pin }
-        : undefined;
-    const answer = await this.signaling.request(
-      'INFO',
-      this.signaling.uri(user),
-      [['Content-Type', SC2C_CONTENT_TYPE]],
-      {
-        callId,
-        toTag,
-        body: JSON.stringify({
-          type: 'sync',
-          schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
-          ...(pin ? { pin } : {}),
-          ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
-          ...(fresh ? { fresh } : {}),
-        }),
-      },
-    );
+    const answer = await (early ??
+      sync({
+        ...(punched.portSource === 'pinned' && typeof punched.pin === 'number'
+          ? { pin: { port: punched.publicEndpoint.port, window: punched.pin } }
+          : {}),
+        ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
+        ...(fresh ? { fresh } : {}),
+      }));
     // Refused (rate-limited, a field out of range): no go will come. A go lost on the way: none
     // either. The attempt goes on unsynchronized rather than wait for ever.
     if (answer.status !== 200) {

@@ -7,6 +7,7 @@ import {
   type FreshField,
   infoFields,
   MAX_BIRTHDAY_PORTS,
+  type ObservedPinField,
   readSyncFields,
   type SyncFields,
 } from '../protocol/sc2c-info.ts';
@@ -47,6 +48,7 @@ export async function pinLocal(
   active: ActiveCall,
   local: CallDescription,
   remote: CallDescription,
+  announce?: (pin: ObservedPinField) => void,
 ): Promise<{ description: CallDescription; result: PinResult }> {
   const window = pinWindowFor(remote, init.punch?.pinWindow ?? DEFAULT_PIN_WINDOW);
   const targets = rungTargets(remote.publicEndpoint, advertisedStep(remote.nat) ?? 1, window);
@@ -55,6 +57,10 @@ export async function pinLocal(
     stunRtoMs: init.stunRtoMs ?? 200,
     ownStep: advertisedStep(local.nat) ?? 1,
     ttl: init.punch?.pinTtl,
+    announce: announce
+      ? ({ transactionId, offset }) =>
+          announce({ stun: Buffer.from(transactionId).toString('hex'), offset, window })
+      : undefined,
   });
   active.pin = { side: 'local', verified: result.verified };
   return {
@@ -163,13 +169,15 @@ export async function prepareMapping(
   remote: CallDescription,
   udpBlocked: boolean,
   report: (message: string) => void,
+  /** Issue 19: called as the pin's rungs leave, with the pin as our server can read it (the caller's early sync). */
+  announce?: (pin: ObservedPinField) => void,
 ): Promise<CallDescription> {
   const [caller, callee] = we === 'caller' ? [local, remote] : [remote, local];
   const going = we === 'caller' ? 'punching' : 'answering';
   let punched = local;
   if (init.punch?.pin !== false && sideThatPins(caller, callee) === we) {
     try {
-      punched = (await pinLocal(c, init, active, local, remote)).description;
+      punched = (await pinLocal(c, init, active, local, remote, announce)).description;
     } catch (error) {
       report(`could not pin the media port, ${going} unpinned: ${(error as Error).message}`);
     }

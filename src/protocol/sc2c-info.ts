@@ -10,6 +10,17 @@ export interface PinField {
   readonly window: number;
 }
 
+/**
+ * A pin as a sync may give it when the signaling server runs the STUN server too: the pinned port
+ * is the source port the server saw on the Binding with transaction ID `stun` (24 hex digits),
+ * plus `offset`. The server turns it into a `PinField` for the other side's go.
+ */
+export interface ObservedPinField {
+  readonly stun: string;
+  readonly offset: number;
+  readonly window: number;
+}
+
 /** The largest pin window (traversal/pin.ts): `2·window - 1` rungs, 63 at most. */
 export const MAX_PIN_WINDOW = 32;
 /** The most mappings a birthday side may say it opened (traversal/birthday.ts). */
@@ -26,15 +37,38 @@ export interface FreshField {
 
 /** What a sync may carry on to the other side's go; each field checked. */
 export interface SyncFields {
-  readonly pin?: PinField;
+  /** Only a sync carries the observed form; a go always carries the port. */
+  readonly pin?: PinField | ObservedPinField;
   readonly birthday?: number;
   readonly fresh?: FreshField;
 }
 
+/** The SIP option tag (RFC 3261 `Supported`) of a server that reads pins from its own STUN server. */
+export const OBSERVED_PIN_OPTION = 'sc2c-observed-pin';
+
 /** A `pin` field, or null when malformed. */
-export function readPin(value: unknown): PinField | null {
-  const { port, window } = (value ?? {}) as { port?: unknown; window?: unknown };
-  return integerIn(port, 1, 65535) && integerIn(window, 1, MAX_PIN_WINDOW) ? { port, window } : null;
+export function readPin(value: unknown): PinField | ObservedPinField | null {
+  const { port, window, stun, offset } = (value ?? {}) as {
+    port?: unknown;
+    window?: unknown;
+    stun?: unknown;
+    offset?: unknown;
+  };
+  if (!integerIn(window, 1, MAX_PIN_WINDOW)) return null;
+  if (stun !== undefined || offset !== undefined) {
+    return port === undefined &&
+      typeof stun === 'string' &&
+      /^[0-9a-f]{24}$/.test(stun) &&
+      integerIn(offset, -65535, 65535)
+      ? { stun, offset, window }
+      : null;
+  }
+  return integerIn(port, 1, 65535) ? { port, window } : null;
+}
+
+/** A pin that names its port (what a go carries). */
+export function isPortPin(pin: PinField | ObservedPinField | undefined): pin is PinField {
+  return pin !== undefined && 'port' in pin;
 }
 
 /** A `birthday` field, or null when malformed. */
@@ -66,7 +100,10 @@ export function readFresh(value: unknown): FreshField | null {
  */
 export function readSyncFields(body: Record<string, unknown>): { fields: SyncFields } | { error: string } {
   const pin = body.pin === undefined ? undefined : readPin(body.pin);
-  if (pin === null) return { error: `pin needs an integer port and window 1..${MAX_PIN_WINDOW}` };
+  if (pin === null)
+    return {
+      error: `pin needs a window 1..${MAX_PIN_WINDOW} and an integer port, or a STUN transaction ID (24 hex digits) and an offset`,
+    };
   const birthday = body.birthday === undefined ? undefined : readBirthday(body.birthday);
   if (birthday === null) return { error: `birthday is a port count 1..${MAX_BIRTHDAY_PORTS}` };
   const fresh = body.fresh === undefined ? undefined : readFresh(body.fresh);

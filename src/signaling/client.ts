@@ -3,10 +3,12 @@
  * with digest authentication and re-registration before expiry, RFC 5626 keepalive pings, and
  * request/response transactions matched by Via branch.
  */
+
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
 import type { Clock, Timer } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
+import { OBSERVED_PIN_OPTION } from '../protocol/sc2c-info.ts';
 import { digestResponse } from '../protocol/sip/digest.ts';
 import { formatAuthParams, parseAuthParams } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
@@ -74,6 +76,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   readonly #registerCallId = `${randomBytes(8).toString('hex')}@sc2c`;
   /** The short-lived TURN credential the server issued with the last registration, if any. */
   turnCredential?: ShortLivedCredentials;
+  /** The server reads a sync's pin from its own STUN server's Binding (issue 19). */
+  observedPin = false;
   readonly #tag = newTag();
   #closed = false;
 
@@ -195,6 +199,9 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       throw new SipRequestError(response.status, `REGISTER refused: ${response.status} ${response.reason}`);
     const granted = Number(header(response, 'Expires') ?? expires);
     this.turnCredential = readCredential(response);
+    this.observedPin = (header(response, 'Supported') ?? '')
+      .split(',')
+      .some((tag) => tag.trim() === OBSERVED_PIN_OPTION);
     this.#reregister?.clear();
     if (granted > 0) {
       // Re-register at 80 % of the registration or of the TURN credential, whichever ends first.

@@ -1,6 +1,8 @@
 /** `SignalingServer`'s options, components and counters. */
+
 import type { Clock } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
+import type { RecentBindings } from '../traversal/recent-bindings.ts';
 import type { AccountSpec, Accounts } from './accounts.ts';
 import type { DialogTableInit } from './dialogs.ts';
 import type { ThrottleInit } from './throttle.ts';
@@ -54,6 +56,11 @@ export interface SignalingServerInit {
   /** Failed-login throttle per source address. Default 5 failures in 30 s. */
   readonly throttle?: ThrottleInit;
   readonly dialogs?: DialogTableInit;
+  /**
+   * The Bindings our own STUN server just answered (issue 19): a sync may name its pin by the
+   * transaction ID of one, and the go then carries the port seen on it.
+   */
+  readonly bindings?: RecentBindings;
 }
 
 export interface SignalingServerComponents {
@@ -74,6 +81,9 @@ export interface SignalingCounters {
   foreignResponses: number;
   syncs: number;
   syncsLimited: number;
+  /** Pins read from our own STUN server's Bindings, and those that could not be (no such Binding in time, another address). */
+  pinsObserved: number;
+  pinsUnresolved: number;
   malformed: number;
   refusedRequests: number;
   connectionsRefused: number;
@@ -98,6 +108,8 @@ export function newCounters(): SignalingCounters {
     foreignResponses: 0,
     syncs: 0,
     syncsLimited: 0,
+    pinsObserved: 0,
+    pinsUnresolved: 0,
     malformed: 0,
     refusedRequests: 0,
     connectionsRefused: 0,

@@ -15,7 +15,7 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
-import { readSyncFields } from '../protocol/sc2c-info.ts';
+import { isPortPin, OBSERVED_PIN_OPTION, readSyncFields, type SyncFields } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
@@ -37,6 +37,9 @@ import {
 import { quoteWire, SipConnection } from './sip-connection.ts';
 import { FailureThrottle } from './throttle.ts';
 import { credentialHeader, withoutCredential } from './turn-credentials.ts';
+
+/** A Binding sent beside its sync arrives within a few ms of it; a lost one is not waited for long. */
+const OBSERVED_PIN_WAIT_MS = 250;
 
 export type { GoSchedule } from './coordinator.ts';
 export type {
@@ -409,6 +412,8 @@ export class SignalingServer {
       ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
       ['Expires', String(expiresS)],
       ...(issuer && expiresS > 0 ? [credentialHeader(issuer, auth.user, this.c.clock.epochMs())] : []),
+      // RFC 3261 §20.37: this server reads pins from its own STUN server's Bindings (issue 19).
+      ...(this.init.bindings ? [['Supported', OBSERVED_PIN_OPTION] as [string, string]] : []),
     ]);
   }
 
@@ -522,6 +527,28 @@ export class SignalingServer {
     );
   }
 
+  /**
+   * A pin named by a STUN transaction (issue 19): its port is the source our STUN server saw on that
+   * Binding plus the offset. The Binding left beside the sync, so it is waited for, briefly; one
+   * from another address than the sender's connection is not the sender's. Unresolved, the pin is
+   * left out and the other side checks the sender's advertised port.
+   */
+  async #observedPin(fields: SyncFields, connection: SipConnection): Promise<SyncFields> {
+    const pin = fields.pin;
+    if (!pin || isPortPin(pin)) return fields;
+    const { pin: _, ...rest } = fields;
+    const from = this.init.bindings
+      ? await this.init.bindings.wait(pin.stun, OBSERVED_PIN_WAIT_MS)
+      : undefined;
+    const port = from ? from.port + pin.offset : 0;
+    if (!from || from.address !== connection.stream.remote.address || port < 1 || port > 65535) {
+      this.counters.pinsUnresolved++;
+      return rest;
+    }
+    this.counters.pinsObserved++;
+    return { ...rest, pin: { port, window: pin.window } };
+  }
+
   #inDialog(connection: SipConnection, request: SipRequest): void {
     const dialog = this.#dialogs.get(header(request, 'Call-ID')!);
     const role = dialog && this.#dialogs.roleOf(dialog, connection);
@@ -552,15 +579,17 @@ export class SignalingServer {
         }
         connection.respond(request, 200);
         this.counters.syncs++;
-        void this.#coordinator
-          .sync(
-            dialog.callId,
-            { caller: dialog.caller.connection, callee: dialog.callee.connection },
-            body.schedule === 'naive',
-            // The sender's pinned or fresh port goes to the other party only, in its go.
-            Object.keys(fields).length > 0
-              ? { to: role === 'caller' ? 'callee' : 'caller', fields }
-              : undefined,
+        void this.#observedPin(fields, connection)
+          .then((resolved) =>
+            this.#coordinator.sync(
+              dialog.callId,
+              { caller: dialog.caller.connection, callee: dialog.callee.connection },
+              body.schedule === 'naive',
+              // The sender's pinned or fresh port goes to the other party only, in its go.
+              Object.keys(resolved).length > 0
+                ? { to: role === 'caller' ? 'callee' : 'caller', fields: resolved }
+                : undefined,
+            ),
           )
           .catch((error) =>
             this.#log(`sync ${quoteWire(dialog.callId, 64)} failed: ${(error as Error).message}`),

@@ -19,6 +19,7 @@ import type { TraceRecord } from '../net/virtual/trace.ts';
 import type { TraversalMode } from '../protocol/sdp.ts';
 import { SignalingServer } from '../signaling/server.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
+import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { hashString } from '../util/rng.ts';
 import { percentile } from '../util/stats.ts';
@@ -191,9 +192,10 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     primary: { address: SERVER.address, port: SERVER.stun },
     alternate: ALTERNATE,
   });
+  stun.bindings = new RecentBindings(clock);
   const server = await SignalingServer.start(
     { network: serverHost, clock },
-    { listen: { port: SERVER.sip }, realm: 'sc2c.lab', users: USERS },
+    { listen: { port: SERVER.sip }, realm: 'sc2c.lab', users: USERS, bindings: stun.bindings },
   );
   const rng = net.rng('ids');
   const transactionId = (): Uint8Array => Uint8Array.from({ length: 12 }, () => rng.int(0, 255));

@@ -95,8 +95,14 @@ export interface PinInit {
   /** Our NAT's allocation step. */
   readonly ownStep: number;
   readonly ttl?: number;
-  /** Tries when the samples show another session came between the rungs. Default 2. */
+  /** Tries when the samples show another session came between the rungs. Default 2 (1 with `announce`). */
   readonly tries?: number;
+  /**
+   * Called as the rungs and the later sample leave, with that sample's transaction ID and what to
+   * add to the port it will read to get ours: a server that answered it knows our port at once
+   * (issue 19). Only one try then: the port announced is the one kept.
+   */
+  readonly announce?: (after: { readonly transactionId: Uint8Array; readonly offset: number }) => void;
 }
 
 export interface PinResult {
@@ -120,7 +126,7 @@ export async function pinMappings(
   targets: readonly Endpoint[],
   init: PinInit,
 ): Promise<PinResult> {
-  const tries = Math.max(1, init.tries ?? 2);
+  const tries = init.announce ? 1 : Math.max(1, init.tries ?? 2);
   let last: PinResult | undefined;
   for (let attempt = 1; attempt <= tries; attempt++) {
     // Sample sockets are bound first, so the two requests and the rungs leave back to back.
@@ -137,7 +143,9 @@ export async function pinMappings(
       const sent = Promise.all(
         targets.map((to) => socket.sendWithTtl(primer(c), to, init.ttl ?? DEFAULT_PIN_TTL)),
       );
-      const second = stunBinding(after, stun, query);
+      const afterId = c.transactionId?.() ?? new Uint8Array(randomBytes(12));
+      const second = stunBinding(after, { clock: c.clock, transactionId: () => afterId }, query);
+      init.announce?.({ transactionId: afterId, offset: -targets.length * init.ownStep });
       const [a, b] = await Promise.all([first, second, sent]);
       if (!a || !b) throw new Error('no STUN answer while pinning the media port');
       const rungs = targets.length;

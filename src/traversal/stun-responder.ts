@@ -3,6 +3,7 @@
  * by two ports, answers with XOR-MAPPED-ADDRESS, RESPONSE-ORIGIN and OTHER-ADDRESS, and honours
  * CHANGE-REQUEST by answering from the other address and/or port. This is the paper's TEST/TEST_200.
  */
+
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import {
@@ -25,6 +26,7 @@ import {
   StunMethod,
 } from '../protocol/stun/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
+import type { RecentBindings } from './recent-bindings.ts';
 
 export interface StunResponderInit {
   /** Primary address and port (the one clients are told about). */
@@ -85,6 +87,11 @@ export class StunResponder {
    * server shares that port (3478), as TURN servers do, and leaves Binding requests to us.
    */
   delegate?: (data: Uint8Array, from: Endpoint, socket: UdpSocket) => boolean;
+  /**
+   * The Bindings just answered, by transaction ID, when the signaling server reads pins from them
+   * (recent-bindings.ts).
+   */
+  bindings?: RecentBindings;
 
   private constructor(
     private readonly network: Network,
@@ -225,6 +232,7 @@ export class StunResponder {
       }
       sender = alt;
     }
+    this.bindings?.record(Buffer.from(request.transactionId).toString('hex'), from);
     this.#reply(sender, from, request, StunClass.success, [
       { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
       { type: AttributeType.MAPPED_ADDRESS, value: encodeAddress(from) },

@@ -3,6 +3,7 @@
  * digests, password guessing, responses and requests from third connections, forged identities,
  * access lists, and the bounds on connections, dialogs and syncs. Virtual network and clock.
  */
+
 import { describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/gateway.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
@@ -13,6 +14,7 @@ import { encodeSip, header, type SipRequest } from '../../src/protocol/sip/messa
 import { accountsFrom } from '../../src/signaling/accounts.ts';
 import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts';
 import { SignalingServer, type SignalingServerInit } from '../../src/signaling/server.ts';
+import { RecentBindings } from '../../src/traversal/recent-bindings.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 
 const SIP = { address: '198.18.0.10', port: 5060 };
@@ -26,8 +28,9 @@ const PASSWORDS = {
 };
 type User = keyof typeof PASSWORDS;
 
-async function setup(init: Partial<SignalingServerInit> = {}) {
+async function setup(init: Partial<SignalingServerInit> = {}, withBindings = false) {
   const clock = new VirtualClock();
+  const bindings = withBindings ? new RecentBindings(clock) : undefined;
   const net = new VirtualNetwork({ clock, seed: 5 });
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
   const serverHost = net.addHost('server', { addresses: ['198.18.0.10', '198.18.0.11'] });
@@ -49,6 +52,7 @@ async function setup(init: Partial<SignalingServerInit> = {}) {
         camera: { password: PASSWORDS.camera, callers: ['viewer'] },
       }),
       log: (l) => logs.push(l),
+      bindings,
       ...init,
     },
   );
@@ -65,7 +69,18 @@ async function setup(init: Partial<SignalingServerInit> = {}) {
     await clock.run(c.register());
     return c;
   };
-  return { clock, net, server, serverHost, host, client, registered, logs, close: () => server.close() };
+  return {
+    clock,
+    net,
+    server,
+    serverHost,
+    host,
+    client,
+    registered,
+    logs,
+    bindings,
+    close: () => server.close(),
+  };
 }
 
 /** Collects the requests a client receives, answering none of them. */
@@ -410,6 +425,71 @@ describe('dialogs belong to their parties', () => {
       { type: 'go', fresh: { port: 41_000, rtcpPort: 41_001 } },
     ]);
     expect(goes(aliceGot)).toEqual([{ type: 'go' }, { type: 'go' }]);
+    s.close();
+  });
+
+  it("a pin named by a STUN Binding takes that Binding's port, only from the sender's own address", async () => {
+    const s = await setup({}, true);
+    const alice = await s.registered('alice');
+    const bob = await s.registered('bob');
+    const bobGot = inbox(bob);
+    alice.on('request', (_request, respond) => respond(200));
+    bob.on('request', (request, respond) => {
+      if (request.method !== 'ACK') respond(200);
+    });
+    // The REGISTER's 200 says this server reads such pins.
+    expect(alice.observedPin).toBe(true);
+    const goes = () =>
+      bobGot.filter((r) => r.method === 'INFO' && r.body.includes('"go"')).map((r) => JSON.parse(r.body));
+    const call = async (callId: string, stun: string, seen?: { address: string; port: number }) => {
+      await s.clock.run(alice.request('INVITE', 'sip:bob@sc2c.lab', [], { callId }));
+      const synced = s.clock.run(
+        alice.request('INFO', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sc2c+json']], {
+          callId,
+          body: JSON.stringify({ type: 'sync', pin: { stun, offset: -15, window: 8 } }),
+        }),
+      );
+      // The Binding is answered a moment after the sync arrives (they left together).
+      if (seen) s.clock.setTimeout(() => s.bindings!.record(stun, seen), 3);
+      expect((await synced).status).toBe(200);
+      await s.clock.advance(1000);
+      return goes().at(-1);
+    };
+    const aliceAddress = '198.18.3.1';
+    expect(await call('obs-1', 'a'.repeat(24), { address: aliceAddress, port: 40_015 })).toEqual({
+      type: 'go',
+      pin: { port: 40_000, window: 8 },
+    });
+    // Seen from another address (somebody else's Binding, guessed or replayed): no pin.
+    expect(await call('obs-2', 'b'.repeat(24), { address: '198.18.3.3', port: 40_015 })).toEqual({
+      type: 'go',
+    });
+    // Never seen: the server waits briefly, then sends the go without it.
+    expect(await call('obs-3', 'c'.repeat(24))).toEqual({ type: 'go' });
+    // A port the offset would push out of range.
+    expect(await call('obs-4', 'd'.repeat(24), { address: aliceAddress, port: 10 })).toEqual({ type: 'go' });
+    expect(s.server.counters).toMatchObject({ pinsObserved: 1, pinsUnresolved: 3 });
+    // Malformed: refused before anything waits.
+    for (const pin of [
+      { stun: 'A'.repeat(24), offset: 0, window: 8 },
+      { stun: 'a'.repeat(23), offset: 0, window: 8 },
+      { stun: 'a'.repeat(24), offset: 70_000, window: 8 },
+      { stun: 'a'.repeat(24), offset: 0, window: 8, port: 4000 },
+    ]) {
+      const response = await s.clock.run(
+        alice.request('INFO', 'sip:bob@sc2c.lab', [['Content-Type', 'application/sc2c+json']], {
+          callId: 'obs-1',
+          body: JSON.stringify({ type: 'sync', pin }),
+        }),
+      );
+      expect(response.status).toBe(400);
+    }
+    s.close();
+  });
+
+  it('a server without its own STUN ledger does not say it reads pins from Bindings', async () => {
+    const s = await setup();
+    expect((await s.registered('alice')).observedPin).toBe(false);
     s.close();
   });
 

@@ -12,6 +12,7 @@ import { SignalingClient, SipRequestError } from '../../src/signaling/client.ts'
 import { DigestAuthenticator } from '../../src/signaling/digest-auth.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
 import { readCredential, TURN_CREDENTIAL_HEADER } from '../../src/signaling/turn-credentials.ts';
+import { RecentBindings } from '../../src/traversal/recent-bindings.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { profiles } from '../net/world.ts';
 
@@ -23,6 +24,8 @@ async function setup(
   natA = 'symmetric-seq1+pks',
   natB = 'symmetric-seq1+ips',
   oneWay: [number, number] = [10, 10],
+  /** The server reads pins from its own STUN server's Bindings (issue 19). */
+  observed = false,
 ) {
   const clock = new VirtualClock();
   const net = new VirtualNetwork({ clock, seed: 11 });
@@ -54,9 +57,16 @@ async function setup(
     primary: STUN,
     alternate: { address: '198.18.0.11', port: 3479 },
   });
+  if (observed) stun.bindings = new RecentBindings(clock);
   const server = await SignalingServer.start(
     { network: serverHost, clock },
-    { listen: { port: 5060 }, realm: 'sc2c.lab', users: USERS, log: (l) => logs.push(l) },
+    {
+      listen: { port: 5060 },
+      realm: 'sc2c.lab',
+      users: USERS,
+      log: (l) => logs.push(l),
+      bindings: stun.bindings,
+    },
   );
   const gateway = (
     network: typeof alice,
@@ -330,6 +340,36 @@ describe('gateway calls on the virtual network', () => {
     await s.clock.advance(60_000);
     expect(s.clock.pendingTimers()).toBe(0);
     expect(s.alice.openHandles() + s.bob.openHandles()).toBe(0);
+  });
+
+  it('with a server that reads pins from its own STUN Bindings, the sync leaves with the rungs', async () => {
+    // Issue 19: the caller's sync names the Binding sent right after its rungs; the server reads the
+    // pinned port from it, so the go no longer waits for the caller to learn its port first.
+    const run = async (observed: boolean) => {
+      const s = await setup(undefined, undefined, undefined, observed);
+      const alice = await s.gateway(s.alice, 'alice');
+      const bob = await s.gateway(s.bob, 'bob');
+      const answered = new Promise<CallOutcome>((resolve) => bob.on('call', resolve));
+      const outcome = await s.clock.run(alice.call('bob', { mode: 'sc2c' }));
+      const callee = await s.clock.run(answered);
+      const counters = { ...s.server.counters };
+      alice.close();
+      bob.close();
+      s.close();
+      return { outcome, callee, counters };
+    };
+    const classic = await run(false);
+    const observed = await run(true);
+    for (const { outcome, callee } of [classic, observed]) {
+      expect(outcome).toMatchObject({ ok: true, attempts: 1, pinned: 'local', pinVerified: true });
+      expect(callee).toMatchObject({ ok: true, pinned: 'remote' });
+      // The port the callee checked is the caller's pinned one, whoever read it.
+      expect(callee.remote!.publicEndpoint).toEqual(outcome.local!.publicEndpoint);
+    }
+    expect(classic.counters).toMatchObject({ pinsObserved: 0, pinsUnresolved: 0 });
+    expect(observed.counters).toMatchObject({ pinsObserved: 1, pinsUnresolved: 0 });
+    const setupMs = (o: CallOutcome) => o.confirmedAtMs! - o.startedAtMs;
+    expect(setupMs(observed.outcome)).toBeLessThan(setupMs(classic.outcome));
   });
 
   for (const [callerMux, calleeMux] of [
