@@ -11,7 +11,6 @@
 import { randomBytes } from 'node:crypto';
 import { offerFor } from '../media/negotiate.ts';
 import type { Timer } from '../net/clock.ts';
-import type { SyncFields } from '../protocol/sc2c-info.ts';
 import {
   type CallDescription,
   decodeSdp,
@@ -33,17 +32,15 @@ import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
-import { type MediaSetup, predictedPorts, type RtcpPlan, setUpMedia } from './media-setup.ts';
+import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
-import { prepareMapping, readGoFields, trackDrift, withFreshPorts } from './pin-call.ts';
+import { readGoFields } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
+import { synchronizeCaller } from './synchronize.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
-
-/** How long a caller waits for the server's go after its sync was accepted. */
-const GO_TIMEOUT_MS = 5000;
 
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
@@ -247,12 +244,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     return outcome!;
   }
 
-  /**
-   * Asks the server for the synchronized go (paper step 17) and waits for it. When we are the side
-   * that pins (issue 19), the rungs go out first and the sync carries our pinned port, which the
-   * server hands the callee in its go. Resolves with our description as punched.
-   */
-  async #synchronize(
+  /** Paper step 17 and issue 19's pin before it: see `synchronizeCaller`. */
+  #synchronize(
     callId: string,
     user: string,
     mode: TraversalMode,
@@ -262,80 +255,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     remote: CallDescription,
     first: boolean,
   ): Promise<CallDescription> {
-    // The callee pinned before answering: our counter's drift until the go places our checks.
-    const tracking =
-      remote.portSource === 'pinned' ? trackDrift(this.c, this.init, active, local) : undefined;
-    if (remote.portSource === 'pinned') active.pin = { side: 'remote' };
-    // Set before any sync leaves: a go can follow an early sync before our pin has read its port.
-    const goArrived = new Promise<void>((resolve) => {
-      active.go = () => resolve();
-    });
-    const sync = (fields: SyncFields) =>
-      this.signaling.request('INFO', this.signaling.uri(user), [['Content-Type', SC2C_CONTENT_TYPE]], {
-        callId,
-        toTag,
-        body: JSON.stringify({
-          type: 'sync',
-          schedule: mode === 'sc2c-naive' ? 'naive' : 'timed',
-          ...fields,
-        }),
-      });
-    // Issue 19: where the server runs our STUN server, it reads our pinned port from the Binding
-    // sent right after the rungs: the sync leaves with them, a STUN round trip before we know it.
-    let early: ReturnType<typeof sync> | undefined;
-    const observed =
-      first &&
-      this.signaling.observedPin &&
-      this.init.stunServer.address === this.signaling.connection.stream.remote.address;
-    let punched = await prepareMapping(
-      this.c,
-      this.init,
-      active,
-      'caller',
-      local,
-      remote,
-      this.probe.udpBlocked === true,
-      (message) => this.emit('relay-error', message),
-      observed
-        ? (pin) => {
-            early = sync({ pin });
-          }
-        : undefined,
+    return synchronizeCaller(
+      {
+        c: this.c,
+        init: this.init,
+        probe: this.probe,
+        signaling: this.signaling,
+        report: (message) => this.emit('relay-error', message),
+      },
+      { callId, user, mode, toTag, active, local, remote, first },
     );
-    // We meant to pin and did not (the answer declined rtcp-mux, STUN failed): our offer predicted
-    // from the probe, the sample taken beside it is fresher, and the sync carries it (issue 19).
-    const late = punched.portSource === 'predicted' ? await active.late : undefined;
-    let fresh: { port: number; rtcpPort?: number } | undefined;
-    if (late) {
-      fresh = predictedPorts(this.probe, late.port, punched.rtcpEndpoint !== undefined);
-      punched = withFreshPorts(punched, fresh);
-      active.sample = late;
-      active.sampledAtMs = this.c.clock.now();
-    }
-    const answer = await (early ??
-      sync({
-        ...(punched.portSource === 'pinned' && typeof punched.pin === 'number'
-          ? { pin: { port: punched.publicEndpoint.port, window: punched.pin } }
-          : {}),
-        ...(punched.birthday !== undefined ? { birthday: punched.birthday } : {}),
-        ...(fresh ? { fresh } : {}),
-      }));
-    // Refused (rate-limited, a field out of range): no go will come. A go lost on the way: none
-    // either. The attempt goes on unsynchronized rather than wait for ever.
-    if (answer.status !== 200) {
-      tracking?.stop();
-      return punched;
-    }
-    let timer: ReturnType<typeof this.c.clock.setTimeout> | undefined;
-    await Promise.race([
-      goArrived,
-      new Promise<void>((resolve) => {
-        timer = this.c.clock.setTimeout(resolve, GO_TIMEOUT_MS);
-      }),
-    ]);
-    timer?.clear();
-    tracking?.stop();
-    return punched;
   }
 
   /**
