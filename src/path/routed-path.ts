@@ -300,7 +300,9 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     const counters = this.counters[route];
     counters.packetsReceived++;
     counters.bytesReceived += data.byteLength;
-    if (route === 'direct') {
+    // The handshake's flights come in bursts before any media: timing the path by them would make a
+    // side that then hears only RTCP (once a second) think the path died half a second later.
+    if (route === 'direct' && !isDtls(data)) {
       const now = this.c.clock.now();
       const gap = now - (this.#lastDirectAtMs ?? now);
       this.#gapMs = this.#directHeard <= 1 ? gap : 0.9 * this.#gapMs + 0.1 * gap;

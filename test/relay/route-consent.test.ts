@@ -127,4 +127,42 @@ describe('route consent', () => {
     path.close();
     peerConsent.close();
   });
+
+  it('times a direct path by its media, not by the handshake burst before it', async () => {
+    // Issue 19 turned the callee into the DTLS client: it now hears the server's flights (several
+    // datagrams within milliseconds) before the viewer's RTCP, once a second. Timed by that burst,
+    // a second without RTCP looked like a dead path and media went to the relay.
+    const clock = new VirtualClock();
+    const net = new VirtualNetwork({ clock, seed: 1 });
+    const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+    const us = net.addHost('us', { addresses: ['198.18.3.1'] });
+    const peer = net.addHost('peer', { addresses: ['198.18.3.2'] });
+    net.connect(us, internet, { latencyMs: 5 });
+    net.connect(peer, internet, { latencyMs: 5 });
+    const socket = await us.bindUdp();
+    const peerSocket = await peer.bindUdp();
+    const path = new RoutedPath(
+      { clock },
+      {
+        direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
+        relay: {
+          inbound: { on: () => () => {} },
+          socket: { local: { address: '198.18.0.10', port: 50_000 }, send: () => {} },
+          peerRelayed: { address: '198.18.0.10', port: 50_002 },
+        },
+        route: 'direct',
+      },
+    );
+    const dtls = Uint8Array.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const us1 = { address: '198.18.3.1', port: socket.local.port };
+    for (let i = 0; i < 4; i++) peerSocket.send(dtls, us1);
+    const rtcp = Uint8Array.from([0x81, 201, 0, 7, 0, 0, 0, 1, ...new Array(24).fill(0)]);
+    const timer = every(clock, 1000, () => peerSocket.send(rtcp, us1));
+    await clock.advance(10_000);
+    timer.clear();
+    expect(path.counters.direct.packetsReceived).toBe(13);
+    expect(path.switches).toBe(0);
+    expect(path.route).toBe('direct');
+    path.close();
+  });
 });
