@@ -8,12 +8,36 @@ import { VirtualClock } from '../src/net/clock.ts';
 import { DtlsEndpoint } from '../src/path/dtls-endpoint.ts';
 import { createIdentity } from '../src/protocol/dtls/certificate.ts';
 
-const { values } = parseArgs({
-  options: { handshakes: { type: 'string', default: '200' }, json: { type: 'boolean', default: false } },
-});
+const USAGE = `usage: npm run bench:dtls -- [--handshakes N] [--json]
+
+  --handshakes N   full DTLS-SRTP handshakes, both sides in this process (default 200, 1-10000)
+  --json           print the figures as JSON
+  -h, --help       this text
+`;
+let values: { handshakes: string; json: boolean; help?: boolean };
+try {
+  ({ values } = parseArgs({
+    options: {
+      handshakes: { type: 'string', default: '200' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (error) {
+  process.stderr.write(`bench:dtls: ${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const handshakes = Number(values.handshakes);
-if (!Number.isInteger(handshakes) || handshakes < 1 || handshakes > 10_000)
-  throw new Error('--handshakes must be 1-10000');
+if (!Number.isInteger(handshakes) || handshakes < 1 || handshakes > 10_000) {
+  process.stderr.write(
+    `bench:dtls: --handshakes takes a whole number from 1 to 10000, not '${values.handshakes}'\n`,
+  );
+  process.exit(2);
+}
 const camera = createIdentity('camera');
 const viewer = createIdentity('viewer');
 const clock = new VirtualClock();

@@ -18,6 +18,27 @@ import { loadScenario } from '../src/lab/scenario.ts';
 const run = promisify(execFile);
 const BIN = new URL('../src/cli/bin.js', import.meta.url).pathname;
 const args = process.argv.slice(2);
+const USAGE = `usage: npm run bench:lab -- [--json] [--out FILE]
+
+  Measures the kernel lab itself: RTT through a 40 ms one-way link, loss through a 5 % link,
+  UDP throughput through a NAT. Needs root (network namespaces, /dev/net/tun).
+  --json       print the results as JSON
+  --out FILE   also write the JSON to FILE
+  -h, --help   this text
+`;
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const unknown = args.filter(
+  (a, i) => a.startsWith('-') && a !== '--json' && a !== '--out' && args[i - 1] !== '--out',
+);
+if (unknown.length > 0 || (args.includes('--out') && !args[args.indexOf('--out') + 1])) {
+  process.stderr.write(
+    `bench:lab: ${unknown.length > 0 ? `unknown option ${unknown[0]}` : '--out needs a file'}\n${USAGE}`,
+  );
+  process.exit(2);
+}
 const json = args.includes('--json');
 const outIndex = args.indexOf('--out');
 const log = (line: string): void => {
