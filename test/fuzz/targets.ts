@@ -26,6 +26,19 @@ import {
   HandshakeType,
 } from '../../src/protocol/dtls/handshake.ts';
 import { ContentType, decodeRecords } from '../../src/protocol/dtls/record.ts';
+import {
+  decodeNatPmpRequest,
+  decodeNatPmpResponse,
+  encodeNatPmpRequest,
+  encodeNatPmpResponse,
+} from '../../src/protocol/portmap/natpmp.ts';
+import {
+  decodePcpRequest,
+  decodePcpResponse,
+  encodePcpRequest,
+  encodePcpResponse,
+  PcpOpcode,
+} from '../../src/protocol/portmap/pcp.ts';
 import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
 import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
 import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
@@ -201,6 +214,63 @@ export const TARGETS: readonly FuzzTarget[] = [
     name: 'stun/turn',
     seeds: [STUN],
     run: (input) => void decodeStun(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'pcp',
+    seeds: [
+      encodePcpRequest({
+        opcode: PcpOpcode.map,
+        lifetimeS: 7200,
+        clientAddress: '10.0.1.2',
+        map: {
+          nonce: new Uint8Array(12),
+          protocol: 17,
+          internalPort: 40_000,
+          externalPort: 0,
+          externalAddress: '0.0.0.0',
+        },
+        options: [{ code: 1, data: new Uint8Array(20) }],
+      }),
+      encodePcpResponse({ opcode: PcpOpcode.announce, resultCode: 0, lifetimeS: 0, epochS: 1, options: [] }),
+    ],
+    run: (input) => {
+      for (const decode of [decodePcpRequest, decodePcpResponse]) {
+        try {
+          decode(input);
+        } catch (error) {
+          if (!(error instanceof DecodeError)) throw error;
+        }
+      }
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'nat-pmp',
+    seeds: [
+      encodeNatPmpRequest({
+        kind: 'map',
+        protocol: 'udp',
+        internalPort: 1,
+        suggestedExternalPort: 1,
+        lifetimeS: 60,
+      }),
+      encodeNatPmpResponse({
+        kind: 'external-address',
+        resultCode: 0,
+        epochS: 1,
+        externalAddress: '198.18.9.1',
+      }),
+    ],
+    run: (input) => {
+      for (const decode of [decodeNatPmpRequest, decodeNatPmpResponse]) {
+        try {
+          decode(input);
+        } catch (error) {
+          if (!(error instanceof DecodeError)) throw error;
+        }
+      }
+    },
     allowed: decodeErrorOnly,
   },
   {
