@@ -230,6 +230,8 @@ export const gatewaySchema = z
         pinChecks: z.number().int().min(1).max(32),
         /** Issue 19: track our NAT's counter while waiting for a pinned peer's go. */
         drift: z.boolean(),
+        /** Issue 19: crossed ladders between two predicting per-destination NATs (1: off). */
+        crossWindow: z.number().int().min(1).max(32),
         pinTtl: z.number().int().min(1).max(16),
         /** Issue 19: birthday punching where our NAT allocates at random. */
         birthday: z.boolean(),

@@ -35,6 +35,7 @@ interface ExtendedOptions {
   pin: boolean;
   birthday: boolean;
   drift: boolean;
+  crossWindow: number;
   seed: number;
   workers: number;
   profiles: string;
@@ -54,6 +55,7 @@ export interface ExtendedReport {
     readonly pin: boolean;
     readonly birthday: boolean;
     readonly drift: boolean;
+    readonly crossWindow: number;
     readonly seed: number;
     readonly workers: number;
   };
@@ -106,11 +108,20 @@ export function registerExtended(sim: Command): void {
       parseInteger('--window', 1, 16),
       3,
     )
-    .option('--no-pin', 'never pin a mapping before the punch (issue 19): the prediction alone')
+    .option(
+      '--no-pin',
+      "never pin a mapping before the punch (issue 19); with --cross-window 1, the paper's prediction alone",
+    )
     .option('--no-birthday', 'no birthday punching for random-port NATs (issue 19)')
     .option(
       '--no-drift',
       'toward a pinned peer, check from the prediction on instead of where the tracked counter is (issue 19)',
+    )
+    .option(
+      '--cross-window <n>',
+      'crossed ladders between two predicting per-destination NATs: the callee checks n ports, the caller 2n-1 (1: off)',
+      parseInteger('--cross-window', 1, 32),
+      16,
     )
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
     .option(
@@ -151,6 +162,7 @@ export function registerExtended(sim: Command): void {
         pin: options.pin !== false,
         birthday: options.birthday !== false,
         drift: options.drift !== false,
+        crossWindow: options.crossWindow,
       };
       const { keys, jobs } = planExtended(plan, loadProfiles(options.profiles));
       const started = performance.now();
@@ -181,6 +193,7 @@ export function registerExtended(sim: Command): void {
           pin: options.pin !== false,
           birthday: options.birthday !== false,
           drift: options.drift !== false,
+          crossWindow: options.crossWindow,
           seed: options.seed,
           workers: Math.min(options.workers, jobs.length),
         },

@@ -452,6 +452,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
       local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,
       { probes: this.init.punch?.birthdayProbes, ratePerSecond: this.init.punch?.birthdayRate },
+      base.role,
     );
     // The first checks have left: the DTLS handshake starts beside them. Not on a birthday hard
     // side: which socket carries the call is known only when a probe lands.

@@ -8,7 +8,14 @@ import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import { checkPlan, type DriftEstimate } from '../traversal/drift.ts';
 import { checksTowardPinned, DEFAULT_PIN_CHECKS } from '../traversal/pin.ts';
-import { candidateWindow, checksPeerGuess, windowSize } from '../traversal/predict.ts';
+import { candidateWindow, checksPeerGuess, crossLadder, windowSize } from '../traversal/predict.ts';
+
+/**
+ * Crossed ladders between two predicting per-destination NATs: drifts adding up to 15 steps meet
+ * (at 5 sessions/s behind a 150 ms uplink both NATs move about 10 between prediction and punch).
+ */
+export const DEFAULT_CROSS_WINDOW = 16;
+
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
 import { punchEasy, punchHard } from './birthday-punch.ts';
@@ -42,10 +49,14 @@ export async function punchPair(
   pair: MediaPair,
   local: CallDescription,
   remote: CallDescription,
-  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & { readonly pinChecks?: number },
+  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & {
+    readonly pinChecks?: number;
+    readonly crossWindow?: number;
+  },
   own: Pick<NatProbe, 'publicAddress' | 'mapping' | 'filtering' | 'ips'>,
   window = 1,
   birthday?: { readonly probes?: number; readonly ratePerSecond?: number },
+  role?: 'caller' | 'callee',
 ): Promise<PairResult> {
   // RTCP gets its own pair only when either side declined mux; an unused RTCP socket never sent,
   // so it opened no NAT session.
@@ -78,17 +89,28 @@ export async function punchPair(
       : [];
   // Issue 19: a pinned side only answers (its rungs wait for the peer's checks); its peer sends
   // check j to the pinned port plus 2j steps, so the one matching how far its own NAT moved lands.
+  // Issue 19: two per-destination NATs that both predicted (neither could pin) check crossed ladders.
+  const crossed =
+    role !== undefined &&
+    mux &&
+    local.mode === 'sc2c' &&
+    local.portSource === 'predicted' &&
+    remote.portSource === 'predicted' &&
+    step !== null &&
+    (init.crossWindow ?? DEFAULT_CROSS_WINDOW) > 1;
   const publicCandidates =
     local.portSource === 'pinned'
       ? []
-      : remote.portSource === 'pinned' && typeof remote.pin === 'number'
-        ? checksTowardPinned(
-            remote.publicEndpoint,
-            step ?? 1,
-            remote.pin,
-            checkPlan(2 * remote.pin - 1, pair.drift, init.pinChecks ?? DEFAULT_PIN_CHECKS),
-          )
-        : around(remote.publicEndpoint);
+      : crossed
+        ? crossLadder(remote.publicEndpoint, step, role, init.crossWindow ?? DEFAULT_CROSS_WINDOW)
+        : remote.portSource === 'pinned' && typeof remote.pin === 'number'
+          ? checksTowardPinned(
+              remote.publicEndpoint,
+              step ?? 1,
+              remote.pin,
+              checkPlan(2 * remote.pin - 1, pair.drift, init.pinChecks ?? DEFAULT_PIN_CHECKS),
+            )
+          : around(remote.publicEndpoint);
   const candidates =
     remote.hostEndpoint && remote.publicEndpoint.address === own.publicAddress
       ? [remote.hostEndpoint, ...publicCandidates]

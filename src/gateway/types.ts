@@ -43,6 +43,13 @@ export interface GatewayInit {
      * most likely is (issue 19, traversal/drift.ts). Default true; false checks from the prediction on.
      */
     readonly drift?: boolean;
+    /**
+     * Between two per-destination NATs that both predicted (neither could pin, e.g. both IPS): the
+     * callee checks this many ports on the caller's step-2 ladder, the caller twice as many less
+     * one, and drifts adding up to `crossWindow - 1` steps meet (traversal/predict.ts). Default 16,
+     * at most 32; 1 turns it off.
+     */
+    readonly crossWindow?: number;
     /** TTL of the pinning rungs: past our NAT, short of the peer's. Default 2. */
     readonly pinTtl?: number;
     /**

@@ -87,6 +87,8 @@ export interface ExtendedPlan {
   readonly birthday?: boolean;
   /** Drift tracking toward a pinned peer (issue 19). Default true. */
   readonly drift?: boolean;
+  /** Crossed ladders between two predicting per-destination NATs; 1 turns them off. */
+  readonly crossWindow?: number;
 }
 
 /** What each job is, beside the job itself. */
@@ -122,6 +124,7 @@ export function planExtended(
               pin: plan.pin,
               birthday: plan.birthday,
               drift: plan.drift,
+              crossWindow: plan.crossWindow,
               seed:
                 (hashString(`${calling.name}|${called.name}|${path.name}|${background}|${mode}`) ^
                   plan.seed) >>>

@@ -49,6 +49,8 @@ export interface MatrixCellInit {
   readonly birthday?: boolean;
   /** Track our NAT's drift while waiting for the go toward a pinned peer (issue 19). Default true. */
   readonly drift?: boolean;
+  /** Crossed ladders between two predicting per-destination NATs (issue 19); 1 turns them off. */
+  readonly crossWindow?: number;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -222,6 +224,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
             pin: init.pin,
             birthday: init.birthday,
             drift: init.drift,
+            crossWindow: init.crossWindow,
           },
         },
       ),

@@ -88,3 +88,34 @@ export function checksPeerGuess(
     (ownPortSource === 'exact' || ownPortSource === 'stun');
   return !(guess && reachable);
 }
+
+/**
+ * Issue 19: two per-destination NATs that both predicted (neither could pin: IPS on both sides).
+ * Each check a side sends takes its own NAT's next port, so a window on one side alone moves the
+ * very port the other is guessing. A ladder from each side meets whatever both NATs moved: the
+ * caller checks the callee's predicted port + i steps (i < 2·window - 1), the callee the caller's
+ * + 2j steps (j < window); with the caller's counter moved kA steps and the callee's kB, check
+ * j = kA + kB from the callee and check i = kA + 2kB from the caller name each other's source, so
+ * every kA + kB < window meets once. The synchronized go sends both ladders at the same moment, so
+ * every mapping exists before the other side's checks arrive. Pure.
+ */
+export function crossLadder(
+  peer: Endpoint,
+  peerStep: number,
+  role: 'caller' | 'callee',
+  window: number,
+): Endpoint[] {
+  const size = Math.max(1, Math.min(MAX_CROSS_WINDOW, Math.floor(window)));
+  const count = role === 'caller' ? 2 * size - 1 : size;
+  const stride = role === 'caller' ? 1 : 2;
+  const candidates: Endpoint[] = [];
+  for (let i = 0; i < count; i++) {
+    const port = peer.port + i * stride * peerStep;
+    if (port > 65535) break;
+    candidates.push({ address: peer.address, port });
+  }
+  return candidates;
+}
+
+/** The largest ladder: 63 checks from the caller, 32 from the callee. */
+export const MAX_CROSS_WINDOW = 32;

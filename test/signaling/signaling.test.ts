@@ -85,7 +85,8 @@ async function setup(
           stunRtoMs: 100,
           rtcpMux,
           media,
-          punch: { pin },
+          // Without pinning, the paper's prediction alone: no crossed ladders either.
+          punch: { pin, ...(pin ? {} : { crossWindow: 1 }) },
         },
       ),
     );

@@ -165,6 +165,8 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     const run = (pin: boolean) =>
       runMatrixCell({
         pin,
+        // Without the pin, the paper's prediction alone: no crossed ladders either.
+        crossWindow: pin ? undefined : 1,
         calling: { name: 'symmetric-seq1+pks', behaviour: catalog.resolve('symmetric-seq1+pks') },
         called: { name: 'symmetric-seq1+ips', behaviour: catalog.resolve('symmetric-seq1+ips') },
         mode: 'sc2c',
@@ -206,6 +208,25 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
   it('two IPS NATs cannot pin (the rungs draw ICMP time-exceeded): the prediction alone, as before', async () => {
     const result = await cell('symmetric-seq1+ips', 'symmetric-seq1+ips', 'sc2c', 3);
     expect(result.successes).toBe(3);
+  });
+
+  it('two busy IPS NATs meet on crossed ladders where one guess each misses', async () => {
+    // Issue 19: 5 sessions/s behind each NAT, the same seeds with and without the ladders.
+    const run = (crossWindow: number) =>
+      runMatrixCell({
+        crossWindow,
+        calling: { name: 'symmetric-seq1+ips', behaviour: catalog.resolve('symmetric-seq1+ips') },
+        called: { name: 'symmetric-seq2+ips', behaviour: catalog.resolve('symmetric-seq2+ips') },
+        mode: 'sc2c',
+        trials: 10,
+        oneWayMs: [10, 10],
+        backgroundPerSecond: 5,
+        seed: 29,
+      });
+    const single = await run(1);
+    const crossed = await run(16);
+    expect(crossed.successes).toBe(10);
+    expect(single.successes).toBeLessThan(crossed.successes);
   });
 
   it('birthday punching connects a random-port symmetric NAT and a port-restricted cone, both ways', async () => {

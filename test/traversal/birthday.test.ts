@@ -104,6 +104,8 @@ describe('the shipped gateway config (config/gateway.yaml)', () => {
       pin: true,
       pinWindow: 16,
       pinChecks: 8,
+      drift: true,
+      crossWindow: 16,
       pinTtl: 2,
       birthday: true,
       birthdayPorts: 256,

@@ -9,7 +9,13 @@ import {
   StunClass,
   StunMethod,
 } from '../../src/protocol/stun/message.ts';
-import { candidateWindow, checksPeerGuess, planPort, windowSize } from '../../src/traversal/predict.ts';
+import {
+  candidateWindow,
+  checksPeerGuess,
+  crossLadder,
+  planPort,
+  windowSize,
+} from '../../src/traversal/predict.ts';
 import {
   advertisedStep,
   describeProbe,
@@ -289,5 +295,38 @@ describe('NAT probe: IPS from several sequential runs', () => {
     const bounded = runs(Array(100).fill(null));
     expect(await ipsFromRuns(bounded.run, 1)).toBeNull();
     expect(bounded.calls()).toBe(6);
+  });
+});
+
+describe('crossed ladders between two predicting per-destination NATs (issue 19)', () => {
+  it('meet exactly once for every pair of drifts that adds up to less than the window', () => {
+    // Caller A predicted at 20000 (step 1), callee B at 30000 (step 2); window 5.
+    const window = 5;
+    const callerChecks = crossLadder({ address: 'b', port: 30_000 }, 2, 'caller', window);
+    const calleeChecks = crossLadder({ address: 'a', port: 20_000 }, 1, 'callee', window);
+    expect(callerChecks.map((c) => c.port)).toEqual([
+      30_000, 30_002, 30_004, 30_006, 30_008, 30_010, 30_012, 30_014, 30_016,
+    ]);
+    expect(calleeChecks.map((c) => c.port)).toEqual([20_000, 20_002, 20_004, 20_006, 20_008]);
+    for (let kA = 0; kA < 8; kA++) {
+      for (let kB = 0; kB < 8; kB++) {
+        // Each check takes its own NAT's next port: A's check i leaves from 20000 + kA + i, B's j
+        // from 30000 + 2(kB + j). A pair meets when each is sent to the other's source.
+        let meetings = 0;
+        callerChecks.forEach((toB, i) => {
+          calleeChecks.forEach((toA, j) => {
+            if (toB.port === 30_000 + 2 * (kB + j) && toA.port === 20_000 + kA + i) meetings++;
+          });
+        });
+        expect([kA, kB, meetings]).toEqual([kA, kB, kA + kB < window ? 1 : 0]);
+      }
+    }
+  });
+
+  it('is bounded, and stops at the top of the port range', () => {
+    expect(crossLadder({ address: 'b', port: 1000 }, 1, 'caller', 1000)).toHaveLength(63);
+    expect(crossLadder({ address: 'b', port: 65_530 }, 2, 'callee', 8).map((c) => c.port)).toEqual([
+      65_530, 65_534,
+    ]);
   });
 });
