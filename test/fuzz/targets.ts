@@ -162,6 +162,19 @@ const STUN = encodeStun({
 
 const RTP = Uint8Array.from([0x90, 96, 0, 1, 0, 0, 0, 9, 0, 0, 0, 42, 0, 1, 0, 1, 0xab, 0xcd, 0x65, 1, 2, 3]);
 
+/** Runs every decoder of a protocol on the input; a DecodeError from one does not stop the next. */
+function eachDecoder(...decoders: ((input: Uint8Array) => unknown)[]): (input: Uint8Array) => void {
+  return (input) => {
+    for (const decode of decoders) {
+      try {
+        decode(input);
+      } catch (error) {
+        if (!(error instanceof DecodeError)) throw error;
+      }
+    }
+  };
+}
+
 export const TARGETS: readonly FuzzTarget[] = [
   {
     name: 'sip message',
@@ -234,15 +247,7 @@ export const TARGETS: readonly FuzzTarget[] = [
       }),
       encodePcpResponse({ opcode: PcpOpcode.announce, resultCode: 0, lifetimeS: 0, epochS: 1, options: [] }),
     ],
-    run: (input) => {
-      for (const decode of [decodePcpRequest, decodePcpResponse]) {
-        try {
-          decode(input);
-        } catch (error) {
-          if (!(error instanceof DecodeError)) throw error;
-        }
-      }
-    },
+    run: eachDecoder(decodePcpRequest, decodePcpResponse),
     allowed: decodeErrorOnly,
   },
   {
@@ -262,15 +267,7 @@ export const TARGETS: readonly FuzzTarget[] = [
         externalAddress: '198.18.9.1',
       }),
     ],
-    run: (input) => {
-      for (const decode of [decodeNatPmpRequest, decodeNatPmpResponse]) {
-        try {
-          decode(input);
-        } catch (error) {
-          if (!(error instanceof DecodeError)) throw error;
-        }
-      }
-    },
+    run: eachDecoder(decodeNatPmpRequest, decodeNatPmpResponse),
     allowed: decodeErrorOnly,
   },
   {

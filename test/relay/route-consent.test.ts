@@ -44,6 +44,18 @@ function pair(clock: VirtualClock, bCredentials = B) {
   return { a, b, wire, changes };
 }
 
+/** Us and a peer on the public network, 10 ms apart, each with a bound socket. */
+async function twoPublicHosts() {
+  const clock = new VirtualClock();
+  const net = new VirtualNetwork({ clock, seed: 1 });
+  const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
+  const us = net.addHost('us', { addresses: ['198.18.3.1'] });
+  const peer = net.addHost('peer', { addresses: ['198.18.3.2'] });
+  net.connect(us, internet, { latencyMs: 5 });
+  net.connect(peer, internet, { latencyMs: 5 });
+  return { clock, socket: await us.bindUdp(), peerSocket: await peer.bindUdp() };
+}
+
 describe('route consent', () => {
   it('is given by a signed answer, kept by answers every 5 s, and withdrawn 30 s after the last', async () => {
     const clock = new VirtualClock();
@@ -84,15 +96,7 @@ describe('route consent', () => {
   });
 
   it('stops media to a direct peer 30 s after it stops answering checks', async () => {
-    const clock = new VirtualClock();
-    const net = new VirtualNetwork({ clock, seed: 1 });
-    const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
-    const us = net.addHost('us', { addresses: ['198.18.3.1'] });
-    const peer = net.addHost('peer', { addresses: ['198.18.3.2'] });
-    net.connect(us, internet, { latencyMs: 5 });
-    net.connect(peer, internet, { latencyMs: 5 });
-    const socket = await us.bindUdp();
-    const peerSocket = await peer.bindUdp();
+    const { clock, socket, peerSocket } = await twoPublicHosts();
     // The peer's side answers checks (as its puncher does) until it stops.
     let answering = true;
     const us1 = { address: '198.18.3.1', port: socket.local.port };
@@ -132,15 +136,7 @@ describe('route consent', () => {
     // Issue 19 turned the callee into the DTLS client: it now hears the server's flights (several
     // datagrams within milliseconds) before the viewer's RTCP, once a second. Timed by that burst,
     // a second without RTCP looked like a dead path and media went to the relay.
-    const clock = new VirtualClock();
-    const net = new VirtualNetwork({ clock, seed: 1 });
-    const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
-    const us = net.addHost('us', { addresses: ['198.18.3.1'] });
-    const peer = net.addHost('peer', { addresses: ['198.18.3.2'] });
-    net.connect(us, internet, { latencyMs: 5 });
-    net.connect(peer, internet, { latencyMs: 5 });
-    const socket = await us.bindUdp();
-    const peerSocket = await peer.bindUdp();
+    const { clock, socket, peerSocket } = await twoPublicHosts();
     const path = new RoutedPath(
       { clock },
       {
