@@ -9,6 +9,7 @@ import type { SyncFields } from '../protocol/sc2c-info.ts';
 import type { DriftEstimate } from '../traversal/drift.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
+import type { PortSample } from './media-setup.ts';
 
 export interface ActiveCall {
   /** The media socket; birthday punching (issue 19) may replace it by the one whose mapping won. */
@@ -19,9 +20,9 @@ export interface ActiveCall {
   /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
   sampledAtMs?: number;
   /** The port that sample read, and when its request left (our NAT chose the port then). */
-  sample?: { readonly port: number; readonly sentAtMs: number };
+  sample?: PortSample;
   /** A caller that meant to pin: the sample taken beside its offer (`MediaSetup.late`). */
-  late?: Promise<{ readonly port: number; readonly sentAtMs: number } | undefined>;
+  late?: Promise<PortSample | undefined>;
   /** How far our NAT's counter moved between that sample and the go (traversal/drift.ts). */
   drift?: DriftEstimate;
   rtcpPuncher?: Puncher;

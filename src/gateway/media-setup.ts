@@ -57,12 +57,18 @@ export interface MediaSetup {
    */
   readonly sampledAtMs?: number;
   /** The port that sample read (the predicted port is the next one on our step) and when it left. */
-  readonly sample?: { readonly port: number; readonly sentAtMs: number };
+  readonly sample?: PortSample;
   /**
    * With `pinLater`: the sample taken beside the offer (undefined when STUN did not answer). The
    * offer's own prediction came from the probe's newest port.
    */
-  readonly late?: Promise<{ readonly port: number; readonly sentAtMs: number } | undefined>;
+  readonly late?: Promise<PortSample | undefined>;
+}
+
+/** A STUN sample of our NAT's port counter: the port it read, and when its request left. */
+export interface PortSample {
+  readonly port: number;
+  readonly sentAtMs: number;
 }
 
 /**
@@ -120,8 +126,8 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let rtcpEndpoint: Endpoint | undefined;
     let portSource: PortSource;
     let sampledAtMs: number | undefined;
-    let sample: { port: number; sentAtMs: number } | undefined;
-    let late: Promise<{ port: number; sentAtMs: number } | undefined> | undefined;
+    let sample: PortSample | undefined;
+    let late: Promise<PortSample | undefined> | undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',

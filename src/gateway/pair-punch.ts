@@ -8,14 +8,13 @@ import type { UdpSocket } from '../net/types.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import { checkPlan, type DriftEstimate } from '../traversal/drift.ts';
 import { checksTowardPinned, DEFAULT_PIN_CHECKS } from '../traversal/pin.ts';
-import { candidateWindow, checksPeerGuess, crossLadder, windowSize } from '../traversal/predict.ts';
-
-/**
- * Crossed ladders between two predicting per-destination NATs: drifts adding up to 15 steps meet
- * (at 5 sessions/s behind a 150 ms uplink both NATs move about 10 between prediction and punch).
- */
-export const DEFAULT_CROSS_WINDOW = 16;
-
+import {
+  candidateWindow,
+  checksPeerGuess,
+  crossLadder,
+  DEFAULT_CROSS_WINDOW,
+  windowSize,
+} from '../traversal/predict.ts';
 import { advertisedStep, type NatProbe } from '../traversal/probe.ts';
 import { Puncher, type PunchInit } from '../traversal/punch.ts';
 import { punchEasy, punchHard } from './birthday-punch.ts';

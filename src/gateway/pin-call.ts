@@ -2,12 +2,12 @@
  * Pinning one call attempt's mapping (issue 19, traversal/pin.ts): which side pins, opening the
  * rungs from the media socket, and the descriptions each side punches with afterwards.
  */
-import type { PinField } from '../protocol/sc2c-info.ts';
 import {
   type FreshField,
   infoFields,
   MAX_BIRTHDAY_PORTS,
   type ObservedPinField,
+  type PinField,
   readSyncFields,
   type SyncFields,
 } from '../protocol/sc2c-info.ts';

@@ -4,7 +4,7 @@
  * the server reads it from), the ports sampled beside the offer when no pin happened, and the
  * tracking of our own NAT's drift when the callee pinned.
  */
-import type { SyncFields } from '../protocol/sc2c-info.ts';
+import type { FreshField, SyncFields } from '../protocol/sc2c-info.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
 import type { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
@@ -83,13 +83,16 @@ export async function synchronizeCaller(
     observed
       ? (pin) => {
           early = sync({ pin });
+          // Awaited below, after the pin's STUN answers: a connection lost meanwhile must not
+          // surface as an unhandled rejection first.
+          early.catch(() => {});
         }
       : undefined,
   );
   // We meant to pin and did not (the answer declined rtcp-mux, STUN failed): our offer predicted
   // from the probe, the sample taken beside it is fresher, and the sync carries it (issue 19).
   const late = punched.portSource === 'predicted' ? await active.late : undefined;
-  let fresh: { port: number; rtcpPort?: number } | undefined;
+  let fresh: FreshField | undefined;
   if (late) {
     fresh = predictedPorts(probe, late.port, punched.rtcpEndpoint !== undefined);
     punched = withFreshPorts(punched, fresh);

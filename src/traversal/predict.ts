@@ -119,3 +119,9 @@ export function crossLadder(
 
 /** The largest ladder: 63 checks from the caller, 32 from the callee. */
 export const MAX_CROSS_WINDOW = 32;
+
+/**
+ * Drifts adding up to 15 steps meet: at 5 sessions/s behind a 150 ms uplink both NATs move about
+ * 10 between prediction and punch (docs/benchmarks.md, "Busy NATs, second pass").
+ */
+export const DEFAULT_CROSS_WINDOW = 16;
