@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Endpoint, IcmpErrorEvent, StreamConnection } from '../../src/net/types.ts';
 import { ConnectionRefusedError } from '../../src/net/types.ts';
 import { BackgroundTraffic } from '../../src/net/virtual/background.ts';
-import { formatTraceRecord } from '../../src/net/virtual/trace.ts';
+import { formatTraceRecord, type TraceRecord } from '../../src/net/virtual/trace.ts';
 import { stunBinding } from '../../src/traversal/stun-client.ts';
 import { StunResponder } from '../../src/traversal/stun-responder.ts';
 import { bytes, profiles, text, world } from './world.ts';
@@ -82,6 +82,36 @@ describe('virtual network: UDP through NATs', () => {
       ['time-exceeded', '10.0.1.1'],
       ['time-exceeded', '198.18.255.254'],
     ]);
+  });
+
+  it('a router with no address drops what runs out of TTL, and no router forwards multicast', async () => {
+    // A kernel NAT's LAN segment in the lab is such a router; miniupnpd's SSDP and PCP announcements
+    // (TTL 2, to 239.255.255.250 and 224.0.0.1) crashed the lab process before.
+    const records: TraceRecord[] = [];
+    const w = world({ trace: (r) => records.push(r) });
+    const segment = w.net.addRouter('segment', { addresses: [] });
+    w.net.connect(segment, w.internet, { latencyMs: 1 });
+    const carol = w.net.addHost('carol', { addresses: ['10.0.9.2'] });
+    w.net.connect(carol, segment, { latencyMs: 1 });
+    const server = await w.server.bindUdp({ port: 9000 });
+    let arrived = 0;
+    server.on('message', () => arrived++);
+    const socket = await carol.bindUdp();
+    const errors: IcmpErrorEvent[] = [];
+    socket.on('icmp', (e) => errors.push(e));
+    socket.setTTL(1);
+    socket.send(bytes('ttl1'), { address: '198.18.0.10', port: 9000 });
+    socket.setTTL(8);
+    socket.send(bytes('M-SEARCH'), { address: '239.255.255.250', port: 1900 });
+    socket.send(bytes('ANNOUNCE'), { address: '224.0.0.1', port: 5350 });
+    socket.send(bytes('bcast'), { address: '255.255.255.255', port: 9000 });
+    await w.clock.advance(100);
+    expect(errors).toEqual([]);
+    expect(arrived).toBe(0);
+    const drops = records.filter((r) => r.node === 'segment' && r.event === 'drop').map((r) => r.detail);
+    expect(drops).toEqual(Array(3).fill('multicast or broadcast: not routed'));
+    expect(records.some((r) => r.node === 'segment' && r.event === 'ttl-exceeded')).toBe(true);
+    expect(records.some((r) => r.event === 'icmp')).toBe(false);
   });
 
   it('a low-TTL packet opens the mapping on our own NAT without reaching the peer (seed 002)', async () => {

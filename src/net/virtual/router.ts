@@ -49,10 +49,18 @@ export class Router implements LinkEnd {
 
   /** Decrements TTL and sends toward the destination; answers time-exceeded when TTL runs out. */
   protected forward(packet: Packet, _from: Link): void {
+    // Multicast and broadcast stay on the segment they were sent on (SSDP, PCP announcements from
+    // a kernel NAT's LAN side): the lab routes unicast only.
+    if (!isUnicast(packetDstAddress(packet))) {
+      this.fabric.trace(this.name, 'drop', packet, 'multicast or broadcast: not routed');
+      return;
+    }
     if (packet.ttl <= 1) {
       this.fabric.trace(this.name, 'ttl-exceeded', packet);
-      if (packet.kind !== 'icmp')
-        this.sendIcmp('time-exceeded', this.addresses[0]!, packet.src.address, packet);
+      // A router with no address of its own (a kernel NAT's LAN segment) has none to answer from.
+      const from = this.addresses[0];
+      if (packet.kind !== 'icmp' && from !== undefined)
+        this.sendIcmp('time-exceeded', from, packet.src.address, packet);
       return;
     }
     this.sendToward({ ...packet, ttl: packet.ttl - 1 });
@@ -230,4 +238,10 @@ export class NatRouter extends Router {
     this.fabric.trace(this.name, 'nat-in', translated);
     this.sendToward(translated);
   }
+}
+
+/** Not 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, with the limited broadcast) or 0.0.0.0/8. */
+function isUnicast(address: string): boolean {
+  const first = Number(address.split('.')[0]);
+  return first > 0 && first < 224;
 }
