@@ -25,6 +25,10 @@ export type UnsolicitedReply = (typeof UNSOLICITED_REPLIES)[number];
 
 export type Protocol = 'udp' | 'tcp';
 
+/** Port-mapping protocols a NAT's LAN side can answer (issue 20). */
+export const PORT_MAPPING_SERVERS = ['pcp', 'nat-pmp'] as const;
+export type PortMappingServer = (typeof PORT_MAPPING_SERVERS)[number];
+
 export interface NatBehaviour {
   readonly mapping: MappingBehaviour;
   readonly filtering: FilteringBehaviour;
@@ -49,4 +53,9 @@ export interface NatBehaviour {
   readonly ips: boolean;
   /** How long the port of a mapping closed by ICMP is not reused. */
   readonly ipsBurnMs: number;
+  /**
+   * Port-mapping protocols answered on the LAN side at the inside address, port 5351 (issue 20;
+   * nat/port-mapping-server.ts). Default none, as most profiles in the seeds are measured without.
+   */
+  readonly portMapping?: readonly PortMappingServer[];
 }

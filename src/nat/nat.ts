@@ -87,6 +87,9 @@ export class Nat {
   readonly #blockedUntil = new Map<string, number>();
   #nextPort: number;
   #ops = 0;
+  /** Leases asked for with PCP or NAT-PMP (issue 20): `proto|internal` and `proto:port` keyed. */
+  readonly #leases = new Map<string, StaticLease>();
+  readonly #leasesByPort = new Map<string, StaticLease>();
 
   constructor(init: NatInit) {
     this.behaviour = init.behaviour;
@@ -99,6 +102,14 @@ export class Nat {
   /** A packet from inside to the outside. Creates or refreshes a mapping. */
   outbound(flow: Flow, nowMs: number): OutboundResult {
     this.#maybeSweep(nowMs);
+    // A leased port carries its internal endpoint's traffic both ways (RFC 6887 §11.1).
+    const lease = this.#liveLease(this.#leases.get(leaseKey(flow.proto, flow.src)), nowMs);
+    if (lease)
+      return {
+        action: 'forward',
+        src: { address: this.publicAddress, port: lease.externalPort },
+        created: false,
+      };
     const key = this.#mappingKey(flow);
     let mapping = this.#live(this.#byKey.get(key), nowMs);
     let created = false;
@@ -128,6 +139,9 @@ export class Nat {
   inbound(flow: Flow, nowMs: number): InboundResult {
     this.#maybeSweep(nowMs);
     const replyIcmp = this.behaviour.unsolicitedReply === 'icmp-port-unreachable';
+    // A leased port forwards from anyone: that is what it was asked for.
+    const lease = this.#liveLease(this.#leasesByPort.get(portKey(flow.proto, flow.dst.port)), nowMs);
+    if (lease) return { action: 'forward', dst: lease.internal };
     const mapping = this.#live(this.#byPort.get(portKey(flow.proto, flow.dst.port)), nowMs);
     if (!mapping) {
       if (this.behaviour.pks) {
@@ -206,6 +220,63 @@ export class Nat {
     return views;
   }
 
+  /**
+   * Grants, renews or (lifetime 0) deletes a lease of a public port for `internal` (the PCP MAP
+   * and NAT-PMP server's state, nat/port-mapping-server.ts). The suggested port is taken when
+   * free; otherwise one is allocated as for any session. Undefined when no port or lease is left.
+   */
+  lease(
+    proto: Protocol,
+    internal: Endpoint,
+    suggestedPort: number,
+    lifetimeMs: number,
+    nowMs: number,
+  ): { readonly externalPort: number; readonly expiresAtMs: number } | undefined {
+    const key = leaseKey(proto, internal);
+    const held = this.#liveLease(this.#leases.get(key), nowMs);
+    if (lifetimeMs <= 0) {
+      if (held) this.#removeLease(held);
+      return { externalPort: held?.externalPort ?? 0, expiresAtMs: nowMs };
+    }
+    if (held) {
+      held.expiresAtMs = nowMs + lifetimeMs;
+      return { externalPort: held.externalPort, expiresAtMs: held.expiresAtMs };
+    }
+    if (this.#leases.size >= MAX_LEASES) {
+      for (const lease of [...this.#leases.values()]) this.#liveLease(lease, nowMs);
+      if (this.#leases.size >= MAX_LEASES) return undefined;
+    }
+    const { min, max } = this.behaviour.portRange;
+    const port =
+      suggestedPort >= min && suggestedPort <= max && this.#usable(proto, suggestedPort, nowMs)
+        ? suggestedPort
+        : this.#allocate(proto, internal.port, nowMs);
+    if (port === undefined) return undefined;
+    const lease: StaticLease = { proto, internal, externalPort: port, expiresAtMs: nowMs + lifetimeMs };
+    this.#leases.set(key, lease);
+    this.#leasesByPort.set(portKey(proto, port), lease);
+    return { externalPort: port, expiresAtMs: lease.expiresAtMs };
+  }
+
+  /** Live leases at `nowMs`. */
+  leases(nowMs: number): MappingView[] {
+    return [...this.#leases.values()]
+      .filter((l) => l.expiresAtMs > nowMs)
+      .map((l) => ({
+        proto: l.proto,
+        internal: l.internal,
+        external: { address: this.publicAddress, port: l.externalPort },
+        expiresAtMs: l.expiresAtMs,
+      }));
+  }
+
+  /** A reboot: every mapping and lease is gone (the port-mapping server's epoch restarts too). */
+  reboot(): void {
+    this.flush();
+    this.#leases.clear();
+    this.#leasesByPort.clear();
+  }
+
   /** True while a port is knocked (PKS) or burned (IPS). */
   isBlocked(proto: Protocol, port: number, nowMs: number): boolean {
     return (this.#blockedUntil.get(portKey(proto, port)) ?? 0) > nowMs;
@@ -271,7 +342,25 @@ export class Nat {
   }
 
   #usable(proto: Protocol, port: number, nowMs: number): boolean {
-    return !this.isBlocked(proto, port, nowMs) && !this.#live(this.#byPort.get(portKey(proto, port)), nowMs);
+    return (
+      !this.isBlocked(proto, port, nowMs) &&
+      !this.#live(this.#byPort.get(portKey(proto, port)), nowMs) &&
+      !this.#liveLease(this.#leasesByPort.get(portKey(proto, port)), nowMs)
+    );
+  }
+
+  #liveLease(lease: StaticLease | undefined, nowMs: number): StaticLease | undefined {
+    if (!lease) return undefined;
+    if (lease.expiresAtMs > nowMs) return lease;
+    this.#removeLease(lease);
+    return undefined;
+  }
+
+  #removeLease(lease: StaticLease): void {
+    const key = leaseKey(lease.proto, lease.internal);
+    if (this.#leases.get(key) === lease) this.#leases.delete(key);
+    const pk = portKey(lease.proto, lease.externalPort);
+    if (this.#leasesByPort.get(pk) === lease) this.#leasesByPort.delete(pk);
   }
 
   /**
@@ -321,6 +410,20 @@ export class Nat {
     for (const mapping of [...this.#byKey.values()]) this.#live(mapping, nowMs);
     for (const [key, until] of this.#blockedUntil) if (until <= nowMs) this.#blockedUntil.delete(key);
   }
+}
+
+interface StaticLease {
+  readonly proto: Protocol;
+  readonly internal: Endpoint;
+  readonly externalPort: number;
+  expiresAtMs: number;
+}
+
+/** Leases one NAT holds at once: a home router's table is small (miniupnpd has no limit but memory). */
+const MAX_LEASES = 1024;
+
+function leaseKey(proto: Protocol, internal: Endpoint): string {
+  return `${proto}|${formatEndpoint(internal)}`;
 }
 
 function portKey(proto: Protocol, port: number): string {

@@ -1,6 +1,11 @@
 /** zod schemas for NAT profile files; every error names the field at fault and what it allows. */
 import { z } from 'zod';
-import { FILTERING_BEHAVIOURS, MAPPING_BEHAVIOURS, UNSOLICITED_REPLIES } from './behaviour.ts';
+import {
+  FILTERING_BEHAVIOURS,
+  MAPPING_BEHAVIOURS,
+  PORT_MAPPING_SERVERS,
+  UNSOLICITED_REPLIES,
+} from './behaviour.ts';
 
 const port = z.number().int().min(1).max(65535);
 
@@ -31,6 +36,7 @@ export const partialBehaviourSchema = z
     pksBlockMs: nonNegativeMs,
     ips: z.boolean(),
     ipsBurnMs: nonNegativeMs,
+    portMapping: z.array(z.enum(PORT_MAPPING_SERVERS)).max(PORT_MAPPING_SERVERS.length),
   })
   .partial()
   .strict();

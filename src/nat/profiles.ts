@@ -24,12 +24,18 @@ export class ProfileCatalog {
     return Object.keys(this.file.modifiers);
   }
 
-  /** Every base profile plus each base with each single modifier: what natcheck verifies. */
+  /**
+   * Every base profile plus each base with each single modifier that changes what natcheck
+   * discovers: `+pcp` and `+natpmp` add a port-mapping server and leave mapping and filtering be.
+   */
   shippedSpecs(): string[] {
     const specs: string[] = [];
+    const observable = this.modifierNames().filter((m) =>
+      Object.keys(this.file.modifiers[m] ?? {}).some((field) => field !== 'portMapping'),
+    );
     for (const name of this.names()) {
       specs.push(name);
-      for (const modifier of this.modifierNames()) specs.push(`${name}+${modifier}`);
+      for (const modifier of observable) specs.push(`${name}+${modifier}`);
     }
     return specs;
   }

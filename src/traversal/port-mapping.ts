@@ -300,3 +300,24 @@ function natPmpResult(code: number): string {
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
 }
+
+/** A server's epoch as one answer gave it, and when (our clock) that answer came. */
+export interface EpochSample {
+  readonly epochS: number;
+  readonly atMs: number;
+}
+
+/**
+ * Whether the server kept its mappings between two answers (RFC 6887 §8.5, the same test as RFC
+ * 6886 §3.6): its epoch must not go back by more than a second, and must have advanced with our
+ * clock to within 1/16 plus 2 s either way. False means it lost its state (rebooted, restarted,
+ * changed its external address) and every mapping must be asked for again. Pure.
+ */
+export function epochConsistent(previous: EpochSample, current: EpochSample): boolean {
+  if (current.epochS + 1 < previous.epochS) return false;
+  const clientDelta = (current.atMs - previous.atMs) / 1000;
+  const serverDelta = current.epochS - previous.epochS;
+  if (clientDelta + 2 < serverDelta - serverDelta / 16) return false;
+  if (serverDelta + 2 < clientDelta - clientDelta / 16) return false;
+  return true;
+}

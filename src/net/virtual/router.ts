@@ -5,10 +5,19 @@
  */
 
 import type { Nat } from '../../nat/nat.ts';
+import { answerPortMapping, type PortMappingServerState } from '../../nat/port-mapping-server.ts';
+import { PCP_PORT as PORT_MAPPING_PORT } from '../../protocol/portmap/pcp.ts';
 import { type Cidr, cidrContains, type Endpoint, parseCidr } from '../address.ts';
 import type { Fabric } from './fabric.ts';
 import type { Link, LinkEnd } from './link.ts';
-import { type IcmpPacket, icmpError, type Packet, packetDstAddress, packetSrcAddress } from './packet.ts';
+import {
+  type IcmpPacket,
+  icmpError,
+  type Packet,
+  packetDstAddress,
+  packetSrcAddress,
+  type UdpPacket,
+} from './packet.ts';
 
 interface Route {
   readonly cidr: Cidr;
@@ -107,12 +116,14 @@ export class NatRouter extends Router {
   readonly publicAddress: string;
   readonly insideAddress: string;
   #outside?: Link;
+  readonly #portMapping: PortMappingServerState;
 
   constructor(name: string, init: NatRouterInit, fabric: Fabric) {
     super(name, [init.publicAddress, init.insideAddress], fabric);
     this.nat = init.nat;
     this.publicAddress = init.publicAddress;
     this.insideAddress = init.insideAddress;
+    this.#portMapping = { bootedAtMs: fabric.clock.now(), nonces: new Map() };
   }
 
   setOutside(link: Link): void {
@@ -135,6 +146,12 @@ export class NatRouter extends Router {
     }
     const dstAddress = packetDstAddress(packet);
     if (dstAddress === this.insideAddress) {
+      if (
+        packet.kind === 'udp' &&
+        packet.dst.port === PORT_MAPPING_PORT &&
+        this.#answerPortMapping(packet, now)
+      )
+        return;
       super.receive(packet, from);
       return;
     }
@@ -172,6 +189,31 @@ export class NatRouter extends Router {
     const translated = { ...packet, src: result.src, ttl: packet.ttl - 1 };
     this.fabric.trace(this.name, 'nat-out', translated, result.created ? 'new mapping' : undefined);
     this.sendToward(translated);
+  }
+
+  /** PCP or NAT-PMP to our LAN address, when the NAT's behaviour answers them (issue 20). */
+  #answerPortMapping(packet: UdpPacket, now: number): boolean {
+    const speaks = this.nat.behaviour.portMapping ?? [];
+    if (speaks.length === 0) return false;
+    this.fabric.trace(this.name, 'deliver', packet);
+    const answer = answerPortMapping(this.nat, speaks, this.#portMapping, packet.payload, packet.src, now);
+    if (answer)
+      this.sendToward({
+        kind: 'udp',
+        id: this.fabric.nextPacketId(),
+        src: { address: this.insideAddress, port: PORT_MAPPING_PORT },
+        dst: packet.src,
+        ttl: 64,
+        payload: answer,
+      });
+    return true;
+  }
+
+  /** A reboot: every mapping and lease is gone and the port-mapping epoch starts again. */
+  reboot(): void {
+    this.nat.reboot();
+    this.#portMapping.bootedAtMs = this.fabric.clock.now();
+    this.#portMapping.nonces.clear();
   }
 
   #hairpin(packet: Packet, now: number): void {

@@ -1,0 +1,290 @@
+/**
+ * The gateway's port mappings on its router (issue 20): one lease per media socket, asked for with
+ * PCP or NAT-PMP (port-mapping.ts), renewed at half its lifetime (RFC 6886 §3.3, RFC 6887 §11.2.1)
+ * and deleted when the call ends or the gateway stops.
+ *
+ * The router losing its state (a reboot, a restarted daemon) shows in its epoch (RFC 6887 §8.5):
+ * the next answer that fails `epochConsistent` asks for every lease again at once, so a restart is
+ * recovered within one renewal. A renewal that comes back with another external port is reported
+ * (`moved`); one that keeps failing until the lease runs out drops it (`lost`).
+ *
+ * Bounded: at most `maxLeases` at once (a call holds one, two with a separate RTCP port), and a
+ * lifetime asked for of at most `MAX_LIFETIME_S`.
+ */
+import type { Clock, Timer } from '../net/clock.ts';
+import type { Network } from '../net/types.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+import {
+  type EpochSample,
+  epochConsistent,
+  type PortMapping,
+  type PortMappingProtocol,
+  releasePortMapping,
+  requestPortMapping,
+} from './port-mapping.ts';
+
+export interface PortMapperComponents {
+  readonly network: Network;
+  readonly clock: Clock;
+}
+
+export interface PortMapperInit {
+  /** The router (the default gateway). */
+  readonly gateway: string;
+  /** Our address on the router's LAN. */
+  readonly clientAddress: string;
+  /** Asked for each lease. Default 1800 s: a call outlives it only with renewals. */
+  readonly lifetimeS?: number;
+  /** In this order. Default PCP, then NAT-PMP; `detect` keeps the one that answered. */
+  readonly protocols?: readonly PortMappingProtocol[];
+  /** Leases at once. Default 64. */
+  readonly maxLeases?: number;
+  /** Per request (port-mapping.ts). Defaults 250 ms and 3. */
+  readonly rtoMs?: number;
+  readonly attempts?: number;
+}
+
+/** What `sc2c probe --json` and the gateway report: the router's grant, or why there is none. */
+export type PortMappingStatus =
+  | {
+      readonly protocol: PortMappingProtocol;
+      readonly externalAddress: string;
+      readonly externalPort: number;
+      readonly lifetimeS: number;
+    }
+  | { readonly protocol: null; readonly reason: string };
+
+export interface PortLease {
+  readonly internalPort: number;
+  /** The router's current grant (a renewal replaces it). */
+  readonly mapping: PortMapping;
+  /** Deletes the mapping on the router. Idempotent; never rejects. */
+  release(): Promise<void>;
+}
+
+export interface PortMapperEvents extends Record<string, unknown[]> {
+  renewed: [lease: PortLease];
+  /** A renewal or re-request gave another external port. */
+  moved: [lease: PortLease, previous: PortMapping];
+  /** Renewals failed until the lease ran out. */
+  lost: [lease: PortLease, reason: string];
+  /** The router's epoch says it lost its mappings: every lease is being asked for again. */
+  reset: [];
+}
+
+export interface PortMapperCounters {
+  granted: number;
+  refused: number;
+  renewed: number;
+  moved: number;
+  lost: number;
+  released: number;
+  resets: number;
+}
+
+export const DEFAULT_LEASE_LIFETIME_S = 1800;
+/** What `detect` asks for: the shortest lifetime miniupnpd grants by default (min_lifetime). */
+const DETECT_LIFETIME_S = 120;
+/** A failed renewal is tried again after half the time left, but not sooner than this. */
+const MIN_RETRY_MS = 1000;
+
+export type MapResult =
+  | { readonly ok: true; readonly lease: PortLease }
+  | { readonly ok: false; readonly reason: string };
+
+class Lease implements PortLease {
+  timer?: Timer;
+  released = false;
+  constructor(
+    public mapping: PortMapping,
+    private readonly onRelease: (lease: Lease) => Promise<void>,
+  ) {}
+  get internalPort(): number {
+    return this.mapping.internalPort;
+  }
+  release(): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.released = true;
+    this.timer?.clear();
+    return this.onRelease(this);
+  }
+}
+
+export class PortMapper extends TypedEmitter<PortMapperEvents> {
+  readonly counters: PortMapperCounters = {
+    granted: 0,
+    refused: 0,
+    renewed: 0,
+    moved: 0,
+    lost: 0,
+    released: 0,
+    resets: 0,
+  };
+  readonly #leases = new Map<number, Lease>();
+  #epoch?: EpochSample;
+  #closed = false;
+
+  constructor(
+    private readonly c: PortMapperComponents,
+    readonly init: PortMapperInit,
+  ) {
+    super();
+  }
+
+  /**
+   * Asks the router once, for a port of a socket opened for it, and deletes the grant: whether the
+   * router maps at all, with which protocol, and to which address. A mapper comes back only then,
+   * speaking that protocol alone (a NAT-PMP router is not kept waiting on PCP timeouts per call).
+   */
+  static async detect(
+    c: PortMapperComponents,
+    init: PortMapperInit,
+    signal?: AbortSignal,
+  ): Promise<{ readonly status: PortMappingStatus; readonly mapper?: PortMapper }> {
+    const socket = await c.network.bindUdp();
+    try {
+      const asked = {
+        gateway: init.gateway,
+        clientAddress: init.clientAddress,
+        rtoMs: init.rtoMs,
+        attempts: init.attempts,
+        signal,
+      };
+      const result = await requestPortMapping(c, {
+        ...asked,
+        internalPort: socket.local.port,
+        lifetimeS: DETECT_LIFETIME_S,
+        protocols: init.protocols,
+      });
+      if (!result.ok) return { status: { protocol: null, reason: result.reason } };
+      const { mapping } = result;
+      await releasePortMapping(c, mapping, asked);
+      return {
+        status: {
+          protocol: mapping.protocol,
+          externalAddress: mapping.externalAddress,
+          externalPort: mapping.externalPort,
+          lifetimeS: mapping.lifetimeS,
+        },
+        mapper: new PortMapper(c, { ...init, protocols: [mapping.protocol] }),
+      };
+    } finally {
+      socket.close();
+    }
+  }
+
+  get leases(): readonly PortLease[] {
+    return [...this.#leases.values()];
+  }
+
+  /** Asks for a mapping of `internalPort`, renewed until released. */
+  async map(internalPort: number, signal?: AbortSignal): Promise<MapResult> {
+    if (this.#closed) return { ok: false, reason: 'port mapping stopped' };
+    const max = this.init.maxLeases ?? 64;
+    if (this.#leases.size >= max) return { ok: false, reason: `already ${max} port mappings held` };
+    if (this.#leases.has(internalPort))
+      return { ok: false, reason: `port ${internalPort} is already mapped` };
+    const result = await requestPortMapping(this.c, { ...this.#asked(internalPort), signal });
+    if (!result.ok) {
+      this.counters.refused++;
+      return result;
+    }
+    const lease = new Lease(result.mapping, (l) => this.#release(l));
+    if (this.#closed) {
+      await lease.release();
+      return { ok: false, reason: 'port mapping stopped' };
+    }
+    this.counters.granted++;
+    this.#leases.set(internalPort, lease);
+    this.#observe(result.mapping, lease);
+    this.#schedule(lease, (result.mapping.lifetimeS * 1000) / 2);
+    return { ok: true, lease };
+  }
+
+  /** Idempotent: stops renewing and deletes every lease on the router. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#leases.values()].map((l) => l.release()));
+  }
+
+  #asked(internalPort: number) {
+    return {
+      gateway: this.init.gateway,
+      clientAddress: this.init.clientAddress,
+      internalPort,
+      lifetimeS: this.init.lifetimeS ?? DEFAULT_LEASE_LIFETIME_S,
+      protocols: this.init.protocols,
+      rtoMs: this.init.rtoMs,
+      attempts: this.init.attempts,
+    };
+  }
+
+  #schedule(lease: Lease, delayMs: number): void {
+    lease.timer?.clear();
+    lease.timer = this.c.clock.setTimeout(() => void this.#renew(lease), Math.max(0, delayMs));
+  }
+
+  /** Renews with the lease's nonce and port; a failure is tried again until the lease runs out. */
+  async #renew(lease: Lease): Promise<void> {
+    if (lease.released) return;
+    const previous = lease.mapping;
+    const result = await requestPortMapping(this.c, {
+      ...this.#asked(previous.internalPort),
+      protocols: [previous.protocol],
+      nonce: previous.nonce,
+      suggestedExternalPort: previous.externalPort,
+    });
+    if (lease.released) {
+      // Released while the renewal was in flight: the router holds it again, so delete it again.
+      if (result.ok) await releasePortMapping(this.c, result.mapping, this.#asked(previous.internalPort));
+      return;
+    }
+    if (!result.ok) {
+      const leftMs = previous.grantedAtMs + previous.lifetimeS * 1000 - this.c.clock.now();
+      if (leftMs <= MIN_RETRY_MS) {
+        this.counters.lost++;
+        lease.released = true;
+        this.#leases.delete(lease.internalPort);
+        this.emit('lost', lease, result.reason);
+        return;
+      }
+      this.#schedule(lease, Math.max(MIN_RETRY_MS, leftMs / 2));
+      return;
+    }
+    lease.mapping = result.mapping;
+    this.counters.renewed++;
+    this.#schedule(lease, (result.mapping.lifetimeS * 1000) / 2);
+    if (
+      result.mapping.externalPort !== previous.externalPort ||
+      result.mapping.externalAddress !== previous.externalAddress
+    ) {
+      this.counters.moved++;
+      this.emit('moved', lease, previous);
+    }
+    this.emit('renewed', lease);
+    this.#observe(result.mapping, lease);
+  }
+
+  /** RFC 6887 §8.5 on every answer: a router that lost its state gets every other lease again now. */
+  #observe(mapping: PortMapping, from: Lease): void {
+    const current = { epochS: mapping.epochS, atMs: mapping.grantedAtMs };
+    const lost = this.#epoch !== undefined && !epochConsistent(this.#epoch, current);
+    this.#epoch = current;
+    if (!lost) return;
+    this.counters.resets++;
+    this.emit('reset');
+    for (const lease of this.#leases.values()) if (lease !== from) this.#schedule(lease, 0);
+  }
+
+  async #release(lease: Lease): Promise<void> {
+    if (this.#leases.get(lease.internalPort) === lease) this.#leases.delete(lease.internalPort);
+    this.counters.released++;
+    await releasePortMapping(this.c, lease.mapping, {
+      gateway: this.init.gateway,
+      clientAddress: this.init.clientAddress,
+      rtoMs: this.init.rtoMs,
+      attempts: this.init.attempts,
+    }).catch(() => undefined);
+  }
+}
