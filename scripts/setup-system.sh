@@ -11,6 +11,7 @@ PACKAGES=(
   curl       # tests read the server's admin HTTP API from inside a lab namespace
   ffmpeg     # media: H.264/Opus encoding, MP4 recording, ffprobe checks (FFMPEG_PATH overrides)
   systemd    # systemd-analyze verify/security on the units in deploy/ (nothing is started with it)
+  miniupnpd-nftables  # the lab's kernel:miniupnpd NAT: a real UPnP IGD / NAT-PMP / PCP router (issue 20)
 )
 
 missing=()
@@ -34,3 +35,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Tests start their own turnserver where they need one; the distribution's service stays off.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+# The lab starts its own miniupnpd inside a NAT's namespace; the distribution's service stays off.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now miniupnpd >/dev/null 2>&1 || true; fi

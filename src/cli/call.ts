@@ -2,8 +2,11 @@
 import type { Command } from 'commander';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
 import type { LiveView } from '../media/live-view.ts';
+import { isIpv4 } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
+import { defaultRoute } from '../net/default-route.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import { probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting } from './accounting.ts';
@@ -135,23 +138,58 @@ export function registerCall(program: Command): void {
       'STUN server with RFC 5780 support (OTHER-ADDRESS), e.g. our sc2c server',
     )
     .option('--rto-ms <n>', 'STUN retransmission timeout', parseInteger('--rto-ms', 10, 10_000), 200)
+    .option(
+      '--gateway <ip>',
+      'the router to ask for a port mapping (PCP, then NAT-PMP; default: the default route)',
+    )
+    .option('--no-port-mapping', 'do not ask the router for a port mapping')
     .option('--json', 'print machine-readable JSON')
-    .action(async (options: { server: string; rtoMs: number; json?: boolean }) => {
-      const probe = await probeNat(
-        { network: new NodeNetwork(), clock: new SystemClock() },
-        {
+    .action(
+      async (options: {
+        server: string;
+        rtoMs: number;
+        gateway?: string;
+        portMapping: boolean;
+        json?: boolean;
+      }) => {
+        if (options.gateway !== undefined && !isIpv4(options.gateway))
+          throw new UsageError(`--gateway takes the router's IPv4 address; got '${options.gateway}'`);
+        const c = { network: new NodeNetwork(), clock: new SystemClock() };
+        const probe = await probeNat(c, {
           server: await resolveHost(parseEndpoint(options.server, '--server', 3478), '--server'),
           rtoMs: options.rtoMs,
-        },
-      );
-      const result = { ...probe, classic: classicType(probe) };
-      if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-      else {
-        process.stdout.write(
-          `public address ${probe.publicAddress}\nmapping        ${probe.mapping}\nfiltering      ${probe.filtering}\nallocation     ${probe.allocation}${probe.delta ? ` (+${probe.delta})` : ''}, last port ${probe.lastPort}\nICMP closes   ${probe.ips === null ? 'unknown (per-destination mapping)' : probe.ips ? 'yes: the mapping (IPS)' : 'no'}\nclassic type   ${result.classic}\n`,
-        );
-      }
-    });
+        });
+        const portMapping = options.portMapping ? await probePortMapping(c, options.gateway) : undefined;
+        const result = { ...probe, classic: classicType(probe), ...(portMapping ? { portMapping } : {}) };
+        if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+        else {
+          const mapped = !portMapping
+            ? ''
+            : portMapping.protocol
+              ? `port mapping   ${portMapping.protocol}: ${portMapping.externalAddress}:${portMapping.externalPort} for ${portMapping.lifetimeS} s (deleted again)\n`
+              : `port mapping   none: ${portMapping.reason}\n`;
+          process.stdout.write(
+            `public address ${probe.publicAddress}\nmapping        ${probe.mapping}\nfiltering      ${probe.filtering}\nallocation     ${probe.allocation}${probe.delta ? ` (+${probe.delta})` : ''}, last port ${probe.lastPort}\nICMP closes   ${probe.ips === null ? 'unknown (per-destination mapping)' : probe.ips ? 'yes: the mapping (IPS)' : 'no'}\nclassic type   ${result.classic}\n${mapped}`,
+          );
+        }
+      },
+    );
+}
+
+/**
+ * Issue 20: asks the router (given, or the default route's) for a mapping of a fresh port and
+ * deletes it again: what a gateway here would get.
+ */
+async function probePortMapping(
+  c: { network: NodeNetwork; clock: SystemClock },
+  gateway: string | undefined,
+): Promise<PortMappingStatus> {
+  const route = defaultRoute();
+  const router = gateway ?? ('reason' in route ? undefined : route.gateway);
+  if (router === undefined) return { protocol: null, reason: 'reason' in route ? route.reason : 'no router' };
+  const clientAddress = 'reason' in route ? undefined : route.address;
+  if (clientAddress === undefined) return { protocol: null, reason: (route as { reason: string }).reason };
+  return (await PortMapper.detect(c, { gateway: router, clientAddress })).status;
 }
 
 interface CallOptions extends CommonOptions {

@@ -242,6 +242,22 @@ export const gatewaySchema = z
       .partial()
       .strict()
       .default({}),
+    /**
+     * Issue 20: ask our router for each call's media port (PCP, then NAT-PMP). `gateway: auto`
+     * reads the default router from the routing table.
+     */
+    portMapping: z
+      .object({
+        enabled: z.boolean().default(true),
+        gateway: z
+          .string()
+          .refine((g) => g === 'auto' || isIpv4(g), { message: "an IPv4 address, or 'auto'" })
+          .default('auto'),
+        lifetimeS: z.number().int().min(10).max(86_400).default(1800),
+        maxLeases: z.number().int().min(1).max(1024).default(64),
+      })
+      .strict()
+      .prefault({}),
     /** TURN relay fallback (issue 6). Credentials default to the SIP user and password. */
     relay: z
       .object({

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type CallSummary, runLabCalls } from '../lab/calls.ts';
+import { type CallSummary, natSpec, runLabCalls } from '../lab/calls.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
 import { type NalCensus, nalCensus, RANDOM_NAL_RATE } from '../lab/pcap-census.ts';
 import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
@@ -35,11 +35,18 @@ interface DemoOptions {
   json?: boolean;
   /** Commander's form of `--insecure-media`. */
   insecureMedia?: boolean;
+  /** Commander's form of `--no-port-mapping`. */
+  portMapping: boolean;
   pcap?: string;
 }
 
 interface DemoResult {
   path: 'direct' | 'relay' | 'none';
+  /**
+   * How each side's advertised port was obtained: `mapped` when its router granted it (PCP or
+   * NAT-PMP, issue 20), else `predicted`, `pinned`, `exact`, `unpredictable`...
+   */
+  portSources?: { viewer: string | null; camera: string | null };
   setupMs: number | null;
   framesSent: number | null;
   framesReceived: number | null;
@@ -66,7 +73,10 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   let calleeEnded: Record<string, unknown> | undefined;
   // The lab's sc2c server runs the embedded TURN relay on the STUN port.
   const relayArgs = options.relay === false ? ['--no-relay'] : ['--relay', '198.18.0.10:3478'];
-  const secureArgs = options.insecureMedia ? ['--insecure-media'] : [];
+  const secureArgs = [
+    ...(options.insecureMedia ? ['--insecure-media'] : []),
+    ...(options.portMapping ? [] : ['--no-port-mapping']),
+  ];
   const runs = await runLabCalls({
     calleeArgs: [...relayArgs, ...secureArgs],
     pcapDir: options.pcap,
@@ -114,6 +124,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     lossPercent: options.lossPercent,
     reason: sc2c.reason,
     directReason: (sc2c as { directReason?: string }).directReason,
+    portSources: { viewer: sc2c.local?.portSource ?? null, camera: sc2c.remote?.portSource ?? null },
     dtlsMs: sc2c.dtlsMs ?? null,
     media: sc2c.media,
     c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
@@ -175,8 +186,13 @@ export function registerDemo(program: Command): void {
     .description(
       'camera -> viewer over SC2C between two NATs in the kernel lab: records out/demo.mp4, a PNG snapshot and out/demo.json',
     )
-    .option('--nat-a <profile>', 'the viewer (caller) NAT', 'symmetric-seq1+pks')
-    .option('--nat-b <profile>', 'the camera (callee) NAT', 'symmetric-seq1+ips')
+    .option(
+      '--nat-a <profile>',
+      'the viewer (caller) NAT: a profile spec (config/nat-profiles.yaml), or kernel:masquerade, kernel:masquerade-random-fully, kernel:miniupnpd',
+      'symmetric-seq1+pks',
+    )
+    .option('--nat-b <profile>', 'the camera (callee) NAT, as --nat-a', 'symmetric-seq1+ips')
+    .option('--no-port-mapping', 'the gateways never ask their router for a mapping (PCP, NAT-PMP)')
     .option('--rtt-ms <n>', 'round trip between the two NATs', parseInteger('--rtt-ms', 0, 2000), 40)
     .option(
       '--loss-percent <n>',
@@ -197,8 +213,11 @@ export function registerDemo(program: Command): void {
           'warning: --insecure-media: the demo call sends plain RTP; anyone on the path can record or inject it\n',
         );
       const catalog = loadProfiles();
-      catalog.resolve(options.natA);
-      catalog.resolve(options.natB);
+      // A NAT model profile, or kernel:<name> (the kernel's own NAT, e.g. kernel:miniupnpd).
+      for (const nat of [options.natA, options.natB]) {
+        const spec = natSpec(nat);
+        if ('profile' in spec) catalog.resolve(spec.profile);
+      }
       const binary = locateFfmpeg();
       const out = resolve(options.out);
       mkdirSync(out, { recursive: true });

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { GatewayInit } from '../gateway/gateway.ts';
 import { isIpv4 } from '../net/address.ts';
+import { defaultRoute } from '../net/default-route.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
 import { UsageError } from '../util/usage-error.ts';
 import {
@@ -28,6 +29,8 @@ export interface CommonOptions {
   allow?: string;
   /** Commander's form of `--insecure-media`. */
   insecureMedia?: boolean;
+  /** Commander's form of `--no-port-mapping`. */
+  portMapping?: boolean;
 }
 
 /** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
@@ -92,6 +95,7 @@ export async function gatewayInit(
     allowedCallers,
     maxCalls: config.maxCalls,
     dtls: mediaEncryption(options, config.media, user),
+    portMapping: portMappingConfig(config.portMapping, options),
   };
   return { init, context: { configPath: options.config, user, server, stun: stunServer } };
 }
@@ -128,6 +132,26 @@ function allowedCallers(flag: string | undefined, configured: readonly string[] 
       `--allow takes user names separated by commas, e.g. --allow viewer,alice; got '${flag}'`,
     );
   return users;
+}
+
+/**
+ * Issue 20: which router to ask for mappings, from the config (`gateway: auto` reads the default
+ * route); `--no-port-mapping` or `enabled: false` asks none. A host with no default router asks
+ * none either, and says why on stderr.
+ */
+function portMappingConfig(
+  config: GatewayConfig['portMapping'],
+  options: CommonOptions,
+): GatewayInit['portMapping'] {
+  if (options.portMapping === false || !config.enabled) return undefined;
+  const base = { lifetimeS: config.lifetimeS, maxLeases: config.maxLeases };
+  if (config.gateway !== 'auto') return { ...base, gateway: config.gateway };
+  const route = defaultRoute();
+  if ('reason' in route) {
+    if (!options.json) process.stderr.write(`port mapping off: ${route.reason}\n`);
+    return undefined;
+  }
+  return { ...base, gateway: route.gateway, clientAddress: route.address };
 }
 
 /** The relay from the config, `--relay <ip:port>` to override it, `--no-relay` to go without. */
@@ -173,6 +197,10 @@ export function withCommon(command: Command): Command {
       'TURN relay for calls no direct path serves: ip[:port], or an RFC 7065 URI turn:ip[:port][?transport=udp|tcp] (tcp where UDP is blocked) or turns:ip[:port] (TLS, trusting tls.caFile) (default from the config)',
     )
     .option('--no-relay', 'direct paths only: no TURN allocation')
+    .option(
+      '--no-port-mapping',
+      'never ask our router to map the media port (PCP, NAT-PMP); the config says portMapping.enabled',
+    )
     .option(
       '--insecure-media',
       'plain RTP instead of DTLS-SRTP (QA comparisons only; the peer must turn encryption off too)',

@@ -88,6 +88,17 @@ export function followGateway(gateway: Gateway, print: Print): void {
     }),
   );
   gateway.on('reconnected', () => print(`${user}: registered again`, { event: 'reconnected', user }));
+  gateway.on('port-mapping', (status) =>
+    print(
+      status.protocol
+        ? `${user}: our router maps ports (${status.protocol}, ${status.externalAddress}, ${status.lifetimeS} s leases granted): calls advertise a mapped port`
+        : `${user}: no port mapping: ${status.reason}`,
+      { event: 'port-mapping', user, portMapping: status },
+    ),
+  );
+  gateway.on('lease', (kind, detail) =>
+    print(`${user}: lease ${kind}: ${detail}`, { event: 'lease', user, kind, detail }),
+  );
 }
 
 export function registerGateway(program: Command): void {

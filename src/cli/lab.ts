@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { listLabs, requestControl } from '../lab/control.ts';
 import { runLabDaemon } from '../lab/daemon.ts';
 import { checkLabName, resolveLab, startLab, stopLab } from '../lab/instances.ts';
-import type { LabStatus } from '../lab/lab.ts';
+import type { Lab, LabStatus } from '../lab/lab.ts';
 import { labStatusToPrometheus } from '../lab/metrics.ts';
 import { labNatcheck } from '../lab/natcheck.ts';
 import { runClientAgent, runHelperAgent } from '../lab/natcheck-agent.ts';
@@ -207,6 +207,42 @@ export function registerLab(program: Command): void {
       })) as { flushed: number };
       if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       else process.stdout.write(`flushed ${result.flushed} mappings on ${nat}\n`);
+    });
+
+  lab
+    .command('portmap')
+    .description(
+      "list a kernel:miniupnpd NAT's port mappings (miniupnpd's redirects, and its DNAT rules in the kernel)",
+    )
+    .argument('<nat>', 'NAT name from the scenario')
+    .option('--lab <name>', 'which lab (default: the only one running)')
+    .option(
+      '--restart',
+      'reboot the router first: miniupnpd stops, its mappings go, it starts with a new epoch',
+    )
+    .option(
+      '--json',
+      'print {nat, starts, redirects: [{protocol, externalPort, internal, expiresAt, description}], kernelRules}',
+    )
+    .action(async (nat: string, options: { lab?: string; restart?: boolean; json?: boolean }) => {
+      const state = resolveLab(options.lab);
+      const result = (await requestControl(
+        state.name,
+        { cmd: 'portmap', nat, ...(options.restart ? { restart: true } : {}) },
+        30_000,
+      )) as Awaited<ReturnType<Lab['portmap']>>;
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+        return;
+      }
+      const now = Date.now() / 1000;
+      const lines = result.redirects.map(
+        (r) =>
+          `${r.protocol} ${r.externalPort} -> ${r.internal.address}:${r.internal.port}  ${r.expiresAt ? `${Math.max(0, Math.round(r.expiresAt - now))} s left` : 'permanent'}  ${r.description}`,
+      );
+      process.stdout.write(
+        `${nat}: ${result.redirects.length} redirects (${result.kernelRules} DNAT rules in the kernel; miniupnpd started ${result.starts} times)\n${lines.map((l) => `  ${l}\n`).join('')}`,
+      );
     });
 
   lab

@@ -86,6 +86,8 @@ interface MatrixOptions {
   modes: string;
   background: number;
   window: number;
+  /** Commander's form of `--no-port-mapping`. */
+  portMapping: boolean;
   profile?: string[];
   profiles: string;
   seed: number;
@@ -138,6 +140,10 @@ export function registerMatrix(sim: Command): void {
       parseInteger('--window', 1, 16),
       3,
     )
+    .option(
+      '--no-port-mapping',
+      'gateways never ask their router for a mapping (PCP, NAT-PMP), even behind a +pcp or +natpmp NAT',
+    )
     .option('-p, --profile <spec...>', `NAT profiles to cross (default: ${MATRIX_PROFILES.join(' ')})`)
     .option('--profiles <file>', 'NAT profile file', DEFAULT_PROFILES_PATH)
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
@@ -168,6 +174,7 @@ export function registerMatrix(sim: Command): void {
               oneWayMs,
               backgroundPerSecond: options.background,
               window: options.window,
+              portMapping: options.portMapping,
               seed: cellSeed(options.seed, calling, called, mode),
             });
             pairs.push(cell);
@@ -188,6 +195,7 @@ export function registerMatrix(sim: Command): void {
         modes,
         background: options.background,
         window: options.window,
+        portMapping: options.portMapping,
         seed: options.seed,
       };
       if (options.json) process.stdout.write(`${JSON.stringify({ config, pairs }, null, 2)}\n`);

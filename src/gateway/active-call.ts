@@ -7,6 +7,7 @@ import type { RoutedPath } from '../path/routed-path.ts';
 import type { SecurePath } from '../path/secure-path.ts';
 import type { SyncFields } from '../protocol/sc2c-info.ts';
 import type { DriftEstimate } from '../traversal/drift.ts';
+import type { PortLease } from '../traversal/port-mapper.ts';
 import type { Puncher } from '../traversal/punch.ts';
 import type { CallRelay } from './call-relay.ts';
 import type { PortSample } from './media-setup.ts';
@@ -17,6 +18,8 @@ export interface ActiveCall {
   /** Birthday punching on the hard side: the extra sockets, each with a mapping toward the peer. */
   birthday?: UdpSocket[];
   rtcpSocket?: UdpSocket;
+  /** Our router's leases on this attempt's media ports (issue 20); released with its sockets. */
+  leases?: readonly PortLease[];
   /** When the STUN sample behind our predicted port was taken (see `MediaSetup.sampledAtMs`). */
   sampledAtMs?: number;
   /** The port that sample read, and when its request left (our NAT chose the port then). */

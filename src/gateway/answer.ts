@@ -32,7 +32,13 @@ export interface AnswerHost {
   udpBlocked(): boolean;
   emit: RoutesHost['emit'];
   punch: RoutesHost['punch'];
-  prepare(mode: TraversalMode, rtcp: RtcpPlan, media?: readonly MediaLine[]): Promise<MediaSetup>;
+  /** `mapPorts`: ask our router for the ports (issue 20), on a call's first attempt. */
+  prepare(
+    mode: TraversalMode,
+    rtcp: RtcpPlan,
+    media: readonly MediaLine[] | undefined,
+    mapPorts: boolean,
+  ): Promise<MediaSetup>;
   /** Makes `active` the call's current attempt. */
   register(callId: string, active: ActiveCall): void;
   /** INVITEs received for this call so far. */
@@ -111,7 +117,8 @@ export async function answerCall(
           host.emit('relay-error', `no permission for the peer on the relay: ${error.message}`);
         });
     }
-    prepared = await host.prepare(remote.mode, rtcp, media);
+    // A re-INVITE is a retry after the first attempt failed: it predicts instead (issue 20).
+    prepared = await host.prepare(remote.mode, rtcp, media, previous === undefined);
   } catch (error) {
     if (!previous?.relay) void (await relayReady)?.close();
     respond(500);
@@ -138,6 +145,7 @@ export async function answerCall(
     rtcpSocket: prepared.rtcpSocket,
     sampledAtMs: prepared.sampledAtMs,
     sample: prepared.sample,
+    leases: prepared.leases,
     ended: false,
     // The callee can end the call too (a failed camera source): BYE goes to the caller.
     dialog: { user: peer },

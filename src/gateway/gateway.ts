@@ -25,6 +25,7 @@ import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { quoteWire } from '../signaling/sip-connection.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
+import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
@@ -52,6 +53,11 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #closed = false;
   #reconnectTimer?: Timer;
   #probeTimer?: Timer;
+  /** Our router's port mapper, once detection found one (issue 20). */
+  #mapper?: PortMapper;
+  #portMapping?: PortMappingStatus;
+  #detecting?: Promise<void>;
+  #released?: Promise<void>;
 
   private constructor(
     private readonly c: GatewayComponents,
@@ -78,7 +84,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       udpBlocked: () => this.probe.udpBlocked === true,
       emit: (event, ...args) => this.emit(event, ...args),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
-      prepare: (mode, rtcp, media) => this.prepare(mode, rtcp, media),
+      prepare: (mode, rtcp, media, mapPorts) => this.prepare(mode, rtcp, media, false, mapPorts),
       register: (callId, active) => this.#register(callId, active),
       attempts: (callId) => this.#attempts.get(callId) ?? 1,
       counted: (active, outcome) => this.#counted(active, outcome),
@@ -87,6 +93,55 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#signaling = signaling;
     this.#attach(signaling);
     this.#scheduleProbeRefresh();
+    this.#detectPortMapping();
+  }
+
+  /** What asking our router found (issue 20); undefined while detection runs or when not asked. */
+  get portMapping(): PortMappingStatus | undefined {
+    return this.#portMapping;
+  }
+
+  /** Resolves when port-mapping detection has finished (at once when it was not asked for). */
+  portMappingDetected(): Promise<void> {
+    return this.#detecting ?? Promise.resolve();
+  }
+
+  /**
+   * Detection in the background: a router that does not answer costs 3.5 s of retransmissions
+   * (port-mapping.ts), which registration must not wait for. Calls placed before it ends predict.
+   */
+  #detectPortMapping(): void {
+    const asked = this.init.portMapping;
+    if (!asked || this.probe.udpBlocked) return;
+    const init = {
+      ...asked,
+      clientAddress: asked.clientAddress ?? this.signaling.connection.stream.local.address,
+    };
+    this.#detecting = PortMapper.detect(this.c, init)
+      .then(({ status, mapper }) => {
+        if (this.#closed) {
+          void mapper?.close();
+          return;
+        }
+        this.#portMapping = status;
+        this.#mapper = mapper;
+        mapper?.on('renewed', (l) => this.emit('lease', 'renewed', leaseText(l)));
+        mapper?.on('moved', (l, was) =>
+          this.emit('lease', 'moved', `${leaseText(l)} (was ${was.externalPort})`),
+        );
+        mapper?.on('lost', (l, why) => this.emit('lease', 'lost', `${leaseText(l)}: ${why}`));
+        mapper?.on('reset', () => this.emit('lease', 'reset', 'the router lost its mappings; asking again'));
+        this.emit('port-mapping', status);
+      })
+      .catch((error: Error) => {
+        this.#portMapping = { protocol: null, reason: `port mapping detection failed: ${error.message}` };
+        this.emit('port-mapping', this.#portMapping);
+      });
+  }
+
+  /** Resolves once `close()` has deleted our leases on the router (at once when there were none). */
+  released(): Promise<void> {
+    return this.#released ?? Promise.resolve();
   }
 
   get signaling(): SignalingClient {
@@ -301,6 +356,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         this.init.media ? offerFor(this.init.media) : undefined,
         // A first attempt that will pin needs no fresh sample before the INVITE; a retry takes one.
         previous === undefined,
+        // A first attempt asks our router for the port (issue 20); a retry predicts instead.
+        previous === undefined,
       );
     } catch (error) {
       if (!previous?.relay) void (await relayReady)?.close();
@@ -318,6 +375,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       sampledAtMs: prepared.sampledAtMs,
       sample: prepared.sample,
       late: prepared.late,
+      leases: prepared.leases,
       ended: false,
       dialog: previous?.dialog,
       relay,
@@ -411,6 +469,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#probeTimer?.clear();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
     this.#signaling.close();
+    this.#released = this.#mapper?.close();
   }
 
   /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
@@ -419,6 +478,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     rtcp: RtcpPlan = 'mux',
     media?: readonly MediaLine[],
     pinLater = false,
+    mapPorts = false,
   ): Promise<MediaSetup> {
     return setUpMedia(this.c, {
       stunServer: this.init.stunServer,
@@ -430,6 +490,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       media,
       pin: this.init.punch?.pin,
       pinLater,
+      mapper: mapPorts ? this.#mapper : undefined,
     });
   }
 
@@ -606,6 +667,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpPuncher?.close();
     active.socket.close();
     active.rtcpSocket?.close();
+    for (const lease of active.leases ?? []) void lease.release();
     for (const socket of active.birthday ?? []) socket.close();
     active.go?.({});
   }
@@ -640,6 +702,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.socket.close();
     active.rtcpPuncher?.close();
     active.rtcpSocket?.close();
+    for (const lease of active.leases ?? []) void lease.release();
     for (const socket of active.birthday ?? []) socket.close();
     active.go?.({});
     active.acked?.();
@@ -648,4 +711,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.routed?.close();
     void active.relay?.close();
   }
+}
+
+function leaseText(lease: PortLease): string {
+  const m = lease.mapping;
+  return `${m.protocol} ${m.externalAddress}:${m.externalPort} -> port ${lease.internalPort}, ${m.lifetimeS} s`;
 }

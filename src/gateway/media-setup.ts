@@ -8,6 +8,7 @@ import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import type { CallDescription, MediaLine, PortSource, TraversalMode } from '../protocol/sdp.ts';
+import type { PortLease, PortMapper } from '../traversal/port-mapper.ts';
 import { planPort } from '../traversal/predict.ts';
 import { describeProbe, freshPort, type NatProbe } from '../traversal/probe.ts';
 import { stunBinding } from '../traversal/stun-client.ts';
@@ -44,6 +45,12 @@ export interface MediaSetupInit {
    * probe's newest port, and a failed attempt's re-INVITE samples afresh. Default false.
    */
   readonly pinLater?: boolean;
+  /**
+   * Issue 20: ask our router for the media port(s) (PCP or NAT-PMP, traversal/port-mapper.ts); a
+   * grant on our own public address is advertised as it is (`portSource: 'mapped'`), in place of
+   * an observed or predicted port. Only in the SC2C modes: the paper's baselines stay as published.
+   */
+  readonly mapper?: PortMapper;
 }
 
 export interface MediaSetup {
@@ -63,6 +70,8 @@ export interface MediaSetup {
    * offer's own prediction came from the probe's newest port.
    */
   readonly late?: Promise<PortSample | undefined>;
+  /** The router's leases on our media ports (issue 20), released when the attempt's media closes. */
+  readonly leases?: readonly PortLease[];
 }
 
 /** A STUN sample of our NAT's port counter: the port it read, and when its request left. */
@@ -104,12 +113,42 @@ export function canPin(probe: NatProbe, mode: TraversalMode, rtcp: RtcpPlan): bo
 }
 
 /**
+ * Leases for the RTP socket and (when there is one) the RTCP socket, or undefined when the router
+ * refused either or granted an address that is not our public one (another NAT lies beyond it:
+ * its grant would be unreachable). Whatever was granted then is released again.
+ */
+async function leasePorts(
+  mapper: PortMapper,
+  publicAddress: string,
+  socket: UdpSocket,
+  rtcpSocket: UdpSocket | undefined,
+): Promise<{ endpoint: Endpoint; rtcpEndpoint?: Endpoint; leases: PortLease[] } | undefined> {
+  const results = await Promise.all([
+    mapper.map(socket.local.port),
+    ...(rtcpSocket ? [mapper.map(rtcpSocket.local.port)] : []),
+  ]);
+  const leases = results.flatMap((r) => (r.ok ? [r.lease] : []));
+  const usable =
+    leases.length === results.length && leases.every((l) => l.mapping.externalAddress === publicAddress);
+  if (!usable) {
+    await Promise.all(leases.map((l) => l.release()));
+    return undefined;
+  }
+  const at = (lease: PortLease): Endpoint => ({
+    address: lease.mapping.externalAddress,
+    port: lease.mapping.externalPort,
+  });
+  return { endpoint: at(leases[0]!), rtcpEndpoint: leases[1] && at(leases[1]), leases };
+}
+
+/**
  * The RTP socket's first packet goes out first, so a predicted RTCP port is the one after the RTP
  * port. On failure every socket opened here is closed.
  */
 export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit): Promise<MediaSetup> {
   const socket = await c.network.bindUdp();
   let rtcpSocket: UdpSocket | undefined;
+  let leased: Awaited<ReturnType<typeof leasePorts>>;
   try {
     if (init.rtcp !== 'mux') rtcpSocket = await c.network.bindUdp();
     const stun = { clock: c.clock, transactionId: c.transactionId };
@@ -128,11 +167,19 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
     let sampledAtMs: number | undefined;
     let sample: PortSample | undefined;
     let late: Promise<PortSample | undefined> | undefined;
+    leased =
+      init.mapper && !init.probe.udpBlocked && (init.mode === 'sc2c' || init.mode === 'sc2c-naive')
+        ? await leasePorts(init.mapper, init.probe.publicAddress, socket, rtcpSocket)
+        : undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
       exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
     });
-    if (init.probe.udpBlocked) {
+    if (leased) {
+      publicEndpoint = leased.endpoint;
+      rtcpEndpoint = leased.rtcpEndpoint;
+      portSource = 'mapped';
+    } else if (init.probe.udpBlocked) {
       // No STUN answers: nothing to observe or predict. The relay's view of our address replaces
       // the 0.0.0.0 here once it is allocated (describeWithRelay).
       publicEndpoint = { address: init.probe.publicAddress, port: socket.local.port };
@@ -185,10 +232,11 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
         ? { pin: 'capable' as const }
         : {}),
     };
-    return { socket, rtcpSocket, description, sampledAtMs, sample, late };
+    return { socket, rtcpSocket, description, sampledAtMs, sample, late, leases: leased?.leases };
   } catch (error) {
     socket.close();
     rtcpSocket?.close();
+    for (const lease of leased?.leases ?? []) void lease.release();
     throw error;
   }
 }

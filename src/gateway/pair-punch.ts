@@ -97,9 +97,17 @@ export async function punchPair(
     remote.portSource === 'predicted' &&
     step !== null &&
     (init.crossWindow ?? DEFAULT_CROSS_WINDOW) > 1;
-  const publicCandidates =
-    local.portSource === 'pinned'
-      ? []
+  // Issue 20: a mapped port is open to anyone, so the peer checks exactly it, and the mapped side
+  // only answers: sending first would open an ordinary session toward the peer, and a router that
+  // forwards its lease with a DNAT rule alone (miniupnpd) would then find the peer's checks
+  // clashing with it. Both mapped: the caller checks, the callee answers.
+  const passive =
+    local.portSource === 'pinned' ||
+    (local.portSource === 'mapped' && !(remote.portSource === 'mapped' && role === 'caller'));
+  const publicCandidates = passive
+    ? []
+    : remote.portSource === 'mapped'
+      ? [remote.publicEndpoint]
       : crossed
         ? crossLadder(remote.publicEndpoint, step, role, init.crossWindow ?? DEFAULT_CROSS_WINDOW)
         : remote.portSource === 'pinned' && typeof remote.pin === 'number'
@@ -123,7 +131,9 @@ export async function punchPair(
     // RTP's first check leaves before RTCP's: the order the ports were predicted in.
     const [success, rtcpSuccess] = await Promise.all([
       puncher.punch(candidates),
-      rtcpPuncher?.punch(around(remote.rtcpEndpoint!)),
+      rtcpPuncher?.punch(
+        passive ? [] : remote.portSource === 'mapped' ? [remote.rtcpEndpoint!] : around(remote.rtcpEndpoint!),
+      ),
     ]);
     return {
       ok: true,

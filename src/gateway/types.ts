@@ -9,6 +9,7 @@ import type { SecurePath } from '../path/secure-path.ts';
 import type { CallDescription, TraversalMode } from '../protocol/sdp.ts';
 import type { SignalingClientInit } from '../signaling/client.ts';
 import type { DriftEstimate } from '../traversal/drift.ts';
+import type { PortMapperInit, PortMappingStatus } from '../traversal/port-mapper.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';
 import type { RelayConfig } from './call-relay.ts';
@@ -87,6 +88,15 @@ export interface GatewayInit {
   readonly allowedCallers?: readonly string[];
   /** Calls at once; a new INVITE beyond gets 486 Busy Here before any media is set up. Default 16. */
   readonly maxCalls?: number;
+  /**
+   * Ask our router to map each call's media port (issue 20): PCP, then NAT-PMP, to `gateway` (the
+   * default router; the CLI reads it from the routing table). Detected once at start, in the
+   * background; omit to never ask.
+   */
+  readonly portMapping?: Omit<PortMapperInit, 'clientAddress'> & {
+    /** Our address on the router's LAN. Default: the signaling connection's local address. */
+    readonly clientAddress?: string;
+  };
   /**
    * DTLS-SRTP on every call (issue 17): our certificate and handshake timings. Omit for plain RTP
    * (`--insecure-media`); a gateway with it refuses calls whose peer does not encrypt.
@@ -173,4 +183,11 @@ export type GatewayEvents = {
   route: [callId: string, route: Route, why: string];
   /** The relay could not be used (allocation, permission or renewal failed); calls go on without it. */
   'relay-error': [reason: string];
+  /** What asking our router for a mapping found at start (issue 20): a grant, or why none. */
+  'port-mapping': [status: PortMappingStatus];
+  /**
+   * A lease on a media port changed (issue 20): renewed, moved to another external port, lost
+   * (renewals failed until it ran out), or `reset` (the router's epoch says it lost every mapping).
+   */
+  lease: [event: 'renewed' | 'moved' | 'lost' | 'reset', detail: string];
 };

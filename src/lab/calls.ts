@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { UsageError } from '../util/usage-error.ts';
 import { type HostProcess, spawnInHost, stopHostProcesses, waitForOutput } from './host-process.ts';
 import { startLab, stopLab } from './instances.ts';
-import type { Scenario } from './scenario.ts';
+import { KERNEL_NATS, type KernelNat, type Scenario } from './scenario.ts';
 
 const CONFIG = fileURLToPath(new URL('../../config/', import.meta.url));
 
@@ -57,6 +58,20 @@ export interface CallSummary {
   readonly path?: { local: { port: number }; remote: { address: string; port: number } };
 }
 
+/**
+ * A NAT named on the command line: a profile spec of the NAT model (`symmetric-seq1+pks`), or
+ * `kernel:<name>` for the kernel's own NAT in a namespace (lab/scenario.ts KERNEL_NATS).
+ */
+export function natSpec(name: string): { profile: string } | { kernel: KernelNat } {
+  if (!name.startsWith('kernel:')) return { profile: name };
+  const kernel = name.slice('kernel:'.length);
+  if (!(KERNEL_NATS as readonly string[]).includes(kernel))
+    throw new UsageError(
+      `unknown kernel NAT '${name}'. Allowed: ${KERNEL_NATS.map((k) => `kernel:${k}`).join(', ')}`,
+    );
+  return { kernel: kernel as KernelNat };
+}
+
 export function twoNatScenario(
   natA: string,
   natB: string,
@@ -78,7 +93,7 @@ export function twoNatScenario(
     nats: [
       {
         name: 'nat-a',
-        profile: natA,
+        ...natSpec(natA),
         publicAddress: '198.18.1.1',
         lan: '10.0.1.0/24',
         link,
@@ -89,7 +104,7 @@ export function twoNatScenario(
       },
       {
         name: 'nat-b',
-        profile: natB,
+        ...natSpec(natB),
         publicAddress: '198.18.2.1',
         lan: '10.0.2.0/24',
         link: lossy,

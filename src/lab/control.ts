@@ -23,7 +23,9 @@ export interface LabState {
 export type ControlRequest =
   | { cmd: 'status' }
   | { cmd: 'down' }
-  | { cmd: 'flush'; nat: string; proto?: 'udp' | 'tcp' };
+  | { cmd: 'flush'; nat: string; proto?: 'udp' | 'tcp' }
+  /** A kernel:miniupnpd NAT's redirects; `restart` reboots it first (issue 20). */
+  | { cmd: 'portmap'; nat: string; restart?: boolean };
 
 export function labDir(name: string): string {
   return join(LAB_RUN_DIR, name);

@@ -55,6 +55,7 @@ export async function runLabDaemon(init: DaemonInit): Promise<void> {
       pcapDir: init.pcapDir,
       seed: init.seed,
       onError: (error) => log(`packet path error: ${error.message}`),
+      onMiniupnpdLog: (nat, line) => log(`${nat} ${line}`),
     });
   } catch (error) {
     log(`failed to start: ${(error as Error).message}`);
@@ -67,6 +68,8 @@ export async function runLabDaemon(init: DaemonInit): Promise<void> {
         return lab!.status();
       case 'flush':
         return { nat: request.nat, flushed: lab!.flush(request.nat, request.proto) };
+      case 'portmap':
+        return lab!.portmap(request.nat, request.restart === true);
       case 'down':
         setImmediate(() => void shutdown(0, 'down requested'));
         return { ok: true };

@@ -12,11 +12,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProfileCatalog } from '../nat/profiles.ts';
+import { parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import type { Link, LinkCounters } from '../net/virtual/link.ts';
 import { VirtualNetwork } from '../net/virtual/network.ts';
 import type { NatRouter, Router } from '../net/virtual/router.ts';
 import { encodeIpv4 } from '../protocol/ipv4.ts';
+import { StunResponder } from '../traversal/stun-responder.ts';
+import { LAB_STUN, Miniupnpd, type Redirect } from './miniupnpd.ts';
 import { addRoute, attachInterface, createNamespace, deleteNamespace, nsExec } from './netns.ts';
 import { PcapWriter } from './pcap.ts';
 import { natInsideAddress, natsInBuildOrder, type Scenario, toLinkInit } from './scenario.ts';
@@ -35,6 +38,8 @@ export interface LabInit {
   readonly pcapDir?: string;
   readonly seed?: number;
   readonly onError?: (error: Error) => void;
+  /** A kernel:miniupnpd NAT's daemon log lines. */
+  readonly onMiniupnpdLog?: (nat: string, line: string) => void;
 }
 
 export interface LabStatus {
@@ -71,6 +76,9 @@ export class Lab {
   readonly #namespaces: string[] = [];
   readonly #natRouters = new Map<string, { router?: NatRouter; kernel?: string; profile: string }>();
   readonly #pcaps: PcapWriter[] = [];
+  readonly #miniupnpd = new Map<string, Miniupnpd>();
+  readonly #startedHosts = new Set<TunHost>();
+  #labStun?: StunResponder;
   readonly #started = Date.now();
   #closed = false;
   readonly #devicePrefix = `s2${randomBytes(3).toString('hex')}`;
@@ -141,10 +149,34 @@ export class Lab {
     return count;
   }
 
+  /**
+   * A kernel:miniupnpd NAT's redirects, as miniupnpd lists them and as DNAT rules in the kernel;
+   * with `restart`, the router reboots first (lab/miniupnpd.ts).
+   */
+  async portmap(
+    natName: string,
+    restart = false,
+  ): Promise<{ nat: string; starts: number; redirects: Redirect[]; kernelRules: number }> {
+    const daemon = this.#miniupnpd.get(natName);
+    if (!daemon)
+      throw new Error(
+        `'${natName}' runs no miniupnpd (those that do: ${[...this.#miniupnpd.keys()].join(', ') || 'none'})`,
+      );
+    if (restart) await daemon.restart();
+    return {
+      nat: natName,
+      starts: daemon.starts,
+      redirects: daemon.redirects(),
+      kernelRules: await daemon.kernelRedirects(),
+    };
+  }
+
   /** Idempotent: closes every device and deletes every namespace this lab created. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await Promise.all([...this.#miniupnpd.values()].map((d) => d.close()));
+    this.#labStun?.close();
     for (const host of this.#hosts) host.close();
     await Promise.all(this.#namespaces.map((ns) => deleteNamespace(ns)));
     await Promise.all(this.#pcaps.map((p) => p.close()));
@@ -177,17 +209,32 @@ export class Lab {
           namespace: ns,
           ifname: 'wan',
         });
-        const lan = await this.#addHost(`${nat.name}:lan`, [inside], { namespace: ns, ifname: 'lan' });
+        // The LAN address carries the LAN's prefix: miniupnpd serves only clients on it.
+        const lan = await this.#addHost(`${nat.name}:lan`, [inside], {
+          namespace: ns,
+          ifname: 'lan',
+          prefixLength: parseCidr(nat.lan).prefixLength,
+        });
         await addRoute(ns, 'default', 'wan');
-        await addRoute(ns, nat.lan, 'lan');
         await nsExec(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-        const random = nat.kernel === 'masquerade-random-fully' ? ' fully-random' : '';
-        await nsExec(
-          ns,
-          'nft',
-          `add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post oifname "wan" masquerade${random}`,
-        );
         this.#connect(wan, upstream, nat.link);
+        if (nat.kernel === 'miniupnpd') {
+          await this.#startLabStun(internet);
+          const daemon = await Miniupnpd.start({
+            namespace: ns,
+            lan: nat.lan,
+            onLog: (line) => this.init.onMiniupnpdLog?.(nat.name, line),
+          });
+          this.#miniupnpd.set(nat.name, daemon);
+        } else {
+          // Only the LAN's packets: the box's own (none here) keep their ports, as on a router.
+          const random = nat.kernel === 'masquerade-random-fully' ? ' fully-random' : '';
+          await nsExec(
+            ns,
+            'nft',
+            `add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; add rule ip nat post ip saddr ${nat.lan} oifname "wan" masquerade${random}`,
+          );
+        }
         const lanRouter = this.#net.addRouter(`${nat.name}-lan`, { addresses: [] });
         const lanLink = this.#connect(lan, lanRouter, undefined);
         lanRouter.setDefaultRoute(lanLink);
@@ -195,10 +242,36 @@ export class Lab {
         lanSide.set(nat.name, lanRouter);
       }
       for (const h of nat.hosts) {
-        this.#connect(await this.#addHost(h.name, [h.address]), lanSide.get(nat.name)!, h.link);
+        // The NAT is the host's router by address (PCP and NAT-PMP clients read it from the route).
+        const host = await this.#addHost(h.name, [h.address], undefined, inside);
+        this.#connect(host, lanSide.get(nat.name)!, h.link);
       }
     }
-    for (const host of this.#hosts) host.start((error) => this.init.onError?.(error));
+    for (const host of this.#hosts) this.#startHost(host);
+  }
+
+  /**
+   * The STUN server miniupnpd checks its external address with (lab/miniupnpd.ts): our responder
+   * on a host of the lab's internet, started once, before the first miniupnpd. Its sockets live in
+   * this process, so it needs the TUN hosts' readers running: they start here too (idempotent).
+   */
+  async #startLabStun(internet: Router): Promise<void> {
+    if (this.#labStun) return;
+    const host = this.#net.addHost('lab-stun', {
+      addresses: [LAB_STUN.primary.address, LAB_STUN.alternate.address],
+    });
+    this.#net.connect(host, internet, {});
+    this.#labStun = await StunResponder.start(host, {
+      primary: LAB_STUN.primary,
+      alternate: LAB_STUN.alternate,
+    });
+    for (const h of this.#hosts) this.#startHost(h);
+  }
+
+  #startHost(host: TunHost): void {
+    if (this.#startedHosts.has(host)) return;
+    this.#startedHosts.add(host);
+    host.start((error) => this.init.onError?.(error));
   }
 
   #connect(
@@ -225,7 +298,8 @@ export class Lab {
   async #addHost(
     name: string,
     addresses: readonly string[],
-    into?: { namespace: string; ifname: string },
+    into?: { namespace: string; ifname: string; prefixLength?: number },
+    router?: string,
   ): Promise<TunHost> {
     const namespace = into?.namespace ?? namespaceFor(this.init.name, name);
     if (!this.#namespaces.includes(namespace)) {
@@ -237,8 +311,8 @@ export class Lab {
     const host = new TunHost(name, namespace, addresses, tun, this.#net.fabric);
     this.#hosts.push(host);
     const ifname = into?.ifname ?? 'eth0';
-    await attachInterface(namespace, device, { name: ifname, addresses });
-    if (!into) await addRoute(namespace, 'default', ifname, addresses[0]);
+    await attachInterface(namespace, device, { name: ifname, addresses, prefixLength: into?.prefixLength });
+    if (!into) await addRoute(namespace, 'default', ifname, addresses[0], router);
     this.#net.addEndHost(host);
     return host;
   }

@@ -109,12 +109,13 @@ export async function deleteNamespace(name: string): Promise<void> {
 export async function attachInterface(
   namespace: string,
   device: string,
-  init: { name: string; addresses: readonly string[]; mtu?: number },
+  /** `prefixLength`: of the addresses (default 32; the kernel then adds the on-link route itself). */
+  init: { name: string; addresses: readonly string[]; mtu?: number; prefixLength?: number },
 ): Promise<void> {
   await ip('link', 'set', device, 'netns', namespace);
   await ip('-n', namespace, 'link', 'set', device, 'name', init.name);
   for (const address of init.addresses)
-    await ip('-n', namespace, 'addr', 'add', `${address}/32`, 'dev', init.name);
+    await ip('-n', namespace, 'addr', 'add', `${address}/${init.prefixLength ?? 32}`, 'dev', init.name);
   await ip('-n', namespace, 'link', 'set', init.name, 'mtu', String(init.mtu ?? 1500), 'up');
 }
 
@@ -123,8 +124,12 @@ export async function addRoute(
   prefix: string,
   device: string,
   source?: string,
+  /** A router to name (`via ... onlink`: a TUN device has no neighbours to resolve it). */
+  via?: string,
 ): Promise<void> {
-  const args = ['-n', namespace, 'route', 'add', prefix, 'dev', device];
+  const args = ['-n', namespace, 'route', 'add', prefix];
+  if (via) args.push('via', via, 'onlink');
+  args.push('dev', device);
   if (source) args.push('src', source);
   await ip(...args);
 }

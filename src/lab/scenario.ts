@@ -11,7 +11,13 @@ import { ConfigError, parseConfig, readConfigFile } from '../util/config-file.ts
 
 export const PUBLIC_RANGE = '198.18.0.0/15';
 export const PRIVATE_RANGE = '10.0.0.0/8';
-export const KERNEL_NATS = ['masquerade', 'masquerade-random-fully'] as const;
+/**
+ * Kernel NATs: nftables masquerade (a port-restricted cone preserving ports), masquerade
+ * random-fully (symmetric, random ports), and the latter with Debian's miniupnpd mapping ports on
+ * request (UPnP IGD, NAT-PMP, PCP; issue 20, lab/miniupnpd.ts).
+ */
+export const KERNEL_NATS = ['masquerade', 'masquerade-random-fully', 'miniupnpd'] as const;
+export type KernelNat = (typeof KERNEL_NATS)[number];
 
 const publicRange = parseCidr(PUBLIC_RANGE);
 const privateRange = parseCidr(PRIVATE_RANGE);

@@ -14,8 +14,11 @@ import { MAX_BIRTHDAY_PORTS, MAX_PIN_WINDOW } from './sc2c-info.ts';
 
 export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
-export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredictable'] as const;
-/** How the advertised public port was obtained; `pinned`: mapped ahead of the punch (traversal/pin.ts). */
+export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredictable', 'mapped'] as const;
+/**
+ * How the advertised public port was obtained; `pinned`: mapped ahead of the punch (traversal/pin.ts);
+ * `mapped`: granted by our router on request (PCP or NAT-PMP, issue 20), open to the peer's checks.
+ */
 export type PortSource = (typeof PORT_SOURCES)[number];
 
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';

@@ -51,6 +51,11 @@ export interface MatrixCellInit {
   readonly drift?: boolean;
   /** Crossed ladders between two predicting per-destination NATs (issue 19); 1 turns them off. */
   readonly crossWindow?: number;
+  /**
+   * Gateways ask their router for the media port (issue 20): PCP or NAT-PMP where the NAT profile
+   * answers them (`+pcp`, `+natpmp`). Default true; false keeps prediction alone.
+   */
+  readonly portMapping?: boolean;
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -201,8 +206,13 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
   );
   const rng = net.rng('ids');
   const transactionId = (): Uint8Array => Uint8Array.from({ length: 12 }, () => rng.int(0, 255));
-  const gateway = (network: typeof a, user: keyof typeof USERS, probe: NatProbe): Promise<Gateway> =>
-    clock.run(
+  const gateway = async (
+    network: typeof a,
+    user: keyof typeof USERS,
+    probe: NatProbe,
+    router: string,
+  ): Promise<Gateway> => {
+    const started = await clock.run(
       Gateway.start(
         { network, clock, transactionId },
         {
@@ -226,9 +236,14 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
             drift: init.drift,
             crossWindow: init.crossWindow,
           },
+          ...(init.portMapping !== false ? { portMapping: { gateway: router } } : {}),
         },
       ),
     );
+    // Detection runs in the background; the first trial's call must find its answer.
+    await clock.run(started.portMappingDetected());
+    return started;
+  };
   const caller = await gateway(
     a,
     'caller',
@@ -239,11 +254,13 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
       init.seed,
       init.backgroundPerSecond,
     ),
+    '10.0.1.1',
   );
   const callee = await gateway(
     b,
     'callee',
     await measuredProbe(init.called.name, init.called.behaviour, NAT_B, init.seed, init.backgroundPerSecond),
+    '10.0.2.1',
   );
   const setups: number[] = [];
   const skews: number[] = [];
@@ -291,6 +308,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     for (const bg of background) bg.stop();
     caller.close();
     callee.close();
+    await clock.run(Promise.all([caller.released(), callee.released()]));
     server.close();
     stun.close();
   }

@@ -123,6 +123,8 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
   readonly #leases = new Map<number, Lease>();
   #epoch?: EpochSample;
   #closed = false;
+  /** Deletes on their way to the router: `close()` waits for these too. */
+  readonly #releasing = new Set<Promise<void>>();
 
   constructor(
     private readonly c: PortMapperComponents,
@@ -205,7 +207,7 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all([...this.#leases.values()].map((l) => l.release()));
+    await Promise.all([...[...this.#leases.values()].map((l) => l.release()), ...this.#releasing]);
   }
 
   #asked(internalPort: number) {
@@ -277,14 +279,20 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
     for (const lease of this.#leases.values()) if (lease !== from) this.#schedule(lease, 0);
   }
 
-  async #release(lease: Lease): Promise<void> {
+  #release(lease: Lease): Promise<void> {
     if (this.#leases.get(lease.internalPort) === lease) this.#leases.delete(lease.internalPort);
     this.counters.released++;
-    await releasePortMapping(this.c, lease.mapping, {
+    const done = releasePortMapping(this.c, lease.mapping, {
       gateway: this.init.gateway,
       clientAddress: this.init.clientAddress,
       rtoMs: this.init.rtoMs,
       attempts: this.init.attempts,
-    }).catch(() => undefined);
+    }).then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#releasing.add(done);
+    void done.then(() => this.#releasing.delete(done));
+    return done;
   }
 }
