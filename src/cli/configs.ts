@@ -253,7 +253,7 @@ export const gatewaySchema = z
           .string()
           .refine((g) => g === 'auto' || isIpv4(g), { message: "an IPv4 address, or 'auto'" })
           .default('auto'),
-        lifetimeS: z.number().int().min(10).max(86_400).default(1800),
+        lifetimeS: z.number().int().min(2).max(86_400).default(1800),
         maxLeases: z.number().int().min(1).max(1024).default(64),
       })
       .strict()

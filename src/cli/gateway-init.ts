@@ -12,6 +12,7 @@ import {
   parseEndpoint,
   parseRelayUrl,
 } from './configs.ts';
+import { parseInteger } from './errors.ts';
 import { type FailureContext, resolveHost } from './failures.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { mediaRole } from './media.ts';
@@ -31,6 +32,7 @@ export interface CommonOptions {
   insecureMedia?: boolean;
   /** Commander's form of `--no-port-mapping`. */
   portMapping?: boolean;
+  portMappingLifetime?: number;
 }
 
 /** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
@@ -144,7 +146,7 @@ function portMappingConfig(
   options: CommonOptions,
 ): GatewayInit['portMapping'] {
   if (options.portMapping === false || !config.enabled) return undefined;
-  const base = { lifetimeS: config.lifetimeS, maxLeases: config.maxLeases };
+  const base = { lifetimeS: options.portMappingLifetime ?? config.lifetimeS, maxLeases: config.maxLeases };
   if (config.gateway !== 'auto') return { ...base, gateway: config.gateway };
   const route = defaultRoute();
   if ('reason' in route) {
@@ -200,6 +202,11 @@ export function withCommon(command: Command): Command {
     .option(
       '--no-port-mapping',
       'never ask our router to map the media port (PCP, NAT-PMP); the config says portMapping.enabled',
+    )
+    .option(
+      '--port-mapping-lifetime <s>',
+      'lease lifetime to ask the router for; renewed at half what it grants (default portMapping.lifetimeS)',
+      parseInteger('--port-mapping-lifetime', 2, 86_400),
     )
     .option(
       '--insecure-media',
