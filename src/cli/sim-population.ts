@@ -1,8 +1,9 @@
 /** `sc2c sim population`: the paper's 134-NAT mix, random pairs, real calls on the virtual network. */
 import { cpus } from 'node:os';
 import type { Command } from 'commander';
-import { DEFAULT_POPULATION_PATH, loadPopulation } from '../nat/population.ts';
+import { DEFAULT_POPULATION_PATH, loadPopulation, type PortMappingShare } from '../nat/population.ts';
 import { type PopulationReport, runPopulation } from '../sim/population.ts';
+import { UsageError } from '../util/usage-error.ts';
 import { parseInteger } from './errors.ts';
 import { parseModes } from './sim.ts';
 
@@ -18,6 +19,24 @@ interface PopulationOptions {
   background: number;
   json?: boolean;
   quiet?: boolean;
+  portMappingShare?: PortMappingShare;
+}
+
+/** `pcp=0.2,natpmp=0.1`: each a share in [0, 1], together at most 1. */
+export function parsePortMappingShare(text: string): PortMappingShare {
+  const share = { pcp: 0, natpmp: 0 };
+  for (const part of text.split(',')) {
+    const [name, value] = part.split('=').map((t) => t.trim());
+    const v = Number(value);
+    if ((name !== 'pcp' && name !== 'natpmp') || value === undefined || value === '' || !(v >= 0 && v <= 1))
+      throw new UsageError(
+        `--port-mapping-share takes pcp=<share>,natpmp=<share> with shares from 0 to 1, e.g. pcp=0.2,natpmp=0.1; got '${text}'`,
+      );
+    share[name] = v;
+  }
+  if (share.pcp + share.natpmp > 1)
+    throw new UsageError(`--port-mapping-share: the shares add up to more than 1 ('${text}')`);
+  return share;
 }
 
 export function registerPopulation(sim: Command): void {
@@ -59,6 +78,11 @@ export function registerPopulation(sim: Command): void {
       parseInteger('--background', 0, 100),
       0,
     )
+    .option(
+      '--port-mapping-share <shares>',
+      'share of NATs that map ports on request, e.g. pcp=0.2,natpmp=0.1 (an assumption: the paper measured none; default none)',
+      parsePortMappingShare,
+    )
     .option('--population <file>', 'NAT population file', DEFAULT_POPULATION_PATH)
     .option(
       '--json',
@@ -79,6 +103,7 @@ export function registerPopulation(sim: Command): void {
         callS: options.callS,
         budgetMs: options.budgetMs,
         backgroundPerSecond: options.background,
+        portMappingShare: options.portMappingShare,
         onProgress: (done, total, trialsDone) => {
           if (options.quiet || (Date.now() - last < 1000 && done < total)) return;
           last = Date.now();
@@ -117,7 +142,7 @@ export function formatPopulation(report: PopulationReport): string {
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return [
-    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, ${c.backgroundPerSecond ? `${c.backgroundPerSecond} background sessions/s behind each NAT` : 'quiet NATs'}, seed ${c.seed}, ${report.elapsedS} s`,
+    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, ${c.backgroundPerSecond ? `${c.backgroundPerSecond} background sessions/s behind each NAT` : 'quiet NATs'}${c.portMappingShare.pcp + c.portMappingShare.natpmp > 0 ? `, port mapping on ${Math.round(c.portMappingShare.pcp * 100)} % (PCP) + ${Math.round(c.portMappingShare.natpmp * 100)} % (NAT-PMP) of NATs` : ''}, seed ${c.seed}, ${report.elapsedS} s`,
     '',
     ...rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')),
     '',

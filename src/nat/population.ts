@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { parseConfig, readConfigFile } from '../util/config-file.ts';
-import type { NatBehaviour, PortAllocation } from './behaviour.ts';
+import type { NatBehaviour, PortAllocation, PortMappingServer } from './behaviour.ts';
 import type { ProfileCatalog } from './profiles.ts';
 
 export const DEFAULT_POPULATION_PATH = fileURLToPath(
@@ -37,6 +37,17 @@ export interface NatModel {
   readonly portRule: (typeof PORT_RULES)[number];
   readonly pks: boolean;
   readonly ips: boolean;
+  /**
+   * Issue 20: the port-mapping protocol this NAT answers, if any. Not in the population file's
+   * groups (the paper measured none): drawn per NAT with the shares of `PortMappingShare`.
+   */
+  readonly portMapping?: PortMappingServer;
+}
+
+/** The share of NATs answering each port-mapping protocol (issue 20): an assumption, not a measurement. */
+export interface PortMappingShare {
+  readonly pcp: number;
+  readonly natpmp: number;
 }
 
 const BASE_PROFILE: Record<NatModel['stunType'], string> = {
@@ -78,5 +89,11 @@ export function loadPopulation(path: string = DEFAULT_POPULATION_PATH): NatModel
 /** The behaviour of one population model, built from the named base profile. */
 export function modelBehaviour(model: NatModel, catalog: ProfileCatalog): NatBehaviour {
   const base = catalog.resolve(BASE_PROFILE[model.stunType]);
-  return { ...base, allocation: ALLOCATION[model.portRule], pks: model.pks, ips: model.ips };
+  return {
+    ...base,
+    allocation: ALLOCATION[model.portRule],
+    pks: model.pks,
+    ips: model.ips,
+    portMapping: model.portMapping ? [model.portMapping] : [],
+  };
 }

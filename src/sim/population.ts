@@ -13,16 +13,30 @@
  * budget (`budgetMs`, the gateway's default 1000 ms) spent the difference on the relay, as the path
  * policy does. Saved = 1 - relayed time / all call time (media at a constant bitrate).
  */
-import { modelBehaviour, type NatModel } from '../nat/population.ts';
+import { modelBehaviour, type NatModel, type PortMappingShare } from '../nat/population.ts';
 import { loadProfiles } from '../nat/profiles.ts';
 import type { TraversalMode } from '../protocol/sdp.ts';
 import { createRng, hashString } from '../util/rng.ts';
 import { percentile } from '../util/stats.ts';
 import { poolSize, runCells } from './cell-pool.ts';
 
+/** The paper's population as measured: no NAT is known to map ports on request. */
+export const NO_PORT_MAPPING: PortMappingShare = { pcp: 0, natpmp: 0 };
+
 /** Models that behave the same in the NAT model share a class. */
 export function natClass(model: NatModel): string {
-  return `${model.stunType}/${model.portRule}${model.pks ? '/pks' : model.ips ? '/ips' : ''}`;
+  const mapping = model.portMapping === 'pcp' ? '+pcp' : model.portMapping === 'nat-pmp' ? '+natpmp' : '';
+  return `${model.stunType}/${model.portRule}${model.pks ? '/pks' : model.ips ? '/ips' : ''}${mapping}`;
+}
+
+/**
+ * Issue 20: gives each drawn NAT a port-mapping protocol with the shares' probabilities, from its
+ * own random stream, so a share of 0 draws exactly the pairs it drew before. Pure.
+ */
+function withPortMapping(model: NatModel, share: PortMappingShare, draw: number): NatModel {
+  if (draw < share.pcp) return { ...model, portMapping: 'pcp' };
+  if (draw < share.pcp + share.natpmp) return { ...model, portMapping: 'nat-pmp' };
+  return model;
 }
 
 export interface PopulationJob {
@@ -54,12 +68,14 @@ export function planPopulation(
   pairs: number,
   modes: readonly TraversalMode[],
   seed: number,
+  share: PortMappingShare = NO_PORT_MAPPING,
 ): { jobs: PopulationJob[]; classPairs: Record<string, number> } {
   const rng = createRng(seed);
+  const mappingRng = createRng((seed ^ 0x20) >>> 0);
   const byClassPair = new Map<string, { calling: NatModel; called: NatModel; count: number }>();
   for (let i = 0; i < pairs; i++) {
-    const calling = models[rng.int(0, models.length - 1)]!;
-    const called = models[rng.int(0, models.length - 1)]!;
+    const calling = withPortMapping(models[rng.int(0, models.length - 1)]!, share, mappingRng.next());
+    const called = withPortMapping(models[rng.int(0, models.length - 1)]!, share, mappingRng.next());
     const key = `${natClass(calling)} -> ${natClass(called)}`;
     const entry = byClassPair.get(key) ?? { calling, called, count: 0 };
     entry.count++;
@@ -146,6 +162,8 @@ export interface PopulationInit {
    * Default 0, the paper's quiet NATs.
    */
   readonly backgroundPerSecond?: number;
+  /** Issue 20: the share of NATs answering PCP and NAT-PMP. Default none (the paper measured none). */
+  readonly portMappingShare?: PortMappingShare;
   /** After each finished job: jobs done, jobs in all, and trials done so far. */
   readonly onProgress?: (done: number, total: number, trialsDone: number) => void;
 }
@@ -161,6 +179,7 @@ export interface PopulationReport {
     readonly callS: number;
     readonly budgetMs: number;
     readonly backgroundPerSecond: number;
+    readonly portMappingShare: PortMappingShare;
     readonly workers: number;
   };
   readonly modes: readonly ModeSummary[];
@@ -178,7 +197,8 @@ export interface PopulationReport {
 /** Plans the draw, runs every job in worker threads and summarizes per mode. */
 export async function runPopulation(init: PopulationInit): Promise<PopulationReport> {
   const started = performance.now();
-  const { jobs } = planPopulation(init.models, init.pairs, init.modes, init.seed);
+  const share = init.portMappingShare ?? NO_PORT_MAPPING;
+  const { jobs } = planPopulation(init.models, init.pairs, init.modes, init.seed, share);
   const catalog = loadProfiles();
   let trialsDone = 0;
   const cells = await runCells(
@@ -220,6 +240,7 @@ export async function runPopulation(init: PopulationInit): Promise<PopulationRep
       callS: init.callS,
       budgetMs: init.budgetMs,
       backgroundPerSecond: init.backgroundPerSecond ?? 0,
+      portMappingShare: share,
       workers: poolSize(init.workers, jobs.length),
     },
     modes: init.modes.map((mode) =>

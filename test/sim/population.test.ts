@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { parsePortMappingShare } from '../../src/cli/sim-population.ts';
 import { loadPopulation } from '../../src/nat/population.ts';
 import { natClass, planPopulation, summarizeMode } from '../../src/sim/population.ts';
 import { BIN } from '../lab/support.ts';
@@ -22,6 +23,32 @@ describe('sim population', () => {
     expect(prc / 2000).toBeGreaterThan(0.36);
     expect(prc / 2000).toBeLessThan(0.49);
     expect(planPopulation(models, 2000, ['sc2c'], 7).jobs.length).toBe(jobs.length / 2);
+  });
+
+  it('gives NATs a port-mapping protocol with the asked shares, without changing which models were drawn', () => {
+    const strip = (key: string) => key.replace(/\+(pcp|natpmp)/g, '');
+    const plain = planPopulation(models, 4000, ['sc2c'], 7);
+    const mapped = planPopulation(models, 4000, ['sc2c'], 7, { pcp: 0.3, natpmp: 0.2 });
+    const merged = (classPairs: Record<string, number>) => {
+      const out: Record<string, number> = {};
+      for (const [key, count] of Object.entries(classPairs)) out[strip(key)] = (out[strip(key)] ?? 0) + count;
+      return out;
+    };
+    expect(merged(mapped.classPairs)).toEqual(plain.classPairs);
+    const sides = mapped.jobs.flatMap((j) => Array(j.trials).fill([j.calling, j.called]).flat());
+    const share = (p: string) => sides.filter((m) => m.portMapping === p).length / sides.length;
+    expect(share('pcp')).toBeGreaterThan(0.27);
+    expect(share('pcp')).toBeLessThan(0.33);
+    expect(share('nat-pmp')).toBeGreaterThan(0.17);
+    expect(share('nat-pmp')).toBeLessThan(0.23);
+    expect(plain.jobs.every((j) => !j.calling.portMapping && !j.called.portMapping)).toBe(true);
+  });
+
+  it('--port-mapping-share takes pcp=X,natpmp=Y and refuses anything else', () => {
+    expect(parsePortMappingShare('pcp=0.2,natpmp=0.1')).toEqual({ pcp: 0.2, natpmp: 0.1 });
+    expect(parsePortMappingShare('natpmp=1')).toEqual({ pcp: 0, natpmp: 1 });
+    for (const bad of ['0.2', 'pcp=', 'pcp=2', 'upnp=0.1', 'pcp=-1', 'pcp=0.7,natpmp=0.6', 'pcp=x'])
+      expect(() => parsePortMappingShare(bad)).toThrow(/--port-mapping-share/);
   });
 
   it('models relay time from failures and late setups', () => {
