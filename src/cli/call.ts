@@ -7,6 +7,7 @@ import { SystemClock } from '../net/clock.ts';
 import { defaultRoute } from '../net/default-route.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
+import type { PortMappingProtocol } from '../traversal/port-mapping.ts';
 import { probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting } from './accounting.ts';
@@ -15,7 +16,7 @@ import { loadGatewayConfig, parseEndpoint } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import { resolveHost, startGateway } from './failures.ts';
 import { startLive } from './gateway.ts';
-import { type CommonOptions, gatewayInit, withCommon } from './gateway-init.ts';
+import { type CommonOptions, gatewayInit, parsePortMappingProtocols, withCommon } from './gateway-init.ts';
 import {
   ffmpegComponents,
   livePort,
@@ -143,6 +144,11 @@ export function registerCall(program: Command): void {
       'the router to ask for a port mapping (PCP, then NAT-PMP; default: the default route)',
     )
     .option('--no-port-mapping', 'do not ask the router for a port mapping')
+    .option(
+      '--port-mapping-protocols <list>',
+      'protocols to try, in order (default pcp,nat-pmp,upnp)',
+      parsePortMappingProtocols,
+    )
     .option('--json', 'print machine-readable JSON')
     .action(
       async (options: {
@@ -150,6 +156,7 @@ export function registerCall(program: Command): void {
         rtoMs: number;
         gateway?: string;
         portMapping: boolean;
+        portMappingProtocols?: PortMappingProtocol[];
         json?: boolean;
       }) => {
         if (options.gateway !== undefined && !isIpv4(options.gateway))
@@ -159,7 +166,9 @@ export function registerCall(program: Command): void {
           server: await resolveHost(parseEndpoint(options.server, '--server', 3478), '--server'),
           rtoMs: options.rtoMs,
         });
-        const portMapping = options.portMapping ? await probePortMapping(c, options.gateway) : undefined;
+        const portMapping = options.portMapping
+          ? await probePortMapping(c, options.gateway, options.portMappingProtocols)
+          : undefined;
         const result = { ...probe, classic: classicType(probe), ...(portMapping ? { portMapping } : {}) };
         if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
         else {
@@ -183,13 +192,14 @@ export function registerCall(program: Command): void {
 async function probePortMapping(
   c: { network: NodeNetwork; clock: SystemClock },
   gateway: string | undefined,
+  protocols?: readonly PortMappingProtocol[],
 ): Promise<PortMappingStatus> {
   const route = defaultRoute();
   const router = gateway ?? ('reason' in route ? undefined : route.gateway);
   if (router === undefined) return { protocol: null, reason: 'reason' in route ? route.reason : 'no router' };
   const clientAddress = 'reason' in route ? undefined : route.address;
   if (clientAddress === undefined) return { protocol: null, reason: (route as { reason: string }).reason };
-  return (await PortMapper.detect(c, { gateway: router, clientAddress })).status;
+  return (await PortMapper.detect(c, { gateway: router, clientAddress, protocols })).status;
 }
 
 interface CallOptions extends CommonOptions {

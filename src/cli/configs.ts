@@ -255,6 +255,13 @@ export const gatewaySchema = z
           .default('auto'),
         lifetimeS: z.number().int().min(2).max(86_400).default(1800),
         maxLeases: z.number().int().min(1).max(1024).default(64),
+        /** Tried in this order at start; the first that answers is kept. */
+        protocols: z
+          .array(z.enum(['pcp', 'nat-pmp', 'upnp']))
+          .min(1)
+          .max(3)
+          .refine((l) => new Set(l).size === l.length, { message: 'each protocol once' })
+          .default(['pcp', 'nat-pmp', 'upnp']),
       })
       .strict()
       .prefault({}),

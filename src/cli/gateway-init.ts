@@ -4,6 +4,7 @@ import type { GatewayInit } from '../gateway/gateway.ts';
 import { isIpv4 } from '../net/address.ts';
 import { defaultRoute } from '../net/default-route.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
+import { DEFAULT_PROTOCOLS, type PortMappingProtocol } from '../traversal/port-mapping.ts';
 import { UsageError } from '../util/usage-error.ts';
 import {
   type CameraConfig,
@@ -33,6 +34,7 @@ export interface CommonOptions {
   /** Commander's form of `--no-port-mapping`. */
   portMapping?: boolean;
   portMappingLifetime?: number;
+  portMappingProtocols?: PortMappingProtocol[];
 }
 
 /** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
@@ -136,6 +138,17 @@ function allowedCallers(flag: string | undefined, configured: readonly string[] 
   return users;
 }
 
+/** `pcp,nat-pmp,upnp` or any of them, in the order to try. */
+export function parsePortMappingProtocols(text: string): PortMappingProtocol[] {
+  const list = text.split(',').map((p) => p.trim());
+  const allowed = DEFAULT_PROTOCOLS as readonly string[];
+  if (list.length === 0 || list.some((p) => !allowed.includes(p)) || new Set(list).size !== list.length)
+    throw new UsageError(
+      `port-mapping protocols: a list of ${allowed.join(', ')} without repeats; got '${text}'`,
+    );
+  return list as PortMappingProtocol[];
+}
+
 /**
  * Issue 20: which router to ask for mappings, from the config (`gateway: auto` reads the default
  * route); `--no-port-mapping` or `enabled: false` asks none. A host with no default router asks
@@ -146,7 +159,11 @@ function portMappingConfig(
   options: CommonOptions,
 ): GatewayInit['portMapping'] {
   if (options.portMapping === false || !config.enabled) return undefined;
-  const base = { lifetimeS: options.portMappingLifetime ?? config.lifetimeS, maxLeases: config.maxLeases };
+  const base = {
+    lifetimeS: options.portMappingLifetime ?? config.lifetimeS,
+    maxLeases: config.maxLeases,
+    protocols: options.portMappingProtocols ?? config.protocols,
+  };
   if (config.gateway !== 'auto') return { ...base, gateway: config.gateway };
   const route = defaultRoute();
   if ('reason' in route) {
@@ -207,6 +224,11 @@ export function withCommon(command: Command): Command {
       '--port-mapping-lifetime <s>',
       'lease lifetime to ask the router for; renewed at half what it grants (default portMapping.lifetimeS)',
       parseInteger('--port-mapping-lifetime', 2, 86_400),
+    )
+    .option(
+      '--port-mapping-protocols <list>',
+      `protocols to ask the router with, in order (default portMapping.protocols: ${DEFAULT_PROTOCOLS.join(',')})`,
+      parsePortMappingProtocols,
     )
     .option(
       '--insecure-media',

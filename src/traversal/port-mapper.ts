@@ -35,7 +35,7 @@ export interface PortMapperInit {
   readonly clientAddress: string;
   /** Asked for each lease. Default 1800 s: a call outlives it only with renewals. */
   readonly lifetimeS?: number;
-  /** In this order. Default PCP, then NAT-PMP; `detect` keeps the one that answered. */
+  /** In this order. Default PCP, NAT-PMP, UPnP IGD; `detect` keeps the one that answered. */
   readonly protocols?: readonly PortMappingProtocol[];
   /** Leases at once. Default 64. */
   readonly maxLeases?: number;
@@ -270,6 +270,7 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
 
   /** RFC 6887 §8.5 on every answer: a router that lost its state gets every other lease again now. */
   #observe(mapping: PortMapping, from: Lease): void {
+    if (mapping.epochS === undefined) return;
     const current = { epochS: mapping.epochS, atMs: mapping.grantedAtMs };
     const lost = this.#epoch !== undefined && !epochConsistent(this.#epoch, current);
     this.#epoch = current;

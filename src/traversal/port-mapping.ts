@@ -7,7 +7,8 @@
  * Bounded: each protocol gets `attempts` requests, `rtoMs` apart and doubling (RFC 6886 §3.1 starts
  * at 250 ms; a LAN gateway answers in a few ms, so 3 tries are plenty), and a lifetime asked for
  * is capped. Only an answer from the gateway's port 5351 that matches the request (PCP: the nonce,
- * protocol and internal port; NAT-PMP: the opcode and internal port) is taken. UPnP IGD is not here.
+ * protocol and internal port; NAT-PMP: the opcode and internal port) is taken. UPnP IGD comes last
+ * (upnp-client.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
@@ -28,8 +29,9 @@ import {
   PcpOpcode,
   PcpResult,
 } from '../protocol/portmap/pcp.ts';
+import { askUpnp, deleteUpnp, type UpnpService } from './upnp-client.ts';
 
-export type PortMappingProtocol = 'pcp' | 'nat-pmp';
+export type PortMappingProtocol = 'pcp' | 'nat-pmp' | 'upnp';
 
 export interface PortMapping {
   readonly protocol: PortMappingProtocol;
@@ -38,10 +40,15 @@ export interface PortMapping {
   readonly internalPort: number;
   /** What the gateway granted, which may be less than asked. */
   readonly lifetimeS: number;
-  /** The gateway's epoch when it answered: one that goes back means it lost its mappings. */
-  readonly epochS: number;
+  /**
+   * The gateway's epoch when it answered: one that goes back means it lost its mappings. UPnP IGD
+   * has none (a renewal there simply adds the mapping again).
+   */
+  readonly epochS?: number;
   /** PCP: the nonce a renewal or a delete must repeat. */
   readonly nonce?: Uint8Array;
+  /** UPnP IGD: the service that granted it (the delete goes there). */
+  readonly upnp?: UpnpService;
   readonly grantedAtMs: number;
 }
 
@@ -68,12 +75,15 @@ export interface PortMappingInit {
   readonly rtoMs?: number;
   /** Per protocol. Default 3. */
   readonly attempts?: number;
-  /** In this order. Default PCP, then NAT-PMP. */
+  /** In this order. Default PCP, then NAT-PMP, then UPnP IGD. */
   readonly protocols?: readonly PortMappingProtocol[];
   /** A renewal or a delete of a PCP mapping repeats its nonce. */
   readonly nonce?: Uint8Array;
   readonly signal?: AbortSignal;
 }
+
+/** PCP first (it says when the router lost its state), NAT-PMP, then UPnP IGD (slowest: SSDP, HTTP). */
+export const DEFAULT_PROTOCOLS: readonly PortMappingProtocol[] = ['pcp', 'nat-pmp', 'upnp'];
 
 /** A day: longer leases outlive a gateway that stopped without deleting them. */
 export const MAX_LIFETIME_S = 86_400;
@@ -93,7 +103,14 @@ export async function requestPortMapping(
   init: PortMappingInit,
 ): Promise<PortMappingResult> {
   const reasons: string[] = [];
-  for (const protocol of init.protocols ?? ['pcp', 'nat-pmp']) {
+  for (const protocol of init.protocols ?? DEFAULT_PROTOCOLS) {
+    if (protocol === 'upnp') {
+      const result = await askUpnp(c, { ...init, lifetimeS: lifetimeOf(init) });
+      if (result.ok) return result;
+      reasons.push(result.reason);
+      if (init.signal?.aborted) break;
+      continue;
+    }
     const socket = await c.network.bindUdp();
     try {
       const result = protocol === 'pcp' ? await askPcp(c, socket, init) : await askNatPmp(c, socket, init);
@@ -113,6 +130,7 @@ export function releasePortMapping(
   mapping: PortMapping,
   init: Omit<PortMappingInit, 'internalPort' | 'lifetimeS' | 'protocols' | 'nonce'>,
 ): Promise<PortMappingResult> {
+  if (mapping.protocol === 'upnp') return deleteUpnp(c, mapping, init);
   return requestPortMapping(c, {
     ...init,
     internalPort: mapping.internalPort,

@@ -39,6 +39,13 @@ import {
   encodePcpResponse,
   PcpOpcode,
 } from '../../src/protocol/portmap/pcp.ts';
+import {
+  decodeHttpResponse,
+  decodeSoapResponse,
+  decodeSsdpResponse,
+  findWanIpService,
+  parseHttpUrl,
+} from '../../src/protocol/portmap/upnp.ts';
 import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
 import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
 import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
@@ -268,6 +275,36 @@ export const TARGETS: readonly FuzzTarget[] = [
       }),
     ],
     run: eachDecoder(decodeNatPmpRequest, decodeNatPmpResponse),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'upnp',
+    seeds: [
+      new TextEncoder().encode(
+        'HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nLOCATION: http://10.0.2.1:45777/rootDesc.xml\r\n\r\n',
+      ),
+      new TextEncoder().encode(
+        `HTTP/1.1 200 OK\r\nContent-Length: 190\r\n\r\n<root><device><serviceList><service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:2</serviceType><controlURL>/ctl/IPConn</controlURL></service></serviceList></device></root>`,
+      ),
+      new TextEncoder().encode(
+        'HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n2f\r\n<UPnPError><errorCode>718</errorCode></UPnPError>\r\n0\r\n\r\n',
+      ),
+    ],
+    run: eachDecoder(
+      decodeSsdpResponse,
+      (input) => {
+        const response = decodeHttpResponse(input, true);
+        if (!response) return;
+        const base = { host: '10.0.2.1', port: 80, path: '/' };
+        try {
+          findWanIpService(response.body, base);
+        } catch (error) {
+          if (!(error instanceof DecodeError)) throw error;
+        }
+        decodeSoapResponse(response, ['NewExternalIPAddress', 'NewReservedPort']);
+      },
+      (input) => parseHttpUrl(new TextDecoder().decode(input), 'fuzz'),
+    ),
     allowed: decodeErrorOnly,
   },
   {

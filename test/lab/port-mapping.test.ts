@@ -56,6 +56,7 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     const lab = `pm${process.pid % 10_000}`;
     const LIFETIME_S = 4;
     let probe: { portMapping?: Record<string, unknown> } = {};
+    let upnpProbe: { portMapping?: Record<string, unknown> } = {};
     let afterProbe: Portmap | undefined;
     let during: Portmap | undefined;
     let restarted: Portmap | undefined;
@@ -86,6 +87,20 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
         ]);
         probe = JSON.parse(stdout);
         afterProbe = await portmap(lab);
+        const upnp = await run('ip', [
+          'netns',
+          'exec',
+          hosts.bob!,
+          process.execPath,
+          new URL('../../src/cli/bin.js', import.meta.url).pathname,
+          'probe',
+          '--server',
+          '198.18.0.10',
+          '--port-mapping-protocols',
+          'upnp',
+          '--json',
+        ]);
+        upnpProbe = JSON.parse(upnp.stdout);
       },
       onCalleeEvent: (event) => {
         if (event.event === 'lease') leaseEvents.push(String(event.kind));
@@ -114,6 +129,8 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     const call = runs.sc2c![0]!;
     expect(probe.portMapping).toMatchObject({ protocol: 'pcp', externalAddress: '198.18.2.1' });
     expect(afterProbe!.redirects).toEqual([]); // the probe deleted what it asked for
+    // UPnP IGD (SSDP, the description, SOAP AddPortMapping) answers too, when asked for alone.
+    expect(upnpProbe.portMapping).toMatchObject({ protocol: 'upnp', externalAddress: '198.18.2.1' });
     expect(call.ok).toBe(true);
     expect(call.remote!.portSource).toBe('mapped');
     const mapped = call.remote!.publicEndpoint.port;
@@ -152,5 +169,30 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     expect(call.ok).toBe(true);
     expect(call.route).toBe('relay');
     expect(call.remote!.portSource).toBe('unpredictable');
+  }, 120_000);
+
+  it('a UPnP IGD lease serves a call as well, and is deleted when the call ends', async () => {
+    const lab = `pu${process.pid % 10_000}`;
+    let after: Portmap | undefined;
+    const runs = await runLabCalls({
+      natA: 'symmetric-random',
+      natB: 'kernel:miniupnpd',
+      rttMs: 40,
+      modes: ['sc2c'],
+      callsPerMode: 1,
+      name: lab,
+      calleeArgs: ['--no-relay', '--port-mapping-protocols', 'upnp'],
+      inspect: async () => {
+        for (let i = 0; i < 50; i++) {
+          after = await portmap(lab);
+          if (after.redirects.length === 0) break;
+          await sleep(100);
+        }
+      },
+    });
+    const call = runs.sc2c![0]!;
+    expect(call.ok).toBe(true);
+    expect(call.remote!.portSource).toBe('mapped');
+    expect(after!.redirects).toEqual([]);
   }, 120_000);
 });

@@ -127,10 +127,11 @@ describe('port mapping client (PCP, then NAT-PMP)', () => {
     const result = await s.clock.run(requestPortMapping(s.c, s.init));
     expect(result).toEqual({
       ok: false,
-      reason: 'PCP: no answer from 10.0.1.1:5351; NAT-PMP: no answer from 10.0.1.1:5351',
+      reason:
+        'PCP: no answer from 10.0.1.1:5351; NAT-PMP: no answer from 10.0.1.1:5351; UPnP: no answer to SSDP from 10.0.1.1',
     });
     // 250 + 500 + 1000 ms per protocol.
-    expect(s.clock.now()).toBe(2 * 1750);
+    expect(s.clock.now()).toBe(3 * 1750);
     s.close();
   });
 
