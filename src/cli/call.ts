@@ -1,4 +1,5 @@
 /** `sc2c call` and `sc2c probe`: place calls (a viewer, a phone, a QA run) and classify the NAT. */
+import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
 import type { LiveView } from '../media/live-view.ts';
@@ -127,7 +128,7 @@ export function registerCall(program: Command): void {
       } finally {
         await live?.close();
         gateway.close();
-        await accounting.drain();
+        await Promise.all([accounting.drain(), gateway.released()]);
       }
     });
 
@@ -166,9 +167,15 @@ export function registerCall(program: Command): void {
           server: await resolveHost(parseEndpoint(options.server, '--server', 3478), '--server'),
           rtoMs: options.rtoMs,
         });
-        const portMapping = options.portMapping
-          ? await probePortMapping(c, options.gateway, options.portMappingProtocols)
-          : undefined;
+        // Behind no NAT (STUN saw one of our own addresses) there is no router to ask.
+        const ownAddress = Object.values(networkInterfaces())
+          .flat()
+          .some((a) => a?.address === probe.publicAddress);
+        const portMapping = !options.portMapping
+          ? undefined
+          : ownAddress
+            ? { protocol: null, reason: `no NAT in front of ${probe.publicAddress}: nothing to map` }
+            : await probePortMapping(c, options.gateway, options.portMappingProtocols);
         const result = { ...probe, classic: classicType(probe), ...(portMapping ? { portMapping } : {}) };
         if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
         else {

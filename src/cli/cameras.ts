@@ -86,6 +86,7 @@ export async function serveCameras(
     await Promise.all(cameras.map((camera) => camera.media?.close()));
     await Promise.all(cameras.map((camera) => camera.hub?.close()));
     for (const camera of cameras) camera.gateway?.close();
+    await Promise.all(cameras.map((camera) => camera.gateway?.released()));
     await Promise.all(accountings().map((a) => a.drain()));
     metrics?.close();
   }

@@ -57,6 +57,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #mapper?: PortMapper;
   #portMapping?: PortMappingStatus;
   #detecting?: Promise<void>;
+  /** Ends a detection still waiting on retransmissions when the gateway closes. */
+  readonly #detectAbort = new AbortController();
   #released?: Promise<void>;
 
   private constructor(
@@ -113,11 +115,15 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #detectPortMapping(): void {
     const asked = this.init.portMapping;
     if (!asked || this.probe.udpBlocked) return;
-    const init = {
-      ...asked,
-      clientAddress: asked.clientAddress ?? this.signaling.connection.stream.local.address,
-    };
-    this.#detecting = PortMapper.detect(this.c, init)
+    const local = this.signaling.connection.stream.local.address;
+    // STUN saw our own address: no NAT between us and the world, nothing for a router to map
+    // (and a gateway on loopback must not ask the machine's real router).
+    if (this.probe.publicAddress === local || local.startsWith('127.')) {
+      this.#portMapping = { protocol: null, reason: `no NAT in front of ${local}: nothing to map` };
+      return;
+    }
+    const init = { ...asked, clientAddress: asked.clientAddress ?? local };
+    this.#detecting = PortMapper.detect(this.c, init, this.#detectAbort.signal)
       .then(({ status, mapper }) => {
         if (this.#closed) {
           void mapper?.close();
@@ -469,6 +475,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#probeTimer?.clear();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
     this.#signaling.close();
+    this.#detectAbort.abort();
     this.#released = this.#mapper?.close();
   }
 
