@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { offerFor } from '../media/negotiate.ts';
-import type { Timer } from '../net/clock.ts';
+import { sleep, type Timer } from '../net/clock.ts';
 import {
   type CallDescription,
   decodeSdp,
@@ -43,6 +43,20 @@ import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from 
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
+/**
+ * How long a call's first attempt waits for port-mapping detection, from its start: a router on
+ * the LAN answers PCP in a round trip of a few ms; PCP's first retransmission is due at 250 ms.
+ */
+const DETECTION_WAIT_MS = 250;
+
+/** Port-mapping detection under way (issue 20). */
+interface Detection {
+  readonly abort: AbortController;
+  readonly result: Promise<{ readonly status: PortMappingStatus; readonly mapper?: PortMapper }>;
+  /** Resolves `DETECTION_WAIT_MS` after detection began. */
+  readonly waited: Promise<void>;
+}
+
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
   readonly #routes: CallRoutes;
@@ -58,7 +72,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #portMapping?: PortMappingStatus;
   #detecting?: Promise<void>;
   /** Ends a detection still waiting on retransmissions when the gateway closes. */
-  readonly #detectAbort = new AbortController();
+  #detectAbort?: AbortController;
+  /** Detection done, or `DETECTION_WAIT_MS` after it began: what a first attempt waits for. */
+  #detectionSettled?: Promise<void>;
   #released?: Promise<void>;
 
   private constructor(
@@ -66,6 +82,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     readonly init: GatewayInit,
     signaling: SignalingClient,
     public probe: NatProbe,
+    detection?: Detection,
   ) {
     super();
     this.#routes = new CallRoutes({
@@ -95,7 +112,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#signaling = signaling;
     this.#attach(signaling);
     this.#scheduleProbeRefresh();
-    this.#detectPortMapping();
+    this.#adoptDetection(detection);
   }
 
   /** What asking our router found (issue 20); undefined while detection runs or when not asked. */
@@ -109,21 +126,26 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /**
-   * Detection in the background: a router that does not answer costs 3.5 s of retransmissions
-   * (port-mapping.ts), which registration must not wait for. Calls placed before it ends predict.
+   * Port-mapping detection starts beside the NAT probe (`start`), so a router that answers has
+   * answered by the time the gateway runs; one that does not costs 3 × 1.75 s of retransmissions
+   * in the background, which registration does not wait for. A call's first attempt waits for it
+   * at most `DETECTION_WAIT_MS` from its start.
    */
-  #detectPortMapping(): void {
-    const asked = this.init.portMapping;
-    if (!asked || this.probe.udpBlocked) return;
+  #adoptDetection(detection: Detection | undefined): void {
+    if (!detection) return;
     const local = this.signaling.connection.stream.local.address;
-    // STUN saw our own address: no NAT between us and the world, nothing for a router to map
-    // (and a gateway on loopback must not ask the machine's real router).
-    if (this.probe.publicAddress === local || local.startsWith('127.')) {
-      this.#portMapping = { protocol: null, reason: `no NAT in front of ${local}: nothing to map` };
+    // STUN saw our own address: no NAT between us and the world, nothing for a router to map.
+    if (this.probe.udpBlocked || this.probe.publicAddress === local) {
+      detection.abort.abort();
+      void detection.result.then(({ mapper }) => mapper?.close());
+      this.#portMapping = {
+        protocol: null,
+        reason: this.probe.udpBlocked ? 'UDP is blocked' : `no NAT in front of ${local}: nothing to map`,
+      };
       return;
     }
-    const init = { ...asked, clientAddress: asked.clientAddress ?? local };
-    this.#detecting = PortMapper.detect(this.c, init, this.#detectAbort.signal)
+    this.#detectAbort = detection.abort;
+    this.#detecting = detection.result
       .then(({ status, mapper }) => {
         if (this.#closed) {
           void mapper?.close();
@@ -143,6 +165,20 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         this.#portMapping = { protocol: null, reason: `port mapping detection failed: ${error.message}` };
         this.emit('port-mapping', this.#portMapping);
       });
+    this.#detectionSettled = Promise.race([this.#detecting, detection.waited]);
+  }
+
+  /** Starts asking the router (issue 20), unless the gateway talks on loopback. */
+  static #beginDetection(c: GatewayComponents, init: GatewayInit, local: string): Detection | undefined {
+    const asked = init.portMapping;
+    // A gateway on loopback (tests, one machine) must not ask the machine's real router.
+    if (!asked || local.startsWith('127.')) return undefined;
+    const abort = new AbortController();
+    return {
+      abort,
+      result: PortMapper.detect(c, { ...asked, clientAddress: asked.clientAddress ?? local }, abort.signal),
+      waited: sleep(c.clock, DETECTION_WAIT_MS, abort.signal).catch(() => {}),
+    };
   }
 
   /** Resolves once `close()` has deleted our leases on the router (at once when there were none). */
@@ -239,11 +275,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         : new FreshPortNetwork(given.network, given.clock);
     const components = { ...given, network };
     const signaling = await SignalingClient.connect(components, init.sip, signal);
+    let detection: Detection | undefined;
     try {
       await signaling.register();
+      // Beside the probe: the router's answer (a few ms on a LAN) is in before the first call.
+      detection = Gateway.#beginDetection(components, init, signaling.connection.stream.local.address);
       const probe = init.probe ?? (await Gateway.#probe(components, init, signal));
-      return new Gateway(components, init, signaling, probe);
+      return new Gateway(components, init, signaling, probe, detection);
     } catch (error) {
+      detection?.abort.abort();
+      void detection?.result.then(({ mapper }) => mapper?.close());
       signaling.close();
       throw error;
     }
@@ -475,18 +516,19 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#probeTimer?.clear();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
     this.#signaling.close();
-    this.#detectAbort.abort();
+    this.#detectAbort?.abort();
     this.#released = this.#mapper?.close();
   }
 
   /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
-  prepare(
+  async prepare(
     mode: TraversalMode,
     rtcp: RtcpPlan = 'mux',
     media?: readonly MediaLine[],
     pinLater = false,
     mapPorts = false,
   ): Promise<MediaSetup> {
+    if (mapPorts && this.#detectionSettled) await this.#detectionSettled;
     return setUpMedia(this.c, {
       stunServer: this.init.stunServer,
       stunRtoMs: this.init.stunRtoMs ?? 200,

@@ -15,6 +15,7 @@ import type { Clock, Timer } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import {
+  DEFAULT_PROTOCOLS,
   type EpochSample,
   epochConsistent,
   type PortMapping,
@@ -134,45 +135,67 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
   }
 
   /**
-   * Asks the router once, for a port of a socket opened for it, and deletes the grant: whether the
-   * router maps at all, with which protocol, and to which address. A mapper comes back only then,
-   * speaking that protocol alone (a NAT-PMP router is not kept waiting on PCP timeouts per call).
+   * Asks the router once per protocol, for a port of a socket opened for it, and deletes the grant:
+   * whether the router maps at all, with which protocol (the first to grant), and to which address.
+   * A mapper comes back only then, speaking that protocol alone (a NAT-PMP router is not kept
+   * waiting on PCP timeouts per call).
    */
   static async detect(
     c: PortMapperComponents,
     init: PortMapperInit,
     signal?: AbortSignal,
   ): Promise<{ readonly status: PortMappingStatus; readonly mapper?: PortMapper }> {
-    const socket = await c.network.bindUdp();
-    try {
-      const asked = {
-        gateway: init.gateway,
-        clientAddress: init.clientAddress,
-        rtoMs: init.rtoMs,
-        attempts: init.attempts,
-        signal,
-      };
-      const result = await requestPortMapping(c, {
-        ...asked,
-        internalPort: socket.local.port,
-        lifetimeS: DETECT_LIFETIME_S,
-        protocols: init.protocols,
-      });
-      if (!result.ok) return { status: { protocol: null, reason: result.reason } };
-      const { mapping } = result;
-      await releasePortMapping(c, mapping, asked);
-      return {
-        status: {
-          protocol: mapping.protocol,
-          externalAddress: mapping.externalAddress,
-          externalPort: mapping.externalPort,
-          lifetimeS: mapping.lifetimeS,
-        },
-        mapper: new PortMapper(c, { ...init, protocols: [mapping.protocol] }),
-      };
-    } finally {
-      socket.close();
+    // Every protocol at once: a router answers its own in a round trip or two, and one that speaks
+    // only UPnP must not wait out PCP's and NAT-PMP's retransmissions (3.5 s) first.
+    const protocols = init.protocols ?? DEFAULT_PROTOCOLS;
+    const won = new AbortController();
+    const stop = signal ? AbortSignal.any([signal, won.signal]) : won.signal;
+    let winner: PortMapping | undefined;
+    const asked = {
+      gateway: init.gateway,
+      clientAddress: init.clientAddress,
+      rtoMs: init.rtoMs,
+      attempts: init.attempts,
+    };
+    const results = await Promise.all(
+      protocols.map(async (protocol) => {
+        const socket = await c.network.bindUdp();
+        try {
+          const result = await requestPortMapping(c, {
+            ...asked,
+            internalPort: socket.local.port,
+            lifetimeS: DETECT_LIFETIME_S,
+            protocols: [protocol],
+            signal: stop,
+          });
+          if (result.ok) {
+            if (!winner) {
+              winner = result.mapping;
+              won.abort();
+            }
+            // Detection keeps nothing: the winner's grant and any other are deleted at once.
+            await releasePortMapping(c, result.mapping, asked);
+          }
+          return result;
+        } finally {
+          socket.close();
+        }
+      }),
+    );
+    if (!winner) {
+      const reasons = results.flatMap((r) => (r.ok ? [] : [r.reason]));
+      return { status: { protocol: null, reason: reasons.join('; ') } };
     }
+    const mapping: PortMapping = winner;
+    return {
+      status: {
+        protocol: mapping.protocol,
+        externalAddress: mapping.externalAddress,
+        externalPort: mapping.externalPort,
+        lifetimeS: mapping.lifetimeS,
+      },
+      mapper: new PortMapper(c, { ...init, protocols: [mapping.protocol] }),
+    };
   }
 
   get leases(): readonly PortLease[] {

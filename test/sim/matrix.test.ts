@@ -229,6 +229,34 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     expect(single.successes).toBeLessThan(crossed.successes);
   });
 
+  it('a NAT that maps ports on request (+pcp, +natpmp) connects two random-port NATs; without asking, none', async () => {
+    const run = (calling: string, called: string, portMapping: boolean) =>
+      runMatrixCell({
+        portMapping,
+        calling: { name: calling, behaviour: catalog.resolve(calling) },
+        called: { name: called, behaviour: catalog.resolve(called) },
+        mode: 'sc2c',
+        trials: 5,
+        oneWayMs: [10, 10],
+        backgroundPerSecond: 0,
+        seed: 20,
+      });
+    for (const [calling, called] of [
+      ['symmetric-random+pcp', 'symmetric-random'],
+      ['symmetric-random', 'symmetric-random+natpmp'],
+      ['symmetric-random+pcp', 'symmetric-random+natpmp'],
+    ] as const) {
+      const asked = await run(calling, called, true);
+      const notAsked = await run(calling, called, false);
+      expect({ calling, called, asked: asked.successes, notAsked: notAsked.successes }).toEqual({
+        calling,
+        called,
+        asked: 5,
+        notAsked: 0,
+      });
+    }
+  });
+
   it('birthday punching connects a random-port symmetric NAT and a port-restricted cone, both ways', async () => {
     const run = (calling: string, called: string, birthday: boolean) =>
       runMatrixCell({
