@@ -271,6 +271,10 @@ function formatDemo(r: DemoResult, json: string): string {
       `  SC2C: media over ${how}, set up in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
     );
     lines.push(`  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed`);
+    if (r.portSources)
+      lines.push(
+        `  ports: viewer ${r.portSources.viewer}, camera ${r.portSources.camera}${Object.values(r.portSources).includes('mapped') ? ' (mapped: granted by its router on request)' : ''}`,
+      );
     const encryption = r.media?.encryption ?? 'none';
     lines.push(
       encryption === 'none'
