@@ -1,9 +1,9 @@
 /**
  * `npm run bench:portmap [-- --trials N] [--rtt-ms N] [--out DIR] [--json]`: issue 20's table. A
  * random-port symmetric NAT (which nothing predicts) against each Table 4 NAT type, both ways,
- * with the random NAT mapping on request (+pcp, +natpmp) and without: SC2C calls of the real
+ * with the random NAT mapping on request (+pcp, +natpmp, +upnp) and without: SC2C calls of the real
  * server and gateways on the virtual network, direct rate and setup time per cell. Bounded: at
- * most 1000 trials a cell, 54 cells.
+ * most 1000 trials a cell, 72 cells.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,7 +53,12 @@ const trials = whole('trials', values.trials, 1, 1000);
 const rttMs = whole('rtt-ms', values['rtt-ms'], 0, 2000);
 
 const catalog = loadProfiles();
-const variants = ['symmetric-random', 'symmetric-random+pcp', 'symmetric-random+natpmp'];
+const variants = [
+  'symmetric-random',
+  'symmetric-random+pcp',
+  'symmetric-random+natpmp',
+  'symmetric-random+upnp',
+];
 const cells: (MatrixCell & {
   direction: 'random calls' | 'random called';
   variant: string;

@@ -22,19 +22,24 @@ interface PopulationOptions {
   portMappingShare?: PortMappingShare;
 }
 
-/** `pcp=0.2,natpmp=0.1`: each a share in [0, 1], together at most 1. */
+/** `pcp=0.2,natpmp=0.1,upnp=0.3`: each a share in [0, 1], together at most 1. */
 export function parsePortMappingShare(text: string): PortMappingShare {
-  const share = { pcp: 0, natpmp: 0 };
+  const share = { pcp: 0, natpmp: 0, upnp: 0 };
   for (const part of text.split(',')) {
     const [name, value] = part.split('=').map((t) => t.trim());
     const v = Number(value);
-    if ((name !== 'pcp' && name !== 'natpmp') || value === undefined || value === '' || !(v >= 0 && v <= 1))
+    if (
+      (name !== 'pcp' && name !== 'natpmp' && name !== 'upnp') ||
+      value === undefined ||
+      value === '' ||
+      !(v >= 0 && v <= 1)
+    )
       throw new UsageError(
-        `--port-mapping-share takes pcp=<share>,natpmp=<share> with shares from 0 to 1, e.g. pcp=0.2,natpmp=0.1; got '${text}'`,
+        `--port-mapping-share takes pcp=<share>,natpmp=<share>,upnp=<share> with shares from 0 to 1, e.g. pcp=0.2,natpmp=0.1; got '${text}'`,
       );
     share[name] = v;
   }
-  if (share.pcp + share.natpmp > 1)
+  if (share.pcp + share.natpmp + share.upnp > 1)
     throw new UsageError(`--port-mapping-share: the shares add up to more than 1 ('${text}')`);
   return share;
 }
@@ -80,7 +85,7 @@ export function registerPopulation(sim: Command): void {
     )
     .option(
       '--port-mapping-share <shares>',
-      'share of NATs that map ports on request, e.g. pcp=0.2,natpmp=0.1 (an assumption: the paper measured none; default none)',
+      'share of NATs that map ports on request, e.g. pcp=0.2,natpmp=0.1,upnp=0.3 (an assumption: the paper measured none; default none)',
       parsePortMappingShare,
     )
     .option('--population <file>', 'NAT population file', DEFAULT_POPULATION_PATH)
@@ -142,7 +147,7 @@ export function formatPopulation(report: PopulationReport): string {
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return [
-    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, ${c.backgroundPerSecond ? `${c.backgroundPerSecond} background sessions/s behind each NAT` : 'quiet NATs'}${c.portMappingShare.pcp + c.portMappingShare.natpmp > 0 ? `, port mapping on ${Math.round(c.portMappingShare.pcp * 100)} % (PCP) + ${Math.round(c.portMappingShare.natpmp * 100)} % (NAT-PMP) of NATs` : ''}, seed ${c.seed}, ${report.elapsedS} s`,
+    `${c.pairs} random pairs from ${c.models} NAT models (${c.classes} behaviour classes), ${c.rttMs} ms RTT, ${c.backgroundPerSecond ? `${c.backgroundPerSecond} background sessions/s behind each NAT` : 'quiet NATs'}${c.portMappingShare.pcp + c.portMappingShare.natpmp + c.portMappingShare.upnp > 0 ? `, port mapping on ${Math.round(c.portMappingShare.pcp * 100)} % (PCP) + ${Math.round(c.portMappingShare.natpmp * 100)} % (NAT-PMP) + ${Math.round(c.portMappingShare.upnp * 100)} % (UPnP) of NATs` : ''}, seed ${c.seed}, ${report.elapsedS} s`,
     '',
     ...rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')),
     '',

@@ -26,7 +26,7 @@ export type UnsolicitedReply = (typeof UNSOLICITED_REPLIES)[number];
 export type Protocol = 'udp' | 'tcp';
 
 /** Port-mapping protocols a NAT's LAN side can answer (issue 20). */
-export const PORT_MAPPING_SERVERS = ['pcp', 'nat-pmp'] as const;
+export const PORT_MAPPING_SERVERS = ['pcp', 'nat-pmp', 'upnp'] as const;
 export type PortMappingServer = (typeof PORT_MAPPING_SERVERS)[number];
 
 export interface NatBehaviour {

@@ -48,6 +48,7 @@ export interface NatModel {
 export interface PortMappingShare {
   readonly pcp: number;
   readonly natpmp: number;
+  readonly upnp: number;
 }
 
 const BASE_PROFILE: Record<NatModel['stunType'], string> = {

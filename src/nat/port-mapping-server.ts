@@ -54,7 +54,9 @@ export function answerPortMapping(
   if (isPcp(request)) {
     // RFC 6887 §9: a NAT-PMP-only server answers with its own version and "unsupported version".
     if (!speaks.includes('pcp'))
-      return Uint8Array.of(0, 128 + (request[1]! & 0x7f), 0, NatPmpResult.unsupportedVersion, ...u32(epochS));
+      return speaks.includes('nat-pmp')
+        ? Uint8Array.of(0, 128 + (request[1]! & 0x7f), 0, NatPmpResult.unsupportedVersion, ...u32(epochS))
+        : undefined;
     let decoded: PcpRequest;
     try {
       decoded = decodePcpRequest(request);

@@ -21,11 +21,12 @@ import { percentile } from '../util/stats.ts';
 import { poolSize, runCells } from './cell-pool.ts';
 
 /** The paper's population as measured: no NAT is known to map ports on request. */
-export const NO_PORT_MAPPING: PortMappingShare = { pcp: 0, natpmp: 0 };
+export const NO_PORT_MAPPING: PortMappingShare = { pcp: 0, natpmp: 0, upnp: 0 };
 
 /** Models that behave the same in the NAT model share a class. */
 export function natClass(model: NatModel): string {
-  const mapping = model.portMapping === 'pcp' ? '+pcp' : model.portMapping === 'nat-pmp' ? '+natpmp' : '';
+  const mapping =
+    model.portMapping === 'nat-pmp' ? '+natpmp' : model.portMapping ? `+${model.portMapping}` : '';
   return `${model.stunType}/${model.portRule}${model.pks ? '/pks' : model.ips ? '/ips' : ''}${mapping}`;
 }
 
@@ -36,6 +37,7 @@ export function natClass(model: NatModel): string {
 function withPortMapping(model: NatModel, share: PortMappingShare, draw: number): NatModel {
   if (draw < share.pcp) return { ...model, portMapping: 'pcp' };
   if (draw < share.pcp + share.natpmp) return { ...model, portMapping: 'nat-pmp' };
+  if (draw < share.pcp + share.natpmp + share.upnp) return { ...model, portMapping: 'upnp' };
   return model;
 }
 

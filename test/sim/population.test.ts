@@ -26,9 +26,9 @@ describe('sim population', () => {
   });
 
   it('gives NATs a port-mapping protocol with the asked shares, without changing which models were drawn', () => {
-    const strip = (key: string) => key.replace(/\+(pcp|natpmp)/g, '');
+    const strip = (key: string) => key.replace(/\+(pcp|natpmp|upnp)/g, '');
     const plain = planPopulation(models, 4000, ['sc2c'], 7);
-    const mapped = planPopulation(models, 4000, ['sc2c'], 7, { pcp: 0.3, natpmp: 0.2 });
+    const mapped = planPopulation(models, 4000, ['sc2c'], 7, { pcp: 0.3, natpmp: 0.2, upnp: 0.1 });
     const merged = (classPairs: Record<string, number>) => {
       const out: Record<string, number> = {};
       for (const [key, count] of Object.entries(classPairs)) out[strip(key)] = (out[strip(key)] ?? 0) + count;
@@ -41,13 +41,25 @@ describe('sim population', () => {
     expect(share('pcp')).toBeLessThan(0.33);
     expect(share('nat-pmp')).toBeGreaterThan(0.17);
     expect(share('nat-pmp')).toBeLessThan(0.23);
+    expect(share('upnp')).toBeGreaterThan(0.08);
+    expect(share('upnp')).toBeLessThan(0.12);
     expect(plain.jobs.every((j) => !j.calling.portMapping && !j.called.portMapping)).toBe(true);
   });
 
   it('--port-mapping-share takes pcp=X,natpmp=Y and refuses anything else', () => {
-    expect(parsePortMappingShare('pcp=0.2,natpmp=0.1')).toEqual({ pcp: 0.2, natpmp: 0.1 });
-    expect(parsePortMappingShare('natpmp=1')).toEqual({ pcp: 0, natpmp: 1 });
-    for (const bad of ['0.2', 'pcp=', 'pcp=2', 'upnp=0.1', 'pcp=-1', 'pcp=0.7,natpmp=0.6', 'pcp=x'])
+    expect(parsePortMappingShare('pcp=0.2,natpmp=0.1')).toEqual({ pcp: 0.2, natpmp: 0.1, upnp: 0 });
+    expect(parsePortMappingShare('natpmp=1')).toEqual({ pcp: 0, natpmp: 1, upnp: 0 });
+    expect(parsePortMappingShare('upnp=0.3')).toEqual({ pcp: 0, natpmp: 0, upnp: 0.3 });
+    for (const bad of [
+      '0.2',
+      'pcp=',
+      'pcp=2',
+      'igd=0.1',
+      'pcp=-1',
+      'pcp=0.7,natpmp=0.6',
+      'pcp=x',
+      'upnp=0.5,pcp=0.6',
+    ])
       expect(() => parsePortMappingShare(bad)).toThrow(/--port-mapping-share/);
   });
 

@@ -107,6 +107,36 @@ describe('port mapper against the NAT model', () => {
     expect(none.w.clock.now() - started).toBeLessThan(5500);
   });
 
+  it('UPnP IGD (+upnp): SSDP, the description and SOAP; a port another host holds is a conflict, so another is taken', async () => {
+    const { w, c, init } = setup('symmetric-random+upnp');
+    const detected = await w.clock.run(PortMapper.detect(c, init));
+    expect(detected.status).toMatchObject({ protocol: 'upnp', externalAddress: '198.18.2.1' });
+    expect(w.natB.nat.leases(w.clock.now())).toEqual([]);
+    // Another host on the LAN holds external port 40000 (what we would ask for first).
+    w.natB.nat.lease('udp', { address: '10.0.2.9', port: 40_000 }, 40_000, 600_000, w.clock.now());
+    const mapper = detected.mapper!;
+    const got = await w.clock.run(mapper.map(40_000));
+    if (!got.ok) throw new Error(got.reason);
+    expect(got.lease.mapping.protocol).toBe('upnp');
+    expect(got.lease.mapping.externalPort).not.toBe(40_000);
+    const ours = w.natB.nat.leases(w.clock.now()).filter((l) => l.internal.address === '10.0.2.2');
+    expect(ours.map((l) => l.external.port)).toEqual([got.lease.mapping.externalPort]);
+    // Renewed at half the lifetime (a UPnP renewal adds the same mapping again).
+    await w.clock.advance(31_000);
+    expect(mapper.counters.renewed).toBe(1);
+    await w.clock.run(mapper.close());
+    expect(w.natB.nat.leases(w.clock.now()).map((l) => l.internal.address)).toEqual(['10.0.2.9']);
+  });
+
+  it('a router that speaks only UPnP is found without waiting out PCP and NAT-PMP silence', async () => {
+    const { w, c, init } = setup('symmetric-random+upnp');
+    const started = w.clock.now();
+    const detected = await w.clock.run(PortMapper.detect(c, init));
+    expect(detected.status.protocol).toBe('upnp');
+    // Every protocol is asked at once: the UPnP grant ends detection after a few LAN round trips.
+    expect(w.clock.now() - started).toBeLessThan(200);
+  });
+
   it('holds no more leases than it is allowed, and none for a port already mapped', async () => {
     const { w, c, init } = setup('symmetric-random+pcp');
     const mapper = new PortMapper(c, { ...init, maxLeases: 2 });

@@ -80,7 +80,7 @@ export interface VirtualHostInit {
 
 export class VirtualHost implements Network, LinkEnd, SegmentSender {
   readonly addresses: readonly string[];
-  #uplink?: Link;
+  #uplink?: Pick<Link, 'send'>;
   readonly #udp = new Map<string, VirtualUdpSocket>();
   readonly #tcpPorts = new Set<number>();
   readonly #listeners = new Map<string, VirtualStreamServer>();
@@ -102,7 +102,8 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
     return this.addresses[0]!;
   }
 
-  attach(link: Link): void {
+  /** The host's link; a router's embedded service stack gives just a sender (nat/upnp-igd.ts). */
+  attach(link: Pick<Link, 'send'>): void {
     this.#uplink = link;
   }
 

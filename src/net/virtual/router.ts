@@ -6,9 +6,12 @@
 
 import type { Nat } from '../../nat/nat.ts';
 import { answerPortMapping, type PortMappingServerState } from '../../nat/port-mapping-server.ts';
+import { IGD_HTTP_PORT, startIgd } from '../../nat/upnp-igd.ts';
 import { PCP_PORT as PORT_MAPPING_PORT } from '../../protocol/portmap/pcp.ts';
+import { SSDP_PORT } from '../../protocol/portmap/upnp.ts';
 import { type Cidr, cidrContains, type Endpoint, parseCidr } from '../address.ts';
 import type { Fabric } from './fabric.ts';
+import { VirtualHost } from './host.ts';
 import type { Link, LinkEnd } from './link.ts';
 import {
   type IcmpPacket,
@@ -117,6 +120,8 @@ export class NatRouter extends Router {
   readonly insideAddress: string;
   #outside?: Link;
   readonly #portMapping: PortMappingServerState;
+  /** `+upnp`: the UPnP daemon's stack at our inside address (nat/upnp-igd.ts). */
+  readonly #igd?: VirtualHost;
 
   constructor(name: string, init: NatRouterInit, fabric: Fabric) {
     super(name, [init.publicAddress, init.insideAddress], fabric);
@@ -124,6 +129,12 @@ export class NatRouter extends Router {
     this.publicAddress = init.publicAddress;
     this.insideAddress = init.insideAddress;
     this.#portMapping = { bootedAtMs: fabric.clock.now(), nonces: new Map() };
+    if (this.nat.behaviour.portMapping?.includes('upnp')) {
+      const igd = new VirtualHost(`${name}:igd`, { addresses: [init.insideAddress] }, fabric);
+      igd.attach({ send: (packet) => this.sendToward(packet) });
+      this.#igd = igd;
+      void startIgd({ network: igd, clock: fabric.clock, nat: this.nat }, init.insideAddress);
+    }
   }
 
   setOutside(link: Link): void {
@@ -145,6 +156,13 @@ export class NatRouter extends Router {
       return;
     }
     const dstAddress = packetDstAddress(packet);
+    if (!isUnicast(dstAddress)) {
+      // A router keeps multicast on its LAN: SSDP reaches its own UPnP daemon, nothing is NATed.
+      if (this.#igd && packet.kind === 'udp' && packet.dst.port === SSDP_PORT)
+        this.#igd.receive({ ...packet, dst: { address: this.insideAddress, port: SSDP_PORT } });
+      else this.fabric.trace(this.name, 'drop', packet, 'multicast or broadcast: not routed');
+      return;
+    }
     if (dstAddress === this.insideAddress) {
       if (
         packet.kind === 'udp' &&
@@ -152,6 +170,14 @@ export class NatRouter extends Router {
         this.#answerPortMapping(packet, now)
       )
         return;
+      if (
+        this.#igd &&
+        ((packet.kind === 'udp' && packet.dst.port === SSDP_PORT) ||
+          (packet.kind === 'tcp' && packet.dst.port === IGD_HTTP_PORT))
+      ) {
+        this.#igd.receive(packet);
+        return;
+      }
       super.receive(packet, from);
       return;
     }
@@ -194,7 +220,7 @@ export class NatRouter extends Router {
   /** PCP or NAT-PMP to our LAN address, when the NAT's behaviour answers them (issue 20). */
   #answerPortMapping(packet: UdpPacket, now: number): boolean {
     const speaks = this.nat.behaviour.portMapping ?? [];
-    if (speaks.length === 0) return false;
+    if (!speaks.includes('pcp') && !speaks.includes('nat-pmp')) return false;
     this.fabric.trace(this.name, 'deliver', packet);
     const answer = answerPortMapping(this.nat, speaks, this.#portMapping, packet.payload, packet.src, now);
     if (answer)

@@ -240,3 +240,78 @@ export function decodeSoapResponse(response: HttpResponse, outputs: readonly str
   }
   return { ok: true, values };
 }
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: ReadonlyMap<string, string>;
+  readonly body: string;
+}
+
+/**
+ * A whole HTTP request once `bytes` hold it (headers and a Content-Length body); undefined while
+ * more is needed. For the NAT model's IGD (nat/upnp-igd.ts). Throws on garbage or past the cap.
+ */
+export function decodeHttpRequest(bytes: Uint8Array): HttpRequest | undefined {
+  if (bytes.byteLength > MAX_HTTP_BYTES) throw new DecodeError('http', MAX_HTTP_BYTES, 'request too large');
+  const text = new TextDecoder('latin1').decode(bytes);
+  const split = text.indexOf('\r\n\r\n');
+  if (split < 0) return undefined;
+  const lines = text.slice(0, split).split('\r\n');
+  const start = /^([A-Z-]{1,16}) (\S{1,1024}) HTTP\/1\.[01]$/.exec(lines[0] ?? '');
+  if (!start) throw new DecodeError('http', 0, 'not an HTTP request');
+  const headers = headerMap(lines.slice(1));
+  const n = Number(headers.get('content-length') ?? '0');
+  if (!Number.isInteger(n) || n < 0 || n > MAX_HTTP_BYTES)
+    throw new DecodeError('http', 0, 'bad Content-Length');
+  const rest = text.slice(split + 4);
+  if (rest.length < n) return undefined;
+  return { method: start[1]!, path: start[2]!, headers, body: rest.slice(0, n) };
+}
+
+/** The SOAP action a request names (`"<serviceType>#<action>"`), or undefined. */
+export function soapActionOf(request: HttpRequest): { serviceType: string; action: string } | undefined {
+  const m = /^"?([^"#]{1,200})#([A-Za-z]{1,64})"?$/.exec(request.headers.get('soapaction') ?? '');
+  return m ? { serviceType: m[1]!, action: m[2]! } : undefined;
+}
+
+/** The named arguments of a SOAP request body (absent ones are left out). */
+export function soapArguments(body: string, names: readonly string[]): Map<string, string> {
+  const values = new Map<string, string>();
+  if (body.length > MAX_HTTP_BYTES) return values;
+  for (const name of names) {
+    const value = element(body, name);
+    if (value !== undefined) values.set(name, value);
+  }
+  return values;
+}
+
+/** A SOAP success answer with output arguments, as an IGD sends it. */
+export function encodeSoapResponse(
+  serviceType: string,
+  action: string,
+  outputs: readonly [string, string | number][],
+): string {
+  const inner = outputs.map(([k, v]) => `<${k}>${escapeXml(String(v))}</${k}>`).join('');
+  return `<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:${action}Response xmlns:u="${serviceType}">${inner}</u:${action}Response></s:Body></s:Envelope>\r\n`;
+}
+
+/** A SOAP fault carrying a UPnPError (sent with HTTP 500). */
+export function encodeSoapFault(errorCode: number, description: string): string {
+  return `<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${errorCode}</errorCode><errorDescription>${escapeXml(description)}</errorDescription></UPnPError></detail></s:Fault></s:Body></s:Envelope>\r\n`;
+}
+
+/** An HTTP/1.1 response with Content-Length, the connection closed after it. */
+export function encodeHttpResponse(
+  status: number,
+  reason: string,
+  contentType: string,
+  body: string,
+): Uint8Array {
+  const payload = new TextEncoder().encode(body);
+  const head = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.byteLength}\r\nConnection: close\r\n\r\n`;
+  const out = new Uint8Array(head.length + payload.byteLength);
+  out.set(new TextEncoder().encode(head), 0);
+  out.set(payload, head.length);
+  return out;
+}
