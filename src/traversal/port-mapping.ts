@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
-import { type Clock, sleep } from '../net/clock.ts';
+import type { Clock } from '../net/clock.ts';
 import type { Network, UdpSocket } from '../net/types.ts';
 import {
   decodeNatPmpResponse,
@@ -29,6 +29,7 @@ import {
   PcpOpcode,
   PcpResult,
 } from '../protocol/portmap/pcp.ts';
+import { type Answer, exchange } from './exchange.ts';
 import { askUpnp, deleteUpnp, type UpnpService } from './upnp-client.ts';
 
 export type PortMappingProtocol = 'pcp' | 'nat-pmp' | 'upnp';
@@ -140,10 +141,8 @@ export function releasePortMapping(
   });
 }
 
-type Answer<T> = { readonly answer: T } | { readonly silent: true };
-
-/** Sends `request` up to `attempts` times until `accept` takes a datagram from `from`. */
-async function exchange<T>(
+/** `exchange` with one request to the gateway's port, answered from there. */
+function ask<T>(
   c: PortMappingComponents,
   socket: UdpSocket,
   request: Uint8Array,
@@ -151,26 +150,14 @@ async function exchange<T>(
   init: PortMappingInit,
   accept: (data: Uint8Array) => T | undefined,
 ): Promise<Answer<T>> {
-  let answer: T | undefined;
-  const wake = new AbortController();
-  const off = socket.on('message', (data, from) => {
-    if (answer !== undefined || from.address !== to.address || from.port !== to.port) return;
-    answer = accept(data);
-    if (answer !== undefined) wake.abort();
-  });
-  try {
-    let rtoMs = init.rtoMs ?? 250;
-    for (let i = 0; i < (init.attempts ?? 3) && answer === undefined; i++) {
-      socket.send(request, to);
-      const signal = init.signal ? AbortSignal.any([init.signal, wake.signal]) : wake.signal;
-      await sleep(c.clock, rtoMs, signal).catch(() => {});
-      if (init.signal?.aborted) break;
-      rtoMs *= 2;
-    }
-  } finally {
-    off();
-  }
-  return answer === undefined ? { silent: true } : { answer };
+  return exchange(
+    c.clock,
+    socket,
+    () => socket.send(request, to),
+    (from) => from.address === to.address && from.port === to.port,
+    init,
+    accept,
+  );
 }
 
 function lifetimeOf(init: PortMappingInit): number {
@@ -196,7 +183,7 @@ async function askPcp(
     },
     options: [],
   });
-  const got = await exchange(c, socket, request, { address: init.gateway, port: PCP_PORT }, init, (data) => {
+  const got = await ask(c, socket, request, { address: init.gateway, port: PCP_PORT }, init, (data) => {
     // RFC 6887 §9: a NAT-PMP-only gateway answers with its own version and "unsupported version".
     if (
       isNatPmp(data) &&
@@ -260,7 +247,7 @@ async function askNatPmp(
     }
   };
   // The external address comes from its own request (RFC 6886 §3.2).
-  const address = await exchange(
+  const address = await ask(
     c,
     socket,
     encodeNatPmpRequest({ kind: 'external-address' }),
@@ -285,7 +272,7 @@ async function askNatPmp(
     suggestedExternalPort: init.suggestedExternalPort ?? 0,
     lifetimeS: lifetimeOf(init),
   });
-  const got = await exchange(c, socket, request, to, init, (data) => {
+  const got = await ask(c, socket, request, to, init, (data) => {
     const response = decode(data);
     return response?.kind === 'map' &&
       response.protocol === 'udp' &&

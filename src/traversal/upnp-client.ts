@@ -10,7 +10,7 @@
  * the router's own address is believed: answers from elsewhere, and descriptions or control URLs
  * naming another host, are refused (a LAN host must not be able to steer our mappings).
  */
-import { type Clock, sleep } from '../net/clock.ts';
+import type { Clock } from '../net/clock.ts';
 import type { Network, StreamConnection } from '../net/types.ts';
 import {
   decodeHttpResponse,
@@ -27,6 +27,7 @@ import {
   SSDP_PORT,
   UpnpError,
 } from '../protocol/portmap/upnp.ts';
+import { exchange } from './exchange.ts';
 import type { PortMapping, PortMappingResult } from './port-mapping.ts';
 
 export interface UpnpComponents {
@@ -182,36 +183,33 @@ async function discover(
   init: Pick<UpnpInit, 'gateway' | 'rtoMs' | 'attempts' | 'signal'>,
 ): Promise<UpnpService | undefined> {
   const socket = await c.network.bindUdp();
-  let location: HttpUrl | undefined;
-  const wake = new AbortController();
-  const off = socket.on('message', (data, from) => {
-    // Only the router itself: another host answering SSDP must not steer our mappings.
-    if (location || from.address !== init.gateway) return;
-    try {
-      const answer = decodeSsdpResponse(data);
-      if (answer.location.host !== init.gateway) return;
-      location = answer.location;
-      wake.abort();
-    } catch {
-      // Not an answer we can use.
-    }
-  });
+  const search = encodeMSearch();
+  let got: Awaited<ReturnType<typeof exchange<HttpUrl>>>;
   try {
-    const search = encodeMSearch();
-    let rtoMs = init.rtoMs ?? 250;
-    for (let i = 0; i < (init.attempts ?? 3) && !location; i++) {
-      socket.send(search, { address: init.gateway, port: SSDP_PORT });
-      socket.send(search, { address: SSDP_MULTICAST, port: SSDP_PORT });
-      const signal = init.signal ? AbortSignal.any([init.signal, wake.signal]) : wake.signal;
-      await sleep(c.clock, rtoMs, signal).catch(() => {});
-      if (init.signal?.aborted) break;
-      rtoMs *= 2;
-    }
+    got = await exchange(
+      c.clock,
+      socket,
+      () => {
+        socket.send(search, { address: init.gateway, port: SSDP_PORT });
+        socket.send(search, { address: SSDP_MULTICAST, port: SSDP_PORT });
+      },
+      // Only the router itself: another host answering SSDP must not steer our mappings.
+      (from) => from.address === init.gateway,
+      init,
+      (data) => {
+        try {
+          const answer = decodeSsdpResponse(data);
+          return answer.location.host === init.gateway ? answer.location : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+    );
   } finally {
-    off();
     socket.close();
   }
-  if (!location) return undefined;
+  if ('silent' in got) return undefined;
+  const location = got.answer;
   const description = await http(c, location, encodeHttpRequest('GET', location), init.signal);
   if (description.status !== 200) throw new Error(`device description: HTTP ${description.status}`);
   return findWanIpService(description.body, location);

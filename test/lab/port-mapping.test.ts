@@ -51,6 +51,45 @@ async function portmap(lab: string, restart = false): Promise<Portmap> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A random-port NAT calling the real router, one SC2C call. */
+const PAIR = {
+  natA: 'symmetric-random',
+  natB: 'kernel:miniupnpd',
+  rttMs: 40,
+  modes: ['sc2c'],
+  callsPerMode: 1,
+} as const;
+
+/** The router's list once the camera's delete has reached it (5 s at most). */
+async function deleted(lab: string): Promise<Portmap> {
+  let listed = await portmap(lab);
+  for (let i = 0; i < 50 && listed.redirects.length > 0; i++) {
+    await sleep(100);
+    listed = await portmap(lab);
+  }
+  return listed;
+}
+
+/** `sc2c probe --json` inside a lab host's namespace. */
+async function probeIn(
+  namespace: string,
+  ...args: string[]
+): Promise<{ portMapping?: Record<string, unknown> }> {
+  const { stdout } = await run('ip', [
+    'netns',
+    'exec',
+    namespace,
+    process.execPath,
+    new URL('../../src/cli/bin.js', import.meta.url).pathname,
+    'probe',
+    '--server',
+    '198.18.0.10',
+    '--json',
+    ...args,
+  ]);
+  return JSON.parse(stdout);
+}
+
 describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupnpd)', () => {
   it('maps the camera port with PCP, renews it, recovers a router restart and deletes it', async () => {
     const lab = `pm${process.pid % 10_000}`;
@@ -65,42 +104,14 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     const leaseEvents: string[] = [];
     let checks: Promise<void> | undefined;
     const runs = await runLabCalls({
-      natA: 'symmetric-random',
-      natB: 'kernel:miniupnpd',
-      rttMs: 40,
-      modes: ['sc2c'],
-      callsPerMode: 1,
+      ...PAIR,
       name: lab,
       calleeArgs: ['--no-relay', '--port-mapping-lifetime', String(LIFETIME_S)],
       callArgs: () => ['--no-media', '--no-relay', '--duration', '14'],
       beforeCalls: async (hosts) => {
-        const { stdout } = await run('ip', [
-          'netns',
-          'exec',
-          hosts.bob!,
-          process.execPath,
-          new URL('../../src/cli/bin.js', import.meta.url).pathname,
-          'probe',
-          '--server',
-          '198.18.0.10',
-          '--json',
-        ]);
-        probe = JSON.parse(stdout);
+        probe = await probeIn(hosts.bob!);
         afterProbe = await portmap(lab);
-        const upnp = await run('ip', [
-          'netns',
-          'exec',
-          hosts.bob!,
-          process.execPath,
-          new URL('../../src/cli/bin.js', import.meta.url).pathname,
-          'probe',
-          '--server',
-          '198.18.0.10',
-          '--port-mapping-protocols',
-          'upnp',
-          '--json',
-        ]);
-        upnpProbe = JSON.parse(upnp.stdout);
+        upnpProbe = await probeIn(hosts.bob!, '--port-mapping-protocols', 'upnp');
       },
       onCalleeEvent: (event) => {
         if (event.event === 'lease') leaseEvents.push(String(event.kind));
@@ -119,11 +130,7 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
       inspect: async () => {
         await checks;
         // The camera deletes its lease when the viewer's BYE ends the call.
-        for (let i = 0; i < 50; i++) {
-          after = await portmap(lab);
-          if (after.redirects.length === 0) break;
-          await sleep(100);
-        }
+        after = await deleted(lab);
       },
     });
     const call = runs.sc2c![0]!;
@@ -156,11 +163,7 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
   it('without port mapping the same pair can only take the relay', async () => {
     const relay = ['--relay', '198.18.0.10:3478'];
     const runs = await runLabCalls({
-      natA: 'symmetric-random',
-      natB: 'kernel:miniupnpd',
-      rttMs: 40,
-      modes: ['sc2c'],
-      callsPerMode: 1,
+      ...PAIR,
       name: `pn${process.pid % 10_000}`,
       calleeArgs: [...relay, '--no-port-mapping'],
       callArgs: () => ['--no-media', ...relay, '--no-port-mapping'],
@@ -175,19 +178,11 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     const lab = `pu${process.pid % 10_000}`;
     let after: Portmap | undefined;
     const runs = await runLabCalls({
-      natA: 'symmetric-random',
-      natB: 'kernel:miniupnpd',
-      rttMs: 40,
-      modes: ['sc2c'],
-      callsPerMode: 1,
+      ...PAIR,
       name: lab,
       calleeArgs: ['--no-relay', '--port-mapping-protocols', 'upnp'],
       inspect: async () => {
-        for (let i = 0; i < 50; i++) {
-          after = await portmap(lab);
-          if (after.redirects.length === 0) break;
-          await sleep(100);
-        }
+        after = await deleted(lab);
       },
     });
     const call = runs.sc2c![0]!;
