@@ -118,14 +118,19 @@ function checkTopology(scenario: Scenario, source: string): void {
   const fail = (path: string, message: string): never => {
     throw new ConfigError(`${source} is not valid:\n  ${path}: ${message}`);
   };
-  const names = new Set<string>(['server', 'internet']);
-  const addresses = new Set<string>(scenario.server.addresses);
+  const names = new Set<string>(['server', 'internet', 'lab-stun']);
+  // The internet router's own address and the lab's STUN responder for miniupnpd (lab/miniupnpd.ts).
+  const addresses = new Set<string>(['198.18.255.254', '198.19.255.1', '198.19.255.2']);
+  scenario.server.addresses.forEach((a, i) => {
+    if (addresses.has(a)) fail(`server.addresses.${i}`, `address ${a} is reserved by the lab`);
+    addresses.add(a);
+  });
   const claim = (n: string, path: string): void => {
     if (names.has(n)) fail(path, `name '${n}' is used twice (or is reserved)`);
     names.add(n);
   };
   const own = (a: string, path: string): void => {
-    if (addresses.has(a)) fail(path, `address ${a} is used twice`);
+    if (addresses.has(a)) fail(path, `address ${a} is used twice (or is reserved by the lab)`);
     addresses.add(a);
   };
   scenario.hosts.forEach((h, i) => {
