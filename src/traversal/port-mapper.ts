@@ -18,6 +18,7 @@ import {
   DEFAULT_PROTOCOLS,
   type EpochSample,
   epochConsistent,
+  MAX_LIFETIME_S,
   type PortMapping,
   type PortMappingProtocol,
   releasePortMapping,
@@ -86,8 +87,18 @@ export interface PortMapperCounters {
 export const DEFAULT_LEASE_LIFETIME_S = 1800;
 /** What `detect` asks for: the shortest lifetime miniupnpd grants by default (min_lifetime). */
 const DETECT_LIFETIME_S = 120;
+/** Re-asking every lease after a reset happens at most this often. */
+const MIN_RESET_GAP_MS = 10_000;
 /** A failed renewal is tried again after half the time left, but not sooner than this. */
 const MIN_RETRY_MS = 1000;
+
+/**
+ * Half the granted lifetime (RFC 6886 §3.3), kept between a second and half a day: a router that
+ * grants 0 s must not set off a renewal storm, nor one that grants 2^32 - 1 s overflow the timer.
+ */
+export function renewalDelayMs(mapping: Pick<PortMapping, 'lifetimeS'>): number {
+  return Math.min(MAX_LIFETIME_S * 500, Math.max(MIN_RETRY_MS, mapping.lifetimeS * 500));
+}
 
 export type MapResult =
   | { readonly ok: true; readonly lease: PortLease }
@@ -123,6 +134,7 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
   };
   readonly #leases = new Map<number, Lease>();
   #epoch?: EpochSample;
+  #lastResetMs?: number;
   #closed = false;
   /** Deletes on their way to the router: `close()` waits for these too. */
   readonly #releasing = new Set<Promise<void>>();
@@ -222,7 +234,7 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
     this.counters.granted++;
     this.#leases.set(internalPort, lease);
     this.#observe(result.mapping, lease);
-    this.#schedule(lease, (result.mapping.lifetimeS * 1000) / 2);
+    this.#schedule(lease, renewalDelayMs(result.mapping));
     return { ok: true, lease };
   }
 
@@ -279,7 +291,7 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
     }
     lease.mapping = result.mapping;
     this.counters.renewed++;
-    this.#schedule(lease, (result.mapping.lifetimeS * 1000) / 2);
+    this.#schedule(lease, renewalDelayMs(result.mapping));
     if (
       result.mapping.externalPort !== previous.externalPort ||
       result.mapping.externalAddress !== previous.externalAddress
@@ -297,7 +309,10 @@ export class PortMapper extends TypedEmitter<PortMapperEvents> {
     const current = { epochS: mapping.epochS, atMs: mapping.grantedAtMs };
     const lost = this.#epoch !== undefined && !epochConsistent(this.#epoch, current);
     this.#epoch = current;
-    if (!lost) return;
+    // A router whose epoch jumps on every answer must not set off a storm of re-requests.
+    if (!lost || (this.#lastResetMs !== undefined && current.atMs - this.#lastResetMs < MIN_RESET_GAP_MS))
+      return;
+    this.#lastResetMs = current.atMs;
     this.counters.resets++;
     this.emit('reset');
     for (const lease of this.#leases.values()) if (lease !== from) this.#schedule(lease, 0);

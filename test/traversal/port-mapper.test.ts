@@ -5,7 +5,7 @@
  * delete when the lease is released, and the bound on leases held.
  */
 import { describe, expect, it } from 'vitest';
-import { PortMapper } from '../../src/traversal/port-mapper.ts';
+import { PortMapper, renewalDelayMs } from '../../src/traversal/port-mapper.ts';
 import { epochConsistent } from '../../src/traversal/port-mapping.ts';
 import { bytes, profiles, world } from '../net/world.ts';
 
@@ -152,6 +152,14 @@ describe('port mapper against the NAT model', () => {
     });
     await w.clock.run(mapper.close());
     expect(await w.clock.run(mapper.map(40_003))).toEqual({ ok: false, reason: 'port mapping stopped' });
+  });
+});
+
+describe('renewalDelayMs', () => {
+  it('is half the lifetime, from 1 s to half a day whatever a router grants', () => {
+    expect(renewalDelayMs({ lifetimeS: 7200 })).toBe(3_600_000);
+    expect(renewalDelayMs({ lifetimeS: 0 })).toBe(1000);
+    expect(renewalDelayMs({ lifetimeS: 0xffff_ffff })).toBe(43_200_000);
   });
 });
 
