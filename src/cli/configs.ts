@@ -233,6 +233,8 @@ export const gatewaySchema = z
         /** Issue 19: crossed ladders between two predicting per-destination NATs (1: off). */
         crossWindow: z.number().int().min(1).max(32),
         pinTtl: z.number().int().min(1).max(16),
+        /** Issue 21: sc2c-ttl's wait from the low-TTL primes to the full checks. */
+        primeWaitMs: z.number().int().min(0).max(5000),
         /** Issue 19: birthday punching where our NAT allocates at random. */
         birthday: z.boolean(),
         birthdayPorts: z.number().int().min(1).max(1024),

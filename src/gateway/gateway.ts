@@ -25,6 +25,7 @@ import { assertedCaller } from '../signaling/identity.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { quoteWire } from '../signaling/sip-connection.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
+import { DEFAULT_PIN_TTL } from '../traversal/pin.ts';
 import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
@@ -48,6 +49,13 @@ export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from 
  * the LAN answers PCP in a round trip of a few ms; PCP's first retransmission is due at 250 ms.
  */
 const DETECTION_WAIT_MS = 250;
+
+/**
+ * sc2c-ttl's wait between the low-TTL primes and the first full checks (issue 21). The peer's full
+ * checks come after the answer or INVITE reached it, over a path about as long as the media's, so
+ * our primes only need to leave first; the margin covers each side's processing.
+ */
+const DEFAULT_PRIME_WAIT_MS = 100;
 
 /** Port-mapping detection under way (issue 20). */
 interface Detection {
@@ -557,7 +565,18 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       active,
       local,
       remote,
-      this.init.punch ?? {},
+      {
+        ...this.init.punch,
+        // Issue 21: sc2c-ttl primes our NAT with low-TTL checks instead of waiting for a go.
+        ...(local.mode === 'sc2c-ttl'
+          ? {
+              prime: {
+                ttl: this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL,
+                waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
+              },
+            }
+          : {}),
+      },
       this.probe,
       // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
       local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,

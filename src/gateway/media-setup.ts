@@ -173,7 +173,7 @@ export async function setUpMedia(c: MediaSetupComponents, init: MediaSetupInit):
         : undefined;
     // SC2C takes an endpoint-independent mapping as it is; the paper's C2C baseline predicts it.
     const plan = planPort(init.probe, 0, {
-      exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive',
+      exactWhenIndependent: init.mode === 'sc2c' || init.mode === 'sc2c-naive' || init.mode === 'sc2c-ttl',
     });
     if (leased) {
       publicEndpoint = leased.endpoint;

@@ -48,7 +48,7 @@ export async function punchPair(
   pair: MediaPair,
   local: CallDescription,
   remote: CallDescription,
-  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs'> & {
+  init: Pick<PunchInit, 'intervalMs' | 'timeoutMs' | 'keepaliveMs' | 'prime'> & {
     readonly pinChecks?: number;
     readonly crossWindow?: number;
   },

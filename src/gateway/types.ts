@@ -51,8 +51,10 @@ export interface GatewayInit {
      * at most 32; 1 turns it off.
      */
     readonly crossWindow?: number;
-    /** TTL of the pinning rungs: past our NAT, short of the peer's. Default 2. */
+    /** TTL of the pinning rungs and of sc2c-ttl's primes: past our NAT, short of the peer's. Default 2. */
     readonly pinTtl?: number;
+    /** sc2c-ttl (issue 21): from the low-TTL primes to the first full checks. Default 100 ms. */
+    readonly primeWaitMs?: number;
     /**
      * Birthday punching where our NAT allocates at random and the peer's keeps one mapping
      * (issue 19, traversal/birthday.ts). Default true: our NAT's ports are the ones probed.

@@ -12,7 +12,11 @@ import { DecodeError } from './decode-error.ts';
 import { SHA256_FINGERPRINT } from './dtls/certificate.ts';
 import { MAX_BIRTHDAY_PORTS, MAX_PIN_WINDOW } from './sc2c-info.ts';
 
-export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun'] as const;
+/**
+ * `sc2c-ttl` (issue 21, seed 002): SC2C's prediction without the server's go; each side's first
+ * checks leave with a TTL that crosses its own NAT and expires before the peer's (priming).
+ */
+export const TRAVERSAL_MODES = ['sc2c', 'sc2c-naive', 'c2c', 'stun', 'sc2c-ttl'] as const;
 export type TraversalMode = (typeof TRAVERSAL_MODES)[number];
 export const PORT_SOURCES = ['exact', 'predicted', 'pinned', 'stun', 'unpredictable', 'mapped'] as const;
 /**

@@ -38,6 +38,12 @@ export interface PunchInit {
   readonly timeoutMs?: number;
   /** Binding indications on the established pair. Mappings can expire after 20 s (seed 003), so 15 s. */
   readonly keepaliveMs?: number;
+  /**
+   * Low-TTL priming (issue 21, seed 002): the first check to each candidate leaves with this TTL,
+   * which crosses our own NAT (opening the mapping) and expires before the peer's (so a PKS peer
+   * sees no early packet); full checks follow `waitMs` later.
+   */
+  readonly prime?: { readonly ttl: number; readonly waitMs: number };
 }
 
 export interface PunchComponents {
@@ -70,10 +76,18 @@ export interface PunchCounters {
   rejected: number;
   /** Peers' checks from endpoints we were not checking, which then became candidates. */
   peerReflexive: number;
+  /** Low-TTL priming checks (issue 21), counted in `checksSent` too. */
+  primed: number;
 }
 
 export class Puncher {
-  readonly counters: PunchCounters = { checksSent: 0, checksAnswered: 0, rejected: 0, peerReflexive: 0 };
+  readonly counters: PunchCounters = {
+    checksSent: 0,
+    checksAnswered: 0,
+    rejected: 0,
+    peerReflexive: 0,
+    primed: 0,
+  };
   readonly #pending = new Set<string>();
   readonly #offMessage: () => void;
   #onSuccess?: (remote: Endpoint) => void;
@@ -120,6 +134,7 @@ export class Puncher {
     this.#candidates = checked;
     this.#username = username;
     try {
+      if (this.init.prime) await this.#prime(checked, username, this.init.prime, signal);
       while (!answered && !this.#closed && this.c.clock.now() < deadline) {
         for (const candidate of checked) this.#sendCheck(candidate, username);
         const round = signal ? AbortSignal.any([signal, wake.signal]) : wake.signal;
@@ -155,6 +170,31 @@ export class Puncher {
   probe(to: Endpoint): void {
     if (this.#closed) return;
     this.#sendCheck(to, this.#checkUsername);
+  }
+
+  /**
+   * One low-TTL check to each candidate, one at a time (a TTL set for one send may hold for the
+   * next), then the wait. An answer during the wait (the peer's check, our triggered reply) ends it.
+   */
+  async #prime(
+    candidates: readonly Endpoint[],
+    username: Uint8Array,
+    prime: { readonly ttl: number; readonly waitMs: number },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    for (const candidate of [...candidates]) {
+      if (this.#closed) return;
+      const transactionId = this.c.transactionId?.() ?? new Uint8Array(randomBytes(12));
+      this.#pending.add(Buffer.from(transactionId).toString('hex'));
+      this.counters.checksSent++;
+      this.counters.primed++;
+      await this.c.socket.sendWithTtl(
+        encodeCheck(transactionId, username, this.#remoteKey),
+        candidate,
+        prime.ttl,
+      );
+    }
+    await sleep(this.c.clock, prime.waitMs, signal).catch(() => {});
   }
 
   /** The endpoints being checked while a punch runs (peer-reflexive ones included). */

@@ -90,6 +90,18 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     }
   }, 120_000);
 
+  it('low-TTL priming (sc2c-ttl) connects PKS callers without a go, and fails wherever an IPS NAT is (issue 21)', async () => {
+    // The primes expire past our own NAT: a PKS peer never sees an early packet. But the router
+    // where they expire answers time-exceeded, and an IPS NAT closes the mapping it just opened.
+    for (const calling of MATRIX_PROFILES) {
+      for (const called of MATRIX_PROFILES) {
+        const result = await cell(calling, called, 'sc2c-ttl', 1);
+        const fails = calling.endsWith('+ips') || called.endsWith('+ips');
+        expect({ calling, called, ok: result.successes === 1 }).toEqual({ calling, called, ok: !fails });
+      }
+    }
+  }, 120_000);
+
   it('every mode connects two sequential full cones (each side checks when its own port is a guess too)', async () => {
     const behaviour = {
       ...catalog.resolve('full-cone'),
