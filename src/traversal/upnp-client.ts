@@ -76,10 +76,7 @@ export async function askUpnp(c: UpnpComponents, init: UpnpInit): Promise<PortMa
       };
     const externalAddress = address.values.get('NewExternalIPAddress') ?? '';
     const lifetimeS = Math.max(0, Math.floor(init.lifetimeS));
-    const ports = [
-      init.suggestedExternalPort || init.internalPort,
-      ...Array.from({ length: CONFLICT_RETRIES }, () => 49_152 + Math.floor(Math.random() * 16_384)),
-    ];
+    const ports = [init.suggestedExternalPort || init.internalPort, ...conflictPorts(init.internalPort)];
     let last = '';
     for (const externalPort of ports) {
       const added = await addMapping(c, service, init, externalPort, lifetimeS);
@@ -131,6 +128,18 @@ export async function deleteUpnp(
   } catch (error) {
     return { ok: false, reason: `UPnP: ${(error as Error).message}` };
   }
+}
+
+/**
+ * Other external ports to try when ours is taken: spread over the dynamic range (49152-65535) by
+ * the internal port, so two of our leases do not chase the same ones, and the same run after run
+ * (no global randomness: a simulation's trace stays reproducible).
+ */
+export function conflictPorts(internalPort: number): number[] {
+  return Array.from(
+    { length: CONFLICT_RETRIES },
+    (_, i) => 49_152 + ((internalPort * 7919 + (i + 1) * 104_729) % 16_384),
+  );
 }
 
 async function addMapping(

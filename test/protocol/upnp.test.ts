@@ -11,6 +11,7 @@ import {
   findWanIpService,
   parseHttpUrl,
 } from '../../src/protocol/portmap/upnp.ts';
+import { conflictPorts } from '../../src/traversal/upnp-client.ts';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
@@ -99,5 +100,14 @@ describe('UPnP IGD codecs', () => {
       [],
     );
     expect(fault).toEqual({ ok: false, errorCode: 718, description: 'ConflictInMappingEntry' });
+  });
+
+  it('tries other ports from the dynamic range when ours is taken, the same ones every time', () => {
+    const ports = conflictPorts(40_000);
+    expect(ports).toHaveLength(3);
+    expect(new Set(ports).size).toBe(3);
+    for (const port of ports) expect(port >= 49_152 && port <= 65_535).toBe(true);
+    expect(conflictPorts(40_000)).toEqual(ports);
+    expect(conflictPorts(40_002)).not.toEqual(ports);
   });
 });
