@@ -95,8 +95,9 @@ export function recordCall(
   callee: string,
   identity: readonly string[],
   mp4: string,
+  durationS = 5,
 ): Sc2cProcess {
-  return sc2c(['call', callee, ...identity, '--record', mp4, '--duration', '5', '--json']);
+  return sc2c(['call', callee, ...identity, '--record', mp4, '--duration', String(durationS), '--json']);
 }
 
 /** `sc2c server --config CONFIG`, resolved once it listens. */

@@ -93,8 +93,10 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
   it('low-TTL priming (sc2c-ttl) connects PKS callers without a go, and fails wherever an IPS NAT is (issue 21)', async () => {
     // The primes expire past our own NAT: a PKS peer never sees an early packet. But the router
     // where they expire answers time-exceeded, and an IPS NAT closes the mapping it just opened.
-    for (const calling of MATRIX_PROFILES) {
-      for (const called of MATRIX_PROFILES) {
+    // One family, both ways (the 81 pairs are in docs/bench/ttl-2026-12-04: the same pattern).
+    const family = ['symmetric-seq1', 'symmetric-seq1+pks', 'symmetric-seq1+ips', 'port-restricted-cone+pks'];
+    for (const calling of family) {
+      for (const called of family) {
         const result = await cell(calling, called, 'sc2c-ttl', 1);
         const fails = calling.endsWith('+ips') || called.endsWith('+ips');
         expect({ calling, called, ok: result.successes === 1 }).toEqual({ calling, called, ok: !fails });
