@@ -135,8 +135,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
 
   /**
    * Port-mapping detection starts beside the NAT probe (`start`), so a router that answers has
-   * answered by the time the gateway runs; one that does not costs 3 × 1.75 s of retransmissions
-   * in the background, which registration does not wait for. A call's first attempt waits for it
+   * answered by the time the gateway runs; one that does not costs 1.75 s of retransmissions
+   * (every protocol at once) in the background, which registration does not wait for. A call's first attempt waits for it
    * at most `DETECTION_WAIT_MS` from its start.
    */
   #adoptDetection(detection: Detection | undefined): void {

@@ -91,9 +91,9 @@ export interface GatewayInit {
   /** Calls at once; a new INVITE beyond gets 486 Busy Here before any media is set up. Default 16. */
   readonly maxCalls?: number;
   /**
-   * Ask our router to map each call's media port (issue 20): PCP, then NAT-PMP, to `gateway` (the
-   * default router; the CLI reads it from the routing table). Detected once at start, in the
-   * background; omit to never ask.
+   * Ask our router to map each call's media port (issue 20): PCP, NAT-PMP or UPnP IGD, to `gateway`
+   * (the default router; the CLI reads it from the routing table). Detected once at start, beside
+   * the NAT probe; omit to never ask.
    */
   readonly portMapping?: Omit<PortMapperInit, 'clientAddress'> & {
     /** Our address on the router's LAN. Default: the signaling connection's local address. */

@@ -310,6 +310,7 @@ export class NatRouter extends Router {
 
 /** Not 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, with the limited broadcast) or 0.0.0.0/8. */
 function isUnicast(address: string): boolean {
-  const first = Number(address.split('.')[0]);
+  // Every packet passes here: read the first octet without splitting the string.
+  const first = Number.parseInt(address, 10);
   return first > 0 && first < 224;
 }
