@@ -22,7 +22,16 @@ export function summarize(outcome: CallOutcome) {
       portSource: outcome.remote.portSource,
       nat: outcome.remote.nat,
     },
-    path: outcome.path && {
+    // Issue 21: which path carries media: `direct`, `direct-tcp` or `relay` (null: none).
+    path: !outcome.ok
+      ? null
+      : outcome.route === 'relay'
+        ? ('relay' as const)
+        : outcome.transport === 'tcp'
+          ? ('direct-tcp' as const)
+          : ('direct' as const),
+    /** The confirmed pair: our socket's local endpoint and the peer's. */
+    pair: outcome.path && {
       local: outcome.path.socket.local,
       remote: outcome.path.remote,
       rtcp: outcome.path.rtcp && { local: outcome.path.rtcp.socket.local, remote: outcome.path.rtcp.remote },

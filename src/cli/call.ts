@@ -91,7 +91,7 @@ export function registerCall(program: Command): void {
           if (!options.json) {
             process.stdout.write(
               s.ok
-                ? `${prefix}${s.route} path to ${callee}: ${s.path!.local.port} -> ${s.path!.remote.address}:${s.path!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})${s.directReason ? `; ${s.directReason}` : ''}\n`
+                ? `${prefix}${s.path} path to ${callee}: ${s.pair!.local.port} -> ${s.pair!.remote.address}:${s.pair!.remote.port}, set up in ${s.setupMs} ms (${s.mode}; our port ${s.local!.portSource} ${s.local!.publicEndpoint.address}:${s.local!.publicEndpoint.port})${s.directReason ? `; ${s.directReason}` : ''}\n`
                 : `${prefix}call to ${callee} failed: ${s.reason}\n`,
             );
           }

@@ -2,6 +2,7 @@
 
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { DIRECT_TRANSPORTS } from '../gateway/types.ts';
 import { parseSource } from '../media/source.ts';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { SHA256_FINGERPRINT } from '../protocol/dtls/certificate.ts';
@@ -244,6 +245,11 @@ export const gatewaySchema = z
       .partial()
       .strict()
       .default({}),
+    /**
+     * Issue 21: which direct path to try. `auto`: UDP, or a TCP simultaneous open where either
+     * side's UDP is blocked; `tcp`: TCP only; `udp`: UDP only (no TCP probe at start).
+     */
+    transport: z.enum(DIRECT_TRANSPORTS).default('auto'),
     /**
      * Issue 20: ask our router for each call's media port (PCP, then NAT-PMP). `gateway: auto`
      * reads the default router from the routing table.

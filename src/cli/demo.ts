@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { blockedUdpPackets, blockUdp } from '../lab/block-udp.ts';
 import { type CallSummary, natSpec, runLabCalls } from '../lab/calls.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
 import { type NalCensus, nalCensus, RANDOM_NAL_RATE } from '../lab/pcap-census.ts';
@@ -20,6 +21,7 @@ import { PAYLOAD_TYPES } from '../media/source.ts';
 import { loadProfiles } from '../nat/profiles.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { UsageError } from '../util/usage-error.ts';
 import { loadGatewayConfig } from './configs.ts';
 import { parseFloatIn, parseInteger } from './errors.ts';
 import { encodeInit, summarizeMedia } from './media.ts';
@@ -38,10 +40,12 @@ interface DemoOptions {
   /** Commander's form of `--no-port-mapping`. */
   portMapping: boolean;
   pcap?: string;
+  /** Issue 21: drop all non-loopback UDP in the viewer's (`a`) or the camera's (`b`) lab host. */
+  blockUdp?: 'a' | 'b';
 }
 
 interface DemoResult {
-  path: 'direct' | 'relay' | 'none';
+  path: 'direct' | 'direct-tcp' | 'relay' | 'none';
   /**
    * How each side's advertised port was obtained: `mapped` when its router granted it (PCP or
    * NAT-PMP, issue 20), else `predicted`, `pinned`, `exact`, `unpredictable`...
@@ -64,6 +68,8 @@ interface DemoResult {
   dtlsMs?: number | null;
   media?: { encryption?: string; srtpAuthFailures?: number; received?: { frames?: number } };
   c2c?: { ok: boolean; setupMs: number | null; reason?: string };
+  /** With `--block-udp`: whose UDP was blocked, and how many UDP packets the block dropped there. */
+  blockUdp?: { side: 'a' | 'b'; host: 'viewer' | 'camera'; droppedPackets: number | null };
   /** With `--pcap`: the captures, and what the camera NAT's uplink shows of the video. */
   pcap?: { dir: string; cameraUplink: string } & NalCensus & { randomRate: number };
 }
@@ -73,12 +79,29 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   let calleeEnded: Record<string, unknown> | undefined;
   // The lab's sc2c server runs the embedded TURN relay on the STUN port.
   const relayArgs = options.relay === false ? ['--no-relay'] : ['--relay', '198.18.0.10:3478'];
+  // A side whose UDP is blocked reaches the relay over TCP (RFC 7065 URI), as a real one would.
+  const tcpRelayArgs =
+    options.relay === false ? ['--no-relay'] : ['--relay', 'turn:198.18.0.10:3478?transport=tcp'];
+  const viewerRelayArgs = options.blockUdp === 'a' ? tcpRelayArgs : relayArgs;
+  const cameraRelayArgs = options.blockUdp === 'b' ? tcpRelayArgs : relayArgs;
+  const blockedHost = options.blockUdp === 'a' ? 'alice' : options.blockUdp === 'b' ? 'bob' : undefined;
+  let blockedNamespace: string | undefined;
+  let droppedPackets: number | null = null;
   const secureArgs = [
     ...(options.insecureMedia ? ['--insecure-media'] : []),
     ...(options.portMapping ? [] : ['--no-port-mapping']),
   ];
   const runs = await runLabCalls({
-    calleeArgs: [...relayArgs, ...secureArgs],
+    calleeArgs: [...cameraRelayArgs, ...secureArgs],
+    beforeCalls: async (hosts) => {
+      if (!blockedHost) return;
+      blockedNamespace = hosts[blockedHost];
+      if (!blockedNamespace) throw new Error(`the lab has no host ${blockedHost}`);
+      await blockUdp(blockedNamespace);
+      say(
+        `UDP blocked in the ${blockedHost === 'alice' ? 'viewer' : 'camera'}'s host (nftables, loopback excepted)`,
+      );
+    },
     pcapDir: options.pcap,
     natA: options.natA,
     natB: options.natB,
@@ -89,7 +112,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     name: `demo${process.pid % 10_000}`,
     callArgs: (mode) =>
       mode === 'sc2c'
-        ? ['--record', mp4, '--duration', String(options.duration), ...relayArgs, ...secureArgs]
+        ? ['--record', mp4, '--duration', String(options.duration), ...viewerRelayArgs, ...secureArgs]
         : // The contrast is about traversal: no media, and no relay to hide a failed punch.
           ['--no-media', '--no-relay', ...secureArgs],
     onLine: (line) => {
@@ -98,6 +121,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     // The camera reports its totals once the viewer's BYE reached it: wait for that line.
     inspect: async () => {
       for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
+      if (blockedNamespace) droppedPackets = await blockedUdpPackets(blockedNamespace).catch(() => null);
     },
     onCalleeEvent: (event) => {
       if (event.event === 'media-started') say(`media flowing: recording ${options.duration} s...`);
@@ -108,9 +132,8 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   const c2c = runs.c2c![0]!;
   const sent = (calleeEnded as { sent?: { frames: number; bytes: number } } | undefined)?.sent;
   const bytes = (sc2c as { bytes?: { direct: { bytes: number }; relay: { bytes: number } } }).bytes;
-  const route = (sc2c as { route?: 'direct' | 'relay' | null }).route;
   return {
-    path: sc2c.ok ? (route ?? 'direct') : 'none',
+    path: sc2c.ok ? (sc2c.path ?? 'direct') : 'none',
     setupMs: sc2c.setupMs,
     framesSent: sent?.frames ?? null,
     framesReceived: sc2c.media?.received?.frames ?? null,
@@ -128,6 +151,15 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     dtlsMs: sc2c.dtlsMs ?? null,
     media: sc2c.media,
     c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
+    ...(options.blockUdp
+      ? {
+          blockUdp: {
+            side: options.blockUdp,
+            host: options.blockUdp === 'a' ? ('viewer' as const) : ('camera' as const),
+            droppedPackets,
+          },
+        }
+      : {}),
     ...(options.pcap ? { pcap: cameraUplinkCensus(options.pcap) } : {}),
   };
 }
@@ -206,6 +238,15 @@ export function registerDemo(program: Command): void {
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
     .option('--insecure-media', 'plain RTP instead of DTLS-SRTP at both ends (to compare; prints a warning)')
+    .option(
+      '--block-udp <a|b>',
+      "drop all non-loopback UDP in the viewer's (a) or the camera's (b) lab host: the call goes direct over TCP (a simultaneous open) where it can, else through the relay over TCP",
+      (value: string) => {
+        if (value !== 'a' && value !== 'b')
+          throw new UsageError(`--block-udp must be a or b, got '${value}'`);
+        return value;
+      },
+    )
     .option('--pcap <dir>', "write the lab's per-link captures of the call into <dir> (tshark reads them)")
     .action(async (options: DemoOptions) => {
       if (options.insecureMedia)
@@ -234,6 +275,8 @@ export function registerDemo(program: Command): void {
       } catch (error) {
         why = (error as Error).message;
       }
+      if (why && options.blockUdp)
+        throw new UsageError(`--block-udp needs the kernel lab, which cannot run here: ${why}`);
       say(
         why
           ? `the kernel lab cannot run here (${why}): running a loopback-only call with no NAT instead`
@@ -266,7 +309,12 @@ function formatDemo(r: DemoResult, json: string): string {
     );
   lines.push('');
   if (r.path !== 'none') {
-    const how = r.path === 'relay' ? `the relay (${r.directReason ?? 'no direct path'})` : 'a direct path';
+    const how =
+      r.path === 'relay'
+        ? `the relay (${r.directReason ?? 'no direct path'})`
+        : r.path === 'direct-tcp'
+          ? 'a direct TCP path (simultaneous open)'
+          : 'a direct path';
     lines.push(
       `  SC2C: media over ${how}, set up in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
     );

@@ -1,6 +1,7 @@
 /** The options every gateway command shares, and the gateway's start-up settings built from them. */
 import type { Command } from 'commander';
 import type { GatewayInit } from '../gateway/gateway.ts';
+import { DIRECT_TRANSPORTS, type DirectTransport } from '../gateway/types.ts';
 import { isIpv4 } from '../net/address.ts';
 import { defaultRoute } from '../net/default-route.ts';
 import { TRAVERSAL_MODES, type TraversalMode } from '../protocol/sdp.ts';
@@ -35,6 +36,8 @@ export interface CommonOptions {
   portMapping?: boolean;
   portMappingLifetime?: number;
   portMappingProtocols?: PortMappingProtocol[];
+  /** Issue 21: `--transport udp|auto|tcp`. */
+  transport?: DirectTransport;
 }
 
 /** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
@@ -100,6 +103,7 @@ export async function gatewayInit(
     maxCalls: config.maxCalls,
     dtls: mediaEncryption(options, config.media, user),
     portMapping: portMappingConfig(config.portMapping, options),
+    transport: options.transport ?? config.transport,
   };
   return { init, context: { configPath: options.config, user, server, stun: stunServer } };
 }
@@ -231,8 +235,19 @@ export function withCommon(command: Command): Command {
       parsePortMappingProtocols,
     )
     .option(
+      '--transport <udp|auto|tcp>',
+      'direct path to try: auto = UDP, or a TCP simultaneous open where either side blocks UDP; tcp = TCP only; udp = UDP only (default transport in the config: auto)',
+      parseTransport,
+    )
+    .option(
       '--insecure-media',
       'plain RTP instead of DTLS-SRTP (QA comparisons only; the peer must turn encryption off too)',
     )
     .option('--json', 'print machine-readable JSON');
+}
+
+export function parseTransport(text: string): DirectTransport {
+  if (!(DIRECT_TRANSPORTS as readonly string[]).includes(text))
+    throw new UsageError(`--transport must be one of ${DIRECT_TRANSPORTS.join(', ')}; got '${text}'`);
+  return text as DirectTransport;
 }

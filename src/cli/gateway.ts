@@ -62,7 +62,7 @@ export function followGateway(gateway: Gateway, print: Print): void {
     const s = summarize(outcome);
     print(
       s.ok
-        ? `${user}: call ${s.callId} from ${s.peer}: ${s.route} path ${s.path!.remote.address}:${s.path!.remote.port} in ${s.setupMs} ms (${s.mode})${s.directReason ? `; ${s.directReason}` : ''}`
+        ? `${user}: call ${s.callId} from ${s.peer}: ${s.path} path ${s.pair!.remote.address}:${s.pair!.remote.port} in ${s.setupMs} ms (${s.mode})${s.directReason ? `; ${s.directReason}` : ''}`
         : `${user}: call ${s.callId} from ${s.peer} failed: ${s.reason}`,
       { event: 'call', user, ...s },
     );

@@ -13,6 +13,7 @@ import { passwordsOf } from '../signaling/accounts.ts';
 import { type SignalingCounters, SignalingServer } from '../signaling/server.ts';
 import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
+import { StunTcpResponder } from '../traversal/stun-tcp.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
 import { listenProblem } from './errors.ts';
@@ -416,6 +417,18 @@ export function registerServer(program: Command): void {
                 `cannot listen for TURN over TLS on ${at.address}:${at.port} (${listenProblem(error)}); check turn.tls in ${options.config}`,
               );
             }
+          }
+        }
+        if (!config.turn?.tcp) {
+          // Issue 21: gateways predict their TCP ports with Binding over TCP on the STUN port, which
+          // TURN over TCP answers when it runs; without it, a Binding-only TCP responder does.
+          try {
+            const tcpStun = await StunTcpResponder.start({ network, clock }, { listen: config.stun.primary });
+            opened.push(() => tcpStun.close());
+          } catch (error) {
+            throw new UsageError(
+              `cannot listen for STUN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}): the port must be free for TCP too`,
+            );
           }
         }
         const records =

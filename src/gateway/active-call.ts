@@ -42,6 +42,10 @@ export interface ActiveCall {
   /** Resolves when the caller's ACK arrives (the callee starts relayed media after it). */
   acked?: () => void;
   ended: boolean;
+  /** Issue 21: where our TCP punch connects from, and (once it connected) its framed connection. */
+  tcp?: { readonly localPort: number; socket?: UdpSocket; puncher?: Puncher };
+  /** Ends a TCP punch still connecting when the attempt closes. */
+  tcpAbort?: AbortController;
   /** The call's relay leg, kept across attempts. */
   relay?: CallRelay;
   /** The peer's relayed address, as last advertised. */

@@ -16,7 +16,7 @@ import type { ActiveCall } from './active-call.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
-import { settlePath, straightToRelay } from './path-policy.ts';
+import { directTransport, settlePath, straightToRelay } from './path-policy.ts';
 import { prepareMapping, sideThatPins, trackDrift, withFreshPorts, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
@@ -38,7 +38,8 @@ export interface AnswerHost {
     rtcp: RtcpPlan,
     media: readonly MediaLine[] | undefined,
     mapPorts: boolean,
-  ): Promise<MediaSetup>;
+    remote: CallDescription,
+  ): Promise<MediaSetup & { readonly tcp?: { readonly localPort: number } }>;
   /** Makes `active` the call's current attempt. */
   register(callId: string, active: ActiveCall): void;
   /** INVITEs received for this call so far. */
@@ -95,7 +96,7 @@ export async function answerCall(
     });
     return;
   }
-  let prepared: MediaSetup;
+  let prepared: MediaSetup & { readonly tcp?: { readonly localPort: number } };
   let relay: CallRelay | undefined;
   let permitted: Promise<void> | undefined;
   const rtcp = remote.rtcpMux && host.init.rtcpMux !== false ? 'mux' : 'separate';
@@ -118,7 +119,7 @@ export async function answerCall(
         });
     }
     // A re-INVITE is a retry after the first attempt failed: it predicts instead (issue 20).
-    prepared = await host.prepare(remote.mode, rtcp, media, previous === undefined);
+    prepared = await host.prepare(remote.mode, rtcp, media, previous === undefined, remote);
   } catch (error) {
     if (!previous?.relay) void (await relayReady)?.close();
     respond(500);
@@ -146,6 +147,7 @@ export async function answerCall(
     sampledAtMs: prepared.sampledAtMs,
     sample: prepared.sample,
     leases: prepared.leases,
+    ...(prepared.tcp ? { tcp: { localPort: prepared.tcp.localPort } } : {}),
     ended: false,
     // The callee can end the call too (a failed camera source): BYE goes to the caller.
     dialog: { user: peer },
@@ -167,7 +169,8 @@ export async function answerCall(
     'callee',
     description,
     remote,
-    host.udpBlocked(),
+    // A TCP direct path (issue 21) pins nothing and opens no birthday ports: those are UDP.
+    host.udpBlocked() || directTransport(description, remote) === 'tcp',
     (message) => host.emit('relay-error', message),
   );
   if (active.ended) return;

@@ -113,6 +113,9 @@ export class CallRoutes {
       ...(punched?.pinned ? { pinned: punched.pinned } : {}),
       ...(punched?.pinVerified !== undefined ? { pinVerified: punched.pinVerified } : {}),
       ...(punched?.drift ? { drift: punched.drift } : {}),
+      // Issue 21: the direct path is (or, from the relay, will be) a TCP connection.
+      ...(punched?.transport || active.tcp ? { transport: 'tcp' as const } : {}),
+      ...(punched?.tcpConnects !== undefined ? { tcpConnects: punched.tcpConnects } : {}),
       // A punch still running when media went to the relay: the checks it had sent by then.
       checksSent:
         punched?.checksSent ??

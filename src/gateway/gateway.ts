@@ -29,6 +29,7 @@ import { DEFAULT_PIN_TTL } from '../traversal/pin.ts';
 import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
+import { prepareTcpCandidate, probeTcp, type TcpProbe } from '../traversal/tcp-predict.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
@@ -36,10 +37,11 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
-import { countedDirect, settlePath, straightToRelay } from './path-policy.ts';
+import { countedDirect, directTransport, settlePath, straightToRelay } from './path-policy.ts';
 import { readGoFields } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import { synchronizeCaller } from './synchronize.ts';
+import { punchTcp } from './tcp-punch.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -91,6 +93,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     signaling: SignalingClient,
     public probe: NatProbe,
     detection?: Detection,
+    /** Issue 21: our NAT's TCP allocation, when `transport` is not `udp` and the server answered over TCP. */
+    public tcpProbe?: TcpProbe,
   ) {
     super();
     this.#routes = new CallRoutes({
@@ -111,7 +115,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       udpBlocked: () => this.probe.udpBlocked === true,
       emit: (event, ...args) => this.emit(event, ...args),
       punch: (callId, local, remote, base) => this.#punch(callId, local, remote, base),
-      prepare: (mode, rtcp, media, mapPorts) => this.prepare(mode, rtcp, media, false, mapPorts),
+      prepare: (mode, rtcp, media, mapPorts, remote) =>
+        this.prepare(mode, rtcp, media, false, mapPorts, remote),
       register: (callId, active) => this.#register(callId, active),
       attempts: (callId) => this.#attempts.get(callId) ?? 1,
       counted: (active, outcome) => this.#counted(active, outcome),
@@ -288,8 +293,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       await signaling.register();
       // Beside the probe: the router's answer (a few ms on a LAN) is in before the first call.
       detection = Gateway.#beginDetection(components, init, signaling.connection.stream.local.address);
+      // The TCP probe first: its sessions would move a shared port counter under the UDP probe's
+      // newest port, which a first offer predicts from.
+      const tcpProbe =
+        (init.transport ?? 'udp') === 'udp'
+          ? undefined
+          : await probeTcp(components, { server: init.stunServer, signal });
       const probe = init.probe ?? (await Gateway.#probe(components, init, signal));
-      return new Gateway(components, init, signaling, probe, detection);
+      return new Gateway(components, init, signaling, probe, detection, tcpProbe);
     } catch (error) {
       detection?.abort.abort();
       void detection?.result.then(({ mapper }) => mapper?.close());
@@ -431,6 +442,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       sample: prepared.sample,
       late: prepared.late,
       leases: prepared.leases,
+      ...(prepared.tcp ? { tcp: { localPort: prepared.tcp.localPort } } : {}),
       ended: false,
       dialog: previous?.dialog,
       relay,
@@ -528,16 +540,27 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#released = this.#mapper?.close();
   }
 
-  /** Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`). */
+  /**
+   * Opens one attempt's media sockets and works out what to advertise (see `setUpMedia`), with a
+   * TCP candidate when the direct path will be TCP (issue 21; `remote` is the offer we answer).
+   */
   async prepare(
     mode: TraversalMode,
     rtcp: RtcpPlan = 'mux',
     media?: readonly MediaLine[],
     pinLater = false,
     mapPorts = false,
-  ): Promise<MediaSetup> {
+    remote?: CallDescription,
+  ): Promise<MediaSetup & { readonly tcp?: { readonly localPort: number } }> {
     if (mapPorts && this.#detectionSettled) await this.#detectionSettled;
-    return setUpMedia(this.c, {
+    const transport = this.init.transport ?? 'udp';
+    const tcp =
+      transport !== 'udp' &&
+      (transport === 'tcp' ||
+        this.probe.udpBlocked === true ||
+        remote?.udpBlocked === true ||
+        remote?.transport === 'tcp');
+    const setup = await setUpMedia(this.c, {
       stunServer: this.init.stunServer,
       stunRtoMs: this.init.stunRtoMs ?? 200,
       probe: this.probe,
@@ -545,10 +568,34 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       mode,
       rtcp,
       media,
-      pin: this.init.punch?.pin,
+      // A TCP call pins nothing: the rungs are UDP.
+      pin: tcp ? false : this.init.punch?.pin,
       pinLater,
-      mapper: mapPorts ? this.#mapper : undefined,
+      mapper: mapPorts && !tcp ? this.#mapper : undefined,
     });
+    if (!tcp) return setup;
+    // After the UDP sample, which would otherwise take the port predicted here: a TCP call's
+    // direct path is TCP, so only this prediction has to hold until the go.
+    let candidate: Awaited<ReturnType<typeof prepareTcpCandidate>>;
+    try {
+      candidate = this.tcpProbe
+        ? await prepareTcpCandidate(this.c, this.tcpProbe, { server: this.init.stunServer })
+        : undefined;
+    } catch (error) {
+      setup.socket.close();
+      setup.rtcpSocket?.close();
+      throw error;
+    }
+    return {
+      ...setup,
+      description: {
+        ...setup.description,
+        ...(candidate ? { tcp: { endpoint: candidate.endpoint, source: candidate.source } } : {}),
+        ...(this.probe.udpBlocked ? { udpBlocked: true } : {}),
+        ...(transport === 'tcp' ? { transport: 'tcp' as const } : {}),
+      },
+      ...(candidate ? { tcp: { localPort: candidate.localPort } } : {}),
+    };
   }
 
   async #punch(
@@ -560,6 +607,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     const active = this.#calls.get(callId);
     if (!active || active.ended)
       return { ...base, ok: false, reason: 'call ended before the punch', checksSent: 0 };
+    if (directTransport(local, remote) === 'tcp') return this.#punchTcp(active, local, remote, base);
     const punching = punchPair(
       this.c,
       active,
@@ -612,6 +660,70 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           ...pin,
         }
       : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent, predictionAgeMs, ...pin };
+  }
+
+  /** Issue 21: the TCP simultaneous open, then the call's credentials over it (gateway/tcp-punch.ts). */
+  async #punchTcp(
+    active: ActiveCall,
+    local: CallDescription,
+    remote: CallDescription,
+    base: Omit<CallOutcome, 'ok' | 'checksSent'>,
+  ): Promise<CallOutcome> {
+    if (!active.tcp || !local.tcp || !remote.tcp) {
+      const side = !active.tcp || !local.tcp ? 'our' : "the peer's";
+      return {
+        ...base,
+        ok: false,
+        transport: 'tcp',
+        reason: `no direct TCP path: ${side} NAT gave no predictable TCP port (random allocation, or no STUN answer over TCP)`,
+        checksSent: 0,
+      };
+    }
+    const abort = new AbortController();
+    active.tcpAbort = abort;
+    const result = await punchTcp(this.c, {
+      localPort: active.tcp.localPort,
+      remote: remote.tcp.endpoint,
+      local,
+      remoteDescription: remote,
+      timeoutMs: Math.max(this.init.punch?.timeoutMs ?? 3000, 3000),
+      keepaliveMs: this.init.punch?.keepaliveMs,
+      // sc2c-ttl: a priming SYN instead of the go (only the virtual network can set a SYN's TTL).
+      ...(local.mode === 'sc2c-ttl'
+        ? {
+            prime: {
+              ttl: this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL,
+              waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
+            },
+          }
+        : {}),
+      signal: abort.signal,
+    });
+    if (!result.ok)
+      return {
+        ...base,
+        ok: false,
+        transport: 'tcp',
+        reason: result.reason,
+        checksSent: result.checksSent,
+        tcpConnects: result.connects,
+      };
+    if (active.ended) {
+      result.puncher.close();
+      result.socket.close();
+      return { ...base, ok: false, transport: 'tcp', reason: 'call ended during the punch', checksSent: 0 };
+    }
+    active.tcp.socket = result.socket;
+    active.tcp.puncher = result.puncher;
+    return {
+      ...base,
+      ok: true,
+      transport: 'tcp',
+      confirmedAtMs: this.c.clock.now(),
+      path: { socket: result.socket, remote: result.remote },
+      checksSent: result.checksSent,
+      tcpConnects: result.connects,
+    };
   }
 
   #onRequest(
@@ -737,6 +849,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpSocket?.close();
     for (const lease of active.leases ?? []) void lease.release();
     for (const socket of active.birthday ?? []) socket.close();
+    closeTcp(active);
     active.go?.({});
   }
 
@@ -772,6 +885,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.rtcpSocket?.close();
     for (const lease of active.leases ?? []) void lease.release();
     for (const socket of active.birthday ?? []) socket.close();
+    closeTcp(active);
     active.go?.({});
     active.acked?.();
     active.dtls?.close();
@@ -779,6 +893,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.routed?.close();
     void active.relay?.close();
   }
+}
+
+/** Issue 21: a TCP punch still connecting stops; a TCP path's checks and connection close. */
+function closeTcp(active: ActiveCall): void {
+  active.tcpAbort?.abort();
+  active.tcp?.puncher?.close();
+  active.tcp?.socket?.close();
 }
 
 function leaseText(lease: PortLease): string {

@@ -12,8 +12,23 @@ import type { CallDescription } from '../protocol/sdp.ts';
 import type { CallRelay } from './call-relay.ts';
 import type { CallOutcome } from './types.ts';
 
+/**
+ * Issue 21: the direct path's transport for a pair, the same on both sides: TCP when either side's
+ * UDP is blocked or either asks for TCP (`--transport tcp`), else UDP. A TCP pair without a TCP
+ * candidate on both sides has no direct path.
+ */
+export function directTransport(local: CallDescription, remote: CallDescription): 'udp' | 'tcp' {
+  return local.udpBlocked || remote.udpBlocked || local.transport === 'tcp' || remote.transport === 'tcp'
+    ? 'tcp'
+    : 'udp';
+}
+
 /** Both sides advertise a relay and neither port can be predicted: punching cannot work. */
 export function straightToRelay(local: CallDescription, remote: CallDescription): boolean {
+  if (directTransport(local, remote) === 'tcp')
+    return (
+      local.relayEndpoint !== undefined && remote.relayEndpoint !== undefined && !(local.tcp && remote.tcp)
+    );
   return (
     local.relayEndpoint !== undefined &&
     remote.relayEndpoint !== undefined &&

@@ -11,6 +11,7 @@ import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { ActiveCall } from './active-call.ts';
 import { predictedPorts } from './media-setup.ts';
+import { directTransport } from './path-policy.ts';
 import { prepareMapping, trackDrift, withFreshPorts } from './pin-call.ts';
 import type { GatewayComponents, GatewayInit } from './types.ts';
 
@@ -78,7 +79,7 @@ export async function synchronizeCaller(
     'caller',
     local,
     remote,
-    probe.udpBlocked === true,
+    probe.udpBlocked === true || directTransport(local, remote) === 'tcp',
     (message) => host.report(message),
     observed
       ? (pin) => {

@@ -69,6 +69,13 @@ export interface GatewayInit {
   };
   /** STUN retransmission timeout. Default 200 ms. */
   readonly stunRtoMs?: number;
+  /**
+   * Issue 21, which direct path to try: `udp` (UDP only; the default here, and what the paper
+   * measured), `auto` (UDP where both sides have it; a TCP simultaneous open where either side's
+   * UDP is blocked, or the peer asks for TCP), `tcp` (a TCP direct path only). Not `udp`: a TCP
+   * probe (STUN Binding over TCP at `stunServer`) runs at start, before the UDP one.
+   */
+  readonly transport?: DirectTransport;
   /** Punch attempts per SC2C call, each with a fresh prediction (re-INVITE). Default 3. */
   readonly maxAttempts?: number;
   /** Offer RTCP on the RTP port (RFC 5761). Default true; false offers and uses a separate RTCP port. */
@@ -105,6 +112,9 @@ export interface GatewayInit {
    */
   readonly dtls?: DtlsInit;
 }
+
+export const DIRECT_TRANSPORTS = ['udp', 'auto', 'tcp'] as const;
+export type DirectTransport = (typeof DIRECT_TRANSPORTS)[number];
 
 export interface GatewayComponents {
   readonly network: Network;
@@ -150,6 +160,10 @@ export interface CallOutcome {
    * sample to the go (traversal/drift.ts), and the background rate the samples measured.
    */
   readonly drift?: DriftEstimate;
+  /** The direct path's transport (issue 21): `tcp` for a TCP simultaneous open; absent for UDP. */
+  readonly transport?: 'tcp';
+  /** Connects the TCP punch tried (a reset one counts), on a TCP attempt. */
+  readonly tcpConnects?: number;
   /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
   readonly route?: Route;
   /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */

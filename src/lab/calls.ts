@@ -55,7 +55,9 @@ export interface CallSummary {
   readonly setupMs: number | null;
   readonly local?: { publicEndpoint: { address: string; port: number }; portSource: string; nat: string };
   readonly remote?: { publicEndpoint: { address: string; port: number }; portSource: string; nat: string };
-  readonly path?: { local: { port: number }; remote: { address: string; port: number } };
+  /** Issue 21: `direct`, `direct-tcp` or `relay`; null when the call failed. */
+  readonly path?: 'direct' | 'direct-tcp' | 'relay' | null;
+  readonly pair?: { local: { port: number }; remote: { address: string; port: number } };
 }
 
 /**

@@ -25,6 +25,18 @@ export type UnsolicitedReply = (typeof UNSOLICITED_REPLIES)[number];
 
 export type Protocol = 'udp' | 'tcp';
 
+/**
+ * What a NAT answers to an unsolicited TCP segment (issue 21; Ford et al. §4.3, seeds/003): drop
+ * it, reset it (a Linux router's own stack answers a SYN for a port it does not listen on with
+ * RST), or ICMP port unreachable.
+ */
+export const UNSOLICITED_TCP_REPLIES = ['drop', 'rst', 'icmp-port-unreachable'] as const;
+export type UnsolicitedTcpReply = (typeof UNSOLICITED_TCP_REPLIES)[number];
+
+/** Whether TCP sessions draw from the same port counter as UDP ones, or from their own (issue 21). */
+export const TCP_COUNTERS = ['shared', 'separate'] as const;
+export type TcpCounter = (typeof TCP_COUNTERS)[number];
+
 /** Port-mapping protocols a NAT's LAN side can answer (issue 20). */
 export const PORT_MAPPING_SERVERS = ['pcp', 'nat-pmp', 'upnp'] as const;
 export type PortMappingServer = (typeof PORT_MAPPING_SERVERS)[number];
@@ -45,6 +57,10 @@ export interface NatBehaviour {
   readonly hairpin: boolean;
   /** What the NAT answers to an inbound packet it does not forward. */
   readonly unsolicitedReply: UnsolicitedReply;
+  /** What the NAT answers to an unsolicited inbound TCP segment. */
+  readonly unsolicitedTcpReply: UnsolicitedTcpReply;
+  /** Sequential allocation: TCP takes ports from the UDP counter (`shared`) or its own. */
+  readonly tcpCounter: TcpCounter;
   /** PKS: an unsolicited inbound packet to an unmapped public port blocks ("knocks") that port. */
   readonly pks: boolean;
   /** How long a knocked port stays blocked for inbound traffic and for allocation. */

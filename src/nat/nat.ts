@@ -86,6 +86,8 @@ export class Nat {
   /** proto:port -> blocked until (PKS knock or IPS burn). */
   readonly #blockedUntil = new Map<string, number>();
   #nextPort: number;
+  /** With `tcpCounter: separate`, TCP's own sequential counter. */
+  #nextTcpPort: number;
   #ops = 0;
   /** Leases asked for with PCP or NAT-PMP (issue 20): `proto|internal` and `proto:port` keyed. */
   readonly #leases = new Map<string, StaticLease>();
@@ -97,6 +99,10 @@ export class Nat {
     this.#random = init.random;
     const { min, max } = init.behaviour.portRange;
     this.#nextPort = init.firstPort ?? min + Math.floor(this.#random() * (max - min + 1));
+    this.#nextTcpPort =
+      init.behaviour.tcpCounter === 'separate'
+        ? min + Math.floor(this.#random() * (max - min + 1))
+        : this.#nextPort;
   }
 
   /** A packet from inside to the outside. Creates or refreshes a mapping. */
@@ -382,9 +388,11 @@ export class Nat {
         return undefined;
       }
       case 'sequential': {
+        const own = proto === 'tcp' && this.behaviour.tcpCounter === 'separate';
         for (let i = 0; i < size; i++) {
-          const port = this.#nextPort;
-          this.#nextPort = wrap(this.#nextPort + allocation.delta);
+          const port = own ? this.#nextTcpPort : this.#nextPort;
+          if (own) this.#nextTcpPort = wrap(port + allocation.delta);
+          else this.#nextPort = wrap(port + allocation.delta);
           if (this.#usable(proto, port, nowMs)) return port;
         }
         return undefined;

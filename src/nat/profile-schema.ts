@@ -4,7 +4,9 @@ import {
   FILTERING_BEHAVIOURS,
   MAPPING_BEHAVIOURS,
   PORT_MAPPING_SERVERS,
+  TCP_COUNTERS,
   UNSOLICITED_REPLIES,
+  UNSOLICITED_TCP_REPLIES,
 } from './behaviour.ts';
 
 const port = z.number().int().min(1).max(65535);
@@ -32,6 +34,8 @@ export const partialBehaviourSchema = z
     refreshOnInbound: z.boolean(),
     hairpin: z.boolean(),
     unsolicitedReply: z.enum(UNSOLICITED_REPLIES),
+    unsolicitedTcpReply: z.enum(UNSOLICITED_TCP_REPLIES),
+    tcpCounter: z.enum(TCP_COUNTERS),
     pks: z.boolean(),
     pksBlockMs: nonNegativeMs,
     ips: z.boolean(),

@@ -34,6 +34,8 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
    */
   #unsent = 0;
   #lowTtlSends = 0;
+  /** Datagrams this host refused to send (a local firewall, no route). */
+  sendFailures = 0;
   /** Linux's net.ipv4.ip_default_ttl, or what `setTTL` set. */
   #ttl = 64;
   constructor(
@@ -66,6 +68,10 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
       this.#unsent--;
       if (this.#closed) {
         if (this.#unsent === 0) this.socket.close();
+      } else if (error && DROPPED_BY_HOST.has((error as NodeJS.ErrnoException).code ?? '')) {
+        // A local firewall refused it (issue 21's --block-udp: nftables drop gives EPERM), or no
+        // route: lost, as on a wire. The sender's own timeouts decide what that means.
+        this.sendFailures++;
       } else if (error) this.socket.emit('error', error);
     });
   }
@@ -179,6 +185,9 @@ function wrapSocket(socket: net.Socket): NodeStreamConnection {
   );
 }
 
+/** Send errors that mean the datagram was dropped before the wire, not that the socket broke. */
+const DROPPED_BY_HOST = new Set(['EPERM', 'EACCES', 'ENETUNREACH']);
+
 export class NodeNetwork implements Network {
   bindUdp(init: BindInit = {}): Promise<UdpSocket> {
     return new Promise((resolve, reject) => {
@@ -206,6 +215,15 @@ export class NodeNetwork implements Network {
         reject(init.signal.reason);
         return;
       }
+      if (init.ttl !== undefined) {
+        // Node's net exposes no IP_TTL for TCP (dgram has setTTL); a priming SYN needs a raw socket.
+        reject(
+          new Error(
+            'a TCP connect with its own TTL is not available on real sockets (Node has no IP_TTL for TCP)',
+          ),
+        );
+        return;
+      }
       const pin = init.tls?.fingerprint?.toUpperCase();
       const socket = init.tls
         ? tls.connect({
@@ -218,15 +236,26 @@ export class NodeNetwork implements Network {
           })
         : net.connect({ host: to.address, port: to.port, localPort: init.localPort });
       const onAbort = (): void => {
+        clearTimeout(timer);
         socket.destroy();
         reject(init.signal?.reason);
       };
       init.signal?.addEventListener('abort', onAbort, { once: true });
+      const timer =
+        init.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              init.signal?.removeEventListener('abort', onAbort);
+              socket.destroy();
+              reject(new Error(`connect to ${to.address}:${to.port} timed out after ${init.timeoutMs} ms`));
+            }, init.timeoutMs);
       socket.once('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
         init.signal?.removeEventListener('abort', onAbort);
         reject(error.code === 'ECONNREFUSED' ? new ConnectionRefusedError(to) : error);
       });
       socket.once(init.tls ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
         init.signal?.removeEventListener('abort', onAbort);
         if (pin && socket instanceof tls.TLSSocket) {
           const actual = socket.getPeerCertificate().fingerprint256?.toUpperCase();

@@ -86,8 +86,20 @@ export interface StreamServer extends TypedEmitter<StreamServerEvents> {
 
 export interface ConnectInit {
   readonly signal?: AbortSignal;
-  /** Local port to connect from; default ephemeral. */
+  /**
+   * Local port to connect from; default ephemeral. Bound with SO_REUSEADDR (libuv does), so a
+   * connect from the same port to another peer, or again after a reset, is allowed: TCP hole
+   * punching (issue 21) connects from the port it predicted, and a SYN that meets the peer's SYN
+   * becomes a simultaneous open (RFC 9293 §3.5).
+   */
   readonly localPort?: number;
+  /**
+   * IP TTL of this connection's segments (1..255), for a low-TTL priming SYN (issue 21). Only the
+   * virtual network: Node's `net` has no IP_TTL for TCP sockets, so `NodeNetwork` refuses it.
+   */
+  readonly ttl?: number;
+  /** Give up after this long (default the network's own: 10 s virtual, the kernel's ~2 min real). */
+  readonly timeoutMs?: number;
   /** Connect with TLS (SIP over TLS, RFC 3261 §26.2). The virtual network does not model TLS. */
   /**
    * TLS instead of plain TCP. `ca`: the CA to trust (default the system's); `fingerprint`: the

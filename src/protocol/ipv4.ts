@@ -220,3 +220,28 @@ export function encodeIpv4(packet: Packet): Uint8Array {
     }
   }
 }
+
+/**
+ * The TCP header of a reset answering `wire` (a real segment's TCP header and payload), as RFC
+ * 9293 §3.10.7.1 builds it for a closed port: a segment carrying ACK is answered with SEQ = its
+ * ACK number; otherwise SEQ 0 with ACK = its SEQ plus its length (a SYN counts one). Ports are
+ * left to the encoder, as for every segment crossing a NAT.
+ */
+export function resetWire(wire: Uint8Array): Uint8Array {
+  if (wire.byteLength < 20) throw new RangeError('a TCP header is at least 20 bytes');
+  const out = new Uint8Array(20);
+  const view = new DataView(out.buffer);
+  const flags = wire[13]!;
+  const dataOffset = (wire[12]! >> 4) * 4;
+  if (flags & 0x10) {
+    view.setUint32(4, u32(wire, 8));
+    out[13] = 0x04;
+  } else {
+    const length =
+      Math.max(0, wire.byteLength - dataOffset) + (flags & 0x02 ? 1 : 0) + (flags & 0x01 ? 1 : 0);
+    view.setUint32(8, (u32(wire, 4) + length) >>> 0);
+    out[13] = 0x14;
+  }
+  out[12] = 5 << 4;
+  return out;
+}

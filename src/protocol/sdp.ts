@@ -80,7 +80,20 @@ export interface CallDescription {
    * peer's observed endpoint; the peer probes random ports (traversal/birthday.ts).
    */
   readonly birthday?: number;
+  /**
+   * Issue 21: our TCP candidate for a simultaneous open, an RFC 6544 `tcptype so` candidate (the
+   * m= line stays UDP: RFC 4145's a=setup already says our DTLS role, RFC 5763), and how its port
+   * was found (`a=x-sc2c-tcp`).
+   */
+  readonly tcp?: { readonly endpoint: Endpoint; readonly source: TcpSource };
+  /** `a=x-sc2c-udp:blocked`: no UDP leaves our network (STUN over UDP never answered). */
+  readonly udpBlocked?: boolean;
+  /** `a=x-sc2c-transport:tcp`: this side asks for a TCP direct path only (`--transport tcp`). */
+  readonly transport?: 'tcp';
 }
+
+export const TCP_SOURCES = ['preserved', 'predicted'] as const;
+export type TcpSource = (typeof TCP_SOURCES)[number];
 
 /** RFC 4145 §4 as RFC 5763 §5 uses it: the offerer says actpass, the answerer picks. */
 export type DtlsSetup = 'actpass' | 'active' | 'passive';
@@ -121,6 +134,19 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       type: 'relay',
     });
   }
+  if (d.tcp) {
+    candidates.push({
+      foundation: '4',
+      component: 1,
+      transport: 'TCP',
+      // RFC 6544 §4.2: below the UDP candidates of the same type.
+      priority: 1694498815 - 1024,
+      ip: d.tcp.endpoint.address,
+      port: d.tcp.endpoint.port,
+      type: 'srflx',
+      tcptype: 'so',
+    } as (typeof candidates)[number]);
+  }
   const lines = d.media ?? DEFAULT_MEDIA;
   return sdpTransform.write({
     version: 0,
@@ -144,6 +170,9 @@ export function encodeSdp(description: CallDescription, sessionId: number): stri
       { value: `x-sc2c-port:${d.portSource}` },
       ...(d.pin !== undefined ? [{ value: `x-sc2c-pin:${d.pin}` }] : []),
       ...(d.birthday !== undefined ? [{ value: `x-sc2c-birthday:${d.birthday}` }] : []),
+      ...(d.tcp ? [{ value: `x-sc2c-tcp:${d.tcp.source}` }] : []),
+      ...(d.udpBlocked ? [{ value: 'x-sc2c-udp:blocked' }] : []),
+      ...(d.transport ? [{ value: `x-sc2c-transport:${d.transport}` }] : []),
     ],
     ...(lines.length > 1 ? { groups: [{ type: 'BUNDLE', mids: lines.map((l) => l.kind).join(' ') }] } : {}),
     media: lines.map((line, index) => ({
@@ -223,6 +252,20 @@ export function decodeSdp(text: string): CallDescription {
   const relay = media.candidates?.find(
     (c) => c.type === 'relay' && isIpv4(c.ip) && c.port > 0 && c.port < 65536,
   );
+  const tcpCandidate = media.candidates?.find(
+    (c) =>
+      String(c.transport).toUpperCase() === 'TCP' &&
+      c.tcptype === 'so' &&
+      isIpv4(c.ip) &&
+      c.port > 0 &&
+      c.port < 65536,
+  );
+  const tcpSource = extra.get('x-sc2c-tcp');
+  if (tcpSource !== undefined && !(TCP_SOURCES as readonly string[]).includes(tcpSource))
+    throw new DecodeError('sdp', 0, `unknown x-sc2c-tcp '${tcpSource}'`);
+  const transport = extra.get('x-sc2c-transport');
+  if (transport !== undefined && transport !== 'tcp')
+    throw new DecodeError('sdp', 0, `unknown x-sc2c-transport '${transport}'`);
   const lines = parsed.media.slice(0, 8).flatMap((m): MediaLine[] => {
     if (m.type !== 'video' && m.type !== 'audio') return [];
     const codecs = (m.rtp ?? []).slice(0, 32).map((r) => ({
@@ -271,5 +314,15 @@ export function decodeSdp(text: string): CallDescription {
     media: lines,
     ...(relay ? { relayEndpoint: { address: relay.ip, port: relay.port } } : {}),
     ...(dtls ? { dtls } : {}),
+    ...(tcpCandidate
+      ? {
+          tcp: {
+            endpoint: { address: tcpCandidate.ip, port: tcpCandidate.port },
+            source: (tcpSource ?? 'predicted') as TcpSource,
+          },
+        }
+      : {}),
+    ...(extra.get('x-sc2c-udp') === 'blocked' ? { udpBlocked: true } : {}),
+    ...(transport === 'tcp' ? { transport: 'tcp' as const } : {}),
   };
 }

@@ -141,7 +141,7 @@ describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupn
     expect(call.ok).toBe(true);
     expect(call.remote!.portSource).toBe('mapped');
     const mapped = call.remote!.publicEndpoint.port;
-    expect(call.path!.remote).toEqual({ address: '198.18.2.1', port: mapped });
+    expect(call.pair!.remote).toEqual({ address: '198.18.2.1', port: mapped });
     // While the call lasts, miniupnpd holds one UDP redirect to the camera, in the kernel too.
     expect(during!.redirects).toMatchObject([
       { protocol: 'udp', externalPort: mapped, internal: { address: '10.0.2.2' } },

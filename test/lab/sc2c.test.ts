@@ -32,7 +32,7 @@ describe.skipIf(unavailable)('SC2C with real processes in the kernel lab', () =>
     expect(runs.sc2c!.map((o) => o.ok)).toEqual([true, true, true]);
     // The PKS caller (not IPS) pins its mapping before the punch (issue 19).
     expect(runs.sc2c![0]!.local!.portSource).toBe('pinned');
-    expect(runs.sc2c![0]!.path!.remote.address).toBe('198.18.2.1');
+    expect(runs.sc2c![0]!.pair!.remote.address).toBe('198.18.2.1');
     // The paper's C2C collapses here; a lucky race can let one through, so count the failures.
     const c2cFailures = runs.c2c!.filter((o) => !o.ok);
     expect(c2cFailures.length).toBeGreaterThanOrEqual(2);

@@ -15,6 +15,8 @@ export function behaviour(overrides: Partial<NatBehaviour> = {}): NatBehaviour {
     refreshOnInbound: false,
     hairpin: true,
     unsolicitedReply: 'icmp-port-unreachable',
+    unsolicitedTcpReply: 'rst',
+    tcpCounter: 'shared',
     pks: false,
     pksBlockMs: 60_000,
     ips: false,

@@ -5,9 +5,11 @@
  */
 import { type CallOutcome, Gateway } from '../../src/gateway/gateway.ts';
 import type { DtlsInit } from '../../src/gateway/secure-call.ts';
+import type { DirectTransport } from '../../src/gateway/types.ts';
 import type { MediaPath } from '../../src/media/path.ts';
 import { every, VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import { formatTraceRecord, type TraceRecord } from '../../src/net/virtual/trace.ts';
 import type { TraversalMode } from '../../src/protocol/sdp.ts';
 import { TurnServer } from '../../src/relay/turn-server.ts';
 import { SignalingServer } from '../../src/signaling/server.ts';
@@ -24,7 +26,8 @@ export const TURN_SECRET = 'path-policy-turn-secret';
  * credentials under (as a coturn with use-auth-secret), so a call relays only if they are used.
  * `tcpUsers` reach the TURN server over TCP; `udpBlockedA`: alice's network drops all UDP; `dtls`:
  * the users whose gateways encrypt media, with their identities; `rtcpMux: false`: a separate RTCP
- * pair (and then no relay, which needs mux).
+ * pair (and then no relay, which needs mux); `transport`: the gateways' direct transport (issue 21);
+ * `tcpReply`: what both NATs answer to an unsolicited TCP segment.
  */
 export async function setup(
   natA: string,
@@ -35,10 +38,23 @@ export async function setup(
     udpBlockedA = false,
     dtls = {} as Partial<Record<keyof typeof USERS, DtlsInit>>,
     rtcpMux = true,
+    transport = undefined as DirectTransport | undefined,
+    tcpReply = undefined as 'drop' | 'rst' | 'icmp-port-unreachable' | undefined,
   } = {},
 ) {
   const clock = new VirtualClock();
-  const net = new VirtualNetwork({ clock, seed: 5 });
+  const net = new VirtualNetwork({
+    clock,
+    seed: 5,
+    ...(process.env.SC2C_TRACE
+      ? {
+          trace: (r: TraceRecord) => {
+            if (r.packet.kind === 'tcp' && r.packet.dst.port !== 5060 && r.packet.src.port !== 5060)
+              console.log(formatTraceRecord(r));
+          },
+        }
+      : {}),
+  });
   const ids = net.rng('ids');
   const transactionId = (): Uint8Array => Uint8Array.from({ length: 12 }, () => ids.int(0, 255));
   const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
@@ -46,12 +62,12 @@ export async function setup(
   const a = net.addNat('nat-a', {
     publicAddress: '198.18.1.1',
     insideAddress: '10.0.1.1',
-    behaviour: profiles.resolve(natA),
+    behaviour: { ...profiles.resolve(natA), ...(tcpReply ? { unsolicitedTcpReply: tcpReply } : {}) },
   });
   const b = net.addNat('nat-b', {
     publicAddress: '198.18.2.1',
     insideAddress: '10.0.2.1',
-    behaviour: profiles.resolve(natB),
+    behaviour: { ...profiles.resolve(natB), ...(tcpReply ? { unsolicitedTcpReply: tcpReply } : {}) },
   });
   const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
   const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
@@ -106,6 +122,7 @@ export async function setup(
             : undefined,
           dtls: dtls[user],
           rtcpMux,
+          transport,
         },
       ),
     );

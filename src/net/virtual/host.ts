@@ -32,6 +32,8 @@ const EPHEMERAL_MIN = 32768;
 const EPHEMERAL_MAX = 60999;
 /** How long `connect` waits for a SYN-ACK before giving up; Linux gives up after about 2 min, tests need less. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Linux's first SYN retransmission timeout (TCP_TIMEOUT_INIT, RFC 6298 §2.1), doubled after each. */
+const SYN_RTO_MS = 1000;
 
 class VirtualUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
   #ttl = DEFAULT_TTL;
@@ -129,25 +131,42 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
   async connect(to: Endpoint, init: ConnectInit = {}): Promise<StreamConnection> {
     const localPort = init.localPort ?? this.#ephemeralPort((p) => !this.#tcpPorts.has(p));
     if (this.#tcpPorts.has(localPort)) throw new AddressInUseError({ address: ANY, port: localPort });
+    if (init.ttl !== undefined) checkTtl(init.ttl);
+    const ttl = init.ttl ?? DEFAULT_TTL;
     const local = { address: this.primaryAddress, port: localPort };
     const key = connectionKey(local, to);
+    if (this.#pendingConnects.has(key) || this.#connections.has(key))
+      throw new AddressInUseError({ address: ANY, port: localPort });
+    // SO_REUSEADDR: connects from one port to different peers may coexist (no listener on it).
+    const shared = init.localPort !== undefined && !this.#listeners.has(String(localPort));
+    if (!shared && this.#tcpPorts.has(localPort))
+      throw new AddressInUseError({ address: ANY, port: localPort });
     this.#tcpPorts.add(localPort);
     const abort = new AbortController();
     const onAbort = (): void => abort.abort(init.signal?.reason);
     init.signal?.addEventListener('abort', onAbort, { once: true });
+    const timeoutMs = init.timeoutMs ?? this.#connectTimeoutMs;
     try {
       const answer = new Promise<StreamSegment>((resolve) => this.#pendingConnects.set(key, resolve));
-      this.sendSegment(local, to, 'syn', 0);
-      const timeout = sleep(this.fabric.clock, this.#connectTimeoutMs, abort.signal).then(() => {
-        throw new Error(`connect to ${formatEndpoint(to)} timed out after ${this.#connectTimeoutMs} ms`);
+      // The SYN is retransmitted as Linux does: 1 s, then doubling, until the connect gives up.
+      const retransmit = async (): Promise<never> => {
+        for (let rto = SYN_RTO_MS; ; rto *= 2) {
+          this.sendSegment(local, to, 'syn', 0, undefined, ttl);
+          await sleep(this.fabric.clock, rto, abort.signal);
+        }
+      };
+      const syns = retransmit();
+      syns.catch(() => {});
+      const timeout = sleep(this.fabric.clock, timeoutMs, abort.signal).then(() => {
+        throw new Error(`connect to ${formatEndpoint(to)} timed out after ${timeoutMs} ms`);
       });
-      const segment = await Promise.race([answer, timeout]);
+      const segment = await Promise.race([answer, timeout, syns]);
       if (segment.flag === 'rst') throw new ConnectionRefusedError(to);
-      const connection = new VirtualStreamConnection(local, to, this);
+      const connection = new VirtualStreamConnection(local, to, this, ttl);
       this.#connections.set(key, connection);
       return connection;
     } catch (error) {
-      this.#tcpPorts.delete(localPort);
+      if (!this.#portInUse(localPort)) this.#tcpPorts.delete(localPort);
       throw error;
     } finally {
       abort.abort();
@@ -158,13 +177,15 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
 
   async listen(init: ListenInit): Promise<StreamServer> {
     const address = init.address ?? ANY;
-    if (this.#tcpPorts.has(init.port)) throw new AddressInUseError({ address, port: init.port });
-    const server = new VirtualStreamServer({ address, port: init.port }, (s) => {
+    // Port 0: an ephemeral port, as the kernel picks one.
+    const port = init.port === 0 ? this.#ephemeralPort((p) => !this.#tcpPorts.has(p)) : init.port;
+    if (this.#tcpPorts.has(port)) throw new AddressInUseError({ address, port });
+    const server = new VirtualStreamServer({ address, port }, (s) => {
       this.#listeners.delete(String(s.local.port));
       this.#tcpPorts.delete(s.local.port);
     });
-    this.#tcpPorts.add(init.port);
-    this.#listeners.set(String(init.port), server);
+    this.#tcpPorts.add(port);
+    this.#listeners.set(String(port), server);
     return server;
   }
 
@@ -183,13 +204,20 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
     if (this.#udp.get(key) === socket) this.#udp.delete(key);
   }
 
-  sendSegment(src: Endpoint, dst: Endpoint, flag: SegmentFlag, seq: number, payload?: Uint8Array): void {
+  sendSegment(
+    src: Endpoint,
+    dst: Endpoint,
+    flag: SegmentFlag,
+    seq: number,
+    payload?: Uint8Array,
+    ttl = DEFAULT_TTL,
+  ): void {
     this.#transmit({
       kind: 'tcp',
       id: this.fabric.nextPacketId(),
       src,
       dst,
-      ttl: DEFAULT_TTL,
+      ttl,
       flag,
       seq,
       payload,
@@ -199,7 +227,16 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
   forgetConnection(connection: VirtualStreamConnection): void {
     const key = connectionKey(connection.local, connection.remote);
     if (this.#connections.get(key) === connection) this.#connections.delete(key);
-    if (!this.#listeners.has(String(connection.local.port))) this.#tcpPorts.delete(connection.local.port);
+    if (!this.#portInUse(connection.local.port)) this.#tcpPorts.delete(connection.local.port);
+  }
+
+  /** A listener, a connection or a connect in progress holds this local TCP port. */
+  #portInUse(port: number): boolean {
+    if (this.#listeners.has(String(port))) return true;
+    const prefix = `${port}|`;
+    for (const key of this.#connections.keys()) if (key.startsWith(prefix)) return true;
+    for (const key of this.#pendingConnects.keys()) if (key.startsWith(prefix)) return true;
+    return false;
   }
 
   // ---- LinkEnd ------------------------------------------------------------------------------
@@ -236,6 +273,14 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
     const key = connectionKey(segment.dst, segment.src);
     const pending = this.#pendingConnects.get(key);
     if (pending && (segment.flag === 'syn-ack' || segment.flag === 'rst')) {
+      pending(segment);
+      return;
+    }
+    if (pending && segment.flag === 'syn') {
+      // Simultaneous open (RFC 9293 §3.5, Figure 7): our SYN and the peer's crossed. SYN-SENT
+      // answers with SYN-ACK and, once the peer's SYN-ACK comes, is established; the peer does
+      // the same with ours, so both sides count as established here.
+      this.sendSegment(segment.dst, segment.src, 'syn-ack', 0);
       pending(segment);
       return;
     }

@@ -7,6 +7,7 @@
 import type { Nat } from '../../nat/nat.ts';
 import { answerPortMapping, type PortMappingServerState } from '../../nat/port-mapping-server.ts';
 import { IGD_HTTP_PORT, startIgd } from '../../nat/upnp-igd.ts';
+import { resetWire } from '../../protocol/ipv4.ts';
 import { PCP_PORT as PORT_MAPPING_PORT } from '../../protocol/portmap/pcp.ts';
 import { SSDP_PORT } from '../../protocol/portmap/upnp.ts';
 import { type Cidr, cidrContains, type Endpoint, parseCidr } from '../address.ts';
@@ -19,6 +20,7 @@ import {
   type Packet,
   packetDstAddress,
   packetSrcAddress,
+  type StreamSegment,
   type UdpPacket,
 } from './packet.ts';
 
@@ -260,6 +262,27 @@ export class NatRouter extends Router {
     this.sendToward(looped);
   }
 
+  /**
+   * An unsolicited TCP segment, as the profile says (issue 21): RST from the port it was sent to
+   * (never for a RST, RFC 9293 §3.10.7.1), ICMP port unreachable, or nothing.
+   */
+  #refuseSegment(segment: StreamSegment): void {
+    const reply = this.nat.behaviour.unsolicitedTcpReply;
+    if (reply === 'icmp-port-unreachable')
+      this.sendIcmp('port-unreachable', this.publicAddress, segment.src.address, segment);
+    else if (reply === 'rst' && segment.flag !== 'rst')
+      this.sendToward({
+        kind: 'tcp',
+        id: this.fabric.nextPacketId(),
+        src: segment.dst,
+        dst: segment.src,
+        ttl: 64,
+        flag: 'rst',
+        seq: 0,
+        ...(segment.wire ? { wire: resetWire(segment.wire) } : {}),
+      });
+  }
+
   #fromOutside(packet: Packet): void {
     const now = this.fabric.clock.now();
     if (packetDstAddress(packet) !== this.publicAddress) {
@@ -297,9 +320,9 @@ export class NatRouter extends Router {
     const result = this.nat.inbound({ proto: packet.kind, src: packet.src, dst: packet.dst }, now);
     if (result.action === 'drop') {
       this.fabric.trace(this.name, 'drop', packet, result.reason);
-      if (result.replyIcmp && packet.kind === 'udp') {
+      if (packet.kind === 'tcp') this.#refuseSegment(packet);
+      else if (result.replyIcmp)
         this.sendIcmp('port-unreachable', this.publicAddress, packet.src.address, packet);
-      }
       return;
     }
     const translated = { ...packet, dst: result.dst, ttl: packet.ttl - 1 };

@@ -9,7 +9,14 @@ import type { StreamConnection, StreamConnectionEvents, StreamServer, StreamServ
 import type { SegmentFlag, StreamSegment } from './packet.ts';
 
 export interface SegmentSender {
-  sendSegment(src: Endpoint, dst: Endpoint, flag: SegmentFlag, seq: number, payload?: Uint8Array): void;
+  sendSegment(
+    src: Endpoint,
+    dst: Endpoint,
+    flag: SegmentFlag,
+    seq: number,
+    payload?: Uint8Array,
+    ttl?: number,
+  ): void;
   forgetConnection(connection: VirtualStreamConnection): void;
 }
 
@@ -26,6 +33,7 @@ export class VirtualStreamConnection
     readonly local: Endpoint,
     readonly remote: Endpoint,
     private readonly sender: SegmentSender,
+    private readonly ttl?: number,
   ) {
     super();
   }
@@ -41,12 +49,12 @@ export class VirtualStreamConnection
 
   write(data: Uint8Array): void {
     if (this.#closed || data.byteLength === 0) return;
-    this.sender.sendSegment(this.local, this.remote, 'data', this.#sendSeq++, data.slice());
+    this.sender.sendSegment(this.local, this.remote, 'data', this.#sendSeq++, data.slice(), this.ttl);
   }
 
   close(): void {
     if (this.#closed) return;
-    this.sender.sendSegment(this.local, this.remote, 'fin', this.#sendSeq++);
+    this.sender.sendSegment(this.local, this.remote, 'fin', this.#sendSeq++, undefined, this.ttl);
     this.#finish();
   }
 

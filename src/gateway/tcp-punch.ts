@@ -1,0 +1,136 @@
+/**
+ * The TCP punch (issue 21; Ford et al. §4, seeds/003; NTCP, seeds/001): both sides connect from
+ * the port they predicted to the port the other predicted, at the server's go, so the two SYNs
+ * cross and each NAT sees its own outbound SYN before the peer's arrives. The hosts meet in a
+ * simultaneous open (RFC 9293 §3.5). What real NATs do on the way:
+ * - a SYN that reaches the peer's NAT before the peer's own SYN left is dropped, or answered
+ *   with RST (a Linux router's stack) or ICMP; a RST ends our connect, and we connect again
+ *   from the same port (the mapping our first SYN opened is still there) until the deadline;
+ * - a PKS NAT blocks the port an early SYN knocked on: only the synchronized go avoids it;
+ * - low-TTL priming (`prime`, the `sc2c-ttl` mode): a first SYN that crosses our NAT and expires
+ *   before the peer's, then the real connect (only the virtual network: Node has no IP_TTL for TCP).
+ * The connection carries nothing until the call's credentials pass in STUN checks over it (RFC
+ * 4571 frames, as the UDP punch checks), so a stray connection cannot become the call's path.
+ */
+import type { Endpoint } from '../net/address.ts';
+import { type Clock, sleep } from '../net/clock.ts';
+import {
+  AddressInUseError,
+  ConnectionRefusedError,
+  type Network,
+  type StreamConnection,
+} from '../net/types.ts';
+import { FramedSocket } from '../path/framed-socket.ts';
+import type { CallDescription } from '../protocol/sdp.ts';
+import { Puncher } from '../traversal/punch.ts';
+
+export interface TcpPunchInit {
+  readonly localPort: number;
+  /** The peer's predicted TCP endpoint. */
+  readonly remote: Endpoint;
+  readonly local: CallDescription;
+  readonly remoteDescription: CallDescription;
+  /** Connect and authenticate within this. */
+  readonly timeoutMs: number;
+  /** Wait after a reset before the next SYN. Default 10 ms: while we wait, a SYN from the peer finds no socket and is reset in turn. */
+  readonly retryMs?: number;
+  readonly keepaliveMs?: number;
+  /** A first SYN with this TTL, then the real one `waitMs` later. */
+  readonly prime?: { readonly ttl: number; readonly waitMs: number };
+  readonly signal?: AbortSignal;
+}
+
+export type TcpPunchResult =
+  | {
+      readonly ok: true;
+      readonly socket: FramedSocket;
+      readonly puncher: Puncher;
+      readonly remote: Endpoint;
+      /** Connects tried (a reset one counts). */
+      readonly connects: number;
+      readonly checksSent: number;
+    }
+  | { readonly ok: false; readonly reason: string; readonly connects: number; readonly checksSent: number };
+
+/** Checks over TCP need no pacing for loss: one every this long until the peer answers. */
+const CHECK_INTERVAL_MS = 250;
+
+export async function punchTcp(
+  c: { readonly network: Network; readonly clock: Clock; readonly transactionId?: () => Uint8Array },
+  init: TcpPunchInit,
+): Promise<TcpPunchResult> {
+  const started = c.clock.now();
+  const deadline = started + init.timeoutMs;
+  const remaining = (): number => deadline - c.clock.now();
+  let connects = 0;
+  let last = 'no SYN crossed';
+  if (init.prime) {
+    connects++;
+    await c.network
+      .connect(init.remote, {
+        localPort: init.localPort,
+        ttl: init.prime.ttl,
+        timeoutMs: init.prime.waitMs,
+        signal: init.signal,
+      })
+      .then(
+        // The primed SYN reached the peer after all (a peer with no NAT before it): take it.
+        (connection) => connection,
+        () => undefined,
+      )
+      .then((early) => early?.close());
+  }
+  let connection: StreamConnection | undefined;
+  while (!connection && remaining() > 0 && !init.signal?.aborted) {
+    connects++;
+    try {
+      connection = await c.network.connect(init.remote, {
+        localPort: init.localPort,
+        timeoutMs: remaining(),
+        signal: init.signal,
+      });
+    } catch (error) {
+      if (error instanceof ConnectionRefusedError) last = 'the peer side answered our SYN with RST';
+      else if (error instanceof AddressInUseError || (error as { code?: string }).code === 'EADDRINUSE')
+        last = `local port ${init.localPort} is busy`;
+      else {
+        last = (error as Error).message;
+        break;
+      }
+      await sleep(c.clock, Math.min(init.retryMs ?? 10, Math.max(0, remaining())), init.signal).catch(
+        () => {},
+      );
+    }
+  }
+  if (!connection)
+    return {
+      ok: false,
+      reason: `no direct TCP connection to ${init.remote.address}:${init.remote.port} after ${connects} connect(s): ${last}`,
+      connects,
+      checksSent: 0,
+    };
+  const socket = new FramedSocket(connection);
+  const puncher = new Puncher(
+    { socket, clock: c.clock, transactionId: c.transactionId },
+    {
+      local: init.local,
+      remote: init.remoteDescription,
+      intervalMs: CHECK_INTERVAL_MS,
+      timeoutMs: Math.max(1, remaining()),
+      keepaliveMs: init.keepaliveMs,
+    },
+  );
+  try {
+    const success = await puncher.punch([connection.remote], init.signal);
+    return { ok: true, socket, puncher, remote: success.remote, connects, checksSent: success.checksSent };
+  } catch (error) {
+    puncher.close();
+    socket.close();
+    return {
+      ok: false,
+      reason: `a TCP connection opened but the peer did not prove the call's credentials: ${(error as Error).message}`,
+      connects,
+      checksSent: puncher.counters.checksSent,
+    };
+  }
+}
