@@ -113,8 +113,9 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     callArgs: (mode) =>
       mode === 'sc2c'
         ? ['--record', mp4, '--duration', String(options.duration), ...viewerRelayArgs, ...secureArgs]
-        : // The contrast is about traversal: no media, and no relay to hide a failed punch.
-          ['--no-media', '--no-relay', ...secureArgs],
+        : // The contrast is about traversal: no media, and no relay to hide a failed punch (a
+          // viewer whose UDP is blocked cannot start without one: its relay route is not counted).
+          ['--no-media', ...(options.blockUdp === 'a' ? tcpRelayArgs : ['--no-relay']), ...secureArgs],
     onLine: (line) => {
       if (line.includes('"mode":"sc2c"')) say('call finished; placing the C2C contrast call (no media)...');
     },
@@ -150,7 +151,12 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     portSources: { viewer: sc2c.local?.portSource ?? null, camera: sc2c.remote?.portSource ?? null },
     dtlsMs: sc2c.dtlsMs ?? null,
     media: sc2c.media,
-    c2c: { ok: c2c.ok, setupMs: c2c.setupMs, reason: c2c.reason },
+    c2c: {
+      ok: c2c.ok && c2c.path !== 'relay',
+      setupMs: c2c.setupMs,
+      reason:
+        c2c.ok && c2c.path === 'relay' ? `relayed: ${c2c.directReason ?? 'no direct path'}` : c2c.reason,
+    },
     ...(options.blockUdp
       ? {
           blockUdp: {

@@ -88,6 +88,7 @@ interface MatrixOptions {
   window: number;
   /** Commander's form of `--no-port-mapping`. */
   portMapping: boolean;
+  transport: 'udp' | 'tcp';
   profile?: string[];
   profiles: string;
   seed: number;
@@ -144,6 +145,16 @@ export function registerMatrix(sim: Command): void {
       '--no-port-mapping',
       'gateways never ask their router for a mapping (PCP, NAT-PMP), even behind a +pcp or +natpmp NAT',
     )
+    .option(
+      '--transport <udp|tcp>',
+      'the direct path the gateways punch: udp, or tcp (a TCP simultaneous open at the go; issue 21)',
+      (value: string) => {
+        if (value !== 'udp' && value !== 'tcp')
+          throw new UsageError(`--transport must be udp or tcp, got '${value}'`);
+        return value;
+      },
+      'udp',
+    )
     .option('-p, --profile <spec...>', `NAT profiles to cross (default: ${MATRIX_PROFILES.join(' ')})`)
     .option('--profiles <file>', 'NAT profile file', DEFAULT_PROFILES_PATH)
     .option('--seed <n>', 'base seed', parseInteger('--seed', 0, 2 ** 32 - 1), 1)
@@ -175,6 +186,7 @@ export function registerMatrix(sim: Command): void {
               backgroundPerSecond: options.background,
               window: options.window,
               portMapping: options.portMapping,
+              transport: options.transport,
               seed: cellSeed(options.seed, calling, called, mode),
             });
             pairs.push(cell);
@@ -196,6 +208,7 @@ export function registerMatrix(sim: Command): void {
         background: options.background,
         window: options.window,
         portMapping: options.portMapping,
+        transport: options.transport,
         seed: options.seed,
       };
       if (options.json) process.stdout.write(`${JSON.stringify({ config, pairs }, null, 2)}\n`);

@@ -44,6 +44,8 @@ export interface ActiveCall {
   ended: boolean;
   /** Issue 21: where our TCP punch connects from, and (once it connected) its framed connection. */
   tcp?: { readonly localPort: number; socket?: UdpSocket; puncher?: Puncher };
+  /** The peer's answer said its UDP is blocked or it wants TCP: a retry offers a TCP candidate. */
+  peerWantsTcp?: boolean;
   /** Ends a TCP punch still connecting when the attempt closes. */
   tcpAbort?: AbortController;
   /** The call's relay leg, kept across attempts. */

@@ -424,6 +424,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         previous === undefined,
         // A first attempt asks our router for the port (issue 20); a retry predicts instead.
         previous === undefined,
+        // Issue 21: a peer whose answer said its UDP is blocked gets a TCP candidate on the retry.
+        previous?.peerWantsTcp ? { udpBlocked: true } : undefined,
       );
     } catch (error) {
       if (!previous?.relay) void (await relayReady)?.close();
@@ -490,6 +492,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         failure: { ok: false, reason: `bad SDP answer: ${(error as Error).message}`, local: description },
       };
     }
+    if (remote.udpBlocked || remote.transport === 'tcp') active.peerWantsTcp = true;
     const tag = toTag ?? parseNameAddr(header(answer, 'To') ?? '').params.tag;
     active.dialog = { user, toTag: tag };
     const mismatch = encryptionMismatch(this.init.dtls, remote, false);
@@ -550,7 +553,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     media?: readonly MediaLine[],
     pinLater = false,
     mapPorts = false,
-    remote?: CallDescription,
+    remote?: Pick<CallDescription, 'udpBlocked' | 'transport'>,
   ): Promise<MediaSetup & { readonly tcp?: { readonly localPort: number } }> {
     if (mapPorts && this.#detectionSettled) await this.#detectionSettled;
     const transport = this.init.transport ?? 'udp';

@@ -57,6 +57,7 @@ export interface CallSummary {
   readonly remote?: { publicEndpoint: { address: string; port: number }; portSource: string; nat: string };
   /** Issue 21: `direct`, `direct-tcp` or `relay`; null when the call failed. */
   readonly path?: 'direct' | 'direct-tcp' | 'relay' | null;
+  readonly directReason?: string;
   readonly pair?: { local: { port: number }; remote: { address: string; port: number } };
 }
 

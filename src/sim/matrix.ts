@@ -21,6 +21,7 @@ import { SignalingServer } from '../signaling/server.ts';
 import { type NatProbe, probeNat } from '../traversal/probe.ts';
 import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
+import { StunTcpResponder } from '../traversal/stun-tcp.ts';
 import { hashString } from '../util/rng.ts';
 import { percentile } from '../util/stats.ts';
 
@@ -56,6 +57,11 @@ export interface MatrixCellInit {
    * answers them (`+pcp`, `+natpmp`). Default true; false keeps prediction alone.
    */
   readonly portMapping?: boolean;
+  /**
+   * Issue 21: `tcp` punches a TCP simultaneous open instead of UDP (both gateways `transport: tcp`;
+   * the server answers STUN Binding over TCP too). Default `udp`.
+   */
+  readonly transport?: 'udp' | 'tcp';
   readonly seed: number;
   /** Also receives every trace record (for diagnosis). */
   readonly trace?: (record: TraceRecord) => void;
@@ -200,6 +206,13 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     alternate: ALTERNATE,
   });
   stun.bindings = new RecentBindings(clock);
+  const tcpStun =
+    init.transport === 'tcp'
+      ? await StunTcpResponder.start(
+          { network: serverHost, clock },
+          { listen: { address: SERVER.address, port: SERVER.stun } },
+        )
+      : undefined;
   const server = await SignalingServer.start(
     { network: serverHost, clock },
     { listen: { port: SERVER.sip }, realm: 'sc2c.lab', users: USERS, bindings: stun.bindings },
@@ -237,6 +250,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
             crossWindow: init.crossWindow,
           },
           ...(init.portMapping !== false ? { portMapping: { gateway: router } } : {}),
+          ...(init.transport === 'tcp' ? { transport: 'tcp' as const } : {}),
         },
       ),
     );
@@ -290,13 +304,19 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
       const tA = firstOut.get('nat-a');
       const tB = firstOut.get('nat-b');
       if (tA !== undefined && tB !== undefined) skews.push(Math.abs(tA - tB));
-      if (outcome.ok && calleeOutcome?.ok) {
+      // Over TCP only a TCP path counts (the gateways try nothing else, but say so).
+      const tcpMissing = init.transport === 'tcp' && outcome.ok && outcome.transport !== 'tcp';
+      if (outcome.ok && calleeOutcome?.ok && !tcpMissing) {
         successes++;
         setups.push(Math.max(outcome.confirmedAtMs!, calleeOutcome.confirmedAtMs!) - outcome.startedAtMs);
       } else {
         init.onFailure?.(trial, outcome, calleeOutcome);
         const reason = simplify(
-          outcome.ok ? (calleeOutcome?.reason ?? 'callee never finished') : (outcome.reason ?? 'unknown'),
+          tcpMissing
+            ? 'a direct path that is not TCP'
+            : outcome.ok
+              ? (calleeOutcome?.reason ?? 'callee never finished')
+              : (outcome.reason ?? 'unknown'),
         );
         failures[reason] = (failures[reason] ?? 0) + 1;
       }
@@ -311,6 +331,7 @@ export async function runMatrixCell(init: MatrixCellInit): Promise<MatrixCell> {
     await clock.run(Promise.all([caller.released(), callee.released()]));
     server.close();
     stun.close();
+    tcpStun?.close();
   }
   const sorted = (v: number[]): number[] => [...v].sort((x, y) => x - y);
   const round = (v: number): number => Math.round(v * 10) / 10;
