@@ -55,6 +55,18 @@ export function summarize(outcome: CallOutcome) {
   };
 }
 
+/**
+ * Where media went last (issue 21): a call that started on the relay and moved to a direct path
+ * later (a background retry) ends `direct` or `direct-tcp`; one that fell back ends `relay`.
+ */
+export function finalPath(outcome: CallOutcome): 'direct' | 'direct-tcp' | 'relay' | null {
+  if (!outcome.ok) return null;
+  const routed = outcome.routed;
+  if (!routed) return outcome.transport === 'tcp' ? 'direct-tcp' : 'direct';
+  if (routed.route === 'relay') return 'relay';
+  return routed.directTransport === 'tcp' ? 'direct-tcp' : 'direct';
+}
+
 /** The TURN server a call's relay leg used, and how it was reached: `{address, port, transport}`. */
 export function relayServer(relay: GatewayInit['relay']) {
   return relay ? { ...relay.server, transport: relay.transport ?? 'udp' } : null;

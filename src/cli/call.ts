@@ -12,7 +12,7 @@ import type { PortMappingProtocol } from '../traversal/port-mapping.ts';
 import { probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting } from './accounting.ts';
-import { classicType, relayServer, routeBytes, summarize } from './call-summary.ts';
+import { classicType, finalPath, relayServer, routeBytes, summarize } from './call-summary.ts';
 import { loadGatewayConfig, parseEndpoint } from './configs.ts';
 import { parseInteger } from './errors.ts';
 import { resolveHost, startGateway } from './failures.ts';
@@ -105,6 +105,8 @@ export function registerCall(program: Command): void {
           await accounting.record(outcome, outcome.ok && !held.ok ? held.reason : undefined);
           const result = {
             ...s,
+            // Where media ended up: a relayed start that a retry moved to a direct path says so.
+            path: finalPath(outcome),
             ok: s.ok && held.ok,
             reason: held.ok ? s.reason : held.reason,
             media: held.media,

@@ -16,7 +16,7 @@ import type { ActiveCall } from './active-call.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
-import { directTransport, settlePath, straightToRelay } from './path-policy.ts';
+import { directTransport, settlePath, straightReason, straightToRelay } from './path-policy.ts';
 import { prepareMapping, sideThatPins, trackDrift, withFreshPorts, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
@@ -217,7 +217,14 @@ export async function answerCall(
     host.emit('call', outcome.ok ? await host.secure(callId, active, outcome) : outcome);
     return;
   }
-  const established = host.routes.established(callId, active, settled, base, straight);
+  const established = host.routes.established(
+    callId,
+    active,
+    settled,
+    base,
+    straight,
+    straight ? straightReason(description, remote) : undefined,
+  );
   host.emit(
     'call',
     await host.secure(callId, active, { ...established, local: description, remote, attempts }),

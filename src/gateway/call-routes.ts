@@ -87,6 +87,8 @@ export class CallRoutes {
     settled: Exclude<Settled, { kind: 'plain' }>,
     base: Omit<CallOutcome, 'ok' | 'checksSent'>,
     straight: boolean,
+    /** Why the pair went straight to the relay (`straightReason`). */
+    straightWhy?: string,
   ): CallOutcome {
     const routed = settled.routed;
     active.routed = routed;
@@ -124,7 +126,7 @@ export class CallRoutes {
         settled.kind === 'direct'
           ? undefined
           : straight
-            ? 'both NATs allocate ports at random: there is no port to predict'
+            ? (straightWhy ?? 'both NATs allocate ports at random: there is no port to predict')
             : (settled.punched?.reason ?? `no direct path confirmed within ${budgetMs} ms`),
     };
   }

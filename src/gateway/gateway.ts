@@ -37,7 +37,13 @@ import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
-import { countedDirect, directTransport, settlePath, straightToRelay } from './path-policy.ts';
+import {
+  countedDirect,
+  directTransport,
+  settlePath,
+  straightReason,
+  straightToRelay,
+} from './path-policy.ts';
 import { readGoFields } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import { synchronizeCaller } from './synchronize.ts';
@@ -349,8 +355,23 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       const punched = straight ? undefined : this.#punch(callId, description, remote, base);
       const settled = await settlePath(this.c, punched, this.#routes.settleInit(active, description, remote));
       if (settled.kind !== 'plain') {
-        const established = this.#routes.established(callId, active, settled, base, straight);
-        if (settled.kind === 'relay' && !straight) this.#routes.retryDirect(callId, user, mode, toTag);
+        const established = this.#routes.established(
+          callId,
+          active,
+          settled,
+          base,
+          straight,
+          straight ? straightReason(offered.description, remote) : undefined,
+        );
+        // Issue 21: the answer said the peer's UDP is blocked and our offer had no TCP candidate
+        // (we could not know): the retries offer one.
+        const tcpLater =
+          active.peerWantsTcp === true &&
+          !offered.description.tcp &&
+          this.tcpProbe !== undefined &&
+          this.tcpProbe.allocation !== 'random';
+        if (settled.kind === 'relay' && (!straight || tcpLater))
+          this.#routes.retryDirect(callId, user, mode, toTag);
         return this.#secure(callId, active, {
           ...established,
           local: description,
@@ -673,14 +694,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     base: Omit<CallOutcome, 'ok' | 'checksSent'>,
   ): Promise<CallOutcome> {
     if (!active.tcp || !local.tcp || !remote.tcp) {
-      const side = !active.tcp || !local.tcp ? 'our' : "the peer's";
-      return {
-        ...base,
-        ok: false,
-        transport: 'tcp',
-        reason: `no direct TCP path: ${side} NAT gave no predictable TCP port (random allocation, or no STUN answer over TCP)`,
-        checksSent: 0,
-      };
+      const ours =
+        (this.init.transport ?? 'udp') === 'udp'
+          ? 'this gateway keeps to UDP (transport udp)'
+          : !this.tcpProbe
+            ? 'the STUN server did not answer us over TCP'
+            : this.tcpProbe.allocation === 'random'
+              ? 'our NAT allocates TCP ports at random'
+              : "our offer carried no TCP candidate (the peer's UDP block was not known yet)";
+      const why = !active.tcp || !local.tcp ? ours : 'the peer sent no TCP candidate';
+      return { ...base, ok: false, transport: 'tcp', reason: `no direct TCP path: ${why}`, checksSent: 0 };
     }
     const abort = new AbortController();
     active.tcpAbort = abort;

@@ -23,6 +23,15 @@ export function directTransport(local: CallDescription, remote: CallDescription)
     : 'udp';
 }
 
+/** Why `straightToRelay` said so, for the call's `directReason`. */
+export function straightReason(local: CallDescription, remote: CallDescription): string {
+  if (directTransport(local, remote) === 'tcp') {
+    const side = !local.tcp ? 'our side' : "the peer's side";
+    return `the direct path must be TCP (${local.udpBlocked || remote.udpBlocked ? 'UDP is blocked' : 'TCP was asked for'}) and ${side} has no TCP candidate`;
+  }
+  return 'both NATs allocate ports at random: there is no port to predict';
+}
+
 /** Both sides advertise a relay and neither port can be predicted: punching cannot work. */
 export function straightToRelay(local: CallDescription, remote: CallDescription): boolean {
   if (directTransport(local, remote) === 'tcp')

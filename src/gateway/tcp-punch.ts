@@ -64,23 +64,20 @@ export async function punchTcp(
   const remaining = (): number => deadline - c.clock.now();
   let connects = 0;
   let last = 'no SYN crossed';
+  let connection: StreamConnection | undefined;
   if (init.prime) {
     connects++;
-    await c.network
+    // The peer's SYN may arrive while ours is primed (it primed first and sent its real SYN):
+    // that is a simultaneous open, and the connection is ours to keep.
+    connection = await c.network
       .connect(init.remote, {
         localPort: init.localPort,
         ttl: init.prime.ttl,
         timeoutMs: init.prime.waitMs,
         signal: init.signal,
       })
-      .then(
-        // The primed SYN reached the peer after all (a peer with no NAT before it): take it.
-        (connection) => connection,
-        () => undefined,
-      )
-      .then((early) => early?.close());
+      .catch(() => undefined);
   }
-  let connection: StreamConnection | undefined;
   while (!connection && remaining() > 0 && !init.signal?.aborted) {
     connects++;
     try {

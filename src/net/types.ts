@@ -94,8 +94,9 @@ export interface ConnectInit {
    */
   readonly localPort?: number;
   /**
-   * IP TTL of this connection's segments (1..255), for a low-TTL priming SYN (issue 21). Only the
-   * virtual network: Node's `net` has no IP_TTL for TCP sockets, so `NodeNetwork` refuses it.
+   * IP TTL of the SYN (1..255), for a low-TTL priming SYN (issue 21); once connected, segments
+   * leave with the default TTL again, as STUNT resets IP_TTL after its SYN. Only the virtual
+   * network: Node's `net` has no IP_TTL for TCP sockets, so `NodeNetwork` refuses it.
    */
   readonly ttl?: number;
   /** Give up after this long (default the network's own: 10 s virtual, the kernel's ~2 min real). */

@@ -11,6 +11,7 @@
  * direct path die, or a new direct path confirmed), so we move too. A watchdog moves to the relay
  * when the direct route goes silent for longer than its usual gaps.
  */
+
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
 import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
@@ -18,6 +19,7 @@ import { isDtls } from '../protocol/dtls/record.ts';
 import { decodeRelayMoved, encodeRelayMoved, isRelayMoved } from '../protocol/rtcp.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { FramedSocket } from './framed-socket.ts';
 import { type ConsentCredentials, RouteConsent, type RouteConsentInit } from './route-consent.ts';
 
 export type Route = 'direct' | 'relay';
@@ -137,6 +139,12 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
 
   get hasDirect(): boolean {
     return this.#direct !== undefined;
+  }
+
+  /** Issue 21: the direct pair's transport, `tcp` for a framed TCP connection; undefined without one. */
+  get directTransport(): 'udp' | 'tcp' | undefined {
+    if (!this.#direct) return undefined;
+    return this.#direct.socket instanceof FramedSocket ? 'tcp' : 'udp';
   }
 
   /** A (new) direct pair: after the first punch, or a background re-punch. */

@@ -235,12 +235,17 @@ describe('virtual network: streams', () => {
     expect(w.alice.openHandles()).toBe(0);
   });
 
-  it('cannot connect into a NAT from outside, and times out on the virtual clock', async () => {
+  it('cannot connect into a NAT from outside: reset by default, timed out on the virtual clock where it drops', async () => {
     const w = world();
     await w.alice.listen({ port: 5060 });
-    await expect(w.clock.run(w.server.connect({ address: '198.18.1.1', port: 5060 }))).rejects.toThrow(
-      /timed out/,
+    await expect(w.clock.run(w.server.connect({ address: '198.18.1.1', port: 5060 }))).rejects.toBeInstanceOf(
+      ConnectionRefusedError,
     );
+    const quiet = world({ natA: { ...profiles.resolve('symmetric-seq1'), unsolicitedTcpReply: 'drop' } });
+    await quiet.alice.listen({ port: 5060 });
+    await expect(
+      quiet.clock.run(quiet.server.connect({ address: '198.18.1.1', port: 5060 })),
+    ).rejects.toThrow(/timed out/);
   });
 
   it('uses a TCP mapping of its own on the NAT, from the shared counter', async () => {

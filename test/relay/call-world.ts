@@ -36,6 +36,7 @@ export async function setup(
     issuedOnly = false,
     tcpUsers = [] as string[],
     udpBlockedA = false,
+    udpBlockedB = false,
     dtls = {} as Partial<Record<keyof typeof USERS, DtlsInit>>,
     rtcpMux = true,
     transport = undefined as DirectTransport | undefined,
@@ -79,7 +80,7 @@ export async function setup(
   net.connect(b, internet, { latencyMs: 10 });
   // A firewall that drops all UDP (and ICMP) between alice and her NAT; TCP passes.
   net.connect(alice, a, { latencyMs: 1, loss: udpBlockedA ? 1 : 0 });
-  net.connect(bob, b, { latencyMs: 1 });
+  net.connect(bob, b, { latencyMs: 1, loss: udpBlockedB ? 1 : 0 });
   const stun = await StunResponder.start(serverHost, {
     primary: STUN,
     alternate: { address: '198.18.0.11', port: 3479 },

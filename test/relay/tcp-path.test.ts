@@ -46,6 +46,34 @@ describe('TCP direct path', () => {
     s.close();
   });
 
+  it('moves a call to a camera whose UDP is blocked from the relay to TCP on the first retry', async () => {
+    const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', {
+      tcpUsers: ['bob'],
+      udpBlockedB: true,
+      transport: 'auto',
+      dtls: both,
+    });
+    const { caller, callee, outcome, other } = await s.call();
+    // The viewer could not know: its offer had no TCP candidate, so the call starts relayed.
+    expect(outcome.local!.tcp).toBeUndefined();
+    expect(outcome.remote!.udpBlocked).toBe(true);
+    expect(outcome).toMatchObject({ ok: true, route: 'relay' });
+    expect(outcome.directReason).toMatch(/must be TCP \(UDP is blocked\) and our side has no TCP candidate/);
+    const moves: string[] = [];
+    caller.on('route', (_, route, why) => moves.push(`${route}: ${why}`));
+    await s.clock.advance(4000);
+    expect(moves).toEqual(['direct: a fresh direct path confirmed']);
+    expect(outcome.routed!.route).toBe('direct');
+    expect(outcome.routed!.directTransport).toBe('tcp');
+    expect(other.routed!.directTransport).toBe('tcp');
+    const { there, back } = await exchange(s.clock, outcome.routed!, other.routed!);
+    expect(there).toBeGreaterThanOrEqual(95);
+    expect(back).toBeGreaterThanOrEqual(95);
+    caller.close();
+    callee.close();
+    s.close();
+  });
+
   it('relays, as before, when UDP is blocked and the gateways keep to UDP (transport udp)', async () => {
     const s = await setup('symmetric-seq1+pks', 'symmetric-seq1+ips', {
       tcpUsers: ['alice'],

@@ -130,7 +130,6 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
 
   async connect(to: Endpoint, init: ConnectInit = {}): Promise<StreamConnection> {
     const localPort = init.localPort ?? this.#ephemeralPort((p) => !this.#tcpPorts.has(p));
-    if (this.#tcpPorts.has(localPort)) throw new AddressInUseError({ address: ANY, port: localPort });
     if (init.ttl !== undefined) checkTtl(init.ttl);
     const ttl = init.ttl ?? DEFAULT_TTL;
     const local = { address: this.primaryAddress, port: localPort };
@@ -162,7 +161,7 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
       });
       const segment = await Promise.race([answer, timeout, syns]);
       if (segment.flag === 'rst') throw new ConnectionRefusedError(to);
-      const connection = new VirtualStreamConnection(local, to, this, ttl);
+      const connection = new VirtualStreamConnection(local, to, this);
       this.#connections.set(key, connection);
       return connection;
     } catch (error) {

@@ -33,7 +33,6 @@ export class VirtualStreamConnection
     readonly local: Endpoint,
     readonly remote: Endpoint,
     private readonly sender: SegmentSender,
-    private readonly ttl?: number,
   ) {
     super();
   }
@@ -49,12 +48,12 @@ export class VirtualStreamConnection
 
   write(data: Uint8Array): void {
     if (this.#closed || data.byteLength === 0) return;
-    this.sender.sendSegment(this.local, this.remote, 'data', this.#sendSeq++, data.slice(), this.ttl);
+    this.sender.sendSegment(this.local, this.remote, 'data', this.#sendSeq++, data.slice());
   }
 
   close(): void {
     if (this.#closed) return;
-    this.sender.sendSegment(this.local, this.remote, 'fin', this.#sendSeq++, undefined, this.ttl);
+    this.sender.sendSegment(this.local, this.remote, 'fin', this.#sendSeq++);
     this.#finish();
   }
 
