@@ -12,6 +12,12 @@ export const DEFAULT_PROFILES_PATH = fileURLToPath(
   new URL('../../config/nat-profiles.yaml', import.meta.url),
 );
 
+/**
+ * Modifier fields the UDP behaviour tests cannot see: the port-mapping servers (issue 20) and TCP's
+ * reply and counter (issue 21). A modifier setting only these makes no profile of its own here.
+ */
+const UNOBSERVED_FIELDS = new Set(['portMapping', 'unsolicitedTcpReply', 'tcpCounter']);
+
 export class ProfileCatalog {
   constructor(readonly file: ProfileFile) {}
 
@@ -31,7 +37,7 @@ export class ProfileCatalog {
   shippedSpecs(): string[] {
     const specs: string[] = [];
     const observable = this.modifierNames().filter((m) =>
-      Object.keys(this.file.modifiers[m] ?? {}).some((field) => field !== 'portMapping'),
+      Object.keys(this.file.modifiers[m] ?? {}).some((field) => !UNOBSERVED_FIELDS.has(field)),
     );
     for (const name of this.names()) {
       specs.push(name);

@@ -46,6 +46,7 @@ import {
   findWanIpService,
   parseHttpUrl,
 } from '../../src/protocol/portmap/upnp.ts';
+import { Deframer, frame } from '../../src/protocol/rfc4571.ts';
 import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
 import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
 import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
@@ -54,6 +55,7 @@ import { decodeSip, encodeSip, SipStreamParser } from '../../src/protocol/sip/me
 import { SrtpSession } from '../../src/protocol/srtp/srtp.ts';
 import { decodeStun, encodeStun, StunClass, StunMethod } from '../../src/protocol/stun/message.ts';
 import { decodeChannelData, encodeChannelData, TurnStreamDeframer } from '../../src/protocol/stun/turn.ts';
+import { splitStunStream } from '../../src/traversal/stun-tcp.ts';
 import { ConfigError, parseConfig } from '../../src/util/config-file.ts';
 
 const te = new TextEncoder();
@@ -153,6 +155,9 @@ const SDP = encodeSdp(
     mode: 'sc2c',
     portSource: 'predicted',
     rtcpMux: true,
+    tcp: { endpoint: { address: '198.18.1.1', port: 20_001 }, source: 'predicted' },
+    udpBlocked: true,
+    transport: 'tcp',
   },
   1,
 );
@@ -311,6 +316,26 @@ export const TARGETS: readonly FuzzTarget[] = [
     name: 'channeldata',
     seeds: [encodeChannelData(0x4001, RTP)],
     run: (input) => void decodeChannelData(input),
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'rfc4571 framing',
+    seeds: [frame(RTP), new Uint8Array([...frame(STUN), ...frame(RTP)])],
+    run: (input) => {
+      // Whole and cut in three, as over TCP (issue 21's direct-tcp path).
+      const deframer = new Deframer(1500);
+      const third = Math.max(1, Math.floor(input.byteLength / 3));
+      for (let i = 0; i < input.byteLength; i += third) deframer.push(input.subarray(i, i + third));
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'stun over tcp',
+    seeds: [STUN, new Uint8Array([...STUN, ...STUN])],
+    run: (input) => {
+      const split = splitStunStream(input);
+      for (const message of split?.messages ?? []) decodeStun(message);
+    },
     allowed: decodeErrorOnly,
   },
   {
