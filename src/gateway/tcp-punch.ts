@@ -32,7 +32,11 @@ export interface TcpPunchInit {
   readonly remoteDescription: CallDescription;
   /** Connect and authenticate within this. */
   readonly timeoutMs: number;
-  /** Wait after a reset before the next SYN. Default 10 ms: while we wait, a SYN from the peer finds no socket and is reset in turn. */
+  /**
+   * Wait after a reset before the next SYN. Default 0: the peer's own SYN often arrives right
+   * behind the reset of ours (both left when the peer's NAT opened), and in any gap it finds no
+   * socket and is reset in turn, which locks the two sides into missing each other.
+   */
   readonly retryMs?: number;
   readonly keepaliveMs?: number;
   /** A first SYN with this TTL, then the real one `waitMs` later. */
@@ -94,7 +98,7 @@ export async function punchTcp(
         last = (error as Error).message;
         break;
       }
-      await sleep(c.clock, Math.min(init.retryMs ?? 10, Math.max(0, remaining())), init.signal).catch(
+      await sleep(c.clock, Math.min(init.retryMs ?? 0, Math.max(0, remaining())), init.signal).catch(
         () => {},
       );
     }

@@ -4,6 +4,7 @@
  * length is legal and carries nothing. Pure: no I/O.
  */
 import { DecodeError } from './decode-error.ts';
+import { concat } from './dtls/reader.ts';
 
 /** The largest datagram a 16-bit length can carry. */
 export const MAX_FRAMED_DATAGRAM = 0xffff;
@@ -63,11 +64,4 @@ export class Deframer {
     this.#buffer = data.slice(at);
     return out;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
 }

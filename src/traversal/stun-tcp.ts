@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, sleep } from '../net/clock.ts';
 import type { Network, StreamConnection, StreamServer } from '../net/types.ts';
+import { concat } from '../protocol/dtls/reader.ts';
 import {
   decodeAddress,
   decodeXorAddress,
@@ -95,10 +96,7 @@ export async function tcpBinding(
       let buffer: Uint8Array = new Uint8Array(0);
       connection!.on('close', () => resolve(undefined));
       connection!.on('data', (chunk) => {
-        const joined = new Uint8Array(buffer.byteLength + chunk.byteLength);
-        joined.set(buffer, 0);
-        joined.set(chunk, buffer.byteLength);
-        const split = splitStunStream(joined);
+        const split = splitStunStream(concat(buffer, chunk));
         if (!split) {
           resolve(undefined);
           return;
@@ -235,10 +233,7 @@ export class StunTcpResponder {
     });
     connection.on('data', (chunk) => {
       rearm();
-      const joined = new Uint8Array(buffer.byteLength + chunk.byteLength);
-      joined.set(buffer, 0);
-      joined.set(chunk, buffer.byteLength);
-      const split = splitStunStream(joined);
+      const split = splitStunStream(concat(buffer, chunk));
       if (!split) {
         this.counters.malformed++;
         connection.close();

@@ -92,6 +92,18 @@ describe('sc2c CLI', () => {
     expect(loss.code).toBe(2);
     expect(loss.stderr).toMatch(/--loss-percent must be a number from 0 to 50, got '80'/);
   });
+
+  it('rejects a bad --transport and a bad --block-udp with the allowed values (issue 21)', async () => {
+    const call = await sc2c('call', 'bob', '--user', 'alice', '--password', 'x', '--transport', 'sctp');
+    expect(call.code).toBe(2);
+    expect(call.stderr).toMatch(/--transport must be one of udp, auto, tcp; got 'sctp'/);
+    const matrix = await sc2c('sim', 'matrix', '--transport', 'auto');
+    expect(matrix.code).toBe(2);
+    expect(matrix.stderr).toMatch(/--transport must be udp or tcp, got 'auto'/);
+    const demo = await sc2c('demo', '--block-udp', 'c');
+    expect(demo.code).toBe(2);
+    expect(demo.stderr).toMatch(/--block-udp must be a or b, got 'c'/);
+  });
 });
 
 describe('relay addresses', () => {

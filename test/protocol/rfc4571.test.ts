@@ -2,17 +2,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DecodeError } from '../../src/protocol/decode-error.ts';
+import { concat } from '../../src/protocol/dtls/reader.ts';
 import { Deframer, frame, MAX_FRAMED_DATAGRAM } from '../../src/protocol/rfc4571.ts';
-
-const concat = (parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-};
 
 describe('RFC 4571 framing', () => {
   it('puts a 16-bit big-endian length before each datagram', () => {
@@ -27,7 +18,7 @@ describe('RFC 4571 framing', () => {
         fc.array(fc.uint8Array({ minLength: 1, maxLength: 1500 }), { minLength: 1, maxLength: 20 }),
         fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 50 }),
         (datagrams, cuts) => {
-          const stream = concat(datagrams.map(frame));
+          const stream = concat(...datagrams.map(frame));
           const deframer = new Deframer();
           const out: Uint8Array[] = [];
           let at = 0;

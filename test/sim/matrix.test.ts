@@ -104,6 +104,41 @@ describe('sim matrix (real server and gateways on the virtual network)', () => {
     }
   }, 120_000);
 
+  it('over TCP (--transport tcp): SC2C connects every pair, C2C fails behind a PKS caller, priming beside IPS (issue 21)', async () => {
+    // One family both ways; the 81 pairs at two delays are in docs/bench/tcp-2026-12-04 (the same pattern).
+    const family = ['symmetric-seq2', 'symmetric-seq1+pks', 'symmetric-seq1+ips'];
+    for (const calling of family) {
+      for (const called of family) {
+        const outcome = async (mode: TraversalMode) => {
+          const result = await runMatrixCell({
+            calling: { name: calling, behaviour: catalog.resolve(calling) },
+            called: { name: called, behaviour: catalog.resolve(called) },
+            mode,
+            trials: 1,
+            oneWayMs: [10, 10],
+            backgroundPerSecond: 0,
+            transport: 'tcp',
+            seed: cellSeed(1, calling, called, mode),
+          });
+          return result.successes === 1;
+        };
+        expect({ calling, called, sc2c: await outcome('sc2c') }).toEqual({ calling, called, sc2c: true });
+        // The callee's early SYN knocks a PKS caller's port; a reset does not trip IPS.
+        expect({ calling, called, c2c: await outcome('c2c') }).toEqual({
+          calling,
+          called,
+          c2c: !calling.endsWith('+pks'),
+        });
+        // A primed SYN's time-exceeded closes an IPS NAT's mapping, as for UDP.
+        expect({ calling, called, ttl: await outcome('sc2c-ttl') }).toEqual({
+          calling,
+          called,
+          ttl: !calling.endsWith('+ips') && !called.endsWith('+ips'),
+        });
+      }
+    }
+  }, 120_000);
+
   it('every mode connects two sequential full cones (each side checks when its own port is a guess too)', async () => {
     const behaviour = {
       ...catalog.resolve('full-cone'),

@@ -4,7 +4,7 @@
  * against someone who connects without the call's credentials.
  */
 import { describe, expect, it } from 'vitest';
-import { punchTcp } from '../../src/gateway/tcp-punch.ts';
+import { punchTcp, type TcpPunchInit } from '../../src/gateway/tcp-punch.ts';
 import type { UnsolicitedTcpReply } from '../../src/nat/behaviour.ts';
 import type { CallDescription } from '../../src/protocol/sdp.ts';
 import { profiles, world } from '../net/world.ts';
@@ -25,34 +25,36 @@ const B = description('bob', 'b'.repeat(24));
 function pair(reply: UnsolicitedTcpReply, lateMs = 0, pks = false) {
   const behaviour = { ...profiles.resolve('symmetric-seq1'), unsolicitedTcpReply: reply, pks };
   const w = world({ natA: behaviour, natB: behaviour });
+  const alice = (extra: Partial<TcpPunchInit> = {}) =>
+    punchTcp(
+      { network: w.alice, clock: w.clock },
+      {
+        localPort: 40_001,
+        remote: { address: '198.18.2.1', port: 30_000 },
+        local: A,
+        remoteDescription: B,
+        timeoutMs: 4000,
+        ...extra,
+      },
+    );
+  const bob = (extra: Partial<TcpPunchInit> = {}) =>
+    punchTcp(
+      { network: w.bob, clock: w.clock },
+      {
+        localPort: 40_002,
+        remote: { address: '198.18.1.1', port: 20_000 },
+        local: B,
+        remoteDescription: A,
+        timeoutMs: 4000,
+        ...extra,
+      },
+    );
   const run = (late: boolean, prime?: { ttl: number; waitMs: number }) =>
     Promise.all([
-      punchTcp(
-        { network: w.alice, clock: w.clock },
-        {
-          localPort: 40_001,
-          remote: { address: '198.18.2.1', port: 30_000 },
-          local: A,
-          remoteDescription: B,
-          timeoutMs: 4000,
-          prime,
-        },
-      ),
-      (late ? w.clock.advance(lateMs) : Promise.resolve()).then(() =>
-        punchTcp(
-          { network: w.bob, clock: w.clock },
-          {
-            localPort: 40_002,
-            remote: { address: '198.18.1.1', port: 20_000 },
-            local: B,
-            remoteDescription: A,
-            timeoutMs: 4000,
-            prime,
-          },
-        ),
-      ),
+      alice({ prime }),
+      (late ? w.clock.advance(lateMs) : Promise.resolve()).then(() => bob({ prime })),
     ]);
-  return { w, run };
+  return { w, run, alice, bob };
 }
 
 describe('TCP punch', () => {
@@ -100,31 +102,10 @@ describe('TCP punch', () => {
   });
 
   it('does not take a connection that does not prove the call credentials', async () => {
-    const { w } = pair('rst');
+    const { w, alice, bob } = pair('rst');
     const wrong = description('mallory', 'm'.repeat(24));
     const [a, m] = await w.clock.run(
-      Promise.all([
-        punchTcp(
-          { network: w.alice, clock: w.clock },
-          {
-            localPort: 40_001,
-            remote: { address: '198.18.2.1', port: 30_000 },
-            local: A,
-            remoteDescription: B,
-            timeoutMs: 2000,
-          },
-        ),
-        punchTcp(
-          { network: w.bob, clock: w.clock },
-          {
-            localPort: 40_002,
-            remote: { address: '198.18.1.1', port: 20_000 },
-            local: wrong,
-            remoteDescription: A,
-            timeoutMs: 2000,
-          },
-        ),
-      ]),
+      Promise.all([alice({ timeoutMs: 2000 }), bob({ local: wrong, timeoutMs: 2000 })]),
     );
     expect(a.ok).toBe(false);
     expect(m.ok).toBe(false);
