@@ -4,10 +4,13 @@
  * callee at 40 ms RTT, N calls with SC2C and N with C2C. Targets: SC2C N of N, C2C at most 10 %.
  * `--background R`: another host behind the caller's NAT opens R UDP sessions per second during
  * the calls (issue 19's busy NAT; the target there is 95 % direct, reported, not failed on).
- * Needs root.
+ * `--block-udp a|b`: the caller's (a) or callee's (b) host drops all non-loopback UDP, and that
+ * side reaches the relay over TCP (issue 21); `--transport` goes to both gateways. A call counts
+ * as direct when its path is `direct` or `direct-tcp`. Needs root.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { blockUdp } from '../src/lab/block-udp.ts';
 import { natSpec, runLabCalls } from '../src/lab/calls.ts';
 import { checkLabPrerequisites } from '../src/lab/netns.ts';
 import { loadProfiles } from '../src/nat/profiles.ts';
@@ -20,6 +23,8 @@ const USAGE = `usage: npm run bench:lab-sc2c -- [--calls N] [--background R] [--
   --nat-b NAT      the callee's NAT, the same way (default symmetric-seq1+ips); with another pair
                    than the default, C2C is reported and not judged
   --background R   another host behind the caller's NAT opens R UDP sessions/s (default 0, 0-1000)
+  --block-udp a|b  drop all non-loopback UDP in the caller's (a) or callee's (b) host (issue 21)
+  --transport T    udp, auto or tcp, for both gateways (default: the config's, auto)
   --out FILE       also write the JSON summary to FILE
   -h, --help       this text
 Needs root (network namespaces, /dev/net/tun).
@@ -40,13 +45,23 @@ function checkedNat(flag: string, nat: string): string {
   }
 }
 
-function parse(): { calls: number; background: number; natA: string; natB: string; out?: string } {
+function parse(): {
+  calls: number;
+  background: number;
+  natA: string;
+  natB: string;
+  out?: string;
+  blockUdp?: 'a' | 'b';
+  transport?: string;
+} {
   let values: {
     calls?: string;
     background?: string;
     'nat-a'?: string;
     'nat-b'?: string;
     out?: string;
+    'block-udp'?: string;
+    transport?: string;
     help?: boolean;
   };
   try {
@@ -57,6 +72,8 @@ function parse(): { calls: number; background: number; natA: string; natB: strin
         'nat-a': { type: 'string' },
         'nat-b': { type: 'string' },
         out: { type: 'string' },
+        'block-udp': { type: 'string' },
+        transport: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -78,7 +95,19 @@ function parse(): { calls: number; background: number; natA: string; natB: strin
     }
     return value;
   };
+  const block = values['block-udp'];
+  if (block !== undefined && block !== 'a' && block !== 'b') {
+    process.stderr.write(`bench:lab-sc2c: --block-udp takes a or b, not '${block}'\n`);
+    process.exit(2);
+  }
+  const transport = values.transport;
+  if (transport !== undefined && !['udp', 'auto', 'tcp'].includes(transport)) {
+    process.stderr.write(`bench:lab-sc2c: --transport takes udp, auto or tcp, not '${transport}'\n`);
+    process.exit(2);
+  }
   return {
+    blockUdp: block,
+    transport,
     calls: number('calls', values.calls, 20, 1, 1000),
     background: number('background', values.background, 0, 0, 1000),
     natA: checkedNat('--nat-a', values['nat-a'] ?? DEFAULT_A),
@@ -87,7 +116,9 @@ function parse(): { calls: number; background: number; natA: string; natB: strin
   };
 }
 
-const { calls, background, natA, natB, out } = parse();
+const { calls, background, natA, natB, out, blockUdp: block, transport } = parse();
+const TCP_RELAY = ['--relay', 'turn:198.18.0.10:3478?transport=tcp'];
+const transportArgs = transport ? ['--transport', transport] : [];
 
 async function main(): Promise<void> {
   await checkLabPrerequisites();
@@ -102,6 +133,12 @@ async function main(): Promise<void> {
     callsPerMode: calls,
     name: 'bench-sc2c',
     backgroundPerSecond: background,
+    // A blocked side cannot start without a relay it reaches over TCP; the other keeps none.
+    callArgs: () => ['--no-media', ...(block === 'a' ? TCP_RELAY : ['--no-relay']), ...transportArgs],
+    calleeArgs: [...(block === 'b' ? TCP_RELAY : []), ...transportArgs],
+    beforeCalls: async (hosts) => {
+      if (block) await blockUdp(hosts[block === 'a' ? 'alice' : 'bob']!);
+    },
     onLine: (l) => process.stderr.write(`  ${process.env.SC2C_BENCH_FULL ? l : l.slice(0, 150)}\n`),
   });
   const result: Record<string, unknown> = {
@@ -110,11 +147,17 @@ async function main(): Promise<void> {
     rttMs: 40,
     calls,
     backgroundPerSecond: background,
+    ...(block ? { blockUdp: block } : {}),
+    ...(transport ? { transport } : {}),
     date: new Date().toISOString(),
   };
   for (const [mode, outcomes] of Object.entries(runs)) {
-    const ok = outcomes.filter((o) => o.ok);
+    // Direct only: a relayed call (a blocked side's relay) is not a traversal success.
+    const ok = outcomes.filter((o) => o.ok && o.path !== 'relay');
+    const paths: Record<string, number> = {};
+    for (const o of outcomes) paths[o.path ?? 'none'] = (paths[o.path ?? 'none'] ?? 0) + 1;
     result[mode] = {
+      paths,
       successes: ok.length,
       trials: outcomes.length,
       setupMs: summarize(ok.map((o) => o.setupMs!)),
