@@ -9,6 +9,7 @@ import { defaultRoute } from '../net/default-route.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import type { PortMappingProtocol } from '../traversal/port-mapping.ts';
+import { findPrimeTtl } from '../traversal/prime-ttl.ts';
 import { probeNat } from '../traversal/probe.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { GatewayAccounting } from './accounting.ts';
@@ -152,9 +153,14 @@ export function registerCall(program: Command): void {
       'protocols to try, in order (default pcp,nat-pmp,upnp)',
       parsePortMappingProtocols,
     )
+    .option(
+      '--prime-ttl',
+      'also read the TTL a priming packet needs to cross our NAT (issue 21; sequential NATs): primeTtl',
+    )
     .option('--json', 'print machine-readable JSON')
     .action(
       async (options: {
+        primeTtl?: boolean;
         server: string;
         rtoMs: number;
         gateway?: string;
@@ -165,10 +171,8 @@ export function registerCall(program: Command): void {
         if (options.gateway !== undefined && !isIpv4(options.gateway))
           throw new UsageError(`--gateway takes the router's IPv4 address; got '${options.gateway}'`);
         const c = { network: new NodeNetwork(), clock: new SystemClock() };
-        const probe = await probeNat(c, {
-          server: await resolveHost(parseEndpoint(options.server, '--server', 3478), '--server'),
-          rtoMs: options.rtoMs,
-        });
+        const server = await resolveHost(parseEndpoint(options.server, '--server', 3478), '--server');
+        const probe = await probeNat(c, { server, rtoMs: options.rtoMs });
         // Behind no NAT (STUN saw one of our own addresses) there is no router to ask.
         const ownAddress = Object.values(networkInterfaces())
           .flat()
@@ -178,7 +182,21 @@ export function registerCall(program: Command): void {
           : ownAddress
             ? { protocol: null, reason: `no NAT in front of ${probe.publicAddress}: nothing to map` }
             : await probePortMapping(c, options.gateway, options.portMappingProtocols);
-        const result = { ...probe, classic: classicType(probe), ...(portMapping ? { portMapping } : {}) };
+        const primeTtl = !options.primeTtl
+          ? undefined
+          : probe.allocation === 'sequential' && probe.delta !== null
+            ? await findPrimeTtl(c, { server, delta: probe.delta, rtoMs: options.rtoMs })
+            : {
+                ttl: null,
+                reason: `our NAT allocates ${probe.allocation}: its counter cannot be read`,
+                samples: 0,
+              };
+        const result = {
+          ...probe,
+          classic: classicType(probe),
+          ...(portMapping ? { portMapping } : {}),
+          ...(primeTtl ? { primeTtl } : {}),
+        };
         if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
         else {
           const mapped = !portMapping
@@ -186,8 +204,13 @@ export function registerCall(program: Command): void {
             : portMapping.protocol
               ? `port mapping   ${portMapping.protocol}: ${portMapping.externalAddress}:${portMapping.externalPort} for ${portMapping.lifetimeS} s (deleted again)\n`
               : `port mapping   none: ${portMapping.reason}\n`;
+          const primed = !primeTtl
+            ? ''
+            : primeTtl.ttl !== null
+              ? `priming TTL    ${primeTtl.ttl} (the smallest that crosses our NAT)\n`
+              : `priming TTL    unknown: ${primeTtl.reason}\n`;
           process.stdout.write(
-            `public address ${probe.publicAddress}\nmapping        ${probe.mapping}\nfiltering      ${probe.filtering}\nallocation     ${probe.allocation}${probe.delta ? ` (+${probe.delta})` : ''}, last port ${probe.lastPort}\nICMP closes   ${probe.ips === null ? 'unknown (per-destination mapping)' : probe.ips ? 'yes: the mapping (IPS)' : 'no'}\nclassic type   ${result.classic}\n${mapped}`,
+            `public address ${probe.publicAddress}\nmapping        ${probe.mapping}\nfiltering      ${probe.filtering}\nallocation     ${probe.allocation}${probe.delta ? ` (+${probe.delta})` : ''}, last port ${probe.lastPort}\nICMP closes   ${probe.ips === null ? 'unknown (per-destination mapping)' : probe.ips ? 'yes: the mapping (IPS)' : 'no'}\nclassic type   ${result.classic}\n${mapped}${primed}`,
           );
         }
       },

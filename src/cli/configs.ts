@@ -234,6 +234,8 @@ export const gatewaySchema = z
         /** Issue 19: crossed ladders between two predicting per-destination NATs (1: off). */
         crossWindow: z.number().int().min(1).max(32),
         pinTtl: z.number().int().min(1).max(16),
+        /** Issue 21: sc2c-ttl's priming TTL; unset, a gateway in sc2c-ttl mode reads it at start. */
+        primeTtl: z.number().int().min(1).max(16),
         /** Issue 21: sc2c-ttl's wait from the low-TTL primes to the full checks. */
         primeWaitMs: z.number().int().min(0).max(5000),
         /** Issue 19: birthday punching where our NAT allocates at random. */

@@ -27,6 +27,7 @@ import { quoteWire } from '../signaling/sip-connection.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { DEFAULT_PIN_TTL } from '../traversal/pin.ts';
 import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
+import { findPrimeTtl, type PrimeTtlResult } from '../traversal/prime-ttl.ts';
 import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { prepareTcpCandidate, probeTcp, type TcpProbe } from '../traversal/tcp-predict.ts';
@@ -83,6 +84,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #closed = false;
   #reconnectTimer?: Timer;
   #probeTimer?: Timer;
+  /** Issue 21: the priming TTL read at start (`findPrimeTtl`), for a gateway whose mode is sc2c-ttl. */
+  primeTtl?: PrimeTtlResult;
   /** Our router's port mapper, once detection found one (issue 20). */
   #mapper?: PortMapper;
   #portMapping?: PortMappingStatus;
@@ -306,7 +309,21 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           ? undefined
           : await probeTcp(components, { server: init.stunServer, signal });
       const probe = init.probe ?? (await Gateway.#probe(components, init, signal));
-      return new Gateway(components, init, signaling, probe, detection, tcpProbe);
+      // Issue 21: a gateway that primes reads how far its NAT is, once, before any call.
+      const primeTtl =
+        init.mode === 'sc2c-ttl' &&
+        init.punch?.primeTtl === undefined &&
+        probe.allocation === 'sequential' &&
+        probe.delta !== null
+          ? await findPrimeTtl(components, {
+              server: init.stunServer,
+              delta: probe.delta,
+              rtoMs: init.stunRtoMs ?? 200,
+            })
+          : undefined;
+      const gateway = new Gateway(components, init, signaling, probe, detection, tcpProbe);
+      gateway.primeTtl = primeTtl;
+      return gateway;
     } catch (error) {
       detection?.abort.abort();
       void detection?.result.then(({ mapper }) => mapper?.close());
@@ -643,7 +660,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         ...(local.mode === 'sc2c-ttl'
           ? {
               prime: {
-                ttl: this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL,
+                ttl: this.#primeTtl(),
                 waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
               },
             }
@@ -686,6 +703,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       : { ...base, ok: false, reason: result.reason, checksSent: result.checksSent, predictionAgeMs, ...pin };
   }
 
+  /**
+   * Issue 21: the TTL of sc2c-ttl's primes: `punch.primeTtl` when set, else what the sweep at start
+   * read from our NAT's counter (a gateway whose mode is sc2c-ttl), else `punch.pinTtl` (2).
+   */
+  #primeTtl(): number {
+    return this.init.punch?.primeTtl ?? this.primeTtl?.ttl ?? this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL;
+  }
+
   /** Issue 21: the TCP simultaneous open, then the call's credentials over it (gateway/tcp-punch.ts). */
   async #punchTcp(
     active: ActiveCall,
@@ -718,7 +743,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       ...(local.mode === 'sc2c-ttl'
         ? {
             prime: {
-              ttl: this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL,
+              ttl: this.#primeTtl(),
               waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
             },
           }

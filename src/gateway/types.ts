@@ -53,6 +53,11 @@ export interface GatewayInit {
     readonly crossWindow?: number;
     /** TTL of the pinning rungs and of sc2c-ttl's primes: past our NAT, short of the peer's. Default 2. */
     readonly pinTtl?: number;
+    /**
+     * sc2c-ttl's priming TTL (issue 21). Unset: a gateway whose mode is sc2c-ttl reads it at start
+     * from its NAT's counter (traversal/prime-ttl.ts), else `pinTtl`.
+     */
+    readonly primeTtl?: number;
     /** sc2c-ttl (issue 21): from the low-TTL primes to the first full checks. Default 100 ms. */
     readonly primeWaitMs?: number;
     /**

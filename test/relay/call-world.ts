@@ -41,6 +41,7 @@ export async function setup(
     rtcpMux = true,
     transport = undefined as DirectTransport | undefined,
     tcpReply = undefined as 'drop' | 'rst' | 'icmp-port-unreachable' | undefined,
+    mode = undefined as TraversalMode | undefined,
   } = {},
 ) {
   const clock = new VirtualClock();
@@ -124,6 +125,7 @@ export async function setup(
           dtls: dtls[user],
           rtcpMux,
           transport,
+          mode,
         },
       ),
     );
