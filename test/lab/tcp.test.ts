@@ -3,11 +3,14 @@
  * namespaces, through the NAT model on TUN devices (PKS caller, IPS camera) with the viewer's UDP
  * blocked by nftables, and through the kernel's own NAT (masquerade: conntrack meets the two SYNs).
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { blockedUdpPackets, blockUdp } from '../../src/lab/block-udp.ts';
 import { runLabCalls } from '../../src/lab/calls.ts';
 import { labUnavailable } from './support.ts';
 
+const run = promisify(execFile);
 const unavailable = await labUnavailable();
 const TCP_RELAY = ['--relay', 'turn:198.18.0.10:3478?transport=tcp'];
 
@@ -15,6 +18,7 @@ describe.skipIf(unavailable)('TCP hole punching in the kernel lab', () => {
   it('goes direct over TCP where the viewer network blocks UDP (PKS viewer, IPS camera), no byte relayed', async () => {
     let dropped = 0;
     let alice = '';
+    let primeTtl: number | null | undefined;
     const runs = await runLabCalls({
       natA: 'symmetric-seq1+pks',
       natB: 'symmetric-seq1+ips',
@@ -26,6 +30,20 @@ describe.skipIf(unavailable)('TCP hole punching in the kernel lab', () => {
       callArgs: () => ['--no-media', ...TCP_RELAY],
       beforeCalls: async (hosts) => {
         alice = hosts.alice!;
+        // Before the block: the priming TTL read from the PKS NAT's counter (issue 21).
+        const { stdout } = await run('ip', [
+          'netns',
+          'exec',
+          alice,
+          process.execPath,
+          new URL('../../src/cli/bin.js', import.meta.url).pathname,
+          'probe',
+          '--server',
+          '198.18.0.10',
+          '--prime-ttl',
+          '--json',
+        ]);
+        primeTtl = (JSON.parse(stdout) as { primeTtl?: { ttl: number | null } }).primeTtl?.ttl;
         await blockUdp(alice);
       },
       inspect: async () => {
@@ -41,6 +59,8 @@ describe.skipIf(unavailable)('TCP hole punching in the kernel lab', () => {
     }
     // The block was real: the viewer's STUN and port-mapping requests died in its own host.
     expect(dropped).toBeGreaterThan(0);
+    // Directly behind its NAT (a TUN router in the lab), the smallest TTL that crosses it is 2.
+    expect(primeTtl).toBe(2);
   }, 180_000);
 
   it('meets in the kernel NAT too: two masquerade boxes, --transport tcp on both gateways', async () => {
