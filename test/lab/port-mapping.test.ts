@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { type CallSummary, runLabCalls } from '../../src/lab/calls.ts';
 import type { Redirect } from '../../src/lab/miniupnpd.ts';
-import { labUnavailable, sc2c } from './support.ts';
+import { labUnavailable, probeIn, sc2c } from './support.ts';
 
 const run = promisify(execFile);
 
@@ -68,26 +68,6 @@ async function deleted(lab: string): Promise<Portmap> {
     listed = await portmap(lab);
   }
   return listed;
-}
-
-/** `sc2c probe --json` inside a lab host's namespace. */
-async function probeIn(
-  namespace: string,
-  ...args: string[]
-): Promise<{ portMapping?: Record<string, unknown> }> {
-  const { stdout } = await run('ip', [
-    'netns',
-    'exec',
-    namespace,
-    process.execPath,
-    new URL('../../src/cli/bin.js', import.meta.url).pathname,
-    'probe',
-    '--server',
-    '198.18.0.10',
-    '--json',
-    ...args,
-  ]);
-  return JSON.parse(stdout);
 }
 
 describe.skipIf(unavailable)('port mapping with a real miniupnpd (kernel:miniupnpd)', () => {

@@ -74,3 +74,20 @@ export async function eventually(probe: () => Promise<boolean>, timeoutMs = 15_0
   }
   return probe();
 }
+
+/** `sc2c probe --json` (against the lab server) inside a lab host's namespace. */
+export async function probeIn(namespace: string, ...args: string[]): Promise<Record<string, unknown>> {
+  const { stdout } = await run('ip', [
+    'netns',
+    'exec',
+    namespace,
+    process.execPath,
+    BIN,
+    'probe',
+    '--server',
+    '198.18.0.10',
+    '--json',
+    ...args,
+  ]);
+  return JSON.parse(stdout) as Record<string, unknown>;
+}

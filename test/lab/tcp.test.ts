@@ -3,14 +3,11 @@
  * namespaces, through the NAT model on TUN devices (PKS caller, IPS camera) with the viewer's UDP
  * blocked by nftables, and through the kernel's own NAT (masquerade: conntrack meets the two SYNs).
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { blockedUdpPackets, blockUdp } from '../../src/lab/block-udp.ts';
 import { runLabCalls } from '../../src/lab/calls.ts';
-import { labUnavailable } from './support.ts';
+import { labUnavailable, probeIn } from './support.ts';
 
-const run = promisify(execFile);
 const unavailable = await labUnavailable();
 const TCP_RELAY = ['--relay', 'turn:198.18.0.10:3478?transport=tcp'];
 
@@ -31,19 +28,8 @@ describe.skipIf(unavailable)('TCP hole punching in the kernel lab', () => {
       beforeCalls: async (hosts) => {
         alice = hosts.alice!;
         // Before the block: the priming TTL read from the PKS NAT's counter (issue 21).
-        const { stdout } = await run('ip', [
-          'netns',
-          'exec',
-          alice,
-          process.execPath,
-          new URL('../../src/cli/bin.js', import.meta.url).pathname,
-          'probe',
-          '--server',
-          '198.18.0.10',
-          '--prime-ttl',
-          '--json',
-        ]);
-        primeTtl = (JSON.parse(stdout) as { primeTtl?: { ttl: number | null } }).primeTtl?.ttl;
+        const probe = (await probeIn(alice, '--prime-ttl')) as { primeTtl?: { ttl: number | null } };
+        primeTtl = probe.primeTtl?.ttl;
         await blockUdp(alice);
       },
       inspect: async () => {
