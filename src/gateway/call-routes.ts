@@ -151,7 +151,14 @@ export class CallRoutes {
    * While media is on the relay, tries a fresh direct path now and then (a re-INVITE with a new
    * prediction, synchronized by the server); media moves back when one confirms. Callers only.
    */
-  retryDirect(callId: string, user: string, mode: TraversalMode, toTag: string | undefined): void {
+  retryDirect(
+    callId: string,
+    user: string,
+    mode: TraversalMode,
+    toTag: string | undefined,
+    /** Wait before the first retry instead of `retryDirectMs` (issue 21: at once, to offer TCP). */
+    firstGapMs?: number,
+  ): void {
     const first = this.host.active(callId);
     if (!first || first.retrying) return;
     first.retrying = true;
@@ -161,7 +168,7 @@ export class CallRoutes {
     // A failed attempt leaves the call on the relay: never a rejection the event loop would see.
     void (async () => {
       for (let i = 0; i < attempts; i++) {
-        await sleep(clock, gapMs);
+        await sleep(clock, i === 0 && firstGapMs !== undefined ? firstGapMs : gapMs);
         const current = this.host.active(callId);
         if (!current || current.ended || current.routed?.route !== 'relay') break;
         const offered = await this.host.offer(callId, user, mode, toTag, Promise.resolve(current.relay));

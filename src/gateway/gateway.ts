@@ -381,14 +381,14 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           straight ? straightReason(offered.description, remote) : undefined,
         );
         // Issue 21: the answer said the peer's UDP is blocked and our offer had no TCP candidate
-        // (we could not know): the retries offer one.
+        // (we could not know): the first retry offers one, at once.
         const tcpLater =
           active.peerWantsTcp === true &&
           !offered.description.tcp &&
           this.tcpProbe !== undefined &&
           this.tcpProbe.allocation !== 'random';
         if (settled.kind === 'relay' && (!straight || tcpLater))
-          this.#routes.retryDirect(callId, user, mode, toTag);
+          this.#routes.retryDirect(callId, user, mode, toTag, tcpLater ? 0 : undefined);
         return this.#secure(callId, active, {
           ...established,
           local: description,
