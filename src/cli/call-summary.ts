@@ -23,13 +23,7 @@ export function summarize(outcome: CallOutcome) {
       nat: outcome.remote.nat,
     },
     // Issue 21: which path carries media: `direct`, `direct-tcp` or `relay` (null: none).
-    path: !outcome.ok
-      ? null
-      : outcome.route === 'relay'
-        ? ('relay' as const)
-        : outcome.transport === 'tcp'
-          ? ('direct-tcp' as const)
-          : ('direct' as const),
+    path: finalPath(outcome),
     /** The confirmed pair: our socket's local endpoint and the peer's. */
     pair: outcome.path && {
       local: outcome.path.socket.local,
@@ -56,8 +50,9 @@ export function summarize(outcome: CallOutcome) {
 }
 
 /**
- * Where media went last (issue 21): a call that started on the relay and moved to a direct path
- * later (a background retry) ends `direct` or `direct-tcp`; one that fell back ends `relay`.
+ * Where media goes (issue 21), read when asked: at set-up the route it starts on; at the end of a
+ * call that started on the relay and moved to a direct path later (a background retry) `direct`
+ * or `direct-tcp`, and `relay` for one that fell back.
  */
 export function finalPath(outcome: CallOutcome): 'direct' | 'direct-tcp' | 'relay' | null {
   if (!outcome.ok) return null;

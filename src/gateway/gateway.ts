@@ -48,7 +48,7 @@ import {
 import { readGoFields } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import { synchronizeCaller } from './synchronize.ts';
-import { punchTcp } from './tcp-punch.ts';
+import { closeTcp, punchTcpCall } from './tcp-punch.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -654,18 +654,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       active,
       local,
       remote,
-      {
-        ...this.init.punch,
-        // Issue 21: sc2c-ttl primes our NAT with low-TTL checks instead of waiting for a go.
-        ...(local.mode === 'sc2c-ttl'
-          ? {
-              prime: {
-                ttl: this.#primeTtl(),
-                waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
-              },
-            }
-          : {}),
-      },
+      // Issue 21: sc2c-ttl primes our NAT with low-TTL checks instead of waiting for a go.
+      { ...this.init.punch, prime: this.#prime(local) },
       this.probe,
       // The window is ours, beyond the paper: the baselines (c2c, stun, the naive go) stay as published.
       local.mode === 'sc2c' ? (this.init.punch?.window ?? 3) : 1,
@@ -704,77 +694,33 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   }
 
   /**
-   * Issue 21: the TTL of sc2c-ttl's primes: `punch.primeTtl` when set, else what the sweep at start
-   * read from our NAT's counter (a gateway whose mode is sc2c-ttl), else `punch.pinTtl` (2).
+   * Issue 21: sc2c-ttl's priming, none in the other modes. The TTL is `punch.primeTtl` when set,
+   * else what the sweep at start read from our NAT's counter (a gateway whose mode is sc2c-ttl),
+   * else `punch.pinTtl` (2).
    */
-  #primeTtl(): number {
-    return this.init.punch?.primeTtl ?? this.primeTtl?.ttl ?? this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL;
+  #prime(local: CallDescription): { readonly ttl: number; readonly waitMs: number } | undefined {
+    if (local.mode !== 'sc2c-ttl') return undefined;
+    return {
+      ttl: this.init.punch?.primeTtl ?? this.primeTtl?.ttl ?? this.init.punch?.pinTtl ?? DEFAULT_PIN_TTL,
+      waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
+    };
   }
 
   /** Issue 21: the TCP simultaneous open, then the call's credentials over it (gateway/tcp-punch.ts). */
-  async #punchTcp(
+  #punchTcp(
     active: ActiveCall,
     local: CallDescription,
     remote: CallDescription,
     base: Omit<CallOutcome, 'ok' | 'checksSent'>,
   ): Promise<CallOutcome> {
-    if (!active.tcp || !local.tcp || !remote.tcp) {
-      const ours =
-        (this.init.transport ?? 'udp') === 'udp'
-          ? 'this gateway keeps to UDP (transport udp)'
-          : !this.tcpProbe
-            ? 'the STUN server did not answer us over TCP'
-            : this.tcpProbe.allocation === 'random'
-              ? 'our NAT allocates TCP ports at random'
-              : "our offer carried no TCP candidate (the peer's UDP block was not known yet)";
-      const why = !active.tcp || !local.tcp ? ours : 'the peer sent no TCP candidate';
-      return { ...base, ok: false, transport: 'tcp', reason: `no direct TCP path: ${why}`, checksSent: 0 };
-    }
-    const abort = new AbortController();
-    active.tcpAbort = abort;
-    const result = await punchTcp(this.c, {
-      localPort: active.tcp.localPort,
-      remote: remote.tcp.endpoint,
-      local,
-      remoteDescription: remote,
+    return punchTcpCall(this.c, active, local, remote, base, {
+      transport: this.init.transport ?? 'udp',
+      tcpProbe: this.tcpProbe,
       timeoutMs: Math.max(this.init.punch?.timeoutMs ?? 3000, 3000),
       keepaliveMs: this.init.punch?.keepaliveMs,
       // sc2c-ttl: a priming SYN instead of the go (only the virtual network can set a SYN's TTL).
-      ...(local.mode === 'sc2c-ttl'
-        ? {
-            prime: {
-              ttl: this.#primeTtl(),
-              waitMs: this.init.punch?.primeWaitMs ?? DEFAULT_PRIME_WAIT_MS,
-            },
-          }
-        : {}),
-      signal: abort.signal,
+      prime: this.#prime(local),
     });
-    if (!result.ok)
-      return {
-        ...base,
-        ok: false,
-        transport: 'tcp',
-        reason: result.reason,
-        checksSent: result.checksSent,
-        tcpConnects: result.connects,
-      };
-    if (active.ended) {
-      result.puncher.close();
-      result.socket.close();
-      return { ...base, ok: false, transport: 'tcp', reason: 'call ended during the punch', checksSent: 0 };
-    }
-    active.tcp.socket = result.socket;
-    active.tcp.puncher = result.puncher;
-    return {
-      ...base,
-      ok: true,
-      transport: 'tcp',
-      confirmedAtMs: this.c.clock.now(),
-      path: { socket: result.socket, remote: result.remote },
-      checksSent: result.checksSent,
-      tcpConnects: result.connects,
-    };
   }
 
   #onRequest(
@@ -944,13 +890,6 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.routed?.close();
     void active.relay?.close();
   }
-}
-
-/** Issue 21: a TCP punch still connecting stops; a TCP path's checks and connection close. */
-function closeTcp(active: ActiveCall): void {
-  active.tcpAbort?.abort();
-  active.tcp?.puncher?.close();
-  active.tcp?.socket?.close();
 }
 
 function leaseText(lease: PortLease): string {

@@ -23,6 +23,9 @@ import {
 import { FramedSocket } from '../path/framed-socket.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import { Puncher } from '../traversal/punch.ts';
+import type { TcpProbe } from '../traversal/tcp-predict.ts';
+import type { ActiveCall } from './active-call.ts';
+import type { CallOutcome, DirectTransport } from './types.ts';
 
 export interface TcpPunchInit {
   readonly localPort: number;
@@ -134,4 +137,86 @@ export async function punchTcp(
       checksSent: puncher.counters.checksSent,
     };
   }
+}
+
+/** What a gateway's TCP attempt takes from its settings (issue 21). */
+export interface TcpCallSettings {
+  readonly transport: DirectTransport;
+  /** Our NAT's TCP allocation, when the probe at start got answers. */
+  readonly tcpProbe?: TcpProbe;
+  readonly timeoutMs: number;
+  readonly keepaliveMs?: number;
+  readonly prime?: { readonly ttl: number; readonly waitMs: number };
+}
+
+/**
+ * One call attempt's TCP punch: the outcome the gateway reports, with why there was none when a
+ * side had no TCP candidate. The connection and its checks are kept in `active.tcp` (`closeTcp`).
+ */
+export async function punchTcpCall(
+  c: { readonly network: Network; readonly clock: Clock; readonly transactionId?: () => Uint8Array },
+  active: ActiveCall,
+  local: CallDescription,
+  remote: CallDescription,
+  base: Omit<CallOutcome, 'ok' | 'checksSent'>,
+  settings: TcpCallSettings,
+): Promise<CallOutcome> {
+  const tcp = active.tcp;
+  if (!tcp || !local.tcp || !remote.tcp) {
+    const probe = settings.tcpProbe;
+    const ours =
+      settings.transport === 'udp'
+        ? 'this gateway keeps to UDP (transport udp)'
+        : !probe
+          ? 'the STUN server did not answer us over TCP'
+          : probe.allocation === 'random'
+            ? 'our NAT allocates TCP ports at random'
+            : "our offer carried no TCP candidate (the peer's UDP block was not known yet)";
+    const why = !tcp || !local.tcp ? ours : 'the peer sent no TCP candidate';
+    return { ...base, ok: false, transport: 'tcp', reason: `no direct TCP path: ${why}`, checksSent: 0 };
+  }
+  const abort = new AbortController();
+  active.tcpAbort = abort;
+  const result = await punchTcp(c, {
+    localPort: tcp.localPort,
+    remote: remote.tcp.endpoint,
+    local,
+    remoteDescription: remote,
+    timeoutMs: settings.timeoutMs,
+    keepaliveMs: settings.keepaliveMs,
+    prime: settings.prime,
+    signal: abort.signal,
+  });
+  if (!result.ok)
+    return {
+      ...base,
+      ok: false,
+      transport: 'tcp',
+      reason: result.reason,
+      checksSent: result.checksSent,
+      tcpConnects: result.connects,
+    };
+  if (active.ended) {
+    result.puncher.close();
+    result.socket.close();
+    return { ...base, ok: false, transport: 'tcp', reason: 'call ended during the punch', checksSent: 0 };
+  }
+  tcp.socket = result.socket;
+  tcp.puncher = result.puncher;
+  return {
+    ...base,
+    ok: true,
+    transport: 'tcp',
+    confirmedAtMs: c.clock.now(),
+    path: { socket: result.socket, remote: result.remote },
+    checksSent: result.checksSent,
+    tcpConnects: result.connects,
+  };
+}
+
+/** A TCP punch still connecting stops; a TCP path's checks and connection close. */
+export function closeTcp(active: ActiveCall): void {
+  active.tcpAbort?.abort();
+  active.tcp?.puncher?.close();
+  active.tcp?.socket?.close();
 }

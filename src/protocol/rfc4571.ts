@@ -9,6 +9,8 @@ import { concat } from './dtls/reader.ts';
 /** The largest datagram a 16-bit length can carry. */
 export const MAX_FRAMED_DATAGRAM = 0xffff;
 
+const EMPTY = new Uint8Array(0);
+
 /** One datagram behind its length field. */
 export function frame(datagram: Uint8Array): Uint8Array {
   if (datagram.byteLength > MAX_FRAMED_DATAGRAM)
@@ -28,7 +30,7 @@ export function frame(datagram: Uint8Array): Uint8Array {
  * than any datagram we accept would make us buffer it all.
  */
 export class Deframer {
-  #buffer = new Uint8Array(0);
+  #buffer: Uint8Array = EMPTY;
   /** Bytes of the stream consumed so far, for error offsets. */
   #consumed = 0;
 
@@ -60,8 +62,9 @@ export class Deframer {
       at += 2 + length;
     }
     this.#consumed += at;
-    // Keep only the partial frame, copied so the caller's chunk is not retained.
-    this.#buffer = data.slice(at);
+    // Keep only the partial frame, copied so the caller's chunk is not retained (most chunks end
+    // on a frame boundary: nothing to keep, nothing to allocate).
+    this.#buffer = at === data.byteLength ? EMPTY : data.slice(at);
     return out;
   }
 }

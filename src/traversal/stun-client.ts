@@ -22,6 +22,7 @@ import {
   isStun,
   type StunAttribute,
   StunClass,
+  type StunMessage,
   StunMethod,
 } from '../protocol/stun/message.ts';
 
@@ -51,6 +52,17 @@ export interface StunBindingResult {
   readonly rttMs: number;
 }
 
+/**
+ * The address a Binding answer reports: XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS from an RFC 3489
+ * server; undefined without either. Throws `DecodeError` on a malformed one.
+ */
+export function mappedAddress(message: StunMessage): Endpoint | undefined {
+  const xor = findAttribute(message, AttributeType.XOR_MAPPED_ADDRESS);
+  if (xor) return decodeXorAddress(xor.value);
+  const plain = findAttribute(message, AttributeType.MAPPED_ADDRESS);
+  return plain ? decodeAddress(plain.value) : undefined;
+}
+
 /** Sends a Binding request; resolves with the response, or `undefined` when none came back. */
 export async function stunBinding(
   socket: UdpSocket,
@@ -72,13 +84,12 @@ export async function stunBinding(
     try {
       const message = decodeStun(data);
       if (message.cls !== StunClass.success || !equalBytes(message.transactionId, transactionId)) return;
-      const xor = findAttribute(message, AttributeType.XOR_MAPPED_ADDRESS);
-      const plain = findAttribute(message, AttributeType.MAPPED_ADDRESS);
-      if (!xor && !plain) return;
+      const mapped = mappedAddress(message);
+      if (!mapped) return;
       const origin = findAttribute(message, AttributeType.RESPONSE_ORIGIN);
       const other = findAttribute(message, AttributeType.OTHER_ADDRESS);
       result = {
-        mapped: xor ? decodeXorAddress(xor.value) : decodeAddress(plain!.value),
+        mapped,
         from,
         responseOrigin: origin ? decodeAddress(origin.value) : undefined,
         otherAddress: other ? decodeAddress(other.value) : undefined,

@@ -8,23 +8,18 @@ import type { Endpoint } from '../net/address.ts';
 import { type Clock, sleep } from '../net/clock.ts';
 import type { Network, StreamConnection, StreamServer } from '../net/types.ts';
 import { concat } from '../protocol/dtls/reader.ts';
-import {
-  decodeAddress,
-  decodeXorAddress,
-  encodeAddress,
-  encodeXorAddress,
-} from '../protocol/stun/attributes.ts';
+import { encodeAddress, encodeXorAddress } from '../protocol/stun/attributes.ts';
 import { addFingerprint } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
   encodeStun,
   equalBytes,
-  findAttribute,
   isStun,
   StunClass,
   StunMethod,
 } from '../protocol/stun/message.ts';
+import { mappedAddress } from './stun-client.ts';
 
 /** A Binding request or answer is well under this; a peer that announces more is cut off. */
 export const MAX_TCP_STUN_MESSAGE = 1024;
@@ -107,11 +102,10 @@ export async function tcpBinding(
             const message = decodeStun(raw);
             if (message.cls !== StunClass.success || !equalBytes(message.transactionId, transactionId))
               continue;
-            const xor = findAttribute(message, AttributeType.XOR_MAPPED_ADDRESS);
-            const plain = findAttribute(message, AttributeType.MAPPED_ADDRESS);
-            if (!xor && !plain) continue;
+            const mapped = mappedAddress(message);
+            if (!mapped) continue;
             resolve({
-              mapped: xor ? decodeXorAddress(xor.value) : decodeAddress(plain!.value),
+              mapped,
               local: connection!.local,
               rttMs: c.clock.now() - started,
             });

@@ -9,14 +9,7 @@ import type { StreamConnection, StreamConnectionEvents, StreamServer, StreamServ
 import type { SegmentFlag, StreamSegment } from './packet.ts';
 
 export interface SegmentSender {
-  sendSegment(
-    src: Endpoint,
-    dst: Endpoint,
-    flag: SegmentFlag,
-    seq: number,
-    payload?: Uint8Array,
-    ttl?: number,
-  ): void;
+  sendSegment(src: Endpoint, dst: Endpoint, flag: SegmentFlag, seq: number, payload?: Uint8Array): void;
   forgetConnection(connection: VirtualStreamConnection): void;
 }
 
