@@ -83,14 +83,15 @@ export type FfmpegEvents = {
   log: [line: string];
 };
 
-const live = new Set<ChildProcessWithoutNullStreams>();
+/** Every ffmpeg child still running, and whether it encodes video (any `-c:v` but `copy`). */
+const live = new Map<ChildProcessWithoutNullStreams, { readonly encoder: boolean }>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
+    for (const child of live.keys()) child.kill('SIGKILL');
   });
 }
 
@@ -99,6 +100,22 @@ const PDEATHSIG = onPath('setpriv', process.env);
 /** The number of ffmpeg children this process has running (tests check it drops to 0). */
 export function runningFfmpegCount(): number {
   return live.size;
+}
+
+/**
+ * Video encoders among them (issue 22): a viewer remuxing a camera's H.264 for the browser runs
+ * none, a camera encoding its test pattern one. A JPEG decode for the MJPEG view counts, since it
+ * encodes MJPEG.
+ */
+export function runningVideoEncoders(): number {
+  let n = 0;
+  for (const { encoder } of live.values()) if (encoder) n++;
+  return n;
+}
+
+/** Does this argument list encode video: a `-c:v` (or `-vcodec`) other than `copy`? */
+export function encodesVideo(args: readonly string[]): boolean {
+  return args.some((arg, i) => (arg === '-c:v' || arg === '-vcodec') && args[i + 1] !== 'copy');
 }
 
 /**
@@ -122,7 +139,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegEvents> {
     this.#child = PDEATHSIG
       ? c.spawn(PDEATHSIG, ['--pdeathsig', 'KILL', '--', c.binary.path, ...argv], { stdio: 'pipe' })
       : c.spawn(c.binary.path, argv, { stdio: 'pipe' });
-    live.add(this.#child);
+    live.set(this.#child, { encoder: encodesVideo(args) });
     let partial = '';
     this.#child.stderr.on('data', (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');

@@ -263,6 +263,11 @@ export class MediaReceiver {
     }
   }
 
+  /** Asks the sender for a keyframe (PLI), within the same rate limit as loss-driven ones. */
+  requestKeyframe(): void {
+    for (const stream of this.#streams.values()) if (stream.kind === 'video') this.#pli(stream);
+  }
+
   #pli(stream: Inbound): void {
     const now = this.c.clock.now();
     if (stream.ssrc === undefined || now - this.#lastPliAtMs < (this.init.pliMinGapMs ?? 1000)) return;

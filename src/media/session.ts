@@ -36,6 +36,11 @@ export interface SessionInit {
   readonly recordPath?: string;
   /** Where decoded frames go for a live view (MJPEG over HTTP). */
   readonly live?: Pick<LiveView, 'push'>;
+  /**
+   * Every ordered video RTP packet from the first keyframe on, untouched: the browser console
+   * remuxes them to fMP4 (issue 22) without an ffmpeg.
+   */
+  readonly videoTap?: (packet: Uint8Array) => void;
   /** Frames per second decoded for the live view. Default 10. */
   readonly liveFps?: number;
   /** No RTP (receiving) or RTCP (sending) from the peer for this long ends the call. Default 5000 ms. */
@@ -99,12 +104,16 @@ export class MediaSession extends TypedEmitter<SessionEvents> {
           if (live) recorder.on('frame', (jpeg) => live.push(jpeg));
         }
         const sink = recorder;
+        const tap = init.videoTap;
         receiver = new MediaReceiver(c, {
           path: init.path,
           video: agreed.video,
           audio: audioIn,
           jitterMs: init.jitterMs,
-          sink: (kind, data) => sink?.write(kind, data),
+          sink: (kind, data) => {
+            sink?.write(kind, data);
+            if (kind === 'video') tap?.(data);
+          },
         });
       }
       if (agreed.sendVideo) {
