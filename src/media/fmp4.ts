@@ -157,6 +157,8 @@ export interface Fmp4Sample {
   /** Decode time in 90 kHz units from the stream's first frame. */
   readonly decodeTime: number;
   readonly duration: number;
+  /** Presentation minus decode time (90 kHz); non-zero with B-frames. Default 0. */
+  readonly compositionOffset?: number;
   readonly keyframe: boolean;
   /** The frame's NAL units, without parameter sets or access unit delimiters. */
   readonly nals: readonly Uint8Array[];
@@ -166,19 +168,21 @@ export function mediaSegment(sequence: number, sample: Fmp4Sample): Uint8Array {
   const size = sample.nals.reduce((n, nal) => n + 4 + nal.byteLength, 0);
   const tfhd = fullBox('tfhd', 0, 0x02_0000, fields([32, 1]));
   const tfdt = fullBox('tfdt', 1, 0, fields([64, sample.decodeTime]));
-  // trun: data offset, and per sample duration, size and flags (flags 0x000701).
-  const trunLength = 12 + 4 + 4 + 12;
+  // trun version 1 (signed composition offsets): data offset, and per sample duration, size,
+  // flags and composition offset (flags 0x000f01).
+  const trunLength = 12 + 4 + 4 + 16;
   const moofLength = 8 + 16 + 8 + tfhd.byteLength + tfdt.byteLength + trunLength;
   const trun = fullBox(
     'trun',
-    0,
-    0x0701,
+    1,
+    0x0f01,
     fields(
       [32, 1],
       [32, moofLength + 8],
       [32, sample.duration],
       [32, size],
       [32, sample.keyframe ? SYNC_FLAGS : NON_SYNC_FLAGS],
+      [32, sample.compositionOffset ?? 0],
     ),
   );
   const moof = box('moof', fullBox('mfhd', 0, 0, fields([32, sequence])), box('traf', tfhd, tfdt, trun));
@@ -205,20 +209,35 @@ export interface Fmp4Output {
   readonly keyframe?: boolean;
 }
 
+/** Frames held at the start to read the frame rate and whether frames are reordered (B-frames). */
+const STARTUP_FRAMES = 4;
+/** Presentation may run this many frames ahead of decoding before decode time catches up. */
+const MAX_LAG_FRAMES = 10;
+
 /**
  * Access units in, fMP4 out. Starts at the first keyframe whose SPS and PPS are known (the camera
  * repeats them before every keyframe) and drops everything before it.
+ *
+ * Timing: an RTP timestamp is a presentation time (RFC 6184 §5.1) and frames arrive in decoding
+ * order, so with B-frames the timestamps go backwards. The first `STARTUP_FRAMES` frames give the
+ * frame duration (the smallest step between their sorted timestamps) and show whether frames are
+ * reordered; decode times then advance one frame duration per frame, starting far enough before the
+ * first presentation time (two frames with reordering, none without) that every composition offset
+ * is at least zero. After a stall or lost frames, decode time jumps forward to catch up.
  */
 export class Fmp4Muxer {
   #track?: Fmp4Track;
   #sps?: Uint8Array;
   #pps?: Uint8Array;
-  #pending?: { unit: AccessUnit; decodeTime: number };
+  #startup: AccessUnit[] = [];
+  #timing?: { frame: number; lead: number; base: number; lastDts: number; lastPts: number };
   #sequence = 0;
   /** Frames written into segments, and frames dropped while waiting for a keyframe. */
   framesWritten = 0;
   framesSkipped = 0;
   badSps = 0;
+  /** True once reordered frames (B-frames) were seen at the start. */
+  reordered = false;
 
   get track(): Fmp4Track | undefined {
     return this.#track;
@@ -230,19 +249,6 @@ export class Fmp4Muxer {
       if (nalType(nal) === SPS) this.#sps = nal;
       else if (nalType(nal) === PPS) this.#pps = nal;
     }
-    let decodeTime = 0;
-    if (this.#pending) {
-      // Signed 32-bit difference: RTP timestamps wrap (RFC 3550 §5.1).
-      const delta = (unit.timestamp - this.#pending.unit.timestamp) | 0;
-      const duration = delta > 0 && delta <= MAX_DURATION ? delta : FALLBACK_DURATION;
-      const { unit: previous } = this.#pending;
-      out.push({
-        segment: this.#segment(previous, this.#pending.decodeTime, duration),
-        keyframe: previous.keyframe,
-      });
-      decodeTime = this.#pending.decodeTime + duration;
-      this.#pending = undefined;
-    }
     if (unit.keyframe && this.#sps && this.#pps && !sameTrack(this.#track, this.#sps, this.#pps)) {
       let info: SpsInfo | undefined;
       try {
@@ -251,6 +257,8 @@ export class Fmp4Muxer {
         this.badSps++;
       }
       if (info) {
+        // A new track starts its frames again from this keyframe.
+        this.#flushStartup(out);
         this.#track = { sps: this.#sps, pps: this.#pps, info };
         out.push({ init: { bytes: initSegment(this.#track), mime: mimeType(info), info } });
       }
@@ -259,14 +267,56 @@ export class Fmp4Muxer {
       this.framesSkipped++;
       return out;
     }
-    this.#pending = { unit, decodeTime };
+    if (!this.#timing) {
+      this.#startup.push(unit);
+      if (this.#startup.length >= STARTUP_FRAMES) this.#flushStartup(out);
+      return out;
+    }
+    out.push(this.#write(unit));
     return out;
   }
 
-  #segment(unit: AccessUnit, decodeTime: number, duration: number): Uint8Array {
+  /** Reads the timing from the held frames and writes them. */
+  #flushStartup(out: Fmp4Output[]): void {
+    const held = this.#startup;
+    this.#startup = [];
+    if (held.length === 0 || this.#timing) {
+      for (const unit of held) out.push(this.#write(unit));
+      return;
+    }
+    const first = held[0]!.timestamp;
+    // Unwrapped against the first (RFC 3550 §5.1: 32-bit timestamps wrap).
+    const pts = held.map((u) => first + ((u.timestamp - first) | 0));
+    const sorted = [...pts].sort((a, b) => a - b);
+    const steps = sorted
+      .slice(1)
+      .map((v, i) => v - sorted[i]!)
+      .filter((d) => d > 0 && d <= MAX_DURATION);
+    const frame = steps.length ? Math.min(...steps) : FALLBACK_DURATION;
+    this.reordered = pts.some((v, i) => i > 0 && v < pts[i - 1]!);
+    const lead = this.reordered ? 2 * frame : 0;
+    this.#timing = { frame, lead, base: first - lead, lastDts: first - lead - frame, lastPts: first };
+    for (const unit of held) out.push(this.#write(unit));
+  }
+
+  #write(unit: AccessUnit): Fmp4Output {
+    const t = this.#timing!;
+    const pts = t.lastPts + ((unit.timestamp - (t.lastPts >>> 0)) | 0);
+    t.lastPts = pts;
+    let dts = t.lastDts + t.frame;
+    // Presentation ran ahead (a stall, lost frames): decoding catches up rather than lag for good.
+    if (pts - dts > MAX_LAG_FRAMES * t.frame) dts = Math.max(t.lastDts + 1, pts - t.lead);
+    t.lastDts = dts;
     const nals = unit.nals.filter((n) => ![SPS, PPS, AUD].includes(nalType(n)));
     this.framesWritten++;
-    return mediaSegment(++this.#sequence, { decodeTime, duration, keyframe: unit.keyframe, nals });
+    const segment = mediaSegment(++this.#sequence, {
+      decodeTime: dts - t.base,
+      duration: t.frame,
+      compositionOffset: pts - dts,
+      keyframe: unit.keyframe,
+      nals,
+    });
+    return { segment, keyframe: unit.keyframe };
   }
 }
 

@@ -116,7 +116,10 @@ describe('SPS reading (H.264 §7.3.2.1.1)', () => {
 });
 
 /** Sends `frames` frames of ffmpeg's test pattern as RTP to a socket here and collects the payloads. */
-async function ffmpegRtp(frames: number): Promise<AccessUnit[]> {
+async function ffmpegRtp(
+  frames: number,
+  encoder: readonly string[] = ['-profile:v', 'baseline'],
+): Promise<AccessUnit[]> {
   const socket = createSocket('udp4');
   await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
   const port = socket.address().port;
@@ -138,18 +141,7 @@ async function ffmpegRtp(frames: number): Promise<AccessUnit[]> {
   });
   const args = [
     ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30'],
-    ...[
-      '-frames:v',
-      String(frames),
-      '-c:v',
-      'libx264',
-      '-profile:v',
-      'baseline',
-      '-pix_fmt',
-      'yuv420p',
-      '-g',
-      '30',
-    ],
+    ...['-frames:v', String(frames), '-c:v', 'libx264', ...encoder, '-pix_fmt', 'yuv420p', '-g', '30'],
     ...['-x264-params', 'repeat-headers=1', '-f', 'rtp', `rtp://127.0.0.1:${port}?pkt_size=1200`],
   ];
   await new Promise<void>((resolve, reject) => {
@@ -177,9 +169,9 @@ describe.skipIf(why !== undefined)('RTP from ffmpeg to fMP4 (no transcoding)', (
         }
         if (out.segment) parts.push(out.segment);
       }
-    // The last frame waits for a successor to know its duration: 89 written.
     expect(inits).toBe(1);
-    expect(muxer.framesWritten).toBe(89);
+    expect(muxer.framesWritten).toBe(90);
+    expect(muxer.reordered).toBe(false);
     const file = join(dir, 'live.mp4');
     writeFileSync(file, Buffer.concat(parts));
     const probe = JSON.parse(
@@ -200,13 +192,60 @@ describe.skipIf(why !== undefined)('RTP from ffmpeg to fMP4 (no transcoding)', (
       codec_name: 'h264',
       width: 640,
       height: 360,
-      nb_read_frames: '89',
+      nb_read_frames: '90',
     });
     expect(probe.streams[0]!.avg_frame_rate).toBe('30/1');
     // The slices in the file are the encoder's, byte for byte: the remux copied them.
     const frames = execFileSync(ffmpeg, ['-v', 'error', '-i', file, '-c', 'copy', '-f', 'h264', '-']);
     const firstSlice = units[0]!.nals.find((n) => (n[0]! & 0x1f) === 5)!;
     expect(frames.includes(Buffer.from(firstSlice))).toBe(true);
+  });
+
+  it('orders B-frames by composition offsets: every frame presented once, in order, never before decoding', async () => {
+    const units = await ffmpegRtp(90, ['-profile:v', 'high', '-bf', '2']);
+    // Decoding order: the timestamps (presentation times) go backwards at each B-frame.
+    expect(units.some((u, i) => i > 0 && u.timestamp < units[i - 1]!.timestamp)).toBe(true);
+    const muxer = new Fmp4Muxer();
+    const parts = units
+      .flatMap((u) => muxer.push(u))
+      .flatMap((o) => [o.init?.bytes, o.segment].filter((b) => b !== undefined));
+    expect(muxer.reordered).toBe(true);
+    expect(muxer.framesWritten).toBe(90);
+    const file = join(dir, 'bframes.mp4');
+    writeFileSync(file, Buffer.concat(parts));
+    const packets = JSON.parse(
+      execFileSync(ffprobe, [
+        '-v',
+        'error',
+        '-select_streams',
+        'v:0',
+        '-show_entries',
+        'packet=pts,dts',
+        '-print_format',
+        'json',
+        file,
+      ]).toString(),
+    ) as { packets: { pts: number; dts: number }[] };
+    expect(packets.packets).toHaveLength(90);
+    for (const p of packets.packets) expect(p.pts).toBeGreaterThanOrEqual(p.dts);
+    const pts = packets.packets.map((p) => p.pts).sort((a, b) => a - b);
+    // One frame per 3000 ticks (30 fps), none shown twice, none missing.
+    expect(pts.slice(1).map((v, i) => v - pts[i]!)).toEqual(Array(89).fill(3000));
+    const frames = execFileSync(ffprobe, [
+      '-v',
+      'error',
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=nb_read_frames',
+      '-of',
+      'csv=p=0',
+      file,
+    ])
+      .toString()
+      .trim();
+    expect(frames).toBe('90');
   });
 
   it('starts at the first keyframe and writes a new init segment when the SPS changes', async () => {
