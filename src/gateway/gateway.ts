@@ -28,7 +28,7 @@ import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { DEFAULT_PIN_TTL } from '../traversal/pin.ts';
 import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
 import { findPrimeTtl, type PrimeTtlResult } from '../traversal/prime-ttl.ts';
-import { type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
+import { describeProbe, type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
 import { NoStunAnswerError } from '../traversal/stun-tests.ts';
 import { prepareTcpCandidate, probeTcp, type TcpProbe } from '../traversal/tcp-predict.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
@@ -47,6 +47,7 @@ import {
 } from './path-policy.ts';
 import { readGoFields } from './pin-call.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
+import { StatusReporter } from './status-report.ts';
 import { synchronizeCaller } from './synchronize.ts';
 import { closeTcp, punchTcpCall } from './tcp-punch.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
@@ -84,6 +85,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #closed = false;
   #reconnectTimer?: Timer;
   #probeTimer?: Timer;
+  readonly #status: StatusReporter;
   /** Issue 21: the priming TTL read at start (`findPrimeTtl`), for a gateway whose mode is sc2c-ttl. */
   primeTtl?: PrimeTtlResult;
   /** Our router's port mapper, once detection found one (issue 20). */
@@ -133,6 +135,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     };
     this.#signaling = signaling;
     this.#attach(signaling);
+    // Issue 22: the server's admin page shows each call's route and bytes from these reports.
+    this.#status = new StatusReporter(
+      c,
+      () => this.signaling,
+      () => this.#calls,
+      {
+        intervalMs: init.statusIntervalMs,
+      },
+    );
+    this.on('route', (callId) => this.#status.report(callId));
     this.#scheduleProbeRefresh();
     this.#adoptDetection(detection);
   }
@@ -227,6 +239,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       if (this.#closed) return;
       try {
         const signaling = await SignalingClient.connect(this.c, this.init.sip);
+        signaling.nat = describeProbe(this.probe);
         try {
           await signaling.register();
         } catch (error) {
@@ -259,6 +272,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           server: this.init.stunServer,
           rtoMs: this.init.stunRtoMs ?? 200,
         });
+        // The next REGISTER refresh tells the server (issue 22).
+        this.#signaling.nat = describeProbe(this.probe);
       } catch {
         // Keep the last good probe; try again next period.
       }
@@ -321,6 +336,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
               rtoMs: init.stunRtoMs ?? 200,
             })
           : undefined;
+      // Issue 22: the server lists our NAT class; the first REGISTER went before the probe.
+      signaling.nat = describeProbe(probe);
+      if (init.reportNat !== false) await signaling.register();
       const gateway = new Gateway(components, init, signaling, probe, detection, tcpProbe);
       gateway.primeTtl = primeTtl;
       return gateway;
@@ -575,6 +593,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#closed = true;
     this.#reconnectTimer?.clear();
     this.#probeTimer?.clear();
+    this.#status.close();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
     this.#signaling.close();
     this.#detectAbort?.abort();

@@ -103,6 +103,17 @@ export interface GatewayInit {
   /** Calls at once; a new INVITE beyond gets 486 Busy Here before any media is set up. Default 16. */
   readonly maxCalls?: number;
   /**
+   * Issue 22: how often a call we placed reports its route and bytes to the server (an in-dialog
+   * INFO the server keeps for its admin page), besides at once on every route change. Default
+   * 5000 ms; 0 sends none.
+   */
+  readonly statusIntervalMs?: number;
+  /**
+   * Issue 22: register again once the NAT probe is done, so the server's camera list shows our NAT
+   * class from the start (the first REGISTER goes before the probe). Default true.
+   */
+  readonly reportNat?: boolean;
+  /**
    * Ask our router to map each call's media port (issue 20): PCP, NAT-PMP or UPnP IGD, to `gateway`
    * (the default router; the CLI reads it from the routing table). Detected once at start, beside
    * the NAT probe; omit to never ask.

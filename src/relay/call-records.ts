@@ -239,3 +239,42 @@ export function parseSince(text: string, nowMs: number): number {
     `--since '${text}' is neither an ISO time (2026-11-22T08:00:00Z) nor a duration (90s, 30m, 12h, 7d)`,
   );
 }
+
+export interface SavingsPoint {
+  /** Start of the bucket (ISO time). */
+  readonly from: string;
+  readonly calls: number;
+  readonly relayedCalls: number;
+  readonly directBytes: number;
+  readonly relayBytes: number;
+  readonly savedRatio: number | null;
+}
+
+/**
+ * Issue 22: the saved ratio over time, for the console's chart: the calls' span (first to last
+ * start) cut into `buckets` equal slices, each summarized as `summarizeCalls` does. Empty slices
+ * are kept (calls 0, savedRatio null) so the time axis stays even.
+ */
+export function savingsOverTime(records: readonly CallRecord[], buckets = 24): SavingsPoint[] {
+  if (records.length === 0) return [];
+  const starts = records.map((r) => Date.parse(r.startedAt));
+  const first = Math.min(...starts);
+  const last = Math.max(...starts);
+  const n = Math.max(1, Math.min(buckets, 1000));
+  const widthMs = Math.max(1000, Math.ceil((last - first + 1) / n));
+  const slices: CallRecord[][] = Array.from({ length: n }, () => []);
+  records.forEach((record, i) => {
+    slices[Math.min(n - 1, Math.floor((starts[i]! - first) / widthMs))]!.push(record);
+  });
+  return slices.map((slice, i) => {
+    const { total } = summarizeCalls(slice);
+    return {
+      from: new Date(first + i * widthMs).toISOString(),
+      calls: total.calls,
+      relayedCalls: total.relayedCalls,
+      directBytes: total.direct.bytes,
+      relayBytes: total.relay.bytes,
+      savedRatio: total.savedRatio,
+    };
+  });
+}

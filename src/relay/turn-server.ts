@@ -143,7 +143,15 @@ export class TurnServer {
   }
 
   /** Live allocations, for the admin API and metrics. */
-  allocations(): { client: string; user: string; relayed: string; expiresInS: number; channels: number }[] {
+  allocations(): {
+    client: string;
+    user: string;
+    relayed: string;
+    expiresInS: number;
+    channels: number;
+    /** Relayed bytes both ways (issue 22's admin page). */
+    bytes: number;
+  }[] {
     const now = this.c.clock.now();
     return [...this.#allocations.values()].map((a) => ({
       client: formatEndpoint(a.client),
@@ -151,6 +159,7 @@ export class TurnServer {
       relayed: formatEndpoint(a.relayed),
       expiresInS: Math.round((a.expiresAtMs - now) / 1000),
       channels: a.channels,
+      bytes: a.counters.bytesToPeers + a.counters.bytesToClient,
     }));
   }
 

@@ -14,6 +14,7 @@ import { formatAuthParams, parseAuthParams } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import type { ShortLivedCredentials } from '../relay/credentials.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { NAT_HEADER } from './presence.ts';
 import { newBranch, newTag, SipConnection } from './sip-connection.ts';
 import { readCredential } from './turn-credentials.ts';
 
@@ -70,6 +71,13 @@ export class SipRequestError extends Error {
 
 export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   readonly #pending = new Map<string, (response: SipResponse) => void>();
+  /** Fetches waiting for their NOTIFY, by Call-ID. */
+  readonly #notifies = new Map<string, (body: string) => void>();
+  /**
+   * Our NAT as the gateway's probe classified it, sent in every REGISTER (`Sc2c-Nat`, issue 22) for
+   * the server's camera list and admin page.
+   */
+  nat?: string;
   #cseq = 1;
   #keepalive?: Timer;
   #reregister?: Timer;
@@ -99,6 +107,13 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         connection.respond(request, status, extra, body);
       if (request.method === 'OPTIONS') {
         respond(200);
+        return;
+      }
+      const notified =
+        request.method === 'NOTIFY' ? this.#notifies.get(header(request, 'Call-ID') ?? '') : undefined;
+      if (notified) {
+        respond(200);
+        notified(request.body);
         return;
       }
       if (!this.emit('request', request, respond) && request.method !== 'ACK') respond(405);
@@ -147,6 +162,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         `<sip:${this.init.user}@${this.connection.stream.local.address}:${this.connection.stream.local.port};transport=tcp>`,
       ],
       ['Expires', expires],
+      ...(this.nat ? [[NAT_HEADER, this.nat] as [string, string]] : []),
     ];
     let response = await this.request('REGISTER', `sip:${this.init.domain}`, extra, {
       callId: this.#registerCallId,
@@ -216,6 +232,47 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       );
     }
     return granted;
+  }
+
+  /**
+   * Fetches state from the server (RFC 6665 §4.4.3): SUBSCRIBE to `event` with `Expires: 0`; the
+   * server answers 200 and sends the state in one NOTIFY, whose body this resolves with. Rejects
+   * with `SipRequestError` on a refusal, and on no NOTIFY within `timeoutMs`.
+   */
+  async fetchState(event: string): Promise<string> {
+    const callId = `${randomBytes(8).toString('hex')}@sc2c`;
+    let timer: Timer | undefined;
+    // Waiting before the SUBSCRIBE leaves: the NOTIFY may overtake the 200 (§4.1.2.4).
+    const notified = new Promise<string>((resolve, reject) => {
+      this.#notifies.set(callId, resolve);
+      timer = this.c.clock.setTimeout(
+        () => reject(new SipRequestError(408, `no NOTIFY for ${event}`)),
+        this.init.timeoutMs ?? 8000,
+      );
+    });
+    notified.catch(() => undefined);
+    try {
+      const response = await this.request(
+        'SUBSCRIBE',
+        `sip:${this.init.domain}`,
+        [
+          ['Event', event],
+          ['Expires', '0'],
+          ['Accept', 'application/json'],
+          ['Contact', `<${this.uri()}>`],
+        ],
+        { callId },
+      );
+      if (response.status !== 200)
+        throw new SipRequestError(
+          response.status,
+          `SUBSCRIBE ${event} refused: ${response.status} ${response.reason}`,
+        );
+      return await notified;
+    } finally {
+      timer?.clear();
+      this.#notifies.delete(callId);
+    }
   }
 
   /** Sends a request and resolves with its final response (or rejects on timeout or close). */

@@ -120,6 +120,11 @@ export class Coordinator<C> {
     return schedule;
   }
 
+  /** The last round trip measured on `connection` (OPTIONS, every `rttRefreshMs`), if any. */
+  rttOf(connection: C): number | undefined {
+    return this.#rtts.get(connection)?.rttMs;
+  }
+
   /** A recent round trip for `connection`, measuring it now only when none is fresh enough. */
   async #recentRtt(connection: C, callId: string): Promise<number> {
     const entry = this.#rtts.get(connection);

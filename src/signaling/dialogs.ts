@@ -7,6 +7,8 @@
  * could inject a 200 with its own SDP into someone else's call, or end it (issue 16).
  */
 
+import type { MediaStatus } from '../protocol/sc2c-status.ts';
+
 export type PartyRole = 'caller' | 'callee';
 
 export interface Party<C> {
@@ -27,6 +29,8 @@ export interface Dialog<C> {
   deadlineMs: number;
   /** Requests forwarded and not yet answered: Via branch -> the party that must answer. */
   readonly transactions: Map<string, PartyRole>;
+  /** The caller's last media status report (issue 22), and when it came. */
+  media?: { readonly status: MediaStatus; readonly atMs: number };
 }
 
 export interface DialogTableInit {

@@ -15,6 +15,7 @@ export const SUPPORTED_METHODS = [
   'INFO',
   'OPTIONS',
   'PUBLISH',
+  'SUBSCRIBE',
 ] as const;
 const METHODS = new Set<string>(SUPPORTED_METHODS);
 /** Headers that may appear once only (RFC 3261 §7.3.1; RFC 4475 `multi01`). */

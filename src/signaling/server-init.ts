@@ -47,6 +47,13 @@ export interface SignalingServerInit {
    */
   readonly onCallRecord?: (body: string, user: string) => Promise<void>;
   /**
+   * Issue 22: state a registered gateway may fetch (RFC 6665 §4.4.3: a SUBSCRIBE with `Expires: 0`,
+   * answered 200 and one NOTIFY carrying the state). Keyed by event package (`x-sc2c-cameras`,
+   * `x-sc2c-report`); each resolves to a JSON body for the fetching user, or throws to send a 500.
+   * An event not here gets 489 Bad Event.
+   */
+  readonly fetchable?: ReadonlyMap<string, (user: string) => Promise<unknown>>;
+  /**
    * Issue short-lived TURN credentials (REST form) under this secret: one in the 200 to each
    * REGISTER, one in each INVITE forwarded to the called party. Without it, none are issued and
    * gateways use their long-term credentials.

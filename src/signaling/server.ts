@@ -16,6 +16,7 @@ import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
 import { isPortPin, OBSERVED_PIN_OPTION, readSyncFields, type SyncFields } from '../protocol/sc2c-info.ts';
+import { readStatus, STATUS_CONTENT_TYPE } from '../protocol/sc2c-status.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { RateLimiter } from '../util/rate-limiter.ts';
@@ -26,6 +27,7 @@ import { type Dialog, DialogTable } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
 import { assertIdentity } from './identity.ts';
 import { OwnRequests } from './own-requests.ts';
+import { NAT_HEADER, Presence, readNatLabel } from './presence.ts';
 import { Registrar } from './registrar.ts';
 import { checkRequest, transactionKey } from './request-checks.ts';
 import {
@@ -62,10 +64,50 @@ interface ConnectionState {
   idleTimer?: Timer;
 }
 
+export interface RegistrationView {
+  readonly user: string;
+  readonly contact: string;
+  readonly expiresInS: number;
+  readonly remote: Endpoint;
+  readonly natClass: string | null;
+  readonly rttMs: number | null;
+  readonly lastSeenAgoS: number | null;
+}
+
+export interface CallView {
+  readonly callId: string;
+  readonly caller: string;
+  readonly callee: string;
+  readonly state: string;
+  readonly ageS: number;
+  readonly route: 'direct' | 'relay' | null;
+  readonly transport: 'udp' | 'tcp' | null;
+  readonly directBytes: number | null;
+  readonly relayBytes: number | null;
+  readonly statusAgoS: number | null;
+}
+
+export interface CameraView {
+  readonly user: string;
+  readonly online: boolean;
+  readonly natClass: string | null;
+  readonly rttMs: number | null;
+  readonly lastSeenAgoS: number | null;
+  readonly lastCall: {
+    readonly peer: string;
+    readonly route: 'direct' | 'relay';
+    readonly transport: 'udp' | 'tcp';
+    readonly agoS: number;
+  } | null;
+}
+
 export class SignalingServer {
   readonly counters: SignalingCounters = newCounters();
   readonly #accounts: Accounts;
   readonly #registrar = new Registrar<SipConnection>();
+  readonly #presence = new Presence();
+  /** Fetches (SUBSCRIBE, Expires: 0) being answered per connection: at most 4 at once each. */
+  readonly #fetching = new Map<SipConnection, number>();
   readonly #dialogs: DialogTable<SipConnection>;
   readonly #coordinator: Coordinator<SipConnection>;
   readonly #auth: DigestAuthenticator;
@@ -158,23 +200,75 @@ export class SignalingServer {
     return this.#connections.size;
   }
 
-  registrations(): { user: string; contact: string; expiresInS: number; remote: Endpoint }[] {
+  /**
+   * Live registrations with what issue 22's admin page shows: the NAT class the gateway reported,
+   * the round trip the coordinator last measured on its connection, and when it was last heard.
+   */
+  registrations(): RegistrationView[] {
     const now = this.c.clock.now();
-    return this.#registrar.list(now).map((r) => ({
-      user: r.user,
-      contact: r.contact,
-      expiresInS: Math.round((r.expiresAtMs - now) / 1000),
-      remote: r.connection.stream.remote,
-    }));
+    return this.#registrar.list(now).map((r) => {
+      const presence = this.#presence.get(r.user);
+      const rttMs = this.#coordinator.rttOf(r.connection);
+      return {
+        user: r.user,
+        contact: r.contact,
+        expiresInS: Math.round((r.expiresAtMs - now) / 1000),
+        remote: r.connection.stream.remote,
+        natClass: presence?.natClass ?? null,
+        rttMs: rttMs === undefined ? null : Math.round(rttMs * 10) / 10,
+        lastSeenAgoS:
+          presence?.lastSeenMs === undefined ? null : Math.round((now - presence.lastSeenMs) / 1000),
+      };
+    });
   }
 
-  calls(): { callId: string; caller: string; callee: string; state: string }[] {
+  /** Calls in the dialog table, with the caller's last media status (issue 22) when one came. */
+  calls(): CallView[] {
+    const now = this.c.clock.now();
     return this.#dialogs.list().map((d) => ({
       callId: d.callId,
       caller: d.caller.user,
       callee: d.callee.user,
       state: d.state,
+      ageS: Math.round((now - d.startedAtMs) / 1000),
+      route: d.media?.status.route ?? null,
+      transport: d.media?.status.transport ?? null,
+      directBytes: d.media?.status.directBytes ?? null,
+      relayBytes: d.media?.status.relayBytes ?? null,
+      statusAgoS: d.media ? Math.round((now - d.media.atMs) / 1000) : null,
     }));
+  }
+
+  /**
+   * Issue 22: the users `viewer` may call (the callee's access list names it, or is `any`), each
+   * with its online state, NAT class and last call's route. The answer to `x-sc2c-cameras`.
+   */
+  callableBy(viewer: string): CameraView[] {
+    const now = this.c.clock.now();
+    const out: CameraView[] = [];
+    for (const user of this.#accounts.keys()) {
+      if (user === viewer || !mayCall(this.#accounts, viewer, user)) continue;
+      const registration = this.#registrar.lookup(user, now);
+      const presence = this.#presence.get(user);
+      const rttMs = registration && this.#coordinator.rttOf(registration.connection);
+      out.push({
+        user,
+        online: registration !== undefined,
+        natClass: presence?.natClass ?? null,
+        rttMs: rttMs === undefined ? null : Math.round(rttMs * 10) / 10,
+        lastSeenAgoS:
+          presence?.lastSeenMs === undefined ? null : Math.round((now - presence.lastSeenMs) / 1000),
+        lastCall: presence?.lastCall
+          ? {
+              peer: presence.lastCall.peer,
+              route: presence.lastCall.route,
+              transport: presence.lastCall.transport,
+              agoS: Math.round((now - presence.lastCall.endedAtMs) / 1000),
+            }
+          : null,
+      });
+    }
+    return out.sort((a, b) => a.user.localeCompare(b.user));
   }
 
   /** Idempotent: stops listening, closes every connection and stops every timer. */
@@ -241,6 +335,7 @@ export class SignalingServer {
     if (connection.timedOut) this.counters.messageTimeouts++;
     this.#coordinator.forget(connection);
     this.#own.forget(connection);
+    this.#fetching.delete(connection);
     const users = this.#registrar.drop(connection);
     if (this.#closed) return;
     if (users.length > 0)
@@ -327,7 +422,12 @@ export class SignalingServer {
           ]);
         return;
       }
+      const seen = this.#registrar.userOf(connection, this.c.clock.now());
+      if (seen) this.#presence.seen(seen, this.c.clock.now());
       switch (request.method) {
+        case 'SUBSCRIBE':
+          this.#subscribe(connection, request);
+          return;
         case 'REGISTER':
           this.#register(connection, request);
           return;
@@ -395,6 +495,8 @@ export class SignalingServer {
       if (!this.#registrar.has(connection)) this.#armIdle(connection, state);
     } else {
       this.#registrar.bind({ user: auth.user, connection, contact, expiresAtMs: now + expiresS * 1000 });
+      this.#presence.seen(auth.user, now);
+      this.#presence.nat(auth.user, readNatLabel(header(request, NAT_HEADER)));
       state.idleTimer?.clear();
       state.idleTimer = undefined;
       this.#dialogs.rebind(auth.user, connection);
@@ -415,6 +517,56 @@ export class SignalingServer {
       // RFC 3261 §20.37: this server reads pins from its own STUN server's Bindings (issue 19).
       ...(this.init.bindings ? [['Supported', OBSERVED_PIN_OPTION] as [string, string]] : []),
     ]);
+  }
+
+  /**
+   * Issue 22: a fetch of state (RFC 6665 §4.4.3): SUBSCRIBE with `Expires: 0`, answered 200 and one
+   * NOTIFY whose `Subscription-State` is `terminated`. Only registered users; a subscription that
+   * asks to last is granted as a fetch all the same (`Expires: 0` in the 200, §4.2.1.1 lets the
+   * notifier shorten it).
+   */
+  #subscribe(connection: SipConnection, request: SipRequest): void {
+    const user = this.#registrar.userOf(connection, this.c.clock.now());
+    if (!user) {
+      connection.respond(request, 403, [['Warning', '399 sc2c "not registered"']]);
+      return;
+    }
+    const event = (header(request, 'Event') ?? '').split(';')[0]!.trim();
+    const fetch = this.init.fetchable?.get(event);
+    if (!fetch) {
+      connection.respond(request, 489, [
+        ['Allow-Events', [...(this.init.fetchable?.keys() ?? [])].join(', ')],
+      ]);
+      return;
+    }
+    const inFlight = this.#fetching.get(connection) ?? 0;
+    if (inFlight >= 4) {
+      connection.respond(request, 503, [['Retry-After', '1']]);
+      return;
+    }
+    this.#fetching.set(connection, inFlight + 1);
+    connection.respond(request, 200, [['Expires', '0']]);
+    const callId = header(request, 'Call-ID')!;
+    fetch(user)
+      .then((state) =>
+        this.#own.send(
+          connection,
+          'NOTIFY',
+          callId,
+          [
+            ['Event', event],
+            ['Subscription-State', 'terminated;reason=timeout'],
+            ['Content-Type', 'application/json'],
+          ],
+          JSON.stringify(state),
+        ),
+      )
+      .catch((error: Error) => this.#log(`fetch of ${event} by ${user} failed: ${quoteWire(error.message)}`))
+      .finally(() => {
+        const left = (this.#fetching.get(connection) ?? 1) - 1;
+        if (left > 0) this.#fetching.set(connection, left);
+        else this.#fetching.delete(connection);
+      });
   }
 
   /** A call record from a registered gateway (RFC 3903 PUBLISH, our event package). */
@@ -557,6 +709,19 @@ export class SignalingServer {
       if (request.method !== 'ACK') connection.respond(request, 481);
       return;
     }
+    if (request.method === 'INFO' && header(request, 'Content-Type') === STATUS_CONTENT_TYPE) {
+      // Issue 22: the caller's media status, for the admin page; kept here, not forwarded.
+      const status = readStatus(request.body);
+      if ('error' in status || role !== 'caller') {
+        connection.respond(request, 'error' in status ? 400 : 403, [
+          ['Warning', `399 sc2c "${'error' in status ? status.error : 'only the caller reports status'}"`],
+        ]);
+        return;
+      }
+      dialog.media = { status, atMs: this.c.clock.now() };
+      connection.respond(request, 200);
+      return;
+    }
     if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
       let body: { type?: unknown; schedule?: unknown; pin?: unknown; birthday?: unknown; fresh?: unknown };
       try {
@@ -600,6 +765,13 @@ export class SignalingServer {
     if (request.method === 'ACK') this.#dialogs.confirm(dialog);
     if (request.method === 'BYE') {
       this.#dialogs.end(dialog, this.c.clock.now());
+      if (dialog.media)
+        this.#presence.callEnded(
+          dialog.caller.user,
+          dialog.callee.user,
+          dialog.media.status,
+          this.c.clock.now(),
+        );
       this.#log(`call ${quoteWire(dialog.callId, 64)} ended: BYE from ${dialog[role].user}`, 'info', {
         event: 'call-end',
         callId: dialog.callId,
