@@ -12,6 +12,7 @@ PACKAGES=(
   ffmpeg     # media: H.264/Opus encoding, MP4 recording, ffprobe checks (FFMPEG_PATH overrides)
   systemd    # systemd-analyze verify/security on the units in deploy/ (nothing is started with it)
   miniupnpd-nftables  # the lab's kernel:miniupnpd NAT: a real UPnP IGD / NAT-PMP / PCP router (issue 20)
+  chromium   # the browser test of the operator console (issue 22), driven by puppeteer-core
 )
 
 missing=()

@@ -13,6 +13,7 @@ import {
   RecordPublisher,
 } from '../gateway/call-accounting.ts';
 import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
+import { runningFfmpegCount, runningVideoEncoders } from '../media/ffmpeg.ts';
 import type { Clock } from '../net/clock.ts';
 import { CallRecordStore, type CallsReport, parseSince, summarizeCalls } from '../relay/call-records.ts';
 import { UsageError } from '../util/usage-error.ts';
@@ -196,6 +197,19 @@ export async function serveGatewayMetrics(
     [],
     () => [[{}, total((t) => t.spooled)]],
   );
+  // Issue 22: how many encoders this gateway runs: one per pulled source that is not H.264
+  // already, none for a passed-through camera, and none on a viewer remuxing for the browser.
+  new Gauge({
+    name: 'sc2c_ffmpeg_processes',
+    help: 'ffmpeg processes running now; kind=video-encoder encodes video, kind=other copies or decodes only.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const encoders = runningVideoEncoders();
+      this.set({ kind: 'video-encoder' }, encoders);
+      this.set({ kind: 'other' }, runningFfmpegCount() - encoders);
+    },
+  });
   if (cameras) {
     counter(
       'sc2c_camera_source_pulls_total',

@@ -323,6 +323,19 @@ export const gatewaySchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Issue 22: `sc2c console`, the operator's browser console run by this (viewer) gateway. Off
+     * loopback it needs a token (here, SC2C_CONSOLE_TOKEN or --token).
+     */
+    console: z
+      .object({
+        listen: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8090),
+        token: z.string().min(16).optional(),
+        maxCalls: z.number().int().min(1).max(64).default(9),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -51,7 +51,14 @@ export async function startCallMedia(
   c: MediaComponents,
   outcome: CallOutcome,
   config: MediaConfig,
-  options: { source?: string; recordPath?: string; live?: LiveView; feed?: SourceFeed },
+  options: {
+    source?: string;
+    recordPath?: string;
+    live?: Pick<LiveView, 'push'>;
+    feed?: SourceFeed;
+    /** Issue 22: the console's fMP4 remuxer takes the video RTP here. */
+    videoTap?: (packet: Uint8Array) => void;
+  },
 ): Promise<MediaSession | undefined> {
   if (!outcome.ok || !outcome.path) throw new Error('no direct path to carry media');
   const weAnswered = outcome.role === 'callee';
@@ -76,6 +83,7 @@ export async function startCallMedia(
       feed: options.feed,
       recordPath: options.recordPath,
       live: media.receiveVideo ? options.live : undefined,
+      videoTap: media.receiveVideo ? options.videoTap : undefined,
       peerTimeoutMs: config.peerTimeoutMs,
       jitterMs: config.jitterMs,
     },

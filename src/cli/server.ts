@@ -1,20 +1,27 @@
 /** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
-import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
-import express from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
-import { type CallRecord, CallRecordStore, parseCallRecord } from '../relay/call-records.ts';
+import {
+  type CallRecord,
+  CallRecordStore,
+  parseCallRecord,
+  savingsOverTime,
+  summarizeCalls,
+} from '../relay/call-records.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
+import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
 import { type SignalingCounters, SignalingServer } from '../signaling/server.ts';
 import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { StunTcpResponder } from '../traversal/stun-tcp.ts';
 import { UsageError } from '../util/usage-error.ts';
+import { adminApp } from '../web/admin.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
 import { listenProblem } from './errors.ts';
 import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
@@ -257,6 +264,34 @@ class RecordIntake {
     );
     this.bytes.direct += record.sent.direct.bytes;
     this.bytes.relay += record.sent.relay.bytes;
+    this.#cache = undefined;
+  }
+
+  #cache?: { atMs: number; records: CallRecord[] };
+
+  /**
+   * Issue 22: `sc2c report`'s figures over the calls `user` took part in (`x-sc2c-report`), with
+   * the saved ratio over time and calls by route, for the console's charts. The file is read at
+   * most once per 5 s, however often consoles ask.
+   */
+  reportFor(user: string) {
+    const now = Date.now();
+    if (!this.#cache || now - this.#cache.atMs > 5000)
+      this.#cache = { atMs: now, records: this.store.read().records };
+    const mine = this.#cache.records.filter((r) => r.user === user || r.peer === user);
+    const report = summarizeCalls(mine);
+    const failed = new Set(mine.filter((r) => !r.ok).map((r) => r.callId));
+    for (const r of mine) if (r.ok) failed.delete(r.callId);
+    return {
+      user,
+      ...report,
+      byRoute: {
+        direct: report.total.calls - report.total.relayedCalls - failed.size,
+        relay: report.total.relayedCalls,
+        failed: failed.size,
+      },
+      series: savingsOverTime(mine),
+    };
   }
 }
 
@@ -284,49 +319,6 @@ function checkSecrets(
     throw new UsageError(
       `the admin API would listen on ${admin.address} without a token; set admin.token in ${path} or SC2C_ADMIN_TOKEN, or listen on 127.0.0.1`,
     );
-}
-
-/** The admin HTTP API: `/healthz` open, every other route behind the bearer token when one is set. */
-function adminApp(
-  token: string | undefined,
-  registry: Registry,
-  views: {
-    health: () => Record<string, boolean | string>;
-    registrations: () => unknown;
-    calls: () => unknown;
-    allocations: () => unknown;
-  },
-): express.Express {
-  const app = express();
-  const expected = token && createHash('sha256').update(token).digest();
-  app.get('/healthz', (_req, res) => {
-    const parts = views.health();
-    const ok = Object.values(parts).every((v) => v !== false);
-    res.status(ok ? 200 : 503).json({ ok, ...parts });
-  });
-  app.use((req, res, next) => {
-    if (!expected) return next();
-    const given = /^Bearer (.+)$/.exec(req.get('authorization') ?? '')?.[1] ?? '';
-    // Hashing both sides gives equal lengths, so the comparison is constant-time whatever is sent.
-    if (timingSafeEqual(createHash('sha256').update(given).digest(), expected)) return next();
-    res
-      .status(401)
-      .set('WWW-Authenticate', 'Bearer realm="sc2c-admin"')
-      .json({ error: 'bearer token required' });
-  });
-  app.get('/registrations', (_req, res) => {
-    res.json(views.registrations());
-  });
-  app.get('/calls', (_req, res) => {
-    res.json(views.calls());
-  });
-  app.get('/allocations', (_req, res) => {
-    res.json(views.allocations());
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
-  });
-  return app;
 }
 
 export function registerServer(program: Command): void {
@@ -434,7 +426,7 @@ export function registerServer(program: Command): void {
         const records =
           config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
         stun.bindings = new RecentBindings(clock);
-        const server = await SignalingServer.start(
+        const server: SignalingServer = await SignalingServer.start(
           { network, clock },
           {
             listen: config.sip.listen,
@@ -443,6 +435,11 @@ export function registerServer(program: Command): void {
             tls: config.tls,
             log,
             onCallRecord: records && ((body, user) => records.take(body, user)),
+            // Issue 22: what a console fetches for its viewer (SUBSCRIBE with Expires: 0).
+            fetchable: new Map<string, (user: string) => Promise<unknown>>([
+              [CAMERAS_EVENT, async (user) => ({ cameras: server.callableBy(user) })],
+              ...(records ? [[REPORT_EVENT, async (user: string) => records.reportFor(user)] as const] : []),
+            ]),
             turnCredentials: turnSecret
               ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS }
               : undefined,

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-const BOUNDARY = 'sc2cframe';
+import { MjpegFeed } from './mjpeg-feed.ts';
 
 export interface LiveViewInit {
   readonly port?: number;
@@ -17,10 +17,8 @@ export interface LiveViewInit {
 }
 
 export class LiveView {
-  #latest?: Uint8Array;
+  readonly #feed = new MjpegFeed();
   #title = '';
-  readonly #watchers = new Set<ServerResponse>();
-  framesShown = 0;
 
   private constructor(
     private readonly server: Server,
@@ -51,48 +49,34 @@ export class LiveView {
 
   /** A new decoded frame: kept as the snapshot and pushed to every open stream. */
   push(jpeg: Uint8Array): void {
-    this.#latest = jpeg;
-    this.framesShown++;
-    const head = `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.byteLength}\r\n\r\n`;
-    for (const res of this.#watchers) {
-      // A slow browser skips frames instead of buffering the call in memory.
-      if (res.writableLength > 2 << 20) continue;
-      res.write(head);
-      res.write(jpeg);
-      res.write('\r\n');
-    }
+    this.#feed.push(jpeg);
+  }
+
+  get framesShown(): number {
+    return this.#feed.framesShown;
   }
 
   get watchers(): number {
-    return this.#watchers.size;
+    return this.#feed.watchers;
   }
 
   async close(): Promise<void> {
-    for (const res of this.#watchers) res.end();
-    this.#watchers.clear();
+    this.#feed.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
+    const latest = this.#feed.latest;
     if (req.method !== 'GET') {
       res.writeHead(405, { Allow: 'GET' }).end();
     } else if (path === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(page(this.#title));
     } else if (path === '/snapshot.jpg') {
-      if (!this.#latest) res.writeHead(503, { 'Retry-After': '1' }).end('no frame yet\n');
-      else
-        res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Cache-Control': 'no-store' }).end(this.#latest);
+      if (!latest) res.writeHead(503, { 'Retry-After': '1' }).end('no frame yet\n');
+      else res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Cache-Control': 'no-store' }).end(latest);
     } else if (path === '/stream.mjpg') {
-      res.writeHead(200, {
-        'Content-Type': `multipart/x-mixed-replace; boundary=${BOUNDARY}`,
-        'Cache-Control': 'no-store',
-        Connection: 'close',
-      });
-      // Headers now, so the browser shows the stream as open before the first frame.
-      res.flushHeaders();
-      this.#watchers.add(res);
-      res.on('close', () => this.#watchers.delete(res));
+      this.#feed.attach(res);
     } else {
       res.writeHead(404).end('not found\n');
     }
