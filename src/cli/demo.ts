@@ -7,11 +7,14 @@
  * media over a loopback-only call with no NAT, and says so.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { blockedUdpPackets, blockUdp } from '../lab/block-udp.ts';
-import { type CallSummary, natSpec, runLabCalls } from '../lab/calls.ts';
+import { type CallSummary, LAB_CONFIG, natSpec, runLabCalls } from '../lab/calls.ts';
+import { bridgeToUnix, consoleRequest } from '../lab/console-bridge.ts';
+import { spawnInHost, stopHostProcesses, waitForOutput } from '../lab/host-process.ts';
 import { checkLabPrerequisites } from '../lab/netns.ts';
 import { type NalCensus, nalCensus, RANDOM_NAL_RATE } from '../lab/pcap-census.ts';
 import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
@@ -25,6 +28,7 @@ import { UsageError } from '../util/usage-error.ts';
 import { loadGatewayConfig } from './configs.ts';
 import { parseFloatIn, parseInteger } from './errors.ts';
 import { encodeInit, summarizeMedia } from './media.ts';
+import { stopRequested } from './shutdown.ts';
 
 interface DemoOptions {
   natA: string;
@@ -42,6 +46,11 @@ interface DemoOptions {
   pcap?: string;
   /** Issue 21: drop all non-loopback UDP in the viewer's (`a`) or the camera's (`b`) lab host. */
   blockUdp?: 'a' | 'b';
+  /** Issue 22: after the demo call, leave the operator console up on the camera. */
+  console?: boolean;
+  consolePort: number;
+  /** Stop the console after this many seconds (default: at Ctrl-C). */
+  consoleS?: number;
 }
 
 interface DemoResult {
@@ -72,6 +81,12 @@ interface DemoResult {
   blockUdp?: { side: 'a' | 'b'; host: 'viewer' | 'camera'; droppedPackets: number | null };
   /** With `--pcap`: the captures, and what the camera NAT's uplink shows of the video. */
   pcap?: { dir: string; cameraUplink: string } & NalCensus & { randomRate: number };
+  /** Issue 22: the console left up after the demo call (`--console`), and its call's route. */
+  console?: {
+    url: string;
+    call: { path: string | null; setupMs: number | null; framesWritten: number } | null;
+    error?: string;
+  };
 }
 
 /** The lab: camera gateway (bob) behind NAT B, viewer (alice) behind NAT A. */
@@ -87,6 +102,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   const blockedHost = options.blockUdp === 'a' ? 'alice' : options.blockUdp === 'b' ? 'bob' : undefined;
   let blockedNamespace: string | undefined;
   let droppedPackets: number | null = null;
+  let consoleResult: DemoResult['console'];
   const secureArgs = [
     ...(options.insecureMedia ? ['--insecure-media'] : []),
     ...(options.portMapping ? [] : ['--no-port-mapping']),
@@ -120,9 +136,11 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
       if (line.includes('"mode":"sc2c"')) say('call finished; placing the C2C contrast call (no media)...');
     },
     // The camera reports its totals once the viewer's BYE reached it: wait for that line.
-    inspect: async () => {
+    inspect: async (hosts) => {
       for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
       if (blockedNamespace) droppedPackets = await blockedUdpPackets(blockedNamespace).catch(() => null);
+      if (options.console)
+        consoleResult = await runDemoConsole(hosts.alice!, options, [...viewerRelayArgs, ...secureArgs], say);
     },
     onCalleeEvent: (event) => {
       if (event.event === 'media-started') say(`media flowing: recording ${options.duration} s...`);
@@ -167,7 +185,73 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
         }
       : {}),
     ...(options.pcap ? { pcap: cameraUplinkCensus(options.pcap) } : {}),
+    ...(consoleResult ? { console: consoleResult } : {}),
   };
+}
+
+/**
+ * `--console` (issue 22): `sc2c console` as the viewer in its lab namespace, reached from this
+ * machine through a loopback port bridged to the console's Unix socket; it calls the camera at
+ * once, so the page opens on live video. Runs until Ctrl-C (or `--console-s`).
+ */
+async function runDemoConsole(
+  namespace: string,
+  options: DemoOptions,
+  gatewayArgs: readonly string[],
+  say: (line: string) => void,
+): Promise<NonNullable<DemoResult['console']>> {
+  const dir = mkdtempSync(join(tmpdir(), 'sc2c-console-'));
+  const socket = join(dir, 'console.sock');
+  const bridge = await bridgeToUnix(options.consolePort, socket).catch((error: Error) => {
+    throw new UsageError(`--console-port ${options.consolePort}: ${error.message}`);
+  });
+  const host = `127.0.0.1:${bridge.port}`;
+  const url = `http://${host}/`;
+  const agent = spawnInHost(namespace, [
+    ...[
+      'console',
+      '--config',
+      `${LAB_CONFIG}gateway.yaml`,
+      '--user',
+      'alice',
+      '--password',
+      'alice-lab-secret',
+    ],
+    ...['--port', '8090', '--unix', socket, '--allow-host', `${host},localhost:${bridge.port}`, '--json'],
+    ...gatewayArgs,
+  ]);
+  try {
+    await waitForOutput(agent, /"event":"console"/, 'sc2c console');
+    const placed = await consoleRequest(socket, host, 'POST', '/api/calls', { camera: 'bob', view: 'mse' });
+    const call = placed.body as { path?: string | null; setupMs?: number | null; error?: string } | null;
+    if (placed.status !== 201)
+      say(`the console's call to the camera failed: ${call?.error ?? placed.status}`);
+    else say(`console call to the camera: ${call?.path} path, set up in ${call?.setupMs} ms`);
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify({ event: 'console', url })}\n`
+        : `\noperator console: ${url}  (the camera is live there; ${options.consoleS ? `ends in ${options.consoleS} s` : 'Ctrl-C ends it and prints the demo summary'})\n\n`,
+    );
+    await Promise.race([
+      stopRequested(),
+      ...(options.consoleS ? [new Promise((r) => setTimeout(r, options.consoleS! * 1000))] : []),
+    ]);
+    const panels = await consoleRequest(socket, host, 'GET', '/api/calls').catch(() => undefined);
+    const live = (
+      panels?.body as
+        | { calls?: { path: string | null; setupMs: number | null; live: { framesWritten: number } }[] }
+        | undefined
+    )?.calls?.[0];
+    return {
+      url,
+      call: live ? { path: live.path, setupMs: live.setupMs, framesWritten: live.live.framesWritten } : null,
+      ...(placed.status === 201 ? {} : { error: call?.error ?? `HTTP ${placed.status}` }),
+    };
+  } finally {
+    await stopHostProcesses([agent]);
+    bridge.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The camera NAT's WAN link (nat-b to the core): every video packet the camera sent crossed it. */
@@ -254,6 +338,21 @@ export function registerDemo(program: Command): void {
       },
     )
     .option('--pcap <dir>', "write the lab's per-link captures of the call into <dir> (tshark reads them)")
+    .option(
+      '--console',
+      "after the demo call, leave the operator console (sc2c console, as the viewer) up on the camera's live video and print its URL; Ctrl-C ends it",
+    )
+    .option(
+      '--console-port <n>',
+      'loopback port the console is reached on from this machine',
+      parseInteger('--console-port', 0, 65535),
+      8090,
+    )
+    .option(
+      '--console-s <n>',
+      'end the console after this many seconds instead of at Ctrl-C',
+      parseInteger('--console-s', 1, 86_400),
+    )
     .action(async (options: DemoOptions) => {
       if (options.insecureMedia)
         process.stderr.write(
@@ -353,6 +452,12 @@ function formatDemo(r: DemoResult, json: string): string {
         : `  C2C (the paper's unsynchronized baseline): no direct path: ${r.c2c.reason?.replace(/^no direct path: /, '')}`,
     );
   }
+  if (r.console)
+    lines.push(
+      r.console.call
+        ? `  console: ${r.console.url} showed the camera over a ${r.console.call.path} path (${r.console.call.framesWritten} frames remuxed for the browser)`
+        : `  console: ${r.console.url}: ${r.console.error ?? 'no call'}`,
+    );
   lines.push('', `details: ${json}`, '');
   return lines.join('\n');
 }

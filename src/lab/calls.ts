@@ -13,7 +13,9 @@ import { type HostProcess, spawnInHost, stopHostProcesses, waitForOutput } from 
 import { startLab, stopLab } from './instances.ts';
 import { KERNEL_NATS, type KernelNat, type Scenario } from './scenario.ts';
 
-const CONFIG = fileURLToPath(new URL('../../config/', import.meta.url));
+/** The lab's configs (`config/`): server, gateway, users. */
+export const LAB_CONFIG = fileURLToPath(new URL('../../config/', import.meta.url));
+const CONFIG = LAB_CONFIG;
 
 export interface LabCallsInit {
   readonly natA: string;
