@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { gatewaySchema, serverSchema } from '../../src/cli/configs.ts';
+import { Fmp4Muxer } from '../../src/media/fmp4.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { DtlsEndpoint } from '../../src/path/dtls-endpoint.ts';
 import { DecodeError } from '../../src/protocol/decode-error.ts';
@@ -26,6 +27,8 @@ import {
   HandshakeType,
 } from '../../src/protocol/dtls/handshake.ts';
 import { ContentType, decodeRecords } from '../../src/protocol/dtls/record.ts';
+import { H264Depacketizer } from '../../src/protocol/h264-depacketize.ts';
+import { parseSps } from '../../src/protocol/h264-sps.ts';
 import {
   decodeNatPmpRequest,
   decodeNatPmpResponse,
@@ -49,6 +52,7 @@ import {
 import { Deframer, frame } from '../../src/protocol/rfc4571.ts';
 import { decodeRtcp, encodePli, encodeRelayMoved, encodeRr, encodeSr } from '../../src/protocol/rtcp.ts';
 import { decodeRtpHeader } from '../../src/protocol/rtp.ts';
+import { readStatus } from '../../src/protocol/sc2c-status.ts';
 import { decodeSdp, encodeSdp } from '../../src/protocol/sdp.ts';
 import { parseAuthParams, parseNameAddr } from '../../src/protocol/sip/headers.ts';
 import { decodeSip, encodeSip, SipStreamParser } from '../../src/protocol/sip/message.ts';
@@ -119,6 +123,8 @@ export interface FuzzTarget {
 }
 
 const decodeErrorOnly = (error: unknown): boolean => error instanceof DecodeError;
+/** x264's baseline SPS for 640x360. */
+const SPS_SEED = Uint8Array.from(Buffer.from('6742c01ed900a02ff970110000030001000003003c0f162e48', 'hex'));
 
 function torture(): Uint8Array[] {
   try {
@@ -328,6 +334,40 @@ export const TARGETS: readonly FuzzTarget[] = [
       for (let i = 0; i < input.byteLength; i += third) deframer.push(input.subarray(i, i + third));
     },
     allowed: decodeErrorOnly,
+  },
+  {
+    // Issue 22: RTP payloads from a camera into the browser's fMP4: never a throw, never unbounded.
+    name: 'h264 depacketize and fmp4 mux',
+    seeds: [
+      Uint8Array.of(0x7c, 0x85, 1, 2, 3),
+      Uint8Array.of(0x78, 0, 4, ...SPS_SEED.subarray(0, 4), 0, 2, 0x68, 0xce),
+      Uint8Array.of(0x65, 0x88, 0x84),
+    ],
+    run: (input) => {
+      const depacketizer = new H264Depacketizer();
+      const muxer = new Fmp4Muxer();
+      const third = Math.max(1, Math.floor(input.byteLength / 3));
+      for (let i = 0, ts = 0; i < input.byteLength; i += third, ts += 3000)
+        for (const unit of depacketizer.push(input.subarray(i, i + third), ts, (i / third) % 2 === 1))
+          muxer.push({ ...unit, nals: [SPS_SEED, Uint8Array.of(0x68, 0xce, 0x3c, 0x80), ...unit.nals] });
+    },
+    allowed: () => false,
+  },
+  {
+    name: 'h264 sps',
+    seeds: [SPS_SEED],
+    run: (input) => {
+      parseSps(Uint8Array.of(0x67, ...input));
+    },
+    allowed: decodeErrorOnly,
+  },
+  {
+    name: 'media status body',
+    seeds: [new TextEncoder().encode('{"route":"direct","transport":"udp","directBytes":1,"relayBytes":0}')],
+    run: (input) => {
+      readStatus(new TextDecoder().decode(input));
+    },
+    allowed: () => false,
   },
   {
     name: 'stun over tcp',
