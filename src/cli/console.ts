@@ -68,7 +68,7 @@ export function registerConsole(program: Command): void {
     )
     .addHelpText(
       'after',
-      '\nOpen the printed URL. With a token, sign in at /login (or send Authorization: Bearer TOKEN to /api/*).\n',
+      '\nOpen the printed URL. With a token, sign in at /login,\nor send Authorization: Bearer TOKEN to /api/*.\n',
     )
     .action(async (options: ConsoleOptions) => {
       void stopRequested();

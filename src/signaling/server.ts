@@ -39,6 +39,16 @@ import {
 import { quoteWire, SipConnection } from './sip-connection.ts';
 import { FailureThrottle } from './throttle.ts';
 import { credentialHeader, withoutCredential } from './turn-credentials.ts';
+import {
+  type CallView,
+  type CameraView,
+  callView,
+  cameraViews,
+  type RegistrationView,
+  registrationView,
+} from './views.ts';
+
+export type { CallView, CameraView, RegistrationView } from './views.ts';
 
 /** A Binding sent beside its sync arrives within a few ms of it; a lost one is not waited for long. */
 const OBSERVED_PIN_WAIT_MS = 250;
@@ -62,43 +72,6 @@ interface ConnectionState {
   readonly id: string;
   readonly source: string;
   idleTimer?: Timer;
-}
-
-export interface RegistrationView {
-  readonly user: string;
-  readonly contact: string;
-  readonly expiresInS: number;
-  readonly remote: Endpoint;
-  readonly natClass: string | null;
-  readonly rttMs: number | null;
-  readonly lastSeenAgoS: number | null;
-}
-
-export interface CallView {
-  readonly callId: string;
-  readonly caller: string;
-  readonly callee: string;
-  readonly state: string;
-  readonly ageS: number;
-  readonly route: 'direct' | 'relay' | null;
-  readonly transport: 'udp' | 'tcp' | null;
-  readonly directBytes: number | null;
-  readonly relayBytes: number | null;
-  readonly statusAgoS: number | null;
-}
-
-export interface CameraView {
-  readonly user: string;
-  readonly online: boolean;
-  readonly natClass: string | null;
-  readonly rttMs: number | null;
-  readonly lastSeenAgoS: number | null;
-  readonly lastCall: {
-    readonly peer: string;
-    readonly route: 'direct' | 'relay';
-    readonly transport: 'udp' | 'tcp';
-    readonly agoS: number;
-  } | null;
 }
 
 export class SignalingServer {
@@ -206,69 +179,30 @@ export class SignalingServer {
    */
   registrations(): RegistrationView[] {
     const now = this.c.clock.now();
-    return this.#registrar.list(now).map((r) => {
-      const presence = this.#presence.get(r.user);
-      const rttMs = this.#coordinator.rttOf(r.connection);
-      return {
-        user: r.user,
-        contact: r.contact,
-        expiresInS: Math.round((r.expiresAtMs - now) / 1000),
-        remote: r.connection.stream.remote,
-        natClass: presence?.natClass ?? null,
-        rttMs: rttMs === undefined ? null : Math.round(rttMs * 10) / 10,
-        lastSeenAgoS:
-          presence?.lastSeenMs === undefined ? null : Math.round((now - presence.lastSeenMs) / 1000),
-      };
-    });
+    return this.#registrar
+      .list(now)
+      .map((r) =>
+        registrationView(r, this.#presence.get(r.user), this.#coordinator.rttOf(r.connection), now),
+      );
   }
 
   /** Calls in the dialog table, with the caller's last media status (issue 22) when one came. */
   calls(): CallView[] {
     const now = this.c.clock.now();
-    return this.#dialogs.list().map((d) => ({
-      callId: d.callId,
-      caller: d.caller.user,
-      callee: d.callee.user,
-      state: d.state,
-      ageS: Math.round((now - d.startedAtMs) / 1000),
-      route: d.media?.status.route ?? null,
-      transport: d.media?.status.transport ?? null,
-      directBytes: d.media?.status.directBytes ?? null,
-      relayBytes: d.media?.status.relayBytes ?? null,
-      statusAgoS: d.media ? Math.round((now - d.media.atMs) / 1000) : null,
-    }));
+    return this.#dialogs.list().map((d) => callView(d, now));
   }
 
-  /**
-   * Issue 22: the users `viewer` may call (the callee's access list names it, or is `any`), each
-   * with its online state, NAT class and last call's route. The answer to `x-sc2c-cameras`.
-   */
+  /** Issue 22: the users `viewer` may call; the answer to `x-sc2c-cameras`. */
   callableBy(viewer: string): CameraView[] {
     const now = this.c.clock.now();
-    const out: CameraView[] = [];
-    for (const user of this.#accounts.keys()) {
-      if (user === viewer || !mayCall(this.#accounts, viewer, user)) continue;
+    return cameraViews(viewer, this.#accounts, now, (user) => {
       const registration = this.#registrar.lookup(user, now);
-      const presence = this.#presence.get(user);
-      const rttMs = registration && this.#coordinator.rttOf(registration.connection);
-      out.push({
-        user,
+      return {
         online: registration !== undefined,
-        natClass: presence?.natClass ?? null,
-        rttMs: rttMs === undefined ? null : Math.round(rttMs * 10) / 10,
-        lastSeenAgoS:
-          presence?.lastSeenMs === undefined ? null : Math.round((now - presence.lastSeenMs) / 1000),
-        lastCall: presence?.lastCall
-          ? {
-              peer: presence.lastCall.peer,
-              route: presence.lastCall.route,
-              transport: presence.lastCall.transport,
-              agoS: Math.round((now - presence.lastCall.endedAtMs) / 1000),
-            }
-          : null,
-      });
-    }
-    return out.sort((a, b) => a.user.localeCompare(b.user));
+        presence: this.#presence.get(user),
+        rttMs: registration && this.#coordinator.rttOf(registration.connection),
+      };
+    });
   }
 
   /** Idempotent: stops listening, closes every connection and stops every timer. */

@@ -243,9 +243,12 @@ function bars(svg, items, { max = 1, format = (v) => `${Math.round(v * 100)} %` 
         el('svg:rect', { x: 10 + i * band + 2, y, width: Math.max(1, band - 4), height, class: part.class }),
       );
     }
-    nodes.push(
-      el('svg:text', { x: 10 + i * band + band / 2, y: h - 6, 'text-anchor': 'middle', text: item.label }),
-    );
+    // The first and last labels hang inwards, so a long one is not cut at the edge.
+    const edge = items.length > 3 && (i === 0 || i === items.length - 1);
+    const anchor = edge ? (i === 0 ? 'start' : 'end') : 'middle';
+    const x =
+      anchor === 'start' ? 10 + i * band : anchor === 'end' ? 10 + (i + 1) * band : 10 + i * band + band / 2;
+    nodes.push(el('svg:text', { x, y: h - 6, 'text-anchor': anchor, text: item.label }));
     if (item.total !== undefined)
       nodes.push(
         el('svg:text', {
@@ -270,14 +273,15 @@ async function refreshReport() {
   }
   const t = report.total;
   $('#savings-total').textContent =
-    `${t.calls} calls · ${mb(t.direct.bytes)} direct, ${mb(t.relay.bytes)} relayed · saved ${t.savedRatio === null ? '–' : `${(t.savedRatio * 100).toFixed(1)} %`}`;
+    `${t.calls} ${t.calls === 1 ? 'call' : 'calls'} · ${mb(t.direct.bytes)} direct, ${mb(t.relay.bytes)} relayed · saved ${t.savedRatio === null ? '–' : `${(t.savedRatio * 100).toFixed(1)} %`}`;
   const series = report.series ?? [];
   bars(
     $('#chart-time'),
     series.map((s, i) => ({
       label:
         i === 0 || i === series.length - 1
-          ? new Date(s.from).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+          ? // UTC, as the server's records are: HH:MM at both ends of the axis.
+            `${new Date(s.from).toISOString().slice(11, 16)} UTC`
           : '',
       parts: [{ value: s.savedRatio ?? 0, class: 'bar-direct' }],
       total: s.calls ? (s.savedRatio ?? 0) : undefined,
