@@ -333,6 +333,7 @@ export const gatewaySchema = z
         port: z.number().int().min(0).max(65535).default(8090),
         token: z.string().min(16).optional(),
         maxCalls: z.number().int().min(1).max(64).default(9),
+        idleHangupS: z.number().int().min(0).max(86_400).default(300),
       })
       .strict()
       .prefault({}),

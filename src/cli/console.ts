@@ -95,6 +95,7 @@ export function registerConsole(program: Command): void {
       const calls = new ConsoleCalls({ clock, network, ffmpeg: ffmpegComponents }, gateway, accounting, {
         media: config.media,
         maxCalls: config.console.maxCalls,
+        idleHangupS: config.console.idleHangupS,
       });
       const fetchJson = async (event: string): Promise<unknown> =>
         JSON.parse(await gateway.signaling.fetchState(event)) as unknown;

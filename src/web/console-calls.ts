@@ -12,6 +12,7 @@ import type { CallOutcome, Gateway } from '../gateway/gateway.ts';
 import { LiveFmp4 as Fmp4Stream, type LiveFmp4 } from '../media/live-fmp4.ts';
 import { MjpegFeed } from '../media/mjpeg-feed.ts';
 import type { MediaSession } from '../media/session.ts';
+import { every, type Timer } from '../net/clock.ts';
 import type { Route } from '../path/routed-path.ts';
 
 export type ViewKind = 'mse' | 'mjpeg';
@@ -29,6 +30,8 @@ export interface ConsoleCall {
   readonly mjpeg?: MjpegFeed;
   session?: MediaSession;
   readonly routes: { atMs: number; route: Route; why: string }[];
+  /** When a browser last had this call's video open (or the call started). */
+  watchedAtMs: number;
   state: 'up' | 'ended';
   endedReason?: string;
 }
@@ -39,6 +42,11 @@ export interface ConsoleCallsInit {
   readonly maxCalls?: number;
   /** Ended calls kept for their panel. Default 20. */
   readonly keepEnded?: number;
+  /**
+   * A call nobody has watched for this long is hung up: a browser that went away without closing
+   * its tile must not hold a camera for good. Default 300 s; 0 never hangs up.
+   */
+  readonly idleHangupS?: number;
 }
 
 export class CallRefused extends Error {
@@ -53,6 +61,7 @@ export class CallRefused extends Error {
 
 export class ConsoleCalls {
   readonly #calls = new Map<string, ConsoleCall>();
+  readonly #sweep?: Timer;
   #closed = false;
 
   constructor(
@@ -66,6 +75,18 @@ export class ConsoleCalls {
       call?.routes.push({ atMs: Math.round(c.clock.now() - call.startedAtMs), route, why });
     });
     gateway.on('ended', (callId, reason) => void this.#end(callId, reason, false));
+    const idleS = init.idleHangupS ?? 300;
+    if (idleS > 0) this.#sweep = every(c.clock, 5000, () => this.#hangUpUnwatched(idleS * 1000));
+  }
+
+  #hangUpUnwatched(idleMs: number): void {
+    const now = this.c.clock.now();
+    for (const call of this.#calls.values()) {
+      if (call.state !== 'up') continue;
+      if (call.live.stats().watchers > 0 || (call.mjpeg?.watchers ?? 0) > 0) call.watchedAtMs = now;
+      else if (now - call.watchedAtMs > idleMs)
+        void this.#end(call.id, `nobody watched for ${Math.round(idleMs / 1000)} s`, true);
+    }
   }
 
   get(id: string): ConsoleCall | undefined {
@@ -94,6 +115,7 @@ export class ConsoleCalls {
       live: new Fmp4Stream({ onKeyframeWanted: () => call.session?.receiver?.requestKeyframe() }),
       mjpeg: view === 'mjpeg' ? new MjpegFeed() : undefined,
       routes: [],
+      watchedAtMs: this.c.clock.now(),
       state: 'up',
     };
     this.#calls.set(call.id, call);
@@ -129,6 +151,7 @@ export class ConsoleCalls {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#sweep?.clear();
     await Promise.all([...this.#calls.keys()].map((id) => this.#end(id, undefined, true)));
   }
 
