@@ -22,6 +22,8 @@ const FALLBACK_DURATION = 3000;
 const SPS = 7;
 const PPS = 8;
 const AUD = 9;
+/** NAL units that live in the init segment or carry nothing: left out of samples. */
+const NOT_SAMPLES = new Set([SPS, PPS, AUD]);
 /** ISO/IEC 14496-12 §8.8.3.1 sample flags: a sync sample, and one that depends on others. */
 const SYNC_FLAGS = 0x0200_0000;
 const NON_SYNC_FLAGS = 0x0101_0000;
@@ -307,7 +309,7 @@ export class Fmp4Muxer {
     // Presentation ran ahead (a stall, lost frames): decoding catches up rather than lag for good.
     if (pts - dts > MAX_LAG_FRAMES * t.frame) dts = Math.max(t.lastDts + 1, pts - t.lead);
     t.lastDts = dts;
-    const nals = unit.nals.filter((n) => ![SPS, PPS, AUD].includes(nalType(n)));
+    const nals = unit.nals.filter((n) => !NOT_SAMPLES.has(nalType(n)));
     this.framesWritten++;
     const segment = mediaSegment(++this.#sequence, {
       decodeTime: dts - t.base,

@@ -13,6 +13,8 @@ const FU_A = 28;
 export const MAX_NAL_BYTES = 4 << 20;
 /** An access unit of more NAL units than this is garbage (slices per frame are a few dozen at most). */
 const MAX_NALS_PER_UNIT = 256;
+/** An access unit larger than this (all its NAL units) is garbage: a 4K IDR frame is a few MiB. */
+export const MAX_UNIT_BYTES = 8 << 20;
 
 export interface AccessUnit {
   /** RTP timestamp (90 kHz for video, RFC 6184 §5.1). */
@@ -40,6 +42,8 @@ export const nalType = (nal: Uint8Array): number => (nal[0] ?? 0) & 0x1f;
 export class H264Depacketizer {
   readonly counters: DepacketizerCounters = { fragmentsDropped: 0, unsupported: 0, oversized: 0 };
   #nals: Uint8Array[] = [];
+  /** Bytes held in `#nals`: bounded by `MAX_UNIT_BYTES`, not only by the NAL count. */
+  #unitBytes = 0;
   #timestamp?: number;
   #fragments: Uint8Array[] = [];
   #fragmentBytes = 0;
@@ -128,12 +132,13 @@ export class H264Depacketizer {
   }
 
   #nal(nal: Uint8Array): void {
-    if (this.#nals.length >= MAX_NALS_PER_UNIT) {
+    if (this.#nals.length >= MAX_NALS_PER_UNIT || this.#unitBytes + nal.byteLength > MAX_UNIT_BYTES) {
       this.counters.unsupported++;
       return;
     }
     // A copy: the payload's buffer belongs to the socket and is reused.
     this.#nals.push(Uint8Array.from(nal));
+    this.#unitBytes += nal.byteLength;
   }
 
   #dropFragment(): void {
@@ -147,6 +152,7 @@ export class H264Depacketizer {
     const nals = this.#nals;
     const timestamp = this.#timestamp;
     this.#nals = [];
+    this.#unitBytes = 0;
     this.#timestamp = undefined;
     if (nals.length === 0 || timestamp === undefined) return undefined;
     return { timestamp, nals, keyframe: nals.some((n) => nalType(n) === 5) };
