@@ -1,287 +1,526 @@
 /**
- * `npm run bench:relay`: two TURN relays side by side on this machine, with the same load generator
- * — the embedded relay of `sc2c server` and coturn's `turnserver` — forwarding ChannelData from a
- * client to a peer over loopback, at 100-byte and 1200-byte payloads.
+ * `npm run bench:relay`: relays side by side in one run, with the same load, on two network
+ * namespaces joined by a veth pair: coturn's `turnserver` (one relay thread), the TURN relay of
+ * `sc2c server` (`sc2c-turn`), and the kernel fast path of `sc2c server` (`sc2c-kernel`, where
+ * nftables runs).
  *
- * For each relay and payload the generator offers a rising ladder of packet rates (each step a few
- * seconds), paced from the monotonic clock; a sink in a worker thread counts what the relay delivered.
- * Per step: offered and delivered packets/s, payload Mbit/s, loss, and the relay process's CPU
- * (from /proc). Rates double until a step loses more than 1 % (or the generator cannot keep up),
- * then two bisection steps narrow the edge. The relay's capacity is the highest delivered rate with
- * at most 1 % loss. The generator, the sink and the relay share this machine's cores.
+ * Placement, so that the relay is measured and not the box:
+ * - the relay under test runs in its own namespace, pinned to CPU 0 (`taskset -c 0`);
+ * - the load generator and the sink (scripts/udp-load.c, sendmmsg/recvmmsg) run in the other
+ *   namespace, pinned to CPU 1, with this script.
  *
- * Usage: npm run bench:relay -- [--step-s 3] [--max-pps 160000] [--coturn-threads N] [--json] [--out FILE]
+ * Each relay and payload gets a ladder of offered rates (×1.5 from 10 000 packets/s). A step lasts
+ * `--step-s`; the ladder stops at the first step that loses more than 1 % or that the generator
+ * could not offer. Per step it records offered, sent and delivered packets/s, the relay process's
+ * CPU (/proc/<pid>/stat, all threads) and the whole machine's CPU time (/proc/stat: user, nice,
+ * system, irq, softirq, steal; the kernel's forwarding is softirq and lands on whatever CPU takes
+ * the packet).
+ *
+ * Cost per forwarded packet = (machine CPU-seconds of the step − machine CPU-seconds of the same
+ * generator and sink talking directly, without a relay, at the same rate and payload) / packets
+ * delivered, fitted over all clean steps (least squares through the origin). `ppsPerCore` = 1 / that
+ * cost. `capacityPps` is the highest
+ * delivered rate with at most 1 % loss; `limitedBy` says whether the relay lost packets or the
+ * generator's core ran out first (then capacity is a lower bound).
+ *
+ * Usage: npm run bench:relay -- [--step-s 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
+ *        [--payloads 100,1200] [--json] [--out FILE]
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { Command } from 'commander';
 import { parseInteger } from '../src/cli/errors.ts';
 import { startCoturn } from '../src/lab/coturn.ts';
 import { waitForOutput } from '../src/lab/host-process.ts';
+import { createNamespace, deleteNamespace, nsExec } from '../src/lab/netns.ts';
 import type { Endpoint } from '../src/net/address.ts';
 import { SystemClock } from '../src/net/clock.ts';
 import { NodeNetwork } from '../src/net/node-network.ts';
-import { encodeChannelData } from '../src/protocol/stun/turn.ts';
 import { TurnClient } from '../src/relay/turn-client.ts';
 
-const BIN = fileURLToPath(new URL('../src/cli/bin.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'src/cli/bin.js');
 const USER = { username: 'alice', password: 'alice-bench-pass' };
-const PAYLOADS = [100, 1200] as const;
-const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+const CLK_TCK = 100; // Linux USER_HZ: /proc counts CPU time in 1/100 s
+const RELAYS = ['coturn', 'sc2c-turn', 'sc2c-kernel'] as const;
+type RelayName = (typeof RELAYS)[number];
+
+/** The two namespaces' veth addresses (the lab's "public internet", 198.18.0.0/15). */
+const LOAD_IP = '198.18.250.1';
+const RELAY_IP = '198.18.250.2';
 
 interface Step {
   offeredPps: number;
   sentPps: number;
   deliveredPps: number;
-  deliveredMbps: number;
   lossPercent: number;
   relayCpuPercent: number;
+  /** Whole-machine CPU-seconds per second of the step, with the relay; and without, at this rate. */
+  machineCores: number;
+  baselineCores: number;
+  /** Machine CPU per delivered packet, minus the no-relay baseline (microseconds). */
+  costUs: number | null;
 }
 
-interface RelayResult {
-  relay: 'sc2c' | 'coturn';
+interface Row {
+  relay: RelayName;
   payloadBytes: number;
-  /** Highest delivered packets/s with at most 1 % loss; null when even the first step lost more. */
   capacityPps: number | null;
-  capacityMbps: number | null;
-  peakDeliveredPps: number;
+  relayCpuPercent: number | null;
+  /** Machine CPU per forwarded packet beyond the no-relay baseline, fitted over the clean steps (µs). */
+  costUs: number | null;
+  ppsPerCore: number | null;
+  limitedBy: 'relay' | 'generator' | 'max-pps';
   steps: Step[];
 }
 
 const program = new Command('bench:relay')
+  .description('relay forwarding capacity and CPU per packet: coturn, our TURN relay and our kernel path')
   .option('--step-s <n>', 'seconds per load step', parseInteger('--step-s', 1, 60), 3)
-  .option('--max-pps <n>', 'highest offered rate', parseInteger('--max-pps', 1000, 1_000_000), 160_000)
-  .option('--coturn-threads <n>', "coturn's --relay-threads (default: coturn's own, one per CPU)")
+  .option('--max-pps <n>', 'highest offered rate', parseInteger('--max-pps', 1000, 5_000_000), 800_000)
+  .option('--relays <list>', 'which relays, comma-separated', RELAYS.join(','))
+  .option('--payloads <list>', 'payload sizes in bytes, comma-separated', '100,1200')
   .option('--json', 'print the results as JSON')
   .option('--out <file>', 'also write the JSON here')
+  .option('--inside <relay-namespace>', '(internal) run in the load namespace, the relay in this one')
   .parse();
 const options = program.opts<{
   stepS: number;
   maxPps: number;
-  coturnThreads?: string;
+  relays: string;
+  payloads: string;
   json?: boolean;
   out?: string;
+  inside?: string;
 }>();
 
 const say = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
 
-function cpuTicks(pid: number): number {
-  // Fields after the command name (which may contain spaces): utime is 14th, stime 15th overall.
+function fail(message: string): never {
+  say(`bench:relay: ${message}`);
+  process.exit(2);
+}
+
+const relays = options.relays.split(',').map((name) => {
+  const relay = RELAYS.find((r) => r === name.trim());
+  if (!relay) fail(`unknown relay ${JSON.stringify(name)} (one of ${RELAYS.join(', ')})`);
+  return relay;
+});
+const payloads = options.payloads.split(',').map((text) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 12 || n > 1400) fail(`payload ${JSON.stringify(text)} is not 12..1400`);
+  return n;
+});
+
+/** This process's CPU ticks, all threads. */
+function processTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
 }
 
-/** The sink: a UDP socket in a worker thread that counts datagrams until told to report. */
-function startSink(): Promise<{ port: number; count: () => Promise<number>; stop: () => Promise<void> }> {
-  const source = `
-    const { parentPort } = require('node:worker_threads');
-    const dgram = require('node:dgram');
-    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 * 1024 * 1024 });
-    let packets = 0;
-    socket.on('message', () => { packets++; });
-    socket.bind(0, '127.0.0.1', () => parentPort.postMessage({ port: socket.address().port }));
-    parentPort.on('message', (m) => {
-      if (m === 'count') parentPort.postMessage({ packets });
-      else { socket.close(); parentPort.postMessage({ closed: true }); }
-    });`;
-  const worker = new Worker(source, { eval: true });
+/** Busy ticks of the whole machine: everything but idle and iowait. */
+function machineTicks(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  return user! + nice! + system! + irq! + softirq! + steal!;
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outside: the namespaces, the veth pair and the compiled load tool; then this script inside.
+// ---------------------------------------------------------------------------------------------
+
+async function outside(): Promise<void> {
+  if (process.getuid?.() !== 0) fail('needs root (network namespaces, taskset, nftables)');
+  if (cpus().length < 2) fail('needs 2 CPUs: the relay on one, the load on the other');
+  const dir = mkdtempSync(join(tmpdir(), 'sc2c-bench-relay-'));
+  const tool = join(dir, 'udp-load');
+  try {
+    execFileSync('cc', ['-O2', '-o', tool, join(ROOT, 'scripts/udp-load.c')], { stdio: 'inherit' });
+  } catch {
+    fail('cannot compile scripts/udp-load.c (is a C compiler installed? apt-get install gcc)');
+  }
+  const tag = process.pid % 100_000;
+  const load = `sc2c-bl-${tag}`;
+  const relay = `sc2c-br-${tag}`;
+  let child: ChildProcess | undefined;
+  const cleanup = async (): Promise<void> => {
+    child?.kill('SIGKILL');
+    await deleteNamespace(relay);
+    await deleteNamespace(load);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    await createNamespace(load);
+    await createNamespace(relay);
+    execFileSync('ip', ['link', 'add', `bl${tag}`, 'type', 'veth', 'peer', 'name', `br${tag}`]);
+    for (const [ns, dev, address] of [
+      [load, `bl${tag}`, LOAD_IP],
+      [relay, `br${tag}`, RELAY_IP],
+    ] as const) {
+      execFileSync('ip', ['link', 'set', dev, 'netns', ns]);
+      await nsExec(ns, 'ip', 'addr', 'add', `${address}/24`, 'dev', dev);
+      await nsExec(ns, 'ip', 'link', 'set', dev, 'up');
+    }
+    // The kernel path forwards (DNAT back out of the same interface).
+    await nsExec(relay, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    const args = process.argv.slice(2).filter((a) => a !== '--inside');
+    child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        load,
+        'taskset',
+        '-c',
+        '1',
+        process.execPath,
+        '--import',
+        'tsx',
+        fileURLToPath(import.meta.url),
+        ...args,
+        '--inside',
+        relay,
+      ],
+      { stdio: 'inherit', cwd: ROOT, env: { ...process.env, SC2C_UDP_LOAD: tool } },
+    );
+    const code = await new Promise<number>((resolve) => child!.on('exit', (c) => resolve(c ?? 1)));
+    process.exitCode = code;
+  } finally {
+    await cleanup();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inside the load namespace, on CPU 1.
+// ---------------------------------------------------------------------------------------------
+
+const TOOL = process.env.SC2C_UDP_LOAD ?? '';
+
+interface Sink {
+  port: number;
+  count(): Promise<number>;
+  stop(): void;
+}
+
+function startSink(port: number): Promise<Sink> {
+  const child = spawn(TOOL, ['sink', LOAD_IP, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  lines.on('line', (line) => waiting.shift()?.(line));
   const next = (): Promise<Record<string, number>> =>
-    new Promise((resolve) => worker.once('message', resolve));
+    new Promise((resolve) => waiting.push((line) => resolve(JSON.parse(line))));
   return next().then((ready) => ({
     port: ready.port!,
     count: async () => {
-      worker.postMessage('count');
+      child.stdin!.write('count\n');
       return (await next()).packets!;
     },
-    stop: async () => {
-      worker.postMessage('stop');
-      await next();
-      await worker.terminate();
+    stop: () => {
+      child.stdin!.end();
     },
   }));
 }
 
-/** Sends `datagram` at `pps` for `seconds`, paced from the monotonic clock. Resolves with what was sent. */
-async function offer(
-  send: (data: Uint8Array) => void,
-  datagram: Uint8Array,
-  pps: number,
-  seconds: number,
-): Promise<number> {
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  let sent = 0;
-  while (true) {
-    const now = performance.now();
-    if (now >= end) break;
-    const due = Math.floor(((now - start) / 1000) * pps);
-    // At most 2 ms of packets per turn of the loop, so receive events still get their turn.
-    const burst = Math.min(due - sent, Math.ceil(pps / 500));
-    for (let i = 0; i < burst; i++) send(datagram);
-    sent += Math.max(0, burst);
-    await new Promise((r) => setImmediate(r));
-  }
-  return sent;
+/** The generator: from `from` (port 0: any) to `to`, `prefix` then `payload` bytes, `pps` for the step. */
+function generate(from: number, to: Endpoint, prefix: string, payload: number, pps: number): Promise<number> {
+  const child = spawn(
+    TOOL,
+    [
+      'gen',
+      LOAD_IP,
+      String(from),
+      to.address,
+      String(to.port),
+      prefix,
+      String(payload),
+      String(pps),
+      String(options.stepS),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out).sent) : reject(new Error(`udp-load gen exited ${code}`)),
+    ),
+  );
 }
 
-async function measure(
-  relay: RelayResult['relay'],
-  server: Endpoint,
-  pid: number,
-  payloadBytes: number,
-): Promise<RelayResult> {
-  const clock = new SystemClock();
-  const network = new NodeNetwork();
-  const sink = await startSink();
-  const socket = await network.bindUdp({ address: '127.0.0.1' });
-  const client = await TurnClient.allocate({ clock }, socket, { server, ...USER, rtoMs: 200 });
-  const peer = { address: '127.0.0.1', port: sink.port };
-  await client.createPermission([peer.address]);
-  const channel = await client.bindChannel(peer);
-  const datagram = encodeChannelData(channel, new Uint8Array(payloadBytes).fill(0x80));
-  const send = (data: Uint8Array): void => socket.send(data, server);
+interface Load {
+  /** Where the generator sends, from which local port, with which prefix (ChannelData header). */
+  to: Endpoint;
+  fromPort: number;
+  prefix: string;
+  sink: Sink;
+}
+
+/** Machine CPU-seconds per second for the direct, no-relay load at (payload, rate), cached. */
+const baselines = new Map<string, number>();
+async function baselineCores(payload: number, pps: number): Promise<number> {
+  const key = `${payload}/${pps}`;
+  const known = baselines.get(key);
+  if (known !== undefined) return known;
+  const sink = await startSink(0);
+  try {
+    const before = machineTicks();
+    const started = performance.now();
+    await generate(0, { address: LOAD_IP, port: sink.port }, '-', payload, pps);
+    await new Promise((r) => setTimeout(r, 300));
+    const cores = (machineTicks() - before) / CLK_TCK / ((performance.now() - started) / 1000);
+    baselines.set(key, cores);
+    return cores;
+  } finally {
+    sink.stop();
+  }
+}
+
+async function ladder(relay: RelayName, payload: number, pid: number, load: Load): Promise<Row> {
   const steps: Step[] = [];
-  const step = async (pps: number): Promise<Step> => {
-    const before = await sink.count();
-    const cpuBefore = cpuTicks(pid);
-    const startedAt = performance.now();
-    const sent = await offer(send, datagram, pps, options.stepS);
+  let limitedBy: Row['limitedBy'] = 'max-pps';
+  for (let pps = 10_000; pps <= options.maxPps; pps = Math.round(pps * 1.5)) {
+    const base = await baselineCores(payload, pps);
+    const delivered0 = await load.sink.count();
+    const relay0 = processTicks(pid);
+    const machine0 = machineTicks();
+    const started = performance.now();
+    const sent = await generate(load.fromPort, load.to, load.prefix, payload, pps);
     await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
-    const elapsedS = (performance.now() - startedAt) / 1000;
-    const delivered = (await sink.count()) - before;
-    const cpu = ((cpuTicks(pid) - cpuBefore) / CLK_TCK / elapsedS) * 100;
-    const result: Step = {
+    const elapsedS = (performance.now() - started) / 1000;
+    const delivered = (await load.sink.count()) - delivered0;
+    const machineCores = (machineTicks() - machine0) / CLK_TCK / elapsedS;
+    const extraCpuS = (machineCores - base) * elapsedS;
+    const step: Step = {
       offeredPps: pps,
       sentPps: Math.round(sent / options.stepS),
       deliveredPps: Math.round(delivered / options.stepS),
-      deliveredMbps: Math.round(((delivered * payloadBytes * 8) / options.stepS / 1e6) * 100) / 100,
       lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
-      relayCpuPercent: Math.round(cpu),
+      relayCpuPercent: Math.round(((processTicks(pid) - relay0) / CLK_TCK / options.stepS) * 100),
+      machineCores: Math.round(machineCores * 1000) / 1000,
+      baselineCores: Math.round(base * 1000) / 1000,
+      costUs: delivered > 0 ? Math.round((extraCpuS / delivered) * 1e6 * 1000) / 1000 : null,
     };
-    steps.push(result);
+    steps.push(step);
     say(
-      `  ${relay} ${payloadBytes} B: offered ${pps} pps, sent ${result.sentPps}, delivered ${result.deliveredPps} (${result.deliveredMbps} Mbit/s, loss ${result.lossPercent} %), relay CPU ${result.relayCpuPercent} %`,
+      `  ${relay} ${payload} B: offered ${pps}/s, sent ${step.sentPps}/s, delivered ${step.deliveredPps}/s (loss ${step.lossPercent} %), relay CPU ${step.relayCpuPercent} %, machine ${step.machineCores} cores (no relay: ${step.baselineCores}), ${step.costUs ?? '-'} µs/packet`,
     );
-    return result;
-  };
-  try {
-    // Double until a step loses more than 1 %, then bisect twice between the last clean rate and it.
-    let clean = 0;
-    let lossy: number | undefined;
-    for (let pps = 5000; pps <= options.maxPps; pps *= 2) {
-      const result = await step(pps);
-      if (result.sentPps < 0.9 * pps) {
-        say('  the generator cannot offer more: stopping this ladder');
-        lossy = pps;
-        break;
-      }
-      if (result.lossPercent > 1) {
-        lossy = pps;
-        break;
-      }
-      clean = pps;
+    if (step.sentPps < 0.95 * pps) {
+      limitedBy = 'generator';
+      break;
     }
-    for (let i = 0; i < 2 && lossy !== undefined && clean > 0; i++) {
-      const mid = Math.round((clean + lossy) / 2);
-      const result = await step(mid);
-      if (result.lossPercent <= 1 && result.sentPps >= 0.9 * mid) clean = mid;
-      else lossy = mid;
+    if (step.lossPercent > 1) {
+      limitedBy = 'relay';
+      break;
     }
-  } finally {
-    await client.close();
-    socket.close();
-    await sink.stop();
   }
-  const clean = steps.filter((s) => s.lossPercent <= 1);
-  const best = clean.reduce<Step | undefined>(
-    (a, s) => (!a || s.deliveredPps > a.deliveredPps ? s : a),
-    undefined,
-  );
+  const clean = steps.filter((s) => s.lossPercent <= 1 && s.sentPps >= 0.95 * s.offeredPps);
+  const best = clean.at(-1);
+  // Cost per packet from every clean step at once: the least-squares slope, through the origin,
+  // of the extra machine cores against the delivered rate. One step's difference of two CPU
+  // readings is noisy; the slope weights the high rates, where the relay's cost dominates.
+  let numerator = 0;
+  let denominator = 0;
+  for (const s of clean) {
+    numerator += (s.machineCores - s.baselineCores) * s.deliveredPps;
+    denominator += s.deliveredPps * s.deliveredPps;
+  }
+  const costS = denominator > 0 ? numerator / denominator : 0;
   return {
     relay,
-    payloadBytes,
+    payloadBytes: payload,
     capacityPps: best?.deliveredPps ?? null,
-    capacityMbps: best?.deliveredMbps ?? null,
-    peakDeliveredPps: Math.max(0, ...steps.map((s) => s.deliveredPps)),
+    relayCpuPercent: best?.relayCpuPercent ?? null,
+    costUs: costS > 0 ? Math.round(costS * 1e9) / 1000 : null,
+    ppsPerCore: costS > 0 ? Math.round(1 / costS) : null,
+    limitedBy,
     steps,
   };
 }
 
-async function startOurs(dir: string, port: number): Promise<ChildProcess> {
-  const config = join(dir, 'server.yaml');
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** A TURN allocation from LOAD_IP:port with a channel to the sink; the socket is closed for the generator. */
+async function turnLoad(server: Endpoint): Promise<Load> {
+  const sink = await startSink(0);
+  const socket = await new NodeNetwork().bindUdp({ address: LOAD_IP });
+  const client = await TurnClient.allocate({ clock: new SystemClock() }, socket, {
+    server,
+    ...USER,
+    rtoMs: 200,
+  });
+  const peer = { address: LOAD_IP, port: sink.port };
+  const channel = await client.bindChannel(peer);
+  const fromPort = socket.local.port;
+  // The generator sends from this 5-tuple now; the allocation lives 10 minutes, longer than a ladder.
+  socket.close();
+  const header = new Uint8Array(4);
+  new DataView(header.buffer).setUint16(0, channel);
+  return { to: server, fromPort, prefix: hex(header), sink };
+}
+
+function prefixFor(load: Load, payload: number): Load {
+  if (load.prefix === '-') return load;
+  const header = Buffer.from(load.prefix, 'hex');
+  header.writeUInt16BE(payload, 2); // ChannelData length
+  return { ...load, prefix: header.toString('hex') };
+}
+
+/**
+ * The kernel path: our gateway's side of a relayed call. The sink allocates with the raw-relay
+ * attribute, latches its address to the relayed port and permits the generator; the generator then
+ * sends plain datagrams to the relayed address and the server's nftables rules deliver them.
+ */
+async function kernelLoad(server: Endpoint): Promise<Load> {
+  const socket = await new NodeNetwork().bindUdp({ address: LOAD_IP });
+  const client = await TurnClient.allocate({ clock: new SystemClock() }, socket, {
+    server,
+    ...USER,
+    rtoMs: 200,
+    rawRelay: true,
+  });
+  if (!client.rawRelay) throw new Error('the server did not grant a raw relay');
+  await client.createPermission([LOAD_IP]);
+  await client.latch();
+  const port = socket.local.port;
+  socket.close();
+  const sink = await startSink(port);
+  // One source port for every step, as a peer's media socket: conntrack holds one flow per
+  // relayed port and latch, and a second source would clash with the first until it times out.
+  const probe = await new NodeNetwork().bindUdp({ address: LOAD_IP });
+  const fromPort = probe.local.port;
+  probe.close();
+  return { to: client.relayed, fromPort, prefix: '-', sink };
+}
+
+async function startOurs(dir: string, relayNs: string, port: number): Promise<ChildProcess> {
+  const config = join(dir, `server-${port}.yaml`);
   writeFileSync(
     config,
     `sip:
-  listen: { address: 127.0.0.1, port: ${port + 100} }
+  listen: { address: ${RELAY_IP}, port: ${port + 100} }
   realm: sc2c.lab
   users: { alice: ${USER.password} }
 stun:
-  primary: { address: 127.0.0.1, port: ${port} }
-  alternate: { address: 127.0.0.2, port: ${port + 1} }
+  primary: { address: ${RELAY_IP}, port: ${port} }
+  alternate: { address: ${RELAY_IP}, port: ${port + 1} }
 turn:
-  allowedPeers: [127.0.0.0/8]
+  allowedPeers: [198.18.250.0/24]
   unauthenticatedPerSecond: 10000
+  kernelForwarding: on
 `,
   );
-  const child = spawn(process.execPath, [BIN, 'server', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', relayNs, 'taskset', '-c', '0', process.execPath, BIN, 'server', '--config', config],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let banner = '';
+  child.stdout!.on('data', (d) => {
+    banner += d;
   });
-  await waitForOutput(child, /TURN on 127\.0\.0\.1/, 'sc2c server', 20_000);
+  child.stderr!.on('data', (d) => {
+    banner += d;
+  });
+  await waitForOutput(child as Parameters<typeof waitForOutput>[0], /TURN on /, 'sc2c server', 20_000);
+  say(`  ${/TURN on [^\n]*/.exec(banner)?.[0] ?? ''}`);
   return child;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'sc2c-bench-relay-'));
-const children: ChildProcess[] = [];
-const results: RelayResult[] = [];
-try {
-  const base = 40_000 + (process.pid % 200) * 100;
-  say(
-    `relay benchmark on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${options.stepS} s per step`,
-  );
-  const ours = await startOurs(dir, base);
-  children.push(ours);
-  for (const size of PAYLOADS)
-    results.push(await measure('sc2c', { address: '127.0.0.1', port: base }, ours.pid!, size));
-  ours.kill('SIGTERM');
-  const coturn = await startCoturn({
-    address: '127.0.0.1',
-    port: base + 50,
-    minPort: base + 60,
-    maxPort: base + 99,
-    dir,
-    auth: ['--lt-cred-mech', `--user=${USER.username}:${USER.password}`],
-    extra: options.coturnThreads === undefined ? [] : [`--relay-threads=${options.coturnThreads}`],
-  });
-  children.push(coturn);
-  for (const size of PAYLOADS)
-    results.push(await measure('coturn', { address: '127.0.0.1', port: base + 50 }, coturn.pid!, size));
-} finally {
-  for (const child of children) child.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+/** The pid of the relay process itself (under `ip netns exec` and `taskset`, which exec it). */
+function relayPid(child: ChildProcess): number {
+  return child.pid!;
 }
 
-const report = {
-  benchmark: 'relay forwarding, ChannelData client -> relay -> UDP peer, loopback',
-  date: new Date().toISOString(),
-  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, node: process.version },
-  stepS: options.stepS,
-  coturnThreads: options.coturnThreads ?? 'default (one per CPU)',
-  results,
-};
-if (options.out) writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
-if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-else {
-  process.stdout.write('\nrelay     payload  capacity (<= 1 % loss)          peak delivered\n');
-  for (const r of results)
-    process.stdout.write(
-      `${r.relay.padEnd(9)} ${String(r.payloadBytes).padStart(5)} B  ${r.capacityPps === null ? '-'.padEnd(30) : `${r.capacityPps} pps, ${r.capacityMbps} Mbit/s`.padEnd(30)}  ${r.peakDeliveredPps} pps\n`,
+async function inside(relayNs: string): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sc2c-bench-relay-in-'));
+  const rows: Row[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    say(
+      `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step`,
     );
+    for (const relay of relays) {
+      const port = 40_000 + rows.length * 200;
+      let child: ChildProcess;
+      let server: Endpoint;
+      if (relay === 'coturn') {
+        child = await startCoturn({
+          address: RELAY_IP,
+          port,
+          minPort: port + 10,
+          maxPort: port + 60,
+          dir,
+          auth: ['--lt-cred-mech', `--user=${USER.username}:${USER.password}`],
+          extra: ['--relay-threads=1'],
+          wrapper: ['ip', 'netns', 'exec', relayNs, 'taskset', '-c', '0'],
+        });
+        server = { address: RELAY_IP, port };
+      } else {
+        child = await startOurs(dir, relayNs, port);
+        server = { address: RELAY_IP, port };
+      }
+      children.push(child);
+      for (const payload of payloads) {
+        let load: Load;
+        try {
+          load = relay === 'sc2c-kernel' ? await kernelLoad(server) : await turnLoad(server);
+        } catch (error) {
+          say(`  ${relay}: cannot set up (${(error as Error).message}); no row`);
+          continue;
+        }
+        try {
+          rows.push(await ladder(relay, payload, relayPid(child), prefixFor(load, payload)));
+        } finally {
+          load.sink.stop();
+        }
+      }
+      child.kill('SIGKILL');
+    }
+  } finally {
+    for (const child of children) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const report = {
+    benchmark: 'relay forwarding, load namespace -> relay namespace -> load namespace over veth',
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, node: process.version },
+    placement: 'relay pinned to CPU 0; generator, sink and this script pinned to CPU 1',
+    stepS: options.stepS,
+    rows,
+  };
+  if (options.out) writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    process.stdout.write(
+      '\nrelay         payload  capacity (<= 1 % loss)  relay CPU  packets/s per core  limited by\n',
+    );
+    for (const r of rows)
+      process.stdout.write(
+        `${r.relay.padEnd(12)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${r.limitedBy}\n`,
+      );
+  }
 }
+
+if (options.inside) await inside(options.inside);
+else await outside();

@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
   nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
+  conntrack  # the relay's kernel fast path forgets a relayed port's flows when its rules come and go (issue 23)
+  gcc        # bench:relay compiles its load generator (scripts/udp-load.c)
   coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
   curl       # tests read the server's admin HTTP API from inside a lab namespace
   ffmpeg     # media: H.264/Opus encoding, MP4 recording, ffprobe checks (FFMPEG_PATH overrides)

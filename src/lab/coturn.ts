@@ -21,15 +21,19 @@ export interface CoturnInit {
   readonly auth: readonly string[];
   /** More flags (e.g. `--relay-threads=1`). */
   readonly extra?: readonly string[];
+  /** A command that runs it (e.g. `ip netns exec NS taskset -c 0`); default none. */
+  readonly wrapper?: readonly string[];
   /** TURN over TLS on `port` with these PEM files; without it coturn runs without TLS. */
   readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
 }
 
 /** Starts turnserver and resolves once it answers STUN (within 15 s), or rejects with why not. */
 export async function startCoturn(init: CoturnInit): Promise<ChildProcess> {
+  const [command, ...wrapperArgs] = [...(init.wrapper ?? []), 'turnserver'];
   const child = spawn(
-    'turnserver',
+    command!,
     [
+      ...wrapperArgs,
       '-n',
       `--listening-ip=${init.address}`,
       `--listening-port=${init.port}`,
@@ -56,7 +60,8 @@ export async function startCoturn(init: CoturnInit): Promise<ChildProcess> {
     { stdio: 'ignore' },
   );
   const clock = new SystemClock();
-  const socket = await new NodeNetwork().bindUdp({ address: init.address });
+  // Any local address: the caller may be in another namespace than coturn (the relay benchmark).
+  const socket = await new NodeNetwork().bindUdp({});
   try {
     for (let i = 0; i < 50; i++) {
       if (child.exitCode !== null) throw new Error(`turnserver exited with ${child.exitCode}`);
