@@ -15,6 +15,7 @@ import {
   type BindInit,
   type ConnectInit,
   ConnectionRefusedError,
+  type FastPathHandler,
   type ListenInit,
   type Network,
   type StreamConnection,
@@ -38,6 +39,7 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
   sendFailures = 0;
   /** Linux's net.ipv4.ip_default_ttl, or what `setTTL` set. */
   #ttl = 64;
+  #fastPath?: FastPathHandler;
   constructor(
     readonly socket: dgram.Socket,
     readonly local: Endpoint,
@@ -45,6 +47,8 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
     super();
     socket.on('message', (msg, rinfo) => {
       if (this.#closed) return;
+      // A Buffer is a Uint8Array: the data plane takes it as it is.
+      if (this.#fastPath?.(msg, rinfo.address, rinfo.port)) return;
       this.emit('message', new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), {
         address: rinfo.address,
         port: rinfo.port,
@@ -74,6 +78,24 @@ class NodeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
         this.sendFailures++;
       } else if (error) this.socket.emit('error', error);
     });
+  }
+
+  setFastPath(handler: FastPathHandler | undefined): void {
+    this.#fastPath = handler;
+  }
+
+  forward(
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    address: string,
+    port: number,
+    head?: Uint8Array,
+  ): void {
+    if (this.#closed) return;
+    // No callback: dgram then allocates nothing to call back, and reports a failure as an 'error'.
+    if (head) this.socket.send([head, data.subarray(offset, offset + length)], port, address);
+    else this.socket.send(data, offset, length, port, address);
   }
 
   setTTL(ttl: number): void {

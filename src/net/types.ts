@@ -41,7 +41,29 @@ export interface UdpSocket extends TypedEmitter<UdpSocketEvents> {
   sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): Promise<void>;
   /** Idempotent. */
   close(): void;
+  /**
+   * The data plane (a relay's forwarding, issue 23): `handler` sees every datagram first, with no
+   * per-datagram event objects, and returns true when it took it; the rest go to 'message'
+   * listeners. One handler per socket; `undefined` removes it.
+   */
+  setFastPath(handler: FastPathHandler | undefined): void;
+  /**
+   * Sends `data[offset, offset + length)` to `address`:`port`, or, with `head`, `head` followed by
+   * that range, as one datagram: scatter-gather, no copy and no per-datagram callback on real
+   * sockets. For forwarding; a datagram sent just before `close()` may be dropped.
+   */
+  forward(
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    address: string,
+    port: number,
+    head?: Uint8Array,
+  ): void;
 }
+
+/** Takes a datagram on the data plane; true when taken. `data` is valid only during the call. */
+export type FastPathHandler = (data: Uint8Array, address: string, port: number) => boolean;
 
 export interface BindInit {
   /** Local address to bind; default all addresses. */

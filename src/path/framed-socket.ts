@@ -5,10 +5,10 @@
  * ICE's over TCP.
  */
 import type { Endpoint } from '../net/address.ts';
-import type { StreamConnection, UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { LayeredUdpSocket } from '../net/layered-socket.ts';
+import type { StreamConnection, UdpSocket } from '../net/types.ts';
 import { DecodeError } from '../protocol/decode-error.ts';
 import { Deframer, frame, MAX_FRAMED_DATAGRAM } from '../protocol/rfc4571.ts';
-import { TypedEmitter } from '../util/typed-emitter.ts';
 
 /**
  * Bytes the connection may hold unsent before datagrams are dropped instead: real-time media is
@@ -25,7 +25,7 @@ export interface FramedSocketCounters {
   misdirected: number;
 }
 
-export class FramedSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
+export class FramedSocket extends LayeredUdpSocket implements UdpSocket {
   readonly local: Endpoint;
   readonly remote: Endpoint;
   readonly counters: FramedSocketCounters = {
@@ -99,7 +99,7 @@ export class FramedSocket extends TypedEmitter<UdpSocketEvents> implements UdpSo
     for (const datagram of datagrams) {
       if (this.#closed) return;
       this.counters.framesReceived++;
-      this.emit('message', datagram, this.remote);
+      this.deliver(datagram, this.remote);
     }
   }
 }

@@ -14,7 +14,8 @@
 
 import type { Endpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
-import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { LayeredUdpSocket } from '../net/layered-socket.ts';
+import type { UdpSocket } from '../net/types.ts';
 import { isDtls } from '../protocol/dtls/record.ts';
 import { decodeRelayMoved, encodeRelayMoved, isRelayMoved } from '../protocol/rtcp.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
@@ -324,7 +325,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
         route,
         route === 'relay' ? 'the peer moved to the relay' : 'the peer is back on the direct path',
       );
-    this.#facade.emit('message', data, from);
+    this.#facade.receive(data, from);
   }
 
   /** Long enough since the last switch that traffic on the other route means a move, not stragglers. */
@@ -349,7 +350,7 @@ const ZERO: Endpoint = { address: '0.0.0.0', port: 0 };
 const HOLD_MS = 500;
 
 /** What media code holds: sends go by the current route, messages come from both. */
-class FacadeSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
+class FacadeSocket extends LayeredUdpSocket implements UdpSocket {
   constructor(private readonly path: RoutedPath) {
     super();
   }
@@ -372,5 +373,10 @@ class FacadeSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
 
   close(): void {
     this.path.close();
+  }
+
+  /** A datagram from either route, for media code. */
+  receive(data: Uint8Array, from: Endpoint): void {
+    this.deliver(data, from);
   }
 }

@@ -7,12 +7,12 @@
 
 import type { MediaPath } from '../media/path.ts';
 import type { Endpoint } from '../net/address.ts';
-import type { UdpSocket, UdpSocketEvents } from '../net/types.ts';
+import { LayeredUdpSocket } from '../net/layered-socket.ts';
+import type { UdpSocket } from '../net/types.ts';
 import { isDtls } from '../protocol/dtls/record.ts';
 import { isRtcp, isRtp } from '../protocol/rtp.ts';
 import { SrtpProfileName } from '../protocol/srtp/keys.ts';
 import { type SrtpCounters, SrtpSession } from '../protocol/srtp/srtp.ts';
-import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { DtlsEndpoint, DtlsKeys } from './dtls-endpoint.ts';
 
 export interface SecureCounters extends SrtpCounters {
@@ -150,7 +150,7 @@ export class SecurePath implements MediaPath {
 }
 
 /** What the media code holds: plain RTP in and out, SRTP on the wire. */
-class SrtpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
+class SrtpSocket extends LayeredUdpSocket implements UdpSocket {
   readonly #off: () => void;
 
   constructor(
@@ -169,7 +169,7 @@ class SrtpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
         return;
       }
       const plain = this.path.unprotect(data);
-      if (plain) this.emit('message', plain, from);
+      if (plain) this.deliver(plain, from);
     });
     inner.on('close', () => this.emit('close'));
   }

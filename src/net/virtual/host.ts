@@ -7,6 +7,7 @@ import {
   type BindInit,
   type ConnectInit,
   ConnectionRefusedError,
+  type FastPathHandler,
   type ListenInit,
   type Network,
   type StreamConnection,
@@ -49,6 +50,32 @@ class VirtualUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocke
     if (this.#closed) return;
     if (!isValidPort(to.port) || to.port === 0) throw new RangeError(`bad destination port ${to.port}`);
     this.host.sendUdp(this, data, to, this.#ttl);
+  }
+
+  /** The data plane's handler, called by the host before 'message' listeners. */
+  fastPath?: FastPathHandler;
+
+  setFastPath(handler: FastPathHandler | undefined): void {
+    this.fastPath = handler;
+  }
+
+  forward(
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    address: string,
+    port: number,
+    head?: Uint8Array,
+  ): void {
+    const body = data.slice(offset, offset + length);
+    if (!head) {
+      this.send(body, { address, port });
+      return;
+    }
+    const out = new Uint8Array(head.byteLength + length);
+    out.set(head);
+    out.set(body, head.byteLength);
+    this.send(out, { address, port });
   }
 
   setTTL(ttl: number): void {
@@ -251,8 +278,10 @@ export class VirtualHost implements Network, LinkEnd, SegmentSender {
       case 'udp': {
         const socket =
           this.#udp.get(formatEndpoint(packet.dst)) ?? this.#udp.get(`${ANY}:${packet.dst.port}`);
-        if (socket) socket.emit('message', packet.payload, packet.src);
-        else this.#sendIcmp('port-unreachable', packet.dst.address, packet.src.address, packet);
+        if (socket) {
+          if (!socket.fastPath?.(packet.payload, packet.src.address, packet.src.port))
+            socket.emit('message', packet.payload, packet.src);
+        } else this.#sendIcmp('port-unreachable', packet.dst.address, packet.src.address, packet);
         return;
       }
       case 'tcp':
