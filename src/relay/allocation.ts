@@ -20,6 +20,22 @@ export class Allocation {
   readonly permissions = new Map<string, number>();
   readonly #channelPeer = new Map<number, { peer: Endpoint; expiresAtMs: number }>();
   readonly #peerChannel = new Map<string, number>();
+  /** The same, by address then port: the forwarding path looks up without building a key. */
+  readonly #peerChannelByAddress = new Map<string, Map<number, number>>();
+  /**
+   * Raw relay (issue 23): granted at Allocate; `latch` is where peers' data goes once the client
+   * has signed a Binding from it to the relayed address.
+   */
+  raw = false;
+  latch?: Endpoint;
+  /** The server's number for it (the kernel's rules are named by it). */
+  id = 0;
+  /** The peers the kernel's rules were installed for, to reinstall when permissions change. */
+  kernelPeers = '';
+  /** The kernel forwards for it: 'installing', 'installed', or a failure (then userspace goes on). */
+  kernel?: 'installing' | 'installed' | 'failed';
+  /** Counters read from the kernel at the last sweep, so the next read adds only the difference. */
+  kernelSeen = { packets: 0, bytes: 0 };
   readonly counters: AllocationCounters = {
     packetsToPeers: 0,
     bytesToPeers: 0,
@@ -60,6 +76,12 @@ export class Allocation {
     if (existing !== undefined && existing !== channel) return false;
     this.#channelPeer.set(channel, { peer, expiresAtMs: nowMs + TURN_LIFETIMES.channelS * 1000 });
     this.#peerChannel.set(key, channel);
+    let ports = this.#peerChannelByAddress.get(peer.address);
+    if (!ports) {
+      ports = new Map();
+      this.#peerChannelByAddress.set(peer.address, ports);
+    }
+    ports.set(peer.port, channel);
     this.permit(peer.address, nowMs);
     return true;
   }
@@ -73,6 +95,23 @@ export class Allocation {
     return this.#peerChannel.get(formatEndpoint(peer));
   }
 
+  /**
+   * The forwarding path's look-ups: no expiry test per datagram (the server's sweep drops what
+   * expired, within a second of it), no key built.
+   */
+  routeOf(channel: number): Endpoint | undefined {
+    return this.#channelPeer.get(channel)?.peer;
+  }
+
+  channelFor(address: string, port: number): number | undefined {
+    return this.#peerChannelByAddress.get(address)?.get(port);
+  }
+
+  /** Peer IPs permitted now (for the kernel's rules). */
+  permittedPeers(nowMs: number): string[] {
+    return [...this.permissions].filter(([, until]) => until > nowMs).map(([ip]) => ip);
+  }
+
   get channels(): number {
     return this.#channelPeer.size;
   }
@@ -84,6 +123,9 @@ export class Allocation {
       if (bound.expiresAtMs > nowMs) continue;
       this.#channelPeer.delete(channel);
       this.#peerChannel.delete(formatEndpoint(bound.peer));
+      const ports = this.#peerChannelByAddress.get(bound.peer.address);
+      ports?.delete(bound.peer.port);
+      if (ports?.size === 0) this.#peerChannelByAddress.delete(bound.peer.address);
     }
   }
 }

@@ -6,7 +6,7 @@
  * punch checks) is left to the socket's other listeners.
  */
 import { randomBytes } from 'node:crypto';
-import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
 import { type Clock, every, sleep, type Timer } from '../net/clock.ts';
 import type { Network, StreamConnection, UdpSocket } from '../net/types.ts';
 import {
@@ -25,6 +25,7 @@ import {
   type StunAttribute,
   StunClass,
   type StunMessage,
+  StunMethod,
 } from '../protocol/stun/message.ts';
 import {
   CHANNEL_MIN,
@@ -37,6 +38,8 @@ import {
   isChannelData,
   longTermKey,
   PROTOCOL_UDP,
+  RAW_RELAY_PATH,
+  SC2C_RAW_RELAY,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
@@ -56,7 +59,18 @@ export interface TurnClientInit {
   readonly attempts?: number;
   /** `allocateOverTcp` only: TLS on the connection (TURN over TLS, `turns:`), trusting `ca`. */
   readonly tls?: { readonly ca?: string; readonly servername?: string };
+  /**
+   * Over UDP: ask for a raw relay (SC2C-RAW-RELAY, issue 23). Our server grants it; others ignore
+   * the attribute and the allocation is plain TURN (`rawRelay` stays undefined).
+   */
+  readonly rawRelay?: boolean;
 }
+
+/** Where a granted raw relay forwards: in the kernel, or in the server's process. */
+export type RawRelayPath = 'kernel' | 'userspace';
+
+/** How often a latch is sent again, so that our NAT keeps the mapping toward the relayed address open. */
+const LATCH_KEEPALIVE_MS = 15_000;
 
 export class TurnError extends Error {
   constructor(
@@ -107,6 +121,12 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   readonly #off: () => void;
   readonly #transport: TurnTransport;
   relayed: Endpoint = { address: '0.0.0.0', port: 0 };
+  /** A raw relay the server granted, and on which path; undefined for plain TURN. */
+  rawRelay?: RawRelayPath;
+  /** The UDP socket (none over TCP): a raw relay's data arrives on it from the relayed address. */
+  #socket?: UdpSocket;
+  #latchTimer?: Timer;
+  #offRaw?: () => void;
   mapped: Endpoint = { address: '0.0.0.0', port: 0 };
   lifetimeS = 0;
 
@@ -122,7 +142,9 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
 
   /** Allocates on `init.server` over UDP from `socket`; rejects with a `TurnError` saying why when it cannot. */
   static allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
-    return TurnClient.#allocate(new TurnClient(c, () => udpTransport(socket, init.server), init));
+    const client = new TurnClient(c, () => udpTransport(socket, init.server), init);
+    client.#socket = socket;
+    return TurnClient.#allocate(client);
   }
 
   /**
@@ -177,7 +199,12 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
           type: TurnAttribute.LIFETIME,
           value: encodeU32(init.lifetimeS ?? TURN_LIFETIMES.allocationDefaultS),
         },
+        ...(init.rawRelay && client.#socket ? [{ type: SC2C_RAW_RELAY, value: encodeU32(0) }] : []),
       ]);
+      const raw = findAttribute(response, SC2C_RAW_RELAY);
+      if (raw && client.#socket)
+        client.rawRelay =
+          decodeU32(raw.value, 'SC2C-RAW-RELAY') === RAW_RELAY_PATH.kernel ? 'kernel' : 'userspace';
       const relayed = findAttribute(response, TurnAttribute.XOR_RELAYED_ADDRESS);
       const mapped = findAttribute(response, AttributeType.XOR_MAPPED_ADDRESS);
       const lifetime = findAttribute(response, TurnAttribute.LIFETIME);
@@ -288,8 +315,67 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     this.#stop();
   }
 
+  /**
+   * Latches a granted raw relay: a Binding request signed with the allocation's key, from our
+   * socket to the relayed address, fixes our address (as the relay sees it) as where peers' data
+   * goes. Resolves once the relay answered; from then on the latch is sent again every 15 s so
+   * that our NAT keeps the mapping open, and raw data from the relayed address comes out as 'data'.
+   */
+  async latch(): Promise<void> {
+    const socket = this.#socket;
+    if (!this.rawRelay || !socket || !this.#key) throw new TurnError(null, 'no raw relay was granted');
+    const relayed = this.relayed;
+    this.#offRaw ??= socket.on('message', (data, from) => {
+      if (sameEndpoint(from, relayed)) this.#onRaw(data);
+    });
+    const answer = await this.#transactionTo(
+      (frame) => socket.send(frame, relayed),
+      StunMethod.binding,
+      [
+        { type: SC2C_RAW_RELAY, value: encodeU32(0) },
+        { type: AttributeType.USERNAME, value: encodeText(this.init.username) },
+      ],
+      this.init.attempts ?? 6,
+      false,
+    );
+    if (answer.cls !== StunClass.success) throw new TurnError(403, 'the relay refused the latch');
+    this.#latchTimer ??= every(this.c.clock, LATCH_KEEPALIVE_MS, () => {
+      // Not waited for: once the kernel forwards, the relay's answer may not come back to us.
+      void this.#transactionTo(
+        (frame) => socket.send(frame, relayed),
+        StunMethod.binding,
+        [
+          { type: SC2C_RAW_RELAY, value: encodeU32(0) },
+          { type: AttributeType.USERNAME, value: encodeText(this.init.username) },
+        ],
+        1,
+        false,
+      ).catch(() => {});
+    });
+  }
+
+  /** A datagram from our relayed address: the relay's answer to a latch, else a peer's data. */
+  #onRaw(data: Uint8Array): void {
+    if (isStun(data)) {
+      try {
+        const message = decodeStun(data);
+        // Our latch's answer; any other STUN (the peer's consent checks and answers) is the peer's data.
+        const pending = this.#pending.get(Buffer.from(message.transactionId).toString('hex'));
+        if (pending && message.method === StunMethod.binding) {
+          pending(message);
+          return;
+        }
+      } catch {
+        // Not STUN after all: a peer's data.
+      }
+    }
+    this.#deliver(data, this.relayed);
+  }
+
   #stop(): void {
     this.#closed = true;
+    this.#latchTimer?.clear();
+    this.#offRaw?.();
     this.#refreshTimer?.clear();
     this.#permissionTimer?.clear();
     this.#off();
@@ -353,17 +439,29 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     throw new TurnError(null, 'the TURN server kept refusing the credentials');
   }
 
-  async #transaction(method: number, attributes: StunAttribute[], attempts: number): Promise<StunMessage> {
+  #transaction(method: number, attributes: StunAttribute[], attempts: number): Promise<StunMessage> {
+    return this.#transactionTo((frame) => this.#transport.send(frame), method, attributes, attempts, true);
+  }
+
+  /** One request through `send`; `credentials`: with USERNAME, REALM and NONCE (else the caller's attributes). */
+  async #transactionTo(
+    send: (frame: Uint8Array) => void,
+    method: number,
+    attributes: StunAttribute[],
+    attempts: number,
+    credentials: boolean,
+  ): Promise<StunMessage> {
     const transactionId = new Uint8Array(randomBytes(12));
     const id = Buffer.from(transactionId).toString('hex');
-    const signed = this.#key
-      ? [
-          ...attributes,
-          { type: AttributeType.USERNAME, value: encodeText(this.init.username) },
-          { type: TurnAttribute.REALM, value: encodeText(this.#realm) },
-          { type: TurnAttribute.NONCE, value: encodeText(this.#nonce) },
-        ]
-      : attributes;
+    const signed =
+      this.#key && credentials
+        ? [
+            ...attributes,
+            { type: AttributeType.USERNAME, value: encodeText(this.init.username) },
+            { type: TurnAttribute.REALM, value: encodeText(this.#realm) },
+            { type: TurnAttribute.NONCE, value: encodeText(this.#nonce) },
+          ]
+        : attributes;
     let encoded = encodeStun({ method, cls: StunClass.request, transactionId, attributes: signed });
     if (this.#key) encoded = addMessageIntegrity(encoded, this.#key);
     const request = addFingerprint(encoded);
@@ -382,7 +480,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
         attempts = 1;
       }
       for (let i = 0; i < attempts && !response && !this.#broken; i++) {
-        this.#transport.send(request);
+        send(request);
         try {
           await sleep(this.c.clock, rtoMs, wake.signal);
         } catch {

@@ -5,7 +5,7 @@
  * ranges. It also answers STUN Binding, as every TURN server does. Malformed or oversized input is
  * dropped and counted, never thrown.
  */
-import { type Endpoint, formatEndpoint } from '../net/address.ts';
+import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
 import type { Network, StreamConnection, StreamServer, UdpSocket } from '../net/types.ts';
 import { DecodeError } from '../protocol/decode-error.ts';
@@ -16,7 +16,7 @@ import {
   encodeUnknownAttributes,
   encodeXorAddress,
 } from '../protocol/stun/attributes.ts';
-import { addFingerprint, addMessageIntegrity } from '../protocol/stun/integrity.ts';
+import { addFingerprint, addMessageIntegrity, verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
@@ -43,6 +43,8 @@ import {
   KNOWN_REQUIRED_ATTRIBUTES,
   PROTOCOL_UDP,
   padForStream,
+  RAW_RELAY_PATH,
+  SC2C_RAW_RELAY,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
@@ -67,6 +69,11 @@ export type { TurnCounters, TurnServerInit } from './turn-types.ts';
 export class TurnServer {
   readonly counters: TurnCounters = emptyTurnCounters();
   readonly #allocations = new Map<string, Allocation>();
+  /** UDP clients' allocations by address then port: the forwarding path looks up without a key string. */
+  readonly #udpClients = new Map<string, Map<number, Allocation>>();
+  #nextId = 1;
+  /** A sweep is reading the kernel's counters. */
+  #reading = false;
   /** 5-tuples whose first Allocate is being served (binding its relay socket), by transaction id. */
   readonly #allocating = new Map<string, { readonly transactionId: Uint8Array; readonly address: string }>();
   readonly #auth: TurnAuthenticator;
@@ -89,6 +96,8 @@ export class TurnServer {
     });
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
     if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
+    // ChannelData from UDP clients never reaches an emitter (issue 23): this handler forwards it.
+    socket.setFastPath((data, address, port) => this.#fromClientFast(data, address, port));
     this.#sweep = every(c.clock, 1000, () => this.#expire());
   }
 
@@ -167,8 +176,11 @@ export class TurnServer {
     if (this.#closed) return;
     this.#closed = true;
     this.#sweep.clear();
+    this.socket.setFastPath(undefined);
     for (const allocation of this.#allocations.values()) allocation.relay.close();
     this.#allocations.clear();
+    this.#udpClients.clear();
+    void this.init.offload?.close().catch(() => {});
     for (const server of this.#streamServers) server.close();
     for (const stream of this.#streams) stream.close();
     this.#streams.clear();
@@ -379,8 +391,19 @@ export class TurnServer {
       message.transactionId,
       now,
     );
+    allocation.id = this.#nextId++;
+    allocation.raw = !from.stream && findAttribute(message, SC2C_RAW_RELAY) !== undefined;
     relay.on('message', (data, peer) => this.#fromPeer(allocation, data, peer));
+    relay.setFastPath((data, address, port) => this.#fromPeerFast(allocation, data, address, port));
     this.#allocations.set(clientKey(from), allocation);
+    if (!from.stream) {
+      let ports = this.#udpClients.get(from.address);
+      if (!ports) {
+        ports = new Map();
+        this.#udpClients.set(from.address, ports);
+      }
+      ports.set(from.port, allocation);
+    }
     this.counters.allocations++;
     this.#allocated(from, message, auth.key, allocation);
   }
@@ -395,9 +418,15 @@ export class TurnServer {
         { type: TurnAttribute.XOR_RELAYED_ADDRESS, value: encodeXorAddress(allocation.relayed) },
         { type: TurnAttribute.LIFETIME, value: encodeU32(lifetimeS) },
         { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
+        ...(allocation.raw ? [{ type: SC2C_RAW_RELAY, value: encodeU32(this.#rawPath) }] : []),
       ],
       key,
     );
+  }
+
+  /** The path raw relays are granted on: the kernel's when this server may offload. */
+  get #rawPath(): number {
+    return this.init.offload ? RAW_RELAY_PATH.kernel : RAW_RELAY_PATH.userspace;
   }
 
   async #bindRelay(even: boolean): Promise<UdpSocket> {
@@ -518,7 +547,8 @@ export class TurnServer {
   }
 
   #toPeer(allocation: Allocation, peer: Endpoint, data: Uint8Array): void {
-    if (!allocation.permitted(peer.address, this.c.clock.now()) || !this.#peers.permits(peer.address)) {
+    // The peer policy was checked when the permission was installed (CreatePermission, ChannelBind).
+    if (!allocation.permitted(peer.address, this.c.clock.now())) {
       this.counters.unpermitted++;
       return;
     }
@@ -530,7 +560,17 @@ export class TurnServer {
   }
 
   #fromPeer(allocation: Allocation, data: Uint8Array, peer: Endpoint): void {
-    if (this.#closed || !allocation.permitted(peer.address, this.c.clock.now())) {
+    if (this.#closed) return;
+    if (
+      allocation.raw &&
+      isStun(data) &&
+      data[0] === 0x00 &&
+      data[1] === 0x01 &&
+      this.#latch(allocation, data, peer)
+    )
+      return;
+    if (allocation.latch && sameEndpoint(peer, allocation.latch)) return; // the client itself: nothing to relay
+    if (!allocation.permitted(peer.address, this.c.clock.now())) {
       this.counters.unpermitted++;
       return;
     }
@@ -560,14 +600,212 @@ export class TurnServer {
     const now = this.c.clock.now();
     for (const allocation of this.#allocations.values()) {
       if (allocation.expiresAtMs <= now) this.#delete(allocation);
-      else allocation.expire(now);
+      else {
+        allocation.expire(now);
+        // Permissions came or went: the kernel's rules follow them.
+        if (
+          allocation.kernel === 'installed' &&
+          allocation.permittedPeers(now).join(',') !== allocation.kernelPeers
+        )
+          this.#offload(allocation);
+      }
     }
     this.#auth.prune(now);
+    void this.#readKernel();
   }
 
   #delete(allocation: Allocation): void {
     allocation.relay.close();
     this.#allocations.delete(clientKey(allocation.client));
+    const ports = this.#udpClients.get(allocation.client.address);
+    if (ports?.get(allocation.client.port) === allocation) {
+      ports.delete(allocation.client.port);
+      if (ports.size === 0) this.#udpClients.delete(allocation.client.address);
+    }
+    if (allocation.kernel) {
+      const offload = this.init.offload!;
+      allocation.kernel = undefined;
+      // What the kernel forwarded since the last sweep is counted before its rules go.
+      void this.#readKernel()
+        .then(() => offload.remove(allocation.id))
+        .catch(() => {
+          this.counters.kernelFailures++;
+        });
+    }
+  }
+
+  /**
+   * ChannelData from a UDP client, on the forwarding path: no objects, no copy, no callback. The
+   * channel's binding implies its permission and the peer policy (both checked when it was bound);
+   * expiry is the sweep's.
+   */
+  #fromClientFast(data: Uint8Array, address: string, port: number): boolean {
+    const first = data[0]!;
+    if (this.#closed || first < 0x40 || first > 0x7f) return false;
+    const size = data.byteLength;
+    if (size > (this.init.maxDatagramBytes ?? 2048)) {
+      this.counters.oversized++;
+      return true;
+    }
+    const length = size < 4 ? -1 : (data[2]! << 8) | data[3]!;
+    if (length < 0 || 4 + length > size || size - 4 - length > 3) {
+      this.counters.malformed++;
+      return true;
+    }
+    const allocation = this.#udpClients.get(address)?.get(port);
+    const peer = allocation?.routeOf((first << 8) | data[1]!);
+    if (!allocation || !peer) {
+      this.counters.unpermitted++;
+      return true;
+    }
+    allocation.relay.forward(data, 4, length, peer.address, peer.port);
+    allocation.counters.packetsToPeers++;
+    allocation.counters.bytesToPeers += length;
+    this.counters.packetsToPeers++;
+    this.counters.bytesToPeers += length;
+    return true;
+  }
+
+  /**
+   * A peer's datagram to a relayed address, on the forwarding path: raw to the latched address, or
+   * as ChannelData (a 4-byte head, the payload not copied) to a UDP client. The rest (Data
+   * indications, TCP clients, latches, the unpermitted) takes the slow path.
+   */
+  #fromPeerFast(allocation: Allocation, data: Uint8Array, address: string, port: number): boolean {
+    if (this.#closed || !allocation.permissions.has(address)) return false;
+    const length = data.byteLength;
+    const latch = allocation.latch;
+    if (latch) {
+      if (address === latch.address && port === latch.port) return false;
+      allocation.relay.forward(data, 0, length, latch.address, latch.port);
+      if (allocation.kernel === undefined && this.init.offload) this.#offload(allocation);
+    } else {
+      const client = allocation.client;
+      if (client.stream) return false;
+      const channel = allocation.channelFor(address, port);
+      if (channel === undefined) return false;
+      const head = new Uint8Array(4);
+      head[0] = channel >> 8;
+      head[1] = channel & 0xff;
+      head[2] = length >> 8;
+      head[3] = length & 0xff;
+      this.socket.forward(data, 0, length, client.address, client.port, head);
+    }
+    allocation.counters.packetsToClient++;
+    allocation.counters.bytesToClient += length;
+    this.counters.packetsToClients++;
+    this.counters.bytesToClients += length;
+    return true;
+  }
+
+  /**
+   * The client's latch (issue 23): a Binding request to its relayed address, carrying
+   * SC2C-RAW-RELAY, USERNAME and MESSAGE-INTEGRITY with the allocation's key. The first valid one
+   * fixes where peers' data goes; a later one from elsewhere is refused (a replay cannot move the
+   * stream). True when it was a latch attempt (answered or dropped).
+   */
+  #latch(allocation: Allocation, data: Uint8Array, from: Endpoint): boolean {
+    let message: StunMessage;
+    try {
+      message = decodeStun(data);
+    } catch {
+      return false;
+    }
+    if (!findAttribute(message, SC2C_RAW_RELAY)) return false;
+    const username = findAttribute(message, AttributeType.USERNAME);
+    let valid = false;
+    try {
+      valid =
+        username !== undefined &&
+        new TextDecoder().decode(username.value) === allocation.username &&
+        verifyMessageIntegrity(data, allocation.key);
+    } catch {
+      valid = false;
+    }
+    if (!valid) {
+      this.counters.latchesRefused++;
+      return true; // unsigned: no answer, so it reflects nothing
+    }
+    const reply = (cls: StunClass, attributes: StunAttribute[]): void => {
+      const encoded = encodeStun({
+        method: StunMethod.binding,
+        cls,
+        transactionId: message.transactionId,
+        attributes,
+      });
+      allocation.relay.send(addFingerprint(addMessageIntegrity(encoded, allocation.key)), from);
+    };
+    if (allocation.latch && !sameEndpoint(allocation.latch, from)) {
+      this.counters.latchesRefused++;
+      reply(StunClass.error, [
+        {
+          type: AttributeType.ERROR_CODE,
+          value: encodeErrorCode({ code: 403, reason: 'Forbidden: latched elsewhere' }),
+        },
+      ]);
+      return true;
+    }
+    if (!allocation.latch) this.counters.latches++;
+    allocation.latch = { address: from.address, port: from.port };
+    reply(StunClass.success, [
+      { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
+      { type: SC2C_RAW_RELAY, value: encodeU32(this.#rawPath) },
+    ]);
+    return true;
+  }
+
+  /** Hands a latched allocation's forwarding to the kernel (or its new peers); userspace goes on meanwhile. */
+  #offload(allocation: Allocation): void {
+    const offload = this.init.offload;
+    const latch = allocation.latch;
+    if (!offload || !latch) return;
+    const peers = allocation.permittedPeers(this.c.clock.now());
+    allocation.kernel = 'installing';
+    allocation.kernelPeers = peers.join(',');
+    offload
+      .install(allocation.id, { relayed: allocation.relayed, client: latch, peers })
+      .then(() => {
+        if (allocation.kernel !== 'installing') {
+          // Deleted while installing: the rules go again.
+          void offload.remove(allocation.id).catch(() => {});
+          return;
+        }
+        allocation.kernel = 'installed';
+        this.counters.kernelInstalls++;
+      })
+      .catch(() => {
+        if (allocation.kernel === 'installing') allocation.kernel = 'failed';
+        this.counters.kernelFailures++;
+      });
+  }
+
+  /** Adds what the kernel forwarded since the last read to the allocations' and the server's counters. */
+  async #readKernel(): Promise<void> {
+    const offload = this.init.offload;
+    if (!offload || this.#reading) return;
+    const installed = [...this.#allocations.values()].filter((a) => a.kernel === 'installed');
+    if (installed.length === 0) return;
+    this.#reading = true;
+    try {
+      const counts = await offload.counters();
+      for (const allocation of installed) {
+        const now = counts.get(allocation.id);
+        if (!now) continue;
+        const packets = Math.max(0, now.packets - allocation.kernelSeen.packets);
+        const bytes = Math.max(0, now.bytes - allocation.kernelSeen.bytes);
+        allocation.kernelSeen = { packets: now.packets, bytes: now.bytes };
+        allocation.counters.packetsToClient += packets;
+        allocation.counters.bytesToClient += bytes;
+        this.counters.packetsToClients += packets;
+        this.counters.bytesToClients += bytes;
+        this.counters.kernelPackets += packets;
+        this.counters.kernelBytes += bytes;
+      }
+    } catch {
+      this.counters.kernelFailures++;
+    } finally {
+      this.#reading = false;
+    }
   }
 
   /**

@@ -52,6 +52,24 @@ export interface TurnServerInit extends CredentialStore {
    */
   readonly maxDatagramBytes?: number;
   readonly software?: string;
+  /** Forwards latched raw-relay allocations in the kernel (issue 23); without it, userspace. */
+  readonly offload?: RelayOffload;
+}
+
+/**
+ * Kernel forwarding of raw-relay allocations: datagrams from `peers` (IPs) to `relayed` go on to
+ * `client`, from `relayed`, without reaching this process (nftables DNAT/SNAT with conntrack).
+ */
+export interface RelayOffload {
+  install(
+    id: number,
+    route: { relayed: Endpoint; client: Endpoint; peers: readonly string[] },
+  ): Promise<void>;
+  /** Stops it and forgets the flows the kernel tracks for it. Idempotent. */
+  remove(id: number): Promise<void>;
+  /** Packets and bytes the kernel forwarded per installed id, since its install. */
+  counters(): Promise<ReadonlyMap<number, { packets: number; bytes: number }>>;
+  close(): Promise<void>;
 }
 
 export interface TurnCounters {
@@ -82,6 +100,14 @@ export interface TurnCounters {
   allocateInFlight: number;
   /** Relayed packets dropped because a TCP client was not reading (its queue was full). */
   backpressureDrops: number;
+  /** Raw relay (issue 23): latches accepted and refused; allocations the kernel forwards for, and failed installs. */
+  latches: number;
+  latchesRefused: number;
+  kernelInstalls: number;
+  kernelFailures: number;
+  /** Packets and bytes the kernel forwarded (read at each sweep; also in the totals above). */
+  kernelPackets: number;
+  kernelBytes: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -107,5 +133,11 @@ export function emptyTurnCounters(): TurnCounters {
     tcpIdleClosed: 0,
     allocateInFlight: 0,
     backpressureDrops: 0,
+    latches: 0,
+    latchesRefused: 0,
+    kernelInstalls: 0,
+    kernelFailures: 0,
+    kernelPackets: 0,
+    kernelBytes: 0,
   };
 }

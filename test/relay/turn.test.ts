@@ -4,9 +4,8 @@
  * names is provoked on purpose.
  */
 import { describe, expect, it } from 'vitest';
-import { sleep, VirtualClock } from '../../src/net/clock.ts';
-import type { Network, UdpSocket } from '../../src/net/types.ts';
-import { VirtualNetwork } from '../../src/net/virtual/network.ts';
+import type { VirtualClock } from '../../src/net/clock.ts';
+import type { UdpSocket } from '../../src/net/types.ts';
 import { decodeErrorCode, encodeText, encodeXorAddress } from '../../src/protocol/stun/attributes.ts';
 import { addFingerprint, addMessageIntegrity } from '../../src/protocol/stun/integrity.ts';
 import {
@@ -28,60 +27,8 @@ import {
 } from '../../src/protocol/stun/turn.ts';
 import { issueCredentials, passwordFor } from '../../src/relay/credentials.ts';
 import { TurnClient, TurnError } from '../../src/relay/turn-client.ts';
-import { TurnServer, type TurnServerInit } from '../../src/relay/turn-server.ts';
-import { profiles } from '../net/world.ts';
 
-const TURN = { address: '198.18.0.10', port: 3478 };
-const USERS = { alice: 'alice-pass', bob: 'bob-pass' };
-
-async function setup(init: Partial<TurnServerInit> = {}, slowBindMs = 0) {
-  const clock = new VirtualClock();
-  const net = new VirtualNetwork({ clock, seed: 3 });
-  const internet = net.addRouter('internet', { addresses: ['198.18.255.254'] });
-  const serverHost = net.addHost('server', { addresses: ['198.18.0.10'] });
-  const natA = net.addNat('nat-a', {
-    publicAddress: '198.18.1.1',
-    insideAddress: '10.0.1.1',
-    behaviour: profiles.resolve('symmetric-random'),
-  });
-  const natB = net.addNat('nat-b', {
-    publicAddress: '198.18.2.1',
-    insideAddress: '10.0.2.1',
-    behaviour: profiles.resolve('symmetric-random'),
-  });
-  const alice = net.addHost('alice', { addresses: ['10.0.1.2'] });
-  const bob = net.addHost('bob', { addresses: ['10.0.2.2'] });
-  const peer = net.addHost('peer', { addresses: ['198.18.0.66'] });
-  net.connect(serverHost, internet, { latencyMs: 5 });
-  net.connect(peer, internet, { latencyMs: 5 });
-  net.connect(natA, internet, { latencyMs: 10 });
-  net.connect(natB, internet, { latencyMs: 10 });
-  net.connect(alice, natA, { latencyMs: 1 });
-  net.connect(bob, natB, { latencyMs: 1 });
-  // Relay sockets that take a while to bind, as a busy kernel's can: Allocates then overlap.
-  let bindDelayMs = 0;
-  const network: Network = {
-    bindUdp: async (bind) => {
-      if (bindDelayMs > 0) await sleep(clock, bindDelayMs);
-      return serverHost.bindUdp(bind);
-    },
-    connect: (to, connect) => serverHost.connect(to, connect),
-    listen: (listen) => serverHost.listen(listen),
-  };
-  const server = await TurnServer.start(
-    { network, clock },
-    { listen: TURN, realm: 'sc2c.lab', users: USERS, secret: 'per-call-secret', ...init },
-  );
-  bindDelayMs = slowBindMs;
-  const allocate = async (host = alice, username = 'alice', password = USERS.alice) => {
-    const socket = await host.bindUdp();
-    const client = await clock.run(
-      TurnClient.allocate({ clock }, socket, { server: TURN, username, password, rtoMs: 100 }),
-    );
-    return { socket, client };
-  };
-  return { clock, net, server, alice, bob, peer, allocate };
-}
+import { setup, TURN, USERS } from './turn-world.ts';
 
 /** A raw request from `socket`, for the cases a well-behaved client never produces. */
 function raw(

@@ -37,6 +37,17 @@ export const TurnAttribute = {
   RESERVATION_TOKEN: 0x0022,
 } as const;
 
+/**
+ * SC2C-RAW-RELAY (issue 23), in the comprehension-optional range so that other TURN servers
+ * ignore it. In an Allocate it asks for a raw relay; a server that grants it echoes it in the
+ * answer with the path it forwards on (`RAW_RELAY_PATH`), and answers the client's latch (a signed
+ * Binding request to the relayed address) with it too. Data from permitted peers then reaches the
+ * latched address as plain datagrams from the relayed address, with no ChannelData framing, so the
+ * kernel can forward it.
+ */
+export const SC2C_RAW_RELAY = 0xc2c0;
+export const RAW_RELAY_PATH = { userspace: 1, kernel: 2 } as const;
+
 /** Comprehension-required attributes (below 0x8000) this server understands; others get 420. */
 export const KNOWN_REQUIRED_ATTRIBUTES: ReadonlySet<number> = new Set([
   0x0001, 0x0006, 0x0008, 0x0009, 0x0014, 0x0015, 0x0020, 0x001c, 0x001d, 0x001e, 0x000c, 0x000d, 0x0012,

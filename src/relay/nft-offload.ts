@@ -1,0 +1,263 @@
+/**
+ * The relay's kernel fast path (issue 23), as rtpengine forwards in the kernel once a call is set
+ * up: per latched raw-relay allocation, nftables rules in a table of this process's own
+ * (`ip sc2c_relay_<pid>`) rewrite a permitted peer's datagram to the relayed port into one to the
+ * client's latched address from the relayed port (DNAT in prerouting and output, SNAT in
+ * postrouting), and conntrack carries the rest of the flow without this process seeing it.
+ *
+ *   udp dport vmap @ports    -> chain p<N>: ip daddr RELAY ip saddr { peers } ct mark set M dnat to CLIENT
+ *   ct mark vmap @marks      -> chain s<N>: snat to RELAY:PORT
+ *   ct mark vmap @counting   -> chain k<N>: counter c<N>       (what the call records and /metrics read)
+ *
+ * A flow the kernel already tracks without NAT (the first datagrams, forwarded in userspace) would
+ * keep bypassing the rules, so an install deletes the relayed port's conntrack entries; a removal
+ * deletes them too, so nothing is forwarded after the call. Needs CAP_NET_ADMIN, `nft` and
+ * `conntrack` (Debian's nftables and conntrack), and net.ipv4.ip_forward=1 to reach other hosts.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { Endpoint } from '../net/address.ts';
+import type { RelayOffload } from './turn-types.ts';
+
+const MARK_BASE = 0x5c000000;
+const TABLE_PREFIX = 'sc2c_relay_';
+/** Longest an nft or conntrack run may take before it counts as failed. */
+const COMMAND_TIMEOUT_MS = 10_000;
+
+export class OffloadUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OffloadUnavailable';
+  }
+}
+
+function run(
+  command: string,
+  args: readonly string[],
+  input?: string,
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
+    child.stdout!.on('data', (d) => {
+      if (out.length < 4 * 1024 * 1024) out += d;
+    });
+    child.stderr!.on('data', (d) => {
+      if (err.length < 64 * 1024) err += d;
+    });
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, out, err });
+    });
+    if (input !== undefined) {
+      child.stdin!.on('error', () => {}); // it exited without reading: its exit code says why
+      child.stdin!.end(input);
+    }
+  });
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** Addresses and ports go into nft's text only after this: a name from the network never does. */
+function checked(endpoint: Endpoint): string {
+  const match = IPV4.exec(endpoint.address);
+  if (!match || match.slice(1).some((o) => Number(o) > 255))
+    throw new RangeError(`not an IPv4 address: ${endpoint.address}`);
+  if (!Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65_535)
+    throw new RangeError(`bad port ${endpoint.port}`);
+  return `${endpoint.address}:${endpoint.port}`;
+}
+
+export class NftRelayOffload implements RelayOffload {
+  readonly table = `${TABLE_PREFIX}${process.pid}`;
+  /** Installed ids and the relayed endpoint each holds. */
+  readonly #installed = new Map<number, Endpoint>();
+  /** nft runs one at a time, so an install and its removal keep their order. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor() {}
+
+  /**
+   * Creates this process's table, after deleting tables left by processes that died; rejects with
+   * `OffloadUnavailable` saying why when the kernel path cannot run here.
+   */
+  static async start(): Promise<NftRelayOffload> {
+    let forwarding = '0';
+    try {
+      forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+    } catch {
+      // Unreadable: treated as off.
+    }
+    if (forwarding !== '1')
+      throw new OffloadUnavailable(
+        'net.ipv4.ip_forward is 0, so the kernel would not forward to other hosts',
+      );
+    const conntrack = await run('conntrack', ['--version']).catch(() => undefined);
+    if (conntrack?.code !== 0)
+      throw new OffloadUnavailable("the 'conntrack' command is missing (apt-get install conntrack)");
+    const offload = new NftRelayOffload();
+    const listed = await run('nft', ['list', 'tables', 'ip']).catch(() => undefined);
+    if (!listed) throw new OffloadUnavailable("the 'nft' command is missing (apt-get install nftables)");
+    if (listed.code !== 0)
+      throw new OffloadUnavailable(
+        `nft cannot read the ruleset (${listed.err.trim() || 'no CAP_NET_ADMIN?'})`,
+      );
+    for (const match of listed.out.matchAll(new RegExp(`table ip (${TABLE_PREFIX}(\\d+))`, 'g'))) {
+      const pid = Number(match[2]);
+      if (pid === process.pid || isAlive(pid)) continue;
+      await run('nft', ['delete', 'table', 'ip', match[1]!]);
+    }
+    const t = offload.table;
+    const created = await run(
+      'nft',
+      ['-f', '-'],
+      `table ip ${t}
+delete table ip ${t}
+table ip ${t} {
+  map ports { type inet_service : verdict; }
+  map marks { type mark : verdict; }
+  map counting { type mark : verdict; }
+  chain pre { type nat hook prerouting priority dstnat; policy accept; udp dport vmap @ports; }
+  chain out { type nat hook output priority -100; policy accept; udp dport vmap @ports; }
+  chain post { type nat hook postrouting priority srcnat; policy accept; ct mark vmap @marks; }
+  chain count { type filter hook postrouting priority 100; policy accept; ct mark vmap @counting; }
+}
+`,
+    );
+    if (created.code !== 0)
+      throw new OffloadUnavailable(`nft could not create table ${t}: ${created.err.trim()}`);
+    return offload;
+  }
+
+  install(
+    id: number,
+    route: { relayed: Endpoint; client: Endpoint; peers: readonly string[] },
+  ): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#closed) throw new Error('the kernel path is closed');
+      const relayed = checked(route.relayed);
+      const client = checked(route.client);
+      const peers = route.peers.map((ip) => checked({ address: ip, port: 1 }).split(':')[0]!);
+      if (peers.length === 0) throw new RangeError('no permitted peer');
+      const t = this.table;
+      const mark = markOf(id);
+      const script = [
+        ...(this.#installed.has(id) ? this.#removal(id, this.#installed.get(id)!) : []),
+        `add chain ip ${t} p${id}`,
+        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr { ${peers.join(', ')} } meta l4proto udp ct mark set ${mark} dnat ip to ${client}`,
+        `add chain ip ${t} s${id}`,
+        `add rule ip ${t} s${id} meta l4proto udp snat ip to ${relayed}`,
+        `add counter ip ${t} c${id}`,
+        `add chain ip ${t} k${id}`,
+        `add rule ip ${t} k${id} counter name c${id}`,
+        `add element ip ${t} ports { ${route.relayed.port} : jump p${id} }`,
+        `add element ip ${t} marks { ${mark} : jump s${id} }`,
+        `add element ip ${t} counting { ${mark} : jump k${id} }`,
+      ];
+      const result = await run('nft', ['-f', '-'], `${script.join('\n')}\n`);
+      if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
+      this.#installed.set(id, route.relayed);
+      await this.#forgetFlows(route.relayed);
+    });
+  }
+
+  remove(id: number): Promise<void> {
+    return this.#serial(async () => {
+      const relayed = this.#installed.get(id);
+      if (!relayed) return;
+      this.#installed.delete(id);
+      const result = await run('nft', ['-f', '-'], `${this.#removal(id, relayed).join('\n')}\n`);
+      await this.#forgetFlows(relayed);
+      if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
+    });
+  }
+
+  counters(): Promise<ReadonlyMap<number, { packets: number; bytes: number }>> {
+    return this.#serial(async () => {
+      const counts = new Map<number, { packets: number; bytes: number }>();
+      if (this.#installed.size === 0) return counts;
+      const result = await run('nft', ['-j', 'list', 'counters', 'table', 'ip', this.table]);
+      if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
+      const parsed = JSON.parse(result.out) as {
+        nftables?: { counter?: { name?: string; packets?: number; bytes?: number } }[];
+      };
+      for (const item of parsed.nftables ?? []) {
+        const name = item.counter?.name;
+        const id = name?.startsWith('c') ? Number(name.slice(1)) : Number.NaN;
+        if (!Number.isInteger(id) || !this.#installed.has(id)) continue;
+        counts.set(id, { packets: item.counter?.packets ?? 0, bytes: item.counter?.bytes ?? 0 });
+      }
+      return counts;
+    });
+  }
+
+  /** Removes the table (every rule) and the flows it made. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    return this.#serial(async () => {
+      await run('nft', ['delete', 'table', 'ip', this.table]);
+      for (const relayed of this.#installed.values()) await this.#forgetFlows(relayed);
+      this.#installed.clear();
+    });
+  }
+
+  #removal(id: number, relayed: Endpoint): string[] {
+    const t = this.table;
+    const mark = markOf(id);
+    return [
+      `delete element ip ${t} ports { ${relayed.port} }`,
+      `delete element ip ${t} marks { ${mark} }`,
+      `delete element ip ${t} counting { ${mark} }`,
+      `delete chain ip ${t} p${id}`,
+      `delete chain ip ${t} s${id}`,
+      `delete chain ip ${t} k${id}`,
+      `delete counter ip ${t} c${id}`,
+    ];
+  }
+
+  /** Deletes the conntrack entries of flows to the relayed port (exit 1 just means there were none). */
+  async #forgetFlows(relayed: Endpoint): Promise<void> {
+    await run('conntrack', [
+      '-D',
+      '-p',
+      'udp',
+      '--dst',
+      relayed.address,
+      '--dport',
+      String(relayed.port),
+    ]).catch(() => undefined);
+  }
+
+  #serial<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(task, task);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+function markOf(id: number): string {
+  return `0x${(MARK_BASE | (id & 0xffffff)).toString(16)}`;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
