@@ -45,6 +45,8 @@ export function summarize(outcome: CallOutcome) {
     dtlsMs: outcome.dtlsMs === undefined ? null : Math.round(outcome.dtlsMs),
     attempts: outcome.attempts ?? 1,
     route: outcome.route ?? (outcome.ok ? 'direct' : null),
+    // Issue 23: `kernel`, `raw` or `turn` when a relay leg was set up (null without one).
+    relayPath: outcome.relayPath ?? null,
     directReason: outcome.directReason,
   };
 }

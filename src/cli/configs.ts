@@ -76,6 +76,12 @@ export const serverSchema = z
         unauthenticatedPerSecond: z.number().min(1).max(10_000).default(20),
         deniedPeers: z.array(z.string()).optional(),
         allowedPeers: z.array(z.string()).default([]),
+        /**
+         * Forward raw-relay allocations (our own gateways' calls) in the kernel with nftables:
+         * `auto` when this process may (CAP_NET_ADMIN, nft and conntrack present), `on` to insist
+         * (the server refuses to start without it), `off` for userspace only (issue 23).
+         */
+        kernelForwarding: z.enum(['auto', 'on', 'off']).default('auto'),
       })
       .strict()
       .optional(),
@@ -287,6 +293,11 @@ export const gatewaySchema = z
         deadAfterMs: z.number().int().min(100).max(30_000).default(500),
         retryDirectMs: z.number().int().min(500).max(600_000).default(3000),
         retryDirectAttempts: z.number().int().min(0).max(100).default(5),
+        /**
+         * Ask the relay for a raw relay (issue 23): our server then forwards the peer's media to us
+         * as plain datagrams, in the kernel where it may. Other servers ignore the request.
+         */
+        raw: z.boolean().default(true),
       })
       .strict()
       .optional(),

@@ -15,7 +15,7 @@ import { blockedUdpPackets, blockUdp } from '../lab/block-udp.ts';
 import { type CallSummary, LAB_CONFIG, natSpec, runLabCalls } from '../lab/calls.ts';
 import { bridgeToUnix, consoleRequest } from '../lab/console-bridge.ts';
 import { spawnInHost, stopHostProcesses, waitForOutput } from '../lab/host-process.ts';
-import { checkLabPrerequisites } from '../lab/netns.ts';
+import { checkLabPrerequisites, nsExec } from '../lab/netns.ts';
 import { type NalCensus, nalCensus, RANDOM_NAL_RATE } from '../lab/pcap-census.ts';
 import { locateFfmpeg, locateFfprobe } from '../media/ffmpeg.ts';
 import { probeRecording, type RecordingInfo, snapshot } from '../media/inspect.ts';
@@ -65,6 +65,14 @@ interface DemoResult {
   framesReceived: number | null;
   bytesDirect: number;
   bytesRelay: number;
+  /**
+   * Issue 23: what carried the relayed media to the viewer when the call used the relay:
+   * `kernel` (the server's nftables rules), `raw` (the server's process, plain datagrams) or
+   * `turn` (ChannelData); null on a direct call.
+   */
+  relayPath: 'kernel' | 'raw' | 'turn' | null;
+  /** The server's own count of what its kernel fast path forwarded (its /metrics), null when unread. */
+  kernelRelayed: { packets: number; bytes: number } | null;
   where: string;
   natA: string;
   natB: string;
@@ -102,6 +110,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   const blockedHost = options.blockUdp === 'a' ? 'alice' : options.blockUdp === 'b' ? 'bob' : undefined;
   let blockedNamespace: string | undefined;
   let droppedPackets: number | null = null;
+  let kernelRelayed: DemoResult['kernelRelayed'] = null;
   let consoleResult: DemoResult['console'];
   const secureArgs = [
     ...(options.insecureMedia ? ['--insecure-media'] : []),
@@ -139,6 +148,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     inspect: async (hosts) => {
       for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
       if (blockedNamespace) droppedPackets = await blockedUdpPackets(blockedNamespace).catch(() => null);
+      kernelRelayed = await kernelRelayedBy(hosts.server!).catch(() => null);
       if (options.console)
         consoleResult = await runDemoConsole(hosts.alice!, options, [...viewerRelayArgs, ...secureArgs], say);
     },
@@ -159,6 +169,11 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     // The viewer's own count of what crossed each route, both directions (media and RTCP).
     bytesDirect: bytes?.direct.bytes ?? sent?.bytes ?? 0,
     bytesRelay: bytes?.relay.bytes ?? 0,
+    kernelRelayed,
+    relayPath:
+      sc2c.ok && (bytes?.relay.bytes ?? 0) > 0
+        ? ((sc2c as { relayPath?: DemoResult['relayPath'] }).relayPath ?? null)
+        : null,
     where: 'kernel lab: real processes in network namespaces, real sockets',
     natA: options.natA,
     natB: options.natB,
@@ -291,6 +306,8 @@ async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Pro
     framesReceived: received.received?.frames ?? 0,
     bytesDirect: sent.bytes,
     bytesRelay: 0,
+    relayPath: null,
+    kernelRelayed: null,
     where: `loopback only, no NAT and no signaling, because the kernel lab cannot run here (${why})`,
     natA: 'none',
     natB: 'none',
@@ -423,7 +440,9 @@ function formatDemo(r: DemoResult, json: string): string {
     lines.push(
       `  SC2C: media over ${how}, set up in ${r.setupMs} ms; ${r.framesSent ?? '?'} frames sent, ${r.framesReceived ?? '?'} received`,
     );
-    lines.push(`  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed`);
+    lines.push(
+      `  bytes: ${r.bytesDirect} direct, ${r.bytesRelay} relayed${r.relayPath ? ` (relay path: ${r.relayPath})` : ''}`,
+    );
     if (r.portSources)
       lines.push(
         `  ports: viewer ${r.portSources.viewer}, camera ${r.portSources.camera}${Object.values(r.portSources).includes('mapped') ? ' (mapped: granted by its router on request)' : ''}`,
@@ -460,4 +479,23 @@ function formatDemo(r: DemoResult, json: string): string {
     );
   lines.push('', `details: ${json}`, '');
   return lines.join('\n');
+}
+
+/** What the server's kernel fast path forwarded, from its admin API's /metrics (loopback in its host). */
+async function kernelRelayedBy(serverNamespace: string): Promise<{ packets: number; bytes: number } | null> {
+  const metrics = await nsExec(
+    serverNamespace,
+    'curl',
+    '-sf',
+    '--max-time',
+    '5',
+    'http://127.0.0.1:8080/metrics',
+  );
+  const read = (name: string): number | undefined => {
+    const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics);
+    return match ? Number(match[1]) : undefined;
+  };
+  const packets = read('sc2c_turn_kernel_packets_total');
+  const bytes = read('sc2c_turn_kernel_bytes_total');
+  return packets === undefined || bytes === undefined ? null : { packets, bytes };
 }

@@ -200,6 +200,7 @@ function relayConfig(
     deadAfterMs: relay?.deadAfterMs,
     retryDirectMs: relay?.retryDirectMs,
     retryDirectAttempts: relay?.retryDirectAttempts,
+    raw: relay?.raw,
   };
 }
 

@@ -13,6 +13,7 @@ import {
   savingsOverTime,
   summarizeCalls,
 } from '../relay/call-records.ts';
+import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
@@ -164,6 +165,32 @@ function metrics(
       () => t.rateLimited,
     );
     counter('sc2c_turn_unpermitted_total', 'Relay data without a permission, dropped.', () => t.unpermitted);
+    counter('sc2c_turn_latches_total', 'Raw-relay latches accepted (issue 23).', () => t.latches);
+    counter(
+      'sc2c_turn_latches_refused_total',
+      'Raw-relay latches refused: unsigned, or from a second address.',
+      () => t.latchesRefused,
+    );
+    counter(
+      'sc2c_turn_kernel_installs_total',
+      'Allocations handed to the kernel fast path.',
+      () => t.kernelInstalls,
+    );
+    counter(
+      'sc2c_turn_kernel_failures_total',
+      'Kernel fast path installs or reads that failed (userspace went on).',
+      () => t.kernelFailures,
+    );
+    counter(
+      'sc2c_turn_kernel_packets_total',
+      'Packets the kernel forwarded for raw relays (read each second).',
+      () => t.kernelPackets,
+    );
+    counter(
+      'sc2c_turn_kernel_bytes_total',
+      'Bytes the kernel forwarded for raw relays.',
+      () => t.kernelBytes,
+    );
     counter('sc2c_turn_tcp_connections_total', 'TURN-over-TCP connections accepted.', () => t.tcpConnections);
     counter(
       'sc2c_turn_tcp_idle_closed_total',
@@ -366,8 +393,25 @@ export function registerServer(program: Command): void {
           );
         }
         let turn: TurnServer | undefined;
+        let kernel: string | undefined;
         if (config.turn) {
           const t = config.turn;
+          let offload: NftRelayOffload | undefined;
+          if (t.kernelForwarding !== 'off') {
+            try {
+              offload = await NftRelayOffload.start();
+              kernel = `kernel forwarding in nftables table ${offload.table}`;
+            } catch (error) {
+              const why = error instanceof OffloadUnavailable ? error.message : String(error);
+              if (t.kernelForwarding === 'on')
+                throw new UsageError(
+                  `turn.kernelForwarding is on in ${options.config} but the kernel path cannot run: ${why}`,
+                );
+              kernel = `no kernel forwarding (${why})`;
+            }
+          }
+          const kernelPath = offload;
+          if (kernelPath) opened.push(() => void kernelPath.close());
           turn = TurnServer.attach(
             { network, clock },
             {
@@ -384,6 +428,7 @@ export function registerServer(program: Command): void {
               deniedPeers: t.deniedPeers,
               allowedPeers: t.allowedPeers,
               software: 'sc2c-gateway',
+              offload,
             },
             stun.socketAt(config.stun.primary)!,
           );
@@ -484,7 +529,7 @@ export function registerServer(program: Command): void {
             .map((e) => `${e.address}:${e.port}`)
             .join(
               ' ',
-            )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+            )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
         );
       } catch (error) {
         for (const close of opened.reverse()) close();

@@ -38,7 +38,15 @@ export interface RelayConfig {
   readonly retryDirectMs?: number;
   /** Background direct attempts per call. Default 5. */
   readonly retryDirectAttempts?: number;
+  /** Over UDP, ask for a raw relay and latch it (issue 23). Default true; coturn ignores the ask. */
+  readonly raw?: boolean;
 }
+
+/**
+ * What carries the media relayed to us: `kernel` (our server forwards in nftables), `raw` (our
+ * server forwards plain datagrams in its process), `turn` (ChannelData, any RFC 8656 server).
+ */
+export type RelayPath = 'kernel' | 'raw' | 'turn';
 
 /** Username and password for one allocation. */
 export interface TurnCredential {
@@ -131,7 +139,18 @@ export class CallRelay {
     }
     const socket = await c.network.bindUdp();
     try {
-      const client = await TurnClient.allocate({ clock: c.clock }, socket, init);
+      const client = await TurnClient.allocate({ clock: c.clock }, socket, {
+        ...init,
+        rawRelay: config.raw ?? true,
+      });
+      if (client.rawRelay) {
+        try {
+          await client.latch();
+        } catch {
+          // Unlatched, the relay sends us ChannelData as any TURN server does.
+          client.rawRelay = undefined;
+        }
+      }
       return { client, socket };
     } catch (error) {
       socket.close();
@@ -141,6 +160,11 @@ export class CallRelay {
 
   get relayed(): Endpoint {
     return this.client.relayed;
+  }
+
+  get path(): RelayPath {
+    const raw = this.client.rawRelay;
+    return raw === 'kernel' ? 'kernel' : raw === 'userspace' ? 'raw' : 'turn';
   }
 
   /**

@@ -110,6 +110,7 @@ export class CallRoutes {
       path: routed,
       routed,
       route: routed.route,
+      ...(active.relay ? { relayPath: active.relay.path } : {}),
       predictionAgeMs: punched?.predictionAgeMs ?? predictionAge(this.host.c.clock.now(), active),
       // Issue 19's figures of the punch, when it ran: who pinned, and our tracked drift.
       ...(punched?.pinned ? { pinned: punched.pinned } : {}),

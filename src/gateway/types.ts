@@ -12,7 +12,7 @@ import type { DriftEstimate } from '../traversal/drift.ts';
 import type { PortMapperInit, PortMappingStatus } from '../traversal/port-mapper.ts';
 import type { NatProbe } from '../traversal/probe.ts';
 import type { PunchInit } from '../traversal/punch.ts';
-import type { RelayConfig } from './call-relay.ts';
+import type { RelayConfig, RelayPath } from './call-relay.ts';
 import type { DtlsInit } from './secure-call.ts';
 
 export interface GatewayInit {
@@ -180,6 +180,8 @@ export interface CallOutcome {
   readonly transport?: 'tcp';
   /** Connects the TCP punch tried (a reset one counts), on a TCP attempt. */
   readonly tcpConnects?: number;
+  /** Which relay path carries what is relayed to us (issue 23), when a relay is in play. */
+  readonly relayPath?: RelayPath;
   /** Where media goes when a relay is in play: `direct` or `relay`. Absent without a relay. */
   readonly route?: Route;
   /** The switchable path (same object as `path`) when a relay is in play: route changes and byte counts. */

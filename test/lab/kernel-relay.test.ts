@@ -1,0 +1,98 @@
+/**
+ * Issue 23: the relay's kernel fast path on a real kernel. Between two symmetric-random NATs no
+ * port can be predicted, so the demo's call goes to the relay; the viewer's gateway asks for a raw
+ * relay and latches it, and the server (in its lab namespace, with CAP_NET_ADMIN) forwards the
+ * camera's media with nftables rules. The server's own counters, read from its /metrics, show the
+ * kernel carried it. And `turn.kernelForwarding: on` where the kernel path cannot run is refused
+ * at start with the reason.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createNamespace, deleteNamespace } from '../../src/lab/netns.ts';
+import { BIN, labUnavailable } from './support.ts';
+
+let why = await labUnavailable();
+if (!why) {
+  try {
+    execFileSync('conntrack', ['--version'], { stdio: 'ignore' });
+  } catch {
+    why = "no 'conntrack' command (scripts/setup-system.sh installs it)";
+  }
+}
+if (why && process.env.CI === 'true') throw new Error(`CI needs this: ${why}`);
+
+function run(args: string[], timeout: number): { code: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout, maxBuffer: 16 << 20 });
+    return { code: 0, stdout, stderr: '' };
+  } catch (error) {
+    const e = error as { status?: number; stdout?: string; stderr?: string };
+    return { code: e.status ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe.skipIf(why !== undefined)('relay kernel fast path (issue 23)', () => {
+  it('a relayed demo call between symmetric-random NATs reports relayPath kernel, and the server counted the kernel forwarding it', () => {
+    const out = mkdtempSync(join(tmpdir(), 'sc2c-kernel-relay-'));
+    const demo = run(
+      [
+        process.execPath,
+        BIN,
+        'demo',
+        '--nat-a',
+        'symmetric-random',
+        '--nat-b',
+        'symmetric-random',
+        '--duration',
+        '4',
+        '--out',
+        out,
+        '--json',
+      ],
+      170_000,
+    );
+    expect(demo.code, demo.stderr).toBe(0);
+    const result = JSON.parse(demo.stdout.slice(demo.stdout.indexOf('{')));
+    expect(result.path).toBe('relay');
+    expect(result.relayPath).toBe('kernel');
+    expect(result.framesReceived).toBeGreaterThan(60);
+    // Most of what reached the viewer never entered the server's process: the first datagrams go
+    // through userspace while the rules go in, the rest through the kernel.
+    expect(result.kernelRelayed.packets).toBeGreaterThan(100);
+    expect(result.kernelRelayed.bytes).toBeGreaterThan(0.5 * result.bytesRelay);
+  }, 180_000);
+
+  it('turn.kernelForwarding: on is refused at start where the kernel cannot forward (ip_forward off), with the reason', async () => {
+    const ns = `sc2c-kr${process.pid % 10_000}`;
+    const dir = mkdtempSync(join(tmpdir(), 'sc2c-kernel-on-'));
+    const config = join(dir, 'server.yaml');
+    writeFileSync(
+      config,
+      `sip:
+  listen: { address: 127.0.0.1, port: 15060 }
+  realm: sc2c.lab
+  users: { alice: alice-password-1 }
+stun:
+  primary: { address: 127.0.0.1, port: 13478 }
+  alternate: { address: 127.0.0.1, port: 13479 }
+turn:
+  kernelForwarding: on
+`,
+    );
+    await createNamespace(ns);
+    try {
+      // A new namespace starts with forwarding off.
+      const server = run(
+        ['ip', 'netns', 'exec', ns, process.execPath, BIN, 'server', '--config', config],
+        30_000,
+      );
+      expect(server.code).toBe(2);
+      expect(server.stderr).toMatch(/turn\.kernelForwarding is on .* net\.ipv4\.ip_forward is 0/);
+    } finally {
+      await deleteNamespace(ns);
+    }
+  }, 60_000);
+});
