@@ -272,7 +272,7 @@ class RecordIntake {
       this.refused++;
       throw error;
     }
-    this.store.append(record);
+    await this.store.appendAsync(record);
     this.stored++;
     const bytes = (route: 'direct' | 'relay') => record.sent[route].bytes + record.received[route].bytes;
     this.log(

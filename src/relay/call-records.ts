@@ -6,6 +6,7 @@
  * direct (the relay bandwidth saved).
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 
@@ -79,6 +80,21 @@ export class CallRecordStore {
       fsyncSync(fd);
     } finally {
       closeSync(fd);
+    }
+  }
+
+  /**
+   * The same, off the event loop (issue 23): the write and the fsync run on libuv's thread pool, so
+   * a server that forwards media on this loop does not stall for the disk. Resolves once on disk.
+   */
+  async appendAsync(record: CallRecord): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    const file = await open(this.path, 'a', 0o600);
+    try {
+      await file.write(`${JSON.stringify(record)}\n`);
+      await file.sync();
+    } finally {
+      await file.close();
     }
   }
 

@@ -154,6 +154,23 @@ describe('call records', () => {
     expect(reopened.records.map((r) => `${r.callId}/${r.role}`)).toEqual(['a/caller', 'a/callee']);
     expect(reopened.skipped).toBe(1);
   });
+
+  it('appends off the event loop (the server forwards media on it) with the same file format', async () => {
+    const path = join(tempDir(), 'async', 'calls.jsonl');
+    const store = new CallRecordStore(path);
+    await Promise.all([
+      store.appendAsync(record({ callId: 'b', role: 'caller' })),
+      store.appendAsync(record({ callId: 'c', role: 'caller' })),
+    ]);
+    store.append(record({ callId: 'b', role: 'callee' }));
+    const read = store.read();
+    expect(read.records.map((r) => `${r.callId}/${r.role}`).toSorted()).toEqual([
+      'b/callee',
+      'b/caller',
+      'c/caller',
+    ]);
+    expect(read.skipped).toBe(0);
+  });
 });
 
 describe('call records over signaling (PUBLISH)', () => {
