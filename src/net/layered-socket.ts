@@ -7,6 +7,14 @@ import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { Endpoint } from './address.ts';
 import type { FastPathHandler, UdpSocketEvents } from './types.ts';
 
+/** `head` then `data[offset, offset + length)` in one new array: a forward where no socket gathers. */
+export function gather(data: Uint8Array, offset: number, length: number, head?: Uint8Array): Uint8Array {
+  const out = new Uint8Array((head?.byteLength ?? 0) + length);
+  if (head) out.set(head);
+  out.set(data.subarray(offset, offset + length), head?.byteLength ?? 0);
+  return out;
+}
+
 export abstract class LayeredUdpSocket extends TypedEmitter<UdpSocketEvents> {
   #fastPath?: FastPathHandler;
 
@@ -24,10 +32,7 @@ export abstract class LayeredUdpSocket extends TypedEmitter<UdpSocketEvents> {
     port: number,
     head?: Uint8Array,
   ): void {
-    const out = new Uint8Array((head?.byteLength ?? 0) + length);
-    if (head) out.set(head);
-    out.set(data.subarray(offset, offset + length), head?.byteLength ?? 0);
-    this.send(out, { address, port });
+    this.send(gather(data, offset, length, head), { address, port });
   }
 
   /** Hands a received datagram up: to the fast path, else to 'message' listeners. */

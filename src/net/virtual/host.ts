@@ -2,6 +2,7 @@
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { type Endpoint, formatEndpoint, isValidPort } from '../address.ts';
 import { sleep } from '../clock.ts';
+import { gather } from '../layered-socket.ts';
 import {
   AddressInUseError,
   type BindInit,
@@ -67,15 +68,7 @@ class VirtualUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocke
     port: number,
     head?: Uint8Array,
   ): void {
-    const body = data.slice(offset, offset + length);
-    if (!head) {
-      this.send(body, { address, port });
-      return;
-    }
-    const out = new Uint8Array(head.byteLength + length);
-    out.set(head);
-    out.set(body, head.byteLength);
-    this.send(out, { address, port });
+    this.send(gather(data, offset, length, head), { address, port });
   }
 
   setTTL(ttl: number): void {
