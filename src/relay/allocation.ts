@@ -30,8 +30,9 @@ export class Allocation {
   latch?: Endpoint;
   /** The server's number for it (the kernel's rules are named by it). */
   id = 0;
-  /** The peers the kernel's rules were installed for, to reinstall when permissions change. */
-  kernelPeers = '';
+  /** The peer source the kernel's rules forward for, and when they were (re)installed. */
+  kernelPeer?: Endpoint;
+  kernelAtMs = Number.NEGATIVE_INFINITY;
   /** The kernel forwards for it: 'installing', 'installed', or a failure (then userspace goes on). */
   kernel?: 'installing' | 'installed' | 'failed';
   /** Counters read from the kernel at the last sweep, so the next read adds only the difference. */
@@ -105,11 +106,6 @@ export class Allocation {
 
   channelFor(address: string, port: number): number | undefined {
     return this.#peerChannelByAddress.get(address)?.get(port);
-  }
-
-  /** Peer IPs permitted now (for the kernel's rules). */
-  permittedPeers(nowMs: number): string[] {
-    return [...this.permissions].filter(([, until]) => until > nowMs).map(([ip]) => ip);
   }
 
   get channels(): number {

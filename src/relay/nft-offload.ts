@@ -5,7 +5,7 @@
  * client's latched address from the relayed port (DNAT in prerouting and output, SNAT in
  * postrouting), and conntrack carries the rest of the flow without this process seeing it.
  *
- *   udp dport vmap @ports    -> chain p<N>: ip daddr RELAY ip saddr { peers } ct mark set M dnat to CLIENT
+ *   udp dport vmap @ports    -> chain p<N>: ip daddr RELAY ip saddr PEER udp sport P ct mark set M dnat to CLIENT
  *   ct mark vmap @marks      -> chain s<N>: snat to RELAY:PORT
  *   ct mark vmap @counting   -> chain k<N>: counter c<N>       (what the call records and /metrics read)
  *
@@ -82,8 +82,8 @@ function checked(endpoint: Endpoint): string {
 
 export class NftRelayOffload implements RelayOffload {
   readonly table = `${TABLE_PREFIX}${process.pid}`;
-  /** Installed ids and the relayed endpoint each holds. */
-  readonly #installed = new Map<number, Endpoint>();
+  /** Installed ids and the relayed endpoint and latch of each. */
+  readonly #installed = new Map<number, { relayed: Endpoint; client: Endpoint }>();
   /** nft runs one at a time, so an install and its removal keep their order. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -134,6 +134,10 @@ table ip ${t} {
   chain out { type nat hook output priority -100; policy accept; udp dport vmap @ports; }
   chain post { type nat hook postrouting priority srcnat; policy accept; ct mark vmap @marks; }
   chain count { type filter hook postrouting priority 100; policy accept; ct mark vmap @counting; }
+  set latches { type ipv4_addr . inet_service . inet_service; }
+  set relayed { type inet_service; }
+  chain rawpre { type filter hook prerouting priority raw; policy accept; ip saddr . udp sport . udp dport @latches notrack; }
+  chain rawout { type filter hook output priority raw; policy accept; udp sport @relayed notrack; }
 }
 `,
     );
@@ -142,45 +146,47 @@ table ip ${t} {
     return offload;
   }
 
-  install(
-    id: number,
-    route: { relayed: Endpoint; client: Endpoint; peers: readonly string[] },
-  ): Promise<void> {
+  install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void> {
     return this.#serial(async () => {
       if (this.#closed) throw new Error('the kernel path is closed');
       const relayed = checked(route.relayed);
       const client = checked(route.client);
-      const peers = route.peers.map((ip) => checked({ address: ip, port: 1 }).split(':')[0]!);
-      if (peers.length === 0) throw new RangeError('no permitted peer');
+      checked(route.peer);
       const t = this.table;
       const mark = markOf(id);
+      const earlier = this.#installed.get(id);
       const script = [
-        ...(this.#installed.has(id) ? this.#removal(id, this.#installed.get(id)!) : []),
+        // A new peer source replaces the old one's rules; the counter carries on.
+        ...(earlier ? this.#removal(id, earlier, true) : [`add counter ip ${t} c${id}`]),
         `add chain ip ${t} p${id}`,
-        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr { ${peers.join(', ')} } meta l4proto udp ct mark set ${mark} dnat ip to ${client}`,
+        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr ${route.peer.address} udp sport ${route.peer.port} ct mark set ${mark} dnat ip to ${client}`,
         `add chain ip ${t} s${id}`,
         `add rule ip ${t} s${id} meta l4proto udp snat ip to ${relayed}`,
-        `add counter ip ${t} c${id}`,
         `add chain ip ${t} k${id}`,
         `add rule ip ${t} k${id} counter name c${id}`,
         `add element ip ${t} ports { ${route.relayed.port} : jump p${id} }`,
         `add element ip ${t} marks { ${mark} : jump s${id} }`,
         `add element ip ${t} counting { ${mark} : jump k${id} }`,
+        // Untracked: the latch's keepalives to the relayed port, and whatever this process sends
+        // from it. An entry of theirs would hold the reply address every forwarded flow needs
+        // (latch <- relayed port), and conntrack would drop those flows as clashes.
+        `add element ip ${t} latches { ${route.client.address} . ${route.client.port} . ${route.relayed.port} }`,
+        `add element ip ${t} relayed { ${route.relayed.port} }`,
       ];
       const result = await run('nft', ['-f', '-'], `${script.join('\n')}\n`);
       if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
-      this.#installed.set(id, route.relayed);
+      this.#installed.set(id, { relayed: route.relayed, client: route.client });
       await this.#forgetFlows(route.relayed);
     });
   }
 
   remove(id: number): Promise<void> {
     return this.#serial(async () => {
-      const relayed = this.#installed.get(id);
-      if (!relayed) return;
+      const route = this.#installed.get(id);
+      if (!route) return;
       this.#installed.delete(id);
-      const result = await run('nft', ['-f', '-'], `${this.#removal(id, relayed).join('\n')}\n`);
-      await this.#forgetFlows(relayed);
+      const result = await run('nft', ['-f', '-'], `${this.#removal(id, route, false).join('\n')}\n`);
+      await this.#forgetFlows(route.relayed);
       if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
     });
   }
@@ -210,36 +216,41 @@ table ip ${t} {
     this.#closed = true;
     return this.#serial(async () => {
       await run('nft', ['delete', 'table', 'ip', this.table]);
-      for (const relayed of this.#installed.values()) await this.#forgetFlows(relayed);
+      for (const route of this.#installed.values()) await this.#forgetFlows(route.relayed);
       this.#installed.clear();
     });
   }
 
-  #removal(id: number, relayed: Endpoint): string[] {
+  #removal(id: number, route: { relayed: Endpoint; client: Endpoint }, keepCounter: boolean): string[] {
     const t = this.table;
     const mark = markOf(id);
+    const { relayed, client } = route;
     return [
       `delete element ip ${t} ports { ${relayed.port} }`,
       `delete element ip ${t} marks { ${mark} }`,
       `delete element ip ${t} counting { ${mark} }`,
+      `delete element ip ${t} latches { ${client.address} . ${client.port} . ${relayed.port} }`,
+      `delete element ip ${t} relayed { ${relayed.port} }`,
       `delete chain ip ${t} p${id}`,
       `delete chain ip ${t} s${id}`,
       `delete chain ip ${t} k${id}`,
-      `delete counter ip ${t} c${id}`,
+      ...(keepCounter ? [] : [`delete counter ip ${t} c${id}`]),
     ];
   }
 
-  /** Deletes the conntrack entries of flows to the relayed port (exit 1 just means there were none). */
+  /**
+   * Deletes the conntrack entries of flows to the relayed port and from it (those this process
+   * began before the rules): exit 1 just means there were none.
+   */
   async #forgetFlows(relayed: Endpoint): Promise<void> {
-    await run('conntrack', [
-      '-D',
-      '-p',
-      'udp',
-      '--dst',
-      relayed.address,
-      '--dport',
-      String(relayed.port),
-    ]).catch(() => undefined);
+    const port = String(relayed.port);
+    for (const [side, portSide] of [
+      ['--dst', '--dport'],
+      ['--src', '--sport'],
+    ] as const)
+      await run('conntrack', ['-D', '-p', 'udp', side, relayed.address, portSide, port]).catch(
+        () => undefined,
+      );
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {

@@ -602,12 +602,15 @@ export class TurnServer {
       if (allocation.expiresAtMs <= now) this.#delete(allocation);
       else {
         allocation.expire(now);
-        // Permissions came or went: the kernel's rules follow them.
-        if (
-          allocation.kernel === 'installed' &&
-          allocation.permittedPeers(now).join(',') !== allocation.kernelPeers
-        )
-          this.#offload(allocation);
+        // The peer the kernel forwards for lost its permission: its rules go, userspace decides.
+        const peer = allocation.kernelPeer;
+        if (allocation.kernel === 'installed' && peer && !allocation.permitted(peer.address, now)) {
+          allocation.kernel = undefined;
+          allocation.kernelPeer = undefined;
+          void this.init.offload?.remove(allocation.id).catch(() => {
+            this.counters.kernelFailures++;
+          });
+        }
       }
     }
     this.#auth.prune(now);
@@ -678,7 +681,16 @@ export class TurnServer {
     if (latch) {
       if (address === latch.address && port === latch.port) return false;
       allocation.relay.forward(data, 0, length, latch.address, latch.port);
-      if (allocation.kernel === undefined && this.init.offload) this.#offload(allocation);
+      // A source the kernel does not forward for (the first, or the peer's NAT moved it): the
+      // rules follow it, at most once a second, and userspace carries it meanwhile.
+      const peer = allocation.kernelPeer;
+      if (
+        this.init.offload &&
+        allocation.kernel !== 'failed' &&
+        (peer?.address !== address || peer.port !== port) &&
+        this.c.clock.now() - allocation.kernelAtMs >= 1000
+      )
+        this.#offload(allocation, { address, port });
     } else {
       const client = allocation.client;
       if (client.stream) return false;
@@ -754,16 +766,21 @@ export class TurnServer {
     return true;
   }
 
-  /** Hands a latched allocation's forwarding to the kernel (or its new peers); userspace goes on meanwhile. */
-  #offload(allocation: Allocation): void {
+  /**
+   * Hands a latched allocation's forwarding from `peer` to the kernel, replacing any earlier peer's
+   * rules; userspace goes on meanwhile. One source per relayed port: conntrack gives every flow the
+   * same reply address (the latch, from the relayed port), so a second source's flow would clash
+   * with the first and be dropped.
+   */
+  #offload(allocation: Allocation, peer: Endpoint): void {
     const offload = this.init.offload;
     const latch = allocation.latch;
     if (!offload || !latch) return;
-    const peers = allocation.permittedPeers(this.c.clock.now());
     allocation.kernel = 'installing';
-    allocation.kernelPeers = peers.join(',');
+    allocation.kernelPeer = peer;
+    allocation.kernelAtMs = this.c.clock.now();
     offload
-      .install(allocation.id, { relayed: allocation.relayed, client: latch, peers })
+      .install(allocation.id, { relayed: allocation.relayed, client: latch, peer })
       .then(() => {
         if (allocation.kernel !== 'installing') {
           // Deleted while installing: the rules go again.

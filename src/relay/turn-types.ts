@@ -57,14 +57,11 @@ export interface TurnServerInit extends CredentialStore {
 }
 
 /**
- * Kernel forwarding of raw-relay allocations: datagrams from `peers` (IPs) to `relayed` go on to
+ * Kernel forwarding of raw-relay allocations: datagrams from `peer` to `relayed` go on to
  * `client`, from `relayed`, without reaching this process (nftables DNAT/SNAT with conntrack).
  */
 export interface RelayOffload {
-  install(
-    id: number,
-    route: { relayed: Endpoint; client: Endpoint; peers: readonly string[] },
-  ): Promise<void>;
+  install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void>;
   /** Stops it and forgets the flows the kernel tracks for it. Idempotent. */
   remove(id: number): Promise<void>;
   /** Packets and bytes the kernel forwarded per installed id, since its install. */

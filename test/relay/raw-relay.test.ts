@@ -22,10 +22,10 @@ import { setup } from './turn-world.ts';
 
 /** Records what the server asks of the kernel path. */
 class RecordingOffload implements RelayOffload {
-  readonly installs: { id: number; relayed: Endpoint; client: Endpoint; peers: readonly string[] }[] = [];
+  readonly installs: { id: number; relayed: Endpoint; client: Endpoint; peer: Endpoint }[] = [];
   readonly removes: number[] = [];
   forwarded = new Map<number, { packets: number; bytes: number }>();
-  async install(id: number, route: { relayed: Endpoint; client: Endpoint; peers: readonly string[] }) {
+  async install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }) {
     this.installs.push({ id, ...route });
   }
   async remove(id: number) {
@@ -138,7 +138,7 @@ describe('raw relay (SC2C-RAW-RELAY)', () => {
         id: expect.any(Number),
         relayed: client.relayed,
         client: { address: '198.18.1.1', port: expect.any(Number) },
-        peers: ['198.18.0.66'],
+        peer: { address: '198.18.0.66', port: 4000 },
       },
     ]);
     const id = offload.installs[0]!.id;
@@ -149,10 +149,14 @@ describe('raw relay (SC2C-RAW-RELAY)', () => {
     expect(s.server.counters.kernelPackets).toBe(50);
     expect(s.server.counters.packetsToClients).toBe(52);
     expect(s.server.allocations()[0]!.bytes).toBe(5000 + 'first'.length + 'second'.length);
-    // A new permission reinstalls with both peers.
-    await s.clock.run(client.createPermission(['198.18.0.77']));
-    await s.clock.advance(1100);
-    expect(offload.installs.at(-1)!.peers.toSorted()).toEqual(['198.18.0.66', '198.18.0.77']);
+    // The peer's NAT moves it to a new port: userspace carries the new source at once, and the
+    // kernel's rules follow it (one source per relayed port: conntrack would drop a second flow).
+    const moved = await s.peer.bindUdp({ address: '198.18.0.66', port: 4002 });
+    moved.send(encodeText('after the move'), client.relayed);
+    await s.clock.advance(100);
+    expect(received.at(-1)).toBe('after the move');
+    expect(offload.installs.at(-1)!.peer).toEqual({ address: '198.18.0.66', port: 4002 });
+    expect(offload.installs).toHaveLength(2);
     await s.clock.run(client.close());
     await s.clock.advance(100);
     expect(offload.removes).toEqual([id]);
