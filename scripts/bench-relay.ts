@@ -164,7 +164,9 @@ async function outside(): Promise<void> {
     await deleteNamespace(load);
     rmSync(dir, { recursive: true, force: true });
   };
-  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  // Interrupted or killed by a timeout: the namespaces and the veth pair go all the same.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.on(signal, () => void cleanup().then(() => process.exit(signal === 'SIGINT' ? 130 : 143)));
   try {
     await createNamespace(load);
     await createNamespace(relay);
@@ -522,5 +524,8 @@ async function inside(relayNs: string): Promise<void> {
   }
 }
 
-if (options.inside) await inside(options.inside);
-else await outside();
+if (options.inside) {
+  await inside(options.inside);
+  // The allocations' refresh timers would keep this process, and so the outer one, waiting.
+  process.exit(0);
+} else await outside();
