@@ -410,8 +410,7 @@ export function registerServer(program: Command): void {
               kernel = `no kernel forwarding (${why})`;
             }
           }
-          const kernelPath = offload;
-          if (kernelPath) opened.push(() => void kernelPath.close());
+          // The TURN server owns it from here: closing the relay removes the table.
           turn = TurnServer.attach(
             { network, clock },
             {

@@ -72,8 +72,8 @@ export class TurnServer {
   /** UDP clients' allocations by address then port: the forwarding path looks up without a key string. */
   readonly #udpClients = new Map<string, Map<number, Allocation>>();
   #nextId = 1;
-  /** A sweep is reading the kernel's counters. */
-  #reading = false;
+  /** The kernel's counters being read, if a read is under way. */
+  #reading?: Promise<void>;
   /** 5-tuples whose first Allocate is being served (binding its relay socket), by transaction id. */
   readonly #allocating = new Map<string, { readonly transactionId: Uint8Array; readonly address: string }>();
   readonly #auth: TurnAuthenticator;
@@ -627,9 +627,12 @@ export class TurnServer {
     }
     if (allocation.kernel) {
       const offload = this.init.offload!;
+      const installed = allocation.kernel === 'installed';
       allocation.kernel = undefined;
-      // What the kernel forwarded since the last sweep is counted before its rules go.
-      void this.#readKernel()
+      // What the kernel forwarded since the last sweep is counted before its rules go: after any
+      // read under way, a read of this allocation alone (it has left the table the sweep reads).
+      void (this.#reading ?? Promise.resolve())
+        .then(() => (installed ? this.#countKernel([allocation]) : undefined))
         .then(() => offload.remove(allocation.id))
         .catch(() => {
           this.counters.kernelFailures++;
@@ -796,16 +799,24 @@ export class TurnServer {
       });
   }
 
-  /** Adds what the kernel forwarded since the last read to the allocations' and the server's counters. */
+  /** The sweep's read of the kernel's counters; skipped while one is still under way. */
   async #readKernel(): Promise<void> {
-    const offload = this.init.offload;
-    if (!offload || this.#reading) return;
+    if (!this.init.offload || this.#reading) return;
     const installed = [...this.#allocations.values()].filter((a) => a.kernel === 'installed');
     if (installed.length === 0) return;
-    this.#reading = true;
+    this.#reading = this.#countKernel(installed);
     try {
-      const counts = await offload.counters();
-      for (const allocation of installed) {
+      await this.#reading;
+    } finally {
+      this.#reading = undefined;
+    }
+  }
+
+  /** Adds what the kernel forwarded for `allocations` since the last read to theirs and the server's counters. */
+  async #countKernel(allocations: readonly Allocation[]): Promise<void> {
+    try {
+      const counts = await this.init.offload!.counters();
+      for (const allocation of allocations) {
         const now = counts.get(allocation.id);
         if (!now) continue;
         const packets = Math.max(0, now.packets - allocation.kernelSeen.packets);
@@ -820,8 +831,6 @@ export class TurnServer {
       }
     } catch {
       this.counters.kernelFailures++;
-    } finally {
-      this.#reading = false;
     }
   }
 
