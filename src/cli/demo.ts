@@ -92,10 +92,16 @@ interface DemoResult {
   /** Issue 22: the console left up after the demo call (`--console`), and its call's route. */
   console?: {
     url: string;
-    call: { path: string | null; setupMs: number | null; framesWritten: number } | null;
+    /** `routes`: the call's moves between the direct path and the relay, with why, in order. */
+    call: { path: string | null; setupMs: number | null; framesWritten: number; routes: RouteMove[] } | null;
     error?: string;
+    /** The camera's moves between routes while the console's call was up, with why. */
+    cameraRoutes: Omit<RouteMove, 'atMs'>[];
   };
 }
+
+/** A move of the console's call between routes, `atMs` after it started. */
+type RouteMove = { atMs: number; route: 'direct' | 'relay'; why: string };
 
 /** The lab: camera gateway (bob) behind NAT B, viewer (alice) behind NAT A. */
 async function labDemo(options: DemoOptions, mp4: string, say: (line: string) => void): Promise<DemoResult> {
@@ -112,6 +118,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   let droppedPackets: number | null = null;
   let kernelRelayed: DemoResult['kernelRelayed'] = null;
   let consoleResult: DemoResult['console'];
+  const cameraRoutes: Omit<RouteMove, 'atMs'>[] = [];
   const secureArgs = [
     ...(options.insecureMedia ? ['--insecure-media'] : []),
     ...(options.portMapping ? [] : ['--no-port-mapping']),
@@ -149,11 +156,16 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
       for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
       if (blockedNamespace) droppedPackets = await blockedUdpPackets(blockedNamespace).catch(() => null);
       kernelRelayed = await kernelRelayedBy(hosts.server!).catch(() => null);
-      if (options.console)
-        consoleResult = await runDemoConsole(hosts.alice!, options, [...viewerRelayArgs, ...secureArgs], say);
+      if (options.console) {
+        const mark = cameraRoutes.length;
+        const shown = await runDemoConsole(hosts.alice!, options, [...viewerRelayArgs, ...secureArgs], say);
+        consoleResult = { ...shown, cameraRoutes: cameraRoutes.slice(mark) };
+      }
     },
     onCalleeEvent: (event) => {
       if (event.event === 'media-started') say(`media flowing: recording ${options.duration} s...`);
+      if (event.event === 'route' && cameraRoutes.length < 100)
+        cameraRoutes.push({ route: event.route as RouteMove['route'], why: String(event.why) });
       if (event.event === 'media-ended' && !calleeEnded) calleeEnded = event;
     },
   });
@@ -214,7 +226,7 @@ async function runDemoConsole(
   options: DemoOptions,
   gatewayArgs: readonly string[],
   say: (line: string) => void,
-): Promise<NonNullable<DemoResult['console']>> {
+): Promise<Omit<NonNullable<DemoResult['console']>, 'cameraRoutes'>> {
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-console-'));
   const socket = join(dir, 'console.sock');
   const bridge = await bridgeToUnix(options.consolePort, socket).catch((error: Error) => {
@@ -254,12 +266,26 @@ async function runDemoConsole(
     const panels = await consoleRequest(socket, host, 'GET', '/api/calls').catch(() => undefined);
     const live = (
       panels?.body as
-        | { calls?: { path: string | null; setupMs: number | null; live: { framesWritten: number } }[] }
+        | {
+            calls?: {
+              path: string | null;
+              setupMs: number | null;
+              routes: RouteMove[];
+              live: { framesWritten: number };
+            }[];
+          }
         | undefined
     )?.calls?.[0];
     return {
       url,
-      call: live ? { path: live.path, setupMs: live.setupMs, framesWritten: live.live.framesWritten } : null,
+      call: live
+        ? {
+            path: live.path,
+            setupMs: live.setupMs,
+            framesWritten: live.live.framesWritten,
+            routes: live.routes,
+          }
+        : null,
       ...(placed.status === 201 ? {} : { error: call?.error ?? `HTTP ${placed.status}` }),
     };
   } finally {

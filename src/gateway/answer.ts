@@ -16,7 +16,13 @@ import type { ActiveCall } from './active-call.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import type { CallRoutes, RoutesHost } from './call-routes.ts';
 import type { MediaSetup, RtcpPlan } from './media-setup.ts';
-import { directTransport, settlePath, straightReason, straightToRelay } from './path-policy.ts';
+import {
+  consentCredentials,
+  directTransport,
+  settlePath,
+  straightReason,
+  straightToRelay,
+} from './path-policy.ts';
 import { prepareMapping, sideThatPins, trackDrift, withFreshPorts, withPeerPin } from './pin-call.ts';
 import { encryptionMismatch, withDtls } from './secure-call.ts';
 import type { CallOutcome, GatewayComponents, GatewayInit } from './types.ts';
@@ -205,7 +211,11 @@ export async function answerCall(
     // A background attempt on an established call: only the direct path may change.
     const result = await punched;
     if (result?.ok && result.path && !active.ended) {
-      previous.routed.setDirect(result.path.socket, result.path.remote);
+      previous.routed.setDirect(
+        result.path.socket,
+        result.path.remote,
+        consentCredentials(description, remote),
+      );
       previous.routed.use('direct', 'a fresh direct path confirmed');
     }
     return;

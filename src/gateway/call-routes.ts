@@ -14,7 +14,7 @@ import type { SignalingClient } from '../signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import type { ActiveCall } from './active-call.ts';
 import { CallRelay, pickCredential, type TurnCredential } from './call-relay.ts';
-import type { Settled, SettleInit } from './path-policy.ts';
+import { consentCredentials, type Settled, type SettleInit } from './path-policy.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
 type Offered =
@@ -184,7 +184,11 @@ export class CallRoutes {
         const base = { callId, role: 'caller' as const, peer: user, mode, startedAtMs: clock.now() };
         const result = await this.host.punch(callId, description, remote, base);
         if (result.ok && result.path && active.routed && !active.ended) {
-          active.routed.setDirect(result.path.socket, result.path.remote);
+          active.routed.setDirect(
+            result.path.socket,
+            result.path.remote,
+            consentCredentials(offered.description, remote),
+          );
           active.routed.use('direct', 'a fresh direct path confirmed');
           break;
         }

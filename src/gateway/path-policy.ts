@@ -7,6 +7,7 @@
  */
 import type { Clock } from '../net/clock.ts';
 import { sleep } from '../net/clock.ts';
+import type { ConsentCredentials } from '../path/route-consent.ts';
 import { RoutedPath } from '../path/routed-path.ts';
 import type { CallDescription } from '../protocol/sdp.ts';
 import type { CallRelay } from './call-relay.ts';
@@ -75,12 +76,7 @@ export async function settlePath(
   const leg = init.relay.leg(peerRelayed);
   const deadAfterMs = init.deadAfterMs;
   // Relayed media waits until the peer's relayed address answers a check with the call's credentials.
-  const consent = {
-    localUfrag: init.local.ufrag,
-    localPwd: init.local.pwd,
-    remoteUfrag: init.remote.ufrag,
-    remotePwd: init.remote.pwd,
-  };
+  const consent = consentCredentials(init.local, init.remote);
   if (!punch)
     return { kind: 'relay', routed: new RoutedPath(c, { relay: leg, route: 'relay', deadAfterMs, consent }) };
   const budget = new AbortController();
@@ -123,4 +119,12 @@ export function countedDirect(c: { readonly clock: Clock }, outcome: CallOutcome
   if (!outcome.ok || !outcome.path || outcome.routed || outcome.path.rtcp) return outcome;
   const routed = new RoutedPath(c, { direct: outcome.path, route: 'direct' });
   return { ...outcome, path: routed, routed, route: 'direct' };
+}
+
+/** The consent checks' credentials of a pair: ours and the peer's from the offer and answer. */
+export function consentCredentials(
+  local: Pick<CallDescription, 'ufrag' | 'pwd'>,
+  remote: Pick<CallDescription, 'ufrag' | 'pwd'>,
+): ConsentCredentials {
+  return { localUfrag: local.ufrag, localPwd: local.pwd, remoteUfrag: remote.ufrag, remotePwd: remote.pwd };
 }

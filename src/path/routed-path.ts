@@ -98,6 +98,8 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
   #switchedAtMs = Number.NEGATIVE_INFINITY;
   /** Media packets heard on the current direct leg: the watchdog arms after a few. */
   #directHeard = 0;
+  /** Of those, RTP: a side that hears only RTCP (a camera's viewer reports) is patient. */
+  #directRtpHeard = 0;
   /** Smoothed gap between media packets on the direct route. */
   #gapMs = 0;
   readonly #watch: Timer;
@@ -148,8 +150,12 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     return this.#direct.socket instanceof FramedSocket ? 'tcp' : 'udp';
   }
 
-  /** A (new) direct pair: after the first punch, or a background re-punch. */
-  setDirect(socket: UdpSocket, remote: Endpoint): void {
+  /**
+   * A (new) direct pair: after the first punch, or a background re-punch. A re-punch's offer and
+   * answer carried new credentials, which the peer's puncher on the new pair answers checks with:
+   * consent on that pair asks with them (`credentials`), or it would lapse 30 s later.
+   */
+  setDirect(socket: UdpSocket, remote: Endpoint, credentials?: ConsentCredentials): void {
     this.#direct?.off();
     const off = socket.on('message', (data, from) => {
       if (from.address !== remote.address || from.port !== remote.port) {
@@ -165,18 +171,21 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
       // The punch just confirmed this pair; consent keeps it confirmed. The puncher on the same
       // socket answers the peer's checks, so this one only asks.
       const send = (data: Uint8Array): void => socket.send(data, remote);
-      if (this.#directConsent) this.#directConsent.restart(send, true);
-      else
+      if (this.#directConsent && !credentials) this.#directConsent.restart(send, true);
+      else {
+        this.#directConsent?.close();
         this.#directConsent = new RouteConsent(
           this.c,
-          init,
+          credentials ?? init,
           send,
           { ...init, confirmed: true, answer: false },
           (confirmed, why) => this.#onDirectConsent(confirmed, why),
         );
+      }
     }
     this.#lastDirectAtMs = this.c.clock.now();
     this.#directHeard = 0;
+    this.#directRtpHeard = 0;
     this.#gapMs = 0;
   }
 
@@ -316,6 +325,7 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
       const gap = now - (this.#lastDirectAtMs ?? now);
       this.#gapMs = this.#directHeard <= 1 ? gap : 0.9 * this.#gapMs + 0.1 * gap;
       this.#directHeard++;
+      if (isRtp(data)) this.#directRtpHeard++;
       this.#lastDirectAtMs = now;
     }
     // Media on the other route: the peer moved, so follow it. Not right after a switch: packets
@@ -339,13 +349,22 @@ export class RoutedPath extends TypedEmitter<RoutedPathEvents> {
     if (this.#route !== 'direct' || !this.#relay || this.#lastDirectAtMs === null || this.#directHeard < 3)
       return;
     const silentMs = this.c.clock.now() - this.#lastDirectAtMs;
-    // A receive-only side hears RTCP once a second: its usual gap is long, so is its patience.
-    const limit = Math.max(deadAfterMs, 4 * this.#gapMs);
+    // A send-only side hears RTCP once a second: its usual gap is long, so is its patience. Its
+    // first gaps can be short (keyframe requests come in bursts), so it waits some report
+    // intervals whatever they measured: its peer, hearing the media stop, moves within
+    // `deadAfterMs`, and this side follows the media it then hears over the relay.
+    const limit = Math.max(
+      deadAfterMs,
+      4 * this.#gapMs,
+      this.#directRtpHeard < 3 ? RTCP_ONLY_PATIENCE_MS : 0,
+    );
     if (silentMs > limit) this.use('relay', `nothing on the direct path for ${Math.round(silentMs)} ms`);
   }
 }
 
 const ZERO: Endpoint = { address: '0.0.0.0', port: 0 };
+/** Silence that counts as a dead direct path for a side that hears only RTCP: four report intervals. */
+const RTCP_ONLY_PATIENCE_MS = 4000;
 /** After a switch, how long packets on the old route are taken for stragglers. */
 const HOLD_MS = 500;
 

@@ -56,6 +56,7 @@ describe.skipIf(why !== undefined)('npm run demo -- --console', () => {
     }
     const url = (JSON.parse(/\{"event":"console"[^\n]*\}/.exec(stdout)![0]) as { url: string }).url;
     expect(url).toBe(`http://127.0.0.1:${port}/`);
+    let shown = '';
     const browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -77,16 +78,21 @@ describe.skipIf(why !== undefined)('npm run demo -- --console', () => {
         },
         { timeout: 30_000 },
       );
-      const route = await page.$eval('article[data-camera="bob"] .panel dd', (dd) => dd.textContent);
-      expect(route).toBe('direct');
+      const [route, why] = await page.$$eval('article[data-camera="bob"] .panel dd', (dds) =>
+        dds.slice(0, 2).map((dd) => dd.textContent),
+      );
+      shown = `${route} (${why})`;
     } finally {
       await browser.close();
     }
     expect(await exited).toBe(0);
     const result = JSON.parse(stdout.slice(stdout.indexOf('\n{') + 1)) as {
       path: string;
-      console: { call: { path: string; framesWritten: number } };
+      console: { call: { path: string; framesWritten: number; routes: unknown[] }; cameraRoutes: unknown[] };
     };
+    const moves = `viewer ${JSON.stringify(result.console.call.routes)}, camera ${JSON.stringify(result.console.cameraRoutes)}`;
+    console.log(`the console's call moved: ${moves}`);
+    expect(shown, moves).toMatch(/^direct /);
     expect(result.path).toBe('direct');
     expect(result.console.call.path).toBe('direct');
     expect(result.console.call.framesWritten).toBeGreaterThan(300);

@@ -161,4 +161,70 @@ describe('route consent', () => {
     expect(path.route).toBe('direct');
     path.close();
   });
+
+  it('keeps a send-only side on the direct path through a burst of keyframe requests, then reports a second apart', async () => {
+    // The console's tile asks for keyframes (PLI) in a burst as it attaches; the camera, hearing
+    // only RTCP, timed the path by that burst and took the next report's second for a dead path.
+    const { clock, socket, peerSocket } = await twoPublicHosts();
+    const path = new RoutedPath(
+      { clock },
+      {
+        direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
+        relay: {
+          inbound: { on: () => () => {} },
+          socket: { local: { address: '198.18.0.10', port: 50_000 }, send: () => {} },
+          peerRelayed: { address: '198.18.0.10', port: 50_002 },
+        },
+        route: 'direct',
+      },
+    );
+    const us1 = { address: '198.18.3.1', port: socket.local.port };
+    const pli = Uint8Array.from([0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2]);
+    for (let i = 0; i < 5; i++) clock.setTimeout(() => peerSocket.send(pli, us1), i * 40);
+    const rtcp = Uint8Array.from([0x81, 201, 0, 7, 0, 0, 0, 1, ...new Array(24).fill(0)]);
+    const timer = every(clock, 1000, () => peerSocket.send(rtcp, us1));
+    await clock.advance(10_000);
+    expect(path.switches).toBe(0);
+    // It still notices a path that really died: the reports stop, and within 4 s it moves.
+    timer.clear();
+    await clock.advance(4500);
+    expect(path.route).toBe('relay');
+    path.close();
+  });
+
+  it("asks a re-punched pair for consent with the re-offer's credentials, so it outlives 30 s", async () => {
+    const { clock, socket, peerSocket } = await twoPublicHosts();
+    const fresh: ConsentCredentials = {
+      localUfrag: 'cccc',
+      localPwd: 'c'.repeat(24),
+      remoteUfrag: 'dddd',
+      remotePwd: 'd'.repeat(24),
+    };
+    const peerFresh: ConsentCredentials = {
+      localUfrag: 'dddd',
+      localPwd: 'd'.repeat(24),
+      remoteUfrag: 'cccc',
+      remotePwd: 'c'.repeat(24),
+    };
+    const us1 = { address: '198.18.3.1', port: socket.local.port };
+    // The peer's puncher on the new pair answers with the new credentials only.
+    const peerConsent = new RouteConsent({ clock }, peerFresh, (data) => peerSocket.send(data, us1), {
+      confirmed: true,
+    });
+    let media = 0;
+    peerSocket.on('message', (data) => {
+      if (data[1] === 96) media++;
+      else peerConsent.handle(data);
+    });
+    const path = new RoutedPath({ clock }, { route: 'direct', consent: A });
+    path.setDirect(socket, { address: '198.18.3.2', port: peerSocket.local.port }, fresh);
+    const packet = Uint8Array.from([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    const timer = every(clock, 100, () => path.send(packet));
+    await clock.advance(60_000);
+    timer.clear();
+    expect(path.drops.unconfirmedDirect).toBe(0);
+    expect(media).toBeGreaterThan(590);
+    path.close();
+    peerConsent.close();
+  });
 });
