@@ -82,6 +82,14 @@ export const serverSchema = z
          * (the server refuses to start without it), `off` for userspace only (issue 23).
          */
         kernelForwarding: z.enum(['auto', 'on', 'off']).default('auto'),
+        /**
+         * Relay shards (issue 23, many cores): with 2 or more, UDP allocations are made in that many
+         * processes of their own, on ports `shardPort`, `shardPort + 1`, ..., and each client's
+         * Allocate is redirected there (300 Try Alternate). 1 (the default) relays in this process.
+         */
+        shards: z.number().int().min(1).max(16).default(1),
+        /** The first relay shard's port (on the STUN primary address). Default: the primary port + 100. */
+        shardPort: port.optional(),
       })
       .strict()
       .optional(),

@@ -51,6 +51,8 @@ interface DemoOptions {
   consolePort: number;
   /** Stop the console after this many seconds (default: at Ctrl-C). */
   consoleS?: number;
+  /** Issue 23: the server's relay in this many shard processes (1: in the server's own). */
+  relayShards: number;
 }
 
 interface DemoResult {
@@ -73,6 +75,8 @@ interface DemoResult {
   relayPath: 'kernel' | 'raw' | 'turn' | null;
   /** The server's own count of what its kernel fast path forwarded (its /metrics), null when unread. */
   kernelRelayed: { packets: number; bytes: number } | null;
+  /** Issue 23: the relay processes the server ran (`--relay-shards`; 1 is its own, 0 with no server). */
+  relayShards: number;
   where: string;
   natA: string;
   natB: string;
@@ -125,6 +129,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
   ];
   const runs = await runLabCalls({
     calleeArgs: [...cameraRelayArgs, ...secureArgs],
+    serverArgs: ['--relay-shards', String(options.relayShards)],
     beforeCalls: async (hosts) => {
       if (!blockedHost) return;
       blockedNamespace = hosts[blockedHost];
@@ -155,6 +160,8 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     inspect: async (hosts) => {
       for (let i = 0; i < 100 && !calleeEnded; i++) await new Promise((r) => setTimeout(r, 100));
       if (blockedNamespace) droppedPackets = await blockedUdpPackets(blockedNamespace).catch(() => null);
+      // Relay shards report to the server once a second: let the last report in.
+      if (options.relayShards > 1) await new Promise((r) => setTimeout(r, 1500));
       kernelRelayed = await kernelRelayedBy(hosts.server!).catch(() => null);
       if (options.console) {
         const mark = cameraRoutes.length;
@@ -182,6 +189,7 @@ async function labDemo(options: DemoOptions, mp4: string, say: (line: string) =>
     bytesDirect: bytes?.direct.bytes ?? sent?.bytes ?? 0,
     bytesRelay: bytes?.relay.bytes ?? 0,
     kernelRelayed,
+    relayShards: options.relayShards,
     relayPath:
       sc2c.ok && (bytes?.relay.bytes ?? 0) > 0
         ? ((sc2c as { relayPath?: DemoResult['relayPath'] }).relayPath ?? null)
@@ -334,6 +342,7 @@ async function loopbackDemo(options: DemoOptions, mp4: string, why: string): Pro
     bytesRelay: 0,
     relayPath: null,
     kernelRelayed: null,
+    relayShards: 0,
     where: `loopback only, no NAT and no signaling, because the kernel lab cannot run here (${why})`,
     natA: 'none',
     natB: 'none',
@@ -368,6 +377,12 @@ export function registerDemo(program: Command): void {
     .option('--relay', "use the TURN relay (sc2c server's) when no direct path opens (the default)")
     .option('--no-relay', 'direct paths only: a call no punch serves gets no media')
     .option('--duration <s>', 'seconds of video to send', parseInteger('--duration', 1, 600), 10)
+    .option(
+      '--relay-shards <n>',
+      "run the server's relay in this many shard processes (issue 23); relayed calls are redirected to them",
+      parseInteger('--relay-shards', 1, 16),
+      1,
+    )
     .option('--out <dir>', 'where demo.mp4, demo.png and demo.json go', 'out')
     .option('--json', 'print out/demo.json to stdout instead of the summary')
     .option('--insecure-media', 'plain RTP instead of DTLS-SRTP at both ends (to compare; prints a warning)')

@@ -15,6 +15,8 @@ import {
 } from '../relay/call-records.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
+import { addCounters, TurnShards } from '../relay/turn-shards.ts';
+import { emptyTurnCounters, type TurnCounters } from '../relay/turn-types.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
 import { type SignalingCounters, SignalingServer } from '../signaling/server.ts';
@@ -24,7 +26,7 @@ import { StunTcpResponder } from '../traversal/stun-tcp.ts';
 import { UsageError } from '../util/usage-error.ts';
 import { adminApp } from '../web/admin.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
-import { listenProblem } from './errors.ts';
+import { listenProblem, parseInteger } from './errors.ts';
 import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
 import { stopRequested } from './shutdown.ts';
 
@@ -83,10 +85,25 @@ const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {
   partiesLost: ['sc2c_sip_parties_lost_total', 'Call parties whose signaling connection dropped mid-call.'],
 };
 
+/** The relay as /metrics and /allocations see it: this process's TURN server and its shards'. */
+interface RelayView {
+  counters(): TurnCounters;
+  allocations(): ReturnType<TurnServer['allocations']>;
+}
+
+function relayView(turn: TurnServer | undefined, shards: TurnShards | undefined): RelayView | undefined {
+  if (!turn) return undefined;
+  if (!shards) return { counters: () => turn.counters, allocations: () => turn.allocations() };
+  return {
+    counters: () => addCounters(addCounters(emptyTurnCounters(), turn.counters), shards.counters()),
+    allocations: () => [...turn.allocations(), ...shards.allocations()],
+  };
+}
+
 function metrics(
   server: SignalingServer,
   stun: StunResponder,
-  turn?: TurnServer,
+  turn?: RelayView,
   records?: RecordIntake,
 ): Registry {
   const registry = new Registry();
@@ -150,88 +167,106 @@ function metrics(
         this.set(turn.allocations().length);
       },
     });
-    const t = turn.counters;
-    counter('sc2c_turn_requests_total', 'TURN requests received.', () => t.requests);
-    counter('sc2c_turn_allocations_total', 'TURN allocations made.', () => t.allocations);
-    counter('sc2c_turn_unauthorized_total', '401 challenges and refusals.', () => t.unauthorized);
-    counter('sc2c_turn_stale_nonce_total', '438 Stale Nonce.', () => t.staleNonce);
-    counter('sc2c_turn_forbidden_total', '403: peers in denied ranges.', () => t.forbidden);
-    counter('sc2c_turn_quota_total', '486: per-user quota reached.', () => t.quotaExceeded);
-    counter('sc2c_turn_malformed_total', 'Malformed TURN/ChannelData dropped.', () => t.malformed);
-    counter('sc2c_turn_oversized_total', 'Oversized datagrams dropped.', () => t.oversized);
+    // Read anew at each scrape: with relay shards, the sum of every process's counters.
+    const t = (): TurnCounters => turn.counters();
+    counter('sc2c_turn_requests_total', 'TURN requests received.', () => t().requests);
+    counter('sc2c_turn_allocations_total', 'TURN allocations made.', () => t().allocations);
+    counter(
+      'sc2c_turn_redirected_total',
+      'Allocates redirected to a relay shard (300 Try Alternate).',
+      () => t().redirected,
+    );
+    counter('sc2c_turn_unauthorized_total', '401 challenges and refusals.', () => t().unauthorized);
+    counter('sc2c_turn_stale_nonce_total', '438 Stale Nonce.', () => t().staleNonce);
+    counter('sc2c_turn_forbidden_total', '403: peers in denied ranges.', () => t().forbidden);
+    counter('sc2c_turn_quota_total', '486: per-user quota reached.', () => t().quotaExceeded);
+    counter('sc2c_turn_malformed_total', 'Malformed TURN/ChannelData dropped.', () => t().malformed);
+    counter('sc2c_turn_oversized_total', 'Oversized datagrams dropped.', () => t().oversized);
     counter(
       'sc2c_turn_rate_limited_total',
       'Unauthenticated requests dropped by the rate limit.',
-      () => t.rateLimited,
+      () => t().rateLimited,
     );
-    counter('sc2c_turn_unpermitted_total', 'Relay data without a permission, dropped.', () => t.unpermitted);
-    counter('sc2c_turn_latches_total', 'Raw-relay latches accepted (issue 23).', () => t.latches);
+    counter(
+      'sc2c_turn_unpermitted_total',
+      'Relay data without a permission, dropped.',
+      () => t().unpermitted,
+    );
+    counter('sc2c_turn_latches_total', 'Raw-relay latches accepted (issue 23).', () => t().latches);
     counter(
       'sc2c_turn_latches_refused_total',
       'Raw-relay latches refused: unsigned, or from a second address.',
-      () => t.latchesRefused,
+      () => t().latchesRefused,
     );
     counter(
       'sc2c_turn_kernel_installs_total',
       'Allocations handed to the kernel fast path.',
-      () => t.kernelInstalls,
+      () => t().kernelInstalls,
     );
     counter(
       'sc2c_turn_kernel_failures_total',
       'Kernel fast path installs or reads that failed (userspace went on).',
-      () => t.kernelFailures,
+      () => t().kernelFailures,
     );
     counter(
       'sc2c_turn_kernel_packets_total',
       'Packets the kernel forwarded for raw relays (read each second).',
-      () => t.kernelPackets,
+      () => t().kernelPackets,
     );
     counter(
       'sc2c_turn_kernel_bytes_total',
       'Bytes the kernel forwarded for raw relays.',
-      () => t.kernelBytes,
+      () => t().kernelBytes,
     );
-    counter('sc2c_turn_tcp_connections_total', 'TURN-over-TCP connections accepted.', () => t.tcpConnections);
+    counter(
+      'sc2c_turn_tcp_connections_total',
+      'TURN-over-TCP connections accepted.',
+      () => t().tcpConnections,
+    );
     counter(
       'sc2c_turn_tcp_idle_closed_total',
       'TURN-over-TCP connections closed for holding no allocation.',
-      () => t.tcpIdleClosed,
+      () => t().tcpIdleClosed,
     );
     counter(
       'sc2c_turn_allocate_in_flight_total',
       'Allocates dropped or refused while the 5-tuple was already allocating.',
-      () => t.allocateInFlight,
+      () => t().allocateInFlight,
     );
     counter(
       'sc2c_turn_backpressure_drops_total',
       'Relayed packets dropped: a TCP client was not reading.',
-      () => t.backpressureDrops,
+      () => t().backpressureDrops,
     );
     counter(
       'sc2c_turn_mismatch_total',
       '437/441: requests for an allocation that is not theirs.',
-      () => t.mismatch,
+      () => t().mismatch,
     );
     counter(
       'sc2c_turn_tcp_refused_total',
       'TURN-over-TCP connections refused at capacity.',
-      () => t.tcpRefused,
+      () => t().tcpRefused,
     );
-    counter('sc2c_turn_relayed_to_peers_bytes_total', 'Bytes relayed client -> peer.', () => t.bytesToPeers);
+    counter(
+      'sc2c_turn_relayed_to_peers_bytes_total',
+      'Bytes relayed client -> peer.',
+      () => t().bytesToPeers,
+    );
     counter(
       'sc2c_turn_relayed_to_clients_bytes_total',
       'Bytes relayed peer -> client.',
-      () => t.bytesToClients,
+      () => t().bytesToClients,
     );
     counter(
       'sc2c_turn_relayed_to_peers_packets_total',
       'Packets relayed client -> peer.',
-      () => t.packetsToPeers,
+      () => t().packetsToPeers,
     );
     counter(
       'sc2c_turn_relayed_to_clients_packets_total',
       'Packets relayed peer -> client.',
-      () => t.packetsToClients,
+      () => t().packetsToClients,
     );
   }
   if (records) {
@@ -357,64 +392,59 @@ export function registerServer(program: Command): void {
     .option('--config <file>', 'server config', 'config/server.yaml')
     .option('--log-json', 'log one JSON object per line (level, time, msg and fields)')
     .option('--log-level <level>', `lowest level logged: ${LOG_LEVELS.join(', ')}`, 'info')
-    .action(async (options: { config: string; logJson?: boolean; logLevel: string }) => {
-      const logger = createLog({ json: options.logJson, level: parseLogLevel(options.logLevel), fd: 2 });
-      const config = loadServerConfig(options.config);
-      const network = new NodeNetwork();
-      const clock = new SystemClock();
-      const log = (line: string, level: 'info' | 'warn' = 'info', fields?: Record<string, unknown>): void =>
-        logger[level](line, fields);
-      const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
-      const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
-      checkSecrets(config, options.config, turnSecret, adminToken, log);
-      // Whatever opened before a later listen fails is closed, so the error exits the process.
-      const opened: (() => void)[] = [];
-      try {
-        let stun: StunResponder;
+    .option(
+      '--relay-shards <n>',
+      "relay UDP allocations in this many shard processes (overrides the config's turn.shards; 1 relays in this process)",
+      parseInteger('--relay-shards', 1, 16),
+    )
+    .action(
+      async (options: { config: string; logJson?: boolean; logLevel: string; relayShards?: number }) => {
+        const logger = createLog({ json: options.logJson, level: parseLogLevel(options.logLevel), fd: 2 });
+        const loaded = loadServerConfig(options.config);
+        if (options.relayShards !== undefined && !loaded.turn)
+          throw new UsageError(`--relay-shards: ${options.config} runs no TURN relay (no turn: section)`);
+        const config =
+          options.relayShards !== undefined && loaded.turn
+            ? { ...loaded, turn: { ...loaded.turn, shards: options.relayShards } }
+            : loaded;
+        const network = new NodeNetwork();
+        const clock = new SystemClock();
+        const log = (line: string, level: 'info' | 'warn' = 'info', fields?: Record<string, unknown>): void =>
+          logger[level](line, fields);
+        const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
+        const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
+        checkSecrets(config, options.config, turnSecret, adminToken, log);
+        // Whatever opened before a later listen fails is closed, so the error exits the process.
+        const opened: (() => void)[] = [];
         try {
-          stun = await StunResponder.start(network, {
-            primary: config.stun.primary,
-            alternate: config.stun.alternate,
-            perSourcePerSecond: config.stun.perSourcePerSecond,
-            now: () => clock.now(),
-            software: 'sc2c-gateway',
-            // The primary socket carries TURN too: every client's relayed media arrives on it.
-            receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
-          });
-          opened.push(() => stun.close());
-        } catch (error) {
-          const { primary, alternate } = config.stun;
-          const where =
-            primary.address === alternate.address
-              ? `${primary.address} ports ${primary.port} and ${alternate.port}`
-              : `${primary.address} and ${alternate.address}`;
-          throw new UsageError(
-            `cannot listen for STUN on ${where} (${listenProblem(error)}): the address must be on this host and the ports free; set stun.primary (and stun.alternate, or leave it out for one address) in ${options.config}, or in the lab run it in the server host (sc2c lab exec server -- npx sc2c server)`,
-          );
-        }
-        let turn: TurnServer | undefined;
-        let kernel: string | undefined;
-        if (config.turn) {
-          const t = config.turn;
-          let offload: NftRelayOffload | undefined;
-          if (t.kernelForwarding !== 'off') {
-            try {
-              offload = await NftRelayOffload.start();
-              kernel = `kernel forwarding in nftables table ${offload.table}`;
-            } catch (error) {
-              const why = error instanceof OffloadUnavailable ? error.message : String(error);
-              if (t.kernelForwarding === 'on')
-                throw new UsageError(
-                  `turn.kernelForwarding is on in ${options.config} but the kernel path cannot run: ${why}`,
-                );
-              kernel = `no kernel forwarding (${why})`;
-            }
+          let stun: StunResponder;
+          try {
+            stun = await StunResponder.start(network, {
+              primary: config.stun.primary,
+              alternate: config.stun.alternate,
+              perSourcePerSecond: config.stun.perSourcePerSecond,
+              now: () => clock.now(),
+              software: 'sc2c-gateway',
+              // The primary socket carries TURN too: every client's relayed media arrives on it.
+              receiveBufferBytes: config.turn ? RELAY_SOCKET_BUFFER_BYTES : undefined,
+            });
+            opened.push(() => stun.close());
+          } catch (error) {
+            const { primary, alternate } = config.stun;
+            const where =
+              primary.address === alternate.address
+                ? `${primary.address} ports ${primary.port} and ${alternate.port}`
+                : `${primary.address} and ${alternate.address}`;
+            throw new UsageError(
+              `cannot listen for STUN on ${where} (${listenProblem(error)}): the address must be on this host and the ports free; set stun.primary (and stun.alternate, or leave it out for one address) in ${options.config}, or in the lab run it in the server host (sc2c lab exec server -- npx sc2c server)`,
+            );
           }
-          // The TURN server owns it from here: closing the relay removes the table.
-          turn = TurnServer.attach(
-            { network, clock },
-            {
-              listen: config.stun.primary,
+          let turn: TurnServer | undefined;
+          let shards: TurnShards | undefined;
+          let kernel: string | undefined;
+          if (config.turn) {
+            const t = config.turn;
+            const serverInit = {
               relayAddress: t.relayAddress ?? config.stun.primary.address,
               realm: t.realm ?? config.sip.realm,
               users: passwordsOf(config.users),
@@ -427,117 +457,161 @@ export function registerServer(program: Command): void {
               deniedPeers: t.deniedPeers,
               allowedPeers: t.allowedPeers,
               software: 'sc2c-gateway',
-              offload,
+            };
+            if (t.shards > 1) {
+              const firstPort = t.shardPort ?? config.stun.primary.port + 100;
+              try {
+                shards = await TurnShards.start({
+                  count: t.shards,
+                  address: config.stun.primary.address,
+                  firstPort,
+                  // Each shard holds its share of the capacity.
+                  server: { ...serverInit, capacity: Math.ceil(t.capacity / t.shards) },
+                  kernelForwarding: t.kernelForwarding,
+                  log,
+                });
+              } catch (error) {
+                throw new UsageError(
+                  `cannot start ${t.shards} relay shards on ${config.stun.primary.address} ports ${firstPort}-${firstPort + t.shards - 1}: ${(error as Error).message} (turn.shards and turn.shardPort in ${options.config}, or --relay-shards)`,
+                );
+              }
+              const running = shards;
+              opened.push(() => running.close());
+            }
+            let offload: NftRelayOffload | undefined;
+            // With shards, UDP allocations (the only ones the kernel path serves) are made there.
+            if (t.kernelForwarding !== 'off' && !shards) {
+              try {
+                offload = await NftRelayOffload.start();
+                kernel = `kernel forwarding in nftables table ${offload.table}`;
+              } catch (error) {
+                const why = error instanceof OffloadUnavailable ? error.message : String(error);
+                if (t.kernelForwarding === 'on')
+                  throw new UsageError(
+                    `turn.kernelForwarding is on in ${options.config} but the kernel path cannot run: ${why}`,
+                  );
+                kernel = `no kernel forwarding (${why})`;
+              }
+            }
+            // The TURN server owns it from here: closing the relay removes the table.
+            turn = TurnServer.attach(
+              { network, clock },
+              { ...serverInit, listen: config.stun.primary, offload, shards },
+              stun.socketAt(config.stun.primary)!,
+            );
+            const relay = turn;
+            opened.push(() => relay.close());
+            stun.delegate = (data, from) => relay.handle(data, from);
+            if (t.tcp) {
+              try {
+                await relay.listenTcp();
+              } catch (error) {
+                throw new UsageError(
+                  `cannot listen for TURN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}); set turn.tcp: false in ${options.config} to run without it`,
+                );
+              }
+            }
+            const turnTls = config.turnTls;
+            if (turnTls) {
+              const at = { address: config.stun.primary.address, port: turnTls.port };
+              try {
+                await relay.listenTcp(at, turnTls);
+              } catch (error) {
+                throw new UsageError(
+                  `cannot listen for TURN over TLS on ${at.address}:${at.port} (${listenProblem(error)}); check turn.tls in ${options.config}`,
+                );
+              }
+            }
+          }
+          if (!config.turn?.tcp) {
+            // Issue 21: gateways predict their TCP ports with Binding over TCP on the STUN port, which
+            // TURN over TCP answers when it runs; without it, a Binding-only TCP responder does.
+            try {
+              const tcpStun = await StunTcpResponder.start(
+                { network, clock },
+                { listen: config.stun.primary },
+              );
+              opened.push(() => tcpStun.close());
+            } catch (error) {
+              throw new UsageError(
+                `cannot listen for STUN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}): the port must be free for TCP too`,
+              );
+            }
+          }
+          const records =
+            config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
+          stun.bindings = new RecentBindings(clock);
+          const server: SignalingServer = await SignalingServer.start(
+            { network, clock },
+            {
+              listen: config.sip.listen,
+              realm: config.sip.realm,
+              users: config.users,
+              tls: config.tls,
+              log,
+              onCallRecord: records && ((body, user) => records.take(body, user)),
+              // Issue 22: what a console fetches for its viewer (SUBSCRIBE with Expires: 0).
+              fetchable: new Map<string, (user: string) => Promise<unknown>>([
+                [CAMERAS_EVENT, async (user) => ({ cameras: server.callableBy(user) })],
+                ...(records
+                  ? [[REPORT_EVENT, async (user: string) => records.reportFor(user)] as const]
+                  : []),
+              ]),
+              turnCredentials: turnSecret
+                ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS }
+                : undefined,
+              // Issue 19: pins read from our own STUN server's Bindings.
+              bindings: stun.bindings,
             },
-            stun.socketAt(config.stun.primary)!,
-          );
-          const relay = turn;
-          opened.push(() => relay.close());
-          stun.delegate = (data, from) => relay.handle(data, from);
-          if (t.tcp) {
-            try {
-              await relay.listenTcp();
-            } catch (error) {
-              throw new UsageError(
-                `cannot listen for TURN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}); set turn.tcp: false in ${options.config} to run without it`,
-              );
-            }
-          }
-          const turnTls = config.turnTls;
-          if (turnTls) {
-            const at = { address: config.stun.primary.address, port: turnTls.port };
-            try {
-              await relay.listenTcp(at, turnTls);
-            } catch (error) {
-              throw new UsageError(
-                `cannot listen for TURN over TLS on ${at.address}:${at.port} (${listenProblem(error)}); check turn.tls in ${options.config}`,
-              );
-            }
-          }
-        }
-        if (!config.turn?.tcp) {
-          // Issue 21: gateways predict their TCP ports with Binding over TCP on the STUN port, which
-          // TURN over TCP answers when it runs; without it, a Binding-only TCP responder does.
-          try {
-            const tcpStun = await StunTcpResponder.start({ network, clock }, { listen: config.stun.primary });
-            opened.push(() => tcpStun.close());
-          } catch (error) {
+          ).catch((error: unknown) => {
+            const { address, port } = config.sip.listen;
             throw new UsageError(
-              `cannot listen for STUN over TCP on ${config.stun.primary.address}:${config.stun.primary.port} (${listenProblem(error)}): the port must be free for TCP too`,
+              `cannot listen for SIP on ${address}:${port}${config.sip.tls ? ` or ${config.sip.tls.port} (TLS)` : ''} (${listenProblem(error)}); set sip.listen in ${options.config}`,
             );
-          }
-        }
-        const records =
-          config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
-        stun.bindings = new RecentBindings(clock);
-        const server: SignalingServer = await SignalingServer.start(
-          { network, clock },
-          {
-            listen: config.sip.listen,
-            realm: config.sip.realm,
-            users: config.users,
-            tls: config.tls,
-            log,
-            onCallRecord: records && ((body, user) => records.take(body, user)),
-            // Issue 22: what a console fetches for its viewer (SUBSCRIBE with Expires: 0).
-            fetchable: new Map<string, (user: string) => Promise<unknown>>([
-              [CAMERAS_EVENT, async (user) => ({ cameras: server.callableBy(user) })],
-              ...(records ? [[REPORT_EVENT, async (user: string) => records.reportFor(user)] as const] : []),
-            ]),
-            turnCredentials: turnSecret
-              ? { secret: turnSecret, ttlS: config.turn!.credentialTtlS }
-              : undefined,
-            // Issue 19: pins read from our own STUN server's Bindings.
-            bindings: stun.bindings,
-          },
-        ).catch((error: unknown) => {
-          const { address, port } = config.sip.listen;
-          throw new UsageError(
-            `cannot listen for SIP on ${address}:${port}${config.sip.tls ? ` or ${config.sip.tls.port} (TLS)` : ''} (${listenProblem(error)}); set sip.listen in ${options.config}`,
-          );
-        });
-        opened.push(() => server.close());
-        if (config.admin) {
-          const registry = metrics(server, stun, turn, records);
-          const app = adminApp(adminToken, registry, {
-            health: () => ({
-              sip: server.listening,
-              stun: stun.listening,
-              turn: turn ? turn.listening : 'off',
-            }),
-            registrations: () => server.registrations(),
-            calls: () => server.calls(),
-            allocations: () => turn?.allocations() ?? [],
           });
-          const admin = config.admin.listen;
-          await new Promise<HttpServer>((resolve, reject) => {
-            const listening = app.listen(admin.port, admin.address, () => resolve(listening));
-            opened.push(() => listening.close());
-            listening.once('error', (error: Error) =>
-              reject(
-                new UsageError(
-                  `cannot listen for the admin API on ${admin.address}:${admin.port} (${listenProblem(error)}); set admin.listen in ${options.config}`,
+          opened.push(() => server.close());
+          if (config.admin) {
+            const registry = metrics(server, stun, relayView(turn, shards), records);
+            const app = adminApp(adminToken, registry, {
+              health: () => ({
+                sip: server.listening,
+                stun: stun.listening,
+                turn: turn ? turn.listening : 'off',
+              }),
+              registrations: () => server.registrations(),
+              calls: () => server.calls(),
+              allocations: () => relayView(turn, shards)?.allocations() ?? [],
+            });
+            const admin = config.admin.listen;
+            await new Promise<HttpServer>((resolve, reject) => {
+              const listening = app.listen(admin.port, admin.address, () => resolve(listening));
+              opened.push(() => listening.close());
+              listening.once('error', (error: Error) =>
+                reject(
+                  new UsageError(
+                    `cannot listen for the admin API on ${admin.address}:${admin.port} (${listenProblem(error)}); set admin.listen in ${options.config}`,
+                  ),
                 ),
-              ),
-            );
-          });
+              );
+            });
+          }
+          log(
+            `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port} (certificate sha-256 ${certificateFingerprint(config.tls!.cert)}: pin it with tls.fingerprint in gateway configs)` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
+              .endpoints()
+              .map((e) => `${e.address}:${e.port}`)
+              .join(
+                ' ',
+              )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}${shards ? `, relay shards on ports ${shards.endpoints.map((e) => e.port).join(' ')} (${shards.kernel})` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+          );
+        } catch (error) {
+          for (const close of opened.reverse()) close();
+          throw error;
         }
-        log(
-          `sc2c server: SIP on ${config.sip.listen.address}:${server.local.port}${server.tlsLocal ? `, SIP over TLS on ${server.tlsLocal.port} (certificate sha-256 ${certificateFingerprint(config.tls!.cert)}: pin it with tls.fingerprint in gateway configs)` : ''} (realm ${config.sip.realm}, ${config.users.size} users), STUN on ${stun
-            .endpoints()
-            .map((e) => `${e.address}:${e.port}`)
-            .join(
-              ' ',
-            )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
-        );
-      } catch (error) {
+        await stopRequested();
+        log('stopping');
         for (const close of opened.reverse()) close();
-        throw error;
-      }
-      await stopRequested();
-      log('stopping');
-      for (const close of opened.reverse()) close();
-    });
+      },
+    );
 }
 
 /** The SHA-256 fingerprint of a PEM certificate, as gateways pin it (`tls.fingerprint`). */

@@ -38,6 +38,8 @@ export interface LabCallsInit {
   readonly callArgs?: (mode: string) => readonly string[];
   /** Extra `sc2c gateway` arguments for the callee (e.g. `--phone --record FILE`). */
   readonly calleeArgs?: readonly string[];
+  /** More `sc2c server` flags (`--relay-shards 2`). */
+  readonly serverArgs?: readonly string[];
   /** Every JSON event the callee gateway prints (call outcomes, media-started, media-ended). */
   readonly onCalleeEvent?: (event: Record<string, unknown>) => void;
   /** Write one pcap per lab link into this directory (for tracing a failed punch). */
@@ -137,7 +139,12 @@ export async function runLabCalls(init: LabCallsInit): Promise<Record<string, Ca
   const state = await startLab({ scenarioPath, scenario, name: init.name, pcapDir: init.pcapDir });
   const children: HostProcess[] = [];
   try {
-    const server = spawnInHost(state.hosts.server!, ['server', '--config', `${CONFIG}server.yaml`]);
+    const server = spawnInHost(state.hosts.server!, [
+      'server',
+      '--config',
+      `${CONFIG}server.yaml`,
+      ...(init.serverArgs ?? []),
+    ]);
     children.push(server);
     await waitForOutput(server, /sc2c server:/, 'sc2c server');
     await init.beforeCalls?.(state.hosts);

@@ -5,9 +5,14 @@
  * client's latched address from the relayed port (DNAT in prerouting and output, SNAT in
  * postrouting), and conntrack carries the rest of the flow without this process seeing it.
  *
- *   udp dport vmap @ports    -> chain p<N>: ip daddr RELAY ip saddr PEER udp sport P ct mark set M dnat to CLIENT
- *   ct mark vmap @marks      -> chain s<N>: snat to RELAY:PORT
- *   ct mark vmap @counting   -> chain k<N>: counter c<N>       (what the call records and /metrics read)
+ *   udp dport vmap @ports                     -> chain p<N>: ip daddr RELAY ip saddr PEER udp sport P dnat to CLIENT
+ *   ct original daddr . proto-dst vmap @snats  -> chain s<N>: snat to RELAY:PORT
+ *   ct original daddr . proto-dst vmap @counts -> chain k<N>: counter c<N>  (what the call records and /metrics read)
+ *
+ * A flow is known after its DNAT by where it was first sent, the relayed address and port: only
+ * the process bound to that port has it in its maps, so several relay processes (shards), each with
+ * a table of its own, never act on each other's flows (a ct mark per allocation id did: every
+ * shard's first allocation had the same one).
  *
  * A flow the kernel already tracks without NAT (the first datagrams, forwarded in userspace) would
  * keep bypassing the rules, so an install deletes the relayed port's conntrack entries; a removal
@@ -19,7 +24,6 @@ import { readFileSync } from 'node:fs';
 import type { Endpoint } from '../net/address.ts';
 import type { RelayOffload } from './turn-types.ts';
 
-const MARK_BASE = 0x5c000000;
 const TABLE_PREFIX = 'sc2c_relay_';
 /** Longest an nft or conntrack run may take before it counts as failed. */
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -128,12 +132,12 @@ export class NftRelayOffload implements RelayOffload {
 delete table ip ${t}
 table ip ${t} {
   map ports { type inet_service : verdict; }
-  map marks { type mark : verdict; }
-  map counting { type mark : verdict; }
+  map snats { type ipv4_addr . inet_service : verdict; }
+  map counts { type ipv4_addr . inet_service : verdict; }
   chain pre { type nat hook prerouting priority dstnat; policy accept; udp dport vmap @ports; }
   chain out { type nat hook output priority -100; policy accept; udp dport vmap @ports; }
-  chain post { type nat hook postrouting priority srcnat; policy accept; ct mark vmap @marks; }
-  chain count { type filter hook postrouting priority 100; policy accept; ct mark vmap @counting; }
+  chain post { type nat hook postrouting priority srcnat; policy accept; meta l4proto udp ct original ip daddr . ct original proto-dst vmap @snats; }
+  chain count { type filter hook postrouting priority 100; policy accept; meta l4proto udp ct original ip daddr . ct original proto-dst vmap @counts; }
   set latches { type ipv4_addr . inet_service . inet_service; }
   set relayed { type inet_service; }
   chain rawpre { type filter hook prerouting priority raw; policy accept; ip saddr . udp sport . udp dport @latches notrack; }
@@ -153,20 +157,20 @@ table ip ${t} {
       const client = checked(route.client);
       checked(route.peer);
       const t = this.table;
-      const mark = markOf(id);
+      const flow = `${route.relayed.address} . ${route.relayed.port}`;
       const earlier = this.#installed.get(id);
       const script = [
         // A new peer source replaces the old one's rules; the counter carries on.
         ...(earlier ? this.#removal(id, earlier, true) : [`add counter ip ${t} c${id}`]),
         `add chain ip ${t} p${id}`,
-        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr ${route.peer.address} udp sport ${route.peer.port} ct mark set ${mark} dnat ip to ${client}`,
+        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr ${route.peer.address} udp sport ${route.peer.port} dnat ip to ${client}`,
         `add chain ip ${t} s${id}`,
         `add rule ip ${t} s${id} meta l4proto udp snat ip to ${relayed}`,
         `add chain ip ${t} k${id}`,
         `add rule ip ${t} k${id} counter name c${id}`,
         `add element ip ${t} ports { ${route.relayed.port} : jump p${id} }`,
-        `add element ip ${t} marks { ${mark} : jump s${id} }`,
-        `add element ip ${t} counting { ${mark} : jump k${id} }`,
+        `add element ip ${t} snats { ${flow} : jump s${id} }`,
+        `add element ip ${t} counts { ${flow} : jump k${id} }`,
         // Untracked: the latch's keepalives to the relayed port, and whatever this process sends
         // from it. An entry of theirs would hold the reply address every forwarded flow needs
         // (latch <- relayed port), and conntrack would drop those flows as clashes.
@@ -223,12 +227,12 @@ table ip ${t} {
 
   #removal(id: number, route: { relayed: Endpoint; client: Endpoint }, keepCounter: boolean): string[] {
     const t = this.table;
-    const mark = markOf(id);
     const { relayed, client } = route;
+    const flow = `${relayed.address} . ${relayed.port}`;
     return [
       `delete element ip ${t} ports { ${relayed.port} }`,
-      `delete element ip ${t} marks { ${mark} }`,
-      `delete element ip ${t} counting { ${mark} }`,
+      `delete element ip ${t} snats { ${flow} }`,
+      `delete element ip ${t} counts { ${flow} }`,
       `delete element ip ${t} latches { ${client.address} . ${client.port} . ${relayed.port} }`,
       `delete element ip ${t} relayed { ${relayed.port} }`,
       `delete chain ip ${t} p${id}`,
@@ -258,10 +262,6 @@ table ip ${t} {
     this.#queue = next.catch(() => undefined);
     return next;
   }
-}
-
-function markOf(id: number): string {
-  return `0x${(MARK_BASE | (id & 0xffffff)).toString(16)}`;
 }
 
 function isAlive(pid: number): boolean {

@@ -11,6 +11,7 @@ import { RateLimiter } from '../util/rate-limiter.ts';
 import { type CredentialStore, Nonces, passwordFor } from './credentials.ts';
 
 export const TURN_ERRORS: Readonly<Record<number, string>> = {
+  300: 'Try Alternate',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',

@@ -10,12 +10,13 @@ import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
 import { type Clock, every, sleep, type Timer } from '../net/clock.ts';
 import type { Network, StreamConnection, UdpSocket } from '../net/types.ts';
 import {
+  decodeAddress,
   decodeErrorCode,
   decodeXorAddress,
   encodeText,
   encodeXorAddress,
 } from '../protocol/stun/attributes.ts';
-import { addFingerprint, addMessageIntegrity } from '../protocol/stun/integrity.ts';
+import { addFingerprint, addMessageIntegrity, verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
@@ -76,6 +77,8 @@ export class TurnError extends Error {
   constructor(
     readonly code: number | null,
     message: string,
+    /** A signed 300 (Try Alternate): the server that offers the allocation instead. */
+    readonly alternate?: Endpoint,
   ) {
     super(message);
     this.name = 'TurnError';
@@ -105,6 +108,8 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
   };
   /** Open transactions; called with the answer, or with nothing when the transport broke. */
   readonly #pending = new Map<string, (message: StunMessage | undefined) => void>();
+  /** Error answers' bytes, for checking a 300's MESSAGE-INTEGRITY. */
+  readonly #raw = new WeakMap<StunMessage, Uint8Array>();
   /** Why the transport broke (the TCP connection closed), once it has. */
   #broken?: string;
   readonly #channels = new Map<string, number>();
@@ -140,8 +145,34 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     this.#off = this.#transport.receive((data) => this.#onMessage(data));
   }
 
-  /** Allocates on `init.server` over UDP from `socket`; rejects with a `TurnError` saying why when it cannot. */
-  static allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
+  /**
+   * Allocates on `init.server` over UDP from `socket`; rejects with a `TurnError` saying why when it
+   * cannot. A signed 300 (Try Alternate, a relay shard of our server) is followed once: the
+   * allocation is then made there, and `server` says where.
+   */
+  static async allocate(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
+    try {
+      return await TurnClient.#allocateUdp(c, socket, init);
+    } catch (error) {
+      const alternate = error instanceof TurnError ? error.alternate : undefined;
+      if (!alternate) throw error;
+      // One redirection, never back: RFC 8489 §10's loop rule, for a chain of one.
+      if (sameEndpoint(alternate, init.server))
+        throw new TurnError(300, `the TURN server ${formatEndpoint(init.server)} redirected to itself`);
+      try {
+        return await TurnClient.#allocateUdp(c, socket, { ...init, server: alternate });
+      } catch (second) {
+        if (second instanceof TurnError && second.alternate)
+          throw new TurnError(
+            300,
+            `the relay shard ${formatEndpoint(alternate)} redirected again: not followed`,
+          );
+        throw second;
+      }
+    }
+  }
+
+  static #allocateUdp(c: { clock: Clock }, socket: UdpSocket, init: TurnClientInit): Promise<TurnClient> {
     const client = new TurnClient(c, () => udpTransport(socket, init.server), init);
     client.#socket = socket;
     return TurnClient.#allocate(client);
@@ -427,6 +458,7 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
         : { code: 0, reason: 'no ERROR-CODE' };
       const realm = findAttribute(response, TurnAttribute.REALM);
       const nonce = findAttribute(response, TurnAttribute.NONCE);
+      if (error.code === 300) throw this.#tryAlternate(response, error.reason);
       const retryable = (error.code === 401 && !this.#key) || error.code === 438;
       if (retryable && nonce) {
         if (realm) this.#realm = new TextDecoder().decode(realm.value);
@@ -499,6 +531,32 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
     return response;
   }
 
+  /**
+   * A 300 (Try Alternate): followed only when signed with our key (RFC 8489 §10), or anyone on the
+   * path could send our allocation, and the media after it, elsewhere.
+   */
+  #tryAlternate(response: StunMessage, reason: string): TurnError {
+    const raw = this.#raw.get(response);
+    const attribute = findAttribute(response, AttributeType.ALTERNATE_SERVER);
+    let signed = false;
+    try {
+      signed = raw !== undefined && this.#key !== undefined && verifyMessageIntegrity(raw, this.#key);
+    } catch {
+      // No MESSAGE-INTEGRITY: unsigned.
+    }
+    if (!signed || !attribute)
+      return new TurnError(
+        300,
+        `TURN 300 ${reason}: ${signed ? 'no ALTERNATE-SERVER' : 'not signed'}; not followed`,
+      );
+    try {
+      const alternate = decodeAddress(attribute.value);
+      return new TurnError(300, `TURN 300 ${reason}`, alternate);
+    } catch (error) {
+      return new TurnError(300, `TURN 300 with an unreadable ALTERNATE-SERVER: ${(error as Error).message}`);
+    }
+  }
+
   #onMessage(data: Uint8Array): void {
     if (isChannelData(data)) {
       try {
@@ -528,8 +586,12 @@ export class TurnClient extends TypedEmitter<TurnClientEvents> {
       }
       return;
     }
-    if (message.cls === StunClass.success || message.cls === StunClass.error)
-      this.#pending.get(Buffer.from(message.transactionId).toString('hex'))?.(message);
+    if (message.cls === StunClass.success || message.cls === StunClass.error) {
+      const pending = this.#pending.get(Buffer.from(message.transactionId).toString('hex'));
+      if (!pending) return;
+      if (message.cls === StunClass.error) this.#raw.set(message, data);
+      pending(message);
+    }
   }
 
   #deliver(data: Uint8Array, peer: Endpoint): void {

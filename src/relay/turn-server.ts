@@ -11,6 +11,7 @@ import type { Network, StreamConnection, StreamServer, UdpSocket } from '../net/
 import { DecodeError } from '../protocol/decode-error.ts';
 import {
   decodeXorAddress,
+  encodeAddress,
   encodeErrorCode,
   encodeText,
   encodeUnknownAttributes,
@@ -103,7 +104,11 @@ export class TurnServer {
 
   /** A TURN server on its own socket at `init.listen`. */
   static async start(c: { network: Network; clock: Clock }, init: TurnServerInit): Promise<TurnServer> {
-    const socket = await c.network.bindUdp({ address: init.listen.address, port: init.listen.port });
+    const socket = await c.network.bindUdp({
+      address: init.listen.address,
+      port: init.listen.port,
+      receiveBufferBytes: RELAY_SOCKET_BUFFER_BYTES,
+    });
     return new TurnServer(c, init, socket, true);
   }
 
@@ -359,6 +364,17 @@ export class TurnServer {
       throw new Refusal(508, 'reservations are not offered');
     // The quota is per user: every short-lived username of one user counts against the same one.
     const user = quotaUser(auth.username);
+    if (this.init.shards && !from.stream) {
+      // Only an authenticated request is redirected, and the 300 is signed (RFC 8489 §10), so no one
+      // can send a client elsewhere with a forged answer.
+      const shard = this.init.shards.pick(user);
+      if ('code' in shard) throw new Refusal(shard.code, shard.why);
+      this.counters.redirected++;
+      this.#replyError(from, message, 300, `relay shard ${formatEndpoint(shard)}`, auth.key, [
+        { type: AttributeType.ALTERNATE_SERVER, value: encodeAddress(shard) },
+      ]);
+      return;
+    }
     const held = [...this.#allocations.values()].filter((a) => quotaUser(a.username) === user).length;
     if (held >= (this.init.userQuota ?? 10))
       throw new Refusal(486, `${user} already holds ${held} allocations`);

@@ -54,6 +54,17 @@ export interface TurnServerInit extends CredentialStore {
   readonly software?: string;
   /** Forwards latched raw-relay allocations in the kernel (issue 23); without it, userspace. */
   readonly offload?: RelayOffload;
+  /**
+   * Issue 23, many cores: relay shards in processes of their own. A UDP client's authenticated
+   * Allocate is answered 300 (Try Alternate) with the shard `pick` names; TCP and TLS clients
+   * stay here. `pick` may refuse instead (the user's quota across every shard, or no shard up).
+   */
+  readonly shards?: TurnShardPicker;
+}
+
+/** Chooses the relay shard for a new UDP allocation of `user` (the quota user), or refuses it. */
+export interface TurnShardPicker {
+  pick(user: string): Endpoint | { readonly code: 486 | 508; readonly why: string };
 }
 
 /**
@@ -105,6 +116,8 @@ export interface TurnCounters {
   /** Packets and bytes the kernel forwarded (read at each sweep; also in the totals above). */
   kernelPackets: number;
   kernelBytes: number;
+  /** Allocates answered 300 (Try Alternate) toward a relay shard. */
+  redirected: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -136,5 +149,6 @@ export function emptyTurnCounters(): TurnCounters {
     kernelFailures: 0,
     kernelPackets: 0,
     kernelBytes: 0,
+    redirected: 0,
   };
 }

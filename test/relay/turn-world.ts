@@ -60,5 +60,5 @@ export async function setup(init: Partial<TurnServerInit> = {}, slowBindMs = 0) 
     );
     return { socket, client };
   };
-  return { clock, net, server, alice, bob, peer, allocate };
+  return { clock, net, network, server, alice, bob, peer, allocate };
 }

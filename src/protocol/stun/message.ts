@@ -34,6 +34,8 @@ export const AttributeType = {
   UNKNOWN_ATTRIBUTES: 0x000a,
   XOR_MAPPED_ADDRESS: 0x0020,
   SOFTWARE: 0x8022,
+  /** RFC 8489 §14.15: where a 300 (Try Alternate) sends the client. */
+  ALTERNATE_SERVER: 0x8023,
   FINGERPRINT: 0x8028,
   RESPONSE_ORIGIN: 0x802b,
   OTHER_ADDRESS: 0x802c,
