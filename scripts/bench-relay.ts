@@ -68,6 +68,8 @@ interface Step {
 
 interface Row {
   relay: RelayName;
+  /** Relay processes: `sc2c-turn` with `--shards` (its allocations spread over them); 1 otherwise. */
+  shards: number;
   payloadBytes: number;
   capacityPps: number | null;
   relayCpuPercent: number | null;
@@ -84,6 +86,11 @@ const program = new Command('bench:relay')
   .option('--max-pps <n>', 'highest offered rate', parseInteger('--max-pps', 1000, 5_000_000), 800_000)
   .option('--relays <list>', 'which relays, comma-separated', RELAYS.join(','))
   .option('--payloads <list>', 'payload sizes in bytes, comma-separated', '100,1200')
+  .option(
+    '--shards <list>',
+    'relay shard processes for sc2c-turn, comma-separated (2: two allocations, one per shard, the relay on both CPUs)',
+    '1',
+  )
   .option('--json', 'print the results as JSON')
   .option('--out <file>', 'also write the JSON here')
   .option('--inside <relay-namespace>', '(internal) run in the load namespace, the relay in this one')
@@ -93,6 +100,7 @@ const options = program.opts<{
   maxPps: number;
   relays: string;
   payloads: string;
+  shards: string;
   json?: boolean;
   out?: string;
   inside?: string;
@@ -118,11 +126,30 @@ const payloads = options.payloads.split(',').map((text) => {
   return n;
 });
 
-/** This process's CPU ticks, all threads. */
+const shardCounts = options.shards.split(',').map((text) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 16) fail(`shards ${JSON.stringify(text)} is not 1..16`);
+  return n;
+});
+
+/** A process's CPU ticks, all threads, and its children's (relay shards): 0 once it is gone. */
 function processTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  let ticks = Number(fields[11]) + Number(fields[12]);
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // No children file: no children counted.
+  }
+  for (const child of children) ticks += processTicks(Number(child));
+  return ticks;
 }
 
 /** Busy ticks of the whole machine: everything but idle and iowait. */
@@ -295,19 +322,37 @@ async function baselineCores(payload: number, pps: number): Promise<number> {
   }
 }
 
-async function ladder(relay: RelayName, payload: number, pid: number, load: Load): Promise<Row> {
+async function ladder(
+  relay: RelayName,
+  shards: number,
+  payload: number,
+  pid: number,
+  loads: readonly Load[],
+): Promise<Row> {
+  const count = async (): Promise<number> => {
+    let total = 0;
+    for (const load of loads) total += await load.sink.count();
+    return total;
+  };
   const steps: Step[] = [];
   let limitedBy: Row['limitedBy'] = 'max-pps';
   for (let pps = 10_000; pps <= options.maxPps; pps = Math.round(pps * 1.5)) {
     const base = await baselineCores(payload, pps);
-    const delivered0 = await load.sink.count();
+    const delivered0 = await count();
     const relay0 = processTicks(pid);
     const machine0 = machineTicks();
     const started = performance.now();
-    const sent = await generate(load.fromPort, load.to, load.prefix, payload, pps);
+    // One generator per allocation, sharing the rate: with shards, one allocation per shard.
+    const sent = (
+      await Promise.all(
+        loads.map((load) =>
+          generate(load.fromPort, load.to, load.prefix, payload, Math.round(pps / loads.length)),
+        ),
+      )
+    ).reduce((a, b) => a + b, 0);
     await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
     const elapsedS = (performance.now() - started) / 1000;
-    const delivered = (await load.sink.count()) - delivered0;
+    const delivered = (await count()) - delivered0;
     const machineCores = (machineTicks() - machine0) / CLK_TCK / elapsedS;
     const extraCpuS = (machineCores - base) * elapsedS;
     const step: Step = {
@@ -347,6 +392,7 @@ async function ladder(relay: RelayName, payload: number, pid: number, load: Load
   const costS = denominator > 0 ? numerator / denominator : 0;
   return {
     relay,
+    shards,
     payloadBytes: payload,
     capacityPps: best?.deliveredPps ?? null,
     relayCpuPercent: best?.relayCpuPercent ?? null,
@@ -377,7 +423,8 @@ async function turnLoad(server: Endpoint): Promise<Load> {
   socket.close();
   const header = new Uint8Array(4);
   new DataView(header.buffer).setUint16(0, channel);
-  return { to: server, fromPort, prefix: hex(header), sink };
+  // Where the allocation was made: the server, or the relay shard it redirected to.
+  return { to: client.server, fromPort, prefix: hex(header), sink };
 }
 
 function prefixFor(load: Load, payload: number): Load {
@@ -414,7 +461,7 @@ async function kernelLoad(server: Endpoint): Promise<Load> {
   return { to: client.relayed, fromPort, prefix: '-', sink };
 }
 
-async function startOurs(dir: string, relayNs: string, port: number): Promise<ChildProcess> {
+async function startOurs(dir: string, relayNs: string, port: number, shards: number): Promise<ChildProcess> {
   const config = join(dir, `server-${port}.yaml`);
   writeFileSync(
     config,
@@ -429,11 +476,15 @@ turn:
   allowedPeers: [198.18.250.0/24]
   unauthenticatedPerSecond: 10000
   kernelForwarding: on
+  shards: ${shards}
+  shardPort: ${port + 50}
 `,
   );
+  // One shard: CPU 0, as every relay. More: the relay may use both CPUs, the generator's too.
+  const cpus = shards > 1 ? '0,1' : '0';
   const child = spawn(
     'ip',
-    ['netns', 'exec', relayNs, 'taskset', '-c', '0', process.execPath, BIN, 'server', '--config', config],
+    ['netns', 'exec', relayNs, 'taskset', '-c', cpus, process.execPath, BIN, 'server', '--config', config],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let banner = '';
@@ -461,10 +512,13 @@ async function inside(relayNs: string): Promise<void> {
     say(
       `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step`,
     );
-    for (const relay of relays) {
-      const port = 40_000 + rows.length * 200;
+    const runs = relays.flatMap((relay): { relay: RelayName; shards: number }[] =>
+      relay === 'sc2c-turn' ? shardCounts.map((shards) => ({ relay, shards })) : [{ relay, shards: 1 }],
+    );
+    for (const [i, { relay, shards }] of runs.entries()) {
+      const port = 40_000 + i * 200;
       let child: ChildProcess;
-      let server: Endpoint;
+      const server: Endpoint = { address: RELAY_IP, port };
       if (relay === 'coturn') {
         child = await startCoturn({
           address: RELAY_IP,
@@ -476,24 +530,31 @@ async function inside(relayNs: string): Promise<void> {
           extra: ['--relay-threads=1'],
           wrapper: ['ip', 'netns', 'exec', relayNs, 'taskset', '-c', '0'],
         });
-        server = { address: RELAY_IP, port };
-      } else {
-        child = await startOurs(dir, relayNs, port);
-        server = { address: RELAY_IP, port };
-      }
+      } else child = await startOurs(dir, relayNs, port, shards);
       children.push(child);
       for (const payload of payloads) {
-        let load: Load;
+        const loads: Load[] = [];
         try {
-          load = relay === 'sc2c-kernel' ? await kernelLoad(server) : await turnLoad(server);
+          // With shards, one allocation each: the front sends each to the least-loaded shard.
+          for (let n = 0; n < shards; n++)
+            loads.push(relay === 'sc2c-kernel' ? await kernelLoad(server) : await turnLoad(server));
         } catch (error) {
           say(`  ${relay}: cannot set up (${(error as Error).message}); no row`);
+          for (const load of loads) load.sink.stop();
           continue;
         }
         try {
-          rows.push(await ladder(relay, payload, relayPid(child), prefixFor(load, payload)));
+          rows.push(
+            await ladder(
+              relay,
+              shards,
+              payload,
+              relayPid(child),
+              loads.map((load) => prefixFor(load, payload)),
+            ),
+          );
         } finally {
-          load.sink.stop();
+          for (const load of loads) load.sink.stop();
         }
       }
       child.kill('SIGKILL');
