@@ -56,6 +56,24 @@ async function twoPublicHosts() {
   return { clock, socket: await us.bindUdp(), peerSocket: await peer.bindUdp() };
 }
 
+/** A path on the direct route between the two hosts, with a relay leg to move to (no consent). */
+async function directWithRelay() {
+  const { clock, socket, peerSocket } = await twoPublicHosts();
+  const path = new RoutedPath(
+    { clock },
+    {
+      direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
+      relay: {
+        inbound: { on: () => () => {} },
+        socket: { local: { address: '198.18.0.10', port: 50_000 }, send: () => {} },
+        peerRelayed: { address: '198.18.0.10', port: 50_002 },
+      },
+      route: 'direct',
+    },
+  );
+  return { clock, path, peerSocket, us1: { address: '198.18.3.1', port: socket.local.port } };
+}
+
 describe('route consent', () => {
   it('is given by a signed answer, kept by answers every 5 s, and withdrawn 30 s after the last', async () => {
     const clock = new VirtualClock();
@@ -136,21 +154,8 @@ describe('route consent', () => {
     // Issue 19 turned the callee into the DTLS client: it now hears the server's flights (several
     // datagrams within milliseconds) before the viewer's RTCP, once a second. Timed by that burst,
     // a second without RTCP looked like a dead path and media went to the relay.
-    const { clock, socket, peerSocket } = await twoPublicHosts();
-    const path = new RoutedPath(
-      { clock },
-      {
-        direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
-        relay: {
-          inbound: { on: () => () => {} },
-          socket: { local: { address: '198.18.0.10', port: 50_000 }, send: () => {} },
-          peerRelayed: { address: '198.18.0.10', port: 50_002 },
-        },
-        route: 'direct',
-      },
-    );
+    const { clock, path, peerSocket, us1 } = await directWithRelay();
     const dtls = Uint8Array.from([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    const us1 = { address: '198.18.3.1', port: socket.local.port };
     for (let i = 0; i < 4; i++) peerSocket.send(dtls, us1);
     const rtcp = Uint8Array.from([0x81, 201, 0, 7, 0, 0, 0, 1, ...new Array(24).fill(0)]);
     const timer = every(clock, 1000, () => peerSocket.send(rtcp, us1));
@@ -165,20 +170,7 @@ describe('route consent', () => {
   it('keeps a send-only side on the direct path through a burst of keyframe requests, then reports a second apart', async () => {
     // The console's tile asks for keyframes (PLI) in a burst as it attaches; the camera, hearing
     // only RTCP, timed the path by that burst and took the next report's second for a dead path.
-    const { clock, socket, peerSocket } = await twoPublicHosts();
-    const path = new RoutedPath(
-      { clock },
-      {
-        direct: { socket, remote: { address: '198.18.3.2', port: peerSocket.local.port } },
-        relay: {
-          inbound: { on: () => () => {} },
-          socket: { local: { address: '198.18.0.10', port: 50_000 }, send: () => {} },
-          peerRelayed: { address: '198.18.0.10', port: 50_002 },
-        },
-        route: 'direct',
-      },
-    );
-    const us1 = { address: '198.18.3.1', port: socket.local.port };
+    const { clock, path, peerSocket, us1 } = await directWithRelay();
     const pli = Uint8Array.from([0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2]);
     for (let i = 0; i < 5; i++) clock.setTimeout(() => peerSocket.send(pli, us1), i * 40);
     const rtcp = Uint8Array.from([0x81, 201, 0, 7, 0, 0, 0, 1, ...new Array(24).fill(0)]);
