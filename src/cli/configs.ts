@@ -41,6 +41,13 @@ export const serverSchema = z
         usersFile: z.string().optional(),
         /** SIP over TLS: PEM files, relative to the config file. */
         tls: z.object({ port, certFile: z.string(), keyFile: z.string() }).strict().optional(),
+        /**
+         * Signaling connections at once (more are closed on accept): one per registered device.
+         * The process needs an open-file limit above it (`ulimit -n`).
+         */
+        maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Connections from one source address: a site's gateways share its NAT's address. */
+        maxConnectionsPerSource: z.number().int().min(1).max(1_000_000).default(256),
       })
       .strict()
       .refine((s) => s.users || s.usersFile, { message: "give 'users' or 'usersFile'" }),

@@ -1,5 +1,6 @@
 /** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
@@ -84,6 +85,16 @@ const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {
   ],
   partiesLost: ['sc2c_sip_parties_lost_total', 'Call parties whose signaling connection dropped mid-call.'],
 };
+
+/** This process's open-file limit (soft), from /proc; Infinity when unlimited or unreadable. */
+function openFileLimit(): number {
+  try {
+    const line = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line && line[1] !== 'unlimited' ? Number(line[1]) : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
 
 /** The relay as /metrics and /allocations see it: this process's TURN server and its shards'. */
 interface RelayView {
@@ -414,6 +425,12 @@ export function registerServer(program: Command): void {
         const turnSecret = config.turn && (process.env.SC2C_TURN_SECRET ?? config.turn.secret);
         const adminToken = process.env.SC2C_ADMIN_TOKEN ?? config.admin?.token;
         checkSecrets(config, options.config, turnSecret, adminToken, log);
+        const files = openFileLimit();
+        if (config.sip.maxConnections + 256 > files)
+          log(
+            `sip.maxConnections is ${config.sip.maxConnections} but this process may open ${files} files: connections beyond about ${Math.max(0, files - 256)} will fail to be accepted (raise ulimit -n)`,
+            'warn',
+          );
         // Whatever opened before a later listen fails is closed, so the error exits the process.
         const opened: (() => void)[] = [];
         try {
@@ -547,6 +564,10 @@ export function registerServer(program: Command): void {
               listen: config.sip.listen,
               realm: config.sip.realm,
               users: config.users,
+              limits: {
+                maxConnections: config.sip.maxConnections,
+                maxConnectionsPerSource: config.sip.maxConnectionsPerSource,
+              },
               tls: config.tls,
               log,
               onCallRecord: records && ((body, user) => records.take(body, user)),

@@ -256,7 +256,12 @@ export class NodeNetwork implements Network {
             // A pinned certificate is checked below, by its fingerprint, instead of by a CA.
             ...(pin ? { rejectUnauthorized: false } : {}),
           })
-        : net.connect({ host: to.address, port: to.port, localPort: init.localPort });
+        : net.connect({
+            host: to.address,
+            port: to.port,
+            localPort: init.localPort,
+            localAddress: init.localAddress,
+          });
       const onAbort = (): void => {
         clearTimeout(timer);
         socket.destroy();

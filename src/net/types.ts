@@ -115,6 +115,8 @@ export interface ConnectInit {
    * becomes a simultaneous open (RFC 9293 §3.5).
    */
   readonly localPort?: number;
+  /** Local address to connect from (the signaling benchmark spreads its devices over 127.0.0.0/8). */
+  readonly localAddress?: string;
   /**
    * IP TTL of the SYN (1..255), for a low-TTL priming SYN (issue 21); once connected, segments
    * leave with the default TTL again, as STUNT resets IP_TTL after its SYN. Only the virtual

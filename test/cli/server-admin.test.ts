@@ -4,7 +4,8 @@
  * route but /healthz checked.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -103,6 +104,35 @@ describe('sc2c server outside the lab', () => {
     ).text();
     expect(metrics).toMatch(/sc2c_sip_auth_throttled_total 0/);
     expect(metrics).toMatch(/sc2c_stun_rate_limited_total 0/);
+    child.kill('SIGTERM');
+  }, 30_000);
+
+  it('takes at most sip.maxConnections signaling connections (issue 24: the benchmark raises it)', async () => {
+    const path = await config('limited.yaml', '{ alice: a-real-password-1 }', '');
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8').replace('  realm: sc2c.test', '  realm: sc2c.test\n  maxConnections: 2'),
+    );
+    const { code, stderr, child } = await server(path);
+    expect(code, stderr).toBeNull();
+    const port = Number(
+      /listen: \{ address: 127\.0\.0\.1, port: (\d+) \}/.exec(readFileSync(path, 'utf8'))![1],
+    );
+    // Open three: one is closed on accept, two stay.
+    const sockets = [0, 1, 2].map(() => createConnection({ host: '127.0.0.1', port }));
+    const connected = sockets.map((socket) => new Promise((r) => socket.once('connect', r)));
+    const closed = sockets.map(
+      (socket) =>
+        new Promise<boolean>((resolve) => {
+          socket.once('close', () => resolve(true));
+          socket.once('error', () => {});
+          setTimeout(() => resolve(false), 1500);
+        }),
+    );
+    await Promise.all(connected);
+    const outcome = await Promise.all(closed);
+    expect(outcome.filter(Boolean)).toHaveLength(1);
+    for (const socket of sockets) socket.destroy();
     child.kill('SIGTERM');
   }, 30_000);
 });
