@@ -17,7 +17,7 @@ import {
   encodeUnknownAttributes,
   encodeXorAddress,
 } from '../protocol/stun/attributes.ts';
-import { addFingerprint, addMessageIntegrity, verifyMessageIntegrity } from '../protocol/stun/integrity.ts';
+import { addFingerprint, addMessageIntegrity } from '../protocol/stun/integrity.ts';
 import {
   AttributeType,
   decodeStun,
@@ -44,7 +44,6 @@ import {
   KNOWN_REQUIRED_ATTRIBUTES,
   PROTOCOL_UDP,
   padForStream,
-  RAW_RELAY_PATH,
   SC2C_RAW_RELAY,
   TURN_LIFETIMES,
   TurnAttribute,
@@ -53,6 +52,7 @@ import {
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
 import { PeerPolicy, quotaUser } from './credentials.ts';
+import { RawRelayControl } from './raw-relay.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
 import {
   clientKey,
@@ -73,12 +73,12 @@ export class TurnServer {
   /** UDP clients' allocations by address then port: the forwarding path looks up without a key string. */
   readonly #udpClients = new Map<string, Map<number, Allocation>>();
   #nextId = 1;
-  /** The kernel's counters being read, if a read is under way. */
-  #reading?: Promise<void>;
   /** 5-tuples whose first Allocate is being served (binding its relay socket), by transaction id. */
   readonly #allocating = new Map<string, { readonly transactionId: Uint8Array; readonly address: string }>();
   readonly #auth: TurnAuthenticator;
   readonly #peers: PeerPolicy;
+  /** Latches and the kernel path (issue 23). */
+  readonly #raw: RawRelayControl;
   readonly #sweep: Timer;
   readonly #streams = new Set<StreamConnection>();
   readonly #streamServers: StreamServer[] = [];
@@ -96,6 +96,7 @@ export class TurnServer {
       unauthenticatedPerSecond: init.unauthenticatedPerSecond ?? 20,
     });
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
+    this.#raw = new RawRelayControl(c, this.counters, init.offload);
     if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
     // ChannelData from UDP clients never reaches an emitter (issue 23): this handler forwards it.
     socket.setFastPath((data, address, port) => this.#fromClientFast(data, address, port));
@@ -434,15 +435,10 @@ export class TurnServer {
         { type: TurnAttribute.XOR_RELAYED_ADDRESS, value: encodeXorAddress(allocation.relayed) },
         { type: TurnAttribute.LIFETIME, value: encodeU32(lifetimeS) },
         { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
-        ...(allocation.raw ? [{ type: SC2C_RAW_RELAY, value: encodeU32(this.#rawPath) }] : []),
+        ...(allocation.raw ? [{ type: SC2C_RAW_RELAY, value: encodeU32(this.#raw.path) }] : []),
       ],
       key,
     );
-  }
-
-  /** The path raw relays are granted on: the kernel's when this server may offload. */
-  get #rawPath(): number {
-    return this.init.offload ? RAW_RELAY_PATH.kernel : RAW_RELAY_PATH.userspace;
   }
 
   async #bindRelay(even: boolean): Promise<UdpSocket> {
@@ -582,7 +578,7 @@ export class TurnServer {
       isStun(data) &&
       data[0] === 0x00 &&
       data[1] === 0x01 &&
-      this.#latch(allocation, data, peer)
+      this.#raw.latch(allocation, data, peer)
     )
       return;
     if (allocation.latch && sameEndpoint(peer, allocation.latch)) return; // the client itself: nothing to relay
@@ -618,19 +614,11 @@ export class TurnServer {
       if (allocation.expiresAtMs <= now) this.#delete(allocation);
       else {
         allocation.expire(now);
-        // The peer the kernel forwards for lost its permission: its rules go, userspace decides.
-        const peer = allocation.kernelPeer;
-        if (allocation.kernel === 'installed' && peer && !allocation.permitted(peer.address, now)) {
-          allocation.kernel = undefined;
-          allocation.kernelPeer = undefined;
-          void this.init.offload?.remove(allocation.id).catch(() => {
-            this.counters.kernelFailures++;
-          });
-        }
+        this.#raw.lapse(allocation, now);
       }
     }
     this.#auth.prune(now);
-    void this.#readKernel();
+    this.#raw.read(this.#allocations.values());
   }
 
   #delete(allocation: Allocation): void {
@@ -641,19 +629,7 @@ export class TurnServer {
       ports.delete(allocation.client.port);
       if (ports.size === 0) this.#udpClients.delete(allocation.client.address);
     }
-    if (allocation.kernel) {
-      const offload = this.init.offload!;
-      const installed = allocation.kernel === 'installed';
-      allocation.kernel = undefined;
-      // What the kernel forwarded since the last sweep is counted before its rules go: after any
-      // read under way, a read of this allocation alone (it has left the table the sweep reads).
-      void (this.#reading ?? Promise.resolve())
-        .then(() => (installed ? this.#countKernel([allocation]) : undefined))
-        .then(() => offload.remove(allocation.id))
-        .catch(() => {
-          this.counters.kernelFailures++;
-        });
-    }
+    this.#raw.forget(allocation);
   }
 
   /**
@@ -709,7 +685,7 @@ export class TurnServer {
         (peer?.address !== address || peer.port !== port) &&
         this.c.clock.now() - allocation.kernelAtMs >= 1000
       )
-        this.#offload(allocation, { address, port });
+        this.#raw.install(allocation, { address, port });
     } else {
       const client = allocation.client;
       if (client.stream) return false;
@@ -727,127 +703,6 @@ export class TurnServer {
     this.counters.packetsToClients++;
     this.counters.bytesToClients += length;
     return true;
-  }
-
-  /**
-   * The client's latch (issue 23): a Binding request to its relayed address, carrying
-   * SC2C-RAW-RELAY, USERNAME and MESSAGE-INTEGRITY with the allocation's key. The first valid one
-   * fixes where peers' data goes; a later one from elsewhere is refused (a replay cannot move the
-   * stream). True when it was a latch attempt (answered or dropped).
-   */
-  #latch(allocation: Allocation, data: Uint8Array, from: Endpoint): boolean {
-    let message: StunMessage;
-    try {
-      message = decodeStun(data);
-    } catch {
-      return false;
-    }
-    if (!findAttribute(message, SC2C_RAW_RELAY)) return false;
-    const username = findAttribute(message, AttributeType.USERNAME);
-    let valid = false;
-    try {
-      valid =
-        username !== undefined &&
-        new TextDecoder().decode(username.value) === allocation.username &&
-        verifyMessageIntegrity(data, allocation.key);
-    } catch {
-      valid = false;
-    }
-    if (!valid) {
-      this.counters.latchesRefused++;
-      return true; // unsigned: no answer, so it reflects nothing
-    }
-    const reply = (cls: StunClass, attributes: StunAttribute[]): void => {
-      const encoded = encodeStun({
-        method: StunMethod.binding,
-        cls,
-        transactionId: message.transactionId,
-        attributes,
-      });
-      allocation.relay.send(addFingerprint(addMessageIntegrity(encoded, allocation.key)), from);
-    };
-    if (allocation.latch && !sameEndpoint(allocation.latch, from)) {
-      this.counters.latchesRefused++;
-      reply(StunClass.error, [
-        {
-          type: AttributeType.ERROR_CODE,
-          value: encodeErrorCode({ code: 403, reason: 'Forbidden: latched elsewhere' }),
-        },
-      ]);
-      return true;
-    }
-    if (!allocation.latch) this.counters.latches++;
-    allocation.latch = { address: from.address, port: from.port };
-    reply(StunClass.success, [
-      { type: AttributeType.XOR_MAPPED_ADDRESS, value: encodeXorAddress(from) },
-      { type: SC2C_RAW_RELAY, value: encodeU32(this.#rawPath) },
-    ]);
-    return true;
-  }
-
-  /**
-   * Hands a latched allocation's forwarding from `peer` to the kernel, replacing any earlier peer's
-   * rules; userspace goes on meanwhile. One source per relayed port: conntrack gives every flow the
-   * same reply address (the latch, from the relayed port), so a second source's flow would clash
-   * with the first and be dropped.
-   */
-  #offload(allocation: Allocation, peer: Endpoint): void {
-    const offload = this.init.offload;
-    const latch = allocation.latch;
-    if (!offload || !latch) return;
-    allocation.kernel = 'installing';
-    allocation.kernelPeer = peer;
-    allocation.kernelAtMs = this.c.clock.now();
-    offload
-      .install(allocation.id, { relayed: allocation.relayed, client: latch, peer })
-      .then(() => {
-        if (allocation.kernel !== 'installing') {
-          // Deleted while installing: the rules go again.
-          void offload.remove(allocation.id).catch(() => {});
-          return;
-        }
-        allocation.kernel = 'installed';
-        this.counters.kernelInstalls++;
-      })
-      .catch(() => {
-        if (allocation.kernel === 'installing') allocation.kernel = 'failed';
-        this.counters.kernelFailures++;
-      });
-  }
-
-  /** The sweep's read of the kernel's counters; skipped while one is still under way. */
-  async #readKernel(): Promise<void> {
-    if (!this.init.offload || this.#reading) return;
-    const installed = [...this.#allocations.values()].filter((a) => a.kernel === 'installed');
-    if (installed.length === 0) return;
-    this.#reading = this.#countKernel(installed);
-    try {
-      await this.#reading;
-    } finally {
-      this.#reading = undefined;
-    }
-  }
-
-  /** Adds what the kernel forwarded for `allocations` since the last read to theirs and the server's counters. */
-  async #countKernel(allocations: readonly Allocation[]): Promise<void> {
-    try {
-      const counts = await this.init.offload!.counters();
-      for (const allocation of allocations) {
-        const now = counts.get(allocation.id);
-        if (!now) continue;
-        const packets = Math.max(0, now.packets - allocation.kernelSeen.packets);
-        const bytes = Math.max(0, now.bytes - allocation.kernelSeen.bytes);
-        allocation.kernelSeen = { packets: now.packets, bytes: now.bytes };
-        allocation.counters.packetsToClient += packets;
-        allocation.counters.bytesToClient += bytes;
-        this.counters.packetsToClients += packets;
-        this.counters.bytesToClients += bytes;
-        this.counters.kernelPackets += packets;
-        this.counters.kernelBytes += bytes;
-      }
-    } catch {
-      this.counters.kernelFailures++;
-    }
   }
 
   /**
