@@ -1,11 +1,11 @@
 /** `sc2c server`'s /metrics: every signaling, STUN, relay and call-record counter, for Prometheus. */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { TurnServer } from '../relay/turn-server.ts';
-import { addCounters, type TurnShards } from '../relay/turn-shards.ts';
 import { emptyTurnCounters, type TurnCounters } from '../relay/turn-types.ts';
 import type { SignalingCounters, SignalingServer } from '../signaling/server.ts';
 import type { StunResponder } from '../traversal/stun-responder.ts';
 import type { RecordIntake } from './record-intake.ts';
+import { addCounters, type TurnShards } from './relay-shards.ts';
 
 /** Prometheus name and help for each signaling counter: every refusal and drop is counted. */
 const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {

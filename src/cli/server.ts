@@ -9,7 +9,6 @@ import { NodeNetwork } from '../net/node-network.ts';
 import { CallRecordStore } from '../relay/call-records.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
-import { TurnShards } from '../relay/turn-shards.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
 import { SignalingServer } from '../signaling/server.ts';
@@ -22,6 +21,7 @@ import { loadServerConfig, placeholderSecrets } from './configs.ts';
 import { listenProblem, parseInteger } from './errors.ts';
 import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
 import { RecordIntake } from './record-intake.ts';
+import { TurnShards } from './relay-shards.ts';
 import { metrics, relayView } from './server-metrics.ts';
 import { stopRequested } from './shutdown.ts';
 

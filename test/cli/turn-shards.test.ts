@@ -41,7 +41,7 @@ async function twoFreeUdpPorts(): Promise<number> {
 function shardPids(pid: number): number[] {
   let out = '';
   try {
-    out = execFileSync('pgrep', ['-P', String(pid), '-f', 'turn-shard-entry'], { encoding: 'utf8' });
+    out = execFileSync('pgrep', ['-P', String(pid), '-f', 'relay-shard-entry'], { encoding: 'utf8' });
   } catch {
     return [];
   }

@@ -1,13 +1,13 @@
 /**
- * One relay shard's process (see `turn-shards.ts`): a TURN server on the port the front gave it,
+ * One relay shard's process (see `relay-shards.ts`): a TURN server on the port the front gave it,
  * with the kernel path when it may, reporting its counters and allocations every second. It exits
  * when the front goes (the IPC channel closes) or on SIGTERM, closing its sockets and rules.
  */
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
-import { NftRelayOffload, OffloadUnavailable } from './nft-offload.ts';
-import { TurnServer } from './turn-server.ts';
-import type { ShardReport, ShardStart } from './turn-shards.ts';
+import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
+import { TurnServer } from '../relay/turn-server.ts';
+import type { ShardReport, ShardStart } from './relay-shards.ts';
 
 const report = (message: ShardReport): void => {
   if (process.connected) process.send?.(message);

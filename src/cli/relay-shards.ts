@@ -13,13 +13,13 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Endpoint } from '../net/address.ts';
-import { quotaUser } from './credentials.ts';
+import { quotaUser } from '../relay/credentials.ts';
 import {
   emptyTurnCounters,
   type TurnCounters,
   type TurnServerInit,
   type TurnShardPicker,
-} from './turn-types.ts';
+} from '../relay/turn-types.ts';
 
 /** What a shard reports of one allocation, as `TurnServer.allocations()` lists it. */
 export interface ShardAllocation {
@@ -67,7 +67,7 @@ export interface ShardStart {
 /** Restarts of one shard before it is left down. */
 const MAX_RESTARTS = 5;
 const RESTART_DELAY_MS = 1000;
-const ENTRY = new URL('./turn-shard-entry.js', import.meta.url).pathname;
+const ENTRY = new URL('./relay-shard-entry.js', import.meta.url).pathname;
 
 class Shard {
   child?: ChildProcess;
