@@ -41,8 +41,8 @@ import type { Endpoint } from '../src/net/address.ts';
 import { SystemClock } from '../src/net/clock.ts';
 import { NodeNetwork } from '../src/net/node-network.ts';
 import { TurnClient } from '../src/relay/turn-client.ts';
+import { failer, gitCommit, ROOT, say } from './bench-common.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'src/cli/bin.js');
 const USER = { username: 'alice', password: 'alice-bench-pass' };
 const CLK_TCK = 100; // Linux USER_HZ: /proc counts CPU time in 1/100 s
@@ -106,14 +106,7 @@ const options = program.opts<{
   inside?: string;
 }>();
 
-const say = (line: string): void => {
-  process.stderr.write(`${line}\n`);
-};
-
-function fail(message: string): never {
-  say(`bench:relay: ${message}`);
-  process.exit(2);
-}
+const fail: (message: string) => never = failer('bench:relay');
 
 const relays = options.relays.split(',').map((name) => {
   const relay = RELAYS.find((r) => r === name.trim());
@@ -157,14 +150,6 @@ function machineTicks(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
   const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
   return user! + nice! + system! + irq! + softirq! + steal!;
-}
-
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@
  * Usage: npm run bench:signaling -- [--registrations 10000] [--nodes 1] [--setup-rate 1000]
  *        [--setup-s 10] [--json] [--out FILE]
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -38,8 +38,8 @@ import type { Network } from '../src/net/types.ts';
 import { header } from '../src/protocol/sip/message.ts';
 import { SignalingClient } from '../src/signaling/client.ts';
 import { SC2C_CONTENT_TYPE } from '../src/signaling/server.ts';
+import { failer, freePort, gitCommit, ROOT, say } from './bench-common.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'src/cli/bin.js');
 const CLK_TCK = 100;
 const DOMAIN = 'bench.test';
@@ -89,14 +89,7 @@ const options = program.opts<{
   inside?: boolean;
 }>();
 
-const say = (line: string): void => {
-  process.stderr.write(`${line}\n`);
-};
-
-function fail(message: string): never {
-  say(`bench:signaling: ${message}`);
-  process.exit(2);
-}
+const fail: (message: string) => never = failer('bench:signaling');
 
 if (options.nodes === 2)
   fail('two nodes need registrations shared through Redis (issue 24), which is not built yet; run --nodes 1');
@@ -108,14 +101,6 @@ const FD_ROOM = 1024;
 function openFileLimit(): number {
   const line = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
   return line?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(line?.[1] ?? 1024);
-}
-
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** A process's CPU seconds (user + system). */
@@ -142,18 +127,6 @@ function percentile(sorted: readonly number[], p: number): number | null {
 }
 
 const round1 = (n: number): number => Math.round(n * 10) / 10;
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForTcp(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
