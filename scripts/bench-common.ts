@@ -1,6 +1,5 @@
 /** What the benchmark scripts share: progress on stderr, a refusal's exit, the commit, a free port. */
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -27,14 +26,5 @@ export function gitCommit(): string {
   }
 }
 
-/** A free TCP port on loopback, released for the process under test to take. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on loopback (the tests' own helper). */
+export { freePort } from '../test/free-port.ts';

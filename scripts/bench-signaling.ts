@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { parseInteger } from '../src/cli/errors.ts';
+import { openFileLimit } from '../src/cli/open-files.ts';
 import { SystemClock } from '../src/net/clock.ts';
 import { NodeNetwork } from '../src/net/node-network.ts';
 import type { Network } from '../src/net/types.ts';
@@ -96,12 +97,6 @@ if (options.nodes === 2)
 
 /** Descriptors beyond one per device that the server and this process need. */
 const FD_ROOM = 1024;
-
-/** This process's open-file limit (soft), from /proc. */
-function openFileLimit(): number {
-  const line = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return line?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(line?.[1] ?? 1024);
-}
 
 /** A process's CPU seconds (user + system). */
 function cpuSeconds(pid: number): number {

@@ -1,6 +1,5 @@
 /** `sc2c server --config config/server.yaml`: signaling, STUN and the admin HTTP API on real sockets. */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Command } from 'commander';
 import { cidrContains, parseCidr } from '../net/address.ts';
@@ -20,6 +19,7 @@ import { adminApp } from '../web/admin.ts';
 import { loadServerConfig, placeholderSecrets } from './configs.ts';
 import { listenProblem, parseInteger } from './errors.ts';
 import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
+import { openFileLimit } from './open-files.ts';
 import { RecordIntake } from './record-intake.ts';
 import { TurnShards } from './relay-shards.ts';
 import { metrics, relayView } from './server-metrics.ts';
@@ -27,16 +27,6 @@ import { stopRequested } from './shutdown.ts';
 
 /** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
 const LAB_RANGE = parseCidr('198.18.0.0/15');
-
-/** This process's open-file limit (soft), from /proc; Infinity when unlimited or unreadable. */
-function openFileLimit(): number {
-  try {
-    const line = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return line && line[1] !== 'unlimited' ? Number(line[1]) : Number.POSITIVE_INFINITY;
-  } catch {
-    return Number.POSITIVE_INFINITY;
-  }
-}
 
 /**
  * Refuses the shipped placeholder secrets outside the lab, and an admin API reachable from other
