@@ -15,6 +15,7 @@ PACKAGES=(
   systemd    # systemd-analyze verify/security on the units in deploy/ (nothing is started with it)
   miniupnpd-nftables  # the lab's kernel:miniupnpd NAT: a real UPnP IGD / NAT-PMP / PCP router (issue 20)
   chromium   # the browser test of the operator console (issue 22), driven by puppeteer-core
+  redis-server  # issue 24: the registrations and dialogs store shared by several server nodes (store: redis://)
 )
 
 missing=()
@@ -37,6 +38,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Tests start their own turnserver where they need one; the distribution's service stays off.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn redis-server >/dev/null 2>&1 || true; fi
 # The lab starts its own miniupnpd inside a NAT's namespace; the distribution's service stays off.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now miniupnpd >/dev/null 2>&1 || true; fi

@@ -57,6 +57,15 @@ const SIGNALING_COUNTERS: Record<keyof SignalingCounters, [string, string]> = {
     'Dialogs dropped unanswered or after an unanswered BYE.',
   ],
   partiesLost: ['sc2c_sip_parties_lost_total', 'Call parties whose signaling connection dropped mid-call.'],
+  forwardedCalls: [
+    'sc2c_sip_forwarded_calls_total',
+    'Calls forwarded to the node their callee is registered on (issue 24).',
+  ],
+  unreachable: [
+    'sc2c_sip_unreachable_total',
+    'Messages whose party was not reachable (lost, or restored and not back).',
+  ],
+  storeErrors: ['sc2c_store_errors_total', 'Failed writes to the shared store (issue 24).'],
 };
 
 /** The relay as /metrics and /allocations see it: this process's TURN server and its shards'. */

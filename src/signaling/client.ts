@@ -36,6 +36,8 @@ export interface SignalingClientInit {
   readonly connectTimeoutMs?: number;
   /** Use SIP over TLS; `ca` is the PEM the server certificate must chain to (default: system CAs). */
   readonly tls?: { readonly ca?: string; readonly servername?: string; readonly fingerprint?: string };
+  /** More headers for every REGISTER (a server node's link names itself with `Sc2c-Node`). */
+  readonly registerHeaders?: readonly [string, string][];
 }
 
 export interface SignalingClientComponents {
@@ -163,6 +165,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       ],
       ['Expires', expires],
       ...(this.nat ? [[NAT_HEADER, this.nat] as [string, string]] : []),
+      ...(this.init.registerHeaders ?? []),
     ];
     let response = await this.request('REGISTER', `sip:${this.init.domain}`, extra, {
       callId: this.#registerCallId,

@@ -96,10 +96,15 @@ export class Coordinator<C> {
     naive: boolean,
     /** Extra fields for one party's go: the other side's pinned port (issue 19). */
     extra?: { readonly to: 'caller' | 'callee'; readonly fields: SyncFields },
+    /**
+     * Issue 24: a party on another node is reached over the link to that node; its round trip is
+     * the link's (measured here) plus this, the other node's to the party.
+     */
+    beyond: { readonly caller?: number; readonly callee?: number } = {},
   ): Promise<GoSchedule> {
     const [caller, callee] = await Promise.all([
-      this.#recentRtt(parties.caller, callId),
-      this.#recentRtt(parties.callee, callId),
+      this.#recentRtt(parties.caller, callId).then((ms) => ms + (beyond.caller ?? 0)),
+      this.#recentRtt(parties.callee, callId).then((ms) => ms + (beyond.callee ?? 0)),
     ]);
     const far = Math.max(caller, callee) / 2;
     const delayMs = naive ? { caller: 0, callee: 0 } : { caller: far - caller / 2, callee: far - callee / 2 };

@@ -12,11 +12,18 @@ import type { MediaStatus } from '../protocol/sc2c-status.ts';
 export type PartyRole = 'caller' | 'callee';
 
 export interface Party<C> {
-  /** The party's connection; replaced when the same user registers again on a new one. */
-  connection: C;
+  /**
+   * The party's connection; replaced when the same user registers again on a new one. None for a
+   * party of a dialog restored after a restart (issue 24) until it comes back.
+   */
+  connection?: C;
   readonly user: string;
   /** When its connection dropped, while it has not come back. */
   lostAtMs?: number;
+  /** Issue 24: the node the party is registered on, when `connection` is a link to that node. */
+  node?: string;
+  /** The round trip between that node and the party, as the node last reported it. */
+  hopRttMs?: number;
 }
 
 export interface Dialog<C> {
@@ -29,6 +36,8 @@ export interface Dialog<C> {
   deadlineMs: number;
   /** Requests forwarded and not yet answered: Via branch -> the party that must answer. */
   readonly transactions: Map<string, PartyRole>;
+  /** Issue 24: written to the store (confirmed, or restored from it). */
+  persisted?: boolean;
   /** The caller's last media status report (issue 22), and when it came. */
   media?: { readonly status: MediaStatus; readonly atMs: number };
 }
@@ -81,8 +90,8 @@ export class DialogTable<C> {
   /** A new dialog; a Call-ID already in use is refused, whoever asks (a re-INVITE is in-dialog). */
   open(
     callId: string,
-    caller: { connection: C; user: string },
-    callee: { connection: C; user: string },
+    caller: { connection: C; user: string; node?: string },
+    callee: { connection: C; user: string; node?: string },
     nowMs: number,
   ): OpenResult<C> {
     if (this.#dialogs.has(callId)) return { refused: 'duplicate' };
@@ -98,8 +107,45 @@ export class DialogTable<C> {
       deadlineMs: nowMs + this.#init.setupTimeoutMs,
       transactions: new Map(),
     };
-    this.#dialogs.set(callId, dialog);
-    for (const user of [caller.user, callee.user]) {
+    this.#add(dialog);
+    return { dialog };
+  }
+
+  /**
+   * Issue 24: a confirmed dialog read back from the store after a restart. Both parties are lost
+   * (no connection yet) until each registers again, or its node's link comes back.
+   */
+  restore(
+    stored: {
+      readonly callId: string;
+      readonly caller: { readonly user: string; readonly node?: string };
+      readonly callee: { readonly user: string; readonly node?: string };
+    },
+    nowMs: number,
+  ): Dialog<C> | undefined {
+    if (this.#dialogs.has(stored.callId) || this.#dialogs.size >= this.#init.maxDialogs) return undefined;
+    const party = (p: { readonly user: string; readonly node?: string }): Party<C> => ({
+      user: p.user,
+      lostAtMs: nowMs,
+      ...(p.node === undefined ? {} : { node: p.node }),
+    });
+    const dialog: Dialog<C> = {
+      callId: stored.callId,
+      caller: party(stored.caller),
+      callee: party(stored.callee),
+      startedAtMs: nowMs,
+      state: 'confirmed',
+      persisted: true,
+      deadlineMs: nowMs + this.#init.endedLingerMs,
+      transactions: new Map(),
+    };
+    this.#add(dialog);
+    return dialog;
+  }
+
+  #add(dialog: Dialog<C>): void {
+    this.#dialogs.set(dialog.callId, dialog);
+    for (const user of [dialog.caller.user, dialog.callee.user]) {
       let set = this.#byUser.get(user);
       if (!set) {
         set = new Set();
@@ -107,7 +153,6 @@ export class DialogTable<C> {
       }
       set.add(dialog);
     }
-    return { dialog };
   }
 
   /** Which party `connection` is in `dialog`, or undefined for a third party. */
@@ -171,14 +216,41 @@ export class DialogTable<C> {
     return [...hit];
   }
 
-  /** `user` is back on `connection`: its lost parties move there. */
+  /** `user` is back on `connection` (on this node): its lost parties move there. */
   rebind(user: string, connection: C): void {
     for (const dialog of this.#byUser.get(user) ?? [])
       for (const party of [dialog.caller, dialog.callee])
         if (party.user === user && party.lostAtMs !== undefined) {
           party.connection = connection;
           party.lostAtMs = undefined;
+          party.node = undefined;
+          party.hopRttMs = undefined;
         }
+  }
+
+  /** Issue 24: a link (`connection`) dropped; its parties are lost. Returns their dialogs. */
+  loseConnection(connection: C, nowMs: number): Dialog<C>[] {
+    const hit: Dialog<C>[] = [];
+    for (const dialog of this.#dialogs.values())
+      for (const party of [dialog.caller, dialog.callee])
+        if (party.connection === connection && party.lostAtMs === undefined) {
+          party.lostAtMs = nowMs;
+          hit.push(dialog);
+        }
+    return hit;
+  }
+
+  /** Issue 24: a link to `node` is up: the lost parties registered there move onto it. */
+  rebindNode(node: string, connection: C): number {
+    let moved = 0;
+    for (const dialog of this.#dialogs.values())
+      for (const party of [dialog.caller, dialog.callee])
+        if (party.node === node && party.lostAtMs !== undefined) {
+          party.connection = connection;
+          party.lostAtMs = undefined;
+          moved++;
+        }
+    return moved;
   }
 
   /** Dialogs past their deadline (unanswered or ended), removed from the table. */

@@ -14,7 +14,6 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { digestMatches } from '../protocol/sip/digest.ts';
 import { formatAuthParams, parseAuthParams } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
-import type { Accounts } from './accounts.ts';
 
 /** A nonce is good for 5 minutes: longer than any REGISTER round trip, short enough to limit replay. */
 export const NONCE_LIFETIME_MS = 300_000;
@@ -33,6 +32,11 @@ export type AuthResult =
       readonly user?: string;
     };
 
+/** Where passwords are looked up by user name: the accounts, or the cluster's node secret. */
+export interface PasswordBook {
+  get(user: string): { readonly password: string } | undefined;
+}
+
 export class DigestAuthenticator {
   readonly #secret: Buffer;
   /** Highest `nc` accepted per nonce, oldest first. */
@@ -42,7 +46,7 @@ export class DigestAuthenticator {
 
   constructor(
     readonly realm: string,
-    private readonly accounts: Accounts,
+    private readonly accounts: PasswordBook,
     private readonly now: () => number,
     secret?: Uint8Array,
   ) {

@@ -1,10 +1,12 @@
 /** `SignalingServer`'s options, components and counters. */
 
+import type { Endpoint } from '../net/address.ts';
 import type { Clock } from '../net/clock.ts';
 import type { Network } from '../net/types.ts';
 import type { RecentBindings } from '../traversal/recent-bindings.ts';
 import type { AccountSpec, Accounts } from './accounts.ts';
 import type { DialogTableInit } from './dialogs.ts';
+import type { SignalingStore } from './store.ts';
 import type { ThrottleInit } from './throttle.ts';
 import type { CredentialIssuer } from './turn-credentials.ts';
 
@@ -68,11 +70,33 @@ export interface SignalingServerInit {
    * transaction ID of one, and the go then carries the port seen on it.
    */
   readonly bindings?: RecentBindings;
+  /**
+   * Issue 24: this node's id, under which it writes registrations and dialogs to the store. Default
+   * `main`. Two nodes sharing a store need different ids.
+   */
+  readonly node?: string;
+  /**
+   * Issue 24: join the other nodes sharing the store (`components.store` is then required): calls
+   * to users registered on another node go there over a link that authenticates with `secret`.
+   * `advertise` is where the others reach this node (default: the listener's address, which must
+   * then not be a wildcard).
+   */
+  readonly cluster?: {
+    readonly secret: string;
+    readonly advertise?: Endpoint;
+    readonly heartbeatMs?: number;
+    readonly nodeTtlMs?: number;
+  };
 }
 
 export interface SignalingServerComponents {
   readonly network: Network;
   readonly clock: Clock;
+  /**
+   * Issue 24: where registrations and confirmed dialogs are also written, so that another node can
+   * route to them and a restarted node gets its dialogs back. Without it, only this process knows.
+   */
+  readonly store?: SignalingStore;
 }
 
 /** What the server counted; every refusal and drop has its counter (issue 16). */
@@ -99,6 +123,10 @@ export interface SignalingCounters {
   dialogsRefused: number;
   dialogsExpired: number;
   partiesLost: number;
+  /** Issue 24: calls forwarded to another node, messages that found their party unreachable, store failures. */
+  forwardedCalls: number;
+  unreachable: number;
+  storeErrors: number;
 }
 
 /** Every counter at zero. */
@@ -125,5 +153,8 @@ export function newCounters(): SignalingCounters {
     dialogsRefused: 0,
     dialogsExpired: 0,
     partiesLost: 0,
+    forwardedCalls: 0,
+    unreachable: 0,
+    storeErrors: 0,
   };
 }

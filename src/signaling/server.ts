@@ -22,10 +22,12 @@ import { header, type SipRequest, type SipResponse } from '../protocol/sip/messa
 import { RateLimiter } from '../util/rate-limiter.ts';
 import { type Accounts, accountsFrom, mayCall } from './accounts.ts';
 import { Admission } from './admission.ts';
+import { Cluster, HOP_RTT_HEADER, NODE_HEADER } from './cluster.ts';
 import { Coordinator, type GoSchedule } from './coordinator.ts';
-import { type Dialog, DialogTable } from './dialogs.ts';
+import { type Dialog, DialogTable, type Party } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
-import { assertIdentity } from './identity.ts';
+import { readHopRtt, storedDialog, withHeader } from './forwarding.ts';
+import { assertedCaller, assertIdentity } from './identity.ts';
 import { OwnRequests } from './own-requests.ts';
 import { NAT_HEADER, Presence, readNatLabel } from './presence.ts';
 import { Registrar } from './registrar.ts';
@@ -67,11 +69,17 @@ export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
+/** How long the store keeps a confirmed dialog (issue 24): a day; a BYE removes it before. */
+const STORED_DIALOG_TTL_MS = 24 * 3600_000;
+/** How long a node's call-record key is kept, so a record published again after a failover is refused. */
+const RECORD_KEY_TTL_MS = 7 * 24 * 3600_000;
 
 interface ConnectionState {
   readonly id: string;
   readonly source: string;
   idleTimer?: Timer;
+  /** Issue 24: the node this connection links to, once its REGISTER authenticated as one. */
+  node?: string;
 }
 
 export class SignalingServer {
@@ -97,6 +105,10 @@ export class SignalingServer {
   #closed = false;
   #listener?: StreamServer;
   #tlsListener?: StreamServer;
+  /** Issue 24: the other nodes, when this one is in a cluster. */
+  #cluster?: Cluster;
+  /** Links to other nodes (accepted or opened here) and the node each reaches. */
+  readonly #linkNodes = new Map<SipConnection, string>();
 
   private constructor(
     private readonly c: SignalingServerComponents,
@@ -133,6 +145,7 @@ export class SignalingServer {
     components: SignalingServerComponents,
     init: SignalingServerInit,
   ): Promise<SignalingServer> {
+    if (init.cluster && !components.store) throw new Error('a cluster node needs a shared store');
     const server = new SignalingServer(components, init);
     server.#listener = await components.network.listen({
       address: init.listen.address,
@@ -147,7 +160,95 @@ export class SignalingServer {
       });
       server.#tlsListener.on('connection', (stream) => server.#accept(stream));
     }
+    try {
+      await server.#joinStore();
+    } catch (error) {
+      server.close();
+      throw error;
+    }
     return server;
+  }
+
+  /** This node's id in the store (issue 24). */
+  get node(): string {
+    return this.init.node ?? 'main';
+  }
+
+  /**
+   * Issue 24, at start: the dialogs this node had confirmed before it stopped come back (their
+   * parties lost until they return), its registrations are marked stale (their connections are
+   * gone), and in a cluster it announces itself and links to the nodes its dialogs reach.
+   */
+  async #joinStore(): Promise<void> {
+    const store = this.c.store;
+    if (!store) return;
+    const now = this.c.clock.now();
+    const restored = await store.dialogsOf(this.node);
+    for (const stored of restored) {
+      const dialog = this.#dialogs.restore(stored, now);
+      if (dialog) this.#partyLost(dialog);
+    }
+    const stale = await store.registrationsOf(this.node);
+    await Promise.all(stale.map((r) => store.putRegistration({ ...r, stale: true })));
+    if (restored.length > 0 || stale.length > 0)
+      this.#log(
+        `node ${this.node}: ${restored.length} dialogs restored, ${stale.length} registrations marked stale until their gateways return`,
+        'info',
+        { event: 'restored', dialogs: restored.length, staleRegistrations: stale.length },
+      );
+    const cluster = this.init.cluster;
+    if (!cluster) return;
+    const advertise = cluster.advertise ?? this.local;
+    if (advertise.address === '0.0.0.0' || advertise.address === '::')
+      throw new Error('a cluster node listening on a wildcard address needs cluster.advertise');
+    this.#cluster = new Cluster(
+      { network: this.c.network, clock: this.c.clock, store },
+      { ...cluster, node: this.node, advertise, realm: this.init.realm },
+      (node, connection, client) => {
+        client?.on('request', (request) => this.#onRequest(connection, request));
+        connection.on('response', (response) => this.#onResponse(connection, response));
+        connection.on('close', () => this.#onLinkClose(connection));
+        this.#adoptLink(node, connection);
+      },
+    );
+    await this.#cluster.start();
+    const nodes = new Set(
+      restored.flatMap((d) => [d.caller.node, d.callee.node]).filter((n): n is string => n !== undefined),
+    );
+    for (const node of nodes)
+      this.#cluster
+        .link(node)
+        .catch((error: Error) => this.#log(`no link to node ${node}: ${error.message}`));
+  }
+
+  /** A link to `node` is up (either side opened it): track its round trip, re-bind its calls. */
+  #adoptLink(node: string, connection: SipConnection): void {
+    this.#linkNodes.set(connection, node);
+    this.#coordinator.track(connection);
+    const moved = this.#dialogs.rebindNode(node, connection);
+    this.#log(`link to node ${node} up${moved ? ` (${moved} call parties back)` : ''}`, 'info', {
+      event: 'link-up',
+      node,
+    });
+  }
+
+  #onLinkClose(connection: SipConnection): void {
+    const node = this.#linkNodes.get(connection);
+    this.#linkNodes.delete(connection);
+    this.#coordinator.forget(connection);
+    this.#own.forget(connection);
+    if (this.#closed || node === undefined) return;
+    this.#log(`link to node ${node} closed`, 'warn', { event: 'link-down', node });
+    for (const dialog of this.#dialogs.loseConnection(connection, this.c.clock.now()))
+      this.#partyLost(dialog);
+  }
+
+  /** Writes to the store in the background; a failure is counted and logged, never thrown. */
+  #stored(what: string, write: Promise<unknown> | undefined): void {
+    write?.catch((error: Error) => {
+      this.counters.storeErrors++;
+      this.#log(`store: ${what} failed: ${quoteWire(error.message)}`);
+    });
   }
 
   get local(): Endpoint {
@@ -209,6 +310,7 @@ export class SignalingServer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#cluster?.close();
     this.#coordinator.close();
     this.#sweepTimer?.clear();
     for (const timer of this.#timers) timer.clear();
@@ -255,7 +357,7 @@ export class SignalingServer {
     state.idleTimer?.clear();
     state.idleTimer = this.c.clock.setTimeout(() => {
       state.idleTimer = undefined;
-      if (connection.closed || this.#registrar.has(connection)) return;
+      if (connection.closed || this.#registrar.has(connection) || state.node !== undefined) return;
       this.counters.idleClosed++;
       connection.close('not registered in time');
     }, this.init.limits?.unregisteredIdleMs ?? 10_000);
@@ -270,8 +372,15 @@ export class SignalingServer {
     this.#coordinator.forget(connection);
     this.#own.forget(connection);
     this.#fetching.delete(connection);
+    if (state.node !== undefined) {
+      this.#onLinkClose(connection);
+      return;
+    }
     const users = this.#registrar.drop(connection);
+    // A node shutting down keeps its registrations in the store: started again, it marks them stale.
     if (this.#closed) return;
+    for (const user of users)
+      this.#stored(`removing ${user}`, this.c.store?.removeRegistration(user, this.node));
     if (users.length > 0)
       this.#log(`${users.join(', ')} unregistered: connection from ${state.source} closed`, 'info', {
         event: 'unregistered',
@@ -291,11 +400,11 @@ export class SignalingServer {
       const invite = this.#invites.get(dialog.callId);
       this.#removeDialog(dialog.callId);
       if (dialog.callee.lostAtMs !== undefined && invite)
-        dialog.caller.connection.respond(invite, 480, [
+        dialog.caller.connection?.respond(invite, 480, [
           ['Reason', 'SIP;cause=480;text="callee disconnected"'],
         ]);
       else if (dialog.caller.lostAtMs !== undefined)
-        this.#tellEnded(dialog.callee.connection, dialog.callId, 'CANCEL', 'caller disconnected');
+        this.#tellEnded(dialog.callee, dialog.callId, 'CANCEL', 'caller disconnected');
       return;
     }
     if (dialog.state !== 'confirmed') return;
@@ -306,24 +415,22 @@ export class SignalingServer {
       const other = lost === dialog.caller ? dialog.callee : dialog.caller;
       this.#removeDialog(dialog.callId);
       if (other.lostAtMs === undefined)
-        this.#tellEnded(
-          other.connection,
-          dialog.callId,
-          'BYE',
-          `${lost.user}'s signaling connection dropped`,
-        );
+        this.#tellEnded(other, dialog.callId, 'BYE', `${lost.user}'s signaling connection dropped`);
     }, this.init.limits?.partyGraceMs ?? 10_000);
   }
 
-  #tellEnded(connection: SipConnection, callId: string, method: 'BYE' | 'CANCEL', why: string): void {
+  #tellEnded(party: Party<SipConnection>, callId: string, method: 'BYE' | 'CANCEL', why: string): void {
+    if (!party.connection || party.connection.closed) return;
     void this.#own
-      .send(connection, method, callId, [['Reason', `SIP;cause=408;text="${why}"`]])
+      .send(party.connection, method, callId, [['Reason', `SIP;cause=408;text="${why}"`]])
       .catch(() => {});
   }
 
   #removeDialog(callId: string): void {
+    const dialog = this.#dialogs.get(callId);
     this.#dialogs.remove(callId);
     this.#invites.delete(callId);
+    if (dialog?.persisted) this.#stored('removing a dialog', this.c.store?.removeDialog(this.node, callId));
   }
 
   /** Drops dialogs nobody answered or whose BYE went unanswered; runs while any dialog exists. */
@@ -335,7 +442,7 @@ export class SignalingServer {
         this.counters.dialogsExpired++;
         const invite = this.#invites.get(dialog.callId);
         this.#invites.delete(dialog.callId);
-        if (invite && dialog.state === 'inviting') dialog.caller.connection.respond(invite, 408);
+        if (invite && dialog.state === 'inviting') dialog.caller.connection?.respond(invite, 408);
       }
       if (this.#dialogs.size > 0) this.#scheduleSweep();
     }, 1000);
@@ -387,6 +494,14 @@ export class SignalingServer {
   #register(connection: SipConnection, request: SipRequest): void {
     const state = this.#connections.get(connection)!;
     const now = this.c.clock.now();
+    if (header(request, NODE_HEADER) !== undefined) {
+      this.#registerNode(connection, request, state);
+      return;
+    }
+    if (state.node !== undefined) {
+      connection.respond(request, 403, [['Warning', '399 sc2c "a node link registers no user"']]);
+      return;
+    }
     const waitMs = this.#throttle.retryAfterMs(state.source, now);
     if (waitMs > 0) {
       // Too many wrong passwords from this address: no password is checked until the window passes.
@@ -426,11 +541,25 @@ export class SignalingServer {
     if (expiresS === 0) {
       this.#log(`${auth.user} unregistered`, 'info', { event: 'unregistered', users: [auth.user] });
       this.#registrar.unbind(auth.user);
+      this.#stored(`removing ${auth.user}`, this.c.store?.removeRegistration(auth.user, this.node));
       if (!this.#registrar.has(connection)) this.#armIdle(connection, state);
     } else {
       this.#registrar.bind({ user: auth.user, connection, contact, expiresAtMs: now + expiresS * 1000 });
       this.#presence.seen(auth.user, now);
       this.#presence.nat(auth.user, readNatLabel(header(request, NAT_HEADER)));
+      const natClass = this.#presence.get(auth.user)?.natClass;
+      const rttMs = this.#coordinator.rttOf(connection);
+      this.#stored(
+        `registering ${auth.user}`,
+        this.c.store?.putRegistration({
+          user: auth.user,
+          node: this.node,
+          contact,
+          expiresAtMs: this.c.clock.epochMs() + expiresS * 1000,
+          ...(natClass ? { natClass } : {}),
+          ...(rttMs !== undefined ? { rttMs } : {}),
+        }),
+      );
       state.idleTimer?.clear();
       state.idleTimer = undefined;
       this.#dialogs.rebind(auth.user, connection);
@@ -451,6 +580,45 @@ export class SignalingServer {
       // RFC 3261 §20.37: this server reads pins from its own STUN server's Bindings (issue 19).
       ...(this.init.bindings ? [['Supported', OBSERVED_PIN_OPTION] as [string, string]] : []),
     ]);
+  }
+
+  /**
+   * Issue 24: another node's link. Digest against the cluster's secret, the node's id as user name;
+   * without a cluster, or with another id in `Sc2c-Node` than the one authenticated, 403.
+   */
+  #registerNode(connection: SipConnection, request: SipRequest, state: ConnectionState): void {
+    const cluster = this.#cluster;
+    const claimed = header(request, NODE_HEADER)!.trim();
+    if (!cluster || this.#registrar.has(connection)) {
+      this.counters.authFailures++;
+      connection.respond(request, 403, [['Warning', '399 sc2c "not a cluster node"']]);
+      return;
+    }
+    const auth = cluster.authenticator.check(request, state.id);
+    if (!auth.ok) {
+      if (auth.status === 403) {
+        this.counters.authFailures++;
+        this.#log(`node link from ${state.source} refused (403): ${quoteWire(auth.reason)}`);
+        if (this.#throttle.fail(state.source, this.c.clock.now()))
+          this.#log(`throttling logins from ${state.source}: repeated failures`);
+      }
+      connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
+      return;
+    }
+    if (auth.user !== claimed) {
+      connection.respond(request, 403, [
+        ['Warning', `399 sc2c "${NODE_HEADER} does not name the authenticated node"`],
+      ]);
+      return;
+    }
+    if (state.node === undefined) {
+      state.node = claimed;
+      state.idleTimer?.clear();
+      state.idleTimer = undefined;
+      cluster.accepted(claimed, connection);
+      this.#adoptLink(claimed, connection);
+    }
+    connection.respond(request, 200, [['Expires', String(MAX_EXPIRES_S)]]);
   }
 
   /**
@@ -528,7 +696,15 @@ export class SignalingServer {
   #invite(connection: SipConnection, request: SipRequest): void {
     this.counters.invites++;
     const now = this.c.clock.now();
-    const callerUser = this.#registrar.userOf(connection, now);
+    // Issue 24: over a link, the calling node has authenticated the caller and asserted it.
+    const fromNode = this.#linkNodes.get(connection);
+    const asserted = fromNode === undefined ? undefined : assertedCaller(request);
+    const callerUser =
+      fromNode === undefined
+        ? this.#registrar.userOf(connection, now)
+        : asserted && this.#accounts.has(asserted)
+          ? asserted
+          : undefined;
     if (!callerUser) {
       connection.respond(request, 403, [['Warning', '399 sc2c "not registered"']]);
       return;
@@ -568,6 +744,13 @@ export class SignalingServer {
       return;
     }
     const callee = this.#registrar.lookup(calleeUser, now);
+    if ((!callee || callee.connection.closed) && this.#cluster && fromNode === undefined) {
+      void this.#inviteRemote(connection, request, callerUser, calleeUser).catch((error: Error) => {
+        this.#log(`call from ${callerUser} to ${calleeUser} failed: ${quoteWire(error.message)}`);
+        if (!connection.closed) connection.respond(request, 500);
+      });
+      return;
+    }
     if (!callee || callee.connection.closed) {
       this.counters.notFound++;
       this.#log(`call from ${callerUser} to ${calleeUser} refused (404): not online`, 'info', {
@@ -580,15 +763,76 @@ export class SignalingServer {
       connection.respond(request, 404, [['Warning', '399 sc2c "not online"']]);
       return;
     }
-    const opened = this.#dialogs.open(
-      callId,
-      { connection, user: callerUser },
+    this.#forwardInvite(
+      connection,
+      request,
+      { connection, user: callerUser, ...(fromNode === undefined ? {} : { node: fromNode }) },
       { connection: callee.connection, user: calleeUser },
-      now,
     );
+  }
+
+  /**
+   * Issue 24: the callee is not registered here; the store says where. Registered on a live node,
+   * the INVITE goes there over the link; nowhere, 404; on a node that is gone or restarting, 480.
+   */
+  async #inviteRemote(
+    connection: SipConnection,
+    request: SipRequest,
+    callerUser: string,
+    calleeUser: string,
+  ): Promise<void> {
+    const cluster = this.#cluster!;
+    const where = await this.c.store!.getRegistration(calleeUser);
+    const unavailable = (status: 404 | 480, why: string): void => {
+      this.counters.notFound++;
+      this.#log(`call from ${callerUser} to ${calleeUser} refused (${status}): ${why}`, 'info', {
+        event: 'refused',
+        method: 'INVITE',
+        status,
+        caller: callerUser,
+        callee: calleeUser,
+      });
+      if (!connection.closed) connection.respond(request, status, [['Warning', `399 sc2c "${why}"`]]);
+    };
+    if (!where || where.node === this.node) return unavailable(404, 'not online');
+    if (where.stale) return unavailable(480, `reconnecting to node ${where.node}`);
+    let link: SipConnection;
+    try {
+      link = await cluster.link(where.node);
+    } catch (error) {
+      return unavailable(480, `node ${where.node} unreachable: ${(error as Error).message}`);
+    }
+    const callId = header(request, 'Call-ID')!;
+    if (connection.closed || this.#dialogs.get(callId)) return;
+    // The callee may have registered here while the link came up.
+    const local = this.#registrar.lookup(calleeUser, this.c.clock.now());
+    this.counters.forwardedCalls++;
+    this.#forwardInvite(
+      connection,
+      request,
+      { connection, user: callerUser },
+      local && !local.connection.closed
+        ? { connection: local.connection, user: calleeUser }
+        : { connection: link, user: calleeUser, node: where.node },
+    );
+  }
+
+  /** Opens the dialog and passes the INVITE on to the callee (a gateway here, or a link). */
+  #forwardInvite(
+    connection: SipConnection,
+    request: SipRequest,
+    caller: { connection: SipConnection; user: string; node?: string },
+    callee: { connection: SipConnection; user: string; node?: string },
+  ): void {
+    const callId = header(request, 'Call-ID')!;
+    const callerUser = caller.user;
+    const calleeUser = callee.user;
+    const opened = this.#dialogs.open(callId, caller, callee, this.c.clock.now());
     if ('refused' in opened) {
       this.counters.dialogsRefused++;
       if (opened.refused === 'full') connection.respond(request, 503, [['Retry-After', '5']]);
+      else if (opened.refused === 'duplicate')
+        connection.respond(request, 403, [['Warning', '399 sc2c "Call-ID in use"']]);
       else connection.respond(request, 486, [['Warning', '399 sc2c "too many calls for one party"']]);
       return;
     }
@@ -603,14 +847,48 @@ export class SignalingServer {
     const issuer = this.init.turnCredentials;
     const forwarded = assertIdentity(withoutCredential(request), callerUser, this.init.realm);
     this.#dialogs.expect(opened.dialog, transactionKey(request)!, 'callee');
-    callee.connection.send(
-      issuer
+    // A callee on another node gets its TURN credential there, from its own node's relay.
+    this.#pass(
+      opened.dialog.caller,
+      opened.dialog.callee,
+      issuer && callee.node === undefined
         ? {
             ...forwarded,
             headers: [...forwarded.headers, credentialHeader(issuer, calleeUser, this.c.clock.epochMs())],
           }
         : forwarded,
     );
+  }
+
+  /**
+   * Sends what `from` sent on to `to`. Onto a link, the round trip to `from` (our gateway) goes with
+   * it, for the caller's node to time the go; a client never sets that header. False when `to` is
+   * unreachable (lost, restored and not back).
+   */
+  #pass<M extends SipRequest | SipResponse>(
+    from: Party<SipConnection>,
+    to: Party<SipConnection>,
+    message: M,
+  ): boolean {
+    const target = to.connection;
+    if (!target || target.closed) {
+      this.counters.unreachable++;
+      return false;
+    }
+    const source = from.connection;
+    const rtt =
+      this.#linkNodes.has(target) && source && !this.#linkNodes.has(source)
+        ? this.#coordinator.rttOf(source)
+        : undefined;
+    target.send(withHeader(message, HOP_RTT_HEADER, rtt === undefined ? undefined : rtt.toFixed(1)));
+    return true;
+  }
+
+  /** A message from a link carries the round trip between its node and that node's party. */
+  #heardFrom(party: Party<SipConnection>, message: SipRequest | SipResponse): void {
+    if (!party.connection || !this.#linkNodes.has(party.connection)) return;
+    const rtt = readHopRtt(message, HOP_RTT_HEADER);
+    if (rtt !== undefined) party.hopRttMs = rtt;
   }
 
   /**
@@ -643,6 +921,7 @@ export class SignalingServer {
       if (request.method !== 'ACK') connection.respond(request, 481);
       return;
     }
+    this.#heardFrom(dialog[role], request);
     if (request.method === 'INFO' && header(request, 'Content-Type') === STATUS_CONTENT_TYPE) {
       // Issue 22: the caller's media status, for the admin page; kept here, not forwarded.
       const status = readStatus(request.body);
@@ -671,6 +950,34 @@ export class SignalingServer {
           return;
         }
         const { fields } = read;
+        if (dialog.caller.node !== undefined && role === 'callee') {
+          // Issue 24: the caller's node coordinates. The pin is read here, where the callee's
+          // Binding went (STUN is per node), and the sync goes on with the port it names.
+          void this.#observedPin(fields, connection).then((resolved) => {
+            const { pin: _, ...rest } = body as Record<string, unknown>;
+            this.#dialogs.expect(dialog, transactionKey(request)!, 'caller');
+            const forwarded = { ...request, body: JSON.stringify({ ...rest, ...resolved }) };
+            if (
+              !this.#pass(
+                dialog.callee,
+                dialog.caller,
+                assertIdentity(forwarded, dialog.callee.user, this.init.realm),
+              )
+            )
+              connection.respond(request, 480);
+          });
+          return;
+        }
+        const { caller, callee } = dialog;
+        if (
+          !caller.connection ||
+          !callee.connection ||
+          caller.connection.closed ||
+          callee.connection.closed
+        ) {
+          connection.respond(request, 480, [['Warning', '399 sc2c "the other party is reconnecting"']]);
+          return;
+        }
         if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
           this.counters.syncsLimited++;
           connection.respond(request, 503, [['Retry-After', '1']]);
@@ -682,12 +989,13 @@ export class SignalingServer {
           .then((resolved) =>
             this.#coordinator.sync(
               dialog.callId,
-              { caller: dialog.caller.connection, callee: dialog.callee.connection },
+              { caller: caller.connection!, callee: callee.connection! },
               body.schedule === 'naive',
               // The sender's pinned or fresh port goes to the other party only, in its go.
               Object.keys(resolved).length > 0
                 ? { to: role === 'caller' ? 'callee' : 'caller', fields: resolved }
                 : undefined,
+              { caller: caller.hopRttMs, callee: callee.hopRttMs },
             ),
           )
           .catch((error) =>
@@ -696,7 +1004,20 @@ export class SignalingServer {
         return;
       }
     }
-    if (request.method === 'ACK') this.#dialogs.confirm(dialog);
+    if (request.method === 'ACK' && dialog.state === 'inviting') {
+      this.#dialogs.confirm(dialog);
+      if (this.c.store && !dialog.persisted) {
+        dialog.persisted = true;
+        this.#stored(
+          'keeping a dialog',
+          this.c.store.putDialog(
+            this.node,
+            storedDialog(dialog, this.c.clock.epochMs() - (this.c.clock.now() - dialog.startedAtMs)),
+            STORED_DIALOG_TTL_MS,
+          ),
+        );
+      }
+    }
     if (request.method === 'BYE') {
       this.#dialogs.end(dialog, this.c.clock.now());
       if (dialog.media)
@@ -715,9 +1036,13 @@ export class SignalingServer {
     const to = role === 'caller' ? dialog.callee : dialog.caller;
     if (request.method !== 'ACK')
       this.#dialogs.expect(dialog, transactionKey(request)!, role === 'caller' ? 'callee' : 'caller');
-    to.connection.send(
-      assertIdentity(request, role === 'caller' ? dialog.caller.user : dialog.callee.user, this.init.realm),
-    );
+    const passed = this.#pass(dialog[role], to, assertIdentity(request, dialog[role].user, this.init.realm));
+    if (passed || request.method === 'ACK') return;
+    if (request.method === 'BYE') {
+      // The other party is gone for good or not back yet: the call ends here all the same.
+      connection.respond(request, 200);
+      this.#removeDialog(dialog.callId);
+    } else connection.respond(request, 480, [['Warning', '399 sc2c "the other party is reconnecting"']]);
   }
 
   #onResponse(connection: SipConnection, response: SipResponse): void {
@@ -734,13 +1059,14 @@ export class SignalingServer {
       );
       return;
     }
+    const role = this.#dialogs.roleOf(dialog, connection)!;
+    this.#heardFrom(dialog[role], response);
     const method = /\s(\S+)\s*$/.exec(header(response, 'CSeq') ?? '')?.[1];
     if (method === 'INVITE' && response.status >= 200) {
       this.#invites.delete(dialog.callId);
       if (response.status >= 300 && dialog.state === 'inviting') this.#removeDialog(dialog.callId);
     }
     if (method === 'BYE' && response.status >= 200) this.#removeDialog(dialog.callId);
-    const to = this.#dialogs.roleOf(dialog, connection) === 'caller' ? dialog.callee : dialog.caller;
-    to.connection.send(response);
+    this.#pass(dialog[role], role === 'caller' ? dialog.callee : dialog.caller, response);
   }
 }
