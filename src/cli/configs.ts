@@ -111,6 +111,32 @@ export const serverSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Issue 24: where registrations, confirmed dialogs and call-record keys also go. `memory` keeps
+     * them in this process only; `redis://host[:port][/db]` shares them with other nodes and keeps
+     * them across a restart.
+     */
+    store: z
+      .string()
+      .regex(/^(memory|redis:\/\/[^\s]+)$/, "'memory' or redis://host[:port][/db]")
+      .default('memory'),
+    /** This node's id in the store: lower-case letters, digits and '-' (1-32). Nodes sharing a store need different ids. */
+    node: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "lower-case letters, digits and '-' (1-32)")
+      .default('main'),
+    /**
+     * Issue 24: several nodes, one service (needs a redis:// store). Calls to users registered on
+     * another node go there over a SIP link authenticated with `secret` (or SC2C_CLUSTER_SECRET).
+     * `advertise` is where the other nodes reach this one's SIP port (default: sip.listen).
+     */
+    cluster: z
+      .object({
+        secret: z.string().min(16, 'the cluster secret needs at least 16 characters').optional(),
+        advertise: endpoint.optional(),
+      })
+      .strict()
+      .optional(),
     /** Call records from gateways (PUBLISH): an append-only, fsynced JSON-lines file, relative to this file. */
     accounting: z
       .object({ file: z.string().min(1) })

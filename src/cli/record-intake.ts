@@ -6,6 +6,10 @@ import {
   savingsOverTime,
   summarizeCalls,
 } from '../relay/call-records.ts';
+import type { SignalingStore } from '../signaling/store.ts';
+
+/** A record's key is remembered a week: a gateway publishing it again after a failover is answered, not stored twice. */
+const RECORD_KEY_TTL_MS = 7 * 24 * 3600_000;
 
 /** Takes call records from gateways: validated, the user checked, stored (fsynced) before the 200. */
 export class RecordIntake {
@@ -13,9 +17,14 @@ export class RecordIntake {
   refused = 0;
   readonly bytes = { direct: 0, relay: 0 };
 
+  /** Records published again (a gateway that failed over to another node): answered 200, not stored twice. */
+  duplicates = 0;
+
   constructor(
     private readonly store: CallRecordStore,
     private readonly log: (line: string, level?: 'info' | 'warn', fields?: Record<string, unknown>) => void,
+    /** Issue 24: the nodes' shared store, where each record's key is taken once across all nodes. */
+    private readonly shared?: SignalingStore,
   ) {}
 
   async take(body: string, user: string): Promise<void> {
@@ -27,7 +36,17 @@ export class RecordIntake {
       this.refused++;
       throw error;
     }
-    await this.store.appendAsync(record);
+    const key = `${record.user}|${record.role}|${record.callId}`;
+    if (this.shared && !(await this.shared.claimRecord(key, RECORD_KEY_TTL_MS))) {
+      this.duplicates++;
+      return;
+    }
+    try {
+      await this.store.appendAsync(record);
+    } catch (error) {
+      await this.shared?.releaseRecord(key).catch(() => {});
+      throw error;
+    }
     this.stored++;
     const bytes = (route: 'direct' | 'relay') => record.sent[route].bytes + record.received[route].bytes;
     this.log(

@@ -11,6 +11,7 @@ import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
 import { SignalingServer } from '../signaling/server.ts';
+import { NODE_ID } from '../signaling/store.ts';
 import { RecentBindings } from '../traversal/recent-bindings.ts';
 import { StunResponder } from '../traversal/stun-responder.ts';
 import { StunTcpResponder } from '../traversal/stun-tcp.ts';
@@ -23,6 +24,7 @@ import { openFileLimit } from './open-files.ts';
 import { RecordIntake } from './record-intake.ts';
 import { TurnShards } from './relay-shards.ts';
 import { metrics, relayView } from './server-metrics.ts';
+import { openStore, shownStoreUrl } from './server-store.ts';
 import { stopRequested } from './shutdown.ts';
 
 /** The lab's "public internet" (RFC 2544's benchmarking range, never routed on the real one). */
@@ -68,16 +70,43 @@ export function registerServer(program: Command): void {
       "relay UDP allocations in this many shard processes (overrides the config's turn.shards; 1 relays in this process)",
       parseInteger('--relay-shards', 1, 16),
     )
+    .option('--store <url>', "issue 24: 'memory' or redis://host[:port][/db] (overrides the config's store)")
+    .option('--node <id>', "issue 24: this node's id in the store (overrides the config's node)")
     .action(
-      async (options: { config: string; logJson?: boolean; logLevel: string; relayShards?: number }) => {
+      async (options: {
+        config: string;
+        logJson?: boolean;
+        logLevel: string;
+        relayShards?: number;
+        store?: string;
+        node?: string;
+      }) => {
         const logger = createLog({ json: options.logJson, level: parseLogLevel(options.logLevel), fd: 2 });
         const loaded = loadServerConfig(options.config);
         if (options.relayShards !== undefined && !loaded.turn)
           throw new UsageError(`--relay-shards: ${options.config} runs no TURN relay (no turn: section)`);
-        const config =
-          options.relayShards !== undefined && loaded.turn
+        const config = {
+          ...(options.relayShards !== undefined && loaded.turn
             ? { ...loaded, turn: { ...loaded.turn, shards: options.relayShards } }
-            : loaded;
+            : loaded),
+          store: options.store ?? loaded.store,
+          node: options.node ?? loaded.node,
+        };
+        if (!/^(memory|redis:\/\/\S+)$/.test(config.store))
+          throw new UsageError(`--store must be 'memory' or redis://host[:port][/db]; got '${config.store}'`);
+        if (!NODE_ID.test(config.node))
+          throw new UsageError(
+            `--node must be lower-case letters, digits and '-' (1-32); got '${config.node}'`,
+          );
+        const clusterSecret = config.cluster && (process.env.SC2C_CLUSTER_SECRET ?? config.cluster.secret);
+        if (config.cluster && config.store === 'memory')
+          throw new UsageError(
+            `${options.config} has a cluster: section but store is memory: the nodes need a shared store (store: redis://…)`,
+          );
+        if (config.cluster && (!clusterSecret || clusterSecret.length < 16))
+          throw new UsageError(
+            `${options.config}: the cluster needs a secret of at least 16 characters (cluster.secret or SC2C_CLUSTER_SECRET), the same on every node`,
+          );
         const network = new NodeNetwork();
         const clock = new SystemClock();
         const log = (line: string, level: 'info' | 'warn' = 'info', fields?: Record<string, unknown>): void =>
@@ -215,12 +244,23 @@ export function registerServer(program: Command): void {
               );
             }
           }
+          const store = await openStore(config.store, clock, options.config);
+          opened.push(() => void store.close());
           const records =
-            config.accounting && new RecordIntake(new CallRecordStore(config.accounting.file), log);
+            config.accounting &&
+            new RecordIntake(
+              new CallRecordStore(config.accounting.file),
+              log,
+              config.store === 'memory' ? undefined : store,
+            );
           stun.bindings = new RecentBindings(clock);
           const server: SignalingServer = await SignalingServer.start(
-            { network, clock },
+            { network, clock, ...(config.store === 'memory' ? {} : { store }) },
             {
+              node: config.node,
+              ...(config.cluster && clusterSecret
+                ? { cluster: { secret: clusterSecret, advertise: config.cluster.advertise } }
+                : {}),
               listen: config.sip.listen,
               realm: config.sip.realm,
               users: config.users,
@@ -246,6 +286,8 @@ export function registerServer(program: Command): void {
             },
           ).catch((error: unknown) => {
             const { address, port } = config.sip.listen;
+            if (!/EADDRINUSE|EADDRNOTAVAIL|EACCES/.test(String((error as Error).message ?? error)))
+              throw new UsageError(`cannot start signaling: ${(error as Error).message}`);
             throw new UsageError(
               `cannot listen for SIP on ${address}:${port}${config.sip.tls ? ` or ${config.sip.tls.port} (TLS)` : ''} (${listenProblem(error)}); set sip.listen in ${options.config}`,
             );
@@ -282,7 +324,7 @@ export function registerServer(program: Command): void {
               .map((e) => `${e.address}:${e.port}`)
               .join(
                 ' ',
-              )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}${shards ? `, relay shards on ports ${shards.endpoints.map((e) => e.port).join(' ')} (${shards.kernel})` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}`,
+              )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}${shards ? `, relay shards on ports ${shards.endpoints.map((e) => e.port).join(' ')} (${shards.kernel})` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}${config.store === 'memory' ? '' : `, node ${config.node} with store ${shownStoreUrl(config.store)}${config.cluster ? ' (cluster)' : ''}`}`,
           );
         } catch (error) {
           for (const close of opened.reverse()) close();

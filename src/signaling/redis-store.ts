@@ -126,6 +126,10 @@ export class RedisStore implements SignalingStore {
     return (await this.redis.set(`${this.prefix}record:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 
+  async releaseRecord(key: string): Promise<void> {
+    await this.redis.del(`${this.prefix}record:${key}`);
+  }
+
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }

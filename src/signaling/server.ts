@@ -71,8 +71,6 @@ export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 const MAX_EXPIRES_S = 3600;
 /** How long the store keeps a confirmed dialog (issue 24): a day; a BYE removes it before. */
 const STORED_DIALOG_TTL_MS = 24 * 3600_000;
-/** How long a node's call-record key is kept, so a record published again after a failover is refused. */
-const RECORD_KEY_TTL_MS = 7 * 24 * 3600_000;
 
 interface ConnectionState {
   readonly id: string;

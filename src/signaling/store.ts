@@ -65,6 +65,8 @@ export interface SignalingStore {
    * by any node (a gateway that failed over and published again).
    */
   claimRecord(key: string, ttlMs: number): Promise<boolean>;
+  /** Gives a claimed key back (the record could not be stored after all). */
+  releaseRecord(key: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,10 @@ export class MemoryStore implements SignalingStore {
     if (this.#records.size >= MAX_ENTRIES) throw new Error('record keys full');
     this.#records.set(key, now + ttlMs);
     return true;
+  }
+
+  async releaseRecord(key: string): Promise<void> {
+    this.#records.delete(key);
   }
 
   async close(): Promise<void> {}
