@@ -223,7 +223,8 @@ export const MAX_CAMERAS = 128;
 /** The gateway config's schema. */
 export const gatewaySchema = z
   .object({
-    server: z.string(),
+    /** The SIP server, or several nodes of one service (issue 24): the first, then the others on failover. */
+    server: z.union([z.string(), z.array(z.string()).min(1).max(16)]),
     /** The SIP user this gateway (or viewer) registers as, unless `--user` says otherwise. */
     user: userName.optional(),
     /** Its password (SC2C_PASSWORD or `--password` win); keep the file private (sc2c init makes it 0600). */

@@ -81,8 +81,18 @@ export async function gatewayInit(
   const mode = (options.mode ?? config.mode) as TraversalMode;
   if (!(TRAVERSAL_MODES as readonly string[]).includes(mode))
     throw new UsageError(`unknown --mode '${mode}'. Allowed: ${TRAVERSAL_MODES.join(', ')}`);
-  const serverGiven = parseEndpoint(options.server ?? config.server, '--server', 5060);
-  const server = await resolveHost(serverGiven, '--server');
+  // Issue 24: several nodes, comma-separated (or a list in the config): the first, then the others.
+  const serverText = options.server ?? config.server;
+  const listed = (Array.isArray(serverText) ? serverText : serverText.split(','))
+    .map((text) => text.trim())
+    .filter((text) => text.length > 0);
+  if (listed.length === 0 || listed.length > 16)
+    throw new UsageError(`--server needs 1 to 16 host[:port] entries; got '${String(serverText)}'`);
+  const servers = await Promise.all(
+    listed.map((text) => resolveHost(parseEndpoint(text, '--server', 5060), '--server')),
+  );
+  const serverGiven = parseEndpoint(listed[0]!, '--server', 5060);
+  const server = servers[0]!;
   const stunServer = await resolveHost(parseEndpoint(options.stun ?? config.stun, '--stun', 3478), '--stun');
   // A server given by name is checked against that name over TLS, unless the config says otherwise.
   const tls = config.tlsOptions && {
@@ -93,6 +103,7 @@ export async function gatewayInit(
   const relay = relayConfig(config.relay, options, user, password, tls);
   const init: GatewayInit = {
     sip: { server, domain: config.domain, user, password, tls },
+    ...(servers.length > 1 ? { failover: servers.slice(1) } : {}),
     stunServer,
     mode,
     punch: config.punch,
@@ -211,7 +222,10 @@ export function withCommon(command: Command): Command {
       'gateway config (server, stun, domain, mode, punch timings)',
       'config/gateway.yaml',
     )
-    .option('--server <host[:port]>', 'SIP server (default from the config)')
+    .option(
+      '--server <host[:port][,host[:port]...]>',
+      'SIP server (default from the config); several nodes of one service comma-separated: the first, then the others when it drops',
+    )
     .option('--stun <host[:port]>', 'STUN server (default from the config)')
     .option('--user <name>', "SIP user to register as (default the config's user)")
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')

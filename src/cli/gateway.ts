@@ -87,7 +87,13 @@ export function followGateway(gateway: Gateway, print: Print): void {
       retryInMs,
     }),
   );
-  gateway.on('reconnected', () => print(`${user}: registered again`, { event: 'reconnected', user }));
+  gateway.on('reconnected', (server) =>
+    print(`${user}: registered again with ${server.address}:${server.port}`, {
+      event: 'reconnected',
+      user,
+      server: `${server.address}:${server.port}`,
+    }),
+  );
   gateway.on('port-mapping', (status) =>
     print(
       status.protocol

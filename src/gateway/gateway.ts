@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { offerFor } from '../media/negotiate.ts';
+import type { Endpoint } from '../net/address.ts';
 import { sleep, type Timer } from '../net/clock.ts';
 import {
   type CallDescription,
@@ -84,6 +85,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #signaling: SignalingClient;
   #closed = false;
   #reconnectTimer?: Timer;
+  /** Which of `#servers` the connection is (or is being made) to. */
+  #serverIndex = 0;
   #probeTimer?: Timer;
   readonly #status: StatusReporter;
   /** Issue 21: the priming TTL read at start (`findPrimeTtl`), for a gateway whose mode is sc2c-ttl. */
@@ -232,13 +235,26 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     });
   }
 
-  /** Reconnects and re-registers, doubling the delay after each failure (bounded by `maxMs`). */
-  #reconnect(reason: string, delayMs: number): void {
-    this.emit('disconnected', reason, delayMs);
+  /** The signaling servers in order: the configured one, then the other nodes (issue 24). */
+  get #servers(): readonly Endpoint[] {
+    return [this.init.sip.server, ...(this.init.failover ?? [])];
+  }
+
+  /**
+   * Reconnects and re-registers, doubling the delay after each failure (bounded by `maxMs`). With
+   * other nodes to go to, each attempt takes the next server, and the first goes at once: the node
+   * that dropped us is likely down.
+   */
+  #reconnect(reason: string, delayMs: number, first = true): void {
+    const servers = this.#servers;
+    if (servers.length > 1) this.#serverIndex = (this.#serverIndex + 1) % servers.length;
+    const server = servers[this.#serverIndex]!;
+    const waitMs = first && servers.length > 1 ? 0 : delayMs;
+    this.emit('disconnected', reason, waitMs);
     this.#reconnectTimer = this.c.clock.setTimeout(async () => {
       if (this.#closed) return;
       try {
-        const signaling = await SignalingClient.connect(this.c, this.init.sip);
+        const signaling = await SignalingClient.connect(this.c, { ...this.init.sip, server });
         signaling.nat = describeProbe(this.probe);
         try {
           await signaling.register();
@@ -252,14 +268,16 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         }
         this.#signaling = signaling;
         this.#attach(signaling);
-        this.emit('reconnected');
+        this.emit('reconnected', server);
       } catch (error) {
         this.#reconnect(
-          (error as Error).message,
-          Math.min(delayMs * 2, this.init.reconnect?.maxMs ?? 30_000),
+          `${server.address}:${server.port}: ${(error as Error).message}`,
+          // The immediate first try to another node did not count: the backoff starts after it.
+          first && servers.length > 1 ? delayMs : Math.min(delayMs * 2, this.init.reconnect?.maxMs ?? 30_000),
+          false,
         );
       }
-    }, delayMs);
+    }, waitMs);
   }
 
   #scheduleProbeRefresh(): void {
@@ -303,6 +321,31 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }
   }
 
+  /**
+   * The first server that answers, in order (issue 24: the configured node, then the others); the
+   * first one's error when none does, so a single-server gateway fails as before.
+   */
+  static async #connectAny(
+    components: GatewayComponents,
+    init: GatewayInit,
+    signal?: AbortSignal,
+  ): Promise<{ signaling: SignalingClient; index: number }> {
+    const servers = [init.sip.server, ...(init.failover ?? [])];
+    let first: unknown;
+    for (const [index, server] of servers.entries()) {
+      try {
+        return {
+          signaling: await SignalingClient.connect(components, { ...init.sip, server }, signal),
+          index,
+        };
+      } catch (error) {
+        first ??= error;
+        if (signal?.aborted) break;
+      }
+    }
+    throw first;
+  }
+
   static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
     // Every probe and media socket must open a new NAT session: never reuse a recently used port.
     // Gateways on one host (a camera each) may share one tracker: they share the host's ports.
@@ -311,7 +354,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         ? given.network
         : new FreshPortNetwork(given.network, given.clock);
     const components = { ...given, network };
-    const signaling = await SignalingClient.connect(components, init.sip, signal);
+    const { signaling, index } = await Gateway.#connectAny(components, init, signal);
     let detection: Detection | undefined;
     try {
       await signaling.register();
@@ -341,6 +384,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       if (init.reportNat !== false) await signaling.register();
       const gateway = new Gateway(components, init, signaling, probe, detection, tcpProbe);
       gateway.primeTtl = primeTtl;
+      gateway.#serverIndex = index;
       return gateway;
     } catch (error) {
       detection?.abort.abort();

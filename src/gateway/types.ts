@@ -93,6 +93,12 @@ export interface GatewayInit {
   readonly probeRefreshMs?: number;
   /** Reconnect backoff after the signaling connection drops: first delay, doubled up to the maximum. */
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
+  /**
+   * Issue 24: the other nodes of the signaling service, after `sip.server`. When the connection
+   * drops, the gateway registers with the next one at once (then the one after, cycling, with the
+   * backoff). STUN and the relay stay those configured: each node runs its own.
+   */
+  readonly failover?: readonly Endpoint[];
   /** A TURN relay for calls no direct path serves (issue 6); omit for direct only. Needs rtcp-mux. */
   readonly relay?: RelayConfig;
   /**
@@ -204,7 +210,8 @@ export type GatewayEvents = {
   /** The signaling connection dropped; `retryInMs` until the next attempt. */
   disconnected: [reason: string, retryInMs: number];
   /** Connected and registered again after a drop. */
-  reconnected: [];
+  /** Registered again, with this server (another node after a failover, issue 24). */
+  reconnected: [server: Endpoint];
   /** The peer ended a call (BYE or CANCEL). */
   ended: [callId: string, reason: string];
   /**

@@ -6,6 +6,7 @@
  * dialogs back from the store.
  */
 import { describe, expect, it } from 'vitest';
+import { Gateway } from '../../src/gateway/gateway.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import type { SipRequest } from '../../src/protocol/sip/message.ts';
@@ -16,6 +17,7 @@ import { SignalingServer } from '../../src/signaling/server.ts';
 import type { SignalingServerInit } from '../../src/signaling/server-init.ts';
 import { MemoryStore } from '../../src/signaling/store.ts';
 import { TURN_CREDENTIAL_HEADER } from '../../src/signaling/turn-credentials.ts';
+import { StunResponder } from '../../src/traversal/stun-responder.ts';
 
 const PASSWORDS = { alice: 'alice-pass-1', bob: 'bob-pass-1', carol: 'carol-pass-1' };
 type User = keyof typeof PASSWORDS;
@@ -96,6 +98,7 @@ async function setup(init: Partial<SignalingServerInit> = {}) {
     servers,
     start,
     node: (n: Node) => servers.get(n)!,
+    host: (name: string) => hosts.get(name)!,
     serverHost: (n: Node) => serverHosts.get(n)!,
     client,
     registered,
@@ -336,6 +339,47 @@ describe('two nodes, one service (issue 24)', () => {
     await s.clock.advance(6000);
     expect(restarted.calls()).toEqual([]);
     expect(await s.store.dialogsOf('a')).toEqual([]);
+    s.close();
+  });
+
+  it('a gateway given both nodes registers on the other at once when its node dies, and is callable there', async () => {
+    const s = await setup();
+    const stun = await StunResponder.start(s.serverHost('a'), {
+      primary: { address: NODES.a, port: 3478 },
+      alternate: { address: NODES.a, port: 3479 },
+    });
+    const bob = await s.clock.run(
+      Gateway.start(
+        { network: s.host('bob'), clock: s.clock },
+        {
+          sip: {
+            server: { address: NODES.b, port: 5060 },
+            domain: 'sc2c.lab',
+            user: 'bob',
+            password: PASSWORDS.bob,
+          },
+          failover: [{ address: NODES.a, port: 5060 }],
+          stunServer: { address: NODES.a, port: 3478 },
+          stunRtoMs: 100,
+        },
+      ),
+    );
+    expect((await s.store.getRegistration('bob'))?.node).toBe('b');
+    const waits: number[] = [];
+    const registeredWith: string[] = [];
+    bob.on('disconnected', (_reason, retryInMs) => waits.push(retryInMs));
+    bob.on('reconnected', (server) => registeredWith.push(server.address));
+    s.node('b').close();
+    await s.clock.advance(1000);
+    expect(waits[0]).toBe(0);
+    expect(registeredWith).toEqual([NODES.a]);
+    expect((await s.store.getRegistration('bob'))?.node).toBe('a');
+    const carol = await s.registered('carol', 'a');
+    const answer = await s.clock.run(carol.request('INVITE', 'sip:bob@sc2c.lab', [], { callId: 'x-9' }));
+    // bob's gateway itself answered (an INVITE without an offer is not acceptable): reached through node a.
+    expect(answer.status).toBe(488);
+    bob.close();
+    stun.close();
     s.close();
   });
 });
