@@ -24,14 +24,18 @@ export async function openStore(url: string, clock: Clock, where: string): Promi
   } catch (error) {
     throw new UsageError(`${where}: cannot use store ${shown}: ${(error as Error).message}`);
   }
-  redis.on('error', () => {});
+  // The socket's own error (ECONNREFUSED, EHOSTUNREACH) says more than "Connection is closed".
+  let cause: string | undefined;
+  redis.on('error', (error: Error) => {
+    cause ??= error.message;
+  });
   try {
     await redis.connect();
     await redis.ping();
   } catch (error) {
     redis.disconnect();
     throw new UsageError(
-      `cannot reach the store at ${shown} (${(error as Error).message}); start redis-server there, or set store: memory in ${where}`,
+      `cannot reach the store at ${shown} (${cause ?? (error as Error).message}); start redis-server there, or set store: memory in ${where}`,
     );
   }
   return new RedisStore(redis);
