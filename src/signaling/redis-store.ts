@@ -5,8 +5,8 @@
  *   <prefix>reg:<user>              registration, JSON, until it expires
  *   <prefix>node-regs:<node>        set of users a node registered (an index; members are checked)
  *   <prefix>node:<id>               a live node's SIP address, JSON, a few seconds' life, renewed
- *   <prefix>dialog:<node>:<callId>  a node's confirmed dialog, JSON
- *   <prefix>node-dialogs:<node>     set of a node's dialog Call-IDs (an index; members are checked)
+ *   <prefix>dialog:<node>:<callId>  a node's confirmed dialog, JSON (found by SCAN at restart: one
+ *                                   command per call set-up and one per end, no index to keep)
  *   <prefix>record:<key>            a call record's key, taken once
  *
  * The client is passed in (`ioredis`), created by the composition root. Values read back are
@@ -89,36 +89,32 @@ export class RedisStore implements SignalingStore {
   }
 
   async putDialog(node: string, dialog: StoredDialog, ttlMs: number): Promise<void> {
-    await this.redis
-      .multi()
-      .set(`${this.prefix}dialog:${node}:${dialog.callId}`, JSON.stringify(dialog), 'PX', ttlMs)
-      .sadd(`${this.prefix}node-dialogs:${node}`, dialog.callId)
-      .exec();
+    await this.redis.set(
+      `${this.prefix}dialog:${node}:${dialog.callId}`,
+      JSON.stringify(dialog),
+      'PX',
+      ttlMs,
+    );
   }
 
   async removeDialog(node: string, callId: string): Promise<void> {
-    await this.redis
-      .multi()
-      .del(`${this.prefix}dialog:${node}:${callId}`)
-      .srem(`${this.prefix}node-dialogs:${node}`, callId)
-      .exec();
+    await this.redis.del(`${this.prefix}dialog:${node}:${callId}`);
   }
 
   async dialogsOf(node: string): Promise<StoredDialog[]> {
-    const index = `${this.prefix}node-dialogs:${node}`;
-    const ids = (await this.redis.smembers(index)).slice(0, MAX_INDEX_READ);
     const found: StoredDialog[] = [];
-    const gone: string[] = [];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const batch = ids.slice(i, i + 1000);
-      const values = await this.redis.mget(batch.map((id) => `${this.prefix}dialog:${node}:${id}`));
-      values.forEach((v, j) => {
+    // A Call-ID may hold glob characters; the node id (NODE_ID) cannot.
+    const match = `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}dialog:${node}:*`;
+    let cursor = '0';
+    do {
+      const [nextCursor, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      cursor = nextCursor;
+      if (keys.length === 0) continue;
+      for (const v of await this.redis.mget(keys)) {
         const d = readDialog(v);
         if (d) found.push(d);
-        else gone.push(batch[j]!);
-      });
-    }
-    if (gone.length > 0) await this.redis.srem(index, ...gone);
+      }
+    } while (cursor !== '0' && found.length < MAX_INDEX_READ);
     return found;
   }
 
