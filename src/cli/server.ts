@@ -123,6 +123,9 @@ export function registerServer(program: Command): void {
         // Whatever opened before a later listen fails is closed, so the error exits the process.
         const opened: (() => void)[] = [];
         try {
+          // The store first: an unreachable Redis is said before anything listens.
+          const store = await openStore(config.store, clock, options.config);
+          opened.push(() => void store.close());
           let stun: StunResponder;
           try {
             stun = await StunResponder.start(network, {
@@ -244,8 +247,6 @@ export function registerServer(program: Command): void {
               );
             }
           }
-          const store = await openStore(config.store, clock, options.config);
-          opened.push(() => void store.close());
           const records =
             config.accounting &&
             new RecordIntake(
