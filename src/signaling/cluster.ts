@@ -47,8 +47,15 @@ export interface ClusterComponents {
   readonly store: SignalingStore;
 }
 
-/** What the server does with a link once it is up: route its messages and re-bind its calls. */
-export type AdoptLink = (node: string, connection: SipConnection, client?: SignalingClient) => void;
+/**
+ * What the server does with a link it opens: `wire` routes its messages from the moment it is
+ * connected (the other node may use it as soon as it has authenticated it, before our REGISTER's
+ * 200 is back); `adopt` then re-binds its calls.
+ */
+export interface LinkHooks {
+  readonly wire: (node: string, connection: SipConnection, client: SignalingClient) => void;
+  readonly adopt: (node: string, connection: SipConnection) => void;
+}
 
 export class Cluster {
   readonly authenticator: DigestAuthenticator;
@@ -61,7 +68,7 @@ export class Cluster {
   constructor(
     private readonly c: ClusterComponents,
     readonly init: ClusterInit,
-    private readonly adopt: AdoptLink,
+    private readonly hooks: LinkHooks,
   ) {
     if (!NODE_ID.test(init.node))
       throw new Error(`node id '${init.node}' must be 1-32 lower-case letters, digits or '-'`);
@@ -145,6 +152,7 @@ export class Cluster {
       connectTimeoutMs: this.init.connectTimeoutMs ?? 3000,
       registerHeaders: [[NODE_HEADER, this.init.node]],
     });
+    this.hooks.wire(node, client.connection, client);
     try {
       await client.register();
     } catch (error) {
@@ -160,7 +168,7 @@ export class Cluster {
     client.on('close', () => {
       if (this.#links.get(node) === connection) this.#links.delete(node);
     });
-    this.adopt(node, connection, client);
+    this.hooks.adopt(node, connection);
     return connection;
   }
 

@@ -202,11 +202,14 @@ export class SignalingServer {
     this.#cluster = new Cluster(
       { network: this.c.network, clock: this.c.clock, store },
       { ...cluster, node: this.node, advertise, realm: this.init.realm },
-      (node, connection, client) => {
-        client?.on('request', (request) => this.#onRequest(connection, request));
-        connection.on('response', (response) => this.#onResponse(connection, response));
-        connection.on('close', () => this.#onLinkClose(connection));
-        this.#adoptLink(node, connection);
+      {
+        wire: (node, connection, client) => {
+          this.#linkNodes.set(connection, node);
+          client.on('request', (request) => this.#onRequest(connection, request));
+          connection.on('response', (response) => this.#onResponse(connection, response));
+          connection.on('close', () => this.#onLinkClose(connection));
+        },
+        adopt: (node, connection) => this.#adoptLink(node, connection),
       },
     );
     await this.#cluster.start();
