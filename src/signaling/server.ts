@@ -495,20 +495,20 @@ export class SignalingServer {
   #register(connection: SipConnection, request: SipRequest): void {
     const state = this.#connections.get(connection)!;
     const now = this.c.clock.now();
-    if (header(request, NODE_HEADER) !== undefined) {
-      this.#registerNode(connection, request, state);
-      return;
-    }
-    if (state.node !== undefined) {
-      connection.respond(request, 403, [['Warning', '399 sc2c "a node link registers no user"']]);
-      return;
-    }
     const waitMs = this.#throttle.retryAfterMs(state.source, now);
     if (waitMs > 0) {
       // Too many wrong passwords from this address: no password is checked until the window passes.
       this.counters.authThrottled++;
       connection.respond(request, 403, [['Retry-After', String(Math.ceil(waitMs / 1000))]]);
       connection.close('too many failed logins');
+      return;
+    }
+    if (header(request, NODE_HEADER) !== undefined) {
+      this.#registerNode(connection, request, state);
+      return;
+    }
+    if (state.node !== undefined) {
+      connection.respond(request, 403, [['Warning', '399 sc2c "a node link registers no user"']]);
       return;
     }
     const auth = this.#auth.check(request, state.id);
