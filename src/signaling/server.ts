@@ -22,12 +22,13 @@ import { header, type SipRequest, type SipResponse } from '../protocol/sip/messa
 import { RateLimiter } from '../util/rate-limiter.ts';
 import { type Accounts, accountsFrom, mayCall } from './accounts.ts';
 import { Admission } from './admission.ts';
-import { Cluster, HOP_RTT_HEADER, NODE_HEADER } from './cluster.ts';
+import { NODE_HEADER } from './cluster.ts';
 import { Coordinator, type GoSchedule } from './coordinator.ts';
 import { type Dialog, DialogTable, type Party } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
-import { readHopRtt, storedDialog, withHeader } from './forwarding.ts';
+import { storedDialog } from './forwarding.ts';
 import { assertedCaller, assertIdentity } from './identity.ts';
+import { NodeLinks } from './node-links.ts';
 import { OwnRequests } from './own-requests.ts';
 import { NAT_HEADER, Presence, readNatLabel } from './presence.ts';
 import { Registrar } from './registrar.ts';
@@ -39,6 +40,7 @@ import {
   type SignalingServerInit,
 } from './server-init.ts';
 import { quoteWire, SipConnection } from './sip-connection.ts';
+import { StateRequests } from './state-requests.ts';
 import { FailureThrottle } from './throttle.ts';
 import { credentialHeader, withoutCredential } from './turn-credentials.ts';
 import {
@@ -63,8 +65,7 @@ export type {
   SignalingServerInit,
 } from './server-init.ts';
 
-/** SIP `Event` of the PUBLISH that carries a call record from a gateway to the server (issue 6). */
-export const CALL_RECORD_EVENT = 'sc2c-call-record';
+export { CALL_RECORD_EVENT } from './state-requests.ts';
 export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
 /** Longest registration we grant; clients re-register before it runs out. */
@@ -76,8 +77,6 @@ interface ConnectionState {
   readonly id: string;
   readonly source: string;
   idleTimer?: Timer;
-  /** Issue 24: the node this connection links to, once its REGISTER authenticated as one. */
-  node?: string;
 }
 
 export class SignalingServer {
@@ -85,8 +84,7 @@ export class SignalingServer {
   readonly #accounts: Accounts;
   readonly #registrar = new Registrar<SipConnection>();
   readonly #presence = new Presence();
-  /** Fetches (SUBSCRIBE, Expires: 0) being answered per connection: at most 4 at once each. */
-  readonly #fetching = new Map<SipConnection, number>();
+  readonly #state: StateRequests;
   readonly #dialogs: DialogTable<SipConnection>;
   readonly #coordinator: Coordinator<SipConnection>;
   readonly #auth: DigestAuthenticator;
@@ -103,10 +101,8 @@ export class SignalingServer {
   #closed = false;
   #listener?: StreamServer;
   #tlsListener?: StreamServer;
-  /** Issue 24: the other nodes, when this one is in a cluster. */
-  #cluster?: Cluster;
-  /** Links to other nodes (accepted or opened here) and the node each reaches. */
-  readonly #linkNodes = new Map<SipConnection, string>();
+  /** Issue 24: links to the other nodes, when this one is in a cluster. */
+  readonly #links: NodeLinks;
 
   private constructor(
     private readonly c: SignalingServerComponents,
@@ -122,6 +118,25 @@ export class SignalingServer {
       realm: init.realm,
       local: () => this.local,
       userOf: (connection) => this.#registrar.userOf(connection, c.clock.now()),
+    });
+    this.#links = new NodeLinks({
+      onRequest: (connection, request) => this.#onRequest(connection, request),
+      onResponse: (connection, response) => this.#onResponse(connection, response),
+      up: (node, connection) => this.#linkUp(node, connection),
+      down: (node, connection) => this.#linkDown(node, connection),
+      authFailed: (source, reason) => {
+        this.counters.authFailures++;
+        this.#log(`REGISTER from ${source} refused (403): ${reason}`);
+        if (this.#throttle.fail(source, c.clock.now()))
+          this.#log(`throttling logins from ${source}: repeated failures`);
+      },
+    });
+    this.#state = new StateRequests({
+      userOf: (connection) => this.#registrar.userOf(connection, c.clock.now()),
+      own: this.#own,
+      fetchable: init.fetchable,
+      onCallRecord: init.onCallRecord,
+      log: (line) => this.#log(line),
     });
     const perSecond = init.limits?.syncsPerSecond ?? 1;
     this.#syncLimiter = new RateLimiter(perSecond, 4, init.dialogs?.maxDialogs ?? 10_000);
@@ -199,32 +214,15 @@ export class SignalingServer {
     const advertise = cluster.advertise ?? this.local;
     if (advertise.address === '0.0.0.0' || advertise.address === '::')
       throw new Error('a cluster node listening on a wildcard address needs cluster.advertise');
-    this.#cluster = new Cluster(
+    await this.#links.join(
       { network: this.c.network, clock: this.c.clock, store },
       { ...cluster, node: this.node, advertise, realm: this.init.realm },
-      {
-        wire: (node, connection, client) => {
-          this.#linkNodes.set(connection, node);
-          client.on('request', (request) => this.#onRequest(connection, request));
-          connection.on('response', (response) => this.#onResponse(connection, response));
-          connection.on('close', () => this.#onLinkClose(connection));
-        },
-        adopt: (node, connection) => this.#adoptLink(node, connection),
-      },
-    );
-    await this.#cluster.start();
-    const nodes = new Set(
       restored.flatMap((d) => [d.caller.node, d.callee.node]).filter((n): n is string => n !== undefined),
     );
-    for (const node of nodes)
-      this.#cluster
-        .link(node)
-        .catch((error: Error) => this.#log(`no link to node ${node}: ${error.message}`));
   }
 
   /** A link to `node` is up (either side opened it): track its round trip, re-bind its calls. */
-  #adoptLink(node: string, connection: SipConnection): void {
-    this.#linkNodes.set(connection, node);
+  #linkUp(node: string, connection: SipConnection): void {
     this.#coordinator.track(connection);
     const moved = this.#dialogs.rebindNode(node, connection);
     this.#log(`link to node ${node} up${moved ? ` (${moved} call parties back)` : ''}`, 'info', {
@@ -233,12 +231,10 @@ export class SignalingServer {
     });
   }
 
-  #onLinkClose(connection: SipConnection): void {
-    const node = this.#linkNodes.get(connection);
-    this.#linkNodes.delete(connection);
+  #linkDown(node: string, connection: SipConnection): void {
     this.#coordinator.forget(connection);
     this.#own.forget(connection);
-    if (this.#closed || node === undefined) return;
+    if (this.#closed) return;
     this.#log(`link to node ${node} closed`, 'warn', { event: 'link-down', node });
     for (const dialog of this.#dialogs.loseConnection(connection, this.c.clock.now()))
       this.#partyLost(dialog);
@@ -311,7 +307,7 @@ export class SignalingServer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#cluster?.close();
+    this.#links.close();
     this.#coordinator.close();
     this.#sweepTimer?.clear();
     for (const timer of this.#timers) timer.clear();
@@ -358,7 +354,12 @@ export class SignalingServer {
     state.idleTimer?.clear();
     state.idleTimer = this.c.clock.setTimeout(() => {
       state.idleTimer = undefined;
-      if (connection.closed || this.#registrar.has(connection) || state.node !== undefined) return;
+      if (
+        connection.closed ||
+        this.#registrar.has(connection) ||
+        this.#links.nodeOf(connection) !== undefined
+      )
+        return;
       this.counters.idleClosed++;
       connection.close('not registered in time');
     }, this.init.limits?.unregisteredIdleMs ?? 10_000);
@@ -372,9 +373,9 @@ export class SignalingServer {
     if (connection.timedOut) this.counters.messageTimeouts++;
     this.#coordinator.forget(connection);
     this.#own.forget(connection);
-    this.#fetching.delete(connection);
-    if (state.node !== undefined) {
-      this.#onLinkClose(connection);
+    this.#state.forget(connection);
+    if (this.#links.nodeOf(connection) !== undefined) {
+      this.#links.closed(connection);
       return;
     }
     const users = this.#registrar.drop(connection);
@@ -468,7 +469,7 @@ export class SignalingServer {
       if (seen) this.#presence.seen(seen, this.c.clock.now());
       switch (request.method) {
         case 'SUBSCRIBE':
-          this.#subscribe(connection, request);
+          this.#state.subscribe(connection, request);
           return;
         case 'REGISTER':
           this.#register(connection, request);
@@ -480,7 +481,7 @@ export class SignalingServer {
           connection.respond(request, 200);
           return;
         case 'PUBLISH':
-          this.#publish(connection, request);
+          this.#state.publish(connection, request);
           return;
         default:
           this.#inDialog(connection, request);
@@ -504,10 +505,22 @@ export class SignalingServer {
       return;
     }
     if (header(request, NODE_HEADER) !== undefined) {
-      this.#registerNode(connection, request, state);
+      const link = this.#links.register(
+        connection,
+        request,
+        state.id,
+        state.source,
+        this.#registrar.has(connection),
+      );
+      if ('status' in link) connection.respond(request, link.status, link.extra);
+      else {
+        state.idleTimer?.clear();
+        state.idleTimer = undefined;
+        connection.respond(request, 200, [['Expires', String(MAX_EXPIRES_S)]]);
+      }
       return;
     }
-    if (state.node !== undefined) {
+    if (this.#links.nodeOf(connection) !== undefined) {
       connection.respond(request, 403, [['Warning', '399 sc2c "a node link registers no user"']]);
       return;
     }
@@ -583,122 +596,11 @@ export class SignalingServer {
     ]);
   }
 
-  /**
-   * Issue 24: another node's link. Digest against the cluster's secret, the node's id as user name;
-   * without a cluster, or with another id in `Sc2c-Node` than the one authenticated, 403.
-   */
-  #registerNode(connection: SipConnection, request: SipRequest, state: ConnectionState): void {
-    const cluster = this.#cluster;
-    const claimed = header(request, NODE_HEADER)!.trim();
-    if (!cluster || this.#registrar.has(connection)) {
-      this.counters.authFailures++;
-      connection.respond(request, 403, [['Warning', '399 sc2c "not a cluster node"']]);
-      return;
-    }
-    const auth = cluster.authenticator.check(request, state.id);
-    if (!auth.ok) {
-      if (auth.status === 403) {
-        this.counters.authFailures++;
-        this.#log(`node link from ${state.source} refused (403): ${quoteWire(auth.reason)}`);
-        if (this.#throttle.fail(state.source, this.c.clock.now()))
-          this.#log(`throttling logins from ${state.source}: repeated failures`);
-      }
-      connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
-      return;
-    }
-    if (auth.user !== claimed) {
-      connection.respond(request, 403, [
-        ['Warning', `399 sc2c "${NODE_HEADER} does not name the authenticated node"`],
-      ]);
-      return;
-    }
-    if (state.node === undefined) {
-      state.node = claimed;
-      state.idleTimer?.clear();
-      state.idleTimer = undefined;
-      cluster.accepted(claimed, connection);
-      this.#adoptLink(claimed, connection);
-    }
-    connection.respond(request, 200, [['Expires', String(MAX_EXPIRES_S)]]);
-  }
-
-  /**
-   * Issue 22: a fetch of state (RFC 6665 §4.4.3): SUBSCRIBE with `Expires: 0`, answered 200 and one
-   * NOTIFY whose `Subscription-State` is `terminated`. Only registered users; a subscription that
-   * asks to last is granted as a fetch all the same (`Expires: 0` in the 200, §4.2.1.1 lets the
-   * notifier shorten it).
-   */
-  #subscribe(connection: SipConnection, request: SipRequest): void {
-    const user = this.#registrar.userOf(connection, this.c.clock.now());
-    if (!user) {
-      connection.respond(request, 403, [['Warning', '399 sc2c "not registered"']]);
-      return;
-    }
-    const event = (header(request, 'Event') ?? '').split(';')[0]!.trim();
-    const fetch = this.init.fetchable?.get(event);
-    if (!fetch) {
-      connection.respond(request, 489, [
-        ['Allow-Events', [...(this.init.fetchable?.keys() ?? [])].join(', ')],
-      ]);
-      return;
-    }
-    const inFlight = this.#fetching.get(connection) ?? 0;
-    if (inFlight >= 4) {
-      connection.respond(request, 503, [['Retry-After', '1']]);
-      return;
-    }
-    this.#fetching.set(connection, inFlight + 1);
-    connection.respond(request, 200, [['Expires', '0']]);
-    const callId = header(request, 'Call-ID')!;
-    fetch(user)
-      .then((state) =>
-        this.#own.send(
-          connection,
-          'NOTIFY',
-          callId,
-          [
-            ['Event', event],
-            ['Subscription-State', 'terminated;reason=timeout'],
-            ['Content-Type', 'application/json'],
-          ],
-          JSON.stringify(state),
-        ),
-      )
-      .catch((error: Error) => this.#log(`fetch of ${event} by ${user} failed: ${quoteWire(error.message)}`))
-      .finally(() => {
-        const left = (this.#fetching.get(connection) ?? 1) - 1;
-        if (left > 0) this.#fetching.set(connection, left);
-        else this.#fetching.delete(connection);
-      });
-  }
-
-  /** A call record from a registered gateway (RFC 3903 PUBLISH, our event package). */
-  #publish(connection: SipConnection, request: SipRequest): void {
-    const user = this.#registrar.userOf(connection, this.c.clock.now());
-    if (!user) {
-      connection.respond(request, 403);
-      return;
-    }
-    if (header(request, 'Event') !== CALL_RECORD_EVENT || !this.init.onCallRecord) {
-      connection.respond(request, 489);
-      return;
-    }
-    this.init.onCallRecord(request.body, user).then(
-      () => connection.respond(request, 200),
-      (error: Error) => {
-        this.#log(`call record from ${user} refused: ${quoteWire(error.message)}`);
-        connection.respond(request, 400, [
-          ['Warning', `399 sc2c "${error.message.replace(/["\r\n\\]/g, "'")}"`],
-        ]);
-      },
-    );
-  }
-
   #invite(connection: SipConnection, request: SipRequest): void {
     this.counters.invites++;
     const now = this.c.clock.now();
     // Issue 24: over a link, the calling node has authenticated the caller and asserted it.
-    const fromNode = this.#linkNodes.get(connection);
+    const fromNode = this.#links.nodeOf(connection);
     const asserted = fromNode === undefined ? undefined : assertedCaller(request);
     const callerUser =
       fromNode === undefined
@@ -745,7 +647,7 @@ export class SignalingServer {
       return;
     }
     const callee = this.#registrar.lookup(calleeUser, now);
-    if ((!callee || callee.connection.closed) && this.#cluster && fromNode === undefined) {
+    if ((!callee || callee.connection.closed) && this.#links.joined && fromNode === undefined) {
       void this.#inviteRemote(connection, request, callerUser, calleeUser).catch((error: Error) => {
         this.#log(`call from ${callerUser} to ${calleeUser} failed: ${quoteWire(error.message)}`);
         if (!connection.closed) connection.respond(request, 500);
@@ -782,7 +684,6 @@ export class SignalingServer {
     callerUser: string,
     calleeUser: string,
   ): Promise<void> {
-    const cluster = this.#cluster!;
     const where = await this.c.store!.getRegistration(calleeUser);
     const unavailable = (status: 404 | 480, why: string): void => {
       this.counters.notFound++;
@@ -799,7 +700,7 @@ export class SignalingServer {
     if (where.stale) return unavailable(480, `reconnecting to node ${where.node}`);
     let link: SipConnection;
     try {
-      link = await cluster.link(where.node);
+      link = await this.#links.link(where.node);
     } catch (error) {
       return unavailable(480, `node ${where.node} unreachable: ${(error as Error).message}`);
     }
@@ -876,20 +777,8 @@ export class SignalingServer {
       this.counters.unreachable++;
       return false;
     }
-    const source = from.connection;
-    const rtt =
-      this.#linkNodes.has(target) && source && !this.#linkNodes.has(source)
-        ? this.#coordinator.rttOf(source)
-        : undefined;
-    target.send(withHeader(message, HOP_RTT_HEADER, rtt === undefined ? undefined : rtt.toFixed(1)));
+    target.send(this.#links.outgoing(target, from.connection, message, (c) => this.#coordinator.rttOf(c)));
     return true;
-  }
-
-  /** A message from a link carries the round trip between its node and that node's party. */
-  #heardFrom(party: Party<SipConnection>, message: SipRequest | SipResponse): void {
-    if (!party.connection || !this.#linkNodes.has(party.connection)) return;
-    const rtt = readHopRtt(message, HOP_RTT_HEADER);
-    if (rtt !== undefined) party.hopRttMs = rtt;
   }
 
   /**
@@ -922,7 +811,7 @@ export class SignalingServer {
       if (request.method !== 'ACK') connection.respond(request, 481);
       return;
     }
-    this.#heardFrom(dialog[role], request);
+    this.#links.heard(dialog[role], request);
     if (request.method === 'INFO' && header(request, 'Content-Type') === STATUS_CONTENT_TYPE) {
       // Issue 22: the caller's media status, for the admin page; kept here, not forwarded.
       const status = readStatus(request.body);
@@ -1061,7 +950,7 @@ export class SignalingServer {
       return;
     }
     const role = this.#dialogs.roleOf(dialog, connection)!;
-    this.#heardFrom(dialog[role], response);
+    this.#links.heard(dialog[role], response);
     const method = /\s(\S+)\s*$/.exec(header(response, 'CSeq') ?? '')?.[1];
     if (method === 'INVITE' && response.status >= 200) {
       this.#invites.delete(dialog.callId);
