@@ -33,7 +33,11 @@ const SECRET = 'lab-cluster-secret-0123456789';
 
 /** The shipped server config, made node `node` of a two-node cluster on `address`. */
 function nodeConfig(dir: string, node: 'a' | 'b', address: string): string {
-  const config = parse(readFileSync(join(CONFIG, 'server.yaml'), 'utf8')) as Record<string, any>;
+  const config = parse(readFileSync(join(CONFIG, 'server.yaml'), 'utf8')) as {
+    sip: { usersFile: string };
+    turn: { relayAddress: string };
+    [key: string]: unknown;
+  };
   config.sip.usersFile = join(CONFIG, 'users.yaml');
   config.store = `redis://${NODE_A}:6379`;
   config.node = node;
