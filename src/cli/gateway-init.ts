@@ -223,8 +223,8 @@ export function withCommon(command: Command): Command {
       'config/gateway.yaml',
     )
     .option(
-      '--server <host[:port][,host[:port]...]>',
-      'SIP server (default from the config); several nodes of one service comma-separated: the first, then the others when it drops',
+      '--server <host[:port],...>',
+      'SIP server (default from the config); several nodes comma-separated, tried in order',
     )
     .option('--stun <host[:port]>', 'STUN server (default from the config)')
     .option('--user <name>', "SIP user to register as (default the config's user)")

@@ -287,7 +287,8 @@ export function registerServer(program: Command): void {
             },
           ).catch((error: unknown) => {
             const { address, port } = config.sip.listen;
-            if (!/EADDRINUSE|EADDRNOTAVAIL|EACCES/.test(String((error as Error).message ?? error)))
+            // Not a listen error (no errno code): the store or the cluster could not start.
+            if ((error as NodeJS.ErrnoException).code === undefined)
               throw new UsageError(`cannot start signaling: ${(error as Error).message}`);
             throw new UsageError(
               `cannot listen for SIP on ${address}:${port}${config.sip.tls ? ` or ${config.sip.tls.port} (TLS)` : ''} (${listenProblem(error)}); set sip.listen in ${options.config}`,

@@ -87,6 +87,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   #reconnectTimer?: Timer;
   /** Which of `#servers` the connection is (or is being made) to. */
   #serverIndex = 0;
+  #init: GatewayInit;
   #probeTimer?: Timer;
   readonly #status: StatusReporter;
   /** Issue 21: the priming TTL read at start (`findPrimeTtl`), for a gateway whose mode is sc2c-ttl. */
@@ -103,7 +104,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
 
   private constructor(
     private readonly c: GatewayComponents,
-    readonly init: GatewayInit,
+    /** What the gateway was started with; `init` is it as seen from the node now in use. */
+    readonly configured: GatewayInit,
     signaling: SignalingClient,
     public probe: NatProbe,
     detection?: Detection,
@@ -111,9 +113,13 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     public tcpProbe?: TcpProbe,
   ) {
     super();
+    this.#init = configured;
+    const self = this;
     this.#routes = new CallRoutes({
       c,
-      init,
+      get init() {
+        return self.init;
+      },
       signaling: () => this.signaling,
       active: (callId) => this.#calls.get(callId),
       emit: (event, ...args) => this.emit(event, ...args),
@@ -124,7 +130,9 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     });
     this.#answerHost = {
       c,
-      init,
+      get init() {
+        return self.init;
+      },
       routes: this.#routes,
       udpBlocked: () => this.probe.udpBlocked === true,
       emit: (event, ...args) => this.emit(event, ...args),
@@ -144,7 +152,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       () => this.signaling,
       () => this.#calls,
       {
-        intervalMs: init.statusIntervalMs,
+        intervalMs: configured.statusIntervalMs,
       },
     );
     this.on('route', (callId) => this.#status.report(callId));
@@ -235,9 +243,18 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     });
   }
 
+  /**
+   * The gateway's settings as they stand: after a failover (issue 24), STUN and the relay configured
+   * on the first server's host are those on the host of the node now in use (same ports): each
+   * node runs its own, and the first one's may have died with it.
+   */
+  get init(): GatewayInit {
+    return this.#init;
+  }
+
   /** The signaling servers in order: the configured one, then the other nodes (issue 24). */
   get #servers(): readonly Endpoint[] {
-    return [this.init.sip.server, ...(this.init.failover ?? [])];
+    return [this.configured.sip.server, ...(this.configured.failover ?? [])];
   }
 
   /**
@@ -254,7 +271,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#reconnectTimer = this.c.clock.setTimeout(async () => {
       if (this.#closed) return;
       try {
-        const signaling = await SignalingClient.connect(this.c, { ...this.init.sip, server });
+        const signaling = await SignalingClient.connect(this.c, { ...this.configured.sip, server });
         signaling.nat = describeProbe(this.probe);
         try {
           await signaling.register();
@@ -267,6 +284,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
           return;
         }
         this.#signaling = signaling;
+        this.#init = onNode(this.configured, server);
         this.#attach(signaling);
         this.emit('reconnected', server);
       } catch (error) {
@@ -355,6 +373,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         : new FreshPortNetwork(given.network, given.clock);
     const components = { ...given, network };
     const { signaling, index } = await Gateway.#connectAny(components, init, signal);
+    // Probed against the STUN server of the node that answered (issue 24).
+    const here = onNode(init, [init.sip.server, ...(init.failover ?? [])][index]!);
     let detection: Detection | undefined;
     try {
       await signaling.register();
@@ -365,8 +385,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       const tcpProbe =
         (init.transport ?? 'udp') === 'udp'
           ? undefined
-          : await probeTcp(components, { server: init.stunServer, signal });
-      const probe = init.probe ?? (await Gateway.#probe(components, init, signal));
+          : await probeTcp(components, { server: here.stunServer, signal });
+      const probe = init.probe ?? (await Gateway.#probe(components, here, signal));
       // Issue 21: a gateway that primes reads how far its NAT is, once, before any call.
       const primeTtl =
         init.mode === 'sc2c-ttl' &&
@@ -374,7 +394,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         probe.allocation === 'sequential' &&
         probe.delta !== null
           ? await findPrimeTtl(components, {
-              server: init.stunServer,
+              server: here.stunServer,
               delta: probe.delta,
               rtoMs: init.stunRtoMs ?? 200,
             })
@@ -385,6 +405,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       const gateway = new Gateway(components, init, signaling, probe, detection, tcpProbe);
       gateway.primeTtl = primeTtl;
       gateway.#serverIndex = index;
+      gateway.#init = here;
       return gateway;
     } catch (error) {
       detection?.abort.abort();
@@ -958,4 +979,19 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
 function leaseText(lease: PortLease): string {
   const m = lease.mapping;
   return `${m.protocol} ${m.externalAddress}:${m.externalPort} -> port ${lease.internalPort}, ${m.lifetimeS} s`;
+}
+
+/**
+ * `init` as a gateway registered with `node` sees it (issue 24): the STUN server and relay that
+ * were on the first server's host move to `node`'s host, on the same ports; any others stay.
+ */
+export function onNode(init: GatewayInit, node: Endpoint): GatewayInit {
+  const home = init.sip.server.address;
+  if (node.address === home) return init;
+  const moved = (e: Endpoint): Endpoint => (e.address === home ? { address: node.address, port: e.port } : e);
+  return {
+    ...init,
+    stunServer: moved(init.stunServer),
+    ...(init.relay ? { relay: { ...init.relay, server: moved(init.relay.server) } } : {}),
+  };
 }

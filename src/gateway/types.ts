@@ -96,7 +96,8 @@ export interface GatewayInit {
   /**
    * Issue 24: the other nodes of the signaling service, after `sip.server`. When the connection
    * drops, the gateway registers with the next one at once (then the one after, cycling, with the
-   * backoff). STUN and the relay stay those configured: each node runs its own.
+   * backoff). Each node runs its own STUN server and relay: `stunServer` and `relay.server` on
+   * `sip.server`'s host move to the host of the node in use (same ports); others stay.
    */
   readonly failover?: readonly Endpoint[];
   /** A TURN relay for calls no direct path serves (issue 6); omit for direct only. Needs rtcp-mux. */

@@ -3,7 +3,7 @@
  * (Debian's redis-server, in the first server host's namespace). A viewer registered on node A
  * calls a camera registered on node B: the call goes over the nodes' link and the media direct.
  * Then node B is killed (SIGKILL): the camera's gateway, given both nodes, registers on A, and the
- * viewer calls it again there.
+ * viewer calls it again there, the camera now probing A's STUN server instead of dead B's.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -157,8 +157,8 @@ describe.skipIf(unavailable)('two server nodes sharing Redis (kernel lab, issue 
         waitForOutput(nodeA, /sc2c server:.*node a with store/, 'node A'),
         waitForOutput(nodeB, /sc2c server:.*node b with store/, 'node B'),
       ]);
-      // The camera's gateway knows both nodes, B first. It uses node A's STUN server (two
-      // addresses, RFC 5780) and relay, which outlive node B.
+      // The camera's gateway knows both nodes, B first, and uses B's STUN server: after the
+      // failover it uses A's (the STUN server on its first node's host follows it).
       const camera = spawnInHost(state.hosts.bob!, [
         'gateway',
         '--config',
@@ -170,7 +170,7 @@ describe.skipIf(unavailable)('two server nodes sharing Redis (kernel lab, issue 
         '--server',
         `${NODE_B}:5060,${NODE_A}:5060`,
         '--stun',
-        `${NODE_A}:3478`,
+        `${NODE_B}:3478`,
         '--json',
       ]);
       children.push(camera);

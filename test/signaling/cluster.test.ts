@@ -6,7 +6,7 @@
  * dialogs back from the store.
  */
 import { describe, expect, it } from 'vitest';
-import { Gateway } from '../../src/gateway/gateway.ts';
+import { Gateway, onNode } from '../../src/gateway/gateway.ts';
 import { VirtualClock } from '../../src/net/clock.ts';
 import { VirtualNetwork } from '../../src/net/virtual/network.ts';
 import type { SipRequest } from '../../src/protocol/sip/message.ts';
@@ -342,12 +342,30 @@ describe('two nodes, one service (issue 24)', () => {
     s.close();
   });
 
+  it('STUN and the relay on the first node follow a gateway to the node in use; others stay', () => {
+    const init = {
+      sip: { server: { address: NODES.b, port: 5060 }, domain: 'sc2c.lab', user: 'bob', password: 'x' },
+      failover: [{ address: NODES.a, port: 5070 }],
+      stunServer: { address: NODES.b, port: 3478 },
+      relay: { server: { address: '198.18.0.99', port: 3478 }, username: 'bob', password: 'x' },
+    };
+    const there = onNode(init, { address: NODES.a, port: 5070 });
+    expect(there.stunServer).toEqual({ address: NODES.a, port: 3478 });
+    expect(there.relay?.server).toEqual({ address: '198.18.0.99', port: 3478 });
+    expect(onNode(init, init.sip.server)).toBe(init);
+  });
+
   it('a gateway given both nodes registers on the other at once when its node dies, and is callable there', async () => {
     const s = await setup();
-    const stun = await StunResponder.start(s.serverHost('a'), {
-      primary: { address: NODES.a, port: 3478 },
-      alternate: { address: NODES.a, port: 3479 },
-    });
+    // Each node runs its own STUN server.
+    const stuns = await Promise.all(
+      (['a', 'b'] as const).map((n) =>
+        StunResponder.start(s.serverHost(n), {
+          primary: { address: NODES[n], port: 3478 },
+          alternate: { address: NODES[n], port: 3479 },
+        }),
+      ),
+    );
     const bob = await s.clock.run(
       Gateway.start(
         { network: s.host('bob'), clock: s.clock },
@@ -359,7 +377,8 @@ describe('two nodes, one service (issue 24)', () => {
             password: PASSWORDS.bob,
           },
           failover: [{ address: NODES.a, port: 5060 }],
-          stunServer: { address: NODES.a, port: 3478 },
+          // On its first node's host: it follows the gateway to the node in use.
+          stunServer: { address: NODES.b, port: 3478 },
           stunRtoMs: 100,
         },
       ),
@@ -373,13 +392,15 @@ describe('two nodes, one service (issue 24)', () => {
     await s.clock.advance(1000);
     expect(waits[0]).toBe(0);
     expect(registeredWith).toEqual([NODES.a]);
+    expect(bob.init.stunServer).toEqual({ address: NODES.a, port: 3478 });
+    expect(bob.configured.stunServer).toEqual({ address: NODES.b, port: 3478 });
     expect((await s.store.getRegistration('bob'))?.node).toBe('a');
     const carol = await s.registered('carol', 'a');
     const answer = await s.clock.run(carol.request('INVITE', 'sip:bob@sc2c.lab', [], { callId: 'x-9' }));
     // bob's gateway itself answered (an INVITE without an offer is not acceptable): reached through node a.
     expect(answer.status).toBe(488);
     bob.close();
-    stun.close();
+    for (const stun of stuns) stun.close();
     s.close();
   });
 });
