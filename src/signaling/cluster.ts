@@ -106,11 +106,6 @@ export class Cluster {
     );
   }
 
-  /** Is `node` announced now? */
-  async alive(node: string): Promise<boolean> {
-    return (await this.c.store.getNode(node)) !== undefined;
-  }
-
   /**
    * A link accepted from `node` (its REGISTER authenticated). New calls to `node` take the newest
    * link; an older one stays open for the calls on it (two nodes that opened one each at once).

@@ -696,8 +696,9 @@ export class SignalingServer {
       });
       if (!connection.closed) connection.respond(request, status, [['Warning', `399 sc2c "${why}"`]]);
     };
-    if (!where || where.node === this.node) return unavailable(404, 'not online');
+    if (!where) return unavailable(404, 'not online');
     if (where.stale) return unavailable(480, `reconnecting to node ${where.node}`);
+    if (where.node === this.node) return unavailable(404, 'not online');
     let link: SipConnection;
     try {
       link = await this.#links.link(where.node);
