@@ -15,11 +15,9 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
-import { isPortPin, OBSERVED_PIN_OPTION, readSyncFields, type SyncFields } from '../protocol/sc2c-info.ts';
-import { readStatus, STATUS_CONTENT_TYPE } from '../protocol/sc2c-status.ts';
+import { OBSERVED_PIN_OPTION } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
-import { RateLimiter } from '../util/rate-limiter.ts';
 import { type Accounts, accountsFrom, mayCall } from './accounts.ts';
 import { Admission } from './admission.ts';
 import { NODE_HEADER } from './cluster.ts';
@@ -41,6 +39,7 @@ import {
 } from './server-init.ts';
 import { quoteWire, SipConnection } from './sip-connection.ts';
 import { StateRequests } from './state-requests.ts';
+import { SC2C_CONTENT_TYPE, Syncs } from './syncs.ts';
 import { FailureThrottle } from './throttle.ts';
 import { credentialHeader, withoutCredential } from './turn-credentials.ts';
 import {
@@ -52,11 +51,6 @@ import {
   registrationView,
 } from './views.ts';
 
-export type { CallView, CameraView, RegistrationView } from './views.ts';
-
-/** A Binding sent beside its sync arrives within a few ms of it; a lost one is not waited for long. */
-const OBSERVED_PIN_WAIT_MS = 250;
-
 export type { GoSchedule } from './coordinator.ts';
 export type {
   SignalingCounters,
@@ -64,10 +58,11 @@ export type {
   SignalingServerComponents,
   SignalingServerInit,
 } from './server-init.ts';
-
 export { CALL_RECORD_EVENT } from './state-requests.ts';
+export type { CallView, CameraView, RegistrationView } from './views.ts';
 export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
-export const SC2C_CONTENT_TYPE = 'application/sc2c+json';
+export { SC2C_CONTENT_TYPE } from './syncs.ts';
+
 /** Longest registration we grant; clients re-register before it runs out. */
 const MAX_EXPIRES_S = 3600;
 /** How long the store keeps a confirmed dialog (issue 24): a day; a BYE removes it before. */
@@ -89,7 +84,7 @@ export class SignalingServer {
   readonly #coordinator: Coordinator<SipConnection>;
   readonly #auth: DigestAuthenticator;
   readonly #throttle: FailureThrottle;
-  readonly #syncLimiter: RateLimiter;
+  readonly #syncs: Syncs;
   readonly #connections = new Map<SipConnection, ConnectionState>();
   readonly #admission: Admission;
   readonly #own: OwnRequests;
@@ -138,8 +133,6 @@ export class SignalingServer {
       onCallRecord: init.onCallRecord,
       log: (line) => this.#log(line),
     });
-    const perSecond = init.limits?.syncsPerSecond ?? 1;
-    this.#syncLimiter = new RateLimiter(perSecond, 4, init.dialogs?.maxDialogs ?? 10_000);
     this.#coordinator = new Coordinator({
       clock: c.clock,
       rttRefreshMs: init.rttRefreshMs,
@@ -151,6 +144,18 @@ export class SignalingServer {
           body ? [['Content-Type', SC2C_CONTENT_TYPE]] : [],
           body ?? '',
         ),
+    });
+    this.#syncs = new Syncs({
+      clock: c.clock,
+      counters: this.counters,
+      realm: init.realm,
+      bindings: init.bindings,
+      coordinator: this.#coordinator,
+      dialogs: this.#dialogs,
+      pass: (from, to, message) => this.#pass(from, to, message),
+      log: (line) => this.#log(line),
+      syncsPerSecond: init.limits?.syncsPerSecond ?? 1,
+      maxDialogs: init.dialogs?.maxDialogs ?? 10_000,
     });
   }
 
@@ -782,28 +787,6 @@ export class SignalingServer {
     return true;
   }
 
-  /**
-   * A pin named by a STUN transaction (issue 19): its port is the source our STUN server saw on that
-   * Binding plus the offset. The Binding left beside the sync, so it is waited for, briefly; one
-   * from another address than the sender's connection is not the sender's. Unresolved, the pin is
-   * left out and the other side checks the sender's advertised port.
-   */
-  async #observedPin(fields: SyncFields, connection: SipConnection): Promise<SyncFields> {
-    const pin = fields.pin;
-    if (!pin || isPortPin(pin)) return fields;
-    const { pin: _, ...rest } = fields;
-    const from = this.init.bindings
-      ? await this.init.bindings.wait(pin.stun, OBSERVED_PIN_WAIT_MS)
-      : undefined;
-    const port = from ? from.port + pin.offset : 0;
-    if (!from || from.address !== connection.stream.remote.address || port < 1 || port > 65535) {
-      this.counters.pinsUnresolved++;
-      return rest;
-    }
-    this.counters.pinsObserved++;
-    return { ...rest, pin: { port, window: pin.window } };
-  }
-
   #inDialog(connection: SipConnection, request: SipRequest): void {
     const dialog = this.#dialogs.get(header(request, 'Call-ID')!);
     const role = dialog && this.#dialogs.roleOf(dialog, connection);
@@ -813,88 +796,7 @@ export class SignalingServer {
       return;
     }
     this.#links.heard(dialog[role], request);
-    if (request.method === 'INFO' && header(request, 'Content-Type') === STATUS_CONTENT_TYPE) {
-      // Issue 22: the caller's media status, for the admin page; kept here, not forwarded.
-      const status = readStatus(request.body);
-      if ('error' in status || role !== 'caller') {
-        connection.respond(request, 'error' in status ? 400 : 403, [
-          ['Warning', `399 sc2c "${'error' in status ? status.error : 'only the caller reports status'}"`],
-        ]);
-        return;
-      }
-      dialog.media = { status, atMs: this.c.clock.now() };
-      connection.respond(request, 200);
-      return;
-    }
-    if (request.method === 'INFO' && header(request, 'Content-Type') === SC2C_CONTENT_TYPE) {
-      let body: { type?: unknown; schedule?: unknown; pin?: unknown; birthday?: unknown; fresh?: unknown };
-      try {
-        body = JSON.parse(request.body) as typeof body;
-      } catch {
-        connection.respond(request, 400, [['Warning', '399 sc2c "body is not JSON"']]);
-        return;
-      }
-      if (body?.type === 'sync') {
-        const read = readSyncFields(body as Record<string, unknown>);
-        if ('error' in read) {
-          connection.respond(request, 400, [['Warning', `399 sc2c "${read.error}"`]]);
-          return;
-        }
-        const { fields } = read;
-        if (dialog.caller.node !== undefined && role === 'callee') {
-          // Issue 24: the caller's node coordinates. The pin is read here, where the callee's
-          // Binding went (STUN is per node), and the sync goes on with the port it names.
-          void this.#observedPin(fields, connection).then((resolved) => {
-            const { pin: _, ...rest } = body as Record<string, unknown>;
-            this.#dialogs.expect(dialog, transactionKey(request)!, 'caller');
-            const forwarded = { ...request, body: JSON.stringify({ ...rest, ...resolved }) };
-            if (
-              !this.#pass(
-                dialog.callee,
-                dialog.caller,
-                assertIdentity(forwarded, dialog.callee.user, this.init.realm),
-              )
-            )
-              connection.respond(request, 480);
-          });
-          return;
-        }
-        const { caller, callee } = dialog;
-        if (
-          !caller.connection ||
-          !callee.connection ||
-          caller.connection.closed ||
-          callee.connection.closed
-        ) {
-          connection.respond(request, 480, [['Warning', '399 sc2c "the other party is reconnecting"']]);
-          return;
-        }
-        if (!this.#syncLimiter.allow(dialog.callId, this.c.clock.now())) {
-          this.counters.syncsLimited++;
-          connection.respond(request, 503, [['Retry-After', '1']]);
-          return;
-        }
-        connection.respond(request, 200);
-        this.counters.syncs++;
-        void this.#observedPin(fields, connection)
-          .then((resolved) =>
-            this.#coordinator.sync(
-              dialog.callId,
-              { caller: caller.connection!, callee: callee.connection! },
-              body.schedule === 'naive',
-              // The sender's pinned or fresh port goes to the other party only, in its go.
-              Object.keys(resolved).length > 0
-                ? { to: role === 'caller' ? 'callee' : 'caller', fields: resolved }
-                : undefined,
-              { caller: caller.hopRttMs, callee: callee.hopRttMs },
-            ),
-          )
-          .catch((error) =>
-            this.#log(`sync ${quoteWire(dialog.callId, 64)} failed: ${(error as Error).message}`),
-          );
-        return;
-      }
-    }
+    if (request.method === 'INFO' && this.#syncs.handle(connection, request, dialog, role)) return;
     if (request.method === 'ACK' && dialog.state === 'inviting') {
       this.#dialogs.confirm(dialog);
       if (this.c.store && !dialog.persisted) {
