@@ -4,8 +4,6 @@
  * no cleanup at all) and is started again. Its registrations are stale until the clients register
  * again; the call is back, and the caller's BYE after the restart reaches the callee.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type RunningRedis, startRedis } from '../../src/lab/redis.ts';
 import { SystemClock } from '../../src/net/clock.ts';
@@ -13,7 +11,7 @@ import { NodeNetwork } from '../../src/net/node-network.ts';
 import type { SipRequest } from '../../src/protocol/sip/message.ts';
 import { SignalingClient } from '../../src/signaling/client.ts';
 import { freePort } from '../free-port.ts';
-import { scratch, startServer, until } from './processes.ts';
+import { loopbackConfigs, scratch, startServer, until } from './processes.ts';
 
 const { dir, sc2c } = scratch('sc2c-restart-');
 let redis: RunningRedis | undefined;
@@ -27,21 +25,11 @@ describe('sc2c server restarted with a Redis store (issue 24)', () => {
   it('a call confirmed before a crash is back after the restart: the BYE reaches the other party', async () => {
     redis = await startRedis({ address: '127.0.0.1', port: await freePort() });
     const [sip, stun] = [await freePort(), await freePort()];
-    const config = join(dir, 'server.yaml');
-    writeFileSync(
-      config,
-      `sip:
-  listen: { address: 127.0.0.1, port: ${sip} }
-  realm: sc2c.test
-  users:
-    alice: { password: ${PASSWORDS.alice}, callers: any }
-    bob: { password: ${PASSWORDS.bob}, callers: any }
-stun:
-  primary: { address: 127.0.0.1, port: ${stun} }
-  alternate: { address: 127.0.0.2, port: ${stun + 1} }
-store: ${redis.url}
-node: solo
-`,
+    const { server: config } = loopbackConfigs(
+      dir,
+      { sip, stun },
+      `    alice: { password: ${PASSWORDS.alice}, callers: any }\n    bob: { password: ${PASSWORDS.bob}, callers: any }`,
+      { server: `store: ${redis.url}\nnode: solo\n`, gateway: '' },
     );
     const c = { network: new NodeNetwork(), clock: new SystemClock() };
     const client = async (user: keyof typeof PASSWORDS) => {
