@@ -654,8 +654,16 @@ export class SignalingServer {
     const callee = this.#registrar.lookup(calleeUser, now);
     if ((!callee || callee.connection.closed) && this.#links.joined && fromNode === undefined) {
       void this.#inviteRemote(connection, request, callerUser, calleeUser).catch((error: Error) => {
-        this.#log(`call from ${callerUser} to ${calleeUser} failed: ${quoteWire(error.message)}`);
-        if (!connection.closed) connection.respond(request, 500);
+        // The store did not answer (Redis down or slow): the caller may try again shortly.
+        this.counters.storeErrors++;
+        this.#log(
+          `call from ${callerUser} to ${calleeUser}: store lookup failed: ${quoteWire(error.message)}`,
+        );
+        if (!connection.closed)
+          connection.respond(request, 503, [
+            ['Retry-After', '5'],
+            ['Warning', '399 sc2c "registrations store unavailable"'],
+          ]);
       });
       return;
     }

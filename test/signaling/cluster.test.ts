@@ -403,4 +403,28 @@ describe('two nodes, one service (issue 24)', () => {
     for (const stun of stuns) stun.close();
     s.close();
   });
+
+  it('a store that fails: a call to another node gets 503 with Retry-After, calls within a node go on, writes are counted', async () => {
+    const s = await setup();
+    const alice = await s.registered('alice', 'a');
+    const carol = await s.registered('carol', 'a');
+    await s.registered('bob', 'b');
+    answering(carol);
+    const down = new Error('connection refused');
+    const { getRegistration, putRegistration } = s.store;
+    s.store.getRegistration = () => Promise.reject(down);
+    s.store.putRegistration = () => Promise.reject(down);
+    const remote = await s.clock.run(alice.request('INVITE', 'sip:bob@sc2c.lab', [], { callId: 'x-10' }));
+    expect(remote.status).toBe(503);
+    expect(header(remote, 'Retry-After')).toBe('5');
+    const local = await s.clock.run(alice.request('INVITE', 'sip:carol@sc2c.lab', [], { callId: 'x-11' }));
+    expect(local.status).toBe(200);
+    const errors = s.node('a').counters.storeErrors;
+    await s.registered('carol', 'a');
+    await s.clock.advance(10);
+    expect(s.node('a').counters.storeErrors).toBe(errors + 1);
+    s.store.getRegistration = getRegistration;
+    s.store.putRegistration = putRegistration;
+    s.close();
+  });
 });
