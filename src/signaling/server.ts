@@ -18,14 +18,15 @@ import type { StreamConnection, StreamServer } from '../net/types.ts';
 import { OBSERVED_PIN_OPTION } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
-import { type Accounts, accountsFrom, mayCall } from './accounts.ts';
+import { type Accounts, accountsFrom } from './accounts.ts';
 import { Admission } from './admission.ts';
 import { NODE_HEADER } from './cluster.ts';
 import { Coordinator, type GoSchedule } from './coordinator.ts';
 import { type Dialog, DialogTable, type Party } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
 import { storedDialog } from './forwarding.ts';
-import { assertedCaller, assertIdentity } from './identity.ts';
+import { assertIdentity } from './identity.ts';
+import { Invites } from './invites.ts';
 import { NodeLinks } from './node-links.ts';
 import { OwnRequests } from './own-requests.ts';
 import { NAT_HEADER, Presence, readNatLabel } from './presence.ts';
@@ -41,7 +42,7 @@ import { quoteWire, SipConnection } from './sip-connection.ts';
 import { StateRequests } from './state-requests.ts';
 import { SC2C_CONTENT_TYPE, Syncs } from './syncs.ts';
 import { FailureThrottle } from './throttle.ts';
-import { credentialHeader, withoutCredential } from './turn-credentials.ts';
+import { credentialHeader } from './turn-credentials.ts';
 import {
   type CallView,
   type CameraView,
@@ -90,6 +91,7 @@ export class SignalingServer {
   readonly #own: OwnRequests;
   /** INVITEs waiting for their final answer, to answer the caller if the callee vanishes. */
   readonly #invites = new Map<string, SipRequest>();
+  readonly #router: Invites;
   readonly #timers = new Set<Timer>();
   #sweepTimer?: Timer;
   #serial = 0;
@@ -144,6 +146,23 @@ export class SignalingServer {
           body ? [['Content-Type', SC2C_CONTENT_TYPE]] : [],
           body ?? '',
         ),
+    });
+    this.#router = new Invites({
+      clock: c.clock,
+      counters: this.counters,
+      accounts: this.#accounts,
+      registrar: this.#registrar,
+      dialogs: this.#dialogs,
+      links: this.#links,
+      store: c.store,
+      node: init.node ?? 'main',
+      realm: init.realm,
+      turnCredentials: init.turnCredentials,
+      invites: this.#invites,
+      opened: () => this.#scheduleSweep(),
+      inDialog: (connection, request) => this.#inDialog(connection, request),
+      pass: (from, to, message) => this.#pass(from, to, message),
+      log: (line, level, fields) => this.#log(line, level, fields),
     });
     this.#syncs = new Syncs({
       clock: c.clock,
@@ -480,7 +499,7 @@ export class SignalingServer {
           this.#register(connection, request);
           return;
         case 'INVITE':
-          this.#invite(connection, request);
+          this.#router.invite(connection, request);
           return;
         case 'OPTIONS':
           connection.respond(request, 200);
@@ -599,181 +618,6 @@ export class SignalingServer {
       // RFC 3261 §20.37: this server reads pins from its own STUN server's Bindings (issue 19).
       ...(this.init.bindings ? [['Supported', OBSERVED_PIN_OPTION] as [string, string]] : []),
     ]);
-  }
-
-  #invite(connection: SipConnection, request: SipRequest): void {
-    this.counters.invites++;
-    const now = this.c.clock.now();
-    // Issue 24: over a link, the calling node has authenticated the caller and asserted it.
-    const fromNode = this.#links.nodeOf(connection);
-    const asserted = fromNode === undefined ? undefined : assertedCaller(request);
-    const callerUser =
-      fromNode === undefined
-        ? this.#registrar.userOf(connection, now)
-        : asserted && this.#accounts.has(asserted)
-          ? asserted
-          : undefined;
-    if (!callerUser) {
-      connection.respond(request, 403, [['Warning', '399 sc2c "not registered"']]);
-      return;
-    }
-    const callId = header(request, 'Call-ID')!;
-    const existing = this.#dialogs.get(callId);
-    if (existing) {
-      // A re-INVITE is in-dialog; the same Call-ID from anyone else is a hijack attempt.
-      if (this.#dialogs.roleOf(existing, connection)) this.#inDialog(connection, request);
-      else {
-        this.counters.duplicateCallIds++;
-        connection.respond(request, 403, [['Warning', '399 sc2c "Call-ID in use"']]);
-      }
-      return;
-    }
-    const calleeUser = uriUser(request.uri) ?? '';
-    if (!this.#accounts.has(calleeUser)) {
-      this.counters.notFound++;
-      this.#log(
-        `call from ${callerUser} to '${quoteWire(calleeUser, 64)}' refused (404): no such user`,
-        'info',
-        {
-          event: 'refused',
-          method: 'INVITE',
-          status: 404,
-          caller: callerUser,
-        },
-      );
-      connection.respond(request, 404, [['Warning', '399 sc2c "no such user"']]);
-      return;
-    }
-    // The access list before presence: who may not call a user does not learn whether it is online.
-    if (!mayCall(this.#accounts, callerUser, calleeUser)) {
-      this.counters.forbiddenCalls++;
-      this.#log(`INVITE refused: ${callerUser} may not call '${quoteWire(calleeUser, 64)}'`);
-      connection.respond(request, 403, [['Warning', `399 sc2c "${callerUser} may not call this user"`]]);
-      return;
-    }
-    const callee = this.#registrar.lookup(calleeUser, now);
-    if ((!callee || callee.connection.closed) && this.#links.joined && fromNode === undefined) {
-      void this.#inviteRemote(connection, request, callerUser, calleeUser).catch((error: Error) => {
-        // The store did not answer (Redis down or slow): the caller may try again shortly.
-        this.counters.storeErrors++;
-        this.#log(
-          `call from ${callerUser} to ${calleeUser}: store lookup failed: ${quoteWire(error.message)}`,
-        );
-        if (!connection.closed)
-          connection.respond(request, 503, [
-            ['Retry-After', '5'],
-            ['Warning', '399 sc2c "registrations store unavailable"'],
-          ]);
-      });
-      return;
-    }
-    if (!callee || callee.connection.closed) {
-      this.counters.notFound++;
-      this.#log(`call from ${callerUser} to ${calleeUser} refused (404): not online`, 'info', {
-        event: 'refused',
-        method: 'INVITE',
-        status: 404,
-        caller: callerUser,
-        callee: calleeUser,
-      });
-      connection.respond(request, 404, [['Warning', '399 sc2c "not online"']]);
-      return;
-    }
-    this.#forwardInvite(
-      connection,
-      request,
-      { connection, user: callerUser, ...(fromNode === undefined ? {} : { node: fromNode }) },
-      { connection: callee.connection, user: calleeUser },
-    );
-  }
-
-  /**
-   * Issue 24: the callee is not registered here; the store says where. Registered on a live node,
-   * the INVITE goes there over the link; nowhere, 404; on a node that is gone or restarting, 480.
-   */
-  async #inviteRemote(
-    connection: SipConnection,
-    request: SipRequest,
-    callerUser: string,
-    calleeUser: string,
-  ): Promise<void> {
-    const where = await this.c.store!.getRegistration(calleeUser);
-    const unavailable = (status: 404 | 480, why: string): void => {
-      this.counters.notFound++;
-      this.#log(`call from ${callerUser} to ${calleeUser} refused (${status}): ${why}`, 'info', {
-        event: 'refused',
-        method: 'INVITE',
-        status,
-        caller: callerUser,
-        callee: calleeUser,
-      });
-      if (!connection.closed) connection.respond(request, status, [['Warning', `399 sc2c "${why}"`]]);
-    };
-    if (!where) return unavailable(404, 'not online');
-    if (where.stale) return unavailable(480, `reconnecting to node ${where.node}`);
-    if (where.node === this.node) return unavailable(404, 'not online');
-    let link: SipConnection;
-    try {
-      link = await this.#links.link(where.node);
-    } catch (error) {
-      return unavailable(480, `node ${where.node} unreachable: ${(error as Error).message}`);
-    }
-    const callId = header(request, 'Call-ID')!;
-    if (connection.closed || this.#dialogs.get(callId)) return;
-    // The callee may have registered here while the link came up.
-    const local = this.#registrar.lookup(calleeUser, this.c.clock.now());
-    this.counters.forwardedCalls++;
-    this.#forwardInvite(
-      connection,
-      request,
-      { connection, user: callerUser },
-      local && !local.connection.closed
-        ? { connection: local.connection, user: calleeUser }
-        : { connection: link, user: calleeUser, node: where.node },
-    );
-  }
-
-  /** Opens the dialog and passes the INVITE on to the callee (a gateway here, or a link). */
-  #forwardInvite(
-    connection: SipConnection,
-    request: SipRequest,
-    caller: { connection: SipConnection; user: string; node?: string },
-    callee: { connection: SipConnection; user: string; node?: string },
-  ): void {
-    const callId = header(request, 'Call-ID')!;
-    const callerUser = caller.user;
-    const calleeUser = callee.user;
-    const opened = this.#dialogs.open(callId, caller, callee, this.c.clock.now());
-    if ('refused' in opened) {
-      this.counters.dialogsRefused++;
-      if (opened.refused === 'full') connection.respond(request, 503, [['Retry-After', '5']]);
-      else if (opened.refused === 'duplicate')
-        connection.respond(request, 403, [['Warning', '399 sc2c "Call-ID in use"']]);
-      else connection.respond(request, 486, [['Warning', '399 sc2c "too many calls for one party"']]);
-      return;
-    }
-    this.#invites.set(callId, request);
-    this.#scheduleSweep();
-    this.#log(`call ${quoteWire(callId, 64)}: ${callerUser} -> ${calleeUser}`, 'info', {
-      event: 'call-start',
-      callId,
-      caller: callerUser,
-      callee: calleeUser,
-    });
-    const issuer = this.init.turnCredentials;
-    const forwarded = assertIdentity(withoutCredential(request), callerUser, this.init.realm);
-    this.#dialogs.expect(opened.dialog, transactionKey(request)!, 'callee');
-    // A callee on another node gets its TURN credential there, from its own node's relay.
-    this.#pass(
-      opened.dialog.caller,
-      opened.dialog.callee,
-      issuer && callee.node === undefined
-        ? {
-            ...forwarded,
-            headers: [...forwarded.headers, credentialHeader(issuer, calleeUser, this.c.clock.epochMs())],
-          }
-        : forwarded,
-    );
   }
 
   /**
