@@ -125,6 +125,14 @@ export function metrics(
   for (const [key, [name, help]] of Object.entries(SIGNALING_COUNTERS))
     counter(name, help, () => server.counters[key as keyof SignalingCounters]);
   new Gauge({
+    name: 'sc2c_cluster_links',
+    help: 'Links to other server nodes open now (issue 24).',
+    registers: [registry],
+    collect() {
+      this.set(server.linkCount);
+    },
+  });
+  new Gauge({
     name: 'sc2c_sip_connections',
     help: 'Open signaling connections, registered or not.',
     registers: [registry],

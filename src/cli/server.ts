@@ -302,6 +302,7 @@ export function registerServer(program: Command): void {
                 sip: server.listening,
                 stun: stun.listening,
                 turn: turn ? turn.listening : 'off',
+                store: server.store,
               }),
               registrations: () => server.registrations(),
               calls: () => server.calls(),

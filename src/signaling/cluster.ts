@@ -55,6 +55,8 @@ export interface ClusterComponents {
 export interface LinkHooks {
   readonly wire: (node: string, connection: SipConnection, client: SignalingClient) => void;
   readonly adopt: (node: string, connection: SipConnection) => void;
+  /** Each heartbeat's outcome: whether the store took this node's announcement. */
+  readonly announced?: (ok: boolean) => void;
 }
 
 export class Cluster {
@@ -90,7 +92,10 @@ export class Cluster {
     const tick = (): void => {
       if (this.#closed) return;
       this.#announce()
-        .catch(() => {})
+        .then(
+          () => this.hooks.announced?.(true),
+          () => this.hooks.announced?.(false),
+        )
         .finally(() => {
           if (!this.#closed) this.#heartbeat = this.c.clock.setTimeout(tick, every);
         });

@@ -20,6 +20,8 @@ export interface NodeLinksHost {
   readonly down: (node: string, connection: SipConnection) => void;
   /** A link's REGISTER failed its password from `source` (counted and throttled like a gateway's). */
   readonly authFailed: (source: string, reason: string) => void;
+  /** Whether the store took the last announcement of this node. */
+  readonly announced: (ok: boolean) => void;
 }
 
 /** What a link's REGISTER came to: accepted (a new link, or one already known), or refused. */
@@ -48,9 +50,15 @@ export class NodeLinks {
         connection.on('close', () => this.closed(connection));
       },
       adopt: (node, connection) => this.host.up(node, connection),
+      announced: (ok) => this.host.announced(ok),
     });
     await this.#cluster.start();
     for (const node of nodes) this.link(node).catch(() => {});
+  }
+
+  /** Links open now (accepted or opened here). */
+  get count(): number {
+    return this.#nodes.size;
   }
 
   /** The node `connection` links to, if it is a link. */

@@ -92,6 +92,7 @@ export class SignalingServer {
   /** INVITEs waiting for their final answer, to answer the caller if the callee vanishes. */
   readonly #invites = new Map<string, SipRequest>();
   readonly #router: Invites;
+  #storeHealthy = true;
   readonly #timers = new Set<Timer>();
   #sweepTimer?: Timer;
   #serial = 0;
@@ -121,6 +122,9 @@ export class SignalingServer {
       onResponse: (connection, response) => this.#onResponse(connection, response),
       up: (node, connection) => this.#linkUp(node, connection),
       down: (node, connection) => this.#linkDown(node, connection),
+      announced: (ok) => {
+        this.#storeHealthy = ok;
+      },
       authFailed: (source, reason) => {
         this.counters.authFailures++;
         this.#log(`REGISTER from ${source} refused (403): ${reason}`);
@@ -266,10 +270,29 @@ export class SignalingServer {
 
   /** Writes to the store in the background; a failure is counted and logged, never thrown. */
   #stored(what: string, write: Promise<unknown> | undefined): void {
-    write?.catch((error: Error) => {
-      this.counters.storeErrors++;
-      this.#log(`store: ${what} failed: ${quoteWire(error.message)}`);
-    });
+    write?.then(
+      () => {
+        this.#storeHealthy = true;
+      },
+      (error: Error) => {
+        this.#storeHealthy = false;
+        this.counters.storeErrors++;
+        this.#log(`store: ${what} failed: ${quoteWire(error.message)}`);
+      },
+    );
+  }
+
+  /**
+   * Issue 24, for /healthz: `off` without a store; else whether its last write (a registration, a
+   * dialog, or in a cluster this node's announcement every 5 s) went through.
+   */
+  get store(): 'off' | boolean {
+    return this.c.store ? this.#storeHealthy : 'off';
+  }
+
+  /** Links to other nodes open now (issue 24). */
+  get linkCount(): number {
+    return this.#links.count;
   }
 
   get local(): Endpoint {

@@ -91,7 +91,7 @@ describe('sc2c server outside the lab', () => {
     const base = `http://127.0.0.1:${port}`;
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ ok: true, sip: true, stun: true, turn: 'off' });
+    expect(await health.json()).toEqual({ ok: true, sip: true, stun: true, turn: 'off', store: 'off' });
     for (const route of ['/registrations', '/calls', '/allocations', '/metrics']) {
       expect((await fetch(`${base}${route}`)).status, route).toBe(401);
       const wrong = await fetch(`${base}${route}`, { headers: { authorization: 'Bearer nope' } });

@@ -38,7 +38,7 @@ describe.skipIf(unavailable)('SC2C with real processes in the kernel lab', () =>
     expect(c2cFailures.length).toBeGreaterThanOrEqual(2);
     for (const o of c2cFailures)
       expect(o.reason).toMatch(/^no direct path: no answer from 198\.18\.2\.1:\d+/);
-    expect(health).toEqual({ ok: true, sip: true, stun: true, turn: true });
+    expect(health).toEqual({ ok: true, sip: true, stun: true, turn: true, store: 'off' });
     expect(registrations.map((r) => r.user)).toContain('bob');
     // At least one sync per SC2C call and one INVITE per call; a retried SC2C call adds a re-INVITE.
     const metric = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1]);

@@ -138,6 +138,7 @@ describe('two nodes, one service (issue 24)', () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toBe('v=0 answer');
     expect(s.node('a').counters.forwardedCalls).toBe(1);
+    expect(s.node('a').linkCount).toBeGreaterThanOrEqual(1);
     const invite = bobGot.find((r) => r.method === 'INVITE')!;
     expect(header(invite, 'P-Asserted-Identity')).toBe('<sip:alice@sc2c.lab>');
     // bob's TURN credential is node b's (its relay), issued once.
@@ -423,8 +424,13 @@ describe('two nodes, one service (issue 24)', () => {
     await s.registered('carol', 'a');
     await s.clock.advance(10);
     expect(s.node('a').counters.storeErrors).toBe(errors + 1);
+    // /healthz says so until a write goes through again.
+    expect(s.node('a').store).toBe(false);
     s.store.getRegistration = getRegistration;
     s.store.putRegistration = putRegistration;
+    await s.registered('carol', 'a');
+    await s.clock.advance(10);
+    expect(s.node('a').store).toBe(true);
     s.close();
   });
 });
