@@ -118,7 +118,7 @@ export const serverSchema = z
      */
     store: z
       .string()
-      .regex(/^(memory|redis:\/\/[^\s]+)$/, "'memory' or redis://host[:port][/db]")
+      .regex(/^(memory|rediss?:\/\/[^\s]+)$/, "'memory', redis://host[:port][/db] or rediss:// (TLS)")
       .default('memory'),
     /** This node's id in the store: lower-case letters, digits and '-' (1-32). Nodes sharing a store need different ids. */
     node: z
@@ -433,6 +433,7 @@ export function placeholderSecrets(config: ServerConfig, turnSecret?: string): s
   for (const [name, account] of config.users)
     if (PLACEHOLDER.test(account.password)) found.push(`the password of user '${name}'`);
   if (config.admin?.token && PLACEHOLDER.test(config.admin.token)) found.push('admin.token');
+  if (config.cluster?.secret && PLACEHOLDER.test(config.cluster.secret)) found.push('cluster.secret');
   return found;
 }
 

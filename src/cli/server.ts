@@ -70,7 +70,10 @@ export function registerServer(program: Command): void {
       "relay UDP allocations in this many shard processes (overrides the config's turn.shards; 1 relays in this process)",
       parseInteger('--relay-shards', 1, 16),
     )
-    .option('--store <url>', "issue 24: 'memory' or redis://host[:port][/db] (overrides the config's store)")
+    .option(
+      '--store <url>',
+      "issue 24: 'memory' or redis[s]://host[:port][/db] (overrides the config's store)",
+    )
     .option('--node <id>', "issue 24: this node's id in the store (overrides the config's node)")
     .action(
       async (options: {
@@ -92,8 +95,10 @@ export function registerServer(program: Command): void {
           store: options.store ?? loaded.store,
           node: options.node ?? loaded.node,
         };
-        if (!/^(memory|redis:\/\/\S+)$/.test(config.store))
-          throw new UsageError(`--store must be 'memory' or redis://host[:port][/db]; got '${config.store}'`);
+        if (!/^(memory|rediss?:\/\/\S+)$/.test(config.store))
+          throw new UsageError(
+            `--store must be 'memory' or redis://host[:port][/db] (rediss:// for TLS); got '${config.store}'`,
+          );
         if (!NODE_ID.test(config.node))
           throw new UsageError(
             `--node must be lower-case letters, digits and '-' (1-32); got '${config.node}'`,

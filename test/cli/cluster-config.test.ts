@@ -16,11 +16,17 @@ const CONFIG = new URL('../../config/', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'sc2c-cluster-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function server(extra: string, ...args: string[]): Promise<{ code: number; stderr: string }> {
+/** `sc2c server` on the shipped config plus `extra`; `outside` moves its STUN addresses out of the lab range. */
+async function server(
+  extra: string,
+  args: string[] = [],
+  outside = false,
+): Promise<{ code: number; stderr: string }> {
   const path = join(dir, `server-${Math.random().toString(36).slice(2)}.yaml`);
   const base = readFileSync(join(CONFIG, 'server.yaml'), 'utf8')
     .replace('usersFile: users.yaml', `usersFile: ${join(CONFIG, 'users.yaml')}`)
-    .replace(/^admin:\n.*\n/m, '');
+    .replace(/^admin:\n.*\n/m, '')
+    .replace(outside ? /198\.18\.0\.1[01]/g : /^$/, '127.0.0.1');
   writeFileSync(path, `${base}\n${extra}\n`);
   try {
     await run(process.execPath, [BIN, 'server', '--config', path, ...args], { timeout: 30_000 });
@@ -33,12 +39,12 @@ async function server(extra: string, ...args: string[]): Promise<{ code: number;
 
 describe('sc2c server: store, node and cluster settings (issue 24)', () => {
   it('refuses a bad --store and --node with exit 2 and says what is allowed', async () => {
-    const store = await server('', '--store', 'mysql://x');
+    const store = await server('', ['--store', 'mysql://x']);
     expect(store.code).toBe(2);
     expect(store.stderr).toMatch(
-      /--store must be 'memory' or redis:\/\/host\[:port\]\[\/db\]; got 'mysql:\/\/x'/,
+      /--store must be 'memory' or redis:\/\/host\[:port\]\[\/db\] \(rediss:\/\/ for TLS\); got 'mysql:\/\/x'/,
     );
-    const node = await server('', '--node', 'Node_A');
+    const node = await server('', ['--node', 'Node_A']);
     expect(node.code).toBe(2);
     expect(node.stderr).toMatch(/--node must be lower-case letters, digits and '-'/);
   });
@@ -47,14 +53,25 @@ describe('sc2c server: store, node and cluster settings (issue 24)', () => {
     const memory = await server('cluster: { secret: a-long-enough-cluster-secret }');
     expect(memory.code).toBe(2);
     expect(memory.stderr).toMatch(/cluster: section but store is memory/);
-    const short = await server('cluster: { secret: short }', '--store', 'redis://127.0.0.1:1');
+    const short = await server('cluster: { secret: short }', ['--store', 'redis://127.0.0.1:1']);
     expect(short.code).toBe(2);
     expect(short.stderr).toMatch(/at least 16 characters/);
   });
 
+  it('refuses the shipped placeholder cluster secret outside the lab', async () => {
+    // The shipped STUN addresses moved out of the lab range (198.18.0.0/15): a host of its own.
+    const outside = await server(
+      'cluster: { secret: change-me-to-16+-chars }',
+      ['--store', 'redis://127.0.0.1:1'],
+      true,
+    );
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toMatch(/still has the shipped placeholder for [^\n]*cluster\.secret/);
+  });
+
   it('names the store it could not reach, without a password in the URL', async () => {
     const port = await freePort();
-    const { code, stderr } = await server('', '--store', `redis://:hunter2-secret@127.0.0.1:${port}`);
+    const { code, stderr } = await server('', ['--store', `redis://:hunter2-secret@127.0.0.1:${port}`]);
     expect(code).toBe(2);
     expect(stderr).toMatch(
       new RegExp(
