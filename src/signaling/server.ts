@@ -15,22 +15,19 @@
 import type { Endpoint } from '../net/address.ts';
 import type { Timer } from '../net/clock.ts';
 import type { StreamConnection, StreamServer } from '../net/types.ts';
-import { OBSERVED_PIN_OPTION } from '../protocol/sc2c-info.ts';
-import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
 import { type Accounts, accountsFrom } from './accounts.ts';
 import { Admission } from './admission.ts';
-import { NODE_HEADER } from './cluster.ts';
 import { Coordinator, type GoSchedule } from './coordinator.ts';
 import { type Dialog, DialogTable, type Party } from './dialogs.ts';
-import { DigestAuthenticator } from './digest-auth.ts';
 import { storedDialog } from './forwarding.ts';
 import { assertIdentity } from './identity.ts';
 import { Invites } from './invites.ts';
 import { NodeLinks } from './node-links.ts';
 import { OwnRequests } from './own-requests.ts';
-import { NAT_HEADER, Presence, readNatLabel } from './presence.ts';
+import { Presence } from './presence.ts';
 import { Registrar } from './registrar.ts';
+import { Registrations } from './registrations.ts';
 import { checkRequest, transactionKey } from './request-checks.ts';
 import {
   newCounters,
@@ -42,7 +39,6 @@ import { quoteWire, SipConnection } from './sip-connection.ts';
 import { StateRequests } from './state-requests.ts';
 import { SC2C_CONTENT_TYPE, Syncs } from './syncs.ts';
 import { FailureThrottle } from './throttle.ts';
-import { credentialHeader } from './turn-credentials.ts';
 import {
   type CallView,
   type CameraView,
@@ -64,8 +60,6 @@ export type { CallView, CameraView, RegistrationView } from './views.ts';
 export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
 export { SC2C_CONTENT_TYPE } from './syncs.ts';
 
-/** Longest registration we grant; clients re-register before it runs out. */
-const MAX_EXPIRES_S = 3600;
 /** How long the store keeps a confirmed dialog (issue 24): a day; a BYE removes it before. */
 const STORED_DIALOG_TTL_MS = 24 * 3600_000;
 
@@ -83,7 +77,7 @@ export class SignalingServer {
   readonly #state: StateRequests;
   readonly #dialogs: DialogTable<SipConnection>;
   readonly #coordinator: Coordinator<SipConnection>;
-  readonly #auth: DigestAuthenticator;
+  readonly #registrations: Registrations;
   readonly #throttle: FailureThrottle;
   readonly #syncs: Syncs;
   readonly #connections = new Map<SipConnection, ConnectionState>();
@@ -107,7 +101,6 @@ export class SignalingServer {
     private readonly init: SignalingServerInit,
   ) {
     this.#accounts = accountsFrom(init.users);
-    this.#auth = new DigestAuthenticator(init.realm, this.#accounts, () => c.clock.now());
     this.#throttle = new FailureThrottle(init.throttle);
     this.#dialogs = new DialogTable(init.dialogs);
     this.#admission = new Admission(init.limits);
@@ -150,6 +143,33 @@ export class SignalingServer {
           body ? [['Content-Type', SC2C_CONTENT_TYPE]] : [],
           body ?? '',
         ),
+    });
+    this.#registrations = new Registrations({
+      clock: c.clock,
+      counters: this.counters,
+      realm: init.realm,
+      accounts: this.#accounts,
+      throttle: this.#throttle,
+      registrar: this.#registrar,
+      presence: this.#presence,
+      dialogs: this.#dialogs,
+      coordinator: this.#coordinator,
+      links: this.#links,
+      store: c.store,
+      node: init.node ?? 'main',
+      turnCredentials: init.turnCredentials,
+      observedPins: init.bindings !== undefined,
+      stored: (what, write) => this.#stored(what, write),
+      settled: (connection) => {
+        const state = this.#connections.get(connection);
+        state?.idleTimer?.clear();
+        if (state) state.idleTimer = undefined;
+      },
+      unsettled: (connection) => {
+        const state = this.#connections.get(connection);
+        if (state) this.#armIdle(connection, state);
+      },
+      log: (line, level, fields) => this.#log(line, level, fields),
     });
     this.#router = new Invites({
       clock: c.clock,
@@ -519,7 +539,7 @@ export class SignalingServer {
           this.#state.subscribe(connection, request);
           return;
         case 'REGISTER':
-          this.#register(connection, request);
+          this.#registrations.register(connection, request, this.#connections.get(connection)!);
           return;
         case 'INVITE':
           this.#router.invite(connection, request);
@@ -538,109 +558,6 @@ export class SignalingServer {
       this.#log(`bad ${quoteWire(request.method, 32)}: ${quoteWire((error as Error).message)}`);
       if (request.method !== 'ACK') connection.respond(request, 400);
     }
-  }
-
-  #register(connection: SipConnection, request: SipRequest): void {
-    const state = this.#connections.get(connection)!;
-    const now = this.c.clock.now();
-    const waitMs = this.#throttle.retryAfterMs(state.source, now);
-    if (waitMs > 0) {
-      // Too many wrong passwords from this address: no password is checked until the window passes.
-      this.counters.authThrottled++;
-      connection.respond(request, 403, [['Retry-After', String(Math.ceil(waitMs / 1000))]]);
-      connection.close('too many failed logins');
-      return;
-    }
-    if (header(request, NODE_HEADER) !== undefined) {
-      const link = this.#links.register(
-        connection,
-        request,
-        state.id,
-        state.source,
-        this.#registrar.has(connection),
-      );
-      if ('status' in link) connection.respond(request, link.status, link.extra);
-      else {
-        state.idleTimer?.clear();
-        state.idleTimer = undefined;
-        connection.respond(request, 200, [['Expires', String(MAX_EXPIRES_S)]]);
-      }
-      return;
-    }
-    if (this.#links.nodeOf(connection) !== undefined) {
-      connection.respond(request, 403, [['Warning', '399 sc2c "a node link registers no user"']]);
-      return;
-    }
-    const auth = this.#auth.check(request, state.id);
-    if (!auth.ok) {
-      if (auth.status === 403) {
-        this.counters.authFailures++;
-        this.#log(
-          `REGISTER for '${quoteWire(auth.user ?? '', 64)}' from ${state.source} refused (403): ${quoteWire(auth.reason)}`,
-          'warn',
-          { event: 'refused', method: 'REGISTER', status: 403, source: state.source },
-        );
-        if (this.#throttle.fail(state.source, now))
-          this.#log(
-            `throttling logins from ${state.source}: repeated failures (last for '${quoteWire(auth.user ?? '', 64)}')`,
-          );
-      }
-      // A 401 without credentials is the normal first half of digest authentication: not worth a line.
-      if (auth.reason !== 'no credentials' && auth.status === 401)
-        this.#log(`REGISTER from ${state.source} refused (401): ${quoteWire(auth.reason)}`);
-      connection.respond(request, auth.status, auth.challenge ? [['WWW-Authenticate', auth.challenge]] : []);
-      return;
-    }
-    const to = uriUser(parseNameAddr(header(request, 'To') ?? '').uri);
-    if (to !== auth.user) {
-      connection.respond(request, 403, [['Warning', '399 sc2c "To does not name the authenticated user"']]);
-      return;
-    }
-    const contact = header(request, 'Contact') ?? `<sip:${auth.user}@${connection.stream.remote.address}>`;
-    const asked = Number(header(request, 'Expires') ?? /expires=(\d+)/.exec(contact)?.[1] ?? MAX_EXPIRES_S);
-    const expiresS = Number.isFinite(asked) ? Math.max(0, Math.min(MAX_EXPIRES_S, asked)) : MAX_EXPIRES_S;
-    if (expiresS === 0) {
-      this.#log(`${auth.user} unregistered`, 'info', { event: 'unregistered', users: [auth.user] });
-      this.#registrar.unbind(auth.user);
-      this.#stored(`removing ${auth.user}`, this.c.store?.removeRegistration(auth.user, this.node));
-      if (!this.#registrar.has(connection)) this.#armIdle(connection, state);
-    } else {
-      this.#registrar.bind({ user: auth.user, connection, contact, expiresAtMs: now + expiresS * 1000 });
-      this.#presence.seen(auth.user, now);
-      this.#presence.nat(auth.user, readNatLabel(header(request, NAT_HEADER)));
-      const natClass = this.#presence.get(auth.user)?.natClass;
-      const rttMs = this.#coordinator.rttOf(connection);
-      this.#stored(
-        `registering ${auth.user}`,
-        this.c.store?.putRegistration({
-          user: auth.user,
-          node: this.node,
-          contact,
-          expiresAtMs: this.c.clock.epochMs() + expiresS * 1000,
-          ...(natClass ? { natClass } : {}),
-          ...(rttMs !== undefined ? { rttMs } : {}),
-        }),
-      );
-      state.idleTimer?.clear();
-      state.idleTimer = undefined;
-      this.#dialogs.rebind(auth.user, connection);
-      this.counters.registrations++;
-      this.#log(`registered ${auth.user} from ${state.source} for ${expiresS} s`, 'info', {
-        event: 'registered',
-        user: auth.user,
-        source: state.source,
-        expiresS,
-      });
-      this.#coordinator.track(connection);
-    }
-    const issuer = this.init.turnCredentials;
-    connection.respond(request, 200, [
-      ['Contact', `${contact.replace(/;expires=\d+/, '')};expires=${expiresS}`],
-      ['Expires', String(expiresS)],
-      ...(issuer && expiresS > 0 ? [credentialHeader(issuer, auth.user, this.c.clock.epochMs())] : []),
-      // RFC 3261 §20.37: this server reads pins from its own STUN server's Bindings (issue 19).
-      ...(this.init.bindings ? [['Supported', OBSERVED_PIN_OPTION] as [string, string]] : []),
-    ]);
   }
 
   /**
