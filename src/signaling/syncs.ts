@@ -85,6 +85,12 @@ export class Syncs {
           return true;
         }
         const { fields } = read;
+        // Limited here too when the sync goes on to the caller's node: each holds a pin wait.
+        if (!this.#limiter.allow(dialog.callId, this.host.clock.now())) {
+          this.host.counters.syncsLimited++;
+          connection.respond(request, 503, [['Retry-After', '1']]);
+          return true;
+        }
         if (dialog.caller.node !== undefined && role === 'callee') {
           // Issue 24: the caller's node coordinates. The pin is read here, where the callee's
           // Binding went (STUN is per node), and the sync goes on with the port it names.
@@ -115,11 +121,6 @@ export class Syncs {
           callee.connection.closed
         ) {
           connection.respond(request, 480, [['Warning', '399 sc2c "the other party is reconnecting"']]);
-          return true;
-        }
-        if (!this.#limiter.allow(dialog.callId, this.host.clock.now())) {
-          this.host.counters.syncsLimited++;
-          connection.respond(request, 503, [['Retry-After', '1']]);
           return true;
         }
         connection.respond(request, 200);
