@@ -24,7 +24,7 @@
  * generator's core ran out first (then capacity is a lower bound).
  *
  * Usage: npm run bench:relay -- [--step-s 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
- *        [--payloads 100,1200] [--json] [--out FILE]
+ *        [--payloads 100,1200] [--shards 1] [--data-planes native,node] [--json] [--out FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,6 +70,8 @@ interface Row {
   relay: RelayName;
   /** Relay processes: `sc2c-turn` with `--shards` (its allocations spread over them); 1 otherwise. */
   shards: number;
+  /** Ours: who forwarded (`turn.dataPlane`): sc2c-relayd (`native`) or the server's event loop (`node`). */
+  dataPlane?: DataPlane;
   payloadBytes: number;
   capacityPps: number | null;
   relayCpuPercent: number | null;
@@ -91,6 +93,11 @@ const program = new Command('bench:relay')
     'relay shard processes for sc2c-turn, comma-separated (2: two allocations, one per shard, the relay on both CPUs)',
     '1',
   )
+  .option(
+    '--data-planes <list>',
+    "sc2c-turn's data planes, comma-separated: native (sc2c-relayd), node (the server's event loop)",
+    'native',
+  )
   .option('--json', 'print the results as JSON')
   .option('--out <file>', 'also write the JSON here')
   .option('--inside <relay-namespace>', '(internal) run in the load namespace, the relay in this one')
@@ -101,6 +108,7 @@ const options = program.opts<{
   relays: string;
   payloads: string;
   shards: string;
+  dataPlanes: string;
   json?: boolean;
   out?: string;
   inside?: string;
@@ -117,6 +125,14 @@ const payloads = options.payloads.split(',').map((text) => {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 12 || n > 1400) fail(`payload ${JSON.stringify(text)} is not 12..1400`);
   return n;
+});
+
+type DataPlane = 'native' | 'node';
+const dataPlanes = options.dataPlanes.split(',').map((text): DataPlane => {
+  const plane = text.trim();
+  if (plane !== 'native' && plane !== 'node')
+    fail(`data plane ${JSON.stringify(text)} is not native or node`);
+  return plane;
 });
 
 const shardCounts = options.shards.split(',').map((text) => {
@@ -446,7 +462,13 @@ async function kernelLoad(server: Endpoint): Promise<Load> {
   return { to: client.relayed, fromPort, prefix: '-', sink };
 }
 
-async function startOurs(dir: string, relayNs: string, port: number, shards: number): Promise<ChildProcess> {
+async function startOurs(
+  dir: string,
+  relayNs: string,
+  port: number,
+  shards: number,
+  dataPlane: DataPlane,
+): Promise<ChildProcess> {
   const config = join(dir, `server-${port}.yaml`);
   writeFileSync(
     config,
@@ -461,6 +483,7 @@ turn:
   allowedPeers: [198.18.250.0/24]
   unauthenticatedPerSecond: 10000
   kernelForwarding: on
+  dataPlane: ${dataPlane}
   shards: ${shards}
   shardPort: ${port + 50}
 `,
@@ -497,10 +520,13 @@ async function inside(relayNs: string): Promise<void> {
     say(
       `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step`,
     );
-    const runs = relays.flatMap((relay): { relay: RelayName; shards: number }[] =>
-      relay === 'sc2c-turn' ? shardCounts.map((shards) => ({ relay, shards })) : [{ relay, shards: 1 }],
-    );
-    for (const [i, { relay, shards }] of runs.entries()) {
+    const runs = relays.flatMap((relay): { relay: RelayName; shards: number; dataPlane?: DataPlane }[] => {
+      if (relay === 'coturn') return [{ relay, shards: 1 }];
+      // The kernel path forwards in nftables whatever the plane; the server runs with the first.
+      if (relay === 'sc2c-kernel') return [{ relay, shards: 1, dataPlane: dataPlanes[0]! }];
+      return dataPlanes.flatMap((dataPlane) => shardCounts.map((shards) => ({ relay, shards, dataPlane })));
+    });
+    for (const [i, { relay, shards, dataPlane }] of runs.entries()) {
       const port = 40_000 + i * 200;
       let child: ChildProcess;
       const server: Endpoint = { address: RELAY_IP, port };
@@ -515,7 +541,7 @@ async function inside(relayNs: string): Promise<void> {
           extra: ['--relay-threads=1'],
           wrapper: ['ip', 'netns', 'exec', relayNs, 'taskset', '-c', '0'],
         });
-      } else child = await startOurs(dir, relayNs, port, shards);
+      } else child = await startOurs(dir, relayNs, port, shards, dataPlane ?? 'native');
       children.push(child);
       for (const payload of payloads) {
         const loads: Load[] = [];
@@ -529,15 +555,14 @@ async function inside(relayNs: string): Promise<void> {
           continue;
         }
         try {
-          rows.push(
-            await ladder(
-              relay,
-              shards,
-              payload,
-              relayPid(child),
-              loads.map((load) => prefixFor(load, payload)),
-            ),
+          const row = await ladder(
+            relay,
+            shards,
+            payload,
+            relayPid(child),
+            loads.map((load) => prefixFor(load, payload)),
           );
+          rows.push(dataPlane ? { ...row, dataPlane } : row);
         } finally {
           for (const load of loads) load.sink.stop();
         }
@@ -561,11 +586,11 @@ async function inside(relayNs: string): Promise<void> {
   if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     process.stdout.write(
-      '\nrelay         payload  capacity (<= 1 % loss)  relay CPU  packets/s per core  limited by\n',
+      '\nrelay              payload  capacity (<= 1 % loss)  relay CPU  packets/s per core  limited by\n',
     );
     for (const r of rows)
       process.stdout.write(
-        `${r.relay.padEnd(12)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${r.limitedBy}\n`,
+        `${(r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay).padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${r.limitedBy}\n`,
       );
   }
 }

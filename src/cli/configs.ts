@@ -90,6 +90,12 @@ export const serverSchema = z
          */
         kernelForwarding: z.enum(['auto', 'on', 'off']).default('auto'),
         /**
+         * Who forwards UDP clients' bound channels (issue 23): `native` is sc2c-relayd, a C process
+         * that owns the relay's sockets and forwards in batches (the server refuses to start
+         * without it), `node` this process, `auto` relayd when it can be built (cc) and run.
+         */
+        dataPlane: z.enum(['auto', 'native', 'node']).default('auto'),
+        /**
          * Relay shards (issue 23, many cores): with 2 or more, UDP allocations are made in that many
          * processes of their own, on ports `shardPort`, `shardPort + 1`, ..., and each client's
          * Allocate is redirected there (300 Try Alternate). 1 (the default) relays in this process.

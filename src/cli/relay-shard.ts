@@ -5,8 +5,10 @@
  */
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { NativeNetwork } from '../relay/native-plane.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { TurnServer } from '../relay/turn-server.ts';
+import { type RelayPlane, startRelayPlane } from './relay-plane.ts';
 import type { ShardReport, ShardStart } from './relay-shards.ts';
 
 const report = (message: ShardReport): void => {
@@ -15,10 +17,12 @@ const report = (message: ShardReport): void => {
 
 let turn: TurnServer | undefined;
 let stats: NodeJS.Timeout | undefined;
+let closePlane: (() => void) | undefined;
 
 function stop(code: number): void {
   if (stats) clearInterval(stats);
   turn?.close();
+  closePlane?.();
   // The kernel table goes with the server; give its removal a moment before the process ends.
   setTimeout(() => process.exit(code), 200).unref();
 }
@@ -36,21 +40,37 @@ async function start(message: ShardStart): Promise<void> {
       kernel = `no kernel forwarding (${why})`;
     }
   }
+  let relayPlane: RelayPlane;
   try {
-    turn = await TurnServer.start(
-      { network: new NodeNetwork(), clock: new SystemClock() },
-      { ...message.server, listen: message.listen, offload },
-    );
+    relayPlane = await startRelayPlane(message.dataPlane, message.server.maxDatagramBytes);
   } catch (error) {
     await offload?.close();
     throw error;
   }
+  const plane = relayPlane.plane;
+  // relayd holds this shard's sockets: without it the shard cannot relay, and the front restarts it.
+  plane?.on('exit', (why) => {
+    report({ type: 'failed', why });
+    stop(1);
+  });
+  try {
+    const base = new NodeNetwork();
+    turn = await TurnServer.start(
+      { network: plane ? new NativeNetwork(plane, base) : base, clock: new SystemClock() },
+      { ...message.server, listen: message.listen, offload, channelPlane: plane },
+    );
+  } catch (error) {
+    plane?.close();
+    await offload?.close();
+    throw error;
+  }
+  closePlane = () => plane?.close();
   const server = turn;
   stats = setInterval(
     () => report({ type: 'stats', counters: { ...server.counters }, allocations: server.allocations() }),
     1000,
   );
-  report({ type: 'ready', kernel });
+  report({ type: 'ready', kernel: `${kernel}, ${relayPlane.note}` });
 }
 
 process.on('message', (message: ShardStart) => {

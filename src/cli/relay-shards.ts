@@ -11,6 +11,7 @@
  * dies is started again, a few times; its clients' refreshes fail and they allocate anew, on a
  * shard that is up. A shard whose parent is gone exits.
  */
+
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Endpoint } from '../net/address.ts';
 import { quotaUser } from '../relay/credentials.ts';
@@ -20,6 +21,7 @@ import {
   type TurnServerInit,
   type TurnShardPicker,
 } from '../relay/turn-types.ts';
+import type { DataPlaneMode } from './relay-plane.ts';
 
 /** What a shard reports of one allocation, as `TurnServer.allocations()` lists it. */
 export interface ShardAllocation {
@@ -32,7 +34,7 @@ export interface ShardAllocation {
 }
 
 /** Everything a shard's TURN server needs but where it listens: sent to it over IPC. */
-export type ShardServerInit = Omit<TurnServerInit, 'listen' | 'offload' | 'shards'>;
+export type ShardServerInit = Omit<TurnServerInit, 'listen' | 'offload' | 'shards' | 'channelPlane'>;
 
 export interface TurnShardsInit {
   readonly count: number;
@@ -41,6 +43,8 @@ export interface TurnShardsInit {
   readonly firstPort: number;
   readonly server: ShardServerInit;
   readonly kernelForwarding: 'auto' | 'on' | 'off';
+  /** Each shard's data plane (`turn.dataPlane`). Default auto. */
+  readonly dataPlane?: DataPlaneMode;
   readonly log: (line: string, level?: 'info' | 'warn') => void;
   /** How long a shard may take to come up. Default 15 000 ms. */
   readonly startTimeoutMs?: number;
@@ -62,6 +66,7 @@ export interface ShardStart {
   readonly listen: Endpoint;
   readonly server: ShardServerInit;
   readonly kernelForwarding: 'auto' | 'on' | 'off';
+  readonly dataPlane: DataPlaneMode;
 }
 
 /** Restarts of one shard before it is left down. */
@@ -222,6 +227,7 @@ export class TurnShards implements TurnShardPicker {
         listen: shard.listen,
         server: this.init.server,
         kernelForwarding: this.init.kernelForwarding,
+        dataPlane: this.init.dataPlane ?? 'auto',
       } satisfies ShardStart);
     });
   }

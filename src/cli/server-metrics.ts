@@ -213,6 +213,16 @@ export function metrics(
       () => t().kernelBytes,
     );
     counter(
+      'sc2c_turn_native_packets_total',
+      'Packets the native data plane (sc2c-relayd) forwarded on bound channels (read each second).',
+      () => t().nativePackets,
+    );
+    counter(
+      'sc2c_turn_native_bytes_total',
+      'Bytes the native data plane forwarded on bound channels.',
+      () => t().nativeBytes,
+    );
+    counter(
       'sc2c_turn_tcp_connections_total',
       'TURN-over-TCP connections accepted.',
       () => t().tcpConnections,

@@ -6,6 +6,7 @@ import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { CallRecordStore } from '../relay/call-records.ts';
+import { NativeNetwork } from '../relay/native-plane.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
@@ -22,6 +23,7 @@ import { listenProblem, parseInteger } from './errors.ts';
 import { createLog, LOG_LEVELS, parseLogLevel } from './log.ts';
 import { openFileLimit } from './open-files.ts';
 import { RecordIntake } from './record-intake.ts';
+import { startRelayPlane } from './relay-plane.ts';
 import { TurnShards } from './relay-shards.ts';
 import { metrics, relayView } from './server-metrics.ts';
 import { openStore, shownStoreUrl } from './server-store.ts';
@@ -131,9 +133,25 @@ export function registerServer(program: Command): void {
           // The store first: an unreachable Redis is said before anything listens.
           const store = await openStore(config.store, clock, options.config);
           opened.push(() => void store.close());
+          // Issue 23: with the native data plane, the STUN/TURN UDP sockets live in sc2c-relayd.
+          const relayPlane = await startRelayPlane(
+            config.turn && config.turn.shards === 1 ? config.turn.dataPlane : 'node',
+          ).catch((error: Error) => {
+            throw new UsageError(`${error.message} (set turn.dataPlane in ${options.config})`);
+          });
+          const plane = relayPlane.plane;
+          if (plane) {
+            opened.push(() => plane.close());
+            plane.on('exit', (why) => {
+              log(`${why}: the STUN and TURN sockets went with it; stopping`, 'warn');
+              process.exitCode = 1;
+              process.kill(process.pid, 'SIGTERM');
+            });
+          }
+          const udpNetwork = plane ? new NativeNetwork(plane, network) : network;
           let stun: StunResponder;
           try {
-            stun = await StunResponder.start(network, {
+            stun = await StunResponder.start(udpNetwork, {
               primary: config.stun.primary,
               alternate: config.stun.alternate,
               perSourcePerSecond: config.stun.perSourcePerSecond,
@@ -182,6 +200,7 @@ export function registerServer(program: Command): void {
                   // Each shard holds its share of the capacity.
                   server: { ...serverInit, capacity: Math.ceil(t.capacity / t.shards) },
                   kernelForwarding: t.kernelForwarding,
+                  dataPlane: t.dataPlane,
                   log,
                 });
               } catch (error) {
@@ -209,8 +228,8 @@ export function registerServer(program: Command): void {
             }
             // The TURN server owns it from here: closing the relay removes the table.
             turn = TurnServer.attach(
-              { network, clock },
-              { ...serverInit, listen: config.stun.primary, offload, shards },
+              { network: udpNetwork, clock },
+              { ...serverInit, listen: config.stun.primary, offload, shards, channelPlane: plane },
               stun.socketAt(config.stun.primary)!,
             );
             const relay = turn;
@@ -332,7 +351,7 @@ export function registerServer(program: Command): void {
               .map((e) => `${e.address}:${e.port}`)
               .join(
                 ' ',
-              )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}${shards ? `, relay shards on ports ${shards.endpoints.map((e) => e.port).join(' ')} (${shards.kernel})` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}${config.store === 'memory' ? '' : `, node ${config.node} with store ${shownStoreUrl(config.store)}${config.cluster ? ' (cluster)' : ''}`}`,
+              )}${turn ? `, TURN on ${config.stun.primary.address}:${config.stun.primary.port} (UDP${config.turn?.tcp ? ' and TCP' : ''})${config.turnTls ? `, TURN over TLS on ${config.stun.primary.address}:${config.turnTls.port}` : ''}${kernel ? ` with ${kernel}` : ''}, ${relayPlane.note}${shards ? `, relay shards on ports ${shards.endpoints.map((e) => e.port).join(' ')} (${shards.kernel})` : ''}` : ''}${config.admin ? `, admin on http://${config.admin.listen.address}:${config.admin.listen.port}` : ''}${config.accounting ? `, call records to ${config.accounting.file}` : ''}${config.store === 'memory' ? '' : `, node ${config.node} with store ${shownStoreUrl(config.store)}${config.cluster ? ' (cluster)' : ''}`}`,
           );
         } catch (error) {
           for (const close of opened.reverse()) close();

@@ -37,6 +37,8 @@ export class Allocation {
   kernel?: 'installing' | 'installed' | 'failed';
   /** Counters read from the kernel at the last sweep, so the next read adds only the difference. */
   kernelSeen = { packets: 0, bytes: 0 };
+  /** Channels the native data plane forwards for it: channel number -> the plane's route id. */
+  readonly planeRoutes = new Map<number, number>();
   readonly counters: AllocationCounters = {
     packetsToPeers: 0,
     bytesToPeers: 0,
@@ -106,6 +108,11 @@ export class Allocation {
 
   channelFor(address: string, port: number): number | undefined {
     return this.#peerChannelByAddress.get(address)?.get(port);
+  }
+
+  /** Each bound channel and its peer (expired ones until the sweep drops them). */
+  *bound(): IterableIterator<[channel: number, peer: Endpoint]> {
+    for (const [channel, { peer }] of this.#channelPeer) yield [channel, peer];
   }
 
   get channels(): number {

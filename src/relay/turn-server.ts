@@ -51,6 +51,7 @@ import {
   TurnStreamDeframer,
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
+import { ChannelRoutes } from './channel-routes.ts';
 import { PeerPolicy, quotaUser } from './credentials.ts';
 import { RawRelayControl } from './raw-relay.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
@@ -79,6 +80,8 @@ export class TurnServer {
   readonly #peers: PeerPolicy;
   /** Latches and the kernel path (issue 23). */
   readonly #raw: RawRelayControl;
+  /** Bound channels handed to the native data plane, when there is one (issue 23). */
+  readonly #routes: ChannelRoutes;
   readonly #sweep: Timer;
   readonly #streams = new Set<StreamConnection>();
   readonly #streamServers: StreamServer[] = [];
@@ -97,6 +100,7 @@ export class TurnServer {
     });
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
     this.#raw = new RawRelayControl(c, this.counters, init.offload);
+    this.#routes = new ChannelRoutes(c, this.counters, socket, init.channelPlane);
     if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
     // ChannelData from UDP clients never reaches an emitter (issue 23): this handler forwards it.
     socket.setFastPath((data, address, port) => this.#fromClientFast(data, address, port));
@@ -491,6 +495,7 @@ export class TurnServer {
     for (const peer of peers) this.#checkPeer(peer);
     const now = this.c.clock.now();
     for (const peer of peers) allocation.permit(peer.address, now);
+    this.#routes.sync(allocation);
     this.#reply(from, message, StunClass.success, [], key);
   }
 
@@ -505,6 +510,7 @@ export class TurnServer {
     this.#checkPeer(peer);
     if (!allocation.bind(channel, peer, this.c.clock.now()))
       throw new Refusal(400, 'the channel or the peer is bound to something else');
+    this.#routes.sync(allocation);
     this.#reply(from, message, StunClass.success, [], key);
   }
 
@@ -615,13 +621,16 @@ export class TurnServer {
       else {
         allocation.expire(now);
         this.#raw.lapse(allocation, now);
+        this.#routes.sync(allocation);
       }
     }
     this.#auth.prune(now);
     this.#raw.read(this.#allocations.values());
+    this.#routes.poll();
   }
 
   #delete(allocation: Allocation): void {
+    this.#routes.forget(allocation);
     allocation.relay.close();
     this.#allocations.delete(clientKey(allocation.client));
     const ports = this.#udpClients.get(allocation.client.address);

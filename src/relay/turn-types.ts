@@ -1,6 +1,6 @@
 /** The TURN server's options and counters. */
 import { type Endpoint, formatEndpoint } from '../net/address.ts';
-import type { StreamConnection } from '../net/types.ts';
+import type { StreamConnection, UdpSocket } from '../net/types.ts';
 import type { CredentialStore } from './credentials.ts';
 
 /**
@@ -60,6 +60,11 @@ export interface TurnServerInit extends CredentialStore {
    * stay here. `pick` may refuse instead (the user's quota across every shard, or no shard up).
    */
   readonly shards?: TurnShardPicker;
+  /**
+   * Forwards UDP clients' bound channels outside this event loop (issue 23: the native data plane);
+   * only when the listening and relayed sockets are its own. Without it, the forwarding path here.
+   */
+  readonly channelPlane?: ChannelPlane;
 }
 
 /** Chooses the relay shard for a new UDP allocation of `user` (the quota user), or refuses it. */
@@ -78,6 +83,41 @@ export interface RelayOffload {
   /** Packets and bytes the kernel forwarded per installed id, since its install. */
   counters(): Promise<ReadonlyMap<number, { packets: number; bytes: number }>>;
   close(): Promise<void>;
+}
+
+/** What a channel route forwarded, both ways. */
+export interface RouteCounts {
+  readonly packetsToPeer: number;
+  readonly bytesToPeer: number;
+  readonly packetsToClient: number;
+  readonly bytesToClient: number;
+}
+
+/** One bound channel of a UDP client, for a `ChannelPlane` to forward both ways. */
+export interface ChannelRoute {
+  /** The server's socket the client sends to, and the allocation's relayed socket. */
+  readonly listener: UdpSocket;
+  readonly relay: UdpSocket;
+  readonly client: Endpoint;
+  readonly channel: number;
+  readonly peer: Endpoint;
+  /** What the plane forwarded since it last said; `gone` on the last call (removed or refused). */
+  counted(delta: RouteCounts, gone: boolean): void;
+}
+
+/**
+ * A data plane that forwards bound channels' ChannelData itself (issue 23: native/relayd.c), on
+ * sockets it owns. Datagrams it does not forward reach the sockets' owners as usual.
+ */
+export interface ChannelPlane {
+  /** True when `socket` is the plane's own, so it can forward on it. */
+  owns(socket: UdpSocket): boolean;
+  /** Starts forwarding; the route's id, or undefined when the plane cannot take it. */
+  add(route: ChannelRoute): number | undefined;
+  /** Stops forwarding; the route's `counted` gets its last counts. */
+  remove(id: number): void;
+  /** Asks for the counters; routes' `counted` get them when they come. */
+  poll(): void;
 }
 
 export interface TurnCounters {
@@ -118,6 +158,10 @@ export interface TurnCounters {
   kernelBytes: number;
   /** Allocates answered 300 (Try Alternate) toward a relay shard. */
   redirected: number;
+  /** Channels the native data plane forwards for now, and what it forwarded (also in the totals). */
+  nativeRoutes: number;
+  nativePackets: number;
+  nativeBytes: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -150,5 +194,8 @@ export function emptyTurnCounters(): TurnCounters {
     kernelPackets: 0,
     kernelBytes: 0,
     redirected: 0,
+    nativeRoutes: 0,
+    nativePackets: 0,
+    nativeBytes: 0,
   };
 }

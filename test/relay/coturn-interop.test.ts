@@ -189,13 +189,24 @@ stun:
 turn:
   allowedPeers: [127.0.0.0/8]
   tls: { port: ${stun + 3}, certFile: ${cert.certFile}, keyFile: ${cert.keyFile} }
+admin:
+  listen: { address: 127.0.0.1, port: ${base + 85} }
 `,
     );
     const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(server);
+    let banner = '';
+    server.stderr!.on('data', (chunk) => {
+      banner += chunk;
+    });
+    server.stdout!.on('data', (chunk) => {
+      banner += chunk;
+    });
     await waitForOutput(server, /TURN on 127\.0\.0\.1/, 'sc2c server', 20_000);
+    // Issue 23: the channels are forwarded by sc2c-relayd (CI has the C compiler it is built with).
+    expect(banner).toMatch(/native data plane \(sc2c-relayd\)/);
     const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
     children.push(peer);
     await new Promise((r) => setTimeout(r, 300));
@@ -219,6 +230,13 @@ turn:
     const output = await uclient(['-l', '200'], stun, 50);
     expect(output).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     expect(output).toMatch(/Total lost packets 0 \(0\.0+%\)/);
+    // ... and relayd forwarded them both ways (its counters, read each second, in /metrics).
+    const forwarded = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${base + 85}/metrics`)).text();
+      return Number(/^sc2c_turn_native_packets_total (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    for (let i = 0; i < 30 && (await forwarded()) < 100; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await forwarded()).toBeGreaterThanOrEqual(100);
     // With -s the client uses Send indications instead of channels: also relayed.
     expect(await uclient(['-s'], stun, 20)).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
     // With -t the client talks to the server over TCP (RFC 8656 §3.1); the relay leg is still UDP.

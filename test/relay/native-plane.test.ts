@@ -1,0 +1,247 @@
+/**
+ * The native data plane (issue 23): sc2c-relayd, built with cc and run as a child process, owns
+ * the relay's UDP sockets and forwards bound channels both ways; everything else comes up to Node.
+ * Real sockets on loopback. CI installs gcc (scripts/setup-system.sh); without a compiler the
+ * tests are skipped with the reason printed, and with CI=true they fail instead.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Endpoint } from '../../src/net/address.ts';
+import { SystemClock } from '../../src/net/clock.ts';
+import { NodeNetwork } from '../../src/net/node-network.ts';
+import type { UdpSocket } from '../../src/net/types.ts';
+import {
+  NativeNetwork,
+  NativePlane,
+  NativePlaneUnavailable,
+  relaydBinary,
+} from '../../src/relay/native-plane.ts';
+import { TurnClient } from '../../src/relay/turn-client.ts';
+import { TurnServer } from '../../src/relay/turn-server.ts';
+import type { RouteCounts } from '../../src/relay/turn-types.ts';
+
+let missing: string | undefined;
+try {
+  relaydBinary();
+} catch (error) {
+  if (!(error instanceof NativePlaneUnavailable)) throw error;
+  missing = error.message;
+}
+if (missing && process.env.CI === 'true')
+  throw new Error(`the native data plane cannot be built in CI: ${missing}`);
+if (missing) console.warn(`SKIPPING the native data plane: ${missing}`);
+
+const LOOPBACK = '127.0.0.1';
+const node = new NodeNetwork();
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const step of cleanup.splice(0).reverse()) step();
+});
+
+async function until(what: string, done: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function collect(socket: UdpSocket): { data: Uint8Array; from: Endpoint }[] {
+  const got: { data: Uint8Array; from: Endpoint }[] = [];
+  socket.on('message', (data, from) => got.push({ data: new Uint8Array(data), from }));
+  return got;
+}
+
+function channelData(channel: number, payload: string, pad = 0): Uint8Array {
+  const body = new TextEncoder().encode(payload);
+  const out = new Uint8Array(4 + body.byteLength + pad);
+  out[0] = channel >> 8;
+  out[1] = channel & 0xff;
+  out[2] = body.byteLength >> 8;
+  out[3] = body.byteLength & 0xff;
+  out.set(body, 4);
+  return out;
+}
+
+const text = (data: Uint8Array): string => new TextDecoder().decode(data);
+
+async function world() {
+  const plane = await NativePlane.start();
+  cleanup.push(() => plane.close());
+  const listener = await plane.bindUdp({ address: LOOPBACK });
+  const relay = await plane.bindUdp({ address: LOOPBACK });
+  const client = await node.bindUdp({ address: LOOPBACK });
+  const peer = await node.bindUdp({ address: LOOPBACK });
+  cleanup.push(() => {
+    client.close();
+    peer.close();
+  });
+  const counted: { delta: RouteCounts; gone: boolean }[] = [];
+  const route = (channel = 0x4000, from = client.local, to = peer.local) =>
+    plane.add({
+      listener,
+      relay,
+      client: from,
+      channel,
+      peer: to,
+      counted: (delta, gone) => counted.push({ delta, gone }),
+    });
+  /** Waits for relayd to answer a poll: every control frame sent before it has been carried out. */
+  const settle = async () => {
+    const before = counted.length;
+    plane.poll();
+    await until('relayd to answer', () => counted.length > before);
+  };
+  return { plane, listener, relay, client, peer, counted, route, settle };
+}
+
+describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => {
+  it('forwards a bound channel both ways, and counts what it forwarded', async () => {
+    const w = await world();
+    const upListener = collect(w.listener);
+    const upRelay = collect(w.relay);
+    const atPeer = collect(w.peer);
+    const atClient = collect(w.client);
+    expect(w.route()).toBeDefined();
+    await w.settle(); // the route is in place before the data
+    for (let i = 0; i < 5; i++) w.client.send(channelData(0x4000, `up ${i}`, i % 4), w.listener.local);
+    await until('5 datagrams at the peer', () => atPeer.length === 5);
+    expect(atPeer.map((m) => text(m.data))).toEqual(['up 0', 'up 1', 'up 2', 'up 3', 'up 4']);
+    expect(atPeer[0]!.from).toEqual(w.relay.local); // from the relayed address, head stripped
+    for (let i = 0; i < 3; i++) w.peer.send(new TextEncoder().encode(`down ${i}`), w.relay.local);
+    await until('3 ChannelData at the client', () => atClient.length === 3);
+    expect(atClient[0]!.from).toEqual(w.listener.local);
+    expect([...atClient[0]!.data]).toEqual([...channelData(0x4000, 'down 0')]);
+    expect(upListener).toHaveLength(0); // none of it reached Node
+    expect(upRelay).toHaveLength(0);
+    w.counted.length = 0;
+    w.plane.poll();
+    await until('counts', () => w.counted.length > 0);
+    expect(w.counted[0]).toEqual({
+      delta: { packetsToPeer: 5, bytesToPeer: 20, packetsToClient: 3, bytesToClient: 18 },
+      gone: false,
+    });
+  });
+
+  it('sends up what no route takes: another channel, another client, a bad length, an oversized datagram', async () => {
+    const w = await world();
+    const upListener = collect(w.listener);
+    const upRelay = collect(w.relay);
+    const atPeer = collect(w.peer);
+    const id = w.route();
+    expect(id).toBeDefined();
+    await w.settle();
+    const stranger = await node.bindUdp({ address: LOOPBACK });
+    cleanup.push(() => stranger.close());
+    w.client.send(channelData(0x4001, 'unbound channel'), w.listener.local);
+    stranger.send(channelData(0x4000, 'not the client'), w.listener.local);
+    const badLength = channelData(0x4000, 'length says more');
+    badLength[3] = 200;
+    w.client.send(badLength, w.listener.local);
+    w.client.send(channelData(0x4000, 'x', 4), w.listener.local); // 4 bytes of padding: one too many
+    const oversized = new Uint8Array(3000);
+    oversized.set(channelData(0x4000, 'x'.repeat(2990)).subarray(0, 3000));
+    w.client.send(oversized, w.listener.local);
+    stranger.send(new TextEncoder().encode('not the peer'), w.relay.local);
+    await until('6 datagrams up', () => upListener.length === 5 && upRelay.length === 1);
+    expect(atPeer).toHaveLength(0);
+    expect(text(upListener[0]!.data.subarray(4))).toBe('unbound channel');
+    expect(upListener[1]!.from).toEqual(stranger.local);
+    expect(upListener[4]!.data.byteLength).toBe(3000);
+    expect(text(upRelay[0]!.data)).toBe('not the peer');
+    // Removing the route gives its last counts (none forwarded), and its traffic goes up from then.
+    w.plane.remove(id!);
+    await until('the route gone', () => w.counted.some((c) => c.gone));
+    w.client.send(channelData(0x4000, 'after'), w.listener.local);
+    await until('it up', () => upListener.length === 6);
+    expect(atPeer).toHaveLength(0);
+  });
+
+  it('refuses a second route for a taken client channel or peer, and a route on a closed socket', async () => {
+    const w = await world();
+    expect(w.route()).toBeDefined();
+    w.route(0x4000); // the same client and channel
+    const other = await node.bindUdp({ address: LOOPBACK });
+    cleanup.push(() => other.close());
+    w.route(0x4001, w.client.local, w.peer.local); // the same peer on the same relayed socket
+    await until('two refusals', () => w.counted.filter((c) => c.gone).length === 2);
+    expect(w.plane.routes).toBe(1);
+    // Closing the relayed socket takes its routes with it.
+    w.relay.close();
+    await until('the last route gone', () => w.plane.routes === 0);
+    expect(w.plane.owns(w.relay)).toBe(false);
+    expect(w.plane.owns(w.listener)).toBe(true);
+  });
+
+  it('sends from its sockets, with a TTL per datagram when asked, and binds a taken port with EADDRINUSE', async () => {
+    const w = await world();
+    const atPeer = collect(w.peer);
+    w.listener.send(new TextEncoder().encode('plain'), w.peer.local);
+    await w.listener.sendWithTtl(new TextEncoder().encode('low ttl'), w.peer.local, 2);
+    await until('2 at the peer', () => atPeer.length === 2);
+    expect(atPeer.map((m) => text(m.data))).toEqual(['plain', 'low ttl']);
+    await expect(w.plane.bindUdp({ address: LOOPBACK, port: w.listener.local.port })).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+  });
+
+  it('ends relayd when closed, and its sockets close with it', async () => {
+    const w = await world();
+    const closed: string[] = [];
+    w.listener.on('close', () => closed.push('listener'));
+    w.plane.close();
+    w.plane.close(); // idempotent
+    expect(closed).toEqual(['listener']);
+    expect(w.plane.closed).toBe(true);
+    // Nothing listens on its port any more: a socket of our own can take it.
+    const again = await node.bindUdp({ address: LOOPBACK, port: w.listener.local.port }).catch(async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      return node.bindUdp({ address: LOOPBACK, port: w.listener.local.port });
+    });
+    again.close();
+  });
+
+  it('carries a TURN server: our client binds a channel and the data goes through relayd', async () => {
+    const plane = await NativePlane.start();
+    cleanup.push(() => plane.close());
+    const clock = new SystemClock();
+    const network = new NativeNetwork(plane, node);
+    const server = await TurnServer.start(
+      { network, clock },
+      {
+        listen: { address: LOOPBACK, port: 0 },
+        realm: 'sc2c.lab',
+        users: { alice: 'alice-pass' },
+        allowedPeers: ['127.0.0.0/8'],
+        channelPlane: plane,
+      },
+    );
+    cleanup.push(() => server.close());
+    const peer = await node.bindUdp({ address: LOOPBACK });
+    const socket = await node.bindUdp({ address: LOOPBACK });
+    cleanup.push(() => {
+      peer.close();
+      socket.close();
+    });
+    peer.on('message', (data, from) => peer.send(data, from)); // echoes
+    const client = await TurnClient.allocate({ clock }, socket, {
+      server: server.local,
+      username: 'alice',
+      password: 'alice-pass',
+      rtoMs: 200,
+    });
+    const echoed: string[] = [];
+    client.on('data', (data) => echoed.push(text(data)));
+    await client.bindChannel(peer.local);
+    expect(server.counters.nativeRoutes).toBe(1);
+    for (let i = 0; i < 20; i++) client.send(new TextEncoder().encode(`m${i}`), peer.local);
+    await until('20 echoed', () => echoed.length === 20);
+    expect(echoed.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`).sort());
+    // The sweep (every second) reads relayd's counters into the server's.
+    await until('the native counts', () => server.counters.nativePackets === 40);
+    expect(server.counters.packetsToPeers).toBe(20);
+    expect(server.counters.packetsToClients).toBe(20);
+    expect(server.allocations()[0]!.bytes).toBe(2 * (10 * 2 + 10 * 3));
+    await client.close();
+    await until('the route gone with the allocation', () => server.counters.nativeRoutes === 0);
+  });
+});
