@@ -156,6 +156,50 @@ describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => 
     expect(atPeer).toHaveLength(0);
   });
 
+  it('survives 4000 hostile datagrams on both sockets, and still forwards', async () => {
+    const w = await world();
+    const upListener = collect(w.listener);
+    const upRelay = collect(w.relay);
+    const atPeer = collect(w.peer);
+    w.route();
+    await w.settle();
+    const stranger = await node.bindUdp({ address: LOOPBACK });
+    cleanup.push(() => stranger.close());
+    // A fixed seed: the same inputs every run. Lengths 0..3000, half of them ChannelData-shaped
+    // (first byte 0x40-0x7F) with any length field, from the client, the peer and a stranger.
+    let seed = 20261205;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    let sentUp = 0;
+    for (let i = 0; i < 4000; i++) {
+      const bytes = new Uint8Array(random(3001));
+      for (let j = 0; j < bytes.byteLength; j++) bytes[j] = random(256);
+      if (i % 2 === 0 && bytes.byteLength > 0) bytes[0] = 0x40 + random(0x40);
+      const from = [w.client, w.peer, stranger][i % 3]!;
+      const to = i % 2 === 0 ? w.listener : w.relay;
+      from.send(bytes, to.local);
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2)); // within the default 208 KiB buffers
+      sentUp++;
+    }
+    await w.settle();
+    expect(w.plane.closed).toBe(false);
+    // Whatever was not a valid frame of the bound channel went up; the rest was forwarded.
+    const accounted = (): number =>
+      upListener.length +
+      upRelay.length +
+      w.counted.reduce((n, c) => n + c.delta.packetsToPeer + c.delta.packetsToClient, 0);
+    // relayd drops what it cannot pass up while this process is busy sending, and says how many.
+    for (let i = 0; i < 50 && accounted() + w.plane.droppedUp < sentUp; i++) await w.settle();
+    console.log(
+      `hostile: ${accounted()} up or forwarded, ${w.plane.droppedUp} dropped by relayd, of ${sentUp}`,
+    );
+    expect(accounted() + w.plane.droppedUp).toBeGreaterThanOrEqual(sentUp - 50); // loopback may drop a few
+    w.client.send(channelData(0x4000, 'still here'), w.listener.local);
+    await until('the valid one at the peer', () => atPeer.some((m) => text(m.data) === 'still here'));
+  });
+
   it('refuses a second route for a taken client channel or peer, and a route on a closed socket', async () => {
     const w = await world();
     expect(w.route()).toBeDefined();
