@@ -133,6 +133,8 @@ export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPla
   /** Datagrams relayd dropped because this process was not reading, and sends that failed. */
   droppedUp = 0;
   sendFailures = 0;
+  /** Runs of equal-sized datagrams relayd sent as one UDP GSO send. */
+  gsoSends = 0;
   /** Sends dropped here because relayd's input queue was full. */
   queueDrops = 0;
 
@@ -369,9 +371,10 @@ export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPla
       case COUNTS: {
         this.droppedUp = Number(body.readBigUInt64BE(4));
         this.sendFailures = Number(body.readBigUInt64BE(12));
-        const n = body.readUInt32BE(20);
-        for (let i = 0; i < n && 24 + 36 * (i + 1) <= body.byteLength; i++)
-          this.#counted(body.subarray(24 + 36 * i, 24 + 36 * (i + 1)), false);
+        this.gsoSends = Number(body.readBigUInt64BE(20));
+        const n = body.readUInt32BE(28);
+        for (let i = 0; i < n && 32 + 36 * (i + 1) <= body.byteLength; i++)
+          this.#counted(body.subarray(32 + 36 * i, 32 + 36 * (i + 1)), false);
         return;
       }
       case GONE:

@@ -2,9 +2,9 @@
  * sc2c-relayd: the TURN relay's native data plane (issue 23). The TURN server in Node keeps the
  * whole control plane (authentication, allocations, permissions, channel bindings, quotas, expiry);
  * this process owns its UDP sockets and forwards ChannelData of bound channels between a client
- * and its peer with recvmmsg/sendmmsg, a batch of datagrams per system call, which Node's dgram
- * (one JavaScript callback and one send per datagram) cannot do. Every datagram it does not
- * forward goes up to Node as it came.
+ * and its peer with recvmmsg/sendmmsg, a batch of datagrams per system call (and runs of
+ * equal-sized ones as one UDP GSO send), which Node's dgram (one JavaScript callback and one send
+ * per datagram) cannot do. Every datagram it does not forward goes up to Node as it came.
  *
  * Started by src/relay/native-plane.ts with stdin and stdout as the control channel; it exits when
  * stdin closes, so it never outlives the server. Frames both ways: u32 body length, u8 type, body,
@@ -20,7 +20,7 @@
  * relayd -> Node:
  *   101 BOUND  u32 sock, u16 port, i32 errno (0: bound)
  *   102 RECV   u32 sock, u32 ip, u16 port, datagram
- *   103 COUNTS u32 request, u64 dropped up, u64 send failures, u32 n,
+ *   103 COUNTS u32 request, u64 dropped up, u64 send failures, u64 GSO sends, u32 n,
  *              n x (u32 route, u64 packets to peer, u64 bytes to peer, u64 packets to client,
  *              u64 bytes to client)
  *   104 GONE   u32 route, the same four u64 counters (final; all 0 for a route refused)
@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,7 +77,7 @@ static int32_t by_client[BUCKETS], by_peer[BUCKETS];
 static uint32_t route_high; /* one past the highest slot ever used */
 static int max_datagram = 2048;
 static int epfd;
-static uint64_t dropped_up, send_failed;
+static uint64_t dropped_up, send_failed, gso_sends;
 
 static uint8_t *in_buf;
 static size_t in_len;
@@ -94,6 +95,23 @@ static struct iovec tx_iov[BATCH][2];
 static struct sockaddr_in tx_to[BATCH];
 static uint8_t tx_head[BATCH][4];
 static int tx_n, tx_fd = -1;
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+/*
+ * Runs of equal-sized datagrams to one destination go down as one UDP GSO send (UDP_SEGMENT,
+ * Linux 4.18+): the stack is walked once for the run and the datagrams are cut at the device, or
+ * by the receiving host's stack. A video frame's fragments are mostly of one size, so under load a
+ * batch holds such runs. A device that cannot (no checksum offload: EIO) turns it off for good.
+ */
+static int gso_off;
+static struct mmsghdr gso_msgs[BATCH];
+static int gso_first[BATCH]; /* the tx entry each GSO send starts with */
+static struct iovec gso_iov[BATCH * 2];
+static union {
+  char buf[CMSG_SPACE(sizeof(uint16_t))];
+  struct cmsghdr align;
+} gso_control[BATCH];
 
 static void die(const char *why) {
   fprintf(stderr, "sc2c-relayd: %s\n", why);
@@ -150,17 +168,77 @@ static void flush_out(void) {
   }
 }
 
-static void flush_tx(void) {
+/*
+ * Sends msgs[0, count); returns count, or the index of a GSO send the kernel refused. `first`
+ * (GSO sends) gives the datagrams each send carries, so a lost send counts all of them.
+ */
+static int send_all(struct mmsghdr *msgs, int count, const int *first, int total) {
   int sent = 0;
-  while (sent < tx_n) {
-    int n = sendmmsg(tx_fd, tx_msgs + sent, (unsigned)(tx_n - sent), 0);
+  while (sent < count) {
+    int n = sendmmsg(tx_fd, msgs + sent, (unsigned)(count - sent), 0);
     if (n > 0) sent += n;
     else if (n < 0 && errno == EINTR) continue;
-    else { /* this datagram failed (a full buffer, no route): count it and go on with the rest */
-      send_failed++;
+    else if ((errno == EIO || errno == EINVAL) && msgs[sent].msg_hdr.msg_controllen > 0) return sent;
+    else {
+      /* a full buffer, no route: this one is lost; go on with the rest */
+      send_failed += first ? (uint64_t)((sent + 1 < count ? first[sent + 1] : total) - first[sent]) : 1;
       sent++;
     }
   }
+  return count;
+}
+
+static size_t entry_len(int i) {
+  size_t len = 0;
+  for (size_t k = 0; k < tx_msgs[i].msg_hdr.msg_iovlen; k++) len += tx_iov[i][k].iov_len;
+  return len;
+}
+
+static int same_run(int a, int b, size_t len) {
+  return tx_to[a].sin_addr.s_addr == tx_to[b].sin_addr.s_addr && tx_to[a].sin_port == tx_to[b].sin_port &&
+         entry_len(b) == len;
+}
+
+static void flush_tx(void) {
+  if (!gso_off) {
+    int m = 0, v = 0;
+    for (int i = 0; i < tx_n;) {
+      size_t len = entry_len(i);
+      int j = i + 1;
+      while (j < tx_n && same_run(i, j, len)) j++;
+      gso_first[m] = i;
+      struct msghdr *h = &gso_msgs[m].msg_hdr;
+      *h = (struct msghdr){.msg_name = &tx_to[i], .msg_namelen = sizeof tx_to[i], .msg_iov = &gso_iov[v]};
+      for (int k = i; k < j; k++)
+        for (size_t p = 0; p < tx_msgs[k].msg_hdr.msg_iovlen; p++) gso_iov[v++] = tx_iov[k][p];
+      h->msg_iovlen = (size_t)(v - (h->msg_iov - gso_iov));
+      if (j - i > 1) {
+        gso_sends++;
+        uint16_t segment = (uint16_t)len;
+        h->msg_control = gso_control[m].buf;
+        h->msg_controllen = sizeof gso_control[m].buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof segment);
+        memcpy(CMSG_DATA(c), &segment, sizeof segment);
+      }
+      m++;
+      i = j;
+    }
+    int done = send_all(gso_msgs, m, gso_first, tx_n);
+    if (done == m) {
+      tx_n = 0;
+      return;
+    }
+    gso_off = 1;
+    fprintf(stderr, "sc2c-relayd: UDP GSO refused (%s): sending datagram by datagram\n", strerror(errno));
+    /* What went before the refused send has left; the rest goes one by one. */
+    send_all(tx_msgs + gso_first[done], tx_n - gso_first[done], NULL, 0);
+    tx_n = 0;
+    return;
+  }
+  send_all(tx_msgs, tx_n, NULL, 0);
   tx_n = 0;
 }
 
@@ -364,12 +442,13 @@ static void on_route(const uint8_t *b) {
 static void on_stats(uint32_t request) {
   uint32_t n = 0;
   for (uint32_t r = 0; r < route_high; r++) n += routes[r].id != 0;
-  uint8_t *p = frame(COUNTS, 24 + (size_t)n * 36, 1);
+  uint8_t *p = frame(COUNTS, 32 + (size_t)n * 36, 1);
   wr32(p, request);
   wr64(p + 4, dropped_up);
   wr64(p + 12, send_failed);
-  wr32(p + 20, n);
-  p += 24;
+  wr64(p + 20, gso_sends);
+  wr32(p + 28, n);
+  p += 32;
   for (uint32_t r = 0; r < route_high; r++) {
     if (routes[r].id == 0) continue;
     wr32(p, routes[r].id);
