@@ -361,7 +361,8 @@ async function ladder(
       sentPps: Math.round(sent / options.stepS),
       deliveredPps: Math.round(delivered / options.stepS),
       lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
-      relayCpuPercent: Math.round(((processTicks(pid) - relay0) / CLK_TCK / options.stepS) * 100),
+      // Over the whole window (the generator's start and the stragglers' wait too), as the machine's.
+      relayCpuPercent: Math.round(((processTicks(pid) - relay0) / CLK_TCK / elapsedS) * 100),
       machineCores: Math.round(machineCores * 1000) / 1000,
       baselineCores: Math.round(base * 1000) / 1000,
       costUs: delivered > 0 ? Math.round((extraCpuS / delivered) * 1e6 * 1000) / 1000 : null,

@@ -11,7 +11,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type Endpoint, intToIpv4, ipv4ToInt } from '../net/address.ts';
@@ -79,6 +79,10 @@ export function relaydBinary(cacheDir = defaultCacheDir()): string {
     );
   }
   renameSync(building, binary); // atomic: a concurrent start sees the whole binary or none
+  // Builds of older sources go (a running one keeps its file until it exits).
+  for (const name of readdirSync(cacheDir))
+    if (/^sc2c-relayd-[0-9a-f]{16}$/.test(name) && join(cacheDir, name) !== binary)
+      rmSync(join(cacheDir, name), { force: true });
   return binary;
 }
 

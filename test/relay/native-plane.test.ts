@@ -4,6 +4,9 @@
  * Real sockets on loopback. CI installs gcc (scripts/setup-system.sh); without a compiler the
  * tests are skipped with the reason printed, and with CI=true they fail instead.
  */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../src/net/address.ts';
 import { SystemClock } from '../../src/net/clock.ts';
@@ -95,6 +98,23 @@ async function world() {
 }
 
 describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => {
+  it('builds into its cache once, drops older builds, and says when there is no compiler', () => {
+    const cache = mkdtempSync(join(tmpdir(), 'sc2c-relayd-cache-'));
+    cleanup.push(() => rmSync(cache, { recursive: true, force: true }));
+    writeFileSync(join(cache, 'sc2c-relayd-0123456789abcdef'), 'an older build');
+    const binary = relaydBinary(cache);
+    expect(readdirSync(cache)).toEqual([basename(binary)]);
+    expect(relaydBinary(cache)).toBe(binary); // cached: not built again
+    rmSync(binary);
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      expect(() => relaydBinary(cache)).toThrow(/no C compiler \(cc\) to build sc2c-relayd/);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
   it('forwards a bound channel both ways, and counts what it forwarded', async () => {
     const w = await world();
     const upListener = collect(w.listener);
