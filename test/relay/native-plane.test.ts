@@ -12,6 +12,7 @@ import type { Endpoint } from '../../src/net/address.ts';
 import { SystemClock } from '../../src/net/clock.ts';
 import { NodeNetwork } from '../../src/net/node-network.ts';
 import type { UdpSocket } from '../../src/net/types.ts';
+import { encodeChannelData } from '../../src/protocol/stun/turn.ts';
 import {
   NativeNetwork,
   NativePlane,
@@ -54,14 +55,11 @@ function collect(socket: UdpSocket): { data: Uint8Array; from: Endpoint }[] {
   return got;
 }
 
+/** ChannelData of `payload`, followed by `pad` zero bytes (RFC 8656 §12.4 allows up to 3). */
 function channelData(channel: number, payload: string, pad = 0): Uint8Array {
-  const body = new TextEncoder().encode(payload);
-  const out = new Uint8Array(4 + body.byteLength + pad);
-  out[0] = channel >> 8;
-  out[1] = channel & 0xff;
-  out[2] = body.byteLength >> 8;
-  out[3] = body.byteLength & 0xff;
-  out.set(body, 4);
+  const frame = encodeChannelData(channel, new TextEncoder().encode(payload));
+  const out = new Uint8Array(frame.byteLength + pad);
+  out.set(frame);
   return out;
 }
 
