@@ -223,6 +223,16 @@ export function metrics(
       () => t().nativeBytes,
     );
     counter(
+      'sc2c_turn_native_dropped_total',
+      'Datagrams sc2c-relayd dropped because the server did not read them fast enough (its 4 MiB queue was full).',
+      () => t().nativeDroppedUp,
+    );
+    counter(
+      'sc2c_turn_native_send_failures_total',
+      'Datagrams sc2c-relayd could not send (a full socket buffer, no route).',
+      () => t().nativeSendFailures,
+    );
+    counter(
       'sc2c_turn_tcp_connections_total',
       'TURN-over-TCP connections accepted.',
       () => t().tcpConnections,

@@ -55,9 +55,12 @@ export class ChannelRoutes {
     allocation.planeRoutes.clear();
   }
 
-  /** The sweep's read of the plane's counters. */
+  /** The sweep's read of the plane's counters (its losses as of the read before). */
   poll(): void {
-    this.plane?.poll();
+    if (!this.plane) return;
+    this.plane.poll();
+    this.counters.nativeDroppedUp = this.plane.droppedUp;
+    this.counters.nativeSendFailures = this.plane.sendFailures;
   }
 
   #counted(

@@ -242,7 +242,7 @@ export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPla
 
   /** Asks relayd for its counters; they reach each route's `counted` when the answer comes. */
   poll(): void {
-    if (this.#closed || this.#routes.size === 0) return;
+    if (this.#closed) return;
     this.#write(STATS, u32(++this.#request));
   }
 

@@ -118,6 +118,9 @@ export interface ChannelPlane {
   remove(id: number): void;
   /** Asks for the counters; routes' `counted` get them when they come. */
   poll(): void;
+  /** Datagrams the plane dropped because this process was not reading, and sends that failed, as last read. */
+  readonly droppedUp: number;
+  readonly sendFailures: number;
 }
 
 export interface TurnCounters {
@@ -162,6 +165,9 @@ export interface TurnCounters {
   nativeRoutes: number;
   nativePackets: number;
   nativeBytes: number;
+  /** The plane's losses, as last read: datagrams it could not pass up, and sends that failed. */
+  nativeDroppedUp: number;
+  nativeSendFailures: number;
 }
 
 export function emptyTurnCounters(): TurnCounters {
@@ -197,5 +203,7 @@ export function emptyTurnCounters(): TurnCounters {
     nativeRoutes: 0,
     nativePackets: 0,
     nativeBytes: 0,
+    nativeDroppedUp: 0,
+    nativeSendFailures: 0,
   };
 }

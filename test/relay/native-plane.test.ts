@@ -251,6 +251,16 @@ describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => 
     await until('the valid one at the peer', () => atPeer.some((m) => text(m.data) === 'still here'));
   });
 
+  it('counts the sends the kernel refuses (broadcast without SO_BROADCAST: EACCES)', async () => {
+    const w = await world();
+    w.route(0x4001, w.client.local, { address: '255.255.255.255', port: 9 });
+    await w.settle();
+    for (let i = 0; i < 3; i++) w.client.send(channelData(0x4001, `lost ${i}`), w.listener.local);
+    for (let i = 0; i < 50 && w.plane.sendFailures < 3; i++) await w.settle();
+    expect(w.plane.sendFailures).toBe(3);
+    expect(w.plane.droppedUp).toBe(0);
+  });
+
   it('refuses a second route for a taken client channel or peer, and a route on a closed socket', async () => {
     const w = await world();
     expect(w.route()).toBeDefined();
