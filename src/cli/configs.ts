@@ -10,6 +10,7 @@ import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
 import { type Accounts, accountsFrom } from '../signaling/accounts.ts';
 import { parseConfig, readConfigFile } from '../util/config-file.ts';
 import { UsageError } from '../util/usage-error.ts';
+import { SITE_NAME } from './site-order.ts';
 
 const port = z.number().int().min(0).max(65535);
 const ipv4 = z.string().refine(isIpv4, { message: 'not an IPv4 address' });
@@ -231,6 +232,11 @@ export const gatewaySchema = z
   .object({
     /** The SIP server, or several nodes of one service (issue 24): the first, then the others on failover. */
     server: z.union([z.string(), z.array(z.string()).min(1).max(16)]),
+    /**
+     * Issue 24: with several servers, gateways naming the same site start at the same node of the
+     * list (a hash of the name picks it), so a site's calls stay on one node. Default: in order.
+     */
+    site: z.string().regex(SITE_NAME, "lower-case letters, digits and '-' (1-64)").optional(),
     /** The SIP user this gateway (or viewer) registers as, unless `--user` says otherwise. */
     user: userName.optional(),
     /** Its password (SC2C_PASSWORD or `--password` win); keep the file private (sc2c init makes it 0600). */

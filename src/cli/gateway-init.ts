@@ -18,6 +18,7 @@ import { parseInteger } from './errors.ts';
 import { type FailureContext, resolveHost } from './failures.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { mediaRole } from './media.ts';
+import { bySite, SITE_NAME } from './site-order.ts';
 
 export interface CommonOptions {
   config: string;
@@ -38,6 +39,8 @@ export interface CommonOptions {
   portMappingProtocols?: PortMappingProtocol[];
   /** Issue 21: `--transport udp|auto|tcp`. */
   transport?: DirectTransport;
+  /** Issue 24: the site whose gateways start at the same node (default the config's `site`). */
+  site?: string;
 }
 
 /** Who this process registers as, and with what password: flags, then SC2C_PASSWORD, then the config. */
@@ -83,9 +86,16 @@ export async function gatewayInit(
     throw new UsageError(`unknown --mode '${mode}'. Allowed: ${TRAVERSAL_MODES.join(', ')}`);
   // Issue 24: several nodes, comma-separated (or a list in the config): the first, then the others.
   const serverText = options.server ?? config.server;
-  const listed = (Array.isArray(serverText) ? serverText : serverText.split(','))
-    .map((text) => text.trim())
-    .filter((text) => text.length > 0);
+  const site = options.site ?? config.site;
+  if (site !== undefined && !SITE_NAME.test(site))
+    throw new UsageError(`--site must be lower-case letters, digits and '-' (1-64); got '${site}'`);
+  // One site's gateways start at the same node, so their calls stay on it (issue 24).
+  const listed = bySite(
+    (Array.isArray(serverText) ? serverText : serverText.split(','))
+      .map((text) => text.trim())
+      .filter((text) => text.length > 0),
+    site,
+  );
   if (listed.length === 0 || listed.length > 16)
     throw new UsageError(`--server needs 1 to 16 host[:port] entries; got '${String(serverText)}'`);
   const servers = await Promise.all(
@@ -226,6 +236,7 @@ export function withCommon(command: Command): Command {
       '--server <host[:port],...>',
       'SIP server (default from the config); several nodes comma-separated, tried in order',
     )
+    .option('--site <name>', "start the server list at this site's node, as its other gateways do")
     .option('--stun <host[:port]>', 'STUN server (default from the config)')
     .option('--user <name>', "SIP user to register as (default the config's user)")
     .option('--password <secret>', 'SIP password (or SC2C_PASSWORD)')
