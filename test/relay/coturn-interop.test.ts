@@ -250,4 +250,56 @@ admin:
       /401|Unauthorized|Cannot complete Allocation/,
     );
   }, 60_000);
+
+  it("turnutils_uclient follows a sharded sc2c server's signed 300 Try Alternate to a shard and relays there", async () => {
+    const sip = base + 90;
+    const stun = base + 91;
+    const peerPort = base + 93;
+    const shardPort = base + 95;
+    const config = join(dir, 'sharded.yaml');
+    writeFileSync(
+      config,
+      `sip:
+  listen: { address: 127.0.0.1, port: ${sip} }
+  realm: sc2c.lab
+  users: { alice: alice-interop-pass }
+stun:
+  primary: { address: 127.0.0.1, port: ${stun} }
+  alternate: { address: 127.0.0.2, port: ${stun + 1} }
+turn:
+  allowedPeers: [127.0.0.0/8]
+  shards: 2
+  shardPort: ${shardPort}
+  kernelForwarding: off
+`,
+    );
+    const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(server);
+    await waitForOutput(server, /relay shards on ports/, 'sc2c server', 20_000);
+    const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
+    children.push(peer);
+    await new Promise((r) => setTimeout(r, 300));
+    const { stdout, stderr } = await run(
+      'turnutils_uclient',
+      ['-c', '-v', '-l', '200', '-u', 'alice', '-w', 'alice-interop-pass', '-e', '127.0.0.1'].concat([
+        '-r',
+        String(peerPort),
+        '-p',
+        String(stun),
+        '-n',
+        '50',
+        '127.0.0.1',
+      ]),
+      { timeout: 30_000 },
+    ).catch((error: { stdout: string; stderr: string }) => error);
+    const output = `${stdout}${stderr}`;
+    // The front redirects the Allocate; uclient reconnects to the shard it names and allocates there.
+    expect(output).toMatch(/error 300 \(Try Alternate: relay shard 127\.0\.0\.1:(\d+)\)/);
+    const shard = Number(/relay shard 127\.0\.0\.1:(\d+)/.exec(output)![1]);
+    expect([shardPort, shardPort + 1]).toContain(shard);
+    expect(output).toContain(`Connected to: 127.0.0.1:${shard}`);
+    expect(output).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
+  }, 60_000);
 });
