@@ -3,7 +3,8 @@
  * `native` runs sc2c-relayd (src/relay/native/relayd.c) and refuses to start without it, `node`
  * forwards in this process, and `auto` (the default) takes relayd when it can be built and run.
  */
-import { NativePlane, NativePlaneUnavailable } from '../relay/native-plane.ts';
+import { NativePlaneUnavailable } from '../relay/native-build.ts';
+import { NativePlane } from '../relay/native-plane.ts';
 
 export type DataPlaneMode = 'auto' | 'native' | 'node';
 

@@ -5,7 +5,7 @@
  */
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
-import { NativeNetwork } from '../relay/native-plane.ts';
+import { NativeNetwork } from '../relay/native-socket.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { TurnServer } from '../relay/turn-server.ts';
 import { type RelayPlane, startRelayPlane } from './relay-plane.ts';

@@ -6,7 +6,7 @@ import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { CallRecordStore } from '../relay/call-records.ts';
-import { NativeNetwork } from '../relay/native-plane.ts';
+import { NativeNetwork } from '../relay/native-socket.ts';
 import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
@@ -134,8 +134,10 @@ export function registerServer(program: Command): void {
           const store = await openStore(config.store, clock, options.config);
           opened.push(() => void store.close());
           // Issue 23: with the native data plane, the STUN/TURN UDP sockets live in sc2c-relayd.
-          const relayPlane = await startRelayPlane(
-            config.turn && config.turn.shards === 1 ? config.turn.dataPlane : 'node',
+          // With shards, UDP is relayed there (each with its own plane): the front keeps Node's sockets.
+          const relayPlane = await (config.turn && config.turn.shards > 1
+            ? Promise.resolve({ plane: undefined, note: 'UDP relayed in the shards' })
+            : startRelayPlane(config.turn ? config.turn.dataPlane : 'node')
           ).catch((error: Error) => {
             throw new UsageError(`${error.message} (set turn.dataPlane in ${options.config})`);
           });

@@ -2,33 +2,21 @@
  * The TURN relay's native data plane (issue 23): `sc2c-relayd` (native/relayd.c), a child process
  * that owns the relay's UDP sockets and forwards bound channels' ChannelData between client and
  * peer in batches (recvmmsg/sendmmsg). Node's dgram pays one JavaScript callback and one system
- * call per datagram, about 10 µs on this class of machine against coturn's 4-5 µs; batching is
- * what a faster per-core rate needs, and dgram offers none.
+ * call per datagram (a bare Node forwarder measured about 10 µs a datagram here, a C one 4.75 µs);
+ * batching is what a faster per-core rate needs, and dgram offers none.
  *
  * Everything else stays here: the sockets are `UdpSocket`s like any other (datagrams relayd does
  * not forward come up as 'message' events, sends go down), and the TURN server decides which
  * channels relayd forwards (`ChannelPlane`) and reads what it forwarded back into its counters.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { type Endpoint, intToIpv4, ipv4ToInt } from '../net/address.ts';
-import type {
-  BindInit,
-  FastPathHandler,
-  Network,
-  StreamConnection,
-  StreamServer,
-  UdpSocket,
-  UdpSocketEvents,
-} from '../net/types.ts';
+import type { BindInit, UdpSocket } from '../net/types.ts';
 import { AddressInUseError } from '../net/types.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { NativePlaneUnavailable, relaydBinary } from './native-build.ts';
+import { NativeUdpSocket } from './native-socket.ts';
 import type { ChannelPlane, ChannelRoute, RouteCounts } from './turn-types.ts';
-
-const SOURCE = new URL('./native/relayd.c', import.meta.url).pathname;
 
 /** Frame types (native/relayd.c). */
 const BIND = 1;
@@ -49,49 +37,6 @@ const SLOTS = 65536;
 const MAX_FRAME_BYTES = 65536 + 64;
 /** Sends queued toward relayd beyond which more are dropped: it reads as fast as it can send. */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
-
-export class NativePlaneUnavailable extends Error {
-  constructor(why: string) {
-    super(why);
-    this.name = 'NativePlaneUnavailable';
-  }
-}
-
-/**
- * The relayd binary for this source, compiled with `cc -O2` on first use into a cache named by
- * the source's hash (so an upgrade recompiles). Throws `NativePlaneUnavailable` without a compiler.
- */
-export function relaydBinary(cacheDir = defaultCacheDir()): string {
-  const source = readFileSync(SOURCE);
-  const hash = createHash('sha256').update(source).digest('hex').slice(0, 16);
-  const binary = join(cacheDir, `sc2c-relayd-${hash}`);
-  if (existsSync(binary)) return binary;
-  mkdirSync(cacheDir, { recursive: true });
-  const building = `${binary}.${process.pid}`;
-  try {
-    execFileSync('cc', ['-O2', '-o', building, SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new NativePlaneUnavailable(
-      code === 'ENOENT'
-        ? 'no C compiler (cc) to build sc2c-relayd: apt-get install gcc'
-        : `cc could not build sc2c-relayd: ${String((error as { stderr?: Buffer }).stderr ?? error).trim()}`,
-    );
-  }
-  renameSync(building, binary); // atomic: a concurrent start sees the whole binary or none
-  // Builds of older sources go (a running one keeps its file until it exits).
-  for (const name of readdirSync(cacheDir))
-    if (/^sc2c-relayd-[0-9a-f]{16}$/.test(name) && join(cacheDir, name) !== binary)
-      rmSync(join(cacheDir, name), { force: true });
-  return binary;
-}
-
-function defaultCacheDir(): string {
-  const nodeModules = join(dirname(SOURCE), '../../../node_modules');
-  return existsSync(nodeModules)
-    ? join(nodeModules, '.cache/sc2c-gateway')
-    : join(homedir(), '.cache/sc2c-gateway');
-}
 
 export interface NativePlaneInit {
   /** Datagrams larger than this are never forwarded by relayd (the TURN server's limit). Default 2048. */
@@ -126,7 +71,8 @@ class Ids {
 
 export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPlane {
   readonly #sockets = new Map<number, NativeUdpSocket>();
-  readonly #routes = new Map<number, { route: ChannelRoute; seen: RouteCounts }>();
+  /** Routes relayd holds or is dropping (`removing`: UNROUTE sent, its GONE not yet back). */
+  readonly #routes = new Map<number, { route: ChannelRoute; seen: RouteCounts; removing?: boolean }>();
   readonly #binding = new Map<number, { resolve: (port: number) => void; reject: (error: Error) => void }>();
   readonly #socketIds = new Ids();
   readonly #routeIds = new Ids();
@@ -236,7 +182,9 @@ export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPla
 
   /** relayd stops forwarding it; what it forwarded since the last read reaches `route.counted`. */
   remove(id: number): void {
-    if (this.#closed || !this.#routes.has(id)) return;
+    const held = this.#routes.get(id);
+    if (this.#closed || !held || held.removing) return;
+    held.removing = true;
     this.#write(UNROUTE, u32(id));
   }
 
@@ -303,7 +251,7 @@ export class NativePlane extends TypedEmitter<PlaneEvents> implements ChannelPla
     if (!this.#sockets.delete(id)) return;
     for (const [routeId, { route }] of this.#routes)
       if ((route.listener as NativeUdpSocket).id === id || (route.relay as NativeUdpSocket).id === id)
-        this.#write(UNROUTE, u32(routeId));
+        this.remove(routeId);
     this.#write(CLOSE, u32(id));
     this.#socketIds.give(id);
   }
@@ -419,91 +367,4 @@ function u32(value: number): Buffer {
   const body = Buffer.alloc(4);
   body.writeUInt32BE(value, 0);
   return body;
-}
-
-/** A UDP socket that lives in relayd. */
-class NativeUdpSocket extends TypedEmitter<UdpSocketEvents> implements UdpSocket {
-  #closed = false;
-  #fastPath?: FastPathHandler;
-
-  constructor(
-    private readonly plane: NativePlane,
-    readonly id: number,
-    readonly local: Endpoint,
-  ) {
-    super();
-  }
-
-  receive(data: Buffer, address: string, port: number): void {
-    if (this.#closed) return;
-    if (this.#fastPath?.(data, address, port)) return;
-    this.emit('message', new Uint8Array(data.buffer, data.byteOffset, data.byteLength), { address, port });
-  }
-
-  send(data: Uint8Array, to: Endpoint): void {
-    if (!this.#closed) this.plane.send(this.id, data, 0, data.byteLength, to);
-  }
-
-  forward(
-    data: Uint8Array,
-    offset: number,
-    length: number,
-    address: string,
-    port: number,
-    head?: Uint8Array,
-  ): void {
-    if (!this.#closed) this.plane.send(this.id, data, offset, length, { address, port }, 0, head);
-  }
-
-  setTTL(ttl: number): void {
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)
-      throw new RangeError(`TTL must be 1..255, got ${ttl}`);
-    if (!this.#closed) this.plane.setTtl(this.id, ttl);
-  }
-
-  sendWithTtl(data: Uint8Array, to: Endpoint, ttl: number): Promise<void> {
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255)
-      return Promise.reject(new RangeError(`TTL must be 1..255, got ${ttl}`));
-    // The TTL rides with this datagram alone (an IP_TTL control message), so other sends keep theirs.
-    if (!this.#closed) this.plane.send(this.id, data, 0, data.byteLength, to, ttl);
-    return Promise.resolve();
-  }
-
-  setFastPath(handler: FastPathHandler | undefined): void {
-    this.#fastPath = handler;
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.plane.closeSocket(this.id);
-    this.emit('close');
-  }
-
-  /** relayd is gone: so is this socket. */
-  gone(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.emit('close');
-  }
-}
-
-/** A `Network` whose UDP sockets live in relayd; streams are `base`'s. */
-export class NativeNetwork implements Network {
-  constructor(
-    readonly plane: NativePlane,
-    private readonly base: Network,
-  ) {}
-
-  bindUdp(init?: BindInit): Promise<UdpSocket> {
-    return this.plane.bindUdp(init);
-  }
-
-  connect(...args: Parameters<Network['connect']>): Promise<StreamConnection> {
-    return this.base.connect(...args);
-  }
-
-  listen(...args: Parameters<Network['listen']>): Promise<StreamServer> {
-    return this.base.listen(...args);
-  }
 }

@@ -1,35 +1,14 @@
-/**
- * A new call (INVITE) at the server: who calls (a registered gateway, or the caller another node
- * asserted over a link), whether it may call the callee (its access list, before its presence),
- * and where the callee is: here, on another node (issue 24: the store says which, and the INVITE
- * goes over the link to it), or nowhere. The dialog opens here, owned by its two parties.
- */
-import type { Clock } from '../net/clock.ts';
 import { uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest, type SipResponse } from '../protocol/sip/message.ts';
-import { type Accounts, mayCall } from './accounts.ts';
-import type { DialogTable, Party } from './dialogs.ts';
+import { mayCall } from './accounts.ts';
+import type { Party } from './dialogs.ts';
 import { assertedCaller, assertIdentity } from './identity.ts';
-import type { NodeLinks } from './node-links.ts';
-import type { Registrar } from './registrar.ts';
 import { transactionKey } from './request-checks.ts';
-import type { SignalingCounters } from './server-init.ts';
+import type { ServerParts } from './server-parts.ts';
 import { quoteWire, type SipConnection } from './sip-connection.ts';
-import type { SignalingStore } from './store.ts';
-import { type CredentialIssuer, credentialHeader, withoutCredential } from './turn-credentials.ts';
+import { credentialHeader, withoutCredential } from './turn-credentials.ts';
 
-export interface InvitesHost {
-  readonly clock: Clock;
-  readonly counters: SignalingCounters;
-  readonly accounts: Accounts;
-  readonly registrar: Registrar<SipConnection>;
-  readonly dialogs: DialogTable<SipConnection>;
-  readonly links: NodeLinks;
-  readonly store?: SignalingStore;
-  /** This node's id in the store. */
-  readonly node: string;
-  readonly realm: string;
-  readonly turnCredentials?: CredentialIssuer;
+export interface InvitesHost extends ServerParts {
   /** INVITEs waiting for their final answer, by Call-ID. */
   readonly invites: Map<string, SipRequest>;
   /** A dialog opened: the server sweeps unanswered ones while any exists. */
@@ -41,7 +20,6 @@ export interface InvitesHost {
     to: Party<SipConnection>,
     message: M,
   ) => boolean;
-  readonly log: (line: string, level?: 'info' | 'warn', fields?: Record<string, unknown>) => void;
 }
 
 export class Invites {

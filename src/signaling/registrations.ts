@@ -1,45 +1,22 @@
-/**
- * REGISTER at the server (RFC 3261 §10): digest authentication (SHA-256, bound to the connection)
- * behind a failed-login throttle; the registration bound to the connection, written to the store
- * (issue 24) and shown with its NAT class (issue 22); a short-lived TURN credential in the 200. A
- * REGISTER naming a node (`Sc2c-Node`) is another node's link (node-links.ts).
- */
-import type { Clock } from '../net/clock.ts';
 import { OBSERVED_PIN_OPTION } from '../protocol/sc2c-info.ts';
 import { parseNameAddr, uriUser } from '../protocol/sip/headers.ts';
 import { header, type SipRequest } from '../protocol/sip/message.ts';
-import type { Accounts } from './accounts.ts';
 import { NODE_HEADER } from './cluster.ts';
 import type { Coordinator } from './coordinator.ts';
-import type { DialogTable } from './dialogs.ts';
 import { DigestAuthenticator } from './digest-auth.ts';
-import type { NodeLinks } from './node-links.ts';
 import { NAT_HEADER, type Presence, readNatLabel } from './presence.ts';
-import type { Registrar } from './registrar.ts';
-import type { SignalingCounters } from './server-init.ts';
+import type { ServerParts } from './server-parts.ts';
 import { quoteWire, type SipConnection } from './sip-connection.ts';
-import type { SignalingStore } from './store.ts';
 import type { FailureThrottle } from './throttle.ts';
-import { type CredentialIssuer, credentialHeader } from './turn-credentials.ts';
+import { credentialHeader } from './turn-credentials.ts';
 
 /** Longest registration we grant; clients re-register before it runs out. */
 export const MAX_EXPIRES_S = 3600;
 
-export interface RegistrationsHost {
-  readonly clock: Clock;
-  readonly counters: SignalingCounters;
-  readonly realm: string;
-  readonly accounts: Accounts;
+export interface RegistrationsHost extends ServerParts {
   readonly throttle: FailureThrottle;
-  readonly registrar: Registrar<SipConnection>;
   readonly presence: Presence;
-  readonly dialogs: DialogTable<SipConnection>;
   readonly coordinator: Coordinator<SipConnection>;
-  readonly links: NodeLinks;
-  readonly store?: SignalingStore;
-  /** This node's id in the store. */
-  readonly node: string;
-  readonly turnCredentials?: CredentialIssuer;
   /** The server reads pins from its own STUN server's Bindings (issue 19): said in the 200. */
   readonly observedPins: boolean;
   /** A store write in the background, counted when it fails. */
@@ -48,7 +25,6 @@ export interface RegistrationsHost {
   readonly settled: (connection: SipConnection) => void;
   /** `connection` has no registration left: closed unless it registers again soon. */
   readonly unsettled: (connection: SipConnection) => void;
-  readonly log: (line: string, level?: 'info' | 'warn', fields?: Record<string, unknown>) => void;
 }
 
 export class Registrations {

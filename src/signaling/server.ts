@@ -55,6 +55,9 @@ export type {
   SignalingServerComponents,
   SignalingServerInit,
 } from './server-init.ts';
+
+import type { ServerParts } from './server-parts.ts';
+
 export { CALL_RECORD_EVENT } from './state-requests.ts';
 export type { CallView, CameraView, RegistrationView } from './views.ts';
 export const CALL_RECORD_CONTENT_TYPE = 'application/sc2c-call-record+json';
@@ -144,20 +147,24 @@ export class SignalingServer {
           body ?? '',
         ),
     });
-    this.#registrations = new Registrations({
+    const parts: ServerParts = {
       clock: c.clock,
       counters: this.counters,
       realm: init.realm,
       accounts: this.#accounts,
-      throttle: this.#throttle,
       registrar: this.#registrar,
-      presence: this.#presence,
       dialogs: this.#dialogs,
-      coordinator: this.#coordinator,
       links: this.#links,
       store: c.store,
       node: init.node ?? 'main',
       turnCredentials: init.turnCredentials,
+      log: (line, level, fields) => this.#log(line, level, fields),
+    };
+    this.#registrations = new Registrations({
+      ...parts,
+      throttle: this.#throttle,
+      presence: this.#presence,
+      coordinator: this.#coordinator,
       observedPins: init.bindings !== undefined,
       stored: (what, write) => this.#stored(what, write),
       settled: (connection) => {
@@ -169,24 +176,13 @@ export class SignalingServer {
         const state = this.#connections.get(connection);
         if (state) this.#armIdle(connection, state);
       },
-      log: (line, level, fields) => this.#log(line, level, fields),
     });
     this.#router = new Invites({
-      clock: c.clock,
-      counters: this.counters,
-      accounts: this.#accounts,
-      registrar: this.#registrar,
-      dialogs: this.#dialogs,
-      links: this.#links,
-      store: c.store,
-      node: init.node ?? 'main',
-      realm: init.realm,
-      turnCredentials: init.turnCredentials,
+      ...parts,
       invites: this.#invites,
       opened: () => this.#scheduleSweep(),
       inDialog: (connection, request) => this.#inDialog(connection, request),
       pass: (from, to, message) => this.#pass(from, to, message),
-      log: (line, level, fields) => this.#log(line, level, fields),
     });
     this.#syncs = new Syncs({
       clock: c.clock,

@@ -105,6 +105,71 @@ const ALL_ECHOED = [
   ...[0, 1, 2, 3, 4].map((i) => `channel ${i}`),
 ].sort();
 
+/**
+ * `sc2c server` on loopback: SIP at `sip`, STUN/TURN at `stun`, `more` (turn: and the rest) appended;
+ * resolved once its log matches `ready`. `banner()` is what it has logged.
+ */
+async function startOurs(file: string, sip: number, stun: number, more: string, ready: RegExp) {
+  const config = join(dir, file);
+  writeFileSync(
+    config,
+    `sip:
+  listen: { address: 127.0.0.1, port: ${sip} }
+  realm: sc2c.lab
+  users: { alice: alice-interop-pass }
+stun:
+  primary: { address: 127.0.0.1, port: ${stun} }
+  alternate: { address: 127.0.0.2, port: ${stun + 1} }
+${more}`,
+  );
+  const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(server);
+  let banner = '';
+  server.stderr!.on('data', (chunk) => {
+    banner += chunk;
+  });
+  server.stdout!.on('data', (chunk) => {
+    banner += chunk;
+  });
+  await waitForOutput(server, ready, 'sc2c server', 20_000);
+  return { banner: () => banner };
+}
+
+/** coturn's echoing peer at 127.0.0.1:`port`. */
+async function startPeer(port: number): Promise<void> {
+  children.push(spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' }));
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+/**
+ * uclient sends `count` messages through the relay at `port` to the echoing peer; its whole output.
+ * -c: no RTCP allocation (that needs RESERVATION-TOKEN, which we do not offer).
+ */
+function uclient(
+  flags: string[],
+  port: number,
+  peerPort: number,
+  count: number,
+  password = 'alice-interop-pass',
+): Promise<string> {
+  return run(
+    'turnutils_uclient',
+    ['-c', ...flags, '-u', 'alice', '-w', password, '-e', '127.0.0.1', '-r', String(peerPort)].concat([
+      '-p',
+      String(port),
+      '-n',
+      String(count),
+      '127.0.0.1',
+    ]),
+    { timeout: 30_000 },
+  ).then(
+    ({ stdout, stderr }) => stdout + stderr,
+    (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
+  );
+}
+
 describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
   it('our client allocates on coturn with long-term credentials and relays both ways', async () => {
     const port = base + 1;
@@ -173,61 +238,24 @@ describe.skipIf(missing !== undefined)('TURN interop with coturn', () => {
   }, 30_000);
 
   it('turnutils_uclient allocates on sc2c server and relays through it to turnutils_peer', async () => {
-    const sip = base + 80;
     const stun = base + 81;
     const peerPort = base + 83;
-    const config = join(dir, 'server.yaml');
-    writeFileSync(
-      config,
-      `sip:
-  listen: { address: 127.0.0.1, port: ${sip} }
-  realm: sc2c.lab
-  users: { alice: alice-interop-pass }
-stun:
-  primary: { address: 127.0.0.1, port: ${stun} }
-  alternate: { address: 127.0.0.2, port: ${stun + 1} }
-turn:
+    const server = await startOurs(
+      'server.yaml',
+      base + 80,
+      stun,
+      `turn:
   allowedPeers: [127.0.0.0/8]
   tls: { port: ${stun + 3}, certFile: ${cert.certFile}, keyFile: ${cert.keyFile} }
 admin:
   listen: { address: 127.0.0.1, port: ${base + 85} }
 `,
+      /TURN on 127\.0\.0\.1/,
     );
-    const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(server);
-    let banner = '';
-    server.stderr!.on('data', (chunk) => {
-      banner += chunk;
-    });
-    server.stdout!.on('data', (chunk) => {
-      banner += chunk;
-    });
-    await waitForOutput(server, /TURN on 127\.0\.0\.1/, 'sc2c server', 20_000);
     // Issue 23: the channels are forwarded by sc2c-relayd (CI has the C compiler it is built with).
-    expect(banner).toMatch(/native data plane \(sc2c-relayd\)/);
-    const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
-    children.push(peer);
-    await new Promise((r) => setTimeout(r, 300));
-    // uclient sends `count` messages through the relay to the echoing peer; its whole output.
-    // -c: no RTCP allocation (that needs RESERVATION-TOKEN, which we do not offer).
-    const uclient = (flags: string[], port: number, count: number, password = 'alice-interop-pass') =>
-      run(
-        'turnutils_uclient',
-        ['-c', ...flags, '-u', 'alice', '-w', password, '-e', '127.0.0.1', '-r', String(peerPort)].concat([
-          '-p',
-          String(port),
-          '-n',
-          String(count),
-          '127.0.0.1',
-        ]),
-        { timeout: 30_000 },
-      ).then(
-        ({ stdout, stderr }) => stdout + stderr,
-        (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
-      );
-    const output = await uclient(['-l', '200'], stun, 50);
+    expect(server.banner()).toMatch(/native data plane \(sc2c-relayd\)/);
+    await startPeer(peerPort);
+    const output = await uclient(['-l', '200'], stun, peerPort, 50);
     expect(output).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
     expect(output).toMatch(/Total lost packets 0 \(0\.0+%\)/);
     // ... and relayd forwarded them both ways (its counters, read each second, in /metrics).
@@ -238,63 +266,39 @@ admin:
     for (let i = 0; i < 30 && (await forwarded()) < 100; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await forwarded()).toBeGreaterThanOrEqual(100);
     // With -s the client uses Send indications instead of channels: also relayed.
-    expect(await uclient(['-s'], stun, 20)).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
+    expect(await uclient(['-s'], stun, peerPort, 20)).toMatch(/tot_send_msgs=20, tot_recv_msgs=20/);
     // With -t the client talks to the server over TCP (RFC 8656 §3.1); the relay leg is still UDP.
-    expect(await uclient(['-t', '-l', '200'], stun, 50)).toMatch(/tot_send_msgs=50, tot_recv_msgs=50/);
+    expect(await uclient(['-t', '-l', '200'], stun, peerPort, 50)).toMatch(
+      /tot_send_msgs=50, tot_recv_msgs=50/,
+    );
     // With -t -S over TLS (-S alone is DTLS), on the TLS port.
-    expect(await uclient(['-t', '-S', '-l', '200'], stun + 3, 50)).toMatch(
+    expect(await uclient(['-t', '-S', '-l', '200'], stun + 3, peerPort, 50)).toMatch(
       /tot_send_msgs=50, tot_recv_msgs=50/,
     );
     // A wrong password is refused, and uclient says so.
-    expect(await uclient([], stun, 5, 'wrong-password')).toMatch(
+    expect(await uclient([], stun, peerPort, 5, 'wrong-password')).toMatch(
       /401|Unauthorized|Cannot complete Allocation/,
     );
   }, 60_000);
 
   it("turnutils_uclient follows a sharded sc2c server's signed 300 Try Alternate to a shard and relays there", async () => {
-    const sip = base + 90;
     const stun = base + 91;
     const peerPort = base + 93;
     const shardPort = base + 95;
-    const config = join(dir, 'sharded.yaml');
-    writeFileSync(
-      config,
-      `sip:
-  listen: { address: 127.0.0.1, port: ${sip} }
-  realm: sc2c.lab
-  users: { alice: alice-interop-pass }
-stun:
-  primary: { address: 127.0.0.1, port: ${stun} }
-  alternate: { address: 127.0.0.2, port: ${stun + 1} }
-turn:
+    await startOurs(
+      'sharded.yaml',
+      base + 90,
+      stun,
+      `turn:
   allowedPeers: [127.0.0.0/8]
   shards: 2
   shardPort: ${shardPort}
   kernelForwarding: off
 `,
+      /relay shards on ports/,
     );
-    const server = spawn(process.execPath, [BIN, 'server', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(server);
-    await waitForOutput(server, /relay shards on ports/, 'sc2c server', 20_000);
-    const peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
-    children.push(peer);
-    await new Promise((r) => setTimeout(r, 300));
-    const { stdout, stderr } = await run(
-      'turnutils_uclient',
-      ['-c', '-v', '-l', '200', '-u', 'alice', '-w', 'alice-interop-pass', '-e', '127.0.0.1'].concat([
-        '-r',
-        String(peerPort),
-        '-p',
-        String(stun),
-        '-n',
-        '50',
-        '127.0.0.1',
-      ]),
-      { timeout: 30_000 },
-    ).catch((error: { stdout: string; stderr: string }) => error);
-    const output = `${stdout}${stderr}`;
+    await startPeer(peerPort);
+    const output = await uclient(['-v', '-l', '200'], stun, peerPort, 50);
     // The front redirects the Allocate; uclient reconnects to the shard it names and allocates there.
     expect(output).toMatch(/error 300 \(Try Alternate: relay shard 127\.0\.0\.1:(\d+)\)/);
     const shard = Number(/relay shard 127\.0\.0\.1:(\d+)/.exec(output)![1]);
