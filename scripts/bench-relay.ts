@@ -54,12 +54,14 @@ const LOAD_IP = '198.18.250.1';
 const RELAY_IP = '198.18.250.2';
 
 interface Step {
+  /** Which round at this rate (0-based); every round has its own baseline. */
+  round: number;
   offeredPps: number;
   sentPps: number;
   deliveredPps: number;
   lossPercent: number;
   relayCpuPercent: number;
-  /** Whole-machine CPU-seconds per second of the step, with the relay; and without, at this rate. */
+  /** Whole-machine CPU-seconds per second of the step, with the relay; and without, in the same round. */
   machineCores: number;
   baselineCores: number;
   /** Machine CPU per delivered packet, minus the no-relay baseline (microseconds). */
@@ -78,13 +80,42 @@ interface Row {
   /** Machine CPU per forwarded packet beyond the no-relay baseline, fitted over the clean steps (µs). */
   costUs: number | null;
   ppsPerCore: number | null;
-  limitedBy: 'relay' | 'generator' | 'max-pps';
+  /**
+   * coturn's cost per packet over this row's, both fitted over the rates both carried cleanly in
+   * this run (above 1: cheaper than coturn). Null for coturn itself, or without coturn in the run.
+   */
+  vsCoturn: number | null;
+  limitedBy: 'relay' | 'generator' | 'max-pps' | 'setup';
+  /** Per clean rate, the medians over its rounds. */
+  rates: RateResult[];
   steps: Step[];
+}
+
+/** One relay under test, running for the whole benchmark so that all are measured side by side. */
+interface Run {
+  relay: RelayName;
+  shards: number;
+  dataPlane?: DataPlane;
+  /** The relay process (coturn, or sc2c server with its relayd and shards), for its CPU. */
+  pid: number;
+  makeLoads(payload: number): Promise<Load[]>;
+  loads: Load[];
+}
+
+function label(run: Run): string {
+  const plane = run.relay === 'sc2c-turn' && run.dataPlane ? `/${run.dataPlane}` : '';
+  return `${run.relay}${plane}${run.shards > 1 ? ` x${run.shards}` : ''}`;
 }
 
 const program = new Command('bench:relay')
   .description('relay forwarding capacity and CPU per packet: coturn, our TURN relay and our kernel path')
   .option('--step-s <n>', 'seconds per load step', parseInteger('--step-s', 1, 60), 3)
+  .option(
+    '--rounds <n>',
+    'rounds per rate (medians), each with its own baseline',
+    parseInteger('--rounds', 1, 9),
+    3,
+  )
   .option('--max-pps <n>', 'highest offered rate', parseInteger('--max-pps', 1000, 5_000_000), 800_000)
   .option('--relays <list>', 'which relays, comma-separated', RELAYS.join(','))
   .option('--payloads <list>', 'payload sizes in bytes, comma-separated', '100,1200')
@@ -104,6 +135,7 @@ const program = new Command('bench:relay')
   .parse();
 const options = program.opts<{
   stepS: number;
+  rounds: number;
   maxPps: number;
   relays: string;
   payloads: string;
@@ -303,106 +335,192 @@ interface Load {
   sink: Sink;
 }
 
-/** Machine CPU-seconds per second for the direct, no-relay load at (payload, rate), cached. */
-const baselines = new Map<string, number>();
-async function baselineCores(payload: number, pps: number): Promise<number> {
-  const key = `${payload}/${pps}`;
-  const known = baselines.get(key);
-  if (known !== undefined) return known;
-  const sink = await startSink(0);
-  try {
-    const before = machineTicks();
-    const started = performance.now();
-    await generate(0, { address: LOAD_IP, port: sink.port }, '-', payload, pps);
-    await new Promise((r) => setTimeout(r, 300));
-    const cores = (machineTicks() - before) / CLK_TCK / ((performance.now() - started) / 1000);
-    baselines.set(key, cores);
-    return cores;
-  } finally {
-    sink.stop();
-  }
-}
-
-async function ladder(
-  relay: RelayName,
-  shards: number,
+/** One generator step against a run's loads (or, with none, the direct no-relay baseline). */
+async function step(
+  run: Run | null,
   payload: number,
-  pid: number,
-  loads: readonly Load[],
-): Promise<Row> {
+  pps: number,
+  round: number,
+  baselineSink: Sink,
+): Promise<Step> {
+  const loads = run
+    ? run.loads
+    : [{ to: { address: LOAD_IP, port: baselineSink.port }, fromPort: 0, prefix: '-', sink: baselineSink }];
   const count = async (): Promise<number> => {
     let total = 0;
     for (const load of loads) total += await load.sink.count();
     return total;
   };
-  const steps: Step[] = [];
-  let limitedBy: Row['limitedBy'] = 'max-pps';
-  for (let pps = 10_000; pps <= options.maxPps; pps = Math.round(pps * 1.5)) {
-    const base = await baselineCores(payload, pps);
-    const delivered0 = await count();
-    const relay0 = processTicks(pid);
-    const machine0 = machineTicks();
-    const started = performance.now();
-    // One generator per allocation, sharing the rate: with shards, one allocation per shard.
-    const sent = (
-      await Promise.all(
-        loads.map((load) =>
-          generate(load.fromPort, load.to, load.prefix, payload, Math.round(pps / loads.length)),
-        ),
-      )
-    ).reduce((a, b) => a + b, 0);
-    await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
-    const elapsedS = (performance.now() - started) / 1000;
-    const delivered = (await count()) - delivered0;
-    const machineCores = (machineTicks() - machine0) / CLK_TCK / elapsedS;
-    const extraCpuS = (machineCores - base) * elapsedS;
-    const step: Step = {
-      offeredPps: pps,
-      sentPps: Math.round(sent / options.stepS),
-      deliveredPps: Math.round(delivered / options.stepS),
-      lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
-      // Over the whole window (the generator's start and the stragglers' wait too), as the machine's.
-      relayCpuPercent: Math.round(((processTicks(pid) - relay0) / CLK_TCK / elapsedS) * 100),
-      machineCores: Math.round(machineCores * 1000) / 1000,
-      baselineCores: Math.round(base * 1000) / 1000,
-      costUs: delivered > 0 ? Math.round((extraCpuS / delivered) * 1e6 * 1000) / 1000 : null,
-    };
-    steps.push(step);
-    say(
-      `  ${relay} ${payload} B: offered ${pps}/s, sent ${step.sentPps}/s, delivered ${step.deliveredPps}/s (loss ${step.lossPercent} %), relay CPU ${step.relayCpuPercent} %, machine ${step.machineCores} cores (no relay: ${step.baselineCores}), ${step.costUs ?? '-'} µs/packet`,
-    );
-    if (step.sentPps < 0.95 * pps) {
-      limitedBy = 'generator';
-      break;
-    }
-    if (step.lossPercent > 1) {
-      limitedBy = 'relay';
-      break;
-    }
-  }
-  const clean = steps.filter((s) => s.lossPercent <= 1 && s.sentPps >= 0.95 * s.offeredPps);
-  const best = clean.at(-1);
-  // Cost per packet from every clean step at once: the least-squares slope, through the origin,
-  // of the extra machine cores against the delivered rate. One step's difference of two CPU
-  // readings is noisy; the slope weights the high rates, where the relay's cost dominates.
+  const delivered0 = await count();
+  const relay0 = run ? processTicks(run.pid) : 0;
+  const machine0 = machineTicks();
+  const started = performance.now();
+  // One generator per allocation, sharing the rate: with shards, one allocation per shard.
+  const sent = (
+    await Promise.all(
+      loads.map((load) =>
+        generate(load.fromPort, load.to, load.prefix, payload, Math.round(pps / loads.length)),
+      ),
+    )
+  ).reduce((a, b) => a + b, 0);
+  await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
+  const elapsedS = (performance.now() - started) / 1000;
+  const delivered = (await count()) - delivered0;
+  return {
+    round,
+    offeredPps: pps,
+    sentPps: Math.round(sent / options.stepS),
+    deliveredPps: Math.round(delivered / options.stepS),
+    lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
+    // Over the whole window (the generator's start and the stragglers' wait too), as the machine's.
+    relayCpuPercent: run ? Math.round(((processTicks(run.pid) - relay0) / CLK_TCK / elapsedS) * 100) : 0,
+    machineCores: Math.round(((machineTicks() - machine0) / CLK_TCK / elapsedS) * 1000) / 1000,
+    baselineCores: 0,
+    costUs: null,
+  };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** One rate's rounds for one run, reduced to medians. */
+interface RateResult {
+  pps: number;
+  deliveredPps: number;
+  sentPps: number;
+  lossPercent: number;
+  relayCpuPercent: number;
+  /** Machine cores beyond the baseline measured in the same round, median over the rounds. */
+  extraCores: number;
+}
+
+/**
+ * Cost per packet from a set of rates at once: the least-squares slope, through the origin, of
+ * the extra machine cores against the delivered rate. One step's difference of two CPU readings
+ * is noisy; the slope weights the high rates, where the relay's cost dominates. Seconds.
+ */
+function slope(rates: readonly RateResult[]): number {
   let numerator = 0;
   let denominator = 0;
-  for (const s of clean) {
-    numerator += (s.machineCores - s.baselineCores) * s.deliveredPps;
-    denominator += s.deliveredPps * s.deliveredPps;
+  for (const r of rates) {
+    numerator += r.extraCores * r.deliveredPps;
+    denominator += r.deliveredPps * r.deliveredPps;
   }
-  const costS = denominator > 0 ? numerator / denominator : 0;
-  return {
-    relay,
-    shards,
-    payloadBytes: payload,
-    capacityPps: best?.deliveredPps ?? null,
-    relayCpuPercent: best?.relayCpuPercent ?? null,
-    costUs: costS > 0 ? Math.round(costS * 1e9) / 1000 : null,
-    ppsPerCore: costS > 0 ? Math.round(1 / costS) : null,
-    limitedBy,
-    steps,
-  };
+  return denominator > 0 ? numerator / denominator : 0;
+}
+
+/**
+ * Every run of one payload, interleaved: at each offered rate, `--rounds` rounds, and in each round
+ * the direct baseline and every run still standing, in an order rotated round by round. A run's
+ * cost at a rate is its machine CPU minus the baseline of the same round, so drift in the
+ * machine's speed (this is a VM) lands on every relay alike. A run leaves the ladder at the first
+ * rate where most of its rounds lose more than 1 % (`relay`) or could not be offered (`generator`).
+ */
+async function interleaved(runs: readonly Run[], payload: number): Promise<Row[]> {
+  const baselineSink = await startSink(0);
+  const standing = new Set(runs);
+  const results = new Map<Run, RateResult[]>(runs.map((run) => [run, []]));
+  const steps = new Map<Run, Step[]>(runs.map((run) => [run, []]));
+  const limited = new Map<Run, Row['limitedBy']>(runs.map((run) => [run, 'max-pps']));
+  try {
+    for (let pps = 10_000; pps <= options.maxPps && standing.size > 0; pps = Math.round(pps * 1.5)) {
+      const active = [...standing];
+      // Fresh allocations at every rate: a TURN permission lives 300 s (RFC 8656 section 9), and
+      // the generator, which sends from the client's 5-tuple, cannot refresh it.
+      for (const run of [...active]) {
+        try {
+          run.loads = await run.makeLoads(payload);
+        } catch (error) {
+          say(`  ${label(run)}: ${(error as Error).message}; it leaves the ladder at ${pps}/s`);
+          limited.set(run, 'setup');
+          standing.delete(run);
+          active.splice(active.indexOf(run), 1);
+        }
+      }
+      const byRun = new Map<Run, Step[]>(active.map((run) => [run, []]));
+      try {
+        for (let round = 0; round < options.rounds; round++) {
+          const order: (Run | null)[] = [null, ...active];
+          const rotated = order.map((_, i) => order[(i + round) % order.length]!);
+          let baseline: Step | undefined;
+          const pending: [Run, Step][] = [];
+          for (const target of rotated) {
+            const s = await step(target, payload, pps, round, baselineSink);
+            if (target === null) baseline = s;
+            else pending.push([target, s]);
+          }
+          for (const [run, s] of pending) {
+            const base = baseline!.machineCores;
+            const costUs =
+              s.deliveredPps > 0
+                ? Math.round(((s.machineCores - base) / s.deliveredPps) * 1e6 * 1000) / 1000
+                : null;
+            const done = { ...s, baselineCores: base, costUs };
+            byRun.get(run)!.push(done);
+            steps.get(run)!.push(done);
+            say(
+              `  ${label(run)} ${payload} B round ${round + 1}: offered ${pps}/s, sent ${s.sentPps}/s, delivered ${s.deliveredPps}/s (loss ${s.lossPercent} %), relay CPU ${s.relayCpuPercent} %, machine ${s.machineCores} cores (no relay: ${base}), ${costUs ?? '-'} µs/packet`,
+            );
+          }
+        }
+      } finally {
+        for (const run of active) for (const load of run.loads) load.sink.stop();
+      }
+      for (const run of active) {
+        const rounds = byRun.get(run)!;
+        const short = rounds.filter((s) => s.sentPps < 0.95 * pps).length;
+        const lossy = rounds.filter((s) => s.lossPercent > 1).length;
+        if (short * 2 > rounds.length) limited.set(run, 'generator');
+        else if (lossy * 2 > rounds.length) limited.set(run, 'relay');
+        else {
+          results.get(run)!.push({
+            pps,
+            deliveredPps: Math.round(median(rounds.map((s) => s.deliveredPps))),
+            sentPps: Math.round(median(rounds.map((s) => s.sentPps))),
+            lossPercent: median(rounds.map((s) => s.lossPercent)),
+            relayCpuPercent: Math.round(median(rounds.map((s) => s.relayCpuPercent))),
+            extraCores: median(rounds.map((s) => s.machineCores - s.baselineCores)),
+          });
+          continue;
+        }
+        standing.delete(run);
+      }
+    }
+  } finally {
+    baselineSink.stop();
+  }
+  const coturn = runs.find((run) => run.relay === 'coturn');
+  return runs.map((run): Row => {
+    const clean = results.get(run)!;
+    const best = clean.at(-1);
+    const costS = slope(clean);
+    let vsCoturn: number | null = null;
+    if (coturn && run !== coturn) {
+      // Head to head: both fitted over the same rates, those both carried cleanly.
+      const theirs = results.get(coturn)!;
+      const common = new Set(theirs.map((r) => r.pps).filter((pps) => clean.some((r) => r.pps === pps)));
+      const ours = slope(clean.filter((r) => common.has(r.pps)));
+      const them = slope(theirs.filter((r) => common.has(r.pps)));
+      if (ours > 0 && them > 0) vsCoturn = Math.round((them / ours) * 100) / 100;
+    }
+    return {
+      relay: run.relay,
+      shards: run.shards,
+      ...(run.dataPlane && run.relay === 'sc2c-turn' ? { dataPlane: run.dataPlane } : {}),
+      payloadBytes: payload,
+      capacityPps: best?.deliveredPps ?? null,
+      relayCpuPercent: best?.relayCpuPercent ?? null,
+      costUs: costS > 0 ? Math.round(costS * 1e9) / 1000 : null,
+      ppsPerCore: costS > 0 ? Math.round(1 / costS) : null,
+      vsCoturn,
+      limitedBy: limited.get(run)!,
+      rates: clean,
+      steps: steps.get(run)!,
+    };
+  });
 }
 
 function hex(bytes: Uint8Array): string {
@@ -483,6 +601,7 @@ stun:
 turn:
   allowedPeers: [198.18.250.0/24]
   unauthenticatedPerSecond: 10000
+  userQuota: 100 # fresh allocations at every rate, the old ones left to expire
   kernelForwarding: on
   dataPlane: ${dataPlane}
   shards: ${shards}
@@ -519,24 +638,28 @@ async function inside(relayNs: string): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     say(
-      `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step`,
+      `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step, ${options.rounds} rounds per rate`,
     );
-    const runs = relays.flatMap((relay): { relay: RelayName; shards: number; dataPlane?: DataPlane }[] => {
+    const plans = relays.flatMap((relay): { relay: RelayName; shards: number; dataPlane?: DataPlane }[] => {
       if (relay === 'coturn') return [{ relay, shards: 1 }];
       // The kernel path forwards in nftables whatever the plane; the server runs with the first.
       if (relay === 'sc2c-kernel') return [{ relay, shards: 1, dataPlane: dataPlanes[0]! }];
       return dataPlanes.flatMap((dataPlane) => shardCounts.map((shards) => ({ relay, shards, dataPlane })));
     });
-    for (const [i, { relay, shards, dataPlane }] of runs.entries()) {
-      const port = 40_000 + i * 200;
+    // Every relay starts now and runs to the end, idle while another is measured: each round
+    // measures them one after the other at the same rate, against a baseline of that round.
+    const runs: Run[] = [];
+    for (const [i, { relay, shards, dataPlane }] of plans.entries()) {
+      const port = 40_000 + i * 400;
       let child: ChildProcess;
       const server: Endpoint = { address: RELAY_IP, port };
       if (relay === 'coturn') {
         child = await startCoturn({
           address: RELAY_IP,
           port,
-          minPort: port + 10,
-          maxPort: port + 60,
+          // Fresh allocations at every rate, the old ones left to expire: room for 2 x 10 minutes.
+          minPort: port + 100,
+          maxPort: port + 399,
           dir,
           auth: ['--lt-cred-mech', `--user=${USER.username}:${USER.password}`],
           extra: ['--relay-threads=1'],
@@ -544,32 +667,27 @@ async function inside(relayNs: string): Promise<void> {
         });
       } else child = await startOurs(dir, relayNs, port, shards, dataPlane ?? 'native');
       children.push(child);
-      for (const payload of payloads) {
-        const loads: Load[] = [];
-        try {
-          // With shards, one allocation each: the front sends each to the least-loaded shard.
-          for (let n = 0; n < shards; n++)
-            loads.push(relay === 'sc2c-kernel' ? await kernelLoad(server) : await turnLoad(server));
-        } catch (error) {
-          say(`  ${relay}: cannot set up (${(error as Error).message}); no row`);
-          for (const load of loads) load.sink.stop();
-          continue;
-        }
-        try {
-          const row = await ladder(
-            relay,
-            shards,
-            payload,
-            relayPid(child),
-            loads.map((load) => prefixFor(load, payload)),
-          );
-          rows.push(dataPlane ? { ...row, dataPlane } : row);
-        } finally {
-          for (const load of loads) load.sink.stop();
-        }
-      }
-      child.kill('SIGKILL');
+      runs.push({
+        relay,
+        shards,
+        ...(dataPlane ? { dataPlane } : {}),
+        pid: relayPid(child),
+        loads: [],
+        makeLoads: async (payload) => {
+          const loads: Load[] = [];
+          try {
+            // With shards, one allocation each: the front sends each to the least-loaded shard.
+            for (let n = 0; n < shards; n++)
+              loads.push(relay === 'sc2c-kernel' ? await kernelLoad(server) : await turnLoad(server));
+          } catch (error) {
+            for (const load of loads) load.sink.stop();
+            throw new Error(`cannot set up (${(error as Error).message})`);
+          }
+          return loads.map((load) => prefixFor(load, payload));
+        },
+      });
     }
+    for (const payload of payloads) rows.push(...(await interleaved(runs, payload)));
   } finally {
     for (const child of children) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -581,17 +699,18 @@ async function inside(relayNs: string): Promise<void> {
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, node: process.version },
     placement: 'relay pinned to CPU 0; generator, sink and this script pinned to CPU 1',
     stepS: options.stepS,
+    rounds: options.rounds,
     rows,
   };
   if (options.out) writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
   if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     process.stdout.write(
-      '\nrelay              payload  capacity (<= 1 % loss)  relay CPU  packets/s per core  limited by\n',
+      '\nrelay              payload  capacity (<= 1 % loss)  relay CPU  packets/s per core  vs coturn  limited by\n',
     );
     for (const r of rows)
       process.stdout.write(
-        `${(r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay).padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${r.limitedBy}\n`,
+        `${(r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay).padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${String(r.vsCoturn ?? '-').padStart(9)}  ${r.limitedBy}\n`,
       );
   }
 }
