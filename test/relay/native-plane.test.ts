@@ -4,7 +4,7 @@
  * Real sockets on loopback. CI installs gcc (scripts/setup-system.sh); without a compiler the
  * tests are skipped with the reason printed, and with CI=true they fail instead.
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -61,6 +61,16 @@ function channelData(channel: number, payload: string, pad = 0): Uint8Array {
 }
 
 const text = (data: Uint8Array): string => new TextDecoder().decode(data);
+
+/** How many UDP sockets on loopback are bound to `local` and connected to `remote` (/proc/net/udp). */
+function connected(local: Endpoint, remote: Endpoint): number {
+  const hex = (e: Endpoint): string => `0100007F:${e.port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/udp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[1] === hex(local) && f[2] === hex(remote)).length;
+}
 
 async function world() {
   const plane = await NativePlane.start();
@@ -192,9 +202,14 @@ describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => 
     stranger.send(new TextEncoder().encode('not the peer'), w.relay.local);
     await until('6 datagrams up', () => upListener.length === 5 && upRelay.length === 1);
     expect(atPeer).toHaveLength(0);
-    expect(text(upListener[0]!.data.subarray(4))).toBe('unbound channel');
-    expect(upListener[1]!.from).toEqual(stranger.local);
-    expect(upListener[4]!.data.byteLength).toBe(3000);
+    // In order per sender; the client's come up through its connected socket, the stranger's
+    // through the listener, so the two senders' datagrams may interleave either way.
+    const fromClient = upListener.filter((m) => m.from.port === w.client.local.port);
+    const fromStranger = upListener.filter((m) => m.from.port === stranger.local.port);
+    expect(fromClient).toHaveLength(4);
+    expect(text(fromClient[0]!.data.subarray(4))).toBe('unbound channel');
+    expect(fromClient[3]!.data.byteLength).toBe(3000);
+    expect(fromStranger.map((m) => text(m.data.subarray(4)))).toEqual(['not the client']);
     expect(text(upRelay[0]!.data)).toBe('not the peer');
     // Removing the route gives its last counts (none forwarded), and its traffic goes up from then.
     w.plane.remove(id!);
@@ -202,6 +217,44 @@ describe.skipIf(missing !== undefined)('native data plane (sc2c-relayd)', () => 
     w.client.send(channelData(0x4000, 'after'), w.listener.local);
     await until('it up', () => upListener.length === 6);
     expect(atPeer).toHaveLength(0);
+  });
+
+  it('gives each route a socket connected to its peer and closes it with the route, but none to the client (the listener stays one hash slot)', async () => {
+    const w = await world();
+    const peer2 = await node.bindUdp({ address: LOOPBACK });
+    cleanup.push(() => peer2.close());
+    const upListener = collect(w.listener);
+    const atPeer2 = collect(peer2);
+    const atClient = collect(w.client);
+    const first = w.route(0x4000, w.client.local, w.peer.local);
+    const second = w.route(0x4001, w.client.local, peer2.local);
+    await w.settle();
+    expect(w.plane.routes).toBe(2);
+    expect(connected(w.listener.local, w.client.local)).toBe(0);
+    expect(connected(w.relay.local, w.peer.local)).toBe(1);
+    expect(connected(w.relay.local, peer2.local)).toBe(1);
+    // The first route goes, and its peer's socket with it; the second carries on.
+    w.plane.remove(first!);
+    await until('the first route gone', () => w.counted.some((c) => c.gone));
+    await w.settle();
+    expect(connected(w.relay.local, w.peer.local)).toBe(0);
+    expect(connected(w.relay.local, peer2.local)).toBe(1);
+    w.client.send(channelData(0x4001, 'still on'), w.listener.local);
+    peer2.send(new TextEncoder().encode('and back'), w.relay.local);
+    await until('both ways', () => atPeer2.length === 1 && atClient.length === 1);
+    expect(text(atPeer2[0]!.data)).toBe('still on');
+    expect(text(atClient[0]!.data.subarray(4))).toBe('and back');
+    // The last route goes: the peer's datagrams come up on the relayed socket as before.
+    const upRelay = collect(w.relay);
+    w.plane.remove(second!);
+    await until('the second route gone', () => w.counted.filter((c) => c.gone).length === 2);
+    expect(connected(w.relay.local, peer2.local)).toBe(0);
+    peer2.send(new TextEncoder().encode('up now'), w.relay.local);
+    w.client.send(channelData(0x4001, 'and this'), w.listener.local);
+    await until('both up', () => upRelay.length === 1 && upListener.length === 1);
+    expect(text(upRelay[0]!.data)).toBe('up now');
+    expect(upRelay[0]!.from).toEqual(peer2.local);
+    expect(atPeer2).toHaveLength(1);
   });
 
   it('survives 4000 hostile datagrams on both sockets, and still forwards', async () => {

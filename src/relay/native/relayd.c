@@ -24,6 +24,9 @@
  *              n x (u32 route, u64 packets to peer, u64 bytes to peer, u64 packets to client,
  *              u64 bytes to client)
  *   104 GONE   u32 route, the same four u64 counters (final; all 0 for a route refused)
+ * A route's peer gets a socket of its own, connected to it (see Conn), so that its datagrams and
+ * those to it need no route look-up. An ICMP error from a peer fails the next send to it (counted
+ * as a send failure), where an unconnected socket would have sent it into the void.
  * Ids are Node's: the low 16 bits index a slot here, the rest is a generation, so a late frame of a
  * closed socket or route is never taken for its slot's next occupant. A malformed control frame is
  * a bug in the server, not input from the network: relayd exits (status 3) rather than guess.
@@ -69,10 +72,37 @@ typedef struct {
   uint32_t cip, pip;
   uint64_t count[4]; /* packets to peer, bytes to peer, packets to client, bytes to client */
   int32_t next_c, next_p;
+  int32_t pconn; /* the connected socket to the peer; -1: none */
 } Route;
+
+/*
+ * A connected socket for a route's peer, bound to the relayed socket's address and port with
+ * SO_REUSEPORT. The kernel gives the peer's datagrams to it (a reuseport group with a connected
+ * member is searched by score, and the connected member matches best), finds it by the early
+ * demux, which skips the route look-up on receive, and sends on it without a route look-up either.
+ * What it receives counts as received on `owner`.
+ *
+ * Only peers get one, and not clients as coturn does: every client shares the listening port, and
+ * the kernel keeps all sockets of one local address and port in one hash slot, so each datagram
+ * to the listener from anyone without a connected socket (a STUN request, a stranger's junk) would
+ * walk every client's socket. A relayed port has one peer route or a few.
+ */
+typedef struct {
+  uint32_t refs; /* 0: free */
+  int fd;
+  uint16_t owner;
+  uint16_t port;
+  uint32_t ip;
+  int32_t next; /* hash chain; the free list when free */
+} Conn;
+
+#define CONNS SLOTS /* one per route at most */
+#define CONN_TAG 0x40000000u
 
 static Sock socks[SLOTS];
 static Route routes[SLOTS];
+static Conn conns[CONNS];
+static int32_t by_conn[BUCKETS], conn_free;
 static int32_t by_client[BUCKETS], by_peer[BUCKETS];
 static uint32_t route_high; /* one past the highest slot ever used */
 static int max_datagram = 2048;
@@ -208,7 +238,9 @@ static void flush_tx(void) {
       while (j < tx_n && same_run(i, j, len)) j++;
       gso_first[m] = i;
       struct msghdr *h = &gso_msgs[m].msg_hdr;
-      *h = (struct msghdr){.msg_name = &tx_to[i], .msg_namelen = sizeof tx_to[i], .msg_iov = &gso_iov[v]};
+      *h = (struct msghdr){.msg_name = tx_msgs[i].msg_hdr.msg_name,
+                           .msg_namelen = tx_msgs[i].msg_hdr.msg_namelen,
+                           .msg_iov = &gso_iov[v]};
       for (int k = i; k < j; k++)
         for (size_t p = 0; p < tx_msgs[k].msg_hdr.msg_iovlen; p++) gso_iov[v++] = tx_iov[k][p];
       h->msg_iovlen = (size_t)(v - (h->msg_iov - gso_iov));
@@ -242,7 +274,8 @@ static void flush_tx(void) {
   tx_n = 0;
 }
 
-static void queue_tx(int fd, const uint8_t *head, const uint8_t *data, size_t len, uint32_t ip, uint16_t port) {
+/* `connected`: fd is connected to ip:port, and the send names no address (no route look-up). */
+static void queue_tx(int fd, int connected, const uint8_t *head, const uint8_t *data, size_t len, uint32_t ip, uint16_t port) {
   if (fd != tx_fd || tx_n == BATCH) {
     if (tx_n > 0) flush_tx();
     tx_fd = fd;
@@ -255,7 +288,10 @@ static void queue_tx(int fd, const uint8_t *head, const uint8_t *data, size_t le
     tx_iov[i][parts++] = (struct iovec){tx_head[i], 4};
   }
   tx_iov[i][parts++] = (struct iovec){(void *)data, len};
-  tx_msgs[i].msg_hdr = (struct msghdr){.msg_name = &tx_to[i], .msg_namelen = sizeof tx_to[i], .msg_iov = tx_iov[i], .msg_iovlen = (size_t)parts};
+  tx_msgs[i].msg_hdr = (struct msghdr){.msg_name = connected ? NULL : &tx_to[i],
+                                       .msg_namelen = connected ? 0 : sizeof tx_to[i],
+                                       .msg_iov = tx_iov[i],
+                                       .msg_iovlen = (size_t)parts};
 }
 
 static Route *find_client(uint16_t lsock, uint32_t ip, uint16_t port, uint16_t channel) {
@@ -285,7 +321,8 @@ static void datagram(uint16_t s, const uint8_t *data, size_t len, int truncated,
       if (4 + length <= len && len - 4 - length <= 3) {
         Route *r = find_client(s, ip, port, rd16(data));
         if (r) {
-          queue_tx(socks[r->rsock].fd, NULL, data + 4, length, r->pip, r->pport);
+          int c = r->pconn;
+          queue_tx(c >= 0 ? conns[c].fd : socks[r->rsock].fd, c >= 0, NULL, data + 4, length, r->pip, r->pport);
           r->count[0]++;
           r->count[1] += length;
           return;
@@ -297,7 +334,7 @@ static void datagram(uint16_t s, const uint8_t *data, size_t len, int truncated,
       uint8_t head[4];
       wr16(head, r->channel);
       wr16(head + 2, (uint16_t)len);
-      queue_tx(socks[r->lsock].fd, head, data, len, r->cip, r->cport);
+      queue_tx(socks[r->lsock].fd, 0, head, data, len, r->cip, r->cport);
       r->count[2]++;
       r->count[3] += len;
       return;
@@ -312,8 +349,8 @@ static void datagram(uint16_t s, const uint8_t *data, size_t len, int truncated,
   memcpy(p + 10, data, len);
 }
 
-static void drain(uint16_t s) {
-  int fd = socks[s].fd;
+/* Reads what `fd` holds (a socket's, or a connected one's of socket `s`) as received on `s`. */
+static void drain(int fd, uint16_t s) {
   for (int round = 0; round < 8; round++) { /* then the other sockets get their turn */
     int n = recvmmsg(fd, rx_msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) break;
@@ -328,6 +365,65 @@ static void drain(uint16_t s) {
 }
 
 static uint16_t slot(uint32_t id) { return (uint16_t)(id & 0xFFFF); }
+
+static uint32_t hash_conn(uint16_t owner, uint32_t ip, uint16_t port) { return mix(owner | 0x20000u, ip, port); }
+
+/*
+ * The connected socket of socket slot `owner` to ip:port, shared by the routes that use it (a
+ * peer has one route per relayed socket; the sharing is for safety); made on first use. -1 when it cannot be made (the route then uses `owner` itself, as before).
+ */
+static int32_t conn_get(uint16_t owner, uint32_t ip, uint16_t port) {
+  uint32_t h = hash_conn(owner, ip, port);
+  for (int32_t c = by_conn[h]; c >= 0; c = conns[c].next)
+    if (conns[c].owner == owner && conns[c].ip == ip && conns[c].port == port) {
+      conns[c].refs++;
+      return c;
+    }
+  int32_t c = conn_free;
+  if (c < 0) return -1;
+  int one = 1, base = socks[owner].fd, rcvbuf = 0, ttl = 0;
+  socklen_t size = sizeof rcvbuf;
+  struct sockaddr_in local, remote = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(ip)};
+  socklen_t llen = sizeof local;
+  /* The owner joins the reuseport group now; relayd's other sockets never set it before their
+   * bind, so no later bind to port 0 can be given a port already in use. */
+  if (setsockopt(base, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      getsockname(base, (struct sockaddr *)&local, &llen) != 0)
+    return -1;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (getsockopt(base, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0) {
+    rcvbuf /= 2; /* Linux reports twice what was asked */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
+  size = sizeof ttl;
+  if (getsockopt(base, IPPROTO_IP, IP_TTL, &ttl, &size) == 0) setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = CONN_TAG | (uint32_t)c};
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      bind(fd, (struct sockaddr *)&local, sizeof local) != 0 ||
+      connect(fd, (struct sockaddr *)&remote, sizeof remote) != 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    close(fd);
+    return -1;
+  }
+  conn_free = conns[c].next;
+  conns[c] = (Conn){.refs = 1, .fd = fd, .owner = owner, .ip = ip, .port = port, .next = by_conn[h]};
+  by_conn[h] = c;
+  return c;
+}
+
+static void conn_put(int32_t c) {
+  if (c < 0 || --conns[c].refs > 0) return;
+  int32_t *at = &by_conn[hash_conn(conns[c].owner, conns[c].ip, conns[c].port)];
+  while (*at >= 0 && *at != c) at = &conns[*at].next;
+  if (*at == c) *at = conns[c].next;
+  /* What it still holds is read as the owner's (a client's request in flight goes up, not away). */
+  drain(conns[c].fd, conns[c].owner);
+  epoll_ctl(epfd, EPOLL_CTL_DEL, conns[c].fd, NULL);
+  close(conns[c].fd);
+  conns[c] = (Conn){.fd = -1, .next = conn_free};
+  conn_free = c;
+}
+
 
 static Sock *sock_of(uint32_t id) {
   Sock *x = &socks[slot(id)];
@@ -349,7 +445,9 @@ static void unlink_route(int32_t index) {
   while (*at >= 0 && *at != index) at = &routes[*at].next_p;
   if (*at == index) *at = r->next_p;
   gone(r);
+  int32_t pconn = r->pconn;
   memset(r, 0, sizeof *r);
+  conn_put(pconn);
 }
 
 static void on_bind(const uint8_t *b) {
@@ -430,6 +528,7 @@ static void on_route(const uint8_t *b) {
     gone(&n);
     return;
   }
+  n.pconn = conn_get(n.rsock, n.pip, n.pport);
   uint32_t hc = hash_client(n.lsock, n.cip, n.cport, n.channel), hp = hash_peer(n.rsock, n.pip, n.pport);
   n.next_c = by_client[hc];
   n.next_p = by_peer[hp];
@@ -468,6 +567,8 @@ static void control(uint8_t type, const uint8_t *b, size_t len) {
     Sock *x = sock_of(rd32(b));
     int ttl = b[4];
     if (x) setsockopt(x->fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+    for (int32_t c = 0; x && c < CONNS; c++)
+      if (conns[c].refs > 0 && conns[c].owner == slot(rd32(b))) setsockopt(conns[c].fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     break;
   }
   case ROUTE: on_route(b); break;
@@ -512,6 +613,9 @@ int main(int argc, char **argv) {
   if (!in_buf || !out_buf) die("out of memory");
   memset(by_client, 0xFF, sizeof by_client);
   memset(by_peer, 0xFF, sizeof by_peer);
+  memset(by_conn, 0xFF, sizeof by_conn);
+  for (int32_t c = 0; c < CONNS; c++) conns[c] = (Conn){.fd = -1, .next = c + 1 < CONNS ? c + 1 : -1};
+  conn_free = 0;
   for (int i = 0; i < BATCH; i++) {
     rx_iov[i] = (struct iovec){rx[i], MAX_DATAGRAM};
     rx_msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx_from[i], .msg_namelen = sizeof rx_from[i], .msg_iov = &rx_iov[i], .msg_iovlen = 1};
@@ -529,7 +633,10 @@ int main(int argc, char **argv) {
       uint32_t tag = events[i].data.u32;
       if (tag == STDIN_TAG) read_control();
       else if (tag == STDOUT_TAG) flush_out();
-      else if (socks[tag].id != 0) drain((uint16_t)tag);
+      else if (tag & CONN_TAG) {
+        Conn *c = &conns[tag & ~CONN_TAG];
+        if (c->refs > 0) drain(c->fd, c->owner);
+      } else if (socks[tag].id != 0) drain(socks[tag].fd, (uint16_t)tag);
     }
     if (out_len > 0) flush_out();
   }
