@@ -473,8 +473,9 @@ async function interleaved(runs: readonly Run[], payload: number): Promise<Row[]
         const rounds = byRun.get(run)!;
         const short = rounds.filter((s) => s.sentPps < 0.95 * pps).length;
         const lossy = rounds.filter((s) => s.lossPercent > 1).length;
-        if (short * 2 > rounds.length) limited.set(run, 'generator');
-        else if (lossy * 2 > rounds.length) limited.set(run, 'relay');
+        // A relay that loses is at its limit, whether or not the generator also fell short.
+        if (lossy * 2 > rounds.length) limited.set(run, 'relay');
+        else if (short * 2 > rounds.length) limited.set(run, 'generator');
         else {
           results.get(run)!.push({
             pps,
