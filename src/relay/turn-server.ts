@@ -5,9 +5,9 @@
  * ranges. It also answers STUN Binding, as every TURN server does. Malformed or oversized input is
  * dropped and counted, never thrown.
  */
-import { type Endpoint, formatEndpoint, sameEndpoint } from '../net/address.ts';
+import { type Endpoint, formatEndpoint } from '../net/address.ts';
 import { type Clock, every, type Timer } from '../net/clock.ts';
-import type { Network, StreamConnection, StreamServer, UdpSocket } from '../net/types.ts';
+import type { Network, UdpSocket } from '../net/types.ts';
 import { DecodeError } from '../protocol/decode-error.ts';
 import {
   decodeXorAddress,
@@ -33,28 +33,25 @@ import {
 import {
   CHANNEL_MAX_ACCEPTED,
   CHANNEL_MIN,
-  decodeChannelData,
   decodeChannelNumber,
   decodeRequestedTransport,
   decodeU32,
-  encodeChannelData,
   encodeU32,
-  FrameTooLarge,
   isChannelData,
   KNOWN_REQUIRED_ATTRIBUTES,
   PROTOCOL_UDP,
-  padForStream,
   SC2C_RAW_RELAY,
   TURN_LIFETIMES,
   TurnAttribute,
   TurnMethod,
-  TurnStreamDeframer,
 } from '../protocol/stun/turn.ts';
 import { Allocation } from './allocation.ts';
 import { ChannelRoutes } from './channel-routes.ts';
 import { PeerPolicy, quotaUser } from './credentials.ts';
 import { RawRelayControl } from './raw-relay.ts';
 import { Refusal, TURN_ERRORS, TurnAuthenticator } from './turn-auth.ts';
+import { TurnDataPath } from './turn-data-path.ts';
+import { TurnStreams } from './turn-streams.ts';
 import {
   clientKey,
   emptyTurnCounters,
@@ -82,9 +79,9 @@ export class TurnServer {
   readonly #raw: RawRelayControl;
   /** Bound channels handed to the native data plane, when there is one (issue 23). */
   readonly #routes: ChannelRoutes;
+  readonly #data: TurnDataPath;
   readonly #sweep: Timer;
-  readonly #streams = new Set<StreamConnection>();
-  readonly #streamServers: StreamServer[] = [];
+  readonly #streams: TurnStreams;
   #closed = false;
 
   private constructor(
@@ -101,9 +98,34 @@ export class TurnServer {
     this.#peers = new PeerPolicy(init.deniedPeers, init.allowedPeers);
     this.#raw = new RawRelayControl(c, this.counters, init.offload);
     this.#routes = new ChannelRoutes(c, this.counters, socket, init.channelPlane);
+    this.#data = new TurnDataPath(
+      {
+        clock: c.clock,
+        counters: this.counters,
+        socket,
+        raw: this.#raw,
+        allocationOf: (client) => this.#allocations.get(clientKey(client)),
+        udpAllocation: (address, port) => this.#udpClients.get(address)?.get(port),
+        closed: () => this.#closed,
+      },
+      init,
+    );
+    this.#streams = new TurnStreams(
+      {
+        ...c,
+        counters: this.counters,
+        onFrame: (frame, from) => this.#onClient(frame, from),
+        allocated: (client) => this.#allocations.has(clientKey(client)),
+        closed: (client) => {
+          const allocation = this.#allocations.get(clientKey(client));
+          if (allocation) this.#delete(allocation);
+        },
+      },
+      init,
+    );
     if (ownsSocket) socket.on('message', (data, from) => this.#onClient(data, from));
-    // ChannelData from UDP clients never reaches an emitter (issue 23): this handler forwards it.
-    socket.setFastPath((data, address, port) => this.#fromClientFast(data, address, port));
+    // ChannelData from UDP clients never reaches an emitter (issue 23): the data path forwards it.
+    socket.setFastPath((data, address, port) => this.#data.fromClientFast(data, address, port));
     this.#sweep = every(c.clock, 1000, () => this.#expire());
   }
 
@@ -145,10 +167,7 @@ export class TurnServer {
     at: Endpoint = this.init.listen,
     tls?: { readonly cert: string; readonly key: string },
   ): Promise<Endpoint> {
-    const server = await this.c.network.listen({ address: at.address, port: at.port, tls });
-    this.#streamServers.push(server);
-    server.on('connection', (stream) => this.#onConnection(stream));
-    return server.local;
+    return this.#streams.listen(at, tls);
   }
 
   /** Serving: not closed (UDP rides the shared socket; TCP/TLS listeners as configured). */
@@ -191,47 +210,8 @@ export class TurnServer {
     this.#allocations.clear();
     this.#udpClients.clear();
     void this.init.offload?.close().catch(() => {});
-    for (const server of this.#streamServers) server.close();
-    for (const stream of this.#streams) stream.close();
-    this.#streams.clear();
+    this.#streams.close();
     if (this.ownsSocket) this.socket.close();
-  }
-
-  #onConnection(stream: StreamConnection): void {
-    if (this.#closed || this.#streams.size >= (this.init.capacity ?? 1000)) {
-      this.counters.tcpRefused++;
-      stream.close();
-      return;
-    }
-    this.counters.tcpConnections++;
-    this.#streams.add(stream);
-    const from: TurnClientAddress = { address: stream.remote.address, port: stream.remote.port, stream };
-    // A connection that never allocates would hold one of `capacity` places for nothing.
-    const idle = this.c.clock.setTimeout(() => {
-      if (stream.closed || this.#allocations.has(clientKey(from))) return;
-      this.counters.tcpIdleClosed++;
-      stream.close();
-    }, this.init.unallocatedIdleMs ?? 10_000);
-    const deframer = new TurnStreamDeframer(this.init.maxDatagramBytes ?? 2048);
-    stream.on('data', (chunk) => {
-      let frames: Uint8Array[];
-      try {
-        frames = deframer.push(chunk);
-      } catch (error) {
-        // A stream cannot be resynchronised after a bad frame: drop the connection (and its allocation).
-        if (error instanceof FrameTooLarge) this.counters.oversized++;
-        else this.counters.malformed++;
-        stream.close();
-        return;
-      }
-      for (const frame of frames) this.#onClient(frame, from);
-    });
-    stream.on('close', () => {
-      idle.clear();
-      this.#streams.delete(stream);
-      const allocation = this.#allocations.get(clientKey(from));
-      if (allocation) this.#delete(allocation);
-    });
   }
 
   #onClient(data: Uint8Array, from: TurnClientAddress): void {
@@ -241,7 +221,7 @@ export class TurnServer {
       return;
     }
     if (isChannelData(data)) {
-      this.#onChannelData(data, from);
+      this.#data.onChannelData(data, from);
       return;
     }
     if (!isStun(data)) {
@@ -256,7 +236,7 @@ export class TurnServer {
       return;
     }
     if (message.cls === StunClass.indication) {
-      if (message.method === TurnMethod.send) this.#onSend(message, from);
+      if (message.method === TurnMethod.send) this.#data.onSend(message, from);
       return;
     }
     if (message.cls !== StunClass.request) return;
@@ -414,8 +394,8 @@ export class TurnServer {
     );
     allocation.id = this.#nextId++;
     allocation.raw = !from.stream && findAttribute(message, SC2C_RAW_RELAY) !== undefined;
-    relay.on('message', (data, peer) => this.#fromPeer(allocation, data, peer));
-    relay.setFastPath((data, address, port) => this.#fromPeerFast(allocation, data, address, port));
+    relay.on('message', (data, peer) => this.#data.fromPeer(allocation, data, peer));
+    relay.setFastPath((data, address, port) => this.#data.fromPeerFast(allocation, data, address, port));
     this.#allocations.set(clientKey(from), allocation);
     if (!from.stream) {
       let ports = this.#udpClients.get(from.address);
@@ -529,91 +509,6 @@ export class TurnServer {
       throw new Refusal(403, `peer ${peer.address} is in a denied range`);
   }
 
-  #onSend(message: StunMessage, from: TurnClientAddress): void {
-    const allocation = this.#allocations.get(clientKey(from));
-    const peerAttribute = findAttribute(message, TurnAttribute.XOR_PEER_ADDRESS);
-    const data = findAttribute(message, TurnAttribute.DATA);
-    if (!allocation || !peerAttribute || !data) {
-      this.counters.malformed++;
-      return;
-    }
-    let peer: Endpoint;
-    try {
-      peer = decodeXorAddress(peerAttribute.value);
-    } catch {
-      this.counters.malformed++;
-      return;
-    }
-    this.#toPeer(allocation, peer, data.value);
-  }
-
-  #onChannelData(bytes: Uint8Array, from: TurnClientAddress): void {
-    const allocation = this.#allocations.get(clientKey(from));
-    let frame: ReturnType<typeof decodeChannelData>;
-    try {
-      frame = decodeChannelData(bytes);
-    } catch {
-      this.counters.malformed++;
-      return;
-    }
-    const peer = allocation?.peerOf(frame.channel, this.c.clock.now());
-    if (!allocation || !peer) {
-      this.counters.unpermitted++;
-      return;
-    }
-    this.#toPeer(allocation, peer, frame.data);
-  }
-
-  #toPeer(allocation: Allocation, peer: Endpoint, data: Uint8Array): void {
-    // The peer policy was checked when the permission was installed (CreatePermission, ChannelBind).
-    if (!allocation.permitted(peer.address, this.c.clock.now())) {
-      this.counters.unpermitted++;
-      return;
-    }
-    allocation.relay.send(data, peer);
-    allocation.counters.packetsToPeers++;
-    allocation.counters.bytesToPeers += data.byteLength;
-    this.counters.packetsToPeers++;
-    this.counters.bytesToPeers += data.byteLength;
-  }
-
-  #fromPeer(allocation: Allocation, data: Uint8Array, peer: Endpoint): void {
-    if (this.#closed) return;
-    if (
-      allocation.raw &&
-      isStun(data) &&
-      data[0] === 0x00 &&
-      data[1] === 0x01 &&
-      this.#raw.latch(allocation, data, peer)
-    )
-      return;
-    if (allocation.latch && sameEndpoint(peer, allocation.latch)) return; // the client itself: nothing to relay
-    if (!allocation.permitted(peer.address, this.c.clock.now())) {
-      this.counters.unpermitted++;
-      return;
-    }
-    const channel = allocation.channelOf(peer);
-    const out =
-      channel !== undefined && allocation.peerOf(channel, this.c.clock.now())
-        ? encodeChannelData(channel, data, allocation.client.stream !== undefined)
-        : addFingerprint(
-            encodeStun({
-              method: TurnMethod.data,
-              cls: StunClass.indication,
-              transactionId: randomTransactionId(),
-              attributes: [
-                { type: TurnAttribute.XOR_PEER_ADDRESS, value: encodeXorAddress(peer) },
-                { type: TurnAttribute.DATA, value: data },
-              ],
-            }),
-          );
-    this.#send(allocation.client, out);
-    allocation.counters.packetsToClient++;
-    allocation.counters.bytesToClient += data.byteLength;
-    this.counters.packetsToClients++;
-    this.counters.bytesToClients += data.byteLength;
-  }
-
   #expire(): void {
     const now = this.c.clock.now();
     for (const allocation of this.#allocations.values()) {
@@ -641,94 +536,6 @@ export class TurnServer {
     this.#raw.forget(allocation);
   }
 
-  /**
-   * ChannelData from a UDP client, on the forwarding path: no objects, no copy, no callback. The
-   * channel's binding implies its permission and the peer policy (both checked when it was bound);
-   * expiry is the sweep's.
-   */
-  #fromClientFast(data: Uint8Array, address: string, port: number): boolean {
-    const first = data[0]!;
-    if (this.#closed || first < 0x40 || first > 0x7f) return false;
-    const size = data.byteLength;
-    if (size > (this.init.maxDatagramBytes ?? 2048)) {
-      this.counters.oversized++;
-      return true;
-    }
-    const length = size < 4 ? -1 : (data[2]! << 8) | data[3]!;
-    if (length < 0 || 4 + length > size || size - 4 - length > 3) {
-      this.counters.malformed++;
-      return true;
-    }
-    const allocation = this.#udpClients.get(address)?.get(port);
-    const peer = allocation?.routeOf((first << 8) | data[1]!);
-    if (!allocation || !peer) {
-      this.counters.unpermitted++;
-      return true;
-    }
-    allocation.relay.forward(data, 4, length, peer.address, peer.port);
-    allocation.counters.packetsToPeers++;
-    allocation.counters.bytesToPeers += length;
-    this.counters.packetsToPeers++;
-    this.counters.bytesToPeers += length;
-    return true;
-  }
-
-  /**
-   * A peer's datagram to a relayed address, on the forwarding path: raw to the latched address, or
-   * as ChannelData (a 4-byte head, the payload not copied) to a UDP client. The rest (Data
-   * indications, TCP clients, latches, the unpermitted) takes the slow path.
-   */
-  #fromPeerFast(allocation: Allocation, data: Uint8Array, address: string, port: number): boolean {
-    if (this.#closed || !allocation.permissions.has(address)) return false;
-    const length = data.byteLength;
-    const latch = allocation.latch;
-    if (latch) {
-      if (address === latch.address && port === latch.port) return false;
-      allocation.relay.forward(data, 0, length, latch.address, latch.port);
-      // A source the kernel does not forward for (the first, or the peer's NAT moved it): the
-      // rules follow it, at most once a second, and userspace carries it meanwhile.
-      const peer = allocation.kernelPeer;
-      if (
-        this.init.offload &&
-        allocation.kernel !== 'failed' &&
-        (peer?.address !== address || peer.port !== port) &&
-        this.c.clock.now() - allocation.kernelAtMs >= 1000
-      )
-        this.#raw.install(allocation, { address, port });
-    } else {
-      const client = allocation.client;
-      if (client.stream) return false;
-      const channel = allocation.channelFor(address, port);
-      if (channel === undefined) return false;
-      const head = new Uint8Array(4);
-      head[0] = channel >> 8;
-      head[1] = channel & 0xff;
-      head[2] = length >> 8;
-      head[3] = length & 0xff;
-      this.socket.forward(data, 0, length, client.address, client.port, head);
-    }
-    allocation.counters.packetsToClient++;
-    allocation.counters.bytesToClient += length;
-    this.counters.packetsToClients++;
-    this.counters.bytesToClients += length;
-    return true;
-  }
-
-  /**
-   * Over TCP on the client's connection, ChannelData padded (RFC 8656 §12.5; frames encoded padded
-   * pass through uncopied); else a datagram.
-   */
-  #send(to: TurnClientAddress, data: Uint8Array): void {
-    if (to.stream) {
-      if (to.stream.closed) return;
-      if (to.stream.bufferedBytes > (this.init.maxQueuedBytes ?? 256 * 1024)) {
-        this.counters.backpressureDrops++;
-        return;
-      }
-      to.stream.write(padForStream(data));
-    } else this.socket.send(data, to);
-  }
-
   #count(code: number): void {
     if (code === 401) this.counters.unauthorized++;
     else if (code === 438) this.counters.staleNonce++;
@@ -753,7 +560,7 @@ export class TurnServer {
       attributes: [...attributes, { type: AttributeType.SOFTWARE, value: encodeText(software) }],
     });
     if (key) encoded = addMessageIntegrity(encoded, key);
-    this.#send(to, addFingerprint(encoded));
+    this.#data.send(to, addFingerprint(encoded));
   }
 
   #replyError(
@@ -773,10 +580,4 @@ export class TurnServer {
       key,
     );
   }
-}
-
-function randomTransactionId(): Uint8Array {
-  const id = new Uint8Array(12);
-  crypto.getRandomValues(id);
-  return id;
 }
