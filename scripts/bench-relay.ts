@@ -320,10 +320,16 @@ function generate(from: number, to: Endpoint, prefix: string, payload: number, p
   child.stdout!.on('data', (d) => {
     out += d;
   });
+  // 'close', not 'exit': the process can exit before its output has been read.
   return new Promise((resolve, reject) =>
-    child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out).sent) : reject(new Error(`udp-load gen exited ${code}`)),
-    ),
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`udp-load gen exited ${code}`));
+      try {
+        resolve(JSON.parse(out).sent);
+      } catch {
+        reject(new Error(`udp-load gen printed ${JSON.stringify(out.slice(0, 200))}, not its count`));
+      }
+    }),
   );
 }
 
@@ -721,7 +727,7 @@ async function inside(relayNs: string): Promise<void> {
     );
     for (const r of rows)
       process.stdout.write(
-        `${(r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay).padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${String(r.vsCoturn ?? '-').padStart(9)}  ${r.limitedBy}\n`,
+        `${`${r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay}${r.shards > 1 ? ` x${r.shards}` : ''}`.padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${String(r.vsCoturn ?? '-').padStart(9)}  ${r.limitedBy}\n`,
       );
   }
 }
