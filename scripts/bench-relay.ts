@@ -9,21 +9,25 @@
  * - the load generator and the sink (scripts/udp-load.c, sendmmsg/recvmmsg) run in the other
  *   namespace, pinned to CPU 1, with this script.
  *
- * Each relay and payload gets a ladder of offered rates (×1.5 from 10 000 packets/s). A step lasts
- * `--step-s`; the ladder stops at the first step that loses more than 1 % or that the generator
- * could not offer. Per step it records offered, sent and delivered packets/s, the relay process's
- * CPU (/proc/<pid>/stat, all threads) and the whole machine's CPU time (/proc/stat: user, nice,
- * system, irq, softirq, steal; the kernel's forwarding is softirq and lands on whatever CPU takes
- * the packet).
+ * Every relay runs for the whole benchmark. Offered rates rise ×1.5 from 10 000 packets/s; each rate
+ * has `--rounds` rounds, and each round runs the direct baseline (the same generator and sink
+ * talking without a relay) and every relay still in the ladder for `--step-s` each, in an order
+ * rotated from round to round. Per step it records offered, sent and delivered packets/s, the relay
+ * process's CPU (/proc/<pid>/stat, all threads and children) and the whole machine's CPU time
+ * (/proc/stat: user, nice, system, irq, softirq, steal; the kernel's forwarding is softirq and
+ * lands on whatever CPU takes the packet). A relay leaves the ladder at the first rate where most
+ * of its rounds lose more than 1 % (`limitedBy: relay`) or could not be offered (`generator`: its
+ * capacity is then a lower bound).
  *
- * Cost per forwarded packet = (machine CPU-seconds of the step − machine CPU-seconds of the same
- * generator and sink talking directly, without a relay, at the same rate and payload) / packets
- * delivered, fitted over all clean steps (least squares through the origin). `ppsPerCore` = 1 / that
- * cost. `capacityPps` is the highest
- * delivered rate with at most 1 % loss; `limitedBy` says whether the relay lost packets or the
- * generator's core ran out first (then capacity is a lower bound).
+ * A relay's extra CPU at a rate = the median over the rounds of (machine CPU of its step − machine
+ * CPU of the same round's baseline). Cost per packet = the least-squares slope, through the
+ * origin, of that against the delivered rate over its clean rates; `ppsPerCore` = 1 / that cost.
+ * `vsCoturn` = coturn's slope over this relay's, both over the rates both carried cleanly.
+ * `capacityPps` is the highest delivered rate with at most 1 % loss. Only the `sc2c-kernel` server
+ * runs nftables NAT, which makes conntrack track every datagram in the relay namespace; the
+ * report's `conntrack` says whether it was on.
  *
- * Usage: npm run bench:relay -- [--step-s 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
+ * Usage: npm run bench:relay -- [--step-s 3] [--rounds 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
  *        [--payloads 100,1200] [--shards 1] [--data-planes native,node] [--json] [--out FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
