@@ -1,32 +1,44 @@
 /**
  * The relay's kernel fast path (issue 23), as rtpengine forwards in the kernel once a call is set
  * up: per latched raw-relay allocation, nftables rules in a table of this process's own
- * (`ip sc2c_relay_<pid>`) rewrite a permitted peer's datagram to the relayed port into one to the
- * client's latched address from the relayed port (DNAT in prerouting and output, SNAT in
- * postrouting), and conntrack carries the rest of the flow without this process seeing it.
+ * (`netdev sc2c_relay_<pid>`) rewrite a permitted peer's datagram to the relayed port, where it
+ * enters the host, into one to the client's latched address from the relayed port, and send it
+ * straight out of the interface towards the client. Neither this process nor the rest of the IP
+ * stack sees it.
  *
- *   udp dport vmap @ports                     -> chain p<N>: ip daddr RELAY ip saddr PEER udp sport P dnat to CLIENT
- *   ct original daddr . proto-dst vmap @snats  -> chain s<N>: snat to RELAY:PORT
- *   ct original daddr . proto-dst vmap @counts -> chain k<N>: counter c<N>  (what the call records and /metrics read)
+ *   ingress hook of each interface peers arrive on:
+ *     ip protocol udp, unfragmented: ip daddr . udp dport vmap @routes  -> chain p<N>
+ *   chain p<N>: ip saddr PEER udp sport P counter c<N> (what the call records and /metrics read)
+ *               ip saddr set RELAY udp sport set PORT ip daddr set CLIENT udp dport set CPORT
+ *               ip ttl set 64 fwd ip to NEXT-HOP device OUT
  *
- * A flow is known after its DNAT by where it was first sent, the relayed address and port: only
- * the process bound to that port has it in its maps, so several relay processes (shards), each with
- * a table of its own, never act on each other's flows (a ct mark per allocation id did: every
- * shard's first allocation had the same one).
+ * The rules are stateless: no conntrack entry, no NAT hook, no route look-up per datagram. An
+ * earlier version did DNAT/SNAT in the nat hooks; conntrack then tracked every datagram the host
+ * handled, which cost ~1.5 µs a packet on the relay's own TURN traffic too (docs/benchmarks.md).
+ * The next hop and the interface out are those of the route to the client when the rules go in;
+ * the kernel resolves the next hop's link address per datagram (its neighbour table). A fragment is
+ * never matched: fragments go up the stack, are reassembled and relayed in userspace.
  *
- * A flow the kernel already tracks without NAT (the first datagrams, forwarded in userspace) would
- * keep bypassing the rules, so an install deletes the relayed port's conntrack entries; a removal
- * deletes them too, so nothing is forwarded after the call. Needs CAP_NET_ADMIN, `nft` and
- * `conntrack` (Debian's nftables and conntrack), and net.ipv4.ip_forward=1 to reach other hosts.
+ * A flow is known by where it was sent, the relayed address and port: only the process bound to
+ * that port has it in its map, so several relay processes (shards), each with a table of its own,
+ * never act on each other's flows. Needs CAP_NET_ADMIN, `nft` (Debian's nftables) and `ip`
+ * (iproute2); not net.ipv4.ip_forward.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { Endpoint } from '../net/address.ts';
 import type { RelayOffload } from './turn-types.ts';
 
 const TABLE_PREFIX = 'sc2c_relay_';
-/** Longest an nft or conntrack run may take before it counts as failed. */
+/** Longest an nft or ip run may take before it counts as failed. */
 const COMMAND_TIMEOUT_MS = 10_000;
+/**
+ * The TTL of a forwarded datagram: the relay sends it afresh, as the userspace path does (Linux's
+ * default net.ipv4.ip_default_ttl), whatever TTL it arrived with.
+ */
+const FORWARD_TTL = 64;
+/** Interface names as the kernel allows them (IFNAMSIZ 16, with its NUL). */
+const DEVICE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 export class OffloadUnavailable extends Error {
   constructor(message: string) {
@@ -72,22 +84,56 @@ function run(
   });
 }
 
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/** Addresses go into nft's text only after this: a name from the network never does. */
+function checkedAddress(address: string): string {
+  const match = IPV4.exec(address);
+  if (!match || match.slice(1).some((o) => Number(o) > 255) || address === '0.0.0.0')
+    throw new RangeError(`not an IPv4 host address: ${address}`);
+  return address;
+}
 
-/** Addresses and ports go into nft's text only after this: a name from the network never does. */
-function checked(endpoint: Endpoint): string {
-  const match = IPV4.exec(endpoint.address);
-  if (!match || match.slice(1).some((o) => Number(o) > 255))
-    throw new RangeError(`not an IPv4 address: ${endpoint.address}`);
+function checked(endpoint: Endpoint): Endpoint {
+  checkedAddress(endpoint.address);
   if (!Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65_535)
     throw new RangeError(`bad port ${endpoint.port}`);
-  return `${endpoint.address}:${endpoint.port}`;
+  return endpoint;
+}
+
+/** Where the kernel sends a datagram for `to` from `from`: the interface and the next hop. */
+interface Hop {
+  readonly device: string;
+  readonly nextHop: string;
+}
+
+/**
+ * The route the kernel would take now (`ip -j route get TO from FROM`): a gateway's address, or
+ * `to` itself when it is on the link (or this host's own, out of `lo`). Anything but a unicast or
+ * local route (unreachable, blackhole, broadcast) is refused.
+ */
+async function routeTo(to: string, from: string): Promise<Hop> {
+  const result = await run('ip', ['-j', 'route', 'get', checkedAddress(to), 'from', checkedAddress(from)]);
+  if (result.code !== 0) throw new Error(`no route to ${to}: ${result.err.trim()}`);
+  let routes: { type?: string; gateway?: string; dev?: string }[];
+  try {
+    routes = JSON.parse(result.out);
+  } catch {
+    throw new Error(`ip route get ${to}: unreadable output`);
+  }
+  const route = Array.isArray(routes) ? routes[0] : undefined;
+  if (!route || (route.type !== undefined && route.type !== 'unicast' && route.type !== 'local'))
+    throw new Error(`no unicast route to ${to} (${route?.type ?? 'none'})`);
+  if (typeof route.dev !== 'string' || !DEVICE.test(route.dev))
+    throw new Error(`route to ${to}: unusable interface ${String(route.dev)}`);
+  const nextHop = checkedAddress(typeof route.gateway === 'string' ? route.gateway : to);
+  return { device: route.dev, nextHop };
 }
 
 export class NftRelayOffload implements RelayOffload {
   readonly table = `${TABLE_PREFIX}${process.pid}`;
-  /** Installed ids and the relayed endpoint and latch of each. */
-  readonly #installed = new Map<number, { relayed: Endpoint; client: Endpoint }>();
+  /** Installed ids and the relayed endpoint of each. */
+  readonly #installed = new Map<number, Endpoint>();
+  /** The interfaces whose ingress this table hooks, and each one's base chain. */
+  readonly #hooks = new Map<string, string>();
   /** nft runs one at a time, so an install and its removal keep their order. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -99,98 +145,80 @@ export class NftRelayOffload implements RelayOffload {
    * `OffloadUnavailable` saying why when the kernel path cannot run here.
    */
   static async start(): Promise<NftRelayOffload> {
-    let forwarding = '0';
-    try {
-      forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
-    } catch {
-      // Unreadable: treated as off.
-    }
-    if (forwarding !== '1')
-      throw new OffloadUnavailable(
-        'net.ipv4.ip_forward is 0, so the kernel would not forward to other hosts',
-      );
-    const conntrack = await run('conntrack', ['--version']).catch(() => undefined);
-    if (conntrack?.code !== 0)
-      throw new OffloadUnavailable("the 'conntrack' command is missing (apt-get install conntrack)");
+    const ip = await run('ip', ['-V']).catch(() => undefined);
+    if (ip?.code !== 0) throw new OffloadUnavailable("the 'ip' command is missing (apt-get install iproute2)");
     const offload = new NftRelayOffload();
-    const listed = await run('nft', ['list', 'tables', 'ip']).catch(() => undefined);
+    const listed = await run('nft', ['list', 'tables']).catch(() => undefined);
     if (!listed) throw new OffloadUnavailable("the 'nft' command is missing (apt-get install nftables)");
     if (listed.code !== 0)
       throw new OffloadUnavailable(
         `nft cannot read the ruleset (${listed.err.trim() || 'no CAP_NET_ADMIN?'})`,
       );
-    for (const match of listed.out.matchAll(new RegExp(`table ip (${TABLE_PREFIX}(\\d+))`, 'g'))) {
-      const pid = Number(match[2]);
+    // Tables of processes that died (the `ip` family was an earlier version's).
+    for (const match of listed.out.matchAll(new RegExp(`table (ip|netdev) (${TABLE_PREFIX}(\\d+))`, 'g'))) {
+      const pid = Number(match[3]);
       if (pid === process.pid || isAlive(pid)) continue;
-      await run('nft', ['delete', 'table', 'ip', match[1]!]);
+      await run('nft', ['delete', 'table', match[1]!, match[2]!]);
     }
     const t = offload.table;
     const created = await run(
       'nft',
       ['-f', '-'],
-      `table ip ${t}
-delete table ip ${t}
-table ip ${t} {
-  map ports { type inet_service : verdict; }
-  map snats { type ipv4_addr . inet_service : verdict; }
-  map counts { type ipv4_addr . inet_service : verdict; }
-  chain pre { type nat hook prerouting priority dstnat; policy accept; udp dport vmap @ports; }
-  chain out { type nat hook output priority -100; policy accept; udp dport vmap @ports; }
-  chain post { type nat hook postrouting priority srcnat; policy accept; meta l4proto udp ct original ip daddr . ct original proto-dst vmap @snats; }
-  chain count { type filter hook postrouting priority 100; policy accept; meta l4proto udp ct original ip daddr . ct original proto-dst vmap @counts; }
-  set latches { type ipv4_addr . inet_service . inet_service; }
-  set relayed { type inet_service; }
-  chain rawpre { type filter hook prerouting priority raw; policy accept; ip saddr . udp sport . udp dport @latches notrack; }
-  chain rawout { type filter hook output priority raw; policy accept; udp sport @relayed notrack; }
+      `table netdev ${t}
+delete table netdev ${t}
+table netdev ${t} {
+  map routes { type ipv4_addr . inet_service : verdict; }
 }
 `,
     );
     if (created.code !== 0)
-      throw new OffloadUnavailable(`nft could not create table ${t}: ${created.err.trim()}`);
+      throw new OffloadUnavailable(`nft could not create table netdev ${t}: ${created.err.trim()}`);
     return offload;
   }
 
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void> {
     return this.#serial(async () => {
       if (this.#closed) throw new Error('the kernel path is closed');
+      if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`bad id ${id}`);
       const relayed = checked(route.relayed);
       const client = checked(route.client);
-      checked(route.peer);
+      const peer = checked(route.peer);
+      // The peer's datagrams come in where datagrams to it go out (routes are symmetric here).
+      const inbound = await routeTo(peer.address, relayed.address);
+      const outbound = await routeTo(client.address, relayed.address);
       const t = this.table;
-      const flow = `${route.relayed.address} . ${route.relayed.port}`;
       const earlier = this.#installed.get(id);
+      const hook = this.#hooks.get(inbound.device);
+      const chain = hook ?? `in${this.#hooks.size}`;
       const script = [
         // A new peer source replaces the old one's rules; the counter carries on.
-        ...(earlier ? this.#removal(id, earlier, true) : [`add counter ip ${t} c${id}`]),
-        `add chain ip ${t} p${id}`,
-        `add rule ip ${t} p${id} ip daddr ${route.relayed.address} ip saddr ${route.peer.address} udp sport ${route.peer.port} dnat ip to ${client}`,
-        `add chain ip ${t} s${id}`,
-        `add rule ip ${t} s${id} meta l4proto udp snat ip to ${relayed}`,
-        `add chain ip ${t} k${id}`,
-        `add rule ip ${t} k${id} counter name c${id}`,
-        `add element ip ${t} ports { ${route.relayed.port} : jump p${id} }`,
-        `add element ip ${t} snats { ${flow} : jump s${id} }`,
-        `add element ip ${t} counts { ${flow} : jump k${id} }`,
-        // Untracked: the latch's keepalives to the relayed port, and whatever this process sends
-        // from it. An entry of theirs would hold the reply address every forwarded flow needs
-        // (latch <- relayed port), and conntrack would drop those flows as clashes.
-        `add element ip ${t} latches { ${route.client.address} . ${route.client.port} . ${route.relayed.port} }`,
-        `add element ip ${t} relayed { ${route.relayed.port} }`,
+        ...(earlier ? this.#removal(id, earlier, true) : [`add counter netdev ${t} c${id}`]),
+        ...(hook
+          ? []
+          : [
+              `add chain netdev ${t} ${chain} { type filter hook ingress device "${inbound.device}" priority 0; policy accept; }`,
+              `add rule netdev ${t} ${chain} meta protocol ip ip protocol udp ip frag-off & 0x3fff == 0 ip daddr . udp dport vmap @routes`,
+            ]),
+        `add chain netdev ${t} p${id}`,
+        `add rule netdev ${t} p${id} ip saddr ${peer.address} udp sport ${peer.port} counter name c${id}` +
+          ` ip saddr set ${relayed.address} udp sport set ${relayed.port}` +
+          ` ip daddr set ${client.address} udp dport set ${client.port} ip ttl set ${FORWARD_TTL}` +
+          ` fwd ip to ${outbound.nextHop} device "${outbound.device}"`,
+        `add element netdev ${t} routes { ${relayed.address} . ${relayed.port} : jump p${id} }`,
       ];
       const result = await run('nft', ['-f', '-'], `${script.join('\n')}\n`);
       if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
-      this.#installed.set(id, { relayed: route.relayed, client: route.client });
-      await this.#forgetFlows(route.relayed);
+      if (!hook) this.#hooks.set(inbound.device, chain);
+      this.#installed.set(id, relayed);
     });
   }
 
   remove(id: number): Promise<void> {
     return this.#serial(async () => {
-      const route = this.#installed.get(id);
-      if (!route) return;
+      const relayed = this.#installed.get(id);
+      if (!relayed) return;
       this.#installed.delete(id);
-      const result = await run('nft', ['-f', '-'], `${this.#removal(id, route, false).join('\n')}\n`);
-      await this.#forgetFlows(route.relayed);
+      const result = await run('nft', ['-f', '-'], `${this.#removal(id, relayed, false).join('\n')}\n`);
       if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
     });
   }
@@ -199,7 +227,7 @@ table ip ${t} {
     return this.#serial(async () => {
       const counts = new Map<number, { packets: number; bytes: number }>();
       if (this.#installed.size === 0) return counts;
-      const result = await run('nft', ['-j', 'list', 'counters', 'table', 'ip', this.table]);
+      const result = await run('nft', ['-j', 'list', 'counters', 'table', 'netdev', this.table]);
       if (result.code !== 0) throw new Error(`nft: ${result.err.trim()}`);
       const parsed = JSON.parse(result.out) as {
         nftables?: { counter?: { name?: string; packets?: number; bytes?: number } }[];
@@ -214,47 +242,24 @@ table ip ${t} {
     });
   }
 
-  /** Removes the table (every rule) and the flows it made. Idempotent. */
+  /** Removes the table (every rule and hook). Idempotent. */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     return this.#serial(async () => {
-      await run('nft', ['delete', 'table', 'ip', this.table]);
-      for (const route of this.#installed.values()) await this.#forgetFlows(route.relayed);
+      await run('nft', ['delete', 'table', 'netdev', this.table]);
       this.#installed.clear();
+      this.#hooks.clear();
     });
   }
 
-  #removal(id: number, route: { relayed: Endpoint; client: Endpoint }, keepCounter: boolean): string[] {
+  #removal(id: number, relayed: Endpoint, keepCounter: boolean): string[] {
     const t = this.table;
-    const { relayed, client } = route;
-    const flow = `${relayed.address} . ${relayed.port}`;
     return [
-      `delete element ip ${t} ports { ${relayed.port} }`,
-      `delete element ip ${t} snats { ${flow} }`,
-      `delete element ip ${t} counts { ${flow} }`,
-      `delete element ip ${t} latches { ${client.address} . ${client.port} . ${relayed.port} }`,
-      `delete element ip ${t} relayed { ${relayed.port} }`,
-      `delete chain ip ${t} p${id}`,
-      `delete chain ip ${t} s${id}`,
-      `delete chain ip ${t} k${id}`,
-      ...(keepCounter ? [] : [`delete counter ip ${t} c${id}`]),
+      `delete element netdev ${t} routes { ${relayed.address} . ${relayed.port} }`,
+      `delete chain netdev ${t} p${id}`,
+      ...(keepCounter ? [] : [`delete counter netdev ${t} c${id}`]),
     ];
-  }
-
-  /**
-   * Deletes the conntrack entries of flows to the relayed port and from it (those this process
-   * began before the rules): exit 1 just means there were none.
-   */
-  async #forgetFlows(relayed: Endpoint): Promise<void> {
-    const port = String(relayed.port);
-    for (const [side, portSide] of [
-      ['--dst', '--dport'],
-      ['--src', '--sport'],
-    ] as const)
-      await run('conntrack', ['-D', '-p', 'udp', side, relayed.address, portSide, port]).catch(
-        () => undefined,
-      );
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
