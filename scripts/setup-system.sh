@@ -6,8 +6,8 @@ set -euo pipefail
 # One line per package: why it is needed.
 PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
-  nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully)
-  conntrack  # the relay's kernel fast path forgets a relayed port's flows when its rules come and go (issue 23)
+  nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully); the relay's kernel fast path (issue 23)
+  conntrack  # `sc2c lab exec <nat> -- conntrack -F` flushes a kernel NAT box's mappings
   gcc        # bench:relay compiles its load generator (scripts/udp-load.c)
   coturn     # the real STUN/TURN implementation we interoperate with (turnutils_natdiscovery, turnserver)
   curl       # tests read the server's admin HTTP API from inside a lab namespace

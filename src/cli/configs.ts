@@ -86,7 +86,7 @@ export const serverSchema = z
         allowedPeers: z.array(z.string()).default([]),
         /**
          * Forward raw-relay allocations (our own gateways' calls) in the kernel with nftables:
-         * `auto` when this process may (CAP_NET_ADMIN, nft and conntrack present), `on` to insist
+         * `auto` when this process may (CAP_NET_ADMIN, nft and ip present), `on` to insist
          * (the server refuses to start without it), `off` for userspace only (issue 23).
          */
         kernelForwarding: z.enum(['auto', 'on', 'off']).default('auto'),

@@ -186,8 +186,6 @@ export class Lab {
     const { scenario, catalog } = this.init;
     const internet = this.#net.addRouter('internet', { addresses: [INTERNET_ADDRESS] });
     const server = await this.#addHost('server', scenario.server.addresses);
-    // The relay's kernel fast path (issue 23) forwards peers' datagrams back out of the server host.
-    await nsExec(server.namespace, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
     this.#connect(server, internet, scenario.server.link);
     for (const h of scenario.hosts) this.#connect(await this.#addHost(h.name, [h.address]), internet, h.link);
 

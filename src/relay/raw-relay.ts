@@ -95,9 +95,9 @@ export class RawRelayControl {
 
   /**
    * Hands a latched allocation's forwarding from `peer` to the kernel, replacing any earlier peer's
-   * rules; userspace goes on meanwhile. One source per relayed port: conntrack gives every flow the
-   * same reply address (the latch, from the relayed port), so a second source's flow would clash
-   * with the first and be dropped.
+   * rules; userspace goes on meanwhile. One source per relayed port: a raw relay carries one call,
+   * whose far side sends from one address at a time, and the kernel's rules follow the source the
+   * relay saw last; any other permitted source is relayed in userspace.
    */
   install(allocation: Allocation, peer: Endpoint): void {
     const offload = this.offload;

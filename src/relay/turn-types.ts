@@ -74,7 +74,7 @@ export interface TurnShardPicker {
 
 /**
  * Kernel forwarding of raw-relay allocations: datagrams from `peer` to `relayed` go on to
- * `client`, from `relayed`, without reaching this process (nftables DNAT/SNAT with conntrack).
+ * `client`, from `relayed`, without reaching this process (nftables rules at the ingress hook).
  */
 export interface RelayOffload {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void>;

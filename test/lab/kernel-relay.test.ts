@@ -3,11 +3,12 @@
  * port can be predicted, so the demo's call goes to the relay; the viewer's gateway asks for a raw
  * relay and latches it, and the server (in its lab namespace, with CAP_NET_ADMIN) forwards the
  * camera's media with nftables rules. The server's own counters, read from its /metrics, show the
- * kernel carried it. And `turn.kernelForwarding: on` where the kernel path cannot run is refused
- * at start with the reason.
+ * kernel carried it (the lab's server namespace has net.ipv4.ip_forward off: the rules send
+ * datagrams out themselves). And `turn.kernelForwarding: on` where the kernel path cannot run is
+ * refused at start with the reason.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,9 +18,9 @@ import { BIN, labUnavailable } from './support.ts';
 let why = await labUnavailable();
 if (!why) {
   try {
-    execFileSync('conntrack', ['--version'], { stdio: 'ignore' });
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
   } catch {
-    why = "no 'conntrack' command (scripts/setup-system.sh installs it)";
+    why = "no 'nft' command (scripts/setup-system.sh installs nftables)";
   }
 }
 if (why && process.env.CI === 'true') throw new Error(`CI needs this: ${why}`);
@@ -74,7 +75,7 @@ describe.skipIf(why !== undefined)('relay kernel fast path (issue 23)', () => {
     180_000,
   );
 
-  it('turn.kernelForwarding: on is refused at start where the kernel cannot forward (ip_forward off), with the reason', async () => {
+  it('turn.kernelForwarding: on is refused at start where the kernel path cannot run (no nft), with the reason', async () => {
     const ns = `sc2c-kr${process.pid % 10_000}`;
     const dir = mkdtempSync(join(tmpdir(), 'sc2c-kernel-on-'));
     const config = join(dir, 'server.yaml');
@@ -93,13 +94,14 @@ turn:
     );
     await createNamespace(ns);
     try {
-      // A new namespace starts with forwarding off.
+      // A PATH with ip but without nft: a host where nftables is not installed.
+      symlinkSync(execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim(), join(dir, 'ip'));
       const server = run(
-        ['ip', 'netns', 'exec', ns, process.execPath, BIN, 'server', '--config', config],
+        ['ip', 'netns', 'exec', ns, 'env', `PATH=${dir}`, process.execPath, BIN, 'server', '--config', config],
         30_000,
       );
       expect(server.code).toBe(2);
-      expect(server.stderr).toMatch(/turn\.kernelForwarding is on .* net\.ipv4\.ip_forward is 0/);
+      expect(server.stderr).toMatch(/turn\.kernelForwarding is on .* the 'nft' command is missing/);
     } finally {
       await deleteNamespace(ns);
     }

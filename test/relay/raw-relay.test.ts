@@ -150,7 +150,7 @@ describe('raw relay (SC2C-RAW-RELAY)', () => {
     expect(s.server.counters.packetsToClients).toBe(52);
     expect(s.server.allocations()[0]!.bytes).toBe(5000 + 'first'.length + 'second'.length);
     // The peer's NAT moves it to a new port: userspace carries the new source at once, and the
-    // kernel's rules follow it (one source per relayed port: conntrack would drop a second flow).
+    // kernel's rules follow it (one source per relayed port).
     const moved = await s.peer.bindUdp({ address: '198.18.0.66', port: 4002 });
     moved.send(encodeText('after the move'), client.relayed);
     await s.clock.advance(100);
