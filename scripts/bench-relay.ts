@@ -24,8 +24,9 @@
  * origin, of that against the delivered rate over its clean rates; `ppsPerCore` = 1 / that cost.
  * `vsCoturn` = coturn's slope over this relay's, both over the rates both carried cleanly.
  * `capacityPps` is the highest delivered rate with at most 1 % loss. Only the `sc2c-kernel` server
- * runs nftables NAT, which makes conntrack track every datagram in the relay namespace; the
- * report's `conntrack` says whether it was on.
+ * installs the kernel path's rules (the netdev ingress hook: they track nothing). The report's
+ * `conntrack` says whether conntrack tracked datagrams in the relay namespace during the run (its
+ * entry count, read after every step): when it did, every relay there paid for it alike.
  *
  * Usage: npm run bench:relay -- [--step-s 3] [--rounds 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
  *        [--payloads 100,1200] [--shards 1] [--data-planes native,node] [--json] [--out FILE]
@@ -243,8 +244,6 @@ async function outside(): Promise<void> {
       await nsExec(ns, 'ip', 'addr', 'add', `${address}/24`, 'dev', dev);
       await nsExec(ns, 'ip', 'link', 'set', dev, 'up');
     }
-    // The kernel path forwards (DNAT back out of the same interface).
-    await nsExec(relay, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
     const args = process.argv.slice(2).filter((a) => a !== '--inside');
     child = spawn(
       'ip',
@@ -346,6 +345,26 @@ interface Load {
 }
 
 /** One generator step against a run's loads (or, with none, the direct no-relay baseline). */
+/** The most conntrack entries the relay namespace held after any step. */
+let conntrackEntriesSeen = 0;
+/** The relay namespace, once `inside` knows it. */
+let relayNamespace: string | undefined;
+
+/** Entries conntrack holds in the relay namespace now (0 where it tracks nothing). */
+function conntrackEntries(): number {
+  if (!relayNamespace) return 0;
+  try {
+    const out = execFileSync(
+      'ip',
+      ['netns', 'exec', relayNamespace, 'cat', '/proc/sys/net/netfilter/nf_conntrack_count'],
+      { encoding: 'utf8' },
+    );
+    return Number(out.trim()) || 0;
+  } catch {
+    return 0; // no conntrack in this kernel
+  }
+}
+
 async function step(
   run: Run | null,
   payload: number,
@@ -376,6 +395,7 @@ async function step(
   await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
   const elapsedS = (performance.now() - started) / 1000;
   const delivered = (await count()) - delivered0;
+  conntrackEntriesSeen = Math.max(conntrackEntriesSeen, conntrackEntries());
   return {
     round,
     offeredPps: pps,
@@ -584,8 +604,8 @@ async function kernelLoad(server: Endpoint): Promise<Load> {
   const port = socket.local.port;
   socket.close();
   const sink = await startSink(port);
-  // One source port for every step, as a peer's media socket: conntrack holds one flow per
-  // relayed port and latch, and a second source would clash with the first until it times out.
+  // One source port for every step, as a peer's media socket: the kernel path's rules follow one
+  // peer source per relayed port.
   const probe = await new NodeNetwork().bindUdp({ address: LOAD_IP });
   const fromPort = probe.local.port;
   probe.close();
@@ -593,9 +613,8 @@ async function kernelLoad(server: Endpoint): Promise<Load> {
 }
 
 /**
- * `kernel`: with the kernel path (nftables NAT). Only the `sc2c-kernel` server has it, because
- * its NAT chains turn conntrack on for every datagram in the relay namespace, which every relay
- * there then pays (the report's `conntrack`).
+ * `kernel`: with the kernel path (nftables rules at the ingress hook). Only the `sc2c-kernel`
+ * server has it, so that `sc2c-turn` measures the TURN path alone.
  */
 async function startOurs(
   dir: string,
@@ -650,6 +669,7 @@ function relayPid(child: ChildProcess): number {
 }
 
 async function inside(relayNs: string): Promise<void> {
+  relayNamespace = relayNs;
   const dir = mkdtempSync(join(tmpdir(), 'sc2c-bench-relay-in-'));
   const rows: Row[] = [];
   const children: ChildProcess[] = [];
@@ -718,9 +738,8 @@ async function inside(relayNs: string): Promise<void> {
     placement: 'relay pinned to CPU 0; generator, sink and this script pinned to CPU 1',
     stepS: options.stepS,
     rounds: options.rounds,
-    // The kernel path's NAT makes conntrack track every datagram in the relay namespace, every
-    // relay's alike: with sc2c-kernel in the run, all rows were measured with conntrack on.
-    conntrack: relays.includes('sc2c-kernel'),
+    // Whether conntrack tracked datagrams in the relay namespace (it costs every relay there alike).
+    conntrack: conntrackEntriesSeen > 0,
     rows,
   };
   if (options.out) writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);

@@ -146,7 +146,8 @@ export class NftRelayOffload implements RelayOffload {
    */
   static async start(): Promise<NftRelayOffload> {
     const ip = await run('ip', ['-V']).catch(() => undefined);
-    if (ip?.code !== 0) throw new OffloadUnavailable("the 'ip' command is missing (apt-get install iproute2)");
+    if (ip?.code !== 0)
+      throw new OffloadUnavailable("the 'ip' command is missing (apt-get install iproute2)");
     const offload = new NftRelayOffload();
     const listed = await run('nft', ['list', 'tables']).catch(() => undefined);
     if (!listed) throw new OffloadUnavailable("the 'nft' command is missing (apt-get install nftables)");

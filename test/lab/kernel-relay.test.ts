@@ -97,7 +97,19 @@ turn:
       // A PATH with ip but without nft: a host where nftables is not installed.
       symlinkSync(execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim(), join(dir, 'ip'));
       const server = run(
-        ['ip', 'netns', 'exec', ns, 'env', `PATH=${dir}`, process.execPath, BIN, 'server', '--config', config],
+        [
+          'ip',
+          'netns',
+          'exec',
+          ns,
+          'env',
+          `PATH=${dir}`,
+          process.execPath,
+          BIN,
+          'server',
+          '--config',
+          config,
+        ],
         30_000,
       );
       expect(server.code).toBe(2);

@@ -26,6 +26,14 @@ const RELAYED = { address: '198.18.7.2', port: 40_000 };
 const CLIENT = { address: '198.18.7.3', port: 6000 };
 const FAR_CLIENT = { address: '198.18.9.1', port: 6001 };
 
+/** The driver's answer to one command (offload-driver.ts). */
+interface Reply {
+  error?: string;
+  table?: string;
+  received?: { from: string; size: number; head: string }[];
+  counters?: Record<string, { packets: number; bytes: number }>;
+}
+
 class Driver {
   readonly #child: ChildProcess;
   readonly #lines: Interface;
@@ -39,13 +47,13 @@ class Driver {
     this.#lines.on('line', (line) => this.#waiting.shift()?.(line));
   }
 
-  async do(command: Record<string, unknown>): Promise<Record<string, any>> {
+  async do(command: Record<string, unknown>): Promise<Reply> {
     const line = new Promise<string>((resolve) => this.#waiting.push(resolve));
     this.#child.stdin!.write(`${JSON.stringify(command)}\n`);
     return JSON.parse(await line);
   }
 
-  async ok(command: Record<string, unknown>): Promise<Record<string, any>> {
+  async ok(command: Record<string, unknown>): Promise<Reply> {
     const reply = await this.do(command);
     if (reply.error) throw new Error(`${String(command.op)}: ${reply.error}`);
     return reply;
@@ -63,12 +71,12 @@ class Driver {
 async function collect(driver: Driver, socket: { address: string; port: number }, count: number) {
   const got: { from: string; size: number; head: string }[] = [];
   for (let i = 0; i < 100 && got.length < count; i++) {
-    got.push(...(await driver.ok({ op: 'received', ...socket })).received);
+    got.push(...(await driver.ok({ op: 'received', ...socket })).received!);
     if (got.length < count) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   // Anything more that was on its way.
   await new Promise((resolve) => setTimeout(resolve, 100));
-  got.push(...(await driver.ok({ op: 'received', ...socket })).received);
+  got.push(...(await driver.ok({ op: 'received', ...socket })).received!);
   return got;
 }
 
@@ -126,7 +134,7 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
     // The sequence numbers the sender wrote, in order: nothing was altered but the headers.
     expect(got.map((g) => Number.parseInt(g.head.slice(0, 8), 16))).toEqual([...Array(200).keys()]);
     expect(await collect(r, RELAYED, 0)).toEqual([]);
-    const { counters } = await r.ok({ op: 'counters' });
+    const counters = (await r.ok({ op: 'counters' })).counters!;
     // Bytes as the kernel counts them at ingress: the IP packet (20 + 8 + 172).
     expect(counters['7']).toEqual({ packets: 200, bytes: 200 * 200 });
   });
@@ -142,7 +150,7 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
       [...Array(5).fill('198.18.7.1:5001 100'), ...Array(2).fill('198.18.7.1:5000 3000')].sort(),
     );
     expect(await collect(p, CLIENT, 0)).toEqual([]);
-    expect((await r.ok({ op: 'counters' })).counters['7']).toEqual({ packets: 200, bytes: 200 * 200 });
+    expect((await r.ok({ op: 'counters' })).counters!['7']).toEqual({ packets: 200, bytes: 200 * 200 });
   });
 
   it('sends through the gateway of the route to a client that is not on the link; a new peer replaces the old one and the counter carries on', async () => {
@@ -156,7 +164,10 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
     // The old peer goes to userspace now.
     await p.ok({ op: 'send', ...PEER, to: '198.18.7.2:40000', count: 3, size: 50 });
     expect(await collect(r, RELAYED, 3)).toHaveLength(3);
-    expect((await r.ok({ op: 'counters' })).counters['7']).toEqual({ packets: 250, bytes: 200 * 200 + 50 * 100 });
+    expect((await r.ok({ op: 'counters' })).counters!['7']).toEqual({
+      packets: 250,
+      bytes: 200 * 200 + 50 * 100,
+    });
   });
 
   it('refuses what is not an address or a port before nft sees it', async () => {
@@ -176,7 +187,7 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
       route: { relayed: RELAYED, client: { address: '198.18.10.1', port: 1 }, peer: PEER },
     });
     expect(reply.error).toMatch(/route/);
-    expect(Object.keys((await r.ok({ op: 'counters' })).counters)).toEqual(['7']);
+    expect(Object.keys((await r.ok({ op: 'counters' })).counters!)).toEqual(['7']);
   });
 
   it('stops forwarding at remove and leaves no table at close', async () => {
@@ -184,7 +195,7 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
     await p.ok({ op: 'send', ...PEER, to: '198.18.7.2:40000', count: 4, size: 60 });
     expect(await collect(r, RELAYED, 4)).toHaveLength(4);
     expect(await collect(p, CLIENT, 0)).toEqual([]);
-    expect((await r.ok({ op: 'counters' })).counters).toEqual({});
+    expect((await r.ok({ op: 'counters' })).counters!).toEqual({});
     await r.ok({ op: 'close' });
     expect(await nsExec(relay, 'nft', 'list', 'tables')).not.toContain('sc2c_relay_');
   });
