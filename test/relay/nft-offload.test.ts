@@ -11,11 +11,15 @@ import { createNamespace, deleteNamespace, nsExec } from '../../src/lab/netns.ts
 import { labUnavailable } from '../lab/support.ts';
 
 let why = await labUnavailable();
-if (!why) {
+for (const [command, pkg] of [
+  ['nft', 'nftables'],
+  ['ethtool', 'ethtool'],
+] as const) {
+  if (why) break;
   try {
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    execFileSync(command, ['--version'], { stdio: 'ignore' });
   } catch {
-    why = "no 'nft' command (scripts/setup-system.sh installs nftables)";
+    why = `no '${command}' command (scripts/setup-system.sh installs ${pkg})`;
   }
 }
 if (why && process.env.CI === 'true') throw new Error(`CI needs this: ${why}`);
@@ -97,6 +101,10 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
     await nsExec(peers, 'ip', 'addr', 'add', '198.18.7.3/24', 'dev', `op${tag}`);
     await nsExec(peers, 'ip', 'addr', 'add', '198.18.9.1/32', 'dev', 'lo');
     await nsExec(peers, 'ip', 'link', 'set', `op${tag}`, 'up');
+    // Full UDP checksums, computed by the sender and verified by the receiver (as from and to a
+    // NIC): by default veth carries a partial one that the receiver trusts, so a rewrite that got
+    // the checksum wrong would go unnoticed. The first test checks that a wrong one is dropped.
+    await nsExec(peers, 'ethtool', '-K', `op${tag}`, 'tx', 'off', 'rx', 'off');
     await nsExec(relay, 'ip', 'addr', 'add', '198.18.7.2/24', 'dev', `or${tag}`);
     await nsExec(relay, 'ip', 'link', 'set', `or${tag}`, 'up');
     await nsExec(relay, 'ip', 'route', 'add', '198.18.9.0/24', 'via', '198.18.7.1');
@@ -114,6 +122,29 @@ describe.skipIf(why !== undefined)('the relay kernel path (nftables netdev ingre
     await deleteNamespace(peers);
     await deleteNamespace(relay);
   }, 60_000);
+
+  it('control: the client side verifies UDP checksums, so a rewrite without checksum update is dropped', async () => {
+    // A raw write into the UDP payload (nft updates no checksum for it), then the forward the
+    // kernel path does. Not 0xffff: the payload's first bytes are zeros, and 0x0000 and 0xffff
+    // are the same one's-complement number, so the checksum would still hold.
+    await nsExec(
+      relay,
+      'nft',
+      `add table netdev control
+add chain netdev control in { type filter hook ingress device "or${tag}" priority -10; policy accept; }
+add rule netdev control in udp dport 40001 ip saddr set 198.18.7.2 @th,64,16 set 0x1234 ip daddr set 198.18.7.3 udp dport set 6000 fwd ip to 198.18.7.3 device "or${tag}"`,
+    );
+    const errors = async (): Promise<number> =>
+      Number(
+        /UdpInCsumErrors\s+(\d+)/.exec(await nsExec(peers, 'nstat', '-az', 'UdpInCsumErrors'))?.[1] ?? -1,
+      );
+    const before = await errors();
+    await p.ok({ op: 'send', ...PEER, to: '198.18.7.2:40001', count: 10, size: 100 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await errors()).toBe(before + 10);
+    expect(await collect(p, CLIENT, 0)).toEqual([]);
+    await nsExec(relay, 'nft', 'delete', 'table', 'netdev', 'control');
+  });
 
   it('starts in a table of its own, deleting those of processes that died, and needs no ip_forward', async () => {
     expect((await nsExec(relay, 'sysctl', '-n', 'net.ipv4.ip_forward')).trim()).toBe('0');
