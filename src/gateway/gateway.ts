@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { offerFor } from '../media/negotiate.ts';
 import type { Endpoint } from '../net/address.ts';
-import { sleep, type Timer } from '../net/clock.ts';
+import type { Timer } from '../net/clock.ts';
 import {
   type CallDescription,
   decodeSdp,
@@ -27,16 +27,16 @@ import { SC2C_CONTENT_TYPE } from '../signaling/server.ts';
 import { quoteWire } from '../signaling/sip-connection.ts';
 import { FreshPortNetwork } from '../traversal/fresh-ports.ts';
 import { DEFAULT_PIN_TTL } from '../traversal/pin.ts';
-import { type PortLease, PortMapper, type PortMappingStatus } from '../traversal/port-mapper.ts';
+import type { PortMappingStatus } from '../traversal/port-mapper.ts';
 import { findPrimeTtl, type PrimeTtlResult } from '../traversal/prime-ttl.ts';
-import { describeProbe, type NatProbe, probeNat, udpBlockedProbe } from '../traversal/probe.ts';
-import { NoStunAnswerError } from '../traversal/stun-tests.ts';
+import { describeProbe, type NatProbe, probeNat } from '../traversal/probe.ts';
 import { prepareTcpCandidate, probeTcp, type TcpProbe } from '../traversal/tcp-predict.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { ActiveCall } from './active-call.ts';
 import { type AnswerHost, answerCall } from './answer.ts';
 import { type CallRelay, describeWithRelay } from './call-relay.ts';
 import { CallRoutes } from './call-routes.ts';
+import { connectAny, onNode, startProbe } from './connect.ts';
 import { type MediaSetup, type RtcpPlan, setUpMedia } from './media-setup.ts';
 import { punchPair } from './pair-punch.ts';
 import {
@@ -47,19 +47,20 @@ import {
   straightToRelay,
 } from './path-policy.ts';
 import { readGoFields } from './pin-call.ts';
+import {
+  abandonDetection,
+  beginDetection,
+  type DetectionStart,
+  PortMappingDetection,
+} from './port-mapping-detection.ts';
 import { encryptionMismatch, secureOutcome, startEarlyDtls, withDtls } from './secure-call.ts';
 import { StatusReporter } from './status-report.ts';
 import { synchronizeCaller } from './synchronize.ts';
 import { closeTcp, punchTcpCall } from './tcp-punch.ts';
 import type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
 
+export { onNode } from './connect.ts';
 export type { CallOutcome, GatewayComponents, GatewayEvents, GatewayInit } from './types.ts';
-
-/**
- * How long a call's first attempt waits for port-mapping detection, from its start: a router on
- * the LAN answers PCP in a round trip of a few ms; PCP's first retransmission is due at 250 ms.
- */
-const DETECTION_WAIT_MS = 250;
 
 /**
  * sc2c-ttl's wait between the low-TTL primes and the first full checks (issue 21). The peer's full
@@ -67,14 +68,6 @@ const DETECTION_WAIT_MS = 250;
  * our primes only need to leave first; the margin covers each side's processing.
  */
 const DEFAULT_PRIME_WAIT_MS = 100;
-
-/** Port-mapping detection under way (issue 20). */
-interface Detection {
-  readonly abort: AbortController;
-  readonly result: Promise<{ readonly status: PortMappingStatus; readonly mapper?: PortMapper }>;
-  /** Resolves `DETECTION_WAIT_MS` after detection began. */
-  readonly waited: Promise<void>;
-}
 
 export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #calls = new Map<string, ActiveCall>();
@@ -92,15 +85,8 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
   readonly #status: StatusReporter;
   /** Issue 21: the priming TTL read at start (`findPrimeTtl`), for a gateway whose mode is sc2c-ttl. */
   primeTtl?: PrimeTtlResult;
-  /** Our router's port mapper, once detection found one (issue 20). */
-  #mapper?: PortMapper;
-  #portMapping?: PortMappingStatus;
-  #detecting?: Promise<void>;
-  /** Ends a detection still waiting on retransmissions when the gateway closes. */
-  #detectAbort?: AbortController;
-  /** Detection done, or `DETECTION_WAIT_MS` after it began: what a first attempt waits for. */
-  #detectionSettled?: Promise<void>;
-  #released?: Promise<void>;
+  /** Asking our router for port mappings (issue 20). */
+  readonly #mapping: PortMappingDetection;
 
   private constructor(
     private readonly c: GatewayComponents,
@@ -108,7 +94,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     readonly configured: GatewayInit,
     signaling: SignalingClient,
     public probe: NatProbe,
-    detection?: Detection,
+    detection?: DetectionStart,
     /** Issue 21: our NAT's TCP allocation, when `transport` is not `udp` and the server answered over TCP. */
     public tcpProbe?: TcpProbe,
   ) {
@@ -157,78 +143,27 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     );
     this.on('route', (callId) => this.#status.report(callId));
     this.#scheduleProbeRefresh();
-    this.#adoptDetection(detection);
+    this.#mapping = new PortMappingDetection(
+      detection,
+      probe,
+      this.signaling.connection.stream.local.address,
+      (event, ...args) => this.emit(event, ...args),
+    );
   }
 
   /** What asking our router found (issue 20); undefined while detection runs or when not asked. */
   get portMapping(): PortMappingStatus | undefined {
-    return this.#portMapping;
+    return this.#mapping.status;
   }
 
   /** Resolves when port-mapping detection has finished (at once when it was not asked for). */
   portMappingDetected(): Promise<void> {
-    return this.#detecting ?? Promise.resolve();
-  }
-
-  /**
-   * Port-mapping detection starts beside the NAT probe (`start`), so a router that answers has
-   * answered by the time the gateway runs; one that does not costs 1.75 s of retransmissions
-   * (every protocol at once) in the background, which registration does not wait for. A call's first attempt waits for it
-   * at most `DETECTION_WAIT_MS` from its start.
-   */
-  #adoptDetection(detection: Detection | undefined): void {
-    if (!detection) return;
-    const local = this.signaling.connection.stream.local.address;
-    // STUN saw our own address: no NAT between us and the world, nothing for a router to map.
-    if (this.probe.udpBlocked || this.probe.publicAddress === local) {
-      detection.abort.abort();
-      void detection.result.then(({ mapper }) => mapper?.close());
-      this.#portMapping = {
-        protocol: null,
-        reason: this.probe.udpBlocked ? 'UDP is blocked' : `no NAT in front of ${local}: nothing to map`,
-      };
-      return;
-    }
-    this.#detectAbort = detection.abort;
-    this.#detecting = detection.result
-      .then(({ status, mapper }) => {
-        if (this.#closed) {
-          void mapper?.close();
-          return;
-        }
-        this.#portMapping = status;
-        this.#mapper = mapper;
-        mapper?.on('renewed', (l) => this.emit('lease', 'renewed', leaseText(l)));
-        mapper?.on('moved', (l, was) =>
-          this.emit('lease', 'moved', `${leaseText(l)} (was ${was.externalPort})`),
-        );
-        mapper?.on('lost', (l, why) => this.emit('lease', 'lost', `${leaseText(l)}: ${why}`));
-        mapper?.on('reset', () => this.emit('lease', 'reset', 'the router lost its mappings; asking again'));
-        this.emit('port-mapping', status);
-      })
-      .catch((error: Error) => {
-        this.#portMapping = { protocol: null, reason: `port mapping detection failed: ${error.message}` };
-        this.emit('port-mapping', this.#portMapping);
-      });
-    this.#detectionSettled = Promise.race([this.#detecting, detection.waited]);
-  }
-
-  /** Starts asking the router (issue 20), unless the gateway talks on loopback. */
-  static #beginDetection(c: GatewayComponents, init: GatewayInit, local: string): Detection | undefined {
-    const asked = init.portMapping;
-    // A gateway on loopback (tests, one machine) must not ask the machine's real router.
-    if (!asked || local.startsWith('127.')) return undefined;
-    const abort = new AbortController();
-    return {
-      abort,
-      result: PortMapper.detect(c, { ...asked, clientAddress: asked.clientAddress ?? local }, abort.signal),
-      waited: sleep(c.clock, DETECTION_WAIT_MS, abort.signal).catch(() => {}),
-    };
+    return this.#mapping.detected();
   }
 
   /** Resolves once `close()` has deleted our leases on the router (at once when there were none). */
   released(): Promise<void> {
-    return this.#released ?? Promise.resolve();
+    return this.#mapping.released();
   }
 
   get signaling(): SignalingClient {
@@ -317,53 +252,6 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     }, every);
   }
 
-  /**
-   * The NAT probe at start. With no STUN answer and a relay reached over TCP or TLS the gateway still
-   * starts, relay-only (`udpBlocked`): a network that blocks UDP can carry calls no other way.
-   */
-  static async #probe(
-    components: GatewayComponents,
-    init: GatewayInit,
-    signal?: AbortSignal,
-  ): Promise<NatProbe> {
-    try {
-      return await probeNat(components, { server: init.stunServer, rtoMs: init.stunRtoMs ?? 200, signal });
-    } catch (error) {
-      if (
-        (init.relay?.transport ?? 'udp') === 'udp' ||
-        signal?.aborted ||
-        !(error instanceof NoStunAnswerError)
-      )
-        throw error;
-      return udpBlockedProbe(components.clock.now());
-    }
-  }
-
-  /**
-   * The first server that answers, in order (issue 24: the configured node, then the others); the
-   * first one's error when none does, so a single-server gateway fails as before.
-   */
-  static async #connectAny(
-    components: GatewayComponents,
-    init: GatewayInit,
-    signal?: AbortSignal,
-  ): Promise<{ signaling: SignalingClient; index: number }> {
-    const servers = [init.sip.server, ...(init.failover ?? [])];
-    let first: unknown;
-    for (const [index, server] of servers.entries()) {
-      try {
-        return {
-          signaling: await SignalingClient.connect(components, { ...init.sip, server }, signal),
-          index,
-        };
-      } catch (error) {
-        first ??= error;
-        if (signal?.aborted) break;
-      }
-    }
-    throw first;
-  }
-
   static async start(given: GatewayComponents, init: GatewayInit, signal?: AbortSignal): Promise<Gateway> {
     // Every probe and media socket must open a new NAT session: never reuse a recently used port.
     // Gateways on one host (a camera each) may share one tracker: they share the host's ports.
@@ -372,21 +260,21 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
         ? given.network
         : new FreshPortNetwork(given.network, given.clock);
     const components = { ...given, network };
-    const { signaling, index } = await Gateway.#connectAny(components, init, signal);
+    const { signaling, index } = await connectAny(components, init, signal);
     // Probed against the STUN server of the node that answered (issue 24).
     const here = onNode(init, [init.sip.server, ...(init.failover ?? [])][index]!);
-    let detection: Detection | undefined;
+    let detection: DetectionStart | undefined;
     try {
       await signaling.register();
       // Beside the probe: the router's answer (a few ms on a LAN) is in before the first call.
-      detection = Gateway.#beginDetection(components, init, signaling.connection.stream.local.address);
+      detection = beginDetection(components, init, signaling.connection.stream.local.address);
       // The TCP probe first: its sessions would move a shared port counter under the UDP probe's
       // newest port, which a first offer predicts from.
       const tcpProbe =
         (init.transport ?? 'udp') === 'udp'
           ? undefined
           : await probeTcp(components, { server: here.stunServer, signal });
-      const probe = init.probe ?? (await Gateway.#probe(components, here, signal));
+      const probe = init.probe ?? (await startProbe(components, here, signal));
       // Issue 21: a gateway that primes reads how far its NAT is, once, before any call.
       const primeTtl =
         init.mode === 'sc2c-ttl' &&
@@ -408,8 +296,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       gateway.#init = here;
       return gateway;
     } catch (error) {
-      detection?.abort.abort();
-      void detection?.result.then(({ mapper }) => mapper?.close());
+      abandonDetection(detection);
       signaling.close();
       throw error;
     }
@@ -661,8 +548,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     this.#status.close();
     for (const callId of [...this.#calls.keys()]) this.#end(callId);
     this.#signaling.close();
-    this.#detectAbort?.abort();
-    this.#released = this.#mapper?.close();
+    void this.#mapping.close();
   }
 
   /**
@@ -677,7 +563,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     mapPorts = false,
     remote?: Pick<CallDescription, 'udpBlocked' | 'transport'>,
   ): Promise<MediaSetup & { readonly tcp?: { readonly localPort: number } }> {
-    if (mapPorts && this.#detectionSettled) await this.#detectionSettled;
+    if (mapPorts) await this.#mapping.settled();
     const transport = this.init.transport ?? 'udp';
     const tcp =
       transport !== 'udp' &&
@@ -696,7 +582,7 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
       // A TCP call pins nothing: the rungs are UDP.
       pin: tcp ? false : this.init.punch?.pin,
       pinLater,
-      mapper: mapPorts && !tcp ? this.#mapper : undefined,
+      mapper: mapPorts && !tcp ? this.#mapping.mapper : undefined,
     });
     if (!tcp) return setup;
     // After the UDP sample, which would otherwise take the port predicted here: a TCP call's
@@ -974,24 +860,4 @@ export class Gateway extends TypedEmitter<GatewayEvents> {
     active.routed?.close();
     void active.relay?.close();
   }
-}
-
-function leaseText(lease: PortLease): string {
-  const m = lease.mapping;
-  return `${m.protocol} ${m.externalAddress}:${m.externalPort} -> port ${lease.internalPort}, ${m.lifetimeS} s`;
-}
-
-/**
- * `init` as a gateway registered with `node` sees it (issue 24): the STUN server and relay that
- * were on the first server's host move to `node`'s host, on the same ports; any others stay.
- */
-export function onNode(init: GatewayInit, node: Endpoint): GatewayInit {
-  const home = init.sip.server.address;
-  if (node.address === home) return init;
-  const moved = (e: Endpoint): Endpoint => (e.address === home ? { address: node.address, port: e.port } : e);
-  return {
-    ...init,
-    stunServer: moved(init.stunServer),
-    ...(init.relay ? { relay: { ...init.relay, server: moved(init.relay.server) } } : {}),
-  };
 }
