@@ -209,7 +209,7 @@ export function metrics(
     );
     counter(
       'sc2c_turn_kernel_bytes_total',
-      'Bytes the kernel forwarded for raw relays.',
+      'UDP payload bytes the kernel forwarded for raw relays.',
       () => t().kernelBytes,
     );
     counter(

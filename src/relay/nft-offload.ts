@@ -7,7 +7,7 @@
  * stack sees it.
  *
  *   ingress hook of each interface peers arrive on:
- *     ip protocol udp, unfragmented: ip daddr . udp dport vmap @routes  -> chain p<N>
+ *     ip protocol udp, no IP options, unfragmented: ip daddr . udp dport vmap @routes  -> chain p<N>
  *   chain p<N>: ip saddr PEER udp sport P counter c<N> (what the call records and /metrics read)
  *               ip saddr set RELAY udp sport set PORT ip daddr set CLIENT udp dport set CPORT
  *               ip ttl set 64 fwd ip to NEXT-HOP device OUT
@@ -17,7 +17,9 @@
  * handled, which cost ~1.5 µs a packet on the relay's own TURN traffic too (docs/benchmarks.md).
  * The next hop and the interface out are those of the route to the client when the rules go in;
  * the kernel resolves the next hop's link address per datagram (its neighbour table). A fragment is
- * never matched: fragments go up the stack, are reassembled and relayed in userspace.
+ * never matched: fragments go up the stack, are reassembled and relayed in userspace; nor is a
+ * datagram with IP options, so that the counters' bytes (whole IP packets) less 28 a packet are the
+ * UDP payload bytes the userspace path counts.
  *
  * A flow is known by where it was sent, the relayed address and port: only the process bound to
  * that port has it in its map, so several relay processes (shards), each with a table of its own,
@@ -36,6 +38,8 @@ const COMMAND_TIMEOUT_MS = 10_000;
  * default net.ipv4.ip_default_ttl), whatever TTL it arrived with.
  */
 const FORWARD_TTL = 64;
+/** An IPv4 header without options and a UDP header: what the counters count beyond the payload. */
+const HEADERS = 28;
 /** Interface names as the kernel allows them (IFNAMSIZ 16, with its NUL). */
 const DEVICE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -198,7 +202,7 @@ table netdev ${t} {
           ? []
           : [
               `add chain netdev ${t} ${chain} { type filter hook ingress device "${inbound.device}" priority 0; policy accept; }`,
-              `add rule netdev ${t} ${chain} meta protocol ip ip protocol udp ip frag-off & 0x3fff == 0 ip daddr . udp dport vmap @routes`,
+              `add rule netdev ${t} ${chain} meta protocol ip ip hdrlength 5 ip protocol udp ip frag-off & 0x3fff == 0 ip daddr . udp dport vmap @routes`,
             ]),
         `add chain netdev ${t} p${id}`,
         `add rule netdev ${t} p${id} ip saddr ${peer.address} udp sport ${peer.port} counter name c${id}` +
@@ -237,7 +241,9 @@ table netdev ${t} {
         const name = item.counter?.name;
         const id = name?.startsWith('c') ? Number(name.slice(1)) : Number.NaN;
         if (!Number.isInteger(id) || !this.#installed.has(id)) continue;
-        counts.set(id, { packets: item.counter?.packets ?? 0, bytes: item.counter?.bytes ?? 0 });
+        const packets = item.counter?.packets ?? 0;
+        // The kernel counts whole IP packets; userspace counts UDP payloads.
+        counts.set(id, { packets, bytes: Math.max(0, (item.counter?.bytes ?? 0) - HEADERS * packets) });
       }
       return counts;
     });

@@ -80,7 +80,7 @@ export interface RelayOffload {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void>;
   /** Stops it and forgets the flows the kernel tracks for it. Idempotent. */
   remove(id: number): Promise<void>;
-  /** Packets and bytes the kernel forwarded per installed id, since its install. */
+  /** Packets and UDP payload bytes the kernel forwarded per installed id, since its install. */
   counters(): Promise<ReadonlyMap<number, { packets: number; bytes: number }>>;
   close(): Promise<void>;
 }
