@@ -344,7 +344,6 @@ interface Load {
   sink: Sink;
 }
 
-/** One generator step against a run's loads (or, with none, the direct no-relay baseline). */
 /** The most conntrack entries the relay namespace held after any step. */
 let conntrackEntriesSeen = 0;
 /** The relay namespace, once `inside` knows it. */
@@ -365,6 +364,7 @@ function conntrackEntries(): number {
   }
 }
 
+/** One generator step against a run's loads (or, with none, the direct no-relay baseline). */
 async function step(
   run: Run | null,
   payload: number,
@@ -394,6 +394,9 @@ async function step(
   ).reduce((a, b) => a + b, 0);
   await new Promise((r) => setTimeout(r, 300)); // stragglers in the relay's queues
   const elapsedS = (performance.now() - started) / 1000;
+  // The window closes here: what follows (reading the sinks, spawning a conntrack read) is not the relay's.
+  const relay1 = run ? processTicks(run.pid) : 0;
+  const machine1 = machineTicks();
   const delivered = (await count()) - delivered0;
   conntrackEntriesSeen = Math.max(conntrackEntriesSeen, conntrackEntries());
   return {
@@ -403,8 +406,8 @@ async function step(
     deliveredPps: Math.round(delivered / options.stepS),
     lossPercent: sent === 0 ? 0 : Math.round((1 - delivered / sent) * 10_000) / 100,
     // Over the whole window (the generator's start and the stragglers' wait too), as the machine's.
-    relayCpuPercent: run ? Math.round(((processTicks(run.pid) - relay0) / CLK_TCK / elapsedS) * 100) : 0,
-    machineCores: Math.round(((machineTicks() - machine0) / CLK_TCK / elapsedS) * 1000) / 1000,
+    relayCpuPercent: run ? Math.round(((relay1 - relay0) / CLK_TCK / elapsedS) * 100) : 0,
+    machineCores: Math.round(((machine1 - machine0) / CLK_TCK / elapsedS) * 1000) / 1000,
     baselineCores: 0,
     costUs: null,
   };

@@ -78,7 +78,7 @@ export interface TurnShardPicker {
  */
 export interface RelayOffload {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void>;
-  /** Stops it and forgets the flows the kernel tracks for it. Idempotent. */
+  /** Removes its rules, so the kernel forwards nothing more for it. Idempotent. */
   remove(id: number): Promise<void>;
   /** Packets and UDP payload bytes the kernel forwarded per installed id, since its install. */
   counters(): Promise<ReadonlyMap<number, { packets: number; bytes: number }>>;
