@@ -2,7 +2,7 @@
  * `npm run bench:relay`: relays side by side in one run, with the same load, on two network
  * namespaces joined by a veth pair: coturn's `turnserver` (one relay thread), the TURN relay of
  * `sc2c server` (`sc2c-turn`), and the kernel fast path of `sc2c server` (`sc2c-kernel`, where
- * nftables runs).
+ * it can run: the eBPF program at the tc ingress hook, or nftables rules, `--kernel-paths`).
  *
  * Placement, so that the relay is measured and not the box:
  * - the relay under test runs in its own namespace, pinned to CPU 0 (`taskset -c 0`);
@@ -24,12 +24,12 @@
  * origin, of that against the delivered rate over its clean rates; `ppsPerCore` = 1 / that cost.
  * `vsCoturn` = coturn's slope over this relay's, both over the rates both carried cleanly.
  * `capacityPps` is the highest delivered rate with at most 1 % loss. Only the `sc2c-kernel` server
- * installs the kernel path's rules (the netdev ingress hook: they track nothing). The report's
+ * installs the kernel path (at the ingress hook, tracking nothing). The report's
  * `conntrack` says whether conntrack tracked datagrams in the relay namespace during the run (its
  * entry count, read after every step): when it did, every relay there paid for it alike.
  *
  * Usage: npm run bench:relay -- [--step-s 3] [--rounds 3] [--max-pps 800000] [--relays coturn,sc2c-turn,sc2c-kernel]
- *        [--payloads 100,1200] [--shards 1] [--data-planes native,node] [--json] [--out FILE]
+ *        [--payloads 100,1200] [--shards 1] [--data-planes native,node] [--kernel-paths bpf,nft] [--json] [--out FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -79,6 +79,8 @@ interface Row {
   shards: number;
   /** Ours: who forwarded (`turn.dataPlane`): sc2c-relayd (`native`) or the server's event loop (`node`). */
   dataPlane?: DataPlane;
+  /** `sc2c-kernel`: which kernel path forwarded (`turn.kernelPath`): the eBPF program or nftables rules. */
+  kernelPath?: KernelPath;
   payloadBytes: number;
   capacityPps: number | null;
   relayCpuPercent: number | null;
@@ -101,6 +103,7 @@ interface Run {
   relay: RelayName;
   shards: number;
   dataPlane?: DataPlane;
+  kernelPath?: KernelPath;
   /** The relay process (coturn, or sc2c server with its relayd and shards), for its CPU. */
   pid: number;
   makeLoads(payload: number): Promise<Load[]>;
@@ -108,7 +111,12 @@ interface Run {
 }
 
 function label(run: Run): string {
-  const plane = run.relay === 'sc2c-turn' && run.dataPlane ? `/${run.dataPlane}` : '';
+  const plane =
+    run.relay === 'sc2c-turn' && run.dataPlane
+      ? `/${run.dataPlane}`
+      : run.relay === 'sc2c-kernel' && run.kernelPath
+        ? `/${run.kernelPath}`
+        : '';
   return `${run.relay}${plane}${run.shards > 1 ? ` x${run.shards}` : ''}`;
 }
 
@@ -134,6 +142,11 @@ const program = new Command('bench:relay')
     "sc2c-turn's data planes, comma-separated: native (sc2c-relayd), node (the server's event loop)",
     'native',
   )
+  .option(
+    '--kernel-paths <list>',
+    "sc2c-kernel's kernel paths, comma-separated: bpf (the eBPF program), nft (nftables rules)",
+    'bpf',
+  )
   .option('--json', 'print the results as JSON')
   .option('--out <file>', 'also write the JSON here')
   .option('--inside <relay-namespace>', '(internal) run in the load namespace, the relay in this one')
@@ -146,6 +159,7 @@ const options = program.opts<{
   payloads: string;
   shards: string;
   dataPlanes: string;
+  kernelPaths: string;
   json?: boolean;
   out?: string;
   inside?: string;
@@ -170,6 +184,13 @@ const dataPlanes = options.dataPlanes.split(',').map((text): DataPlane => {
   if (plane !== 'native' && plane !== 'node')
     fail(`data plane ${JSON.stringify(text)} is not native or node`);
   return plane;
+});
+
+type KernelPath = 'bpf' | 'nft';
+const kernelPaths = options.kernelPaths.split(',').map((text): KernelPath => {
+  const path = text.trim();
+  if (path !== 'bpf' && path !== 'nft') fail(`kernel path ${JSON.stringify(text)} is not bpf or nft`);
+  return path;
 });
 
 const shardCounts = options.shards.split(',').map((text) => {
@@ -544,6 +565,7 @@ async function interleaved(runs: readonly Run[], payload: number): Promise<Row[]
       relay: run.relay,
       shards: run.shards,
       ...(run.dataPlane && run.relay === 'sc2c-turn' ? { dataPlane: run.dataPlane } : {}),
+      ...(run.kernelPath && run.relay === 'sc2c-kernel' ? { kernelPath: run.kernelPath } : {}),
       payloadBytes: payload,
       capacityPps: best?.deliveredPps ?? null,
       relayCpuPercent: best?.relayCpuPercent ?? null,
@@ -616,8 +638,8 @@ async function kernelLoad(server: Endpoint): Promise<Load> {
 }
 
 /**
- * `kernel`: with the kernel path (nftables rules at the ingress hook). Only the `sc2c-kernel`
- * server has it, so that `sc2c-turn` measures the TURN path alone.
+ * `kernel`: with that kernel path (the eBPF program or nftables rules, at the ingress hook). Only
+ * the `sc2c-kernel` server has it, so that `sc2c-turn` measures the TURN path alone.
  */
 async function startOurs(
   dir: string,
@@ -625,7 +647,7 @@ async function startOurs(
   port: number,
   shards: number,
   dataPlane: DataPlane,
-  kernel: boolean,
+  kernel: KernelPath | undefined,
 ): Promise<ChildProcess> {
   const config = join(dir, `server-${port}.yaml`);
   writeFileSync(
@@ -642,6 +664,7 @@ turn:
   unauthenticatedPerSecond: 10000
   userQuota: 100 # fresh allocations at every rate, the old ones left to expire
   kernelForwarding: ${kernel ? 'on' : 'off'}
+  kernelPath: ${kernel ?? 'auto'}
   dataPlane: ${dataPlane}
   shards: ${shards}
   shardPort: ${port + 50}
@@ -680,16 +703,24 @@ async function inside(relayNs: string): Promise<void> {
     say(
       `relay benchmark: relay on CPU 0, load on CPU 1 (${cpus()[0]?.model ?? 'unknown CPU'}), ${options.stepS} s per step, ${options.rounds} rounds per rate`,
     );
-    const plans = relays.flatMap((relay): { relay: RelayName; shards: number; dataPlane?: DataPlane }[] => {
-      if (relay === 'coturn') return [{ relay, shards: 1 }];
-      // The kernel path forwards in nftables whatever the plane; the server runs with the first.
-      if (relay === 'sc2c-kernel') return [{ relay, shards: 1, dataPlane: dataPlanes[0]! }];
-      return dataPlanes.flatMap((dataPlane) => shardCounts.map((shards) => ({ relay, shards, dataPlane })));
-    });
+    const plans = relays.flatMap(
+      (relay): { relay: RelayName; shards: number; dataPlane?: DataPlane; kernelPath?: KernelPath }[] => {
+        if (relay === 'coturn') return [{ relay, shards: 1 }];
+        // The kernel path forwards in the kernel whatever the plane; the server runs with the first.
+        if (relay === 'sc2c-kernel')
+          return kernelPaths.map((kernelPath) => ({
+            relay,
+            shards: 1,
+            dataPlane: dataPlanes[0]!,
+            kernelPath,
+          }));
+        return dataPlanes.flatMap((dataPlane) => shardCounts.map((shards) => ({ relay, shards, dataPlane })));
+      },
+    );
     // Every relay starts now and runs to the end, idle while another is measured: each round
     // measures them one after the other at the same rate, against a baseline of that round.
     const runs: Run[] = [];
-    for (const [i, { relay, shards, dataPlane }] of plans.entries()) {
+    for (const [i, { relay, shards, dataPlane, kernelPath }] of plans.entries()) {
       const port = 40_000 + i * 400;
       let child: ChildProcess;
       const server: Endpoint = { address: RELAY_IP, port };
@@ -705,13 +736,13 @@ async function inside(relayNs: string): Promise<void> {
           extra: ['--relay-threads=1'],
           wrapper: ['ip', 'netns', 'exec', relayNs, 'taskset', '-c', '0'],
         });
-      } else
-        child = await startOurs(dir, relayNs, port, shards, dataPlane ?? 'native', relay === 'sc2c-kernel');
+      } else child = await startOurs(dir, relayNs, port, shards, dataPlane ?? 'native', kernelPath);
       children.push(child);
       runs.push({
         relay,
         shards,
         ...(dataPlane ? { dataPlane } : {}),
+        ...(kernelPath ? { kernelPath } : {}),
         pid: relayPid(child),
         loads: [],
         makeLoads: async (payload) => {
@@ -753,7 +784,7 @@ async function inside(relayNs: string): Promise<void> {
     );
     for (const r of rows)
       process.stdout.write(
-        `${`${r.relay === 'sc2c-turn' && r.dataPlane ? `${r.relay}/${r.dataPlane}` : r.relay}${r.shards > 1 ? ` x${r.shards}` : ''}`.padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${String(r.vsCoturn ?? '-').padStart(9)}  ${r.limitedBy}\n`,
+        `${`${r.relay}${r.dataPlane ? `/${r.dataPlane}` : ''}${r.kernelPath ? `/${r.kernelPath}` : ''}${r.shards > 1 ? ` x${r.shards}` : ''}`.padEnd(17)} ${String(r.payloadBytes).padStart(6)} B  ${String(r.capacityPps ?? '-').padStart(22)}  ${String(r.relayCpuPercent ?? '-').padStart(7)} %  ${String(r.ppsPerCore ?? '-').padStart(18)}  ${String(r.vsCoturn ?? '-').padStart(9)}  ${r.limitedBy}\n`,
       );
   }
 }

@@ -7,6 +7,7 @@ import { parseSource } from '../media/source.ts';
 import { type Endpoint, isIpv4 } from '../net/address.ts';
 import { SHA256_FINGERPRINT } from '../protocol/dtls/certificate.ts';
 import { TRAVERSAL_MODES } from '../protocol/sdp.ts';
+import { KERNEL_PATH_CHOICES } from '../relay/kernel-offload.ts';
 import { type Accounts, accountsFrom } from '../signaling/accounts.ts';
 import { parseConfig, readConfigFile } from '../util/config-file.ts';
 import { UsageError } from '../util/usage-error.ts';
@@ -85,11 +86,17 @@ export const serverSchema = z
         deniedPeers: z.array(z.string()).optional(),
         allowedPeers: z.array(z.string()).default([]),
         /**
-         * Forward raw-relay allocations (our own gateways' calls) in the kernel with nftables:
-         * `auto` when this process may (CAP_NET_ADMIN, nft and ip present), `on` to insist
-         * (the server refuses to start without it), `off` for userspace only (issue 23).
+         * Forward raw-relay allocations (our own gateways' calls) in the kernel: `auto` when this
+         * process may (CAP_NET_ADMIN and the tools of `kernelPath`), `on` to insist (the server
+         * refuses to start without it), `off` for userspace only (issue 23).
          */
         kernelForwarding: z.enum(['auto', 'on', 'off']).default('auto'),
+        /**
+         * How the kernel forwards them: `bpf` an eBPF program at the tc ingress hook (clang,
+         * bpftool, tc), `nft` stateless nftables rules at the netdev ingress hook (nft), `auto`
+         * eBPF where it can run, nftables otherwise.
+         */
+        kernelPath: z.enum(KERNEL_PATH_CHOICES).default('auto'),
         /**
          * Who forwards UDP clients' bound channels (issue 23): `native` is sc2c-relayd, a C process
          * that owns the relay's sockets and forwards in batches (the server refuses to start

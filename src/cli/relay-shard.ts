@@ -5,9 +5,10 @@
  */
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
+import { OffloadUnavailable, startKernelPath } from '../relay/kernel-offload.ts';
 import { NativeNetwork } from '../relay/native-socket.ts';
-import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { TurnServer } from '../relay/turn-server.ts';
+import type { RelayOffload } from '../relay/turn-types.ts';
 import { type RelayPlane, startRelayPlane } from './relay-plane.ts';
 import type { ShardReport, ShardStart } from './relay-shards.ts';
 
@@ -28,12 +29,13 @@ function stop(code: number): void {
 }
 
 async function start(message: ShardStart): Promise<void> {
-  let offload: NftRelayOffload | undefined;
+  let offload: RelayOffload | undefined;
   let kernel = 'no kernel forwarding (turned off)';
   if (message.kernelForwarding !== 'off') {
     try {
-      offload = await NftRelayOffload.start();
-      kernel = `kernel forwarding in nftables table ${offload.table}`;
+      const path = await startKernelPath(message.kernelPath ?? 'auto');
+      offload = path.offload;
+      kernel = path.description;
     } catch (error) {
       const why = error instanceof OffloadUnavailable ? error.message : String(error);
       if (message.kernelForwarding === 'on') throw new Error(`the kernel path cannot run: ${why}`);

@@ -15,6 +15,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Endpoint } from '../net/address.ts';
 import { quotaUser } from '../relay/credentials.ts';
+import type { KernelPathChoice } from '../relay/kernel-offload.ts';
 import {
   emptyTurnCounters,
   type TurnCounters,
@@ -43,6 +44,8 @@ export interface TurnShardsInit {
   readonly firstPort: number;
   readonly server: ShardServerInit;
   readonly kernelForwarding: 'auto' | 'on' | 'off';
+  /** Which kernel path a shard tries (`turn.kernelPath`). Default auto. */
+  readonly kernelPath?: KernelPathChoice;
   /** Each shard's data plane (`turn.dataPlane`). Default auto. */
   readonly dataPlane?: DataPlaneMode;
   readonly log: (line: string, level?: 'info' | 'warn') => void;
@@ -66,6 +69,7 @@ export interface ShardStart {
   readonly listen: Endpoint;
   readonly server: ShardServerInit;
   readonly kernelForwarding: 'auto' | 'on' | 'off';
+  readonly kernelPath: KernelPathChoice;
   readonly dataPlane: DataPlaneMode;
 }
 
@@ -227,6 +231,7 @@ export class TurnShards implements TurnShardPicker {
         listen: shard.listen,
         server: this.init.server,
         kernelForwarding: this.init.kernelForwarding,
+        kernelPath: this.init.kernelPath ?? 'auto',
         dataPlane: this.init.dataPlane ?? 'auto',
       } satisfies ShardStart);
     });

@@ -6,9 +6,10 @@ import { cidrContains, parseCidr } from '../net/address.ts';
 import { SystemClock } from '../net/clock.ts';
 import { NodeNetwork } from '../net/node-network.ts';
 import { CallRecordStore } from '../relay/call-records.ts';
+import { OffloadUnavailable, startKernelPath } from '../relay/kernel-offload.ts';
 import { NativeNetwork } from '../relay/native-socket.ts';
-import { NftRelayOffload, OffloadUnavailable } from '../relay/nft-offload.ts';
 import { RELAY_SOCKET_BUFFER_BYTES, TurnServer } from '../relay/turn-server.ts';
+import type { RelayOffload } from '../relay/turn-types.ts';
 import { passwordsOf } from '../signaling/accounts.ts';
 import { CAMERAS_EVENT, REPORT_EVENT } from '../signaling/presence.ts';
 import { SignalingServer } from '../signaling/server.ts';
@@ -202,6 +203,7 @@ export function registerServer(program: Command): void {
                   // Each shard holds its share of the capacity.
                   server: { ...serverInit, capacity: Math.ceil(t.capacity / t.shards) },
                   kernelForwarding: t.kernelForwarding,
+                  kernelPath: t.kernelPath,
                   dataPlane: t.dataPlane,
                   log,
                 });
@@ -213,12 +215,13 @@ export function registerServer(program: Command): void {
               const running = shards;
               opened.push(() => running.close());
             }
-            let offload: NftRelayOffload | undefined;
+            let offload: RelayOffload | undefined;
             // With shards, UDP allocations (the only ones the kernel path serves) are made there.
             if (t.kernelForwarding !== 'off' && !shards) {
               try {
-                offload = await NftRelayOffload.start();
-                kernel = `kernel forwarding in nftables table ${offload.table}`;
+                const path = await startKernelPath(t.kernelPath);
+                offload = path.offload;
+                kernel = path.description;
               } catch (error) {
                 const why = error instanceof OffloadUnavailable ? error.message : String(error);
                 if (t.kernelForwarding === 'on')

@@ -26,111 +26,20 @@
  * never act on each other's flows. Needs CAP_NET_ADMIN, `nft` (Debian's nftables) and `ip`
  * (iproute2); not net.ipv4.ip_forward.
  */
-import { spawn } from 'node:child_process';
 import type { Endpoint } from '../net/address.ts';
+import {
+  checked,
+  FORWARD_TTL,
+  HEADERS,
+  isAlive,
+  OffloadUnavailable,
+  routeTo,
+  run,
+  SerialQueue,
+} from './offload-common.ts';
 import type { RelayOffload } from './turn-types.ts';
 
 const TABLE_PREFIX = 'sc2c_relay_';
-/** Longest an nft or ip run may take before it counts as failed. */
-const COMMAND_TIMEOUT_MS = 10_000;
-/**
- * The TTL of a forwarded datagram: the relay sends it afresh, as the userspace path does (Linux's
- * default net.ipv4.ip_default_ttl), whatever TTL it arrived with.
- */
-const FORWARD_TTL = 64;
-/** An IPv4 header without options and a UDP header: what the counters count beyond the payload. */
-const HEADERS = 28;
-/** Interface names as the kernel allows them (IFNAMSIZ 16, with its NUL). */
-const DEVICE = /^[A-Za-z0-9_.:@-]{1,15}$/;
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-export class OffloadUnavailable extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OffloadUnavailable';
-  }
-}
-
-function run(
-  command: string,
-  args: readonly string[],
-  input?: string,
-): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    let child: ReturnType<typeof spawn>;
-    try {
-      child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    } catch (error) {
-      reject(error);
-      return;
-    }
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
-    child.stdout!.on('data', (d) => {
-      if (out.length < 4 * 1024 * 1024) out += d;
-    });
-    child.stderr!.on('data', (d) => {
-      if (err.length < 64 * 1024) err += d;
-    });
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, out, err });
-    });
-    if (input !== undefined) {
-      child.stdin!.on('error', () => {}); // it exited without reading: its exit code says why
-      child.stdin!.end(input);
-    }
-  });
-}
-
-/** Addresses go into nft's text only after this: a name from the network never does. */
-function checkedAddress(address: string): string {
-  const match = IPV4.exec(address);
-  if (!match || match.slice(1).some((o) => Number(o) > 255) || address === '0.0.0.0')
-    throw new RangeError(`not an IPv4 host address: ${address}`);
-  return address;
-}
-
-function checked(endpoint: Endpoint): Endpoint {
-  checkedAddress(endpoint.address);
-  if (!Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65_535)
-    throw new RangeError(`bad port ${endpoint.port}`);
-  return endpoint;
-}
-
-/** Where the kernel sends a datagram for `to` from `from`: the interface and the next hop. */
-interface Hop {
-  readonly device: string;
-  readonly nextHop: string;
-}
-
-/**
- * The route the kernel would take now (`ip -j route get TO from FROM`): a gateway's address, or
- * `to` itself when it is on the link (or this host's own, out of `lo`). Anything but a unicast or
- * local route (unreachable, blackhole, broadcast) is refused.
- */
-async function routeTo(to: string, from: string): Promise<Hop> {
-  const result = await run('ip', ['-j', 'route', 'get', checkedAddress(to), 'from', checkedAddress(from)]);
-  if (result.code !== 0) throw new Error(`no route to ${to}: ${result.err.trim()}`);
-  let routes: { type?: string; gateway?: string; dev?: string }[];
-  try {
-    routes = JSON.parse(result.out);
-  } catch {
-    throw new Error(`ip route get ${to}: unreadable output`);
-  }
-  const route = Array.isArray(routes) ? routes[0] : undefined;
-  if (!route || (route.type !== undefined && route.type !== 'unicast' && route.type !== 'local'))
-    throw new Error(`no unicast route to ${to} (${route?.type ?? 'none'})`);
-  if (typeof route.dev !== 'string' || !DEVICE.test(route.dev))
-    throw new Error(`route to ${to}: unusable interface ${String(route.dev)}`);
-  const nextHop = checkedAddress(typeof route.gateway === 'string' ? route.gateway : to);
-  return { device: route.dev, nextHop };
-}
 
 export class NftRelayOffload implements RelayOffload {
   readonly table = `${TABLE_PREFIX}${process.pid}`;
@@ -139,7 +48,7 @@ export class NftRelayOffload implements RelayOffload {
   /** The interfaces whose ingress this table hooks, and each one's base chain. */
   readonly #hooks = new Map<string, string>();
   /** nft runs one at a time, so an install and its removal keep their order. */
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   #closed = false;
 
   private constructor() {}
@@ -270,17 +179,6 @@ table netdev ${t} {
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
-    const next = this.#queue.then(task, task);
-    this.#queue = next.catch(() => undefined);
-    return next;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    return this.#queue.run(task);
   }
 }

@@ -1,11 +1,13 @@
 /**
- * A helper the kernel-path test (nft-offload.test.ts) runs inside a network namespace, under
+ * A helper the kernel-path test (kernel-offload.test.ts) runs inside a network namespace, under
  * `ip netns exec`: it answers one JSON command per stdin line with one JSON line. Commands bind and
- * use UDP sockets there, and drive an `NftRelayOffload` in that namespace.
+ * use UDP sockets there, and drive a kernel path (eBPF or nftables) in that namespace.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
+import { BpfRelayOffload } from '../../src/relay/bpf-offload.ts';
 import { NftRelayOffload } from '../../src/relay/nft-offload.ts';
+import type { RelayOffload } from '../../src/relay/turn-types.ts';
 
 /** Datagrams kept per socket: enough for a test, bounded all the same. */
 const KEEP = 10_000;
@@ -17,7 +19,7 @@ interface Received {
 }
 
 const sockets = new Map<string, { socket: Socket; received: Received[] }>();
-let offload: NftRelayOffload | undefined;
+let offload: RelayOffload | undefined;
 
 async function handle(command: Record<string, unknown>): Promise<unknown> {
   const key = `${command.address}:${command.port}`;
@@ -60,11 +62,18 @@ async function handle(command: Record<string, unknown>): Promise<unknown> {
       if (!entry) throw new Error(`no socket ${key}`);
       return { received: entry.received.splice(0) };
     }
-    case 'start':
-      offload = await NftRelayOffload.start();
-      return { table: offload.table };
+    case 'start': {
+      if (command.kind === 'bpf') {
+        const bpf = await BpfRelayOffload.start();
+        offload = bpf;
+        return { pins: bpf.pins, pid: process.pid };
+      }
+      const nft = await NftRelayOffload.start();
+      offload = nft;
+      return { table: nft.table, pid: process.pid };
+    }
     case 'install':
-      await offload!.install(Number(command.id), command.route as Parameters<NftRelayOffload['install']>[1]);
+      await offload!.install(Number(command.id), command.route as Parameters<RelayOffload['install']>[1]);
       return { ok: true };
     case 'remove':
       await offload!.remove(Number(command.id));
