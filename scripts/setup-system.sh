@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   iproute2   # `ip netns`, veth: the kernel lab's hosts (tests skip the lab when namespaces are absent)
   nftables   # the lab's kernel NAT boxes (masquerade, masquerade random-fully); the relay's kernel fast path (issue 23)
+  clang      # builds the relay's eBPF kernel path (src/relay/bpf/relay.bpf.c, clang -target bpf) at start
+  bpftool    # loads and pins that program and its maps, and reads its counters
   ethtool    # the kernel relay test turns veth checksum offload off, so that checksums are verified
   conntrack  # `sc2c lab exec <nat> -- conntrack -F` flushes a kernel NAT box's mappings
   gcc        # bench:relay compiles its load generator (scripts/udp-load.c)
