@@ -12,7 +12,8 @@
  *
  * Each relay process loads its own program and maps, pinned under /sys/fs/bpf/sc2c_relay_<pid>,
  * and attaches it with a tc filter of its own on each interface peers arrive on: preference 23596
- * (0x5c2c), handle = its pid. A datagram no route of this process names goes on to the next filter
+ * (0x5c2c), handle = its pid. The program has two entry points: `relay_eth` for Ethernet
+ * interfaces, `relay_ip` for L3 ones (TUN), where the IP header starts the packet. A datagram no route of this process names goes on to the next filter
  * (another shard's) and the stack, untouched. Filters and pins of processes that died are removed
  * at start. Only option-less, unfragmented IPv4 UDP is matched, as in the nftables path.
  *
@@ -135,14 +136,22 @@ async function isBpffs(path: string): Promise<boolean> {
   );
 }
 
-async function ifindexOf(device: string): Promise<number> {
+/**
+ * An interface's index and which of the program's entry points reads its datagrams: `relay_eth`
+ * where tc sees an Ethernet header, `relay_ip` where it sees none (TUN, ARPHRD_NONE).
+ */
+async function linkOf(device: string): Promise<{ ifindex: number; program: 'relay_eth' | 'relay_ip' }> {
   if (!DEVICE.test(device)) throw new Error(`bad interface name ${device}`);
   const result = await run('ip', ['-j', 'link', 'show', 'dev', device]);
-  const links = result.code === 0 ? (JSON.parse(result.out) as { ifindex?: unknown }[]) : [];
+  const links =
+    result.code === 0 ? (JSON.parse(result.out) as { ifindex?: unknown; link_type?: unknown }[]) : [];
   const ifindex = links[0]?.ifindex;
   if (typeof ifindex !== 'number' || !Number.isInteger(ifindex) || ifindex < 1)
     throw new Error(`no interface ${device}: ${result.err.trim()}`);
-  return ifindex;
+  const type = links[0]?.link_type;
+  if (type !== 'ether' && type !== 'none')
+    throw new Error(`interface ${device} is of link type ${String(type)}, which the eBPF path does not read`);
+  return { ifindex, program: type === 'ether' ? 'relay_eth' : 'relay_ip' };
 }
 
 /** The interfaces of this network namespace. */
@@ -245,9 +254,9 @@ export class BpfRelayOffload implements RelayOffload {
       if (built.code !== 0) throw new OffloadUnavailable(`clang cannot build ${SOURCE}: ${built.err.trim()}`);
       const loaded = await run('bpftool', [
         'prog',
-        'load',
+        'loadall',
         object,
-        join(offload.pins, 'prog'),
+        offload.pins,
         'type',
         'classifier',
         'pinmaps',
@@ -273,12 +282,13 @@ export class BpfRelayOffload implements RelayOffload {
       // The peer's datagrams come in where datagrams to it go out (routes are symmetric here).
       const inbound = await routeTo(peer.address, relayed.address);
       const outbound = await routeTo(client.address, relayed.address);
-      const ifindex = await ifindexOf(outbound.device);
+      const { ifindex } = await linkOf(outbound.device);
       const earlier = this.#installed.get(id);
       if (earlier && (earlier.relayed.address !== relayed.address || earlier.relayed.port !== relayed.port))
         throw new Error(`id ${id} is installed for another relayed port`);
       if (!earlier && this.#installed.size >= MAX_ROUTES) throw new Error('the kernel path is full');
-      if (!this.#hooked.has(inbound.device)) await this.#attach(inbound.device);
+      if (!this.#hooked.has(inbound.device))
+        await this.#attach(inbound.device, (await linkOf(inbound.device)).program);
       // A new peer source replaces the old one's route; the counter (its slot) carries on.
       const slot = earlier?.slot ?? this.#takeSlot();
       const commands = [
@@ -355,7 +365,7 @@ export class BpfRelayOffload implements RelayOffload {
     });
   }
 
-  async #attach(device: string): Promise<void> {
+  async #attach(device: string, program: 'relay_eth' | 'relay_ip'): Promise<void> {
     const qdisc = await run('tc', ['qdisc', 'add', 'dev', device, 'clsact']);
     // Already there (another relay process, or ours before): "File exists" or "Exclusivity flag on".
     if (qdisc.code !== 0 && !/exists|exclusivity/i.test(qdisc.err))
@@ -364,7 +374,7 @@ export class BpfRelayOffload implements RelayOffload {
       ...this.#filterArgs('add', device),
       'da',
       'object-pinned',
-      join(this.pins, 'prog'),
+      join(this.pins, program),
     ]);
     if (filter.code !== 0) throw new Error(`tc filter: ${lastLines(filter.err)}`);
     this.#hooked.add(device);

@@ -2,9 +2,11 @@
  * Issue 23: the relay's kernel fast path on a real kernel. Between two symmetric-random NATs no
  * port can be predicted, so the demo's call goes to the relay; the viewer's gateway asks for a raw
  * relay and latches it, and the server (in its lab namespace, with CAP_NET_ADMIN) forwards the
- * camera's media with nftables rules. The server's own counters, read from its /metrics, show the
- * kernel carried it (the lab's server namespace has net.ipv4.ip_forward off: the rules send
- * datagrams out themselves). And `turn.kernelForwarding: on` where the kernel path cannot run is
+ * camera's media in the kernel: with `turn.kernelPath: auto` and every tool present (as in CI),
+ * the eBPF program's L3 entry point, since the lab's hosts are joined by TUN devices (the
+ * nftables path is tested on its own in test/relay/kernel-offload.test.ts). The server's own
+ * counters, read from its /metrics, show the kernel carried it (the lab's server namespace has
+ * net.ipv4.ip_forward off: the kernel path sends datagrams out itself). And `turn.kernelForwarding: on` where the kernel path cannot run is
  * refused at start with the reason.
  */
 import { execFileSync } from 'node:child_process';
@@ -16,11 +18,16 @@ import { createNamespace, deleteNamespace } from '../../src/lab/netns.ts';
 import { BIN, labUnavailable } from './support.ts';
 
 let why = await labUnavailable();
-if (!why) {
+for (const [command, flag, pkg] of [
+  ['nft', '--version', 'nftables'],
+  ['clang', '--version', 'clang'],
+  ['bpftool', 'version', 'bpftool'],
+] as const) {
+  if (why) break;
   try {
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    execFileSync(command, [flag], { stdio: 'ignore' });
   } catch {
-    why = "no 'nft' command (scripts/setup-system.sh installs nftables)";
+    why = `no '${command}' command (scripts/setup-system.sh installs ${pkg})`;
   }
 }
 if (why && process.env.CI === 'true') throw new Error(`CI needs this: ${why}`);

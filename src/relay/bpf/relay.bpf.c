@@ -1,6 +1,6 @@
 /*
  * The relay's kernel fast path as an eBPF program (issue 23), for the tc ingress hook of each
- * interface a call's peers arrive on. It does what the nftables rules of nft-offload.ts do, in one
+ * interface a call's peers arrive on: `relay_eth` on Ethernet interfaces, `relay_ip` on L3 ones. It does what the nftables rules of nft-offload.ts do, in one
  * pass: a permitted peer's datagram to a relayed port is rewritten into one from that port to the
  * client's latched address, and sent straight out of the interface towards the client.
  *
@@ -30,8 +30,9 @@ typedef unsigned long long __u64;
 #define BPF_F_MARK_MANGLED_0 0x20
 #define AF_INET 2
 #define ETH_HLEN 14
-#define IP_CSUM_OFF (ETH_HLEN + 10)
-#define UDP_CSUM_OFF (ETH_HLEN + 20 + 6)
+/* Offsets in the IP header and after it. */
+#define IP_CSUM_OFF 10
+#define UDP_CSUM_OFF (20 + 6)
 /* Big-endian constants as a little-endian load sees them (the BPF target is the host's order). */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define BE16(x) ((__u16)((((x) & 0xff) << 8) | ((x) >> 8)))
@@ -54,6 +55,7 @@ struct bpf_redir_neigh {
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_l3_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from, __u64 to, __u64 flags) = (void *)10;
 static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from, __u64 to, __u64 flags) = (void *)11;
+static long (*bpf_skb_change_head)(struct __sk_buff *skb, __u32 len, __u64 flags) = (void *)43;
 static long (*bpf_redirect_neigh)(__u32 ifindex, struct bpf_redir_neigh *params, int plen, __u64 flags) = (void *)152;
 
 /* Where a datagram was sent: the relayed address and port (network order). */
@@ -104,13 +106,16 @@ static __u32 fold(__u32 sum) {
   return (sum & 0xffff) + (sum >> 16);
 }
 
-SEC("tc")
-int relay(struct __sk_buff *skb) {
+/*
+ * One pass over a datagram whose IP header starts `l2` bytes into the packet: 14 on an Ethernet
+ * interface (veth, NICs), 0 on an L3 one (TUN, WireGuard), where tc sees no link header.
+ */
+static __attribute__((always_inline)) int forward(struct __sk_buff *skb, const __u32 l2) {
   __u8 *data = (__u8 *)(long)skb->data;
   __u8 *end = (__u8 *)(long)skb->data_end;
-  if (data + ETH_HLEN + 28 > end) return TC_ACT_UNSPEC;
-  if (*(__u16 *)(data + 12) != BE16(0x0800)) return TC_ACT_UNSPEC;
-  __u8 *ip = data + ETH_HLEN;
+  if (skb->protocol != BE16(0x0800) || data + l2 + 28 > end) return TC_ACT_UNSPEC;
+  if (l2 && *(__u16 *)(data + 12) != BE16(0x0800)) return TC_ACT_UNSPEC;
+  __u8 *ip = data + l2;
   /* Version 4 with no options, UDP, neither a fragment nor a first fragment. */
   if (ip[0] != 0x45 || ip[9] != 17 || (*(__u16 *)(ip + 6) & BE16(0x3fff)) != 0) return TC_ACT_UNSPEC;
   __u8 *udp = ip + 20;
@@ -127,7 +132,7 @@ int relay(struct __sk_buff *skb) {
   }
   /* The TTL (and the protocol beside it) as one header word, before and after. */
   __u16 old_ttl = *(__u16 *)(ip + 8);
-  ((__u8 *)ip)[8] = 64;
+  ip[8] = 64;
   __u16 new_ttl = *(__u16 *)(ip + 8);
   *(__u32 *)(ip + 12) = r->relay_addr;
   *(__u32 *)(ip + 16) = r->client_addr;
@@ -139,11 +144,23 @@ int relay(struct __sk_buff *skb) {
   struct bpf_redir_neigh nh = {AF_INET, r->next_hop, {0, 0, 0}};
   __u32 ifindex = r->ifindex;
   /* A zero UDP checksum (none, in IPv4) stays zero; the kernel keeps a partial one partial. */
-  if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, pseudo_diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-      bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, port_diff, BPF_F_MARK_MANGLED_0) ||
-      bpf_l3_csum_replace(skb, IP_CSUM_OFF, 0, ip_diff, 0))
+  if (bpf_l4_csum_replace(skb, l2 + UDP_CSUM_OFF, 0, pseudo_diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+      bpf_l4_csum_replace(skb, l2 + UDP_CSUM_OFF, 0, port_diff, BPF_F_MARK_MANGLED_0) ||
+      bpf_l3_csum_replace(skb, l2 + IP_CSUM_OFF, 0, ip_diff, 0))
     return TC_ACT_SHOT;
+  /*
+   * bpf_redirect_neigh takes a packet with a link header, which it strips before it resolves the
+   * next hop (it drops one without): from an L3 interface, room for one is made (zeroed, so not a
+   * multicast destination).
+   */
+  if (!l2 && bpf_skb_change_head(skb, ETH_HLEN, 0)) return TC_ACT_SHOT;
   return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
 }
+
+SEC("tc")
+int relay_eth(struct __sk_buff *skb) { return forward(skb, ETH_HLEN); }
+
+SEC("tc")
+int relay_ip(struct __sk_buff *skb) { return forward(skb, 0); }
 
 char LICENSE[] SEC("license") = "GPL";
