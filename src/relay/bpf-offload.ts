@@ -62,7 +62,7 @@ function fold(sum: number): number {
 }
 
 /** RFC 1624's difference for a checksum when the words `from` become the words `to`, folded. */
-export function checksumDiff(from: Buffer, to: Buffer): number {
+function checksumDiff(from: Buffer, to: Buffer): number {
   return fold(wordSum(Buffer.from(from.map((b) => ~b & 0xff))) + wordSum(to));
 }
 
@@ -251,7 +251,8 @@ export class BpfRelayOffload implements RelayOffload {
     try {
       const object = join(build, 'relay.bpf.o');
       const built = await run('clang', ['-O2', '-g', '-target', 'bpf', '-c', SOURCE, '-o', object]);
-      if (built.code !== 0) throw new OffloadUnavailable(`clang cannot build ${SOURCE}: ${built.err.trim()}`);
+      if (built.code !== 0)
+        throw new OffloadUnavailable(`clang cannot build ${SOURCE}: ${lastLines(built.err)}`);
       const loaded = await run('bpftool', [
         'prog',
         'loadall',
@@ -262,10 +263,11 @@ export class BpfRelayOffload implements RelayOffload {
         'pinmaps',
         offload.pins,
       ]);
-      if (loaded.code !== 0) {
-        await rm(offload.pins, { recursive: true, force: true });
+      if (loaded.code !== 0)
         throw new OffloadUnavailable(`bpftool could not load the BPF program: ${lastLines(loaded.err)}`);
-      }
+    } catch (error) {
+      await rm(offload.pins, { recursive: true, force: true });
+      throw error;
     } finally {
       await rm(build, { recursive: true, force: true });
     }
