@@ -27,12 +27,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Endpoint } from '../net/address.ts';
 import {
-  checked,
   checkedAddress,
+  checkedRoute,
   DEVICE,
   isAlive,
   OffloadUnavailable,
-  routeTo,
   run,
   SerialQueue,
 } from './offload-common.ts';
@@ -277,13 +276,7 @@ export class BpfRelayOffload implements RelayOffload {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void> {
     return this.#queue.run(async () => {
       if (this.#closed) throw new Error('the kernel path is closed');
-      if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`bad id ${id}`);
-      const relayed = checked(route.relayed);
-      const client = checked(route.client);
-      const peer = checked(route.peer);
-      // The peer's datagrams come in where datagrams to it go out (routes are symmetric here).
-      const inbound = await routeTo(peer.address, relayed.address);
-      const outbound = await routeTo(client.address, relayed.address);
+      const { relayed, client, peer, inbound, outbound } = await checkedRoute(id, route);
       const { ifindex } = await linkOf(outbound.device);
       const earlier = this.#installed.get(id);
       if (earlier && (earlier.relayed.address !== relayed.address || earlier.relayed.port !== relayed.port))

@@ -28,12 +28,11 @@
  */
 import type { Endpoint } from '../net/address.ts';
 import {
-  checked,
+  checkedRoute,
   FORWARD_TTL,
   HEADERS,
   isAlive,
   OffloadUnavailable,
-  routeTo,
   run,
   SerialQueue,
 } from './offload-common.ts';
@@ -93,13 +92,7 @@ table netdev ${t} {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void> {
     return this.#serial(async () => {
       if (this.#closed) throw new Error('the kernel path is closed');
-      if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`bad id ${id}`);
-      const relayed = checked(route.relayed);
-      const client = checked(route.client);
-      const peer = checked(route.peer);
-      // The peer's datagrams come in where datagrams to it go out (routes are symmetric here).
-      const inbound = await routeTo(peer.address, relayed.address);
-      const outbound = await routeTo(client.address, relayed.address);
+      const { relayed, client, peer, inbound, outbound } = await checkedRoute(id, route);
       const t = this.table;
       const earlier = this.#installed.get(id);
       const hook = this.#hooks.get(inbound.device);

@@ -74,7 +74,7 @@ export function checkedAddress(address: string): string {
   return address;
 }
 
-export function checked(endpoint: Endpoint): Endpoint {
+function checked(endpoint: Endpoint): Endpoint {
   checkedAddress(endpoint.address);
   if (!Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65_535)
     throw new RangeError(`bad port ${endpoint.port}`);
@@ -92,7 +92,7 @@ export interface Hop {
  * `to` itself when it is on the link (or this host's own, out of `lo`). Anything but a unicast or
  * local route (unreachable, blackhole, broadcast) is refused.
  */
-export async function routeTo(to: string, from: string): Promise<Hop> {
+async function routeTo(to: string, from: string): Promise<Hop> {
   const result = await run('ip', ['-j', 'route', 'get', checkedAddress(to), 'from', checkedAddress(from)]);
   if (result.code !== 0) throw new Error(`no route to ${to}: ${result.err.trim()}`);
   let routes: { type?: string; gateway?: string; dev?: string }[];
@@ -108,6 +108,30 @@ export async function routeTo(to: string, from: string): Promise<Hop> {
     throw new Error(`route to ${to}: unusable interface ${String(route.dev)}`);
   const nextHop = checkedAddress(typeof route.gateway === 'string' ? route.gateway : to);
   return { device: route.dev, nextHop };
+}
+
+/** An install's route, checked, with the interface its peer comes in on and the hop to its client. */
+export interface CheckedRoute {
+  readonly relayed: Endpoint;
+  readonly client: Endpoint;
+  readonly peer: Endpoint;
+  readonly inbound: Hop;
+  readonly outbound: Hop;
+}
+
+/** Checks an install's id and endpoints, then looks up both routes; throws saying what is wrong. */
+export async function checkedRoute(
+  id: number,
+  route: { relayed: Endpoint; client: Endpoint; peer: Endpoint },
+): Promise<CheckedRoute> {
+  if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`bad id ${id}`);
+  const relayed = checked(route.relayed);
+  const client = checked(route.client);
+  const peer = checked(route.peer);
+  // The peer's datagrams come in where datagrams to it go out (routes are symmetric here).
+  const inbound = await routeTo(peer.address, relayed.address);
+  const outbound = await routeTo(client.address, relayed.address);
+  return { relayed, client, peer, inbound, outbound };
 }
 
 export function isAlive(pid: number): boolean {
