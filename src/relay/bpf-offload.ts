@@ -156,8 +156,13 @@ async function linkOf(device: string): Promise<{ ifindex: number; program: 'rela
 /** The interfaces of this network namespace. */
 async function devices(): Promise<string[]> {
   const result = await run('ip', ['-j', 'link', 'show']);
-  if (result.code !== 0) return [];
-  const links = JSON.parse(result.out) as { ifname?: unknown }[];
+  let links: { ifname?: unknown }[] = [];
+  try {
+    links = result.code === 0 ? JSON.parse(result.out) : [];
+  } catch {
+    throw new OffloadUnavailable('ip -j link show: unreadable output');
+  }
+  if (!Array.isArray(links)) return [];
   return links.map((l) => l.ifname).filter((n): n is string => typeof n === 'string' && DEVICE.test(n));
 }
 

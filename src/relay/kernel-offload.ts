@@ -34,9 +34,9 @@ export async function startKernelPath(choice: KernelPathChoice): Promise<KernelP
         description: `kernel forwarding in eBPF (tc ingress), pinned at ${offload.pins}`,
       };
     } catch (error) {
-      if (!(error instanceof OffloadUnavailable)) throw error;
       if (choice === 'bpf') throw error;
-      bpfWhy = error.message;
+      // Whatever stopped it (a tool's odd output too), nftables may still run.
+      bpfWhy = (error as Error).message;
     }
   }
   try {

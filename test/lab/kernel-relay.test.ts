@@ -82,7 +82,7 @@ describe.skipIf(why !== undefined)('relay kernel fast path (issue 23)', () => {
     180_000,
   );
 
-  it('turn.kernelForwarding: on is refused at start where the kernel path cannot run (no nft), with the reason', async () => {
+  it('turn.kernelForwarding: on is refused at start where neither kernel path can run (no nft, no tc), with the reasons', async () => {
     const ns = `sc2c-kr${process.pid % 10_000}`;
     const dir = mkdtempSync(join(tmpdir(), 'sc2c-kernel-on-'));
     const config = join(dir, 'server.yaml');
@@ -121,6 +121,8 @@ turn:
       );
       expect(server.code).toBe(2);
       expect(server.stderr).toMatch(/turn\.kernelForwarding is on .* the 'nft' command is missing/);
+      // turn.kernelPath: auto tried eBPF first, and says why that could not run either.
+      expect(server.stderr).toMatch(/no eBPF: the 'tc' command is missing/);
     } finally {
       await deleteNamespace(ns);
     }
