@@ -13,8 +13,8 @@
  * Each relay process loads its own program and maps, pinned under /sys/fs/bpf/sc2c_relay_<pid>,
  * and attaches it with a tc filter of its own on each interface peers arrive on: preference 23596
  * (0x5c2c), handle = its pid. The program has two entry points: `relay_eth` for Ethernet
- * interfaces, `relay_ip` for L3 ones (TUN), where the IP header starts the packet. A datagram no route of this process names goes on to the next filter
- * (another shard's) and the stack, untouched. Filters and pins of processes that died are removed
+ * interfaces, `relay_ip` for L3 ones (TUN), where the IP header starts the packet. A datagram no
+ * route of this process names goes on to the next filter (another shard's) and the stack, untouched. Filters and pins of processes that died are removed
  * at start. Only option-less, unfragmented IPv4 UDP is matched, as in the nftables path.
  *
  * Needs CAP_NET_ADMIN and CAP_BPF (root), bpffs (mounted at /sys/fs/bpf if it is not), `clang`
@@ -42,10 +42,15 @@ const BPFFS = '/sys/fs/bpf';
 const BPF_FS_MAGIC = 0xcafe4a11;
 const PIN_PREFIX = 'sc2c_relay_';
 /** The tc filter preference every relay process's filter takes ("5c2c"); the handle is its pid. */
-export const FILTER_PREF = 0x5c2c;
+const FILTER_PREF = 0x5c2c;
 /** The maps' sizes in relay.bpf.c. */
 const MAX_ROUTES = 65_536;
 const ROUTE_BYTES = 36;
+/**
+ * Counter look-ups per bpftool run: its JSON answer is about 450 bytes a look-up, which keeps it
+ * well inside the 4 MiB a tool's output is read to, however many routes are installed.
+ */
+const LOOKUPS_PER_RUN = 2000;
 
 /** A one's-complement sum of 16-bit words, read in the BPF target's (the host's) byte order. */
 function wordSum(bytes: Buffer): number {
@@ -322,8 +327,9 @@ export class BpfRelayOffload implements RelayOffload {
         'hex',
         ...hex(routeKey(installed.relayed)).split(' '),
       ]);
-      this.#freeSlots.push(installed.slot);
+      // A route the kernel may still hold keeps its counter slot: no new route shares it.
       if (result.code !== 0) throw new Error(`bpftool: ${lastLines(result.err)}`);
+      this.#freeSlots.push(installed.slot);
     });
   }
 
@@ -331,24 +337,27 @@ export class BpfRelayOffload implements RelayOffload {
     return this.#queue.run(async () => {
       const counts = new Map<number, { packets: number; bytes: number }>();
       if (this.#installed.size === 0) return counts;
-      const ids = [...this.#installed.keys()];
-      const commands = ids.map(
-        (id) =>
-          `map lookup pinned ${this.#map('counters')} key hex ${hex(hostU32(this.#installed.get(id)!.slot))}`,
-      );
-      const result = await run('bpftool', ['-j', 'batch', 'file', '-'], `${commands.join('\n')}\n`);
-      if (result.code !== 0) throw new Error(`bpftool: ${lastLines(result.err)}`);
-      const parsed = JSON.parse(result.out) as {
-        output?: { formatted?: { value?: { packets?: unknown; bytes?: unknown } } };
-      }[];
-      if (!Array.isArray(parsed) || parsed.length !== ids.length)
-        throw new Error('bpftool: unreadable counters');
-      ids.forEach((id, i) => {
-        const value = parsed[i]?.output?.formatted?.value;
-        const packets = Number(value?.packets);
-        const bytes = Number(value?.bytes);
-        if (Number.isSafeInteger(packets) && Number.isSafeInteger(bytes)) counts.set(id, { packets, bytes });
-      });
+      const all = [...this.#installed.entries()];
+      for (let from = 0; from < all.length; from += LOOKUPS_PER_RUN) {
+        const part = all.slice(from, from + LOOKUPS_PER_RUN);
+        const commands = part.map(
+          ([, { slot }]) => `map lookup pinned ${this.#map('counters')} key hex ${hex(hostU32(slot))}`,
+        );
+        const result = await run('bpftool', ['-j', 'batch', 'file', '-'], `${commands.join('\n')}\n`);
+        if (result.code !== 0) throw new Error(`bpftool: ${lastLines(result.err)}`);
+        const parsed = JSON.parse(result.out) as {
+          output?: { formatted?: { value?: { packets?: unknown; bytes?: unknown } } };
+        }[];
+        if (!Array.isArray(parsed) || parsed.length !== part.length)
+          throw new Error('bpftool: unreadable counters');
+        part.forEach(([id], i) => {
+          const value = parsed[i]?.output?.formatted?.value;
+          const packets = Number(value?.packets);
+          const bytes = Number(value?.bytes);
+          if (Number.isSafeInteger(packets) && Number.isSafeInteger(bytes))
+            counts.set(id, { packets, bytes });
+        });
+      }
       return counts;
     });
   }

@@ -17,7 +17,6 @@ export const KERNEL_PATH_CHOICES = ['auto', 'bpf', 'nft'] as const;
 
 export interface KernelPath {
   readonly offload: RelayOffload;
-  readonly kind: 'bpf' | 'nft';
   /** For the start-up log: where the forwarding lives. */
   readonly description: string;
 }
@@ -30,7 +29,6 @@ export async function startKernelPath(choice: KernelPathChoice): Promise<KernelP
       const offload = await BpfRelayOffload.start();
       return {
         offload,
-        kind: 'bpf',
         description: `kernel forwarding in eBPF (tc ingress), pinned at ${offload.pins}`,
       };
     } catch (error) {
@@ -43,7 +41,6 @@ export async function startKernelPath(choice: KernelPathChoice): Promise<KernelP
     const offload = await NftRelayOffload.start();
     return {
       offload,
-      kind: 'nft',
       description: `kernel forwarding in nftables table ${offload.table}${bpfWhy ? ` (no eBPF: ${bpfWhy})` : ''}`,
     };
   } catch (error) {

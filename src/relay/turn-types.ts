@@ -74,7 +74,8 @@ export interface TurnShardPicker {
 
 /**
  * Kernel forwarding of raw-relay allocations: datagrams from `peer` to `relayed` go on to
- * `client`, from `relayed`, without reaching this process (nftables rules at the ingress hook).
+ * `client`, from `relayed`, without reaching this process (at the ingress hook: an eBPF program,
+ * bpf-offload.ts, or nftables rules, nft-offload.ts).
  */
 export interface RelayOffload {
   install(id: number, route: { relayed: Endpoint; client: Endpoint; peer: Endpoint }): Promise<void>;
